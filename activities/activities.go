@@ -1,0 +1,167 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+)
+
+// Activities are mailwave's side effects, each reaching out through a port.
+// Register one value with the worker; workflows call the methods through a
+// nil *Activities.
+type Activities struct {
+	notifier Notifier
+	copier   Copier
+	router   Router
+}
+
+// New builds the activities over their ports.
+func New(n Notifier, c Copier, r Router) *Activities {
+	return &Activities{notifier: n, copier: c, router: r}
+}
+
+// SendNoticeInput asks for one notice to one mailbox.
+type SendNoticeInput struct {
+	Mailbox   MailboxRef
+	Kind      NoticeKind
+	WaveID    string `json:",omitempty"`
+	MigrateAt time.Time
+}
+
+// SendNoticeResult says which message went out.
+type SendNoticeResult struct {
+	MessageID   string
+	AlreadySent bool
+	Attempt     int32
+}
+
+// SendNotice sends a notice with its deterministic Message-ID, so a retry
+// after a crash is recognised by the notifier and not sent twice.
+func (a *Activities) SendNotice(ctx context.Context, in SendNoticeInput) (SendNoticeResult, error) {
+	if in.Mailbox.Key == "" || in.Kind == "" {
+		return SendNoticeResult{}, toTemporal(Permanent(ErrTypeInvalidMailbox, "notice needs a mailbox key and a kind"))
+	}
+	id := NoticeMessageID(in.Mailbox.Key, in.Kind)
+	already, err := a.notifier.Send(ctx, Notice{
+		Mailbox: in.Mailbox, Kind: in.Kind, MessageID: id, WaveID: in.WaveID, MigrateAt: in.MigrateAt,
+	})
+	if err != nil {
+		return SendNoticeResult{}, toTemporal(err)
+	}
+	activity.GetLogger(ctx).Info("notice sent", "mailbox", in.Mailbox.Key, "kind", string(in.Kind), "alreadySent", already)
+	return SendNoticeResult{MessageID: id, AlreadySent: already, Attempt: activity.GetInfo(ctx).Attempt}, nil
+}
+
+// CopyInput asks for one copy pass over one mailbox.
+type CopyInput struct {
+	Mailbox MailboxRef
+	Pass    CopyPass
+}
+
+// CopyResult counts what the pass copied over all its attempts.
+type CopyResult struct {
+	Stats   CopyStats
+	Attempt int32
+	// Resumed is true when the pass went on from a heartbeated checkpoint.
+	Resumed bool
+}
+
+// CopyProgress is the heartbeat of a copy: where to resume, and what the
+// earlier attempts already copied.
+type CopyProgress struct {
+	Checkpoint Checkpoint
+	Stats      CopyStats
+}
+
+// CopyMailbox runs one copy pass. It heartbeats a checkpoint after every
+// durable step; a retry reads the last one and goes on from there.
+func (a *Activities) CopyMailbox(ctx context.Context, in CopyInput) (CopyResult, error) {
+	var prior CopyProgress
+	resumed := false
+	if activity.HasHeartbeatDetails(ctx) {
+		if err := activity.GetHeartbeatDetails(ctx, &prior); err == nil {
+			resumed = true
+		} else {
+			activity.GetLogger(ctx).Warn("unreadable copy checkpoint; starting the pass over", "mailbox", in.Mailbox.Key, "error", err)
+			prior = CopyProgress{}
+		}
+	}
+	stats, err := a.copier.Copy(ctx, CopyRequest{
+		Mailbox:    in.Mailbox,
+		Pass:       in.Pass,
+		Checkpoint: prior.Checkpoint,
+		Progress: func(cp Checkpoint, s CopyStats) {
+			activity.RecordHeartbeat(ctx, CopyProgress{Checkpoint: cp.Clone(), Stats: prior.Stats.Add(s)})
+		},
+	})
+	if err != nil {
+		return CopyResult{}, toTemporal(err)
+	}
+	total := prior.Stats.Add(stats)
+	activity.GetLogger(ctx).Info("copy pass done", "mailbox", in.Mailbox.Key, "pass", string(in.Pass),
+		"items", total.Items, "bytes", total.Bytes, "skipped", total.Skipped, "resumed", resumed)
+	return CopyResult{Stats: total, Attempt: activity.GetInfo(ctx).Attempt, Resumed: resumed}, nil
+}
+
+// CutoverInput asks for one mailbox's routing to move to the target.
+type CutoverInput struct {
+	Mailbox MailboxRef
+}
+
+// CutoverResult says whether the routing had already moved.
+type CutoverResult struct {
+	AlreadyDone bool
+	Attempt     int32
+}
+
+// Cutover points the mailbox's mail at the target. It reads the routing
+// first and succeeds at once if that is already done; it refuses, for good,
+// a mailbox whose T-14 notice was never sent.
+func (a *Activities) Cutover(ctx context.Context, in CutoverInput) (CutoverResult, error) {
+	attempt := activity.GetInfo(ctx).Attempt
+	route, err := a.router.Route(ctx, in.Mailbox)
+	if err != nil {
+		return CutoverResult{}, toTemporal(err)
+	}
+	if route == RouteTarget {
+		return CutoverResult{AlreadyDone: true, Attempt: attempt}, nil
+	}
+	sent, err := a.notifier.Sent(ctx, in.Mailbox.Key, NoticeT14)
+	if err != nil {
+		return CutoverResult{}, toTemporal(err)
+	}
+	if !sent {
+		return CutoverResult{}, toTemporal(Permanent(ErrTypeNoticeNotSent,
+			"mailbox %s: the T-14 notice was never sent, so it may not be cut over", in.Mailbox.Key))
+	}
+	if err := a.router.Cutover(ctx, in.Mailbox); err != nil {
+		return CutoverResult{}, toTemporal(err)
+	}
+	activity.GetLogger(ctx).Info("cut over", "mailbox", in.Mailbox.Key)
+	return CutoverResult{Attempt: attempt}, nil
+}
+
+// toTemporal turns a port's error into what Temporal's retry machinery
+// understands: permanent failures are non-retryable with their type, and
+// throttling is retryable with the server's back-off as the next delay.
+func toTemporal(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var perm *PermanentError
+	if errors.As(err, &perm) {
+		return temporal.NewNonRetryableApplicationError(perm.Error(), perm.Type, perm.Err)
+	}
+	var thr *ThrottledError
+	if errors.As(err, &thr) {
+		return temporal.NewApplicationErrorWithOptions(thr.Error(), ErrTypeThrottled, temporal.ApplicationErrorOptions{
+			NextRetryDelay: thr.RetryAfter,
+			Cause:          thr.Err,
+		})
+	}
+	return temporal.NewApplicationError(fmt.Sprint(err), ErrTypeTransient, err)
+}

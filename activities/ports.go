@@ -1,0 +1,134 @@
+// Package activities holds mailwave's side effects. Each activity reaches the
+// outside world only through a small interface (a port) defined here; the
+// implementations live under mail/ and never import Temporal.
+package activities
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// MailboxRef names one mailbox. Key is the opaque keyed hash used in workflow
+// IDs, search attributes and info logs; Address and DisplayName are personal
+// data and only ever reach the ports.
+type MailboxRef struct {
+	Key         string
+	Address     string
+	Org         string `json:",omitempty"`
+	DisplayName string `json:",omitempty"`
+}
+
+// NoticeKind is one of the three user notices.
+type NoticeKind string
+
+const (
+	NoticeT14     NoticeKind = "t14"     // two weeks ahead
+	NoticeT1      NoticeKind = "t1"      // the day before
+	NoticeSuccess NoticeKind = "success" // after cutover
+)
+
+// NoticeKinds lists the kinds in the order a mailbox receives them.
+var NoticeKinds = []NoticeKind{NoticeT14, NoticeT1, NoticeSuccess}
+
+// MessageIDDomain is the right-hand side of every notice's Message-ID.
+const MessageIDDomain = "notices.mailwave.invalid"
+
+// NoticeMessageID is the deterministic Message-ID of a notice: the same
+// mailbox and kind always give the same ID, so a retried send is recognisable
+// (the outbox overwrites, SMTP skips). It carries the opaque key, never the
+// address.
+func NoticeMessageID(key string, kind NoticeKind) string {
+	return fmt.Sprintf("<%s.%s@%s>", kind, key, MessageIDDomain)
+}
+
+// Notice is one message to one user.
+type Notice struct {
+	Mailbox   MailboxRef
+	Kind      NoticeKind
+	MessageID string
+	WaveID    string
+	MigrateAt time.Time
+}
+
+// Notifier sends user notices. Send must be idempotent by Notice.MessageID.
+type Notifier interface {
+	Send(ctx context.Context, n Notice) (alreadySent bool, err error)
+	// Sent reports whether the notice of that kind for that mailbox key went out.
+	Sent(ctx context.Context, key string, kind NoticeKind) (bool, error)
+}
+
+// CopyPass is the bulk pass ahead of cutover or the short delta at cutover.
+type CopyPass string
+
+const (
+	PassBulk  CopyPass = "bulk"
+	PassDelta CopyPass = "delta"
+)
+
+// FolderCheckpoint is how far a folder has been copied.
+type FolderCheckpoint struct {
+	UIDValidity uint32
+	LastUID     uint32
+}
+
+// Checkpoint is a copy's resumable position, heartbeated by the activity and
+// handed back on a retry. Folder names are the source's names.
+type Checkpoint struct {
+	Folders map[string]FolderCheckpoint `json:",omitempty"`
+}
+
+// Clone returns a deep copy, safe to hand to a heartbeat.
+func (c Checkpoint) Clone() Checkpoint {
+	out := Checkpoint{Folders: make(map[string]FolderCheckpoint, len(c.Folders))}
+	for k, v := range c.Folders {
+		out.Folders[k] = v
+	}
+	return out
+}
+
+// CopyStats counts what a copy did. Skipped counts messages found already on
+// the target (a resumed copy); BadItems counts messages that could not be
+// copied and were reported, never dropped silently.
+type CopyStats struct {
+	Items    int64
+	Bytes    int64
+	Skipped  int64
+	BadItems int64
+}
+
+// Add returns the sum of two stats.
+func (s CopyStats) Add(o CopyStats) CopyStats {
+	return CopyStats{Items: s.Items + o.Items, Bytes: s.Bytes + o.Bytes, Skipped: s.Skipped + o.Skipped, BadItems: s.BadItems + o.BadItems}
+}
+
+// CopyRequest asks a copier for one pass over one mailbox, from a checkpoint.
+// Progress is called after each durable step with the new checkpoint and the
+// stats so far in this attempt; the activity heartbeats them.
+type CopyRequest struct {
+	Mailbox    MailboxRef
+	Pass       CopyPass
+	Checkpoint Checkpoint
+	Progress   func(Checkpoint, CopyStats)
+}
+
+// Copier copies a mailbox's data from source to target. It must be
+// resumable from a checkpoint and must not add anything twice.
+type Copier interface {
+	Copy(ctx context.Context, req CopyRequest) (CopyStats, error)
+}
+
+// Route is where mail for a mailbox is delivered.
+type Route string
+
+const (
+	RouteSource Route = "source"
+	RouteTarget Route = "target"
+)
+
+// Router reads and changes mail routing (the cutover).
+type Router interface {
+	Route(ctx context.Context, m MailboxRef) (Route, error)
+	// Cutover points the mailbox at the target. It must succeed if it already is.
+	Cutover(ctx context.Context, m MailboxRef) error
+}

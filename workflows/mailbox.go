@@ -1,0 +1,316 @@
+package workflows
+
+import (
+	"errors"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"mailwave/activities"
+)
+
+// a is only a name for the activities' methods: the worker registers the
+// real value and the SDK calls that one.
+var a *activities.Activities
+
+// ErrTypeInvalidInput fails a workflow started with input it cannot use.
+const ErrTypeInvalidInput = "InvalidInput"
+
+// PauseRequest is the payload of the pause signal.
+type PauseRequest struct {
+	Reason string `json:",omitempty"`
+}
+
+// MailboxMigration is one mailbox's whole migration:
+//
+//	wait until T-14 -> notice -> wait until T-1 -> reminder -> wait until T
+//	  -> copy (bulk, then delta) -> cutover -> success notice
+//
+// A step that fails after its retries ends the mailbox in "needs support",
+// naming the step and the reason; the workflow itself completes normally.
+func MailboxMigration(ctx workflow.Context, in MailboxInput) (MailboxResult, error) {
+	if err := in.Validate(); err != nil {
+		return MailboxResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, nil)
+	}
+	m := newMailbox(ctx, in)
+	if err := m.setup(ctx); err != nil {
+		return MailboxResult{}, err
+	}
+	return m.run(ctx), nil
+}
+
+type mailbox struct {
+	in        MailboxInput
+	state     MailboxState
+	startedAt time.Time
+}
+
+// stepError is a step's failure after its retries.
+type stepError struct {
+	step Step
+	err  error
+}
+
+func (e *stepError) Error() string { return string(e.step) + ": " + e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
+
+func newMailbox(ctx workflow.Context, in MailboxInput) *mailbox {
+	notice, reminder := in.Leads()
+	now := workflow.Now(ctx)
+	return &mailbox{
+		in:        in,
+		startedAt: now,
+		state: MailboxState{
+			Key:        in.Mailbox.Key,
+			WaveID:     in.WaveID,
+			Stage:      StageScheduled,
+			StageSince: now,
+			MigrateAt:  in.MigrateAt,
+			NoticeAt:   in.MigrateAt.Add(-notice),
+			ReminderAt: in.MigrateAt.Add(-reminder),
+			Attempts:   map[Step]int32{},
+		},
+	}
+}
+
+// setup registers the query and the pause/resume signals, and publishes the
+// first stage unless whoever started the workflow already set it.
+func (m *mailbox) setup(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryState, func() (MailboxState, error) {
+		return m.state, nil
+	}); err != nil {
+		return err
+	}
+	pause := workflow.GetSignalChannel(ctx, SignalPause)
+	resume := workflow.GetSignalChannel(ctx, SignalResume)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(pause, func(c workflow.ReceiveChannel, _ bool) {
+				var req PauseRequest
+				c.Receive(ctx, &req)
+				m.state.Paused = true
+				workflow.GetLogger(ctx).Info("mailbox paused", "mailbox", m.state.Key, "reason", req.Reason)
+			})
+			sel.AddReceive(resume, func(c workflow.ReceiveChannel, _ bool) {
+				c.Receive(ctx, nil)
+				m.state.Paused = false
+				workflow.GetLogger(ctx).Info("mailbox resumed", "mailbox", m.state.Key)
+			})
+			sel.Select(ctx)
+		}
+	})
+	attrs := workflow.GetTypedSearchAttributes(ctx)
+	if _, ok := attrs.GetKeyword(SearchAttrStage); !ok {
+		updates := []temporal.SearchAttributeUpdate{
+			SearchAttrStage.ValueSet(string(m.state.Stage)),
+			SearchAttrStageSince.ValueSet(m.state.StageSince),
+		}
+		if m.in.WaveID != "" {
+			updates = append(updates, SearchAttrWave.ValueSet(m.in.WaveID))
+		}
+		return workflow.UpsertTypedSearchAttributes(ctx, updates...)
+	}
+	return nil
+}
+
+func (m *mailbox) run(ctx workflow.Context) MailboxResult {
+	err := m.migrate(ctx)
+	res := MailboxResult{Key: m.state.Key, Copied: m.state.Copied, StartedAt: m.startedAt}
+	var se *stepError
+	switch {
+	case err == nil:
+		res.Outcome = OutcomeMigrated
+		m.enter(ctx, StageMigrated)
+	case temporal.IsCanceledError(err):
+		res.Outcome = OutcomeCancelled
+		m.enter(ctx, StageCancelled)
+	case errors.As(err, &se):
+		res.Outcome = OutcomeNeedsSupport
+		res.FailedStep = se.step
+		res.ErrorType, res.Reason = describe(se.err)
+		m.state.LastError = res.Reason
+		m.enter(ctx, StageNeedsSupport)
+	default:
+		res.Outcome = OutcomeNeedsSupport
+		res.ErrorType, res.Reason = describe(err)
+		m.state.LastError = res.Reason
+		m.enter(ctx, StageNeedsSupport)
+	}
+	res.FinishedAt = workflow.Now(ctx)
+	m.state.Result = &res
+	workflow.GetLogger(ctx).Info("mailbox finished", "mailbox", res.Key, "outcome", string(res.Outcome),
+		"step", string(res.FailedStep), "errorType", res.ErrorType)
+	return res
+}
+
+func (m *mailbox) migrate(ctx workflow.Context) error {
+	if err := m.waitUntil(ctx, StageScheduled, m.state.NoticeAt); err != nil {
+		return err
+	}
+	if err := m.notify(ctx, activities.NoticeT14, StageNoticeT14, StepNoticeT14); err != nil {
+		return err
+	}
+	if err := m.waitUntil(ctx, StageWaitingT1, m.state.ReminderAt); err != nil {
+		return err
+	}
+	if err := m.notify(ctx, activities.NoticeT1, StageNoticeT1, StepNoticeT1); err != nil {
+		return err
+	}
+	if err := m.waitUntil(ctx, StageWaitingStart, m.in.MigrateAt); err != nil {
+		return err
+	}
+	if err := m.copy(ctx, activities.PassBulk, StepCopyBulk); err != nil {
+		return err
+	}
+	if err := m.copy(ctx, activities.PassDelta, StepCopyDelta); err != nil {
+		return err
+	}
+	if err := m.hold(ctx); err != nil {
+		return err
+	}
+	if !m.noticeSent(activities.NoticeT14) {
+		return &stepError{step: StepCutover, err: temporal.NewNonRetryableApplicationError(
+			"the T-14 notice was never sent, so the mailbox may not be cut over", activities.ErrTypeNoticeNotSent, nil)}
+	}
+	// From here on the mailbox moves: a cancel must not leave it half cut
+	// over, so cutover and the success notice run to their end.
+	done, _ := workflow.NewDisconnectedContext(ctx)
+	m.enter(done, StageCutover)
+	var cut activities.CutoverResult
+	err := workflow.ExecuteLocalActivity(shortStepOptions(done), a.Cutover,
+		activities.CutoverInput{Mailbox: m.in.Mailbox}).Get(done, &cut)
+	if err != nil {
+		return &stepError{step: StepCutover, err: err}
+	}
+	m.state.Attempts[StepCutover] = cut.Attempt
+	return m.sendNotice(done, activities.NoticeSuccess, StageNoticeSuccess, StepNoticeSuccess)
+}
+
+// waitUntil sleeps until t, showing stage meanwhile; a time already passed
+// costs nothing.
+func (m *mailbox) waitUntil(ctx workflow.Context, stage Stage, t time.Time) error {
+	d := t.Sub(workflow.Now(ctx))
+	if d <= 0 {
+		return nil
+	}
+	m.enter(ctx, stage)
+	return workflow.NewTimerWithOptions(ctx, d, workflow.TimerOptions{Summary: "until " + string(stage) + " ends"}).Get(ctx, nil)
+}
+
+// hold keeps a paused mailbox at the step boundary until it is resumed.
+func (m *mailbox) hold(ctx workflow.Context) error {
+	if !m.state.Paused {
+		return ctx.Err()
+	}
+	m.enter(ctx, StagePaused)
+	if err := workflow.Await(ctx, func() bool { return !m.state.Paused }); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+func (m *mailbox) notify(ctx workflow.Context, kind activities.NoticeKind, stage Stage, step Step) error {
+	if err := m.hold(ctx); err != nil {
+		return err
+	}
+	return m.sendNotice(ctx, kind, stage, step)
+}
+
+func (m *mailbox) sendNotice(ctx workflow.Context, kind activities.NoticeKind, stage Stage, step Step) error {
+	m.enter(ctx, stage)
+	var res activities.SendNoticeResult
+	err := workflow.ExecuteLocalActivity(shortStepOptions(ctx), a.SendNotice, activities.SendNoticeInput{
+		Mailbox: m.in.Mailbox, Kind: kind, WaveID: m.in.WaveID, MigrateAt: m.in.MigrateAt,
+	}).Get(ctx, &res)
+	if err != nil {
+		return &stepError{step: step, err: err}
+	}
+	m.state.Attempts[step] = res.Attempt
+	m.state.NoticesSent = append(m.state.NoticesSent, kind)
+	return nil
+}
+
+func (m *mailbox) copy(ctx workflow.Context, pass activities.CopyPass, step Step) error {
+	if err := m.hold(ctx); err != nil {
+		return err
+	}
+	m.enter(ctx, StageCopying)
+	var res activities.CopyResult
+	err := workflow.ExecuteActivity(copyOptions(ctx), a.CopyMailbox, activities.CopyInput{
+		Mailbox: m.in.Mailbox, Pass: pass,
+	}).Get(ctx, &res)
+	if err != nil {
+		return &stepError{step: step, err: err}
+	}
+	m.state.Attempts[step] = res.Attempt
+	m.state.Copied = m.state.Copied.Add(res.Stats)
+	return nil
+}
+
+func (m *mailbox) noticeSent(kind activities.NoticeKind) bool {
+	for _, k := range m.state.NoticesSent {
+		if k == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// enter moves the mailbox to a stage and publishes it as search attributes,
+// so the UI can list e.g. "copying, began more than two hours ago".
+func (m *mailbox) enter(ctx workflow.Context, stage Stage) {
+	if m.state.Stage == stage {
+		return
+	}
+	now := workflow.Now(ctx)
+	m.state.Stage, m.state.StageSince = stage, now
+	if err := workflow.UpsertTypedSearchAttributes(ctx,
+		SearchAttrStage.ValueSet(string(stage)), SearchAttrStageSince.ValueSet(now)); err != nil {
+		workflow.GetLogger(ctx).Warn("stage not published", "mailbox", m.state.Key, "stage", string(stage), "error", err)
+	}
+}
+
+// shortStepOptions are for the notices and the cutover: short, idempotent
+// calls run as local activities, which cost the server far less than
+// regular ones.
+func shortStepOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    time.Minute,
+		ScheduleToCloseTimeout: 6 * time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    5 * time.Minute,
+		},
+	})
+}
+
+// copyOptions are for a copy pass: long, heartbeating, resumable, and
+// patient with a throttling target (its back-off sets the next retry delay).
+func copyOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    12 * time.Hour,
+		HeartbeatTimeout:       2 * time.Minute,
+		ScheduleToCloseTimeout: 48 * time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    2 * time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    5 * time.Minute,
+		},
+	})
+}
+
+// describe names an error's type and reason for a needs-support result.
+func describe(err error) (errType, reason string) {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Type(), app.Message()
+	}
+	var timeout *temporal.TimeoutError
+	if errors.As(err, &timeout) {
+		return "Timeout", timeout.Error()
+	}
+	return "Error", err.Error()
+}

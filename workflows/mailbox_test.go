@@ -1,0 +1,272 @@
+package workflows
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"github.com/stretchr/testify/suite"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"mailwave/activities"
+)
+
+type MailboxSuite struct {
+	suite.Suite
+	testsuite.WorkflowTestSuite
+	env *testsuite.TestWorkflowEnvironment
+
+	mu    sync.Mutex
+	calls []call // every activity call, with the virtual time it ran at
+}
+
+type call struct {
+	name string
+	at   time.Time
+}
+
+func TestMailboxSuite(t *testing.T) { suite.Run(t, new(MailboxSuite)) }
+
+func (s *MailboxSuite) SetupTest() {
+	s.env = s.NewTestWorkflowEnvironment()
+	s.env.RegisterWorkflow(MailboxMigration)
+	s.env.RegisterActivity(activities.New(nil, nil, nil))
+	s.calls = nil
+}
+
+func (s *MailboxSuite) AfterTest(_, _ string) { s.env.AssertExpectations(s.T()) }
+
+func (s *MailboxSuite) record(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, call{name: name, at: s.env.Now()})
+}
+
+func (s *MailboxSuite) callsOf(name string) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []time.Time
+	for _, c := range s.calls {
+		if c.name == name {
+			out = append(out, c.at)
+		}
+	}
+	return out
+}
+
+func (s *MailboxSuite) names() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, len(s.calls))
+	for i, c := range s.calls {
+		out[i] = c.name
+	}
+	return out
+}
+
+// expectNotices lets every notice succeed and records its kind and time.
+func (s *MailboxSuite) expectNotices() {
+	s.env.OnActivity(a.SendNotice, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.SendNoticeInput) (activities.SendNoticeResult, error) {
+			s.record("notice:" + string(in.Kind))
+			return activities.SendNoticeResult{MessageID: activities.NoticeMessageID(in.Mailbox.Key, in.Kind), Attempt: 1}, nil
+		})
+}
+
+func (s *MailboxSuite) expectCopies() {
+	s.env.OnActivity(a.CopyMailbox, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.CopyInput) (activities.CopyResult, error) {
+			s.record("copy:" + string(in.Pass))
+			return activities.CopyResult{Stats: activities.CopyStats{Items: 10, Bytes: 1000}, Attempt: 1}, nil
+		})
+}
+
+func (s *MailboxSuite) expectCutover() {
+	s.env.OnActivity(a.Cutover, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, _ activities.CutoverInput) (activities.CutoverResult, error) {
+			s.record("cutover")
+			return activities.CutoverResult{Attempt: 1}, nil
+		}).Once()
+}
+
+func (s *MailboxSuite) input(migrateIn time.Duration) MailboxInput {
+	return MailboxInput{
+		Mailbox:   activities.MailboxRef{Key: "k1", Address: "a.user@trust.nhs.example"},
+		WaveID:    "wave-1",
+		MigrateAt: s.env.Now().Add(migrateIn),
+	}
+}
+
+func (s *MailboxSuite) result() MailboxResult {
+	s.Require().True(s.env.IsWorkflowCompleted())
+	s.Require().NoError(s.env.GetWorkflowError())
+	var res MailboxResult
+	s.Require().NoError(s.env.GetWorkflowResult(&res))
+	return res
+}
+
+func (s *MailboxSuite) query() MailboxState {
+	v, err := s.env.QueryWorkflow(QueryState)
+	s.Require().NoError(err)
+	var st MailboxState
+	s.Require().NoError(v.Get(&st))
+	return st
+}
+
+func (s *MailboxSuite) TestNoticesAtLeadTimesAndCopyAtT() {
+	s.expectNotices()
+	s.expectCopies()
+	s.expectCutover()
+	in := s.input(20 * 24 * time.Hour)
+	s.env.ExecuteWorkflow(MailboxMigration, in)
+
+	res := s.result()
+	s.Equal(OutcomeMigrated, res.Outcome)
+	s.Equal(int64(20), res.Copied.Items)
+	s.Equal([]string{"notice:t14", "notice:t1", "copy:bulk", "copy:delta", "cutover", "notice:success"}, s.names())
+	s.WithinDuration(in.MigrateAt.Add(-14*24*time.Hour), s.callsOf("notice:t14")[0], time.Second)
+	s.WithinDuration(in.MigrateAt.Add(-24*time.Hour), s.callsOf("notice:t1")[0], time.Second)
+	s.WithinDuration(in.MigrateAt, s.callsOf("copy:bulk")[0], time.Second)
+	s.False(s.callsOf("cutover")[0].Before(in.MigrateAt), "cutover ran before T")
+}
+
+func (s *MailboxSuite) TestCustomLeadTimes() {
+	s.expectNotices()
+	s.expectCopies()
+	s.expectCutover()
+	in := s.input(time.Hour)
+	in.NoticeLead, in.ReminderLead = 30*time.Minute, 5*time.Minute
+	s.env.ExecuteWorkflow(MailboxMigration, in)
+
+	s.Equal(OutcomeMigrated, s.result().Outcome)
+	s.WithinDuration(in.MigrateAt.Add(-30*time.Minute), s.callsOf("notice:t14")[0], time.Second)
+	s.WithinDuration(in.MigrateAt.Add(-5*time.Minute), s.callsOf("notice:t1")[0], time.Second)
+}
+
+func (s *MailboxSuite) TestTransientCopyErrorThenSuccess() {
+	s.expectNotices()
+	s.env.OnActivity(a.CopyMailbox, mock.Anything, mock.Anything).Return(
+		activities.CopyResult{}, temporal.NewApplicationError("connection reset", activities.ErrTypeTransient)).Once()
+	s.expectCopies()
+	s.expectCutover()
+	s.env.ExecuteWorkflow(MailboxMigration, s.input(20*24*time.Hour))
+
+	res := s.result()
+	s.Equal(OutcomeMigrated, res.Outcome)
+	s.Len(s.callsOf("copy:bulk"), 1, "the successful retry of the bulk pass")
+	s.Len(s.callsOf("cutover"), 1)
+}
+
+func (s *MailboxSuite) TestPermanentErrorNeedsSupportNamingTheStep() {
+	s.expectNotices()
+	s.env.OnActivity(a.CopyMailbox, mock.Anything, mock.Anything).Return(activities.CopyResult{},
+		temporal.NewNonRetryableApplicationError("mailbox k1 not found at source", activities.ErrTypeMailboxNotFound, nil)).Once()
+	s.env.ExecuteWorkflow(MailboxMigration, s.input(20*24*time.Hour))
+
+	res := s.result()
+	s.Equal(OutcomeNeedsSupport, res.Outcome)
+	s.Equal(StepCopyBulk, res.FailedStep)
+	s.Equal(activities.ErrTypeMailboxNotFound, res.ErrorType)
+	s.Contains(res.Reason, "not found")
+	s.Empty(s.callsOf("cutover"))
+	s.Empty(s.callsOf("notice:success"))
+	st := s.query()
+	s.Equal(StageNeedsSupport, st.Stage)
+	s.Contains(st.LastError, "not found")
+}
+
+func (s *MailboxSuite) TestPauseHoldsBeforeNextStepAndResumeReleases() {
+	s.expectNotices()
+	s.expectCopies()
+	s.expectCutover()
+	in := s.input(20 * 24 * time.Hour)
+	reminderAt := in.MigrateAt.Add(-24 * time.Hour)
+	start := s.env.Now()
+	var heldStage Stage
+	var heldCalls int
+	// Pause after the T-14 notice, look while paused past T-1, resume later.
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(SignalPause, PauseRequest{Reason: "test"})
+	}, reminderAt.Add(-time.Hour).Sub(start))
+	s.env.RegisterDelayedCallback(func() {
+		heldStage = s.query().Stage
+		heldCalls = len(s.names())
+	}, reminderAt.Add(5*time.Hour).Sub(start))
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(SignalResume, nil)
+	}, reminderAt.Add(6*time.Hour).Sub(start))
+	s.env.ExecuteWorkflow(MailboxMigration, in)
+
+	s.Equal(OutcomeMigrated, s.result().Outcome)
+	s.Equal(StagePaused, heldStage)
+	s.Equal(1, heldCalls, "only the T-14 notice went out while paused")
+	s.WithinDuration(reminderAt.Add(6*time.Hour), s.callsOf("notice:t1")[0], time.Second, "the reminder went out on resume")
+}
+
+func (s *MailboxSuite) TestCutoverNeverRunsWithoutTheNotice() {
+	s.env.OnActivity(a.SendNotice, mock.Anything, mock.Anything).Return(activities.SendNoticeResult{},
+		temporal.NewNonRetryableApplicationError("relay refused the recipient", "Rejected", nil)).Once()
+	s.env.ExecuteWorkflow(MailboxMigration, s.input(20*24*time.Hour))
+
+	res := s.result()
+	s.Equal(OutcomeNeedsSupport, res.Outcome)
+	s.Equal(StepNoticeT14, res.FailedStep)
+	s.Empty(s.callsOf("copy:bulk"))
+	s.Empty(s.callsOf("cutover"))
+}
+
+func (s *MailboxSuite) TestCancelBeforeCutoverStopsCleanly() {
+	s.expectNotices()
+	in := s.input(20 * 24 * time.Hour)
+	s.env.RegisterDelayedCallback(s.env.CancelWorkflow, 10*24*time.Hour)
+	s.env.ExecuteWorkflow(MailboxMigration, in)
+
+	res := s.result()
+	s.Equal(OutcomeCancelled, res.Outcome)
+	s.Equal([]string{"notice:t14"}, s.names())
+}
+
+func (s *MailboxSuite) TestSearchAttributesFollowTheStage() {
+	s.expectNotices()
+	s.expectCopies()
+	s.expectCutover()
+	var stages []string
+	s.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+		sa, isSA := args.Get(0).(temporal.SearchAttributes)
+		s.Require().True(isSA, "upsert of %T", args.Get(0))
+		v, ok := sa.GetKeyword(SearchAttrStage)
+		s.True(ok, "every upsert carries the stage")
+		_, ok = sa.GetTime(SearchAttrStageSince)
+		s.True(ok, "every upsert carries the time the stage began")
+		stages = append(stages, v)
+	}).Return(nil)
+	s.env.ExecuteWorkflow(MailboxMigration, s.input(20*24*time.Hour))
+	s.Equal(OutcomeMigrated, s.result().Outcome)
+	s.Equal([]string{"scheduled", "notice_t14", "waiting_t1", "notice_t1", "waiting_start", "copying", "cutover", "notice_success", "migrated"}, stages)
+}
+
+func TestInputValidation(t *testing.T) {
+	at := time.Date(2026, 12, 5, 20, 0, 0, 0, time.UTC)
+	ok := MailboxInput{Mailbox: activities.MailboxRef{Key: "k", Address: "a@b.example"}, MigrateAt: at}
+	require.NoError(t, ok.Validate())
+	cases := []struct {
+		name string
+		mut  func(*MailboxInput)
+		want string
+	}{
+		{"no key", func(in *MailboxInput) { in.Mailbox.Key = "" }, "key is empty"},
+		{"no address", func(in *MailboxInput) { in.Mailbox.Address = "" }, "no address"},
+		{"no time", func(in *MailboxInput) { in.MigrateAt = time.Time{} }, "no migration time"},
+		{"negative lead", func(in *MailboxInput) { in.NoticeLead = -time.Hour }, "negative lead"},
+		{"reminder after notice", func(in *MailboxInput) { in.NoticeLead, in.ReminderLead = time.Hour, 2*time.Hour }, "longer than notice lead"},
+	}
+	for _, tc := range cases {
+		in := ok
+		tc.mut(&in)
+		require.ErrorContains(t, in.Validate(), tc.want, tc.name)
+	}
+}
