@@ -70,11 +70,13 @@ type CopyResult struct {
 	Resumed bool
 }
 
-// CopyProgress is the heartbeat of a copy: where to resume, and what the
-// earlier attempts already copied.
+// CopyProgress is the heartbeat of a copy: where to resume, what the
+// earlier attempts already copied, and how many attempts in a row failed
+// without copying anything.
 type CopyProgress struct {
 	Checkpoint Checkpoint
 	Stats      CopyStats
+	Stalled    int `json:",omitempty"`
 }
 
 // CopyMailbox runs one copy pass. It heartbeats a checkpoint after every
@@ -90,16 +92,18 @@ func (a *Activities) CopyMailbox(ctx context.Context, in CopyInput) (CopyResult,
 			prior = CopyProgress{}
 		}
 	}
+	progressed := false
 	stats, err := a.copier.Copy(ctx, CopyRequest{
 		Mailbox:    in.Mailbox,
 		Pass:       in.Pass,
 		Checkpoint: prior.Checkpoint,
 		Progress: func(cp Checkpoint, s CopyStats) {
+			progressed = true
 			activity.RecordHeartbeat(ctx, CopyProgress{Checkpoint: cp.Clone(), Stats: prior.Stats.Add(s)})
 		},
 	})
 	if err != nil {
-		return CopyResult{}, toTemporal(err)
+		return CopyResult{}, copyRetryError(ctx, err, prior, progressed)
 	}
 	total := prior.Stats.Add(stats)
 	activity.GetLogger(ctx).Info("copy pass done", "mailbox", in.Mailbox.Key, "pass", string(in.Pass),
@@ -143,6 +147,49 @@ func (a *Activities) Cutover(ctx context.Context, in CutoverInput) (CutoverResul
 	}
 	activity.GetLogger(ctx).Info("cut over", "mailbox", in.Mailbox.Key)
 	return CutoverResult{Attempt: attempt}, nil
+}
+
+// Retry delays of a copy after a transient failure. A long copy that meets
+// an occasional error resumes from its checkpoint after CopyResumeDelay; only
+// attempts in a row that copy nothing back off, doubling up to
+// CopyMaxRetryDelay. Left to the retry policy, the delay would grow with
+// every attempt of a long copy even while each one makes progress.
+const (
+	CopyResumeDelay   = 2 * time.Second
+	CopyMaxRetryDelay = 5 * time.Minute
+)
+
+// copyRetryError is toTemporal for a failed copy attempt, with the retry
+// delay of a transient failure set from the attempts in a row that made no
+// progress (kept in the heartbeat, which the SDK flushes on failure).
+// Permanent failures and throttling (the server's own back-off) are left as
+// toTemporal makes them.
+func copyRetryError(ctx context.Context, err error, prior CopyProgress, progressed bool) error {
+	var perm *PermanentError
+	var thr *ThrottledError
+	if errors.As(err, &perm) || errors.As(err, &thr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return toTemporal(err)
+	}
+	stalled := 0
+	if !progressed {
+		stalled = prior.Stalled + 1
+		activity.RecordHeartbeat(ctx, CopyProgress{Checkpoint: prior.Checkpoint, Stats: prior.Stats, Stalled: stalled})
+	}
+	return temporal.NewApplicationErrorWithOptions(fmt.Sprint(err), ErrTypeTransient, temporal.ApplicationErrorOptions{
+		NextRetryDelay: CopyRetryDelay(stalled),
+		Cause:          err,
+	})
+}
+
+// CopyRetryDelay is the delay before the next attempt of a copy after
+// stalled attempts in a row without progress: CopyResumeDelay for up to one,
+// then doubling.
+func CopyRetryDelay(stalled int) time.Duration {
+	d := CopyResumeDelay
+	for i := 1; i < stalled && d < CopyMaxRetryDelay; i++ {
+		d *= 2
+	}
+	return min(d, CopyMaxRetryDelay)
 }
 
 // toTemporal turns a port's error into what Temporal's retry machinery

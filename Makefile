@@ -1,0 +1,61 @@
+# mailwave: see README.md. `make demo` runs the main job, `make test` the tests.
+SHELL := /bin/bash
+GO ?= go
+TEMPORAL_VERSION := v1.5.1
+BIN := $(CURDIR)/bin
+DATA ?= $(CURDIR)/data
+TEMPORAL := $(BIN)/temporal
+WORKFLOWCHECK_VERSION := v0.6.0
+SEARCH_ATTRIBUTES := MailwaveStage=Keyword MailwaveStageSince=Datetime MailwaveWave=Keyword
+export MAILWAVE_KEY_SECRET ?= demo-secret-change-me-in-production
+
+.PHONY: all build temporal dev-server demo stop test check vet workflowcheck compose-check unit integration bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/worker ./worker
+	$(GO) build -o $(BIN)/starter ./starter
+
+# The pinned Temporal CLI (dev server + UI), built from the Go module proxy.
+temporal: $(TEMPORAL)
+$(TEMPORAL):
+	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION)
+
+# The embedded default: a dev server on a SQLite file in WAL mode, with
+# mailwave's search attributes, the UI on 8233. Runs in the foreground.
+dev-server: $(TEMPORAL)
+	mkdir -p $(DATA)
+	$(TEMPORAL) server start-dev --db-filename $(DATA)/temporal.db \
+		--sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal \
+		--ui-port 8233 --log-level warn \
+		$(addprefix --search-attribute ,$(SEARCH_ATTRIBUTES))
+
+# The main job: dev server + worker in the background, then a few hundred
+# simulated mailboxes on a compressed timeline. Leaves the server and worker
+# running for the UI; `make stop` stops them.
+demo: build $(TEMPORAL)
+	DATA=$(DATA) TEMPORAL=$(TEMPORAL) BIN=$(BIN) SEARCH_ATTRIBUTES="$(SEARCH_ATTRIBUTES)" scripts/demo.sh
+
+stop:
+	DATA=$(DATA) scripts/demo.sh stop
+
+# The tests: static checks, then every test, with the race detector.
+test: check $(TEMPORAL)
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+check: vet workflowcheck compose-check
+
+vet:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+workflowcheck:
+	$(GO) run go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION) ./workflows/...
+
+compose-check:
+	@command -v docker-compose >/dev/null || { echo "docker-compose missing: apt-get install -y docker-compose"; exit 1; }
+	docker-compose -f docker-compose.yml config -q
+
+clean:
+	rm -rf $(BIN)/worker $(BIN)/starter

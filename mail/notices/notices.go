@@ -1,0 +1,238 @@
+// Package notices renders the three user notices (T-14, T-1, success) from
+// templates. The defaults are embedded; an operator can override any of them
+// by putting files with the same names in a directory given to Load.
+//
+// Each kind has two template files:
+//
+//	<kind>.txt.tmpl   text/template: {{define "subject"}}...{{end}} plus the
+//	                  plain-text body (everything outside the define)
+//	<kind>.html.tmpl  html/template: the HTML body
+//
+// where <kind> is t14, t1 or success. Both see a Data value. The HTML body is
+// optional for a sender to use, but it is always rendered.
+package notices
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	htmltemplate "html/template"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	texttemplate "text/template"
+	"time"
+
+	"mailwave/activities"
+)
+
+//go:embed templates/*.tmpl
+var embedded embed.FS
+
+const (
+	embeddedDir     = "templates"
+	subjectTemplate = "subject"
+	// fallbackName addresses a user whose display name is unknown.
+	fallbackName = "colleague"
+	// dateLayout and dateTimeLayout give e.g. "Saturday 5 December 2026" and
+	// "Saturday 5 December 2026 at 20:00 UTC". Times are always shown in UTC
+	// so that a notice renders the same wherever and whenever it is sent.
+	dateLayout     = "Monday 2 January 2006"
+	dateTimeLayout = dateLayout + " at 15:04 MST"
+)
+
+// Data is what the templates see.
+type Data struct {
+	// DisplayName is the user's display name, or "colleague" when unknown.
+	DisplayName string
+	Address     string
+	Org         string
+	WaveID      string
+	// MigrateAt is the migration time, e.g. "Saturday 5 December 2026 at
+	// 20:00 UTC"; MigrateDate is its date alone. Both are "" when unknown.
+	MigrateAt   string
+	MigrateDate string
+	Kind        activities.NoticeKind
+	// Subject is the rendered subject line, for the bodies (e.g. an HTML
+	// <title>). It is empty while the subject itself is rendered.
+	Subject string
+}
+
+// Rendered is a notice ready to send.
+type Rendered struct {
+	Subject string
+	Text    string
+	HTML    string
+}
+
+// Templates holds the parsed templates of every notice kind. It is immutable
+// after Load and safe for concurrent use.
+type Templates struct {
+	kinds map[activities.NoticeKind]kindTemplates
+}
+
+// kindTemplates is one kind's parsed templates and where each came from, so
+// that errors can name the file.
+type kindTemplates struct {
+	text     *texttemplate.Template // root is the body; subjectTemplate is the subject
+	html     *htmltemplate.Template
+	textFile string
+	htmlFile string
+}
+
+// Load parses the embedded templates, overridden by any file of the same name
+// in dir. With dir "" only the embedded templates are used. Every template is
+// parsed and test-rendered here, so a broken override fails at start-up, not
+// at send time; the error names the file.
+func Load(dir string) (*Templates, error) {
+	if dir != "" {
+		info, err := os.Stat(dir)
+		if err != nil {
+			return nil, fmt.Errorf("notices: template directory: %w", err)
+		}
+		if !info.IsDir() {
+			return nil, fmt.Errorf("notices: template directory %s is not a directory", dir)
+		}
+	}
+	t := &Templates{kinds: make(map[activities.NoticeKind]kindTemplates, len(activities.NoticeKinds))}
+	for _, kind := range activities.NoticeKinds {
+		kt, err := loadKind(dir, kind)
+		if err != nil {
+			return nil, err
+		}
+		// A trial render catches what parsing cannot, such as a misspelt field.
+		if _, err := kt.render(newData(sampleNotice(kind))); err != nil {
+			return nil, err
+		}
+		t.kinds[kind] = kt
+	}
+	return t, nil
+}
+
+// Render renders the notice for its kind. T-14 and T-1 notices need
+// MigrateAt; a success notice may leave it zero.
+func (t *Templates) Render(n activities.Notice) (Rendered, error) {
+	kt, ok := t.kinds[n.Kind]
+	if !ok {
+		return Rendered{}, fmt.Errorf("notices: unknown notice kind %q", n.Kind)
+	}
+	// The advance notices exist to tell the user the date; without one they
+	// would read "will move on ." so refuse rather than send that.
+	if n.MigrateAt.IsZero() && n.Kind != activities.NoticeSuccess {
+		return Rendered{}, fmt.Errorf("notices: %s notice for mailbox %s has no migration time", n.Kind, n.Mailbox.Key)
+	}
+	return kt.render(newData(n))
+}
+
+func loadKind(dir string, kind activities.NoticeKind) (kindTemplates, error) {
+	var kt kindTemplates
+
+	src, file, err := readTemplate(dir, string(kind)+".txt.tmpl")
+	if err != nil {
+		return kt, err
+	}
+	kt.textFile = file
+	// missingkey=error only matters for maps, but keeps typos loud if Data
+	// ever becomes one.
+	kt.text, err = texttemplate.New(filepath.Base(file)).Option("missingkey=error").Parse(src)
+	if err != nil {
+		return kt, fmt.Errorf("notices: parse %s: %w", file, err)
+	}
+	if kt.text.Lookup(subjectTemplate) == nil {
+		return kt, fmt.Errorf("notices: %s: no {{define %q}} block", file, subjectTemplate)
+	}
+
+	src, file, err = readTemplate(dir, string(kind)+".html.tmpl")
+	if err != nil {
+		return kt, err
+	}
+	kt.htmlFile = file
+	kt.html, err = htmltemplate.New(filepath.Base(file)).Option("missingkey=error").Parse(src)
+	if err != nil {
+		return kt, fmt.Errorf("notices: parse %s: %w", file, err)
+	}
+	return kt, nil
+}
+
+// readTemplate returns the named template's source from dir if it is there,
+// otherwise the embedded default, and a description of where it came from.
+func readTemplate(dir, name string) (src, origin string, err error) {
+	if dir != "" {
+		path := filepath.Join(dir, name)
+		b, rerr := os.ReadFile(path)
+		if rerr == nil {
+			return string(b), path, nil
+		}
+		if !errors.Is(rerr, fs.ErrNotExist) {
+			return "", "", fmt.Errorf("notices: read %s: %w", path, rerr)
+		}
+	}
+	b, err := embedded.ReadFile(embeddedDir + "/" + name)
+	if err != nil {
+		// Only possible if the embedded set and activities.NoticeKinds disagree.
+		return "", "", fmt.Errorf("notices: no embedded template %s: %w", name, err)
+	}
+	return string(b), "embedded " + name, nil
+}
+
+func (kt kindTemplates) render(d Data) (Rendered, error) {
+	var buf bytes.Buffer
+	if err := kt.text.ExecuteTemplate(&buf, subjectTemplate, d); err != nil {
+		return Rendered{}, fmt.Errorf("notices: render subject from %s: %w", kt.textFile, err)
+	}
+	// A subject is one header line: fold any template whitespace (and any
+	// line break smuggled in through the data) into single spaces.
+	d.Subject = strings.Join(strings.Fields(buf.String()), " ")
+	if d.Subject == "" {
+		return Rendered{}, fmt.Errorf("notices: %s renders an empty subject", kt.textFile)
+	}
+
+	buf.Reset()
+	if err := kt.text.Execute(&buf, d); err != nil {
+		return Rendered{}, fmt.Errorf("notices: render text from %s: %w", kt.textFile, err)
+	}
+	text := buf.String()
+
+	buf.Reset()
+	if err := kt.html.Execute(&buf, d); err != nil {
+		return Rendered{}, fmt.Errorf("notices: render HTML from %s: %w", kt.htmlFile, err)
+	}
+	return Rendered{Subject: d.Subject, Text: text, HTML: buf.String()}, nil
+}
+
+func newData(n activities.Notice) Data {
+	d := Data{
+		DisplayName: strings.TrimSpace(n.Mailbox.DisplayName),
+		Address:     n.Mailbox.Address,
+		Org:         n.Mailbox.Org,
+		WaveID:      n.WaveID,
+		Kind:        n.Kind,
+	}
+	if d.DisplayName == "" {
+		d.DisplayName = fallbackName
+	}
+	if !n.MigrateAt.IsZero() {
+		at := n.MigrateAt.UTC()
+		d.MigrateAt = at.Format(dateTimeLayout)
+		d.MigrateDate = at.Format(dateLayout)
+	}
+	return d
+}
+
+// sampleNotice is the data Load test-renders every template with.
+func sampleNotice(kind activities.NoticeKind) activities.Notice {
+	return activities.Notice{
+		Mailbox: activities.MailboxRef{
+			Key:         "0123456789abcdef",
+			Address:     "sample.user@example.invalid",
+			Org:         "Sample Trust",
+			DisplayName: "Sample User",
+		},
+		Kind:      kind,
+		MessageID: activities.NoticeMessageID("0123456789abcdef", kind),
+		WaveID:    "sample-wave",
+		MigrateAt: time.Date(2026, time.December, 5, 20, 0, 0, 0, time.UTC),
+	}
+}

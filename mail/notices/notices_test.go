@@ -1,0 +1,134 @@
+package notices_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"mailwave/activities"
+	"mailwave/mail/notices"
+)
+
+func notice(kind activities.NoticeKind) activities.Notice {
+	return activities.Notice{
+		Mailbox: activities.MailboxRef{
+			Key:         "a1b2c3",
+			Address:     "jo.bloggs@example.nhs.invalid",
+			Org:         "Example NHS Trust",
+			DisplayName: "Jo Bloggs",
+		},
+		Kind:      kind,
+		MessageID: activities.NoticeMessageID("a1b2c3", kind),
+		WaveID:    "wave-07",
+		// 20:00 in London (GMT) is 20:00 UTC; a non-UTC zone checks the conversion.
+		MigrateAt: time.Date(2026, time.December, 5, 21, 0, 0, 0, time.FixedZone("CET", 3600)),
+	}
+}
+
+func TestRenderEmbedded(t *testing.T) {
+	tpl, err := notices.Load("")
+	require.NoError(t, err)
+
+	subjects := map[activities.NoticeKind]string{
+		activities.NoticeT14:     "Your mailbox will move on Saturday 5 December 2026",
+		activities.NoticeT1:      "Reminder: your mailbox moves tomorrow, Saturday 5 December 2026",
+		activities.NoticeSuccess: "Your mailbox has moved",
+	}
+	for _, kind := range activities.NoticeKinds {
+		t.Run(string(kind), func(t *testing.T) {
+			r, err := tpl.Render(notice(kind))
+			require.NoError(t, err)
+			assert.Equal(t, subjects[kind], r.Subject)
+			for _, body := range []string{r.Text, r.HTML} {
+				assert.Contains(t, body, "Dear Jo Bloggs,")
+				assert.Contains(t, body, "Saturday 5 December 2026 at 20:00 UTC")
+				assert.Contains(t, body, "Example NHS Trust")
+				assert.Contains(t, body, "wave-07")
+			}
+			assert.Contains(t, r.HTML, "<title>"+subjects[kind]+"</title>")
+			assert.NotContains(t, r.Text, "<p>")
+		})
+	}
+}
+
+func TestRenderFallbacksAndEscaping(t *testing.T) {
+	tpl, err := notices.Load("")
+	require.NoError(t, err)
+
+	n := notice(activities.NoticeSuccess)
+	n.Mailbox.DisplayName = "  "
+	n.MigrateAt = time.Time{}
+	r, err := tpl.Render(n)
+	require.NoError(t, err)
+	assert.Contains(t, r.Text, "Dear colleague,")
+	assert.NotContains(t, r.Text, "0001")
+
+	n = notice(activities.NoticeT14)
+	n.Mailbox.DisplayName = "<b>O'Brien & Co</b>"
+	r, err = tpl.Render(n)
+	require.NoError(t, err)
+	assert.Contains(t, r.Text, "Dear <b>O'Brien & Co</b>,")
+	assert.Contains(t, r.HTML, "Dear &lt;b&gt;O&#39;Brien &amp; Co&lt;/b&gt;,")
+}
+
+func TestRenderRejects(t *testing.T) {
+	tpl, err := notices.Load("")
+	require.NoError(t, err)
+
+	n := notice(activities.NoticeT1)
+	n.MigrateAt = time.Time{}
+	_, err = tpl.Render(n)
+	assert.ErrorContains(t, err, "no migration time")
+
+	n.Kind = "t7"
+	_, err = tpl.Render(n)
+	assert.ErrorContains(t, err, `unknown notice kind "t7"`)
+}
+
+func TestOverride(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "t1.txt.tmpl"),
+		[]byte("{{define \"subject\"}}\n  Tomorrow:\n {{.MigrateDate}}\n{{end}}Hi {{.DisplayName}}\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "README"), []byte("ignored"), 0o600))
+
+	tpl, err := notices.Load(dir)
+	require.NoError(t, err)
+
+	r, err := tpl.Render(notice(activities.NoticeT1))
+	require.NoError(t, err)
+	assert.Equal(t, "Tomorrow: Saturday 5 December 2026", r.Subject, "subject folded onto one line")
+	assert.Equal(t, "Hi Jo Bloggs\n", r.Text)
+	assert.Contains(t, r.HTML, "moves to a new service tomorrow", "HTML not overridden stays embedded")
+
+	r, err = tpl.Render(notice(activities.NoticeT14))
+	require.NoError(t, err)
+	assert.Equal(t, "Your mailbox will move on Saturday 5 December 2026", r.Subject)
+}
+
+func TestOverrideErrorsNameTheFile(t *testing.T) {
+	cases := map[string]string{
+		"t14.txt.tmpl":      "{{define \"subject\"}}x{{end}}{{.DisplayName",   // parse error
+		"success.html.tmpl": "<p>{{if .Org}}</p>",                             // parse error
+		"t1.txt.tmpl":       "no subject block {{.DisplayName}}",              // missing subject
+		"success.txt.tmpl":  "{{define \"subject\"}}{{.NoSuchField}}{{end}}x", // exec error
+	}
+	for name, src := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, name)
+			require.NoError(t, os.WriteFile(path, []byte(src), 0o600))
+			_, err := notices.Load(dir)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), path)
+		})
+	}
+}
+
+func TestLoadMissingDir(t *testing.T) {
+	_, err := notices.Load(filepath.Join(t.TempDir(), "nope"))
+	assert.Error(t, err)
+}

@@ -1,0 +1,324 @@
+package outbox_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"mailwave/activities"
+	"mailwave/mail/notices"
+	"mailwave/mail/outbox"
+)
+
+const key = "9f86d081884c7d65"
+
+func notice(key string, kind activities.NoticeKind) activities.Notice {
+	return activities.Notice{
+		Mailbox: activities.MailboxRef{
+			Key:         key,
+			Address:     "jo.bloggs@example.nhs.invalid",
+			Org:         "Example NHS Trust",
+			DisplayName: "Jo Bloggs",
+		},
+		Kind:      kind,
+		MessageID: activities.NoticeMessageID(key, kind),
+		WaveID:    "wave-07",
+		MigrateAt: time.Date(2026, time.December, 5, 20, 0, 0, 0, time.UTC),
+	}
+}
+
+func newOutbox(t *testing.T, tpl *notices.Templates) (*outbox.Outbox, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "outbox") // New creates it
+	o, err := outbox.New(outbox.Options{Dir: dir, Templates: tpl})
+	require.NoError(t, err)
+	return o, dir
+}
+
+// parsed is a message file read back with the standard library.
+type parsed struct {
+	header      mail.Header
+	text, html  string
+	rawMsgIDHdr string
+}
+
+func readMessage(t *testing.T, path string) parsed {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	m, err := mail.ReadMessage(strings.NewReader(string(raw)))
+	require.NoError(t, err)
+
+	p := parsed{header: m.Header}
+	for _, line := range strings.Split(string(raw), "\r\n") {
+		if strings.HasPrefix(line, "Message-ID:") {
+			p.rawMsgIDHdr = line
+		}
+	}
+
+	mediaType, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	require.NoError(t, err)
+	require.Equal(t, "multipart/alternative", mediaType)
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		var r io.Reader = part
+		if part.Header.Get("Content-Transfer-Encoding") == "quoted-printable" {
+			r = quotedprintable.NewReader(part)
+		}
+		body, err := io.ReadAll(r)
+		require.NoError(t, err)
+		switch ct := part.Header.Get("Content-Type"); {
+		case strings.HasPrefix(ct, "text/plain"):
+			p.text = string(body)
+		case strings.HasPrefix(ct, "text/html"):
+			p.html = string(body)
+		default:
+			t.Fatalf("unexpected part %q", ct)
+		}
+	}
+	return p
+}
+
+func emlFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestSendThreeKinds(t *testing.T) {
+	o, dir := newOutbox(t, nil)
+	ctx := context.Background()
+	tpl, err := notices.Load("")
+	require.NoError(t, err)
+
+	before := time.Now().Add(-time.Second)
+	for _, kind := range activities.NoticeKinds {
+		already, err := o.Send(ctx, notice(key, kind))
+		require.NoError(t, err)
+		assert.False(t, already)
+	}
+	after := time.Now().Add(time.Second)
+
+	assert.ElementsMatch(t, []string{key + "-t14.eml", key + "-t1.eml", key + "-success.eml"}, emlFiles(t, dir))
+
+	for _, kind := range activities.NoticeKinds {
+		t.Run(string(kind), func(t *testing.T) {
+			n := notice(key, kind)
+			want, err := tpl.Render(n)
+			require.NoError(t, err)
+
+			m := readMessage(t, filepath.Join(dir, key+"-"+string(kind)+".eml"))
+			h := m.header
+
+			from, err := mail.ParseAddress(h.Get("From"))
+			require.NoError(t, err)
+			assert.Equal(t, &mail.Address{Name: "NHS Mail Migration", Address: "migration@mailwave.invalid"}, from)
+
+			to, err := mail.ParseAddress(h.Get("To"))
+			require.NoError(t, err)
+			assert.Equal(t, &mail.Address{Name: "Jo Bloggs", Address: "jo.bloggs@example.nhs.invalid"}, to)
+
+			assert.Equal(t, want.Subject, h.Get("Subject"))
+			assert.Equal(t, fmt.Sprintf("Message-ID: <%s.%s@notices.mailwave.invalid>", kind, key), m.rawMsgIDHdr)
+			assert.Equal(t, n.MessageID, h.Get("Message-ID"))
+			assert.Equal(t, string(kind), h.Get("X-Mailwave-Kind"))
+			assert.Equal(t, "wave-07", h.Get("X-Mailwave-Wave"))
+
+			date, err := h.Date()
+			require.NoError(t, err)
+			assert.True(t, date.After(before) && date.Before(after), "Date %v is the send time", date)
+
+			for _, body := range []string{m.text, m.html} {
+				assert.Contains(t, body, "Jo Bloggs")
+				assert.Contains(t, body, "Saturday 5 December 2026 at 20:00 UTC")
+			}
+			assert.Equal(t, want.Text, strings.ReplaceAll(m.text, "\r\n", "\n"))
+		})
+	}
+}
+
+func TestSendIsIdempotent(t *testing.T) {
+	o, dir := newOutbox(t, nil)
+	ctx := context.Background()
+	n := notice(key, activities.NoticeT14)
+	path := filepath.Join(dir, key+"-t14.eml")
+
+	already, err := o.Send(ctx, n)
+	require.NoError(t, err)
+	assert.False(t, already)
+	first, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	already, err = o.Send(ctx, n)
+	require.NoError(t, err)
+	assert.True(t, already)
+	assert.Equal(t, []string{key + "-t14.eml"}, emlFiles(t, dir), "one file, no temporaries left")
+	second, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, first, second, "an already-sent message is left as it was")
+
+	// A file under the name with another Message-ID (not ours) is replaced.
+	require.NoError(t, os.WriteFile(path, []byte("Message-ID: <other@x>\r\n\r\nhi\r\n"), 0o600))
+	already, err = o.Send(ctx, n)
+	require.NoError(t, err)
+	assert.False(t, already)
+	assert.Equal(t, n.MessageID, readMessage(t, path).header.Get("Message-ID"))
+}
+
+func TestSent(t *testing.T) {
+	o, _ := newOutbox(t, nil)
+	ctx := context.Background()
+
+	sent, err := o.Sent(ctx, key, activities.NoticeT1)
+	require.NoError(t, err)
+	assert.False(t, sent)
+
+	_, err = o.Send(ctx, notice(key, activities.NoticeT1))
+	require.NoError(t, err)
+
+	sent, err = o.Sent(ctx, key, activities.NoticeT1)
+	require.NoError(t, err)
+	assert.True(t, sent)
+
+	sent, err = o.Sent(ctx, key, activities.NoticeSuccess)
+	require.NoError(t, err)
+	assert.False(t, sent)
+
+	_, err = o.Sent(ctx, "../etc", activities.NoticeT1)
+	assert.Error(t, err)
+	_, err = o.Sent(ctx, key, "t7")
+	assert.Error(t, err)
+}
+
+func TestSendValidation(t *testing.T) {
+	o, dir := newOutbox(t, nil)
+	ctx := context.Background()
+	const addr = "jo.bloggs@example.nhs.invalid"
+
+	cases := map[string]struct {
+		edit func(*activities.Notice)
+		want string
+	}{
+		"empty key":       {func(n *activities.Notice) { n.Mailbox.Key = "" }, "empty mailbox key"},
+		"path key":        {func(n *activities.Notice) { n.Mailbox.Key = "../x" }, "mailbox key"},
+		"empty address":   {func(n *activities.Notice) { n.Mailbox.Address = "" }, "no recipient address"},
+		"bad address":     {func(n *activities.Notice) { n.Mailbox.Address = "jo.bloggs@" }, "not a valid address"},
+		"named address":   {func(n *activities.Notice) { n.Mailbox.Address = "Jo <" + addr + ">" }, "not a valid address"},
+		"no message id":   {func(n *activities.Notice) { n.MessageID = "" }, "no Message-ID"},
+		"bad message id":  {func(n *activities.Notice) { n.MessageID = "<a b@c>" }, "malformed Message-ID"},
+		"unknown kind":    {func(n *activities.Notice) { n.Kind = "t7" }, "unknown notice kind"},
+		"header in wave":  {func(n *activities.Notice) { n.WaveID = "w\r\nBcc: x@y" }, "wave ID"},
+		"no migrate time": {func(n *activities.Notice) { n.MigrateAt = time.Time{} }, "no migration time"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			n := notice(key, activities.NoticeT14)
+			c.edit(&n)
+			_, err := o.Send(ctx, n)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), c.want)
+			assert.NotContains(t, err.Error(), "jo.bloggs", "errors carry no address")
+		})
+	}
+	assert.Empty(t, emlFiles(t, dir))
+}
+
+func TestSendCancelled(t *testing.T) {
+	o, _ := newOutbox(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := o.Send(ctx, notice(key, activities.NoticeT14))
+	assert.ErrorIs(t, err, context.Canceled)
+}
+
+func TestTemplateOverride(t *testing.T) {
+	tplDir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(tplDir, "t1.txt.tmpl"),
+		[]byte(`{{define "subject"}}Moving tomorrow, {{.DisplayName}}{{end}}See you on the other side.`), 0o600))
+	tpl, err := notices.Load(tplDir)
+	require.NoError(t, err)
+	o, dir := newOutbox(t, tpl)
+	ctx := context.Background()
+
+	for _, kind := range activities.NoticeKinds {
+		_, err := o.Send(ctx, notice(key, kind))
+		require.NoError(t, err)
+	}
+	assert.Equal(t, "Moving tomorrow, Jo Bloggs", readMessage(t, filepath.Join(dir, key+"-t1.eml")).header.Get("Subject"))
+	assert.Equal(t, "Your mailbox will move on Saturday 5 December 2026", readMessage(t, filepath.Join(dir, key+"-t14.eml")).header.Get("Subject"))
+	assert.Equal(t, "Your mailbox has moved", readMessage(t, filepath.Join(dir, key+"-success.eml")).header.Get("Subject"))
+}
+
+func TestBrokenOverrideNamesFile(t *testing.T) {
+	tplDir := t.TempDir()
+	path := filepath.Join(tplDir, "success.txt.tmpl")
+	require.NoError(t, os.WriteFile(path, []byte(`{{define "subject"}}Moved{{end}}{{if .Org}}`), 0o600))
+	_, err := notices.Load(tplDir)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), path)
+}
+
+func TestNewRejectsBadFrom(t *testing.T) {
+	_, err := outbox.New(outbox.Options{Dir: t.TempDir(), From: "not an address"})
+	assert.Error(t, err)
+	_, err = outbox.New(outbox.Options{})
+	assert.Error(t, err)
+}
+
+func TestConcurrentSends(t *testing.T) {
+	o, dir := newOutbox(t, nil)
+	ctx := context.Background()
+	const mailboxes = 40
+
+	var wg sync.WaitGroup
+	errs := make(chan error, mailboxes*len(activities.NoticeKinds)*2)
+	for i := range mailboxes {
+		k := fmt.Sprintf("%016x", i)
+		for _, kind := range activities.NoticeKinds {
+			// Each notice twice at once: a retry racing the original.
+			for range 2 {
+				wg.Go(func() {
+					_, err := o.Send(ctx, notice(k, kind))
+					errs <- err
+				})
+			}
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+
+	files := emlFiles(t, dir)
+	assert.Len(t, files, mailboxes*len(activities.NoticeKinds), "one file per notice, no temporaries left")
+	for _, f := range files {
+		k, kind, ok := strings.Cut(strings.TrimSuffix(f, ".eml"), "-")
+		require.True(t, ok, f)
+		m := readMessage(t, filepath.Join(dir, f))
+		assert.Equal(t, activities.NoticeMessageID(k, activities.NoticeKind(kind)), m.header.Get("Message-ID"), "file name and Message-ID agree")
+	}
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs the demo on the embedded default: a Temporal dev server and a worker in
+# the background (left running for the UI), then the starter's demo.
+# `scripts/demo.sh stop` stops them. Called by `make demo` / `make stop`.
+set -euo pipefail
+DATA=${DATA:-data}
+BIN=${BIN:-bin}
+TEMPORAL=${TEMPORAL:-$BIN/temporal}
+ADDRESS=${MAILWAVE_TEMPORAL_ADDRESS:-localhost:7233}
+mkdir -p "$DATA"
+
+stop_pid() {
+  local f=$DATA/$1.pid
+  if [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null; then
+    kill "$(cat "$f")" && echo "stopped $1"
+  fi
+  rm -f "$f"
+}
+
+if [[ ${1:-} == stop ]]; then
+  stop_pid worker
+  stop_pid temporal
+  exit 0
+fi
+
+# The dev server: reuse one already listening, else start ours.
+if ! (exec 3<>/dev/tcp/${ADDRESS%:*}/${ADDRESS#*:}) 2>/dev/null; then
+  args=(server start-dev --db-filename "$DATA/temporal.db"
+        --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal
+        --ui-port 8233 --log-level warn)
+  for sa in $SEARCH_ATTRIBUTES; do args+=(--search-attribute "$sa"); done
+  "$TEMPORAL" "${args[@]}" >"$DATA/temporal.log" 2>&1 &
+  echo $! >"$DATA/temporal.pid"
+  echo "dev server starting (log $DATA/temporal.log)"
+  for _ in $(seq 1 60); do
+    (exec 3<>/dev/tcp/${ADDRESS%:*}/${ADDRESS#*:}) 2>/dev/null && break
+    sleep 1
+  done
+fi
+
+"$BIN/starter" estate generate --dir "$DATA/estate" --seed 42 --mailboxes 1000
+
+# The worker: restarted so it runs this build.
+stop_pid worker
+"$BIN/worker" --sim-dir "$DATA/estate" --outbox-dir "$DATA/outbox" --sim-time-scale 36000 \
+  --sim-transient-rate 0.02 --sim-throttle-rate 0.02 --sim-throttle-retry-after 2s \
+  >"$DATA/worker.log" 2>&1 &
+echo $! >"$DATA/worker.pid"
+echo "worker started (log $DATA/worker.log)"
+
+"$BIN/starter" demo --sim-dir "$DATA/estate" --outbox-dir "$DATA/outbox" --csv "$DATA/demo-report.csv" "$@"
+echo
+echo "The dev server and worker are still running: Temporal UI at http://localhost:8233"
+echo "Stop them with: make stop"

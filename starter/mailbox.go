@@ -1,0 +1,330 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"mailwave/activities"
+	"mailwave/identity"
+	"mailwave/workflows"
+)
+
+func newMailboxCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "mailbox", Short: "Start, inspect, pause and resume one mailbox's migration"}
+	cmd.AddCommand(newMailboxStartCmd(a), newMailboxStatusCmd(a), newMailboxSignalCmd(a, "pause"), newMailboxSignalCmd(a, "resume"))
+	return cmd
+}
+
+// mailboxStartOptions are the flags of `mailbox start`.
+type mailboxStartOptions struct {
+	address, displayName, org, wave string
+	migrateAt                       string
+	noticeLead, reminderLead        string
+	allowShortNotice                bool
+}
+
+func newMailboxStartCmd(a *app) *cobra.Command {
+	var o mailboxStartOptions
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "Start one mailbox's migration: T-14 notice, T-1 reminder, copy, cutover, success notice",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.startMailbox(cmd.Context(), o, time.Now().UTC())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.address, "address", "", "the mailbox's email address (required)")
+	f.StringVar(&o.migrateAt, "migrate-at", "", "migration time T: RFC 3339, \"2006-01-02 15:04\" UTC, or +DURATION (required)")
+	f.StringVar(&o.noticeLead, "notice-lead", "14d", "how long before T the notice goes out")
+	f.StringVar(&o.reminderLead, "reminder-lead", "1d", "how long before T the reminder goes out")
+	f.BoolVar(&o.allowShortNotice, "allow-short-notice", false, "accept a T closer than the notice lead (the notice goes out at once)")
+	f.StringVar(&o.displayName, "display-name", "", "the user's name, for the notices")
+	f.StringVar(&o.org, "org", "", "the user's organisation")
+	f.StringVar(&o.wave, "wave", "", "the wave this mailbox belongs to, if any")
+	_ = cmd.MarkFlagRequired("address")
+	_ = cmd.MarkFlagRequired("migrate-at")
+	return cmd
+}
+
+func (a *app) startMailbox(ctx context.Context, o mailboxStartOptions, now time.Time) error {
+	addr, err := identity.NormalizeAddress(o.address)
+	if err != nil {
+		return fmt.Errorf("--address: %w", err)
+	}
+	sched, err := parseSchedule(o.migrateAt, o.noticeLead, o.reminderLead, now)
+	if err != nil {
+		return err
+	}
+	if err := sched.check(now, o.allowShortNotice); err != nil {
+		return err
+	}
+	keyer, err := a.keyer()
+	if err != nil {
+		return err
+	}
+	key, err := keyer.Key(addr)
+	if err != nil {
+		return err
+	}
+	c, err := a.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	in := workflows.MailboxInput{
+		Mailbox:      activities.MailboxRef{Key: key, Address: addr, Org: o.org, DisplayName: o.displayName},
+		WaveID:       o.wave,
+		MigrateAt:    sched.MigrateAt,
+		NoticeLead:   sched.NoticeLead,
+		ReminderLead: sched.ReminderLead,
+	}
+	run, err := startMailboxWorkflow(ctx, c, in, now)
+	if err != nil {
+		return err
+	}
+	notice, reminder := in.Leads()
+	fmt.Fprintf(a.out, "started mailbox %s (workflow %s, run %s)\n", key, run.GetID(), run.GetRunID())
+	fmt.Fprintf(a.out, "  notice   %s\n  reminder %s\n  migrate  %s\n",
+		in.MigrateAt.Add(-notice).Format(time.RFC3339), in.MigrateAt.Add(-reminder).Format(time.RFC3339), in.MigrateAt.Format(time.RFC3339))
+	return nil
+}
+
+func parseSchedule(migrateAt, noticeLead, reminderLead string, now time.Time) (schedule, error) {
+	var s schedule
+	var err error
+	if s.MigrateAt, err = parseWhen(migrateAt, now); err != nil {
+		return s, fmt.Errorf("--migrate-at: %w", err)
+	}
+	if s.NoticeLead, err = parseLead(noticeLead); err != nil {
+		return s, fmt.Errorf("--notice-lead: %w", err)
+	}
+	if s.ReminderLead, err = parseLead(reminderLead); err != nil {
+		return s, fmt.Errorf("--reminder-lead: %w", err)
+	}
+	if s.NoticeLead == 0 || s.ReminderLead == 0 {
+		return s, errors.New("--notice-lead and --reminder-lead must be more than zero")
+	}
+	return s, nil
+}
+
+// startMailboxWorkflow starts one mailbox's migration, refusing a mailbox
+// that already has one running or that was already migrated. A mailbox that
+// ended in needs support or was cancelled may be started again.
+func startMailboxWorkflow(ctx context.Context, c client.Client, in workflows.MailboxInput, now time.Time) (client.WorkflowRun, error) {
+	id := workflows.MailboxWorkflowID(in.Mailbox.Key)
+	if prev, err := lastResult(ctx, c, id); err != nil {
+		return nil, err
+	} else if prev != nil && prev.Outcome == workflows.OutcomeMigrated {
+		return nil, fmt.Errorf("mailbox %s was already migrated on %s: refusing to migrate it twice",
+			in.Mailbox.Key, prev.FinishedAt.Format(time.RFC3339))
+	}
+	attrs := []temporal.SearchAttributeUpdate{
+		workflows.SearchAttrStage.ValueSet(string(workflows.StageScheduled)),
+		workflows.SearchAttrStageSince.ValueSet(now),
+	}
+	if in.WaveID != "" {
+		attrs = append(attrs, workflows.SearchAttrWave.ValueSet(in.WaveID))
+	}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                workflows.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		// Without this the SDK hands back the running workflow as if it
+		// had just been started.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		TypedSearchAttributes:                    temporal.NewSearchAttributes(attrs...),
+		StaticSummary:                            "mailbox " + in.Mailbox.Key,
+	}, workflows.MailboxWorkflowName, in)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return nil, fmt.Errorf("mailbox %s already has a migration running (workflow %s): refusing to start a second", in.Mailbox.Key, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("starting workflow %s: %w", id, err)
+	}
+	return run, nil
+}
+
+// lastResult returns the result of the latest closed run of a mailbox's
+// workflow, or nil when there is none (never started, or still running).
+func lastResult(ctx context.Context, c client.Client, id string) (*workflows.MailboxResult, error) {
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up workflow %s: %w", id, err)
+	}
+	if desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		return nil, nil
+	}
+	var res workflows.MailboxResult
+	if err := c.GetWorkflow(ctx, id, desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()).Get(ctx, &res); err != nil {
+		return nil, fmt.Errorf("reading the result of workflow %s: %w", id, err)
+	}
+	return &res, nil
+}
+
+func newMailboxStatusCmd(a *app) *cobra.Command {
+	var address string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show where a mailbox's migration is, its attempts and last error",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			key, c, err := a.mailboxTarget(cmd.Context(), address)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return mailboxStatus(cmd.Context(), c, key, a.out)
+		},
+	}
+	cmd.Flags().StringVar(&address, "address", "", "the mailbox's email address (required)")
+	_ = cmd.MarkFlagRequired("address")
+	return cmd
+}
+
+func newMailboxSignalCmd(a *app, verb string) *cobra.Command {
+	var address, reason string
+	signal := map[string]string{"pause": workflows.SignalPause, "resume": workflows.SignalResume}[verb]
+	cmd := &cobra.Command{
+		Use:   verb,
+		Short: strings.ToUpper(verb[:1]) + verb[1:] + " one mailbox's migration at its next step boundary",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			key, c, err := a.mailboxTarget(cmd.Context(), address)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var payload any
+			if verb == "pause" {
+				payload = workflows.PauseRequest{Reason: reason}
+			}
+			id := workflows.MailboxWorkflowID(key)
+			if err := c.SignalWorkflow(cmd.Context(), id, "", signal, payload); err != nil {
+				var notFound *serviceerror.NotFound
+				if errors.As(err, &notFound) {
+					return fmt.Errorf("mailbox %s has no running migration (workflow %s)", key, id)
+				}
+				return fmt.Errorf("signalling %s to workflow %s: %w", verb, id, err)
+			}
+			fmt.Fprintf(a.out, "%s sent to mailbox %s\n", verb, key)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&address, "address", "", "the mailbox's email address (required)")
+	if verb == "pause" {
+		cmd.Flags().StringVar(&reason, "reason", "", "why, for the record")
+	}
+	_ = cmd.MarkFlagRequired("address")
+	return cmd
+}
+
+// mailboxTarget checks an address, computes its key and connects.
+func (a *app) mailboxTarget(ctx context.Context, address string) (string, client.Client, error) {
+	keyer, err := a.keyer()
+	if err != nil {
+		return "", nil, err
+	}
+	key, err := keyer.Key(address)
+	if err != nil {
+		return "", nil, fmt.Errorf("--address: %w", err)
+	}
+	c, err := a.dial(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	return key, c, nil
+}
+
+// mailboxStatus prints a mailbox's state: the workflow's own view through
+// the query, and the server's view of any activity being retried.
+func mailboxStatus(ctx context.Context, c client.Client, key string, out io.Writer) error {
+	id := workflows.MailboxWorkflowID(key)
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return fmt.Errorf("no migration found for mailbox %s (workflow %s)", key, id)
+	}
+	if err != nil {
+		return fmt.Errorf("describing workflow %s: %w", id, err)
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	fmt.Fprintf(out, "mailbox   %s\nworkflow  %s (run %s)\nstatus    %s\n", key, id, info.GetExecution().GetRunId(), info.GetStatus())
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	v, err := c.QueryWorkflow(qctx, id, "", workflows.QueryState)
+	if err != nil {
+		fmt.Fprintf(out, "state     unavailable (%v): is a worker running?\n", err)
+	} else {
+		var st workflows.MailboxState
+		if err := v.Get(&st); err != nil {
+			return fmt.Errorf("decoding the state of %s: %w", id, err)
+		}
+		printState(out, st)
+	}
+	for _, pa := range desc.GetPendingActivities() {
+		fmt.Fprintf(out, "running   %s, attempt %d, state %s", pa.GetActivityType().GetName(), pa.GetAttempt(), pa.GetState())
+		if f := pa.GetLastFailure(); f != nil {
+			fmt.Fprintf(out, ", last failure: %s", f.GetMessage())
+		}
+		if t := pa.GetNextAttemptScheduleTime(); t != nil {
+			fmt.Fprintf(out, ", next attempt %s", t.AsTime().Format(time.RFC3339))
+		}
+		fmt.Fprintln(out)
+	}
+	return nil
+}
+
+func printState(out io.Writer, st workflows.MailboxState) {
+	paused := ""
+	if st.Paused {
+		paused = " (paused)"
+	}
+	fmt.Fprintf(out, "stage     %s since %s%s\n", st.Stage, st.StageSince.Format(time.RFC3339), paused)
+	if st.WaveID != "" {
+		fmt.Fprintf(out, "wave      %s\n", st.WaveID)
+	}
+	fmt.Fprintf(out, "notice    %s\nreminder  %s\nmigrate   %s\n",
+		st.NoticeAt.Format(time.RFC3339), st.ReminderAt.Format(time.RFC3339), st.MigrateAt.Format(time.RFC3339))
+	kinds := make([]string, len(st.NoticesSent))
+	for i, k := range st.NoticesSent {
+		kinds[i] = string(k)
+	}
+	fmt.Fprintf(out, "sent      %s\n", strings.Join(kinds, ", "))
+	steps := make([]string, 0, len(st.Attempts))
+	for step := range st.Attempts {
+		steps = append(steps, string(step))
+	}
+	sort.Strings(steps)
+	for _, step := range steps {
+		fmt.Fprintf(out, "attempts  %s: %d\n", step, st.Attempts[workflows.Step(step)])
+	}
+	fmt.Fprintf(out, "copied    %d items, %d bytes (%d already there)\n", st.Copied.Items, st.Copied.Bytes, st.Copied.Skipped)
+	if st.LastError != "" {
+		fmt.Fprintf(out, "error     %s\n", st.LastError)
+	}
+	if r := st.Result; r != nil {
+		fmt.Fprintf(out, "outcome   %s", r.Outcome)
+		if r.FailedStep != "" {
+			fmt.Fprintf(out, " at %s (%s)", r.FailedStep, r.ErrorType)
+		}
+		fmt.Fprintln(out)
+	}
+}

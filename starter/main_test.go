@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"mailwave/internal/testenv"
+	"mailwave/internal/workerapp"
+	"mailwave/mail/sim"
+	"mailwave/workflows"
+)
+
+const testSecret = "starter-test-secret-0123"
+
+// TestMain lets the tests run this binary as the real starter command.
+func TestMain(m *testing.M) {
+	if os.Getenv("MAILWAVE_RUN_STARTER") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runStarter runs the starter as a process and returns its output and exit code.
+func runStarter(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET="+testSecret)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return string(out), exit.ExitCode()
+	}
+	require.NoError(t, err)
+	return string(out), 0
+}
+
+func TestBadInputIsRefusedWithAClearError(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"address format", []string{"--address", "jo.bloggs-at-trust", "--migrate-at", "+15d"}, "is not an email address"},
+		{"display name form", []string{"--address", "Jo <jo@trust.nhs.example>", "--migrate-at", "+15d"}, "not a bare email address"},
+		{"time in the past", []string{"--address", "jo@trust.nhs.example", "--migrate-at", "2020-01-01T00:00:00Z"}, "is in the past"},
+		{"unreadable time", []string{"--address", "jo@trust.nhs.example", "--migrate-at", "soon"}, "is not a time"},
+		{"short notice", []string{"--address", "jo@trust.nhs.example", "--migrate-at", "+3d"}, "less than the notice lead"},
+		{"bad lead", []string{"--address", "jo@trust.nhs.example", "--migrate-at", "+15d", "--notice-lead", "fortnight"}, "--notice-lead"},
+		{"unreachable server", []string{"--address", "jo@trust.nhs.example", "--migrate-at", "+15d",
+			"--temporal-address", "127.0.0.1:1", "--dial-timeout", "2s"}, "cannot reach the Temporal server at 127.0.0.1:1"},
+		{"missing flag", []string{"--migrate-at", "+15d"}, `required flag(s) "address" not set`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := runStarter(t, append([]string{"mailbox", "start"}, tc.args...)...)
+			assert.NotZero(t, code, "exit status")
+			assert.Contains(t, out, tc.want)
+			assert.NotContains(t, out, "panic")
+		})
+	}
+}
+
+func TestNoSecretIsAClearError(t *testing.T) {
+	var out bytes.Buffer
+	root := newRootCmd(&out)
+	t.Setenv("MAILWAVE_KEY_SECRET", "")
+	root.SetArgs([]string{"mailbox", "status", "--address", "jo@trust.nhs.example"})
+	assert.ErrorContains(t, root.Execute(), "no key secret")
+}
+
+// TestMailboxCommandsOnARealServer starts, inspects, pauses and resumes a
+// mailbox through the CLI against a real dev server and worker, and checks
+// that a mailbox is never started twice.
+func TestMailboxCommandsOnARealServer(t *testing.T) {
+	dir := t.TempDir()
+	estateDir := filepath.Join(dir, "estate")
+	_, err := sim.Generate(estateDir, sim.GenerateOptions{Seed: 3, Mailboxes: 5})
+	require.NoError(t, err)
+	est, err := sim.Open(estateDir, sim.Options{})
+	require.NoError(t, err)
+	roster, err := est.Roster()
+	require.NoError(t, err)
+	address := roster[0].Address
+
+	srv := testenv.StartDevServer(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		assert.NoError(t, workerapp.Run(ctx, workerapp.Config{
+			TaskQueue: workflows.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
+			Estate: "sim", Sim: workerapp.SimConfig{Dir: estateDir, Instant: true},
+			MaxConcurrentActivities: 10, MaxConcurrentLocalActivities: 10, MaxConcurrentWorkflowTasks: 10,
+		}, srv.Client()))
+	}()
+	defer func() { cancel(); wg.Wait() }()
+
+	server := []string{"--temporal-address", srv.FrontendHostPort()}
+	starter := func(args ...string) (string, int) { return runStarter(t, append(args, server...)...) }
+
+	out, code := starter("mailbox", "status", "--address", address)
+	assert.NotZero(t, code)
+	assert.Contains(t, out, "no migration found")
+
+	out, code = starter("mailbox", "start", "--address", address, "--migrate-at", "+8s",
+		"--notice-lead", "4s", "--reminder-lead", "2s")
+	require.Zero(t, code, out)
+	assert.Contains(t, out, "started mailbox")
+	assert.NotContains(t, out, address, "the address is not echoed back")
+
+	out, code = starter("mailbox", "start", "--address", address, "--migrate-at", "+1h", "--notice-lead", "1m", "--reminder-lead", "30s")
+	assert.NotZero(t, code)
+	assert.Contains(t, out, "already has a migration running")
+
+	out, code = starter("mailbox", "pause", "--address", address, "--reason", "checking")
+	require.Zero(t, code, out)
+	require.Eventually(t, func() bool {
+		out, _ = starter("mailbox", "status", "--address", address)
+		return strings.Contains(out, "stage     paused")
+	}, 30*time.Second, 500*time.Millisecond, "the mailbox holds at a step boundary: %s", out)
+	time.Sleep(5 * time.Second) // past T-1: a running mailbox would have had its reminder by now
+	out, _ = starter("mailbox", "status", "--address", address)
+	assert.Contains(t, out, "stage     paused")
+	assert.NotContains(t, out, "t14, t1", "no reminder while held")
+
+	out, code = starter("mailbox", "resume", "--address", address)
+	require.Zero(t, code, out)
+	require.Eventually(t, func() bool {
+		out, _ = starter("mailbox", "status", "--address", address)
+		return strings.Contains(out, "outcome   migrated")
+	}, 60*time.Second, time.Second, "the mailbox finishes after resume: %s", out)
+	assert.Contains(t, out, "sent      t14, t1, success")
+
+	out, code = starter("mailbox", "start", "--address", address, "--migrate-at", "+1h", "--notice-lead", "1m", "--reminder-lead", "30s")
+	assert.NotZero(t, code)
+	assert.Contains(t, out, "already migrated")
+
+	out, code = starter("mailbox", "pause", "--address", roster[1].Address)
+	assert.NotZero(t, code)
+	assert.Contains(t, out, "has no running migration")
+}

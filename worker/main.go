@@ -1,0 +1,67 @@
+// Command worker runs mailwave's workflows and activities.
+//
+// Every flag can also be set in the environment: --sim-dir is
+// MAILWAVE_SIM_DIR. It stops cleanly on SIGINT or SIGTERM.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"mailwave/internal/cliutil"
+	"mailwave/internal/workerapp"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newRootCmd().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	var (
+		temporal cliutil.TemporalOptions
+		logs     cliutil.LogOptions
+		cfg      workerapp.Config
+	)
+	cmd := &cobra.Command{
+		Use:           "worker",
+		Short:         "Run mailwave's workflows and activities",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			return cliutil.BindEnv(cmd.Flags())
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			z, logger, err := logs.Build()
+			if err != nil {
+				return err
+			}
+			defer func() { _ = z.Sync() }()
+			c, err := temporal.Dial(cmd.Context(), logger)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			z.Info("worker starting", zap.String("address", temporal.Address), zap.String("namespace", temporal.Namespace),
+				zap.String("taskQueue", cfg.TaskQueue), zap.String("notifier", cfg.Notifier), zap.String("estate", cfg.Estate))
+			err = workerapp.Run(cmd.Context(), cfg, c)
+			z.Info("worker stopped")
+			return err
+		},
+	}
+	temporal.AddFlags(cmd.Flags())
+	logs.AddFlags(cmd.Flags())
+	cfg.AddFlags(cmd.Flags())
+	return cmd
+}
