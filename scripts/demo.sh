@@ -23,32 +23,38 @@ if [[ ${1:-} == stop ]]; then
   exit 0
 fi
 
-# The dev server: reuse one already listening, else start ours.
-if ! (exec 3<>/dev/tcp/${ADDRESS%:*}/${ADDRESS#*:}) 2>/dev/null; then
-  args=(server start-dev --db-filename "$DATA/temporal.db"
-        --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal
-        --ui-port 8233 --log-level warn)
-  for sa in $SEARCH_ATTRIBUTES; do args+=(--search-attribute "$sa"); done
-  "$TEMPORAL" "${args[@]}" >"$DATA/temporal.log" 2>&1 &
-  echo $! >"$DATA/temporal.pid"
-  echo "dev server starting (log $DATA/temporal.log)"
-  for _ in $(seq 1 60); do
-    (exec 3<>/dev/tcp/${ADDRESS%:*}/${ADDRESS#*:}) 2>/dev/null && break
-    sleep 1
-  done
+# A fresh start: the demo's own server, worker and data from a former run go.
+stop_pid worker
+stop_pid temporal
+listening() { (exec 3<>"/dev/tcp/${ADDRESS%:*}/${ADDRESS#*:}") 2>/dev/null; }
+for _ in $(seq 1 10); do listening || break; sleep 1; done
+if listening; then
+  echo "something else listens on $ADDRESS: stop it, or set MAILWAVE_TEMPORAL_ADDRESS" >&2
+  exit 1
 fi
+rm -rf "$DATA"
+mkdir -p "$DATA"
+args=(server start-dev --db-filename "$DATA/temporal.db"
+      --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal
+      --ui-port 8233 --log-level warn)
+for sa in $SEARCH_ATTRIBUTES; do args+=(--search-attribute "$sa"); done
+"$TEMPORAL" "${args[@]}" >"$DATA/temporal.log" 2>&1 &
+echo $! >"$DATA/temporal.pid"
+echo "dev server starting (log $DATA/temporal.log)"
+for _ in $(seq 1 60); do listening && break; sleep 1; done
+listening || { echo "the dev server did not come up: see $DATA/temporal.log" >&2; exit 1; }
 
 "$BIN/starter" estate generate --dir "$DATA/estate" --seed 42 --mailboxes 1000
 
-# The worker: restarted so it runs this build.
-stop_pid worker
+# The worker, with faults injected: transient errors and throttling on 1 % of
+# copy batches and cutovers each, and 0.5 % of mailboxes missing at source.
 "$BIN/worker" --sim-dir "$DATA/estate" --outbox-dir "$DATA/outbox" --sim-time-scale 36000 \
-  --sim-transient-rate 0.02 --sim-throttle-rate 0.02 --sim-throttle-retry-after 2s \
+  --sim-transient-rate 0.01 --sim-throttle-rate 0.01 --sim-throttle-retry-after 2s --sim-not-found-rate 0.005 \
   >"$DATA/worker.log" 2>&1 &
 echo $! >"$DATA/worker.pid"
 echo "worker started (log $DATA/worker.log)"
 
-"$BIN/starter" demo --sim-dir "$DATA/estate" --outbox-dir "$DATA/outbox" --csv "$DATA/demo-report.csv" "$@"
+"$BIN/starter" demo --data "$DATA" "$@"
 echo
 echo "The dev server and worker are still running: Temporal UI at http://localhost:8233"
 echo "Stop them with: make stop"

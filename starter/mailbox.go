@@ -10,13 +10,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"mailwave/activities"
 	"mailwave/identity"
+	"mailwave/internal/fanout"
 	"mailwave/workflows"
 )
 
@@ -90,12 +89,12 @@ func (a *app) startMailbox(ctx context.Context, o mailboxStartOptions, now time.
 		NoticeLead:   sched.NoticeLead,
 		ReminderLead: sched.ReminderLead,
 	}
-	run, err := startMailboxWorkflow(ctx, c, in, now)
+	runID, err := startMailboxWorkflow(ctx, c, in, now)
 	if err != nil {
 		return err
 	}
 	notice, reminder := in.Leads()
-	fmt.Fprintf(a.out, "started mailbox %s (workflow %s, run %s)\n", key, run.GetID(), run.GetRunID())
+	fmt.Fprintf(a.out, "started mailbox %s (workflow %s, run %s)\n", key, workflows.MailboxWorkflowID(key), runID)
 	fmt.Fprintf(a.out, "  notice   %s\n  reminder %s\n  migrate  %s\n",
 		in.MigrateAt.Add(-notice).Format(time.RFC3339), in.MigrateAt.Add(-reminder).Format(time.RFC3339), in.MigrateAt.Format(time.RFC3339))
 	return nil
@@ -119,64 +118,18 @@ func parseSchedule(migrateAt, noticeLead, reminderLead string, now time.Time) (s
 	return s, nil
 }
 
-// startMailboxWorkflow starts one mailbox's migration, refusing a mailbox
-// that already has one running or that was already migrated. A mailbox that
-// ended in needs support or was cancelled may be started again.
-func startMailboxWorkflow(ctx context.Context, c client.Client, in workflows.MailboxInput, now time.Time) (client.WorkflowRun, error) {
-	id := workflows.MailboxWorkflowID(in.Mailbox.Key)
-	if prev, err := lastResult(ctx, c, id); err != nil {
-		return nil, err
-	} else if prev != nil && prev.Outcome == workflows.OutcomeMigrated {
-		return nil, fmt.Errorf("mailbox %s was already migrated on %s: refusing to migrate it twice",
-			in.Mailbox.Key, prev.FinishedAt.Format(time.RFC3339))
-	}
-	attrs := []temporal.SearchAttributeUpdate{
-		workflows.SearchAttrStage.ValueSet(string(workflows.StageScheduled)),
-		workflows.SearchAttrStageSince.ValueSet(now),
-	}
-	if in.WaveID != "" {
-		attrs = append(attrs, workflows.SearchAttrWave.ValueSet(in.WaveID))
-	}
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       id,
-		TaskQueue:                workflows.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		// Without this the SDK hands back the running workflow as if it
-		// had just been started.
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		TypedSearchAttributes:                    temporal.NewSearchAttributes(attrs...),
-		StaticSummary:                            "mailbox " + in.Mailbox.Key,
-	}, workflows.MailboxWorkflowName, in)
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(err, &started) {
-		return nil, fmt.Errorf("mailbox %s already has a migration running (workflow %s): refusing to start a second", in.Mailbox.Key, id)
-	}
+// startMailboxWorkflow starts one mailbox's migration on its own, under the
+// rule every start follows (fanout.StartMailbox): a mailbox already being
+// migrated, or already migrated, is refused with the reason.
+func startMailboxWorkflow(ctx context.Context, c client.Client, in workflows.MailboxInput, now time.Time) (string, error) {
+	st, err := fanout.StartMailbox(ctx, c, in, false, now)
 	if err != nil {
-		return nil, fmt.Errorf("starting workflow %s: %w", id, err)
+		return "", err
 	}
-	return run, nil
-}
-
-// lastResult returns the result of the latest closed run of a mailbox's
-// workflow, or nil when there is none (never started, or still running).
-func lastResult(ctx context.Context, c client.Client, id string) (*workflows.MailboxResult, error) {
-	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
-	var notFound *serviceerror.NotFound
-	if errors.As(err, &notFound) {
-		return nil, nil
+	if !st.Started {
+		return "", fmt.Errorf("mailbox %s: %s: refusing to migrate it twice", in.Mailbox.Key, st.Refusal)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("looking up workflow %s: %w", id, err)
-	}
-	if desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
-		return nil, nil
-	}
-	var res workflows.MailboxResult
-	if err := c.GetWorkflow(ctx, id, desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()).Get(ctx, &res); err != nil {
-		return nil, fmt.Errorf("reading the result of workflow %s: %w", id, err)
-	}
-	return &res, nil
+	return st.RunID, nil
 }
 
 func newMailboxStatusCmd(a *app) *cobra.Command {
@@ -212,7 +165,7 @@ func newMailboxSignalCmd(a *app, verb string) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			var payload any
+			var payload any = workflows.ResumeRequest{}
 			if verb == "pause" {
 				payload = workflows.PauseRequest{Reason: reason}
 			}

@@ -56,7 +56,7 @@ func newRootCmd(out io.Writer) *cobra.Command {
 	root.SetOut(out)
 	a.temporal.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVar(&a.secretFile, "key-secret-file", "", "file holding the mailbox key secret (default: $"+identity.SecretEnv+")")
-	root.AddCommand(newMailboxCmd(a), newEstateCmd(a), newDemoCmd(a))
+	root.AddCommand(newMailboxCmd(a), newWaveCmd(a), newEstateCmd(a), newDemoCmd(a))
 	return root
 }
 

@@ -72,6 +72,7 @@ const (
 	StageWaitingT1     Stage = "waiting_t1"     // notice sent, waiting for T-1
 	StageNoticeT1      Stage = "notice_t1"      // sending the reminder
 	StageWaitingStart  Stage = "waiting_start"  // reminder sent, waiting for T
+	StageWaitingSlot   Stage = "waiting_slot"   // at T, waiting for a copy slot from the wave
 	StageCopying       Stage = "copying"        // bulk then delta copy
 	StageCutover       Stage = "cutover"        // changing the routing
 	StageNoticeSuccess Stage = "notice_success" // telling the user it is done
@@ -112,6 +113,11 @@ type MailboxInput struct {
 	// reminder go out; zero means the defaults (14 days, 1 day).
 	NoticeLead   time.Duration `json:",omitempty"`
 	ReminderLead time.Duration `json:",omitempty"`
+	// WaveWorkflowID, when set, makes the mailbox wait at T for a slot from
+	// that wave and report to it when done; WaveIndex is its row in the
+	// wave's mailbox file.
+	WaveWorkflowID string `json:",omitempty"`
+	WaveIndex      int    `json:",omitempty"`
 }
 
 // Validate names the first problem with the input, if any.
@@ -165,7 +171,9 @@ type MailboxState struct {
 	WaveID     string `json:",omitempty"`
 	Stage      Stage
 	StageSince time.Time
-	Paused     bool
+	Paused     bool // by an operator
+	HeldByWave bool // by the mailbox's wave
+	Granted    bool // the wave granted a copy slot
 	MigrateAt  time.Time
 	NoticeAt   time.Time
 	ReminderAt time.Time
@@ -176,4 +184,219 @@ type MailboxState struct {
 	LastError string         `json:",omitempty"`
 	Copied    activities.CopyStats
 	Result    *MailboxResult `json:",omitempty"`
+}
+
+// ---- The wave ----
+
+// WaveWorkflowName is the Wave workflow's type.
+const WaveWorkflowName = "Wave"
+
+// WaveWorkflowID is the workflow ID of a wave.
+func WaveWorkflowID(waveID string) string { return "wave-" + waveID }
+
+// Signals between a wave and its mailboxes, and the wave's operator signals
+// and query. A wave's pause and resume use SignalPause and SignalResume.
+const (
+	SignalSlotGrant   = "slot-grant"   // wave -> mailbox: you may copy now
+	SignalMailboxDone = "mailbox-done" // mailbox -> wave: finished, slot free
+	SignalSetCap      = "set-cap"
+	SignalCancel      = "cancel"
+	SignalRetryFailed = "retry-failed"
+	QueryProgress     = "progress"
+)
+
+// Activities the wave calls by name: they start, read and cancel mailbox
+// workflows, so they live outside the activities package (which never
+// imports the workflows' contract).
+const (
+	ActivityStartMailboxes  = "StartMailboxes"
+	ActivityReadMailboxKeys = "ReadMailboxKeys"
+	ActivityCancelMailboxes = "CancelMailboxes"
+)
+
+// Wave defaults.
+const (
+	DefaultCap             = 100
+	DefaultErrorBudget     = 0.02
+	DefaultErrorMinSample  = 50
+	DefaultStartRate       = 100.0 // mailbox workflows started per second
+	DefaultPageSize        = 500
+	DefaultMaxEventsPerRun = 8000
+	// A run may receive 10,000 signals; a wave gets about two per mailbox.
+	DefaultMaxSignalsPerRun = 5000
+)
+
+// WaveInput starts a wave. The mailboxes are by reference: MailboxFile is
+// the wave's mailbox file (CSV with header key,address,org,display_name,
+// written by the starter where the workers can read it); row i (from 0) is
+// the mailbox with wave index i.
+type WaveInput struct {
+	WaveID       string
+	MailboxFile  string
+	Total        int
+	MigrateAt    time.Time
+	NoticeLead   time.Duration `json:",omitempty"`
+	ReminderLead time.Duration `json:",omitempty"`
+	Cap          int           `json:",omitempty"`
+	// ErrorBudget is the share of finished mailboxes that may need support
+	// before the wave pauses itself, once ErrorMinSample have finished.
+	ErrorBudget     float64 `json:",omitempty"`
+	ErrorMinSample  int     `json:",omitempty"`
+	StartRate       float64 `json:",omitempty"`
+	PageSize        int     `json:",omitempty"`
+	MaxEventsPerRun int     `json:",omitempty"`
+	// MaxSignalsPerRun continues the wave as new after it has handled that
+	// many signals in one run.
+	MaxSignalsPerRun int `json:",omitempty"`
+	// State is carried over continue-as-new; nil on the first run.
+	State *WaveState `json:",omitempty"`
+}
+
+// WithDefaults returns the input with zero settings replaced by defaults.
+func (in WaveInput) WithDefaults() WaveInput {
+	if in.Cap <= 0 {
+		in.Cap = DefaultCap
+	}
+	if in.ErrorBudget <= 0 {
+		in.ErrorBudget = DefaultErrorBudget
+	}
+	if in.ErrorMinSample <= 0 {
+		in.ErrorMinSample = DefaultErrorMinSample
+	}
+	if in.StartRate <= 0 {
+		in.StartRate = DefaultStartRate
+	}
+	if in.PageSize <= 0 {
+		in.PageSize = DefaultPageSize
+	}
+	if in.MaxEventsPerRun <= 0 {
+		in.MaxEventsPerRun = DefaultMaxEventsPerRun
+	}
+	if in.MaxSignalsPerRun <= 0 {
+		in.MaxSignalsPerRun = DefaultMaxSignalsPerRun
+	}
+	return in
+}
+
+// Validate names the first problem with a wave's input.
+func (in WaveInput) Validate() error {
+	switch {
+	case in.WaveID == "":
+		return fmt.Errorf("wave ID is empty")
+	case in.MailboxFile == "":
+		return fmt.Errorf("wave %s has no mailbox file", in.WaveID)
+	case in.Total <= 0:
+		return fmt.Errorf("wave %s has no mailboxes", in.WaveID)
+	case in.MigrateAt.IsZero():
+		return fmt.Errorf("wave %s has no migration time", in.WaveID)
+	case in.ErrorBudget < 0 || in.ErrorBudget > 1:
+		return fmt.Errorf("wave %s: error budget %v is not a share between 0 and 1", in.WaveID, in.ErrorBudget)
+	}
+	return nil
+}
+
+// MailboxInput for a wave's mailbox additionally carries WaveWorkflowID and
+// WaveIndex (see MailboxInput): the mailbox then waits at T for a slot grant
+// from that wave and reports to it when done.
+
+// SlotGrant is the payload of SignalSlotGrant.
+type SlotGrant struct {
+	WaveID string
+	Index  int
+}
+
+// MailboxDone is the payload of SignalMailboxDone.
+type MailboxDone struct {
+	Index   int
+	Key     string
+	Outcome Outcome
+	// Granted is true when the mailbox had been granted a slot.
+	Granted   bool
+	Step      Step   `json:",omitempty"`
+	ErrorType string `json:",omitempty"`
+	Copied    activities.CopyStats
+}
+
+// SetCapRequest is the payload of SignalSetCap.
+type SetCapRequest struct {
+	Cap int
+}
+
+// Refusal is a mailbox a wave would not start, and why.
+type Refusal struct {
+	Index  int
+	Key    string
+	Reason string
+}
+
+// StartMailboxesInput asks for the mailboxes of a wave at the given indexes
+// (or, when Indexes is empty, From to To-1) to be started. Retry starts
+// mailboxes again whose last run ended in needs support.
+type StartMailboxesInput struct {
+	WaveID       string
+	MailboxFile  string
+	From, To     int
+	Indexes      []int `json:",omitempty"`
+	Retry        bool  `json:",omitempty"`
+	MigrateAt    time.Time
+	NoticeLead   time.Duration
+	ReminderLead time.Duration
+	StartRate    float64
+}
+
+// StartMailboxesResult lists the mailboxes refused; every other one asked
+// for is running in this wave.
+type StartMailboxesResult struct {
+	Started int
+	Refused []Refusal `json:",omitempty"`
+}
+
+// ReadMailboxKeysInput asks for the keys of rows From to To-1.
+type ReadMailboxKeysInput struct {
+	MailboxFile string
+	From, To    int
+}
+
+// CancelMailboxesInput asks for the wave's running mailboxes at Indexes to
+// be cancelled (cleanly: a mailbox in cutover finishes it).
+type CancelMailboxesInput struct {
+	WaveID      string
+	MailboxFile string
+	Indexes     []int
+}
+
+// WaveProgress is what the progress query returns.
+type WaveProgress struct {
+	WaveID       string
+	Total        int
+	Started      int
+	Refused      int
+	Waiting      int // started, not yet granted a slot, not finished
+	Active       int // holding a slot: copying or cutting over
+	Migrated     int
+	NeedsSupport int
+	Cancelled    int
+	Copied       activities.CopyStats
+	Cap          int
+	Paused       bool
+	PauseReason  string `json:",omitempty"`
+	Cancelling   bool
+	Runs         int // runs so far (continue-as-new)
+	StartedAt    time.Time
+	Refusals     []Refusal `json:",omitempty"` // the first ones
+}
+
+// WaveResult is how a wave ended.
+type WaveResult struct {
+	WaveID       string
+	Total        int
+	Migrated     int
+	NeedsSupport int
+	Cancelled    int
+	Refused      int
+	Copied       activities.CopyStats
+	StartedAt    time.Time
+	FinishedAt   time.Time
+	Duration     time.Duration
+	Runs         int
 }

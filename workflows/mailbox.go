@@ -17,9 +17,16 @@ var a *activities.Activities
 // ErrTypeInvalidInput fails a workflow started with input it cannot use.
 const ErrTypeInvalidInput = "InvalidInput"
 
-// PauseRequest is the payload of the pause signal.
+// PauseRequest is the payload of the pause signal. ByWave marks a hold by
+// the mailbox's wave, kept apart from an operator's pause of the mailbox.
 type PauseRequest struct {
 	Reason string `json:",omitempty"`
+	ByWave bool   `json:",omitempty"`
+}
+
+// ResumeRequest is the payload of the resume signal.
+type ResumeRequest struct {
+	ByWave bool `json:",omitempty"`
 }
 
 // MailboxMigration is one mailbox's whole migration:
@@ -44,6 +51,7 @@ type mailbox struct {
 	in        MailboxInput
 	state     MailboxState
 	startedAt time.Time
+	published Stage // the stage last upserted as a search attribute
 }
 
 // stepError is a step's failure after its retries.
@@ -82,27 +90,46 @@ func (m *mailbox) setup(ctx workflow.Context) error {
 	}); err != nil {
 		return err
 	}
-	pause := workflow.GetSignalChannel(ctx, SignalPause)
-	resume := workflow.GetSignalChannel(ctx, SignalResume)
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalPause), func(c workflow.ReceiveChannel, _ bool) {
+		var req PauseRequest
+		c.Receive(ctx, &req)
+		if req.ByWave {
+			m.state.HeldByWave = true
+		} else {
+			m.state.Paused = true
+		}
+		workflow.GetLogger(ctx).Info("mailbox paused", "mailbox", m.state.Key, "byWave", req.ByWave, "reason", req.Reason)
+	})
+	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalResume), func(c workflow.ReceiveChannel, _ bool) {
+		var req ResumeRequest
+		c.Receive(ctx, &req)
+		if req.ByWave {
+			m.state.HeldByWave = false
+		} else {
+			m.state.Paused = false
+		}
+		workflow.GetLogger(ctx).Info("mailbox resumed", "mailbox", m.state.Key, "byWave", req.ByWave)
+	})
+	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalSlotGrant), func(c workflow.ReceiveChannel, _ bool) {
+		var g SlotGrant
+		c.Receive(ctx, &g)
+		if g.WaveID != m.in.WaveID {
+			workflow.GetLogger(ctx).Warn("slot grant from another wave ignored", "mailbox", m.state.Key, "wave", g.WaveID)
+			return
+		}
+		m.state.Granted = true
+	})
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
-			sel := workflow.NewSelector(ctx)
-			sel.AddReceive(pause, func(c workflow.ReceiveChannel, _ bool) {
-				var req PauseRequest
-				c.Receive(ctx, &req)
-				m.state.Paused = true
-				workflow.GetLogger(ctx).Info("mailbox paused", "mailbox", m.state.Key, "reason", req.Reason)
-			})
-			sel.AddReceive(resume, func(c workflow.ReceiveChannel, _ bool) {
-				c.Receive(ctx, nil)
-				m.state.Paused = false
-				workflow.GetLogger(ctx).Info("mailbox resumed", "mailbox", m.state.Key)
-			})
 			sel.Select(ctx)
 		}
 	})
 	attrs := workflow.GetTypedSearchAttributes(ctx)
-	if _, ok := attrs.GetKeyword(SearchAttrStage); !ok {
+	if v, ok := attrs.GetKeyword(SearchAttrStage); ok {
+		m.published = Stage(v)
+	} else {
+		m.published = m.state.Stage
 		updates := []temporal.SearchAttributeUpdate{
 			SearchAttrStage.ValueSet(string(m.state.Stage)),
 			SearchAttrStageSince.ValueSet(m.state.StageSince),
@@ -140,6 +167,8 @@ func (m *mailbox) run(ctx workflow.Context) MailboxResult {
 	}
 	res.FinishedAt = workflow.Now(ctx)
 	m.state.Result = &res
+	m.publish(ctx)
+	m.report(ctx, res)
 	workflow.GetLogger(ctx).Info("mailbox finished", "mailbox", res.Key, "outcome", string(res.Outcome),
 		"step", string(res.FailedStep), "errorType", res.ErrorType)
 	return res
@@ -159,6 +188,9 @@ func (m *mailbox) migrate(ctx workflow.Context) error {
 		return err
 	}
 	if err := m.waitUntil(ctx, StageWaitingStart, m.in.MigrateAt); err != nil {
+		return err
+	}
+	if err := m.awaitSlot(ctx); err != nil {
 		return err
 	}
 	if err := m.copy(ctx, activities.PassBulk, StepCopyBulk); err != nil {
@@ -196,19 +228,51 @@ func (m *mailbox) waitUntil(ctx workflow.Context, stage Stage, t time.Time) erro
 		return nil
 	}
 	m.enter(ctx, stage)
+	m.publish(ctx)
 	return workflow.NewTimerWithOptions(ctx, d, workflow.TimerOptions{Summary: "until " + string(stage) + " ends"}).Get(ctx, nil)
 }
 
-// hold keeps a paused mailbox at the step boundary until it is resumed.
+// hold keeps a mailbox paused by an operator or held by its wave at the
+// step boundary until it is resumed.
 func (m *mailbox) hold(ctx workflow.Context) error {
-	if !m.state.Paused {
+	held := func() bool { return m.state.Paused || m.state.HeldByWave }
+	if !held() {
 		return ctx.Err()
 	}
 	m.enter(ctx, StagePaused)
-	if err := workflow.Await(ctx, func() bool { return !m.state.Paused }); err != nil {
+	m.publish(ctx)
+	if err := workflow.Await(ctx, func() bool { return !held() }); err != nil {
 		return err
 	}
 	return ctx.Err()
+}
+
+// awaitSlot waits, in a wave, for the wave to grant a copy slot.
+func (m *mailbox) awaitSlot(ctx workflow.Context) error {
+	if m.in.WaveWorkflowID == "" || m.state.Granted {
+		return ctx.Err()
+	}
+	m.enter(ctx, StageWaitingSlot)
+	m.publish(ctx)
+	return workflow.Await(ctx, func() bool { return m.state.Granted })
+}
+
+// report tells the mailbox's wave how it ended, freeing its slot. It runs
+// on a disconnected context so a cancelled mailbox still reports, and waits
+// for the signal to be delivered: the server drops a signal still pending
+// when the workflow that sent it completes.
+func (m *mailbox) report(ctx workflow.Context, res MailboxResult) {
+	if m.in.WaveWorkflowID == "" {
+		return
+	}
+	done, _ := workflow.NewDisconnectedContext(ctx)
+	err := workflow.SignalExternalWorkflow(done, m.in.WaveWorkflowID, "", SignalMailboxDone, MailboxDone{
+		Index: m.in.WaveIndex, Key: res.Key, Outcome: res.Outcome, Granted: m.state.Granted,
+		Step: res.FailedStep, ErrorType: res.ErrorType, Copied: res.Copied,
+	}).Get(done, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("wave not told of the mailbox's end", "mailbox", res.Key, "wave", m.in.WaveID, "error", err)
+	}
 }
 
 func (m *mailbox) notify(ctx workflow.Context, kind activities.NoticeKind, stage Stage, step Step) error {
@@ -237,6 +301,7 @@ func (m *mailbox) copy(ctx workflow.Context, pass activities.CopyPass, step Step
 		return err
 	}
 	m.enter(ctx, StageCopying)
+	m.publish(ctx)
 	var res activities.CopyResult
 	err := workflow.ExecuteActivity(copyOptions(ctx), a.CopyMailbox, activities.CopyInput{
 		Mailbox: m.in.Mailbox, Pass: pass,
@@ -258,17 +323,26 @@ func (m *mailbox) noticeSent(kind activities.NoticeKind) bool {
 	return false
 }
 
-// enter moves the mailbox to a stage and publishes it as search attributes,
-// so the UI can list e.g. "copying, began more than two hours ago".
+// enter moves the mailbox to a stage, as the state query shows it.
 func (m *mailbox) enter(ctx workflow.Context, stage Stage) {
 	if m.state.Stage == stage {
 		return
 	}
-	now := workflow.Now(ctx)
-	m.state.Stage, m.state.StageSince = stage, now
+	m.state.Stage, m.state.StageSince = stage, workflow.Now(ctx)
+}
+
+// publish upserts the stage as search attributes, so the UI can list e.g.
+// "copying, began more than two hours ago". It is called where the mailbox
+// blocks (a timer, a hold, a slot, a copy) and at the end, not before each
+// short local step: every upsert costs an event and a visibility write.
+func (m *mailbox) publish(ctx workflow.Context) {
+	if m.published == m.state.Stage {
+		return
+	}
+	m.published = m.state.Stage
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
-		SearchAttrStage.ValueSet(string(stage)), SearchAttrStageSince.ValueSet(now)); err != nil {
-		workflow.GetLogger(ctx).Warn("stage not published", "mailbox", m.state.Key, "stage", string(stage), "error", err)
+		SearchAttrStage.ValueSet(string(m.state.Stage)), SearchAttrStageSince.ValueSet(m.state.StageSince)); err != nil {
+		workflow.GetLogger(ctx).Warn("stage not published", "mailbox", m.state.Key, "stage", string(m.state.Stage), "error", err)
 	}
 }
 

@@ -246,7 +246,8 @@ func (s *MailboxSuite) TestSearchAttributesFollowTheStage() {
 	}).Return(nil)
 	s.env.ExecuteWorkflow(MailboxMigration, s.input(20*24*time.Hour))
 	s.Equal(OutcomeMigrated, s.result().Outcome)
-	s.Equal([]string{"scheduled", "notice_t14", "waiting_t1", "notice_t1", "waiting_start", "copying", "cutover", "notice_success", "migrated"}, stages)
+	s.Equal([]string{"scheduled", "waiting_t1", "waiting_start", "copying", "migrated"}, stages,
+		"published where the mailbox blocks, not before each short local step")
 }
 
 func TestInputValidation(t *testing.T) {
@@ -269,4 +270,83 @@ func TestInputValidation(t *testing.T) {
 		tc.mut(&in)
 		require.ErrorContains(t, in.Validate(), tc.want, tc.name)
 	}
+}
+
+// waveInput is a mailbox of wave "wave-1" at index 7.
+func (s *MailboxSuite) waveInput(migrateIn time.Duration) MailboxInput {
+	in := s.input(migrateIn)
+	in.WaveWorkflowID, in.WaveIndex = WaveWorkflowID("wave-1"), 7
+	return in
+}
+
+// expectReport captures the done report sent to the wave.
+func (s *MailboxSuite) expectReport(got *MailboxDone) {
+	s.env.OnSignalExternalWorkflow(mock.Anything, WaveWorkflowID("wave-1"), "", SignalMailboxDone, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error {
+			*got = arg.(MailboxDone)
+			s.record("report")
+			return nil
+		}).Once()
+}
+
+func (s *MailboxSuite) TestInAWaveItCopiesOnlyOnceGrantedAndReports() {
+	s.expectNotices()
+	s.expectCopies()
+	s.expectCutover()
+	var done MailboxDone
+	s.expectReport(&done)
+	in := s.waveInput(20 * 24 * time.Hour)
+	grantAt := in.MigrateAt.Add(3 * time.Hour)
+	var waiting Stage
+	s.env.RegisterDelayedCallback(func() {
+		waiting = s.query().Stage
+		s.env.SignalWorkflow(SignalSlotGrant, SlotGrant{WaveID: "another-wave", Index: 7})
+	}, grantAt.Add(-time.Hour).Sub(s.env.Now()))
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(SignalSlotGrant, SlotGrant{WaveID: "wave-1", Index: 7})
+	}, grantAt.Sub(s.env.Now()))
+	s.env.ExecuteWorkflow(MailboxMigration, in)
+
+	s.Equal(OutcomeMigrated, s.result().Outcome)
+	s.Equal(StageWaitingSlot, waiting, "at T it waits for its wave")
+	s.WithinDuration(grantAt, s.callsOf("copy:bulk")[0], time.Second, "a grant from another wave is ignored; its own starts the copy")
+	s.Equal(MailboxDone{Index: 7, Key: "k1", Outcome: OutcomeMigrated, Granted: true, Copied: activities.CopyStats{Items: 20, Bytes: 2000}}, done)
+	names := s.names()
+	s.Equal("report", names[len(names)-1], "the wave hears last, after the success notice")
+}
+
+func (s *MailboxSuite) TestInAWaveTheWaveHoldIsNotTheOperatorsPause() {
+	s.expectNotices()
+	s.expectCopies()
+	s.expectCutover()
+	var done MailboxDone
+	s.expectReport(&done)
+	in := s.waveInput(time.Hour)
+	in.NoticeLead, in.ReminderLead = 30*time.Minute, 10*time.Minute
+	start := s.env.Now()
+	at := func(d time.Duration) time.Duration { return in.MigrateAt.Add(d).Sub(start) }
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(SignalSlotGrant, SlotGrant{WaveID: "wave-1", Index: 7}) }, at(0))
+	// Held by its wave and paused by an operator, before the copy.
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(SignalPause, PauseRequest{Reason: "wave", ByWave: true})
+		s.env.SignalWorkflow(SignalPause, PauseRequest{Reason: "operator"})
+	}, at(-time.Minute))
+	// The wave resumes: still paused by the operator.
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(SignalResume, ResumeRequest{ByWave: true}) }, at(time.Hour))
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(SignalResume, ResumeRequest{}) }, at(2*time.Hour))
+	s.env.ExecuteWorkflow(MailboxMigration, in)
+
+	s.Equal(OutcomeMigrated, s.result().Outcome)
+	s.WithinDuration(in.MigrateAt.Add(2*time.Hour), s.callsOf("copy:bulk")[0], time.Second, "copy waits for both to let go")
+}
+
+func (s *MailboxSuite) TestInAWaveAFailureIsReportedWithoutASlot() {
+	s.env.OnActivity(a.SendNotice, mock.Anything, mock.Anything).Return(activities.SendNoticeResult{},
+		temporal.NewNonRetryableApplicationError("no such recipient", "Rejected", nil)).Once()
+	var done MailboxDone
+	s.expectReport(&done)
+	s.env.ExecuteWorkflow(MailboxMigration, s.waveInput(20*24*time.Hour))
+
+	s.Equal(OutcomeNeedsSupport, s.result().Outcome)
+	s.Equal(MailboxDone{Index: 7, Key: "k1", Outcome: OutcomeNeedsSupport, Step: StepNoticeT14, ErrorType: "Rejected"}, done)
 }

@@ -20,6 +20,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(MailboxMigration, workflow.RegisterOptions{Name: MailboxWorkflowName})
+			r.RegisterWorkflowWithOptions(Wave, workflow.RegisterOptions{Name: WaveWorkflowName})
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
 		})
 	}

@@ -188,12 +188,18 @@ func describe(c client.Client, id string) string {
 	return out
 }
 
-// recordHistory writes a workflow's history as the Temporal CLI would.
+// recordHistory writes a workflow's latest run's history.
 func recordHistory(t *testing.T, c client.Client, id, path string) {
+	t.Helper()
+	recordRun(t, c, id, "", path)
+}
+
+// recordRun writes one run's history as the Temporal CLI would.
+func recordRun(t *testing.T, c client.Client, id, runID, path string) {
 	t.Helper()
 	ctx := context.Background()
 	var events []*historypb.HistoryEvent
-	it := c.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := c.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
 		require.NoError(t, err)

@@ -13,6 +13,9 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"mailwave/activities"
+	"mailwave/internal/baseline"
+	"mailwave/internal/fanout"
+	"mailwave/internal/wavefile"
 	"mailwave/mail/notices"
 	"mailwave/mail/outbox"
 	"mailwave/mail/sim"
@@ -30,6 +33,9 @@ type Config struct {
 
 	Estate string // "sim": the simulated estate is both copier and router
 	Sim    SimConfig
+
+	// RegisterBaseline also registers the benchmark's baseline workflow.
+	RegisterBaseline bool
 
 	MaxConcurrentActivities      int
 	MaxConcurrentLocalActivities int
@@ -65,6 +71,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&c.Sim.ThrottleRate, "sim-throttle-rate", 0, "sim: chance of a throttling answer per copy batch or cutover")
 	fs.DurationVar(&c.Sim.ThrottleRetryAfter, "sim-throttle-retry-after", 5*time.Second, "sim: the retry-after of a throttling answer")
 	fs.Float64Var(&c.Sim.NotFoundRate, "sim-not-found-rate", 0, "sim: share of mailboxes missing at the source")
+	fs.BoolVar(&c.RegisterBaseline, "register-baseline", false, "also run the benchmark's baseline workflow (make bench)")
 	fs.IntVar(&c.MaxConcurrentActivities, "max-activities", 200, "activities run at once by this worker")
 	fs.IntVar(&c.MaxConcurrentLocalActivities, "max-local-activities", 200, "local activities run at once by this worker")
 	fs.IntVar(&c.MaxConcurrentWorkflowTasks, "max-workflow-tasks", 100, "workflow tasks run at once by this worker")
@@ -110,13 +117,10 @@ func BuildActivities(c Config) (*activities.Activities, error) {
 	}
 }
 
-// Register puts mailwave's workflows and activities on a worker (or a
-// replayer's registry).
-func Register(r worker.Registry, acts *activities.Activities) {
+// RegisterWorkflows puts mailwave's workflows on a worker or a replayer.
+func RegisterWorkflows(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.MailboxMigration, workflow.RegisterOptions{Name: workflows.MailboxWorkflowName})
-	if acts != nil {
-		r.RegisterActivity(acts)
-	}
+	r.RegisterWorkflowWithOptions(workflows.Wave, workflow.RegisterOptions{Name: workflows.WaveWorkflowName})
 }
 
 // Run polls the task queue until ctx ends, then stops, giving running
@@ -132,7 +136,12 @@ func Run(ctx context.Context, c Config, tc client.Client) error {
 		MaxConcurrentWorkflowTaskExecutionSize:  c.MaxConcurrentWorkflowTasks,
 		WorkerStopTimeout:                       c.ShutdownTimeout,
 	})
-	Register(w, acts)
+	RegisterWorkflows(w)
+	w.RegisterActivity(acts)
+	fanout.New(tc, wavefile.NewReader()).Register(w)
+	if c.RegisterBaseline {
+		baseline.Register(w)
+	}
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("starting the worker on task queue %q: %w", c.TaskQueue, err)
 	}

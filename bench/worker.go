@@ -1,0 +1,113 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// workerStopTimeout is how long the worker gets to stop after SIGTERM: a
+// little more than its own default shutdown timeout.
+const workerStopTimeout = 40 * time.Second
+
+// workerProcess is the mailwave worker running as a child process.
+type workerProcess struct {
+	cmd      *exec.Cmd
+	log      *os.File
+	exited   chan struct{} // closed once the process has exited
+	stopping atomic.Bool
+}
+
+// startWorker starts the worker against the server at hostPort, on the
+// layout's estate and outbox, with the Baseline registered. onEarlyExit is
+// called if it exits before stop.
+func startWorker(bin, hostPort string, d layout, onEarlyExit func(error)) (*workerProcess, error) {
+	logFile, err := os.Create(d.workerLog)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin,
+		"--temporal-address", hostPort,
+		"--sim-dir", d.estate,
+		"--outbox-dir", d.outbox,
+		"--sim-instant",
+		"--register-baseline",
+		"--log-level", "warn",
+	)
+	cmd.Env = childEnv()
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
+		return nil, fmt.Errorf("starting the worker: %w", err)
+	}
+	w := &workerProcess{cmd: cmd, log: logFile, exited: make(chan struct{})}
+	go func() {
+		err := cmd.Wait()
+		close(w.exited)
+		if !w.stopping.Load() {
+			onEarlyExit(fmt.Errorf("the worker exited early (%v); the end of its log:\n%s", err, logTail(d.workerLog)))
+		}
+	}()
+	return w, nil
+}
+
+// stop sends SIGTERM and waits for the worker to exit, killing it if it
+// takes too long.
+func (w *workerProcess) stop() {
+	defer func() { _ = w.log.Close() }()
+	w.stopping.Store(true)
+	select {
+	case <-w.exited:
+		return
+	default:
+	}
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		logf("stopping the worker: %v", err)
+	}
+	select {
+	case <-w.exited:
+	case <-time.After(workerStopTimeout):
+		logf("the worker did not stop within %s: killing it", workerStopTimeout)
+		_ = w.cmd.Process.Kill()
+		<-w.exited
+	}
+}
+
+// peakRSSMB is the worker's peak resident set so far, in MB: VmHWM in
+// /proc/PID/status (Linux only), so it must be read before the worker exits.
+func (w *workerProcess) peakRSSMB() (float64, error) {
+	path := fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		// The line reads "VmHWM:     123456 kB".
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" && f[2] == "kB" {
+			kb, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s: %w", path, err)
+			}
+			return kb / 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: no VmHWM line", path)
+}
+
+// logTail is the last few lines of a log file, for an error message.
+func logTail(path string) string {
+	const maxLines = 10
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-maxLines):], "\n")
+}

@@ -1,0 +1,161 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"golang.org/x/time/rate"
+
+	"mailwave/activities"
+	"mailwave/internal/wavefile"
+	"mailwave/workflows"
+)
+
+// parallelStarts bounds the start requests in flight from one activity.
+const parallelStarts = 8
+
+// Activities start, read and cancel a wave's mailboxes.
+type Activities struct {
+	client client.Client
+	files  *wavefile.Reader
+}
+
+// New returns the wave's activities over a Temporal client and a cache of
+// wave mailbox files.
+func New(c client.Client, files *wavefile.Reader) *Activities {
+	return &Activities{client: c, files: files}
+}
+
+// Register registers the activities under the names the wave calls.
+func (a *Activities) Register(r worker.Registry) {
+	r.RegisterActivityWithOptions(a.StartMailboxes, activity.RegisterOptions{Name: workflows.ActivityStartMailboxes})
+	r.RegisterActivityWithOptions(a.ReadMailboxKeys, activity.RegisterOptions{Name: workflows.ActivityReadMailboxKeys})
+	r.RegisterActivityWithOptions(a.CancelMailboxes, activity.RegisterOptions{Name: workflows.ActivityCancelMailboxes})
+}
+
+func (a *Activities) rows(in workflows.StartMailboxesInput) ([]wavefile.Mailbox, error) {
+	if len(in.Indexes) > 0 {
+		return a.files.Get(in.MailboxFile, in.Indexes)
+	}
+	return a.files.Rows(in.MailboxFile, in.From, in.To)
+}
+
+// StartMailboxes starts a page of a wave's mailboxes at a bounded rate. It
+// is safe to retry: a mailbox already started by this wave counts as
+// started. Mailboxes that belong to another migration are refused and
+// listed with the reason.
+func (a *Activities) StartMailboxes(ctx context.Context, in workflows.StartMailboxesInput) (workflows.StartMailboxesResult, error) {
+	rows, err := a.rows(in)
+	if err != nil {
+		return workflows.StartMailboxesResult{}, err
+	}
+	limiter := rate.NewLimiter(rate.Limit(in.StartRate), parallelStarts)
+	var (
+		mu      sync.Mutex
+		res     workflows.StartMailboxesResult
+		firstEr error
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, parallelStarts)
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for i, row := range rows {
+		if err := limiter.Wait(ctx); err != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(row wavefile.Mailbox) {
+			defer func() { <-sem; wg.Done() }()
+			st, err := StartMailbox(ctx, a.client, workflows.MailboxInput{
+				Mailbox:        activities.MailboxRef{Key: row.Key, Address: row.Address, Org: row.Org, DisplayName: row.DisplayName},
+				WaveID:         in.WaveID,
+				MigrateAt:      in.MigrateAt,
+				NoticeLead:     in.NoticeLead,
+				ReminderLead:   in.ReminderLead,
+				WaveWorkflowID: workflows.WaveWorkflowID(in.WaveID),
+				WaveIndex:      row.Index,
+			}, in.Retry, time.Now().UTC())
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				if firstEr == nil {
+					firstEr = err
+					cancel()
+				}
+			case st.Started:
+				res.Started++
+			default:
+				res.Refused = append(res.Refused, workflows.Refusal{Index: row.Index, Key: row.Key, Reason: st.Refusal})
+			}
+		}(row)
+		if i%50 == 49 {
+			activity.RecordHeartbeat(ctx, i+1)
+		}
+	}
+	wg.Wait()
+	if firstEr != nil {
+		return workflows.StartMailboxesResult{}, firstEr
+	}
+	if err := ctx.Err(); err != nil {
+		return workflows.StartMailboxesResult{}, err
+	}
+	sort.Slice(res.Refused, func(i, j int) bool { return res.Refused[i].Index < res.Refused[j].Index })
+	activity.GetLogger(ctx).Info("wave page started", "wave", in.WaveID, "from", in.From, "started", res.Started, "refused", len(res.Refused))
+	return res, nil
+}
+
+// ReadMailboxKeys returns the keys of a page of a wave's mailbox file.
+func (a *Activities) ReadMailboxKeys(ctx context.Context, in workflows.ReadMailboxKeysInput) ([]string, error) {
+	rows, err := a.files.Rows(in.MailboxFile, in.From, in.To)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(rows))
+	for i, r := range rows {
+		keys[i] = r.Key
+	}
+	return keys, nil
+}
+
+// CancelMailboxes asks the wave's mailboxes at the given indexes to stop.
+// Only workflows running in this wave are cancelled; a mailbox cancelled
+// during cutover finishes it, so none is left half cut over.
+func (a *Activities) CancelMailboxes(ctx context.Context, in workflows.CancelMailboxesInput) (int, error) {
+	rows, err := a.files.Get(in.MailboxFile, in.Indexes)
+	if err != nil {
+		return 0, err
+	}
+	cancelled := 0
+	for _, row := range rows {
+		id := workflows.MailboxWorkflowID(row.Key)
+		prev, err := describe(ctx, a.client, id)
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) {
+			continue
+		}
+		if err != nil {
+			return cancelled, err
+		}
+		if !prev.running || prev.wave != in.WaveID {
+			continue
+		}
+		err = a.client.CancelWorkflow(ctx, id, prev.runID)
+		if err != nil && !errors.As(err, &notFound) {
+			return cancelled, fmt.Errorf("cancelling workflow %s: %w", id, err)
+		}
+		cancelled++
+		activity.RecordHeartbeat(ctx, cancelled)
+	}
+	return cancelled, nil
+}
+

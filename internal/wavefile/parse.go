@@ -1,0 +1,250 @@
+// Package wavefile reads the operator's CSV of mailboxes for a wave, picks
+// samples from a roster, and writes and serves the wave's mailbox file: the
+// validated, keyed list of mailboxes that the workers read by index.
+package wavefile
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"mailwave/identity"
+)
+
+// Input column names, as they appear (case-insensitively) in the header.
+const (
+	colAddress     = "address"
+	colOrg         = "org"
+	colDisplayName = "display_name"
+)
+
+// maxListedProblems is how many problems ParseError.Error lists in full.
+const maxListedProblems = 20
+
+var utf8BOM = []byte("\ufeff")
+
+// Row is one mailbox of an input CSV.
+type Row struct {
+	Line        int    // 1-based line in the input file; the header is line 1
+	Address     string // normalised (lower case)
+	Org         string
+	DisplayName string
+}
+
+// Problem is one thing wrong with an input file. Line 0 means the file as a
+// whole.
+type Problem struct {
+	Line int
+	Msg  string
+}
+
+// ParseError is every problem found in an input file, in file order.
+type ParseError struct {
+	Name     string // the file's name, as given to Parse
+	Problems []Problem
+}
+
+func (e *ParseError) Error() string {
+	var b strings.Builder
+	if len(e.Problems) > 1 {
+		fmt.Fprintf(&b, "%s has %d problems:", e.Name, len(e.Problems))
+	}
+	for i, p := range e.Problems {
+		if i == maxListedProblems {
+			fmt.Fprintf(&b, "\nand %d more", len(e.Problems)-maxListedProblems)
+			break
+		}
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		if p.Line > 0 {
+			fmt.Fprintf(&b, "%s line %d: %s", e.Name, p.Line, p.Msg)
+		} else {
+			fmt.Fprintf(&b, "%s %s", e.Name, p.Msg)
+		}
+	}
+	return b.String()
+}
+
+// Parse reads an operator's CSV of mailboxes. The first line is a header
+// naming the columns: address (required), org and display_name (optional), in
+// any order and any case. It checks the whole file and returns every problem
+// at once as a *ParseError, so that a launch is refused before anything
+// starts; name is the file's name in those messages. Values are trimmed,
+// addresses normalised, blank lines skipped and a leading UTF-8 BOM ignored.
+// A CSV syntax error (such as a stray quote) ends the parse at that line, as
+// what follows it cannot be read reliably. Errors reading r are returned as
+// they are.
+func Parse(r io.Reader, name string) ([]Row, error) {
+	br := bufio.NewReader(r)
+	if head, _ := br.Peek(len(utf8BOM)); bytes.Equal(head, utf8BOM) {
+		_, _ = br.Discard(len(utf8BOM))
+	}
+	cr := csv.NewReader(br)
+	cr.FieldsPerRecord = -1 // checked per line below, so that each bad line is reported
+	cr.ReuseRecord = true
+
+	p := &parser{name: name, seen: make(map[string]int)}
+	header, err := cr.Read()
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil, p.fail(0, "is empty")
+	case err != nil:
+		if !p.syntaxError(err) {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return nil, p.err()
+	}
+	if !p.readHeader(header) {
+		return nil, p.err()
+	}
+	for {
+		record, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if !p.syntaxError(err) {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			break
+		}
+		line, _ := cr.FieldPos(0)
+		p.readRow(line, record)
+	}
+	if len(p.rows) == 0 && len(p.problems) == 0 {
+		p.add(0, "has no mailboxes (only a header)")
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return p.rows, nil
+}
+
+// parser holds the state of one Parse.
+type parser struct {
+	name     string
+	problems []Problem
+	rows     []Row
+
+	// Column positions in the input; -1 when a column is absent.
+	nFields, address, org, displayName int
+	seen                               map[string]int // normalised address -> line
+}
+
+func (p *parser) add(line int, format string, args ...any) {
+	p.problems = append(p.problems, Problem{Line: line, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *parser) fail(line int, format string, args ...any) error {
+	p.add(line, format, args...)
+	return p.err()
+}
+
+// err returns the problems found so far as a *ParseError, or nil.
+func (p *parser) err() error {
+	if len(p.problems) == 0 {
+		return nil
+	}
+	return &ParseError{Name: p.name, Problems: p.problems}
+}
+
+// syntaxError records err as a problem if it is a CSV syntax error.
+func (p *parser) syntaxError(err error) bool {
+	var pe *csv.ParseError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	if pe.StartLine != pe.Line {
+		// An unterminated quoted field runs on to the end of the file: the
+		// line where the record starts is the one to fix.
+		p.add(pe.StartLine, "CSV syntax error: %v (reading on to line %d); nothing after this was checked", pe.Err, pe.Line)
+	} else {
+		p.add(pe.Line, "CSV syntax error at column %d: %v; nothing after this was checked", pe.Column, pe.Err)
+	}
+	return true
+}
+
+// readHeader finds the columns, reporting whether the rows can be read.
+func (p *parser) readHeader(header []string) bool {
+	p.nFields = len(header)
+	p.address, p.org, p.displayName = -1, -1, -1
+	var unknown []string
+	for i, h := range header {
+		h = strings.TrimSpace(h)
+		var col *int
+		switch strings.ToLower(h) {
+		case colAddress:
+			col = &p.address
+		case colOrg:
+			col = &p.org
+		case colDisplayName:
+			col = &p.displayName
+		default:
+			unknown = append(unknown, strconv.Quote(h))
+			continue
+		}
+		if *col >= 0 {
+			p.add(1, "the header names column %q twice", h)
+		}
+		*col = i
+	}
+	switch {
+	case p.address < 0 && slices.ContainsFunc(header, func(h string) bool { return strings.Contains(h, "@") }):
+		// A mailbox where the header should be: say that, not that its
+		// values are unknown columns.
+		p.add(1, "has no header: the first line must name the columns (%s, and optionally %s and %s)",
+			colAddress, colOrg, colDisplayName)
+		return false
+	case p.address < 0:
+		p.add(1, "the header has no %q column", colAddress)
+	}
+	if len(unknown) > 0 {
+		p.add(1, "the header has unknown column(s) %s; the columns are %s (required), %s and %s",
+			strings.Join(unknown, ", "), colAddress, colOrg, colDisplayName)
+	}
+	return len(p.problems) == 0
+}
+
+// readRow checks one record and keeps it as a Row if it is sound.
+func (p *parser) readRow(line int, record []string) {
+	if len(record) != p.nFields {
+		p.add(line, "has %d fields; the header has %d", len(record), p.nFields)
+		return
+	}
+	raw := strings.TrimSpace(record[p.address])
+	if raw == "" {
+		p.add(line, "the address is empty")
+		return
+	}
+	addr, err := identity.NormalizeAddress(raw)
+	if err != nil {
+		p.add(line, "%v", err)
+		return
+	}
+	if first, dup := p.seen[addr]; dup {
+		p.add(line, "%s is a duplicate of line %d", addr, first)
+		return
+	}
+	p.seen[addr] = line
+	p.rows = append(p.rows, Row{
+		Line:        line,
+		Address:     addr,
+		Org:         field(record, p.org),
+		DisplayName: field(record, p.displayName),
+	})
+}
+
+// field returns the trimmed value of column i, or "" if the column is absent.
+func field(record []string, i int) string {
+	if i < 0 {
+		return ""
+	}
+	return strings.TrimSpace(record[i])
+}

@@ -1,0 +1,212 @@
+package workerapp_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"mailwave/identity"
+	"mailwave/internal/testenv"
+	"mailwave/internal/wavefile"
+	"mailwave/internal/workerapp"
+	"mailwave/mail/sim"
+	"mailwave/workflows"
+)
+
+// waveEnv is a dev server, a worker and a simulated estate for wave tests.
+type waveEnv struct {
+	t       *testing.T
+	c       client.Client
+	dir     string
+	estate  *sim.Estate
+	roster  []sim.RosterEntry
+	keyer   *identity.Keyer
+	stopped func()
+}
+
+func newWaveEnv(t *testing.T, mailboxes int, seed int64) *waveEnv {
+	t.Helper()
+	dir := t.TempDir()
+	estateDir := filepath.Join(dir, "estate")
+	_, err := sim.Generate(estateDir, sim.GenerateOptions{Seed: seed, Mailboxes: mailboxes})
+	require.NoError(t, err)
+	est, err := sim.Open(estateDir, sim.Options{})
+	require.NoError(t, err)
+	roster, err := est.Roster()
+	require.NoError(t, err)
+	keyer, err := identity.NewKeyer([]byte("wave-integration-secret"))
+	require.NoError(t, err)
+
+	srv := testenv.StartDevServer(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		assert.NoError(t, workerapp.Run(ctx, workerapp.Config{
+			TaskQueue: workflows.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
+			Estate: "sim",
+			Sim: workerapp.SimConfig{Dir: estateDir, TimeScale: 1e6, BytesPerSecond: 1 << 30,
+				TransientRate: 0.01, ThrottleRate: 0.01, ThrottleRetryAfter: 200 * time.Millisecond},
+			MaxConcurrentActivities: 100, MaxConcurrentLocalActivities: 100, MaxConcurrentWorkflowTasks: 50,
+			ShutdownTimeout: 5 * time.Second,
+		}, srv.Client()))
+	}()
+	e := &waveEnv{t: t, c: srv.Client(), dir: dir, estate: est, roster: roster, keyer: keyer}
+	e.stopped = func() { cancel(); wg.Wait() }
+	t.Cleanup(e.stopped)
+	return e
+}
+
+// launch writes the wave's mailbox file and starts the wave.
+func (e *waveEnv) launch(ctx context.Context, in workflows.WaveInput) workflows.WaveInput {
+	rows := make([]wavefile.Row, len(e.roster))
+	for i, r := range e.roster {
+		rows[i] = wavefile.Row{Line: i + 2, Address: r.Address, Org: r.Org, DisplayName: r.DisplayName}
+	}
+	mailboxes, err := wavefile.Build(rows, e.keyer)
+	require.NoError(e.t, err)
+	in.MailboxFile = filepath.Join(e.dir, "waves", in.WaveID+".csv")
+	in.Total = len(mailboxes)
+	require.NoError(e.t, wavefile.Write(in.MailboxFile, mailboxes))
+	_, err = e.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: workflows.WaveWorkflowID(in.WaveID), TaskQueue: workflows.TaskQueue,
+	}, workflows.WaveWorkflowName, in)
+	require.NoError(e.t, err)
+	return in
+}
+
+func (e *waveEnv) progress(ctx context.Context, wave string) workflows.WaveProgress {
+	v, err := e.c.QueryWorkflow(ctx, workflows.WaveWorkflowID(wave), "", workflows.QueryProgress)
+	require.NoError(e.t, err)
+	var p workflows.WaveProgress
+	require.NoError(e.t, v.Get(&p))
+	return p
+}
+
+func (e *waveEnv) signal(ctx context.Context, wave, name string, arg any) {
+	require.NoError(e.t, e.c.SignalWorkflow(ctx, workflows.WaveWorkflowID(wave), "", name, arg))
+}
+
+// runs lists the wave's runs with their history length, oldest first.
+func (e *waveEnv) runs(ctx context.Context, wave string) []*workflowservice.ListWorkflowExecutionsResponse {
+	var out []*workflowservice.ListWorkflowExecutionsResponse
+	resp, err := e.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Query: fmt.Sprintf("WorkflowId = '%s'", workflows.WaveWorkflowID(wave)), PageSize: 1000,
+	})
+	require.NoError(e.t, err)
+	return append(out, resp)
+}
+
+func (e *waveEnv) verify(ctx context.Context) sim.Report {
+	addresses := make([]string, len(e.roster))
+	for i, r := range e.roster {
+		addresses[i] = r.Address
+	}
+	rep, err := e.estate.Verify(ctx, addresses)
+	require.NoError(e.t, err)
+	return rep
+}
+
+// TestWaveOnDevServer runs a wave of 2,000 mailboxes with 50 at a time on a
+// real dev server, pauses and resumes it in the middle, and checks through
+// the verifier that nothing was lost or copied twice, and that no run of the
+// wave came near the history limit.
+func TestWaveOnDevServer(t *testing.T) {
+	const n, capacity = 2000, 50
+	e := newWaveEnv(t, n, 11)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	in := e.launch(ctx, workflows.WaveInput{
+		WaveID: "it-2000", MigrateAt: time.Now().Add(8 * time.Second),
+		NoticeLead: 4 * time.Second, ReminderLead: 2 * time.Second, Cap: capacity, StartRate: 500,
+	})
+
+	// Pause once a quarter has migrated.
+	require.Eventually(t, func() bool { return e.progress(ctx, in.WaveID).Migrated >= n/4 }, 10*time.Minute, time.Second)
+	e.signal(ctx, in.WaveID, workflows.SignalPause, workflows.PauseRequest{Reason: "integration test"})
+	time.Sleep(5 * time.Second) // the mailboxes mid-step finish the step and hold
+	held := e.progress(ctx, in.WaveID)
+	assert.True(t, held.Paused)
+	assert.LessOrEqual(t, held.Active, capacity)
+	time.Sleep(3 * time.Second)
+	still := e.progress(ctx, in.WaveID)
+	assert.Equal(t, held.Migrated, still.Migrated, "nothing finishes while the wave is paused")
+	assert.Less(t, still.Migrated, n)
+	e.signal(ctx, in.WaveID, workflows.SignalResume, nil)
+
+	var res workflows.WaveResult
+	require.NoError(t, e.c.GetWorkflow(ctx, workflows.WaveWorkflowID(in.WaveID), "").Get(ctx, &res))
+	assert.Equal(t, n, res.Migrated, "%+v", res)
+	assert.Zero(t, res.NeedsSupport)
+	assert.Zero(t, res.Refused)
+
+	rep := e.verify(ctx)
+	assert.Equal(t, n, rep.Totals.CutOver)
+	assert.Zero(t, rep.Totals.Lost)
+	assert.Zero(t, rep.Totals.Duplicated)
+
+	longest, runs := 0, 0
+	for _, page := range e.runs(ctx, in.WaveID) {
+		for _, ex := range page.GetExecutions() {
+			runs++
+			longest = max(longest, int(ex.GetHistoryLength()))
+		}
+	}
+	t.Logf("wave of %d: %d runs, longest %d events, %s", n, runs, longest, res.Duration)
+	assert.Equal(t, res.Runs, runs)
+	assert.Less(t, longest, 10240, "every run stays under the history warning")
+}
+
+// TestWaveContinuesAsNewOnDevServer forces continue-as-new on a small wave
+// while operator signals arrive, and records its histories for the replay
+// tests (-record-histories).
+func TestWaveContinuesAsNewOnDevServer(t *testing.T) {
+	const n = 120
+	e := newWaveEnv(t, n, 12)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	in := e.launch(ctx, workflows.WaveInput{
+		WaveID: "it-can", MigrateAt: time.Now().Add(5 * time.Second),
+		NoticeLead: 3 * time.Second, ReminderLead: 2 * time.Second, Cap: 10, PageSize: 40, MaxEventsPerRun: 150,
+	})
+	require.Eventually(t, func() bool { return e.progress(ctx, in.WaveID).Migrated >= 20 }, 5*time.Minute, 200*time.Millisecond)
+	e.signal(ctx, in.WaveID, workflows.SignalPause, workflows.PauseRequest{Reason: "around continue-as-new"})
+	e.signal(ctx, in.WaveID, workflows.SignalSetCap, workflows.SetCapRequest{Cap: 4})
+	time.Sleep(2 * time.Second)
+	e.signal(ctx, in.WaveID, workflows.SignalResume, nil)
+
+	var res workflows.WaveResult
+	require.NoError(t, e.c.GetWorkflow(ctx, workflows.WaveWorkflowID(in.WaveID), "").Get(ctx, &res))
+	assert.Equal(t, n, res.Migrated)
+	assert.Greater(t, res.Runs, 2, "continue-as-new happened")
+	rep := e.verify(ctx)
+	assert.Equal(t, n, rep.Totals.CutOver)
+	assert.Zero(t, rep.Totals.Lost)
+	assert.Zero(t, rep.Totals.Duplicated)
+
+	if *recordDir != "" {
+		var first, last string
+		for _, page := range e.runs(ctx, in.WaveID) {
+			for _, ex := range page.GetExecutions() {
+				if last == "" {
+					last = ex.GetExecution().GetRunId() // newest first
+				}
+				first = ex.GetExecution().GetRunId()
+			}
+		}
+		recordRun(t, e.c, workflows.WaveWorkflowID(in.WaveID), first, filepath.Join(*recordDir, "wave_first_run_continued.json"))
+		recordRun(t, e.c, workflows.WaveWorkflowID(in.WaveID), last, filepath.Join(*recordDir, "wave_last_run_completed.json"))
+		mbx, err := e.keyer.Key(e.roster[0].Address)
+		require.NoError(t, err)
+		recordRun(t, e.c, workflows.MailboxWorkflowID(mbx), "", filepath.Join(*recordDir, "mailbox_in_wave.json"))
+	}
+}

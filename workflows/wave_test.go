@@ -1,0 +1,460 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"mailwave/activities"
+)
+
+// waveHarness runs a Wave across its continue-as-new runs in the test
+// environment and plays its mailboxes: a granted mailbox reports done after
+// its duration; signals not yet delivered when a run ends are delivered to
+// the next run, as the server does.
+type waveHarness struct {
+	t     *testing.T
+	suite testsuite.WorkflowTestSuite
+	in    WaveInput
+	start time.Time
+	now   time.Time
+
+	// how a mailbox behaves once granted, and which fail before T
+	outcome   func(i int) (Outcome, time.Duration)
+	earlyFail map[int]bool
+	refuse    map[int]string
+	ops       []op
+
+	mu        sync.Mutex
+	pending   []delivery
+	active    map[int]bool
+	maxActive int
+	grants    []event
+	holds     []event
+	done      map[int]bool
+	started   map[int]bool
+	cancelled map[int]bool
+	runs      int
+	progress  []WaveProgress
+}
+
+type op struct {
+	at    time.Duration // from the wave's start
+	name  string
+	arg   any
+	fired bool
+}
+
+type delivery struct {
+	at   time.Time
+	done MailboxDone
+	sent bool
+	run  int
+}
+
+type event struct {
+	index int
+	at    time.Time
+}
+
+const (
+	queryOp           = "query"
+	reportCancelledOp = "report-cancelled"
+)
+
+func newWaveHarness(t *testing.T, total, cap int) *waveHarness {
+	start := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	return &waveHarness{
+		t: t,
+		in: WaveInput{
+			WaveID: "w1", MailboxFile: "/waves/w1.csv", Total: total, Cap: cap,
+			MigrateAt: start.Add(15 * 24 * time.Hour), PageSize: 50,
+		},
+		start: start, now: start,
+		outcome:   func(i int) (Outcome, time.Duration) { return OutcomeMigrated, time.Duration(10+i%7) * time.Minute },
+		earlyFail: map[int]bool{}, refuse: map[int]string{},
+		active: map[int]bool{}, done: map[int]bool{}, started: map[int]bool{}, cancelled: map[int]bool{},
+	}
+}
+
+func keyOfIndex(i int) string { return fmt.Sprintf("key%05d", i) }
+
+func (h *waveHarness) startMailboxes(_ context.Context, in StartMailboxesInput) (StartMailboxesResult, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	idx := in.Indexes
+	if len(idx) == 0 {
+		for i := in.From; i < in.To; i++ {
+			idx = append(idx, i)
+		}
+	}
+	var res StartMailboxesResult
+	for _, i := range idx {
+		if r, ok := h.refuse[i]; ok {
+			res.Refused = append(res.Refused, Refusal{Index: i, Key: keyOfIndex(i), Reason: r})
+			continue
+		}
+		h.started[i] = true
+		if in.Retry {
+			delete(h.done, i)
+		}
+		res.Started++
+	}
+	return res, nil
+}
+
+func (h *waveHarness) readKeys(_ context.Context, in ReadMailboxKeysInput) ([]string, error) {
+	var keys []string
+	for i := in.From; i < in.To; i++ {
+		keys = append(keys, keyOfIndex(i))
+	}
+	return keys, nil
+}
+
+func (h *waveHarness) cancelMailboxes(_ context.Context, in CancelMailboxesInput) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, i := range in.Indexes {
+		h.cancelled[i] = true
+	}
+	return len(in.Indexes), nil
+}
+
+// later queues a done signal to the wave, delivered at env time + d.
+func (h *waveHarness) later(env *testsuite.TestWorkflowEnvironment, d time.Duration, done MailboxDone) {
+	dl := &delivery{at: env.Now().Add(d), done: done}
+	h.pending = append(h.pending, *dl)
+	n := len(h.pending) - 1
+	env.RegisterDelayedCallback(func() { h.deliver(env, n) }, d)
+}
+
+func (h *waveHarness) deliver(env *testsuite.TestWorkflowEnvironment, n int) {
+	h.mu.Lock()
+	if h.pending[n].sent || env.IsWorkflowCompleted() {
+		// A run that ended hands its signals to the next one, as the server does.
+		h.mu.Unlock()
+		return
+	}
+	h.pending[n].sent = true
+	h.pending[n].run = h.runs
+	d := h.pending[n].done
+	delete(h.active, d.Index)
+	h.done[d.Index] = true
+	h.mu.Unlock()
+	env.SignalWorkflow(SignalMailboxDone, d)
+}
+
+func (h *waveHarness) onSignal(env *testsuite.TestWorkflowEnvironment) func(string, string, string, string, any) error {
+	return func(_, id, _, name string, arg any) error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		switch name {
+		case SignalSlotGrant:
+			g := arg.(SlotGrant)
+			if h.done[g.Index] {
+				return errors.New("workflow execution already completed")
+			}
+			require.Equal(h.t, MailboxWorkflowID(keyOfIndex(g.Index)), id)
+			require.False(h.t, h.active[g.Index], "mailbox %d granted twice", g.Index)
+			h.active[g.Index] = true
+			h.maxActive = max(h.maxActive, len(h.active))
+			h.grants = append(h.grants, event{g.Index, env.Now()})
+			outcome, d := h.outcome(g.Index)
+			h.pending = append(h.pending, delivery{at: env.Now().Add(d), done: MailboxDone{
+				Index: g.Index, Key: keyOfIndex(g.Index), Outcome: outcome, Granted: true,
+				Copied: activities.CopyStats{Items: 10, Bytes: 1000},
+			}})
+			n := len(h.pending) - 1
+			env.RegisterDelayedCallback(func() { h.deliver(env, n) }, d)
+		case SignalPause:
+			h.holds = append(h.holds, event{len(h.active), env.Now()})
+		}
+		return nil
+	}
+}
+
+// run executes the wave to its end across continue-as-new runs.
+func (h *waveHarness) run() WaveResult {
+	in := h.in
+	for {
+		env := h.suite.NewTestWorkflowEnvironment()
+		env.SetStartTime(h.now)
+		env.RegisterWorkflowWithOptions(Wave, workflow.RegisterOptions{Name: WaveWorkflowName})
+		env.RegisterActivityWithOptions(h.startMailboxes, activity.RegisterOptions{Name: ActivityStartMailboxes})
+		env.RegisterActivityWithOptions(h.readKeys, activity.RegisterOptions{Name: ActivityReadMailboxKeys})
+		env.RegisterActivityWithOptions(h.cancelMailboxes, activity.RegisterOptions{Name: ActivityCancelMailboxes})
+		env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(h.onSignal(env))
+
+		// Signals the last run did not get, and mailboxes that fail before T.
+		carried := h.pending
+		h.pending = nil
+		for _, p := range carried {
+			if !p.sent {
+				h.later(env, max(time.Millisecond, p.at.Sub(h.now)), p.done)
+			}
+		}
+		if h.runs == 0 {
+			for _, i := range sortedKeys(h.earlyFail) {
+				h.later(env, time.Hour+time.Duration(i)*time.Second, MailboxDone{Index: i, Key: keyOfIndex(i), Outcome: OutcomeNeedsSupport, Step: StepNoticeT14})
+			}
+		}
+		for j := range h.ops {
+			o := &h.ops[j]
+			if o.fired {
+				continue
+			}
+			env.RegisterDelayedCallback(func() {
+				if o.fired || env.IsWorkflowCompleted() {
+					return // the next run takes it
+				}
+				o.fired = true
+				switch o.name {
+				case reportCancelledOp:
+					h.reportCancelled(env)
+				case queryOp:
+					v, err := env.QueryWorkflow(QueryProgress)
+					require.NoError(h.t, err)
+					var p WaveProgress
+					require.NoError(h.t, v.Get(&p))
+					h.progress = append(h.progress, p)
+				default:
+					env.SignalWorkflow(o.name, o.arg)
+				}
+			}, max(time.Millisecond, h.start.Add(o.at).Sub(h.now)))
+		}
+		env.ExecuteWorkflow(Wave, in)
+		h.now = env.Now()
+		h.runs++
+		require.True(h.t, env.IsWorkflowCompleted())
+		err := env.GetWorkflowError()
+		var can *workflow.ContinueAsNewError
+		if errors.As(err, &can) {
+			require.NoError(h.t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &in))
+			// The test environment accepts a signal at the very instant the
+			// run continues as new, and drops it; the server would refuse that
+			// completion and hand the signal to the workflow first. So such
+			// signals go to the next run too: the wave ignores a done it has
+			// already counted, which this also exercises.
+			for j := range h.pending {
+				if p := &h.pending[j]; p.sent && p.run == h.runs-1 && !p.at.Before(h.now) {
+					p.sent = false
+				}
+			}
+			require.NotNil(h.t, in.State, "state carried over")
+			require.Less(h.t, h.runs, 200, "runaway continue-as-new")
+			continue
+		}
+		if err != nil {
+			if v, qerr := env.QueryWorkflow(QueryProgress); qerr == nil {
+				var p WaveProgress
+				_ = v.Get(&p)
+				h.t.Logf("stuck wave: %+v (harness: %d active, %d pending deliveries)", p, len(h.active), len(h.pending))
+			}
+		}
+		require.NoError(h.t, err)
+		var res WaveResult
+		require.NoError(h.t, env.GetWorkflowResult(&res))
+		return res
+	}
+}
+
+// reportCancelled makes every mailbox the wave cancelled, and that holds
+// no slot, report cancelled.
+func (h *waveHarness) reportCancelled(env *testsuite.TestWorkflowEnvironment) {
+	h.mu.Lock()
+	var idx []int
+	for i := range h.cancelled {
+		if !h.active[i] && !h.done[i] {
+			idx = append(idx, i)
+			h.done[i] = true
+		}
+	}
+	h.mu.Unlock()
+	sort.Ints(idx)
+	for _, i := range idx {
+		env.SignalWorkflow(SignalMailboxDone, MailboxDone{Index: i, Key: keyOfIndex(i), Outcome: OutcomeCancelled})
+	}
+}
+
+func sortedKeys(m map[int]bool) []int {
+	out := make([]int, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Ints(out)
+	return out
+}
+
+func TestWaveNeverExceedsTheCap(t *testing.T) {
+	h := newWaveHarness(t, 120, 7)
+	res := h.run()
+	assert.Equal(t, 7, h.maxActive, "the cap is reached and never passed")
+	assert.Equal(t, 120, res.Migrated)
+	assert.Equal(t, int64(1200), res.Copied.Items)
+	assert.Len(t, h.grants, 120)
+	for _, g := range h.grants {
+		assert.False(t, g.at.Before(h.in.MigrateAt), "no slot before T")
+	}
+	// File order: no mailbox got its slot after one further down the file.
+	for _, a := range h.grants {
+		for _, b := range h.grants {
+			if a.index < b.index {
+				assert.False(t, a.at.After(b.at), "mailbox %d granted after mailbox %d", a.index, b.index)
+			}
+		}
+	}
+}
+
+func TestWavePauseHoldsAndResumeReleases(t *testing.T) {
+	h := newWaveHarness(t, 60, 5)
+	T := h.in.MigrateAt.Sub(h.start)
+	h.ops = []op{
+		{at: T + 30*time.Minute, name: SignalPause, arg: PauseRequest{Reason: "looks wrong"}},
+		{at: T + 31*time.Minute, name: queryOp},
+		{at: T + 5*time.Hour, name: SignalResume},
+	}
+	res := h.run()
+	assert.Equal(t, 60, res.Migrated)
+	pausedAt, resumedAt := h.start.Add(T+30*time.Minute), h.start.Add(T+5*time.Hour)
+	for _, g := range h.grants {
+		assert.False(t, g.at.After(pausedAt) && g.at.Before(resumedAt), "mailbox %d granted while paused at %s", g.index, g.at)
+	}
+	require.Len(t, h.progress, 1)
+	assert.True(t, h.progress[0].Paused)
+	assert.Equal(t, "looks wrong", h.progress[0].PauseReason)
+	assert.NotEmpty(t, h.holds, "the mailboxes holding slots were told to hold")
+	assert.Equal(t, 5, h.maxActive)
+}
+
+func TestWaveSetCapTakesEffect(t *testing.T) {
+	h := newWaveHarness(t, 80, 2)
+	h.outcome = func(i int) (Outcome, time.Duration) { return OutcomeMigrated, time.Hour }
+	T := h.in.MigrateAt.Sub(h.start)
+	h.ops = []op{
+		{at: T + 90*time.Minute, name: queryOp},
+		{at: T + 2*time.Hour + 30*time.Minute, name: SignalSetCap, arg: SetCapRequest{Cap: 6}},
+		{at: T + 2*time.Hour + 31*time.Minute, name: queryOp},
+	}
+	res := h.run()
+	assert.Equal(t, 80, res.Migrated)
+	require.Len(t, h.progress, 2)
+	assert.Equal(t, 2, h.progress[0].Active)
+	assert.Equal(t, 6, h.progress[1].Active)
+	assert.Equal(t, 6, h.progress[1].Cap)
+	assert.Equal(t, 6, h.maxActive)
+}
+
+func TestWaveErrorBudgetPausesTheWave(t *testing.T) {
+	h := newWaveHarness(t, 200, 10)
+	h.in.ErrorBudget, h.in.ErrorMinSample = 0.02, 20
+	h.outcome = func(i int) (Outcome, time.Duration) {
+		if i%10 == 3 {
+			return OutcomeNeedsSupport, 5 * time.Minute
+		}
+		return OutcomeMigrated, 10 * time.Minute
+	}
+	T := h.in.MigrateAt.Sub(h.start)
+	h.ops = []op{
+		{at: T + 3*time.Hour, name: queryOp},
+		{at: T + 4*time.Hour, name: SignalCancel},
+		{at: T + 4*time.Hour + time.Minute, name: reportCancelledOp},
+	}
+	res := h.run()
+	require.Len(t, h.progress, 1)
+	p := h.progress[0]
+	assert.True(t, p.Paused, "the wave paused itself")
+	assert.Contains(t, p.PauseReason, "error budget exceeded")
+	assert.Less(t, p.Migrated+p.NeedsSupport, 200, "it stopped early")
+	granted := len(h.grants)
+	assert.Equal(t, p.Migrated+p.NeedsSupport, granted, "no new slot once paused")
+	assert.Equal(t, 200, res.Migrated+res.NeedsSupport+res.Cancelled)
+}
+
+func TestWaveCancelLeavesNothingHalfCutOver(t *testing.T) {
+	h := newWaveHarness(t, 100, 8)
+	T := h.in.MigrateAt.Sub(h.start)
+	h.outcome = func(i int) (Outcome, time.Duration) { return OutcomeMigrated, 25 * time.Minute }
+	h.ops = []op{
+		{at: T + 40*time.Minute, name: SignalCancel},
+		// The cancelled mailboxes without a slot report cancelled; those with
+		// one finish their cutover and report migrated on their own.
+		{at: T + 42*time.Minute, name: reportCancelledOp},
+	}
+	res := h.run()
+	assert.Equal(t, 100, res.Migrated+res.Cancelled)
+	assert.Equal(t, len(h.grants), res.Migrated, "every mailbox with a slot finished its cutover")
+	assert.Less(t, res.Migrated, 100)
+	assert.NotEmpty(t, h.cancelled)
+	for _, g := range h.grants {
+		assert.False(t, g.at.After(h.start.Add(T+40*time.Minute)), "no slot after cancel")
+	}
+}
+
+func TestWaveContinueAsNewLosesNoSignal(t *testing.T) {
+	h := newWaveHarness(t, 300, 20)
+	h.in.MaxSignalsPerRun = 25 // force many runs
+	h.outcome = func(i int) (Outcome, time.Duration) { return OutcomeMigrated, time.Duration(1+i%5) * time.Second }
+	T := h.in.MigrateAt.Sub(h.start)
+	h.ops = []op{
+		{at: T + 10*time.Second, name: SignalPause, arg: PauseRequest{Reason: "around continue-as-new"}},
+		{at: T + 11*time.Second, name: SignalSetCap, arg: SetCapRequest{Cap: 9}},
+		{at: T + 40*time.Second, name: SignalResume},
+		{at: T + 41*time.Second, name: queryOp},
+	}
+	res := h.run()
+	assert.Greater(t, h.runs, 3, "continue-as-new happened")
+	assert.Equal(t, 300, res.Migrated, "every done signal counted once")
+	assert.Equal(t, int64(3000), res.Copied.Items)
+	assert.Equal(t, h.runs, res.Runs)
+	require.Len(t, h.progress, 1)
+	assert.False(t, h.progress[0].Paused, "the resume was not lost")
+	assert.Equal(t, 9, h.progress[0].Cap, "the new cap was not lost")
+	assert.LessOrEqual(t, h.maxActive, 20)
+}
+
+func TestWaveRefusesMailboxesOfAnotherWave(t *testing.T) {
+	h := newWaveHarness(t, 40, 5)
+	h.refuse = map[int]string{3: "already being migrated in wave w0", 17: "already migrated on 2026-11-02T20:00:00Z"}
+	res := h.run()
+	assert.Equal(t, 38, res.Migrated)
+	assert.Equal(t, 2, res.Refused)
+	for _, g := range h.grants {
+		assert.NotContains(t, []int{3, 17}, g.index, "a refused mailbox is never granted a slot")
+	}
+}
+
+func TestWaveRetryFailedRunsThemAgain(t *testing.T) {
+	h := newWaveHarness(t, 50, 5)
+	attempts := map[int]int{}
+	h.outcome = func(i int) (Outcome, time.Duration) {
+		attempts[i]++
+		if (i == 0 || i == 10) && attempts[i] == 1 {
+			return OutcomeNeedsSupport, time.Minute
+		}
+		return OutcomeMigrated, 5 * time.Minute
+	}
+	h.in.ErrorBudget = 0.5
+	h.earlyFail = map[int]bool{7: true}
+	T := h.in.MigrateAt.Sub(h.start)
+	h.ops = []op{
+		{at: T + 20*time.Minute, name: queryOp},
+		{at: T + 20*time.Minute + time.Second, name: SignalRetryFailed},
+	}
+	res := h.run()
+	require.Len(t, h.progress, 1)
+	assert.Equal(t, 3, h.progress[0].NeedsSupport, "two failed copies and one failure before T, before the retry")
+	assert.Equal(t, 50, res.Migrated, "all three migrated on their second run")
+	assert.Equal(t, 0, res.NeedsSupport)
+}
