@@ -509,4 +509,3 @@ func writeWaveCSV(ctx context.Context, c client.Client, wave, path string) (int,
 	}
 	return n, f.Close()
 }
-

@@ -158,4 +158,3 @@ func (a *Activities) CancelMailboxes(ctx context.Context, in workflows.CancelMai
 	}
 	return cancelled, nil
 }
-
