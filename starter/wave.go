@@ -383,7 +383,7 @@ func waveProgress(ctx context.Context, c client.Client, wave string) (workflows.
 		return workflows.WaveProgress{
 			WaveID: wave, Total: res.Total, Started: res.Total - res.Refused, Refused: res.Refused,
 			Migrated: res.Migrated, NeedsSupport: res.NeedsSupport, Cancelled: res.Cancelled, Copied: res.Copied,
-			Runs: res.Runs, StartedAt: res.StartedAt,
+			Runs: res.Runs, StartedAt: res.StartedAt, Refusals: res.Refusals,
 		}, &res, nil
 	}
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -416,7 +416,9 @@ func printWaveStatus(ctx context.Context, c client.Client, wave string, out io.W
 	done := p.Migrated + p.NeedsSupport + p.Cancelled
 	fmt.Fprintf(out, "wave %s: %s\n", wave, state)
 	fmt.Fprintf(out, "  mailboxes     %d (started %d, refused %d)\n", p.Total, p.Started, p.Refused)
-	fmt.Fprintf(out, "  waiting       %d\n  copying/cut   %d of %d at once\n", p.Waiting, p.Active, p.Cap)
+	if res == nil {
+		fmt.Fprintf(out, "  waiting       %d\n  copying/cut   %d of %d at once\n", p.Waiting, p.Active, p.Cap)
+	}
 	fmt.Fprintf(out, "  migrated      %d\n  needs support %d\n  cancelled     %d\n", p.Migrated, p.NeedsSupport, p.Cancelled)
 	if done > 0 {
 		fmt.Fprintf(out, "  failure rate  %.2f%% of finished\n", 100*float64(p.NeedsSupport)/float64(max(1, p.Migrated+p.NeedsSupport)))
@@ -436,11 +438,23 @@ func watchWaveProgress(ctx context.Context, c client.Client, wave string, every 
 	var bar *progressbar.ProgressBar
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	failures := 0
 	for {
 		p, res, err := waveProgress(ctx, c, wave)
 		if err != nil {
-			return workflows.WaveResult{}, err
+			// A watch rides out a passing error (a worker restarting);
+			// five in a row end it.
+			if failures++; failures == 5 {
+				return workflows.WaveResult{}, err
+			}
+			select {
+			case <-ctx.Done():
+				return workflows.WaveResult{}, ctx.Err()
+			case <-tick.C:
+			}
+			continue
 		}
+		failures = 0
 		if bar == nil {
 			bar = progressbar.NewOptions(p.Total, progressbar.OptionSetWriter(out), progressbar.OptionShowCount(),
 				progressbar.OptionSetElapsedTime(true), progressbar.OptionSetPredictTime(true), progressbar.OptionFullWidth())

@@ -399,4 +399,5 @@ type WaveResult struct {
 	FinishedAt   time.Time
 	Duration     time.Duration
 	Runs         int
+	Refusals     []Refusal `json:",omitempty"` // the first ones
 }

@@ -573,6 +573,7 @@ func (w *wave) result(ctx workflow.Context) WaveResult {
 		FinishedAt:   now,
 		Duration:     now.Sub(w.st.StartedAt),
 		Runs:         w.st.Runs,
+		Refusals:     w.st.Refusals,
 	}
 	workflow.GetLogger(ctx).Info("wave finished", "wave", w.in.WaveID, "migrated", res.Migrated,
 		"needsSupport", res.NeedsSupport, "cancelled", res.Cancelled, "refused", res.Refused)

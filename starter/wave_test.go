@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"mailwave/internal/testenv"
+	"mailwave/internal/workerapp"
+	"mailwave/mail/sim"
+	"mailwave/workflows"
+)
+
+// writeCSV writes a mailbox CSV in a temp dir.
+func writeCSV(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
+	return path
+}
+
+func TestWaveLaunchRefusesBadFilesBeforeAnything(t *testing.T) {
+	// No server at all: every one of these is refused before any is needed.
+	noServer := []string{"--temporal-address", "127.0.0.1:1", "--dial-timeout", "1s"}
+	cases := []struct {
+		name, file string
+		want       []string
+	}{
+		{"malformed lines", "address,org\njo@trust.nhs.example,T1\nnot-an-address,T1\nal@trust.nhs.example,T1,extra\n,T2\n",
+			[]string{"line 3", "not an email address", "line 4", "line 5"}},
+		{"duplicates", "address\njo@trust.nhs.example\nal@trust.nhs.example\nJO@trust.nhs.example\n",
+			[]string{"line 4", "duplicate of line 2"}},
+		{"empty file", "", []string{"empty"}},
+		{"header only", "address,org,display_name\n", []string{"has no mailboxes"}},
+		{"no address column", "email\njo@trust.nhs.example\n", []string{"address"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeCSV(t, "mailboxes.csv", tc.file)
+			out, code := runStarter(t, append([]string{"wave", "launch", "--wave", "w1", "--mailboxes", path, "--migrate-at", "+15d"}, noServer...)...)
+			assert.NotZero(t, code)
+			for _, w := range tc.want {
+				assert.Contains(t, out, w)
+			}
+			assert.NotContains(t, out, "cannot reach", "the file is judged before the server is asked")
+		})
+	}
+}
+
+func TestWaveLaunchChecksItsFlags(t *testing.T) {
+	path := writeCSV(t, "m.csv", "address\njo@trust.nhs.example\n")
+	noServer := []string{"--temporal-address", "127.0.0.1:1", "--dial-timeout", "1s"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--wave", "bad id!", "--mailboxes", path, "--migrate-at", "+15d"}, "--wave \"bad id!\""},
+		{[]string{"--wave", "w1", "--migrate-at", "+15d"}, "either --mailboxes"},
+		{[]string{"--wave", "w1", "--roster", path, "--migrate-at", "+15d"}, "--roster needs --sample-percent"},
+		{[]string{"--wave", "w1", "--mailboxes", path, "--migrate-at", "+2d"}, "less than the notice lead"},
+		{[]string{"--wave", "w1", "--mailboxes", path, "--migrate-at", "+15d", "--concurrency", "0"}, "--concurrency 0"},
+		{[]string{"--wave", "w1", "--mailboxes", path, "--migrate-at", "+15d", "--error-budget", "150"}, "--error-budget 150"},
+		{[]string{"--wave", "w1", "--mailboxes", path, "--migrate-at", "+15d"}, "cannot reach the Temporal server"},
+	} {
+		out, code := runStarter(t, append(append([]string{"wave", "launch"}, tc.args...), noServer...)...)
+		assert.NotZero(t, code, tc.args)
+		assert.Contains(t, out, tc.want, tc.args)
+	}
+}
+
+// TestWaveCommandsOnARealServer launches waves through the CLI against a
+// real dev server and worker: a 100,000-row file, a second launch under the
+// same ID, an unknown wave, and a small wave watched to its end.
+func TestWaveCommandsOnARealServer(t *testing.T) {
+	dir := t.TempDir()
+	_, err := sim.Generate(filepath.Join(dir, "estate"), sim.GenerateOptions{Seed: 5, Mailboxes: 3})
+	require.NoError(t, err)
+	srv := testenv.StartDevServer(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		assert.NoError(t, workerapp.Run(ctx, workerapp.Config{
+			TaskQueue: workflows.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
+			Estate: "sim", Sim: workerapp.SimConfig{Dir: filepath.Join(dir, "estate"), Instant: true},
+			MaxConcurrentActivities: 20, MaxConcurrentLocalActivities: 20, MaxConcurrentWorkflowTasks: 20,
+		}, srv.Client()))
+	}()
+	defer func() { cancel(); wg.Wait() }()
+	server := []string{"--temporal-address", srv.FrontendHostPort()}
+	starter := func(args ...string) (string, int) { return runStarter(t, append(args, server...)...) }
+	wavesDir := filepath.Join(dir, "waves")
+
+	// A 100,000-row file is read, checked and keyed; nothing starts on a dry run.
+	var big strings.Builder
+	big.WriteString("address,org,display_name\n")
+	for i := range 100_000 {
+		fmt.Fprintf(&big, "user%06d@trust%03d.nhs.example,Trust %d,User %d\n", i, i%500, i%500, i)
+	}
+	bigPath := writeCSV(t, "big.csv", big.String())
+	out, code := starter("wave", "launch", "--wave", "big", "--mailboxes", bigPath, "--migrate-at", "+15d",
+		"--waves-dir", wavesDir, "--dry-run")
+	require.Zero(t, code, out)
+	assert.Contains(t, out, "wave big: 100000 mailboxes")
+	assert.Contains(t, out, "dry run: nothing written, nothing started")
+	assert.NoFileExists(t, filepath.Join(wavesDir, "big.csv"))
+	big.WriteString("one.more@trust001.nhs.example,Trust 1,One More\n")
+	tooBig := writeCSV(t, "too-big.csv", big.String())
+	out, code = starter("wave", "launch", "--wave", "big", "--mailboxes", tooBig, "--migrate-at", "+15d", "--waves-dir", wavesDir)
+	assert.NotZero(t, code)
+	assert.Contains(t, out, "a wave takes at most 100000: split it into waves")
+
+	// Unknown waves.
+	for _, verb := range []string{"status", "pause", "resume", "cancel", "retry-failed"} {
+		out, code = starter("wave", verb, "--wave", "nowhere")
+		assert.NotZero(t, code, verb)
+		assert.Contains(t, out, `no wave "nowhere"`, verb)
+	}
+
+	// A small wave, watched to its end; its ID cannot be used again.
+	small := writeCSV(t, "small.csv", "address,display_name\njo@trust.nhs.example,Jo\nal@trust.nhs.example,Al\nmo@gp.nhs.example,Mo\n")
+	out, code = starter("wave", "launch", "--wave", "small", "--mailboxes", small, "--migrate-at", "+6s",
+		"--notice-lead", "4s", "--reminder-lead", "2s", "--concurrency", "2", "--waves-dir", wavesDir)
+	require.Zero(t, code, out)
+	assert.Contains(t, out, "launched wave small")
+	assert.NotContains(t, out, "jo@trust.nhs.example", "addresses are not echoed")
+	out, code = starter("wave", "launch", "--wave", "small", "--mailboxes", small, "--migrate-at", "+1h",
+		"--notice-lead", "30m", "--reminder-lead", "10m", "--waves-dir", wavesDir)
+	assert.NotZero(t, code)
+	assert.Contains(t, out, "wave small already exists")
+
+	// The sim estate has none of these mailboxes: each ends in needs support.
+	csvPath := filepath.Join(dir, "small-report.csv")
+	out, code = starter("wave", "status", "--wave", "small", "--watch", "--csv", csvPath)
+	require.Zero(t, code, out)
+	assert.Contains(t, out, "finished in")
+	assert.Contains(t, out, "needs support 3")
+	report, err := os.ReadFile(csvPath)
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(string(report)), "\n")
+	assert.Equal(t, "key,workflow_id,status,stage,stage_since", lines[0])
+	assert.Len(t, lines, 4)
+	assert.NotContains(t, string(report), "@", "the report names mailboxes by key")
+	out, code = starter("wave", "pause", "--wave", "small")
+	assert.NotZero(t, code)
+	assert.Contains(t, out, "has finished")
+
+	// The same mailboxes in a new wave: they ended in needs support, so they
+	// may run again; one already running elsewhere may not.
+	out, code = starter("wave", "launch", "--wave", "small-2", "--mailboxes", small, "--migrate-at", "+1h",
+		"--notice-lead", "30m", "--reminder-lead", "10m", "--waves-dir", wavesDir)
+	require.Zero(t, code, out)
+	out, code = starter("wave", "launch", "--wave", "small-3", "--mailboxes", small, "--migrate-at", "+1h",
+		"--notice-lead", "30m", "--reminder-lead", "10m", "--waves-dir", wavesDir)
+	require.Zero(t, code, out)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _ = starter("wave", "status", "--wave", "small-3")
+		if strings.Contains(out, "refused       #2") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	assert.Contains(t, out, "refused       #2", "mailboxes running in small-2 are refused in small-3")
+	assert.Contains(t, out, "mailboxes     3 (started 0, refused 3)")
+	assert.Contains(t, out, "already being migrated in wave small-2")
+}
