@@ -9,13 +9,14 @@ WORKFLOWCHECK_VERSION := v0.6.0
 SEARCH_ATTRIBUTES := MailwaveStage=Keyword MailwaveStageSince=Datetime MailwaveWave=Keyword
 export MAILWAVE_KEY_SECRET ?= demo-secret-change-me-in-production
 
-.PHONY: all build temporal dev-server demo stop test check vet workflowcheck compose-check unit integration bench clean
+.PHONY: all build temporal dev-server demo stop test check vet workflowcheck compose-check bench clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/worker ./worker
 	$(GO) build -o $(BIN)/starter ./starter
+	$(GO) build -o $(BIN)/bench ./bench
 
 # The pinned Temporal CLI (dev server + UI), built from the Go module proxy.
 temporal: $(TEMPORAL)
@@ -57,5 +58,12 @@ compose-check:
 	@command -v docker-compose >/dev/null || { echo "docker-compose missing: apt-get install -y docker-compose"; exit 1; }
 	docker-compose -f docker-compose.yml config -q
 
+# The benchmark: a wave of N mailboxes through the whole lifecycle against N
+# bare five-activity workflows, on one fresh dev server. N=22000 for a night.
+N ?= 1000
+CONCURRENCY ?= 100
+bench: build $(TEMPORAL)
+	$(BIN)/bench -n $(N) -concurrency $(CONCURRENCY) -temporal $(TEMPORAL) -worker $(BIN)/worker -starter $(BIN)/starter
+
 clean:
-	rm -rf $(BIN)/worker $(BIN)/starter
+	rm -rf $(BIN)/worker $(BIN)/starter $(BIN)/bench

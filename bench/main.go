@@ -40,6 +40,7 @@ const progressEvery = 5 * time.Second
 // options are the command's flags.
 type options struct {
 	n, concurrency int
+	startRate      float64
 	seed           int64
 	keep           bool
 	temporalBin    string
@@ -55,6 +56,7 @@ func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.IntVar(&o.n, "n", 1000, "mailboxes in the wave, and Baseline workflows")
 	fs.IntVar(&o.concurrency, "concurrency", 100, "the wave's concurrency cap, and the baseline's workflows in flight")
+	fs.Float64Var(&o.startRate, "start-rate", 1000, "the wave's mailbox starts per second (a production safety, not what is measured)")
 	fs.Int64Var(&o.seed, "seed", 42, "seed of the simulated estate")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (server database, estate, logs)")
 	fs.StringVar(&o.temporalBin, "temporal", "", "Temporal CLI binary (default: $"+testenv.BinEnv+" or bin/temporal at the module root)")

@@ -49,6 +49,7 @@ func runWave(ctx context.Context, o options, srv *server, d layout) (*waveFigure
 		"--reminder-lead", "1s",
 		"--allow-short-notice",
 		"--concurrency", strconv.Itoa(o.concurrency),
+		"--start-rate", strconv.FormatFloat(o.startRate, 'f', -1, 64),
 		"--waves-dir", d.waves,
 		"--temporal-address", srv.FrontendHostPort(),
 	)

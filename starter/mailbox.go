@@ -122,7 +122,7 @@ func parseSchedule(migrateAt, noticeLead, reminderLead string, now time.Time) (s
 // rule every start follows (fanout.StartMailbox): a mailbox already being
 // migrated, or already migrated, is refused with the reason.
 func startMailboxWorkflow(ctx context.Context, c client.Client, in workflows.MailboxInput, now time.Time) (string, error) {
-	st, err := fanout.StartMailbox(ctx, c, in, false, now)
+	st, err := fanout.StartMailbox(ctx, c, in, time.Time{}, now)
 	if err != nil {
 		return "", err
 	}

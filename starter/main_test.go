@@ -2,13 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -95,19 +93,11 @@ func TestMailboxCommandsOnARealServer(t *testing.T) {
 	address := roster[0].Address
 
 	srv := testenv.StartDevServer(t, "")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		assert.NoError(t, workerapp.Run(ctx, workerapp.Config{
-			TaskQueue: workflows.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
-			Estate: "sim", Sim: workerapp.SimConfig{Dir: estateDir, Instant: true},
-			MaxConcurrentActivities: 10, MaxConcurrentLocalActivities: 10, MaxConcurrentWorkflowTasks: 10,
-		}, srv.Client()))
-	}()
-	defer func() { cancel(); wg.Wait() }()
+	testenv.StartWorker(t, srv.Client(), workerapp.Config{
+		TaskQueue: workflows.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
+		Estate: "sim", Sim: workerapp.SimConfig{Dir: estateDir, Instant: true},
+		MaxConcurrentActivities: 10, MaxConcurrentLocalActivities: 10, MaxConcurrentWorkflowTasks: 10,
+	})
 
 	server := []string{"--temporal-address", srv.FrontendHostPort()}
 	starter := func(args ...string) (string, int) { return runStarter(t, append(args, server...)...) }
@@ -124,7 +114,7 @@ func TestMailboxCommandsOnARealServer(t *testing.T) {
 
 	out, code = starter("mailbox", "start", "--address", address, "--migrate-at", "+1h", "--notice-lead", "1m", "--reminder-lead", "30s")
 	assert.NotZero(t, code)
-	assert.Contains(t, out, "already has a migration running")
+	assert.Contains(t, out, "already being migrated (started on its own, not in a wave)")
 
 	out, code = starter("mailbox", "pause", "--address", address, "--reason", "checking")
 	require.Zero(t, code, out)

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -84,19 +82,11 @@ func TestWaveCommandsOnARealServer(t *testing.T) {
 	_, err := sim.Generate(filepath.Join(dir, "estate"), sim.GenerateOptions{Seed: 5, Mailboxes: 3})
 	require.NoError(t, err)
 	srv := testenv.StartDevServer(t, "")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		assert.NoError(t, workerapp.Run(ctx, workerapp.Config{
-			TaskQueue: workflows.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
-			Estate: "sim", Sim: workerapp.SimConfig{Dir: filepath.Join(dir, "estate"), Instant: true},
-			MaxConcurrentActivities: 20, MaxConcurrentLocalActivities: 20, MaxConcurrentWorkflowTasks: 20,
-		}, srv.Client()))
-	}()
-	defer func() { cancel(); wg.Wait() }()
+	testenv.StartWorker(t, srv.Client(), workerapp.Config{
+		TaskQueue: workflows.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
+		Estate: "sim", Sim: workerapp.SimConfig{Dir: filepath.Join(dir, "estate"), Instant: true},
+		MaxConcurrentActivities: 20, MaxConcurrentLocalActivities: 20, MaxConcurrentWorkflowTasks: 20,
+	})
 	server := []string{"--temporal-address", srv.FrontendHostPort()}
 	starter := func(args ...string) (string, int) { return runStarter(t, append(args, server...)...) }
 	wavesDir := filepath.Join(dir, "waves")

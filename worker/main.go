@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -32,6 +33,7 @@ func newRootCmd() *cobra.Command {
 		temporal cliutil.TemporalOptions
 		logs     cliutil.LogOptions
 		cfg      workerapp.Config
+		profile  string
 	)
 	cmd := &cobra.Command{
 		Use:           "worker",
@@ -46,6 +48,13 @@ func newRootCmd() *cobra.Command {
 			z, logger, err := logs.Build()
 			if err != nil {
 				return err
+			}
+			if profile != "" {
+				stop, err := startCPUProfile(profile)
+				if err != nil {
+					return err
+				}
+				defer stop()
 			}
 			defer func() { _ = z.Sync() }()
 			c, err := temporal.Dial(cmd.Context(), logger)
@@ -63,5 +72,19 @@ func newRootCmd() *cobra.Command {
 	temporal.AddFlags(cmd.Flags())
 	logs.AddFlags(cmd.Flags())
 	cfg.AddFlags(cmd.Flags())
+	cmd.Flags().StringVar(&profile, "cpu-profile", "", "write a CPU profile (go tool pprof) to this file until the worker stops")
 	return cmd
+}
+
+// startCPUProfile profiles the process until the returned function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }

@@ -13,11 +13,19 @@ func NewBitset(n int) Bitset { return make(Bitset, (n+7)/8) }
 // Has reports whether i is in the set.
 func (b Bitset) Has(i int) bool { return i >= 0 && i/8 < len(b) && b[i/8]&(1<<(i%8)) != 0 }
 
-// Set adds i.
-func (b Bitset) Set(i int) { b[i/8] |= 1 << (i % 8) }
+// Set adds i; an index out of range is ignored.
+func (b Bitset) Set(i int) {
+	if i >= 0 && i/8 < len(b) {
+		b[i/8] |= 1 << (i % 8)
+	}
+}
 
-// Clear removes i.
-func (b Bitset) Clear(i int) { b[i/8] &^= 1 << (i % 8) }
+// Clear removes i; an index out of range is ignored.
+func (b Bitset) Clear(i int) {
+	if i >= 0 && i/8 < len(b) {
+		b[i/8] &^= 1 << (i % 8)
+	}
+}
 
 // Count returns the number of members.
 func (b Bitset) Count() int {

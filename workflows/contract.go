@@ -212,7 +212,19 @@ const (
 	ActivityStartMailboxes  = "StartMailboxes"
 	ActivityReadMailboxKeys = "ReadMailboxKeys"
 	ActivityCancelMailboxes = "CancelMailboxes"
+	// A mailbox's report to its wave is a signal sent from a local activity
+	// through the worker's client: a signal sent by workflow code costs two
+	// events and one more workflow task, to wait for its delivery before the
+	// mailbox may complete.
+	ActivityReportDone = "ReportMailboxDone"
+	// ReconcileMailboxes settles mailboxes whose workflow ended without
+	// reporting to the wave (terminated by an operator, say).
+	ActivityReconcileMailboxes = "ReconcileMailboxes"
 )
+
+// ErrTypeBadWaveFile fails the wave's activities, for good, on a mailbox
+// file that does not match the wave (missing, short, corrupt).
+const ErrTypeBadWaveFile = "BadWaveFile"
 
 // Wave defaults.
 const (
@@ -224,6 +236,9 @@ const (
 	DefaultMaxEventsPerRun = 8000
 	// A run may receive 10,000 signals; a wave gets about two per mailbox.
 	DefaultMaxSignalsPerRun = 5000
+	// The wave asks the server, this often, whether the mailboxes holding
+	// a slot still run.
+	DefaultReconcileEvery = 10 * time.Minute
 )
 
 // WaveInput starts a wave. The mailboxes are by reference: MailboxFile is
@@ -248,6 +263,8 @@ type WaveInput struct {
 	// MaxSignalsPerRun continues the wave as new after it has handled that
 	// many signals in one run.
 	MaxSignalsPerRun int `json:",omitempty"`
+	// ReconcileEvery is how often the slot holders are checked on.
+	ReconcileEvery time.Duration `json:",omitempty"`
 	// State is carried over continue-as-new; nil on the first run.
 	State *WaveState `json:",omitempty"`
 }
@@ -274,6 +291,9 @@ func (in WaveInput) WithDefaults() WaveInput {
 	}
 	if in.MaxSignalsPerRun <= 0 {
 		in.MaxSignalsPerRun = DefaultMaxSignalsPerRun
+	}
+	if in.ReconcileEvery <= 0 {
+		in.ReconcileEvery = DefaultReconcileEvery
 	}
 	return in
 }
@@ -317,6 +337,12 @@ type MailboxDone struct {
 	Copied    activities.CopyStats
 }
 
+// ReportDoneInput asks for a mailbox's end to be reported to its wave.
+type ReportDoneInput struct {
+	WaveWorkflowID string
+	Done           MailboxDone
+}
+
 // SetCapRequest is the payload of SignalSetCap.
 type SetCapRequest struct {
 	Cap int
@@ -333,11 +359,14 @@ type Refusal struct {
 // (or, when Indexes is empty, From to To-1) to be started. Retry starts
 // mailboxes again whose last run ended in needs support.
 type StartMailboxesInput struct {
-	WaveID       string
-	MailboxFile  string
-	From, To     int
-	Indexes      []int `json:",omitempty"`
-	Retry        bool  `json:",omitempty"`
+	WaveID      string
+	MailboxFile string
+	From, To    int
+	Indexes     []int `json:",omitempty"`
+	Retry       bool  `json:",omitempty"`
+	// NotBefore, on a retry, is when the retry was asked for: a run of the
+	// wave started since then is the retry's own.
+	NotBefore    time.Time `json:",omitempty"`
 	MigrateAt    time.Time
 	NoticeLead   time.Duration
 	ReminderLead time.Duration
@@ -355,6 +384,14 @@ type StartMailboxesResult struct {
 type ReadMailboxKeysInput struct {
 	MailboxFile string
 	From, To    int
+}
+
+// ReconcileMailboxesInput asks which of these mailboxes of the wave have
+// ended without reporting.
+type ReconcileMailboxesInput struct {
+	WaveID      string
+	MailboxFile string
+	Indexes     []int
 }
 
 // CancelMailboxesInput asks for the wave's running mailboxes at Indexes to

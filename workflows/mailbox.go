@@ -90,25 +90,26 @@ func (m *mailbox) setup(ctx workflow.Context) error {
 	}); err != nil {
 		return err
 	}
+	// An operator's pause and the wave's hold are kept apart: each lifts
+	// only its own.
+	hold := func(byWave, on bool) {
+		if byWave {
+			m.state.HeldByWave = on
+		} else {
+			m.state.Paused = on
+		}
+	}
 	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalPause), func(c workflow.ReceiveChannel, _ bool) {
 		var req PauseRequest
 		c.Receive(ctx, &req)
-		if req.ByWave {
-			m.state.HeldByWave = true
-		} else {
-			m.state.Paused = true
-		}
+		hold(req.ByWave, true)
 		workflow.GetLogger(ctx).Info("mailbox paused", "mailbox", m.state.Key, "byWave", req.ByWave, "reason", req.Reason)
 	})
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalResume), func(c workflow.ReceiveChannel, _ bool) {
 		var req ResumeRequest
 		c.Receive(ctx, &req)
-		if req.ByWave {
-			m.state.HeldByWave = false
-		} else {
-			m.state.Paused = false
-		}
+		hold(req.ByWave, false)
 		workflow.GetLogger(ctx).Info("mailbox resumed", "mailbox", m.state.Key, "byWave", req.ByWave)
 	})
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalSlotGrant), func(c workflow.ReceiveChannel, _ bool) {
@@ -258,17 +259,29 @@ func (m *mailbox) awaitSlot(ctx workflow.Context) error {
 }
 
 // report tells the mailbox's wave how it ended, freeing its slot. It runs
-// on a disconnected context so a cancelled mailbox still reports, and waits
-// for the signal to be delivered: the server drops a signal still pending
-// when the workflow that sent it completes.
+// on a disconnected context so a cancelled mailbox still reports, as a local
+// activity that signals the wave: at least once, and the wave counts a
+// mailbox's end once.
 func (m *mailbox) report(ctx workflow.Context, res MailboxResult) {
 	if m.in.WaveWorkflowID == "" {
 		return
 	}
 	done, _ := workflow.NewDisconnectedContext(ctx)
-	err := workflow.SignalExternalWorkflow(done, m.in.WaveWorkflowID, "", SignalMailboxDone, MailboxDone{
-		Index: m.in.WaveIndex, Key: res.Key, Outcome: res.Outcome, Granted: m.state.Granted,
-		Step: res.FailedStep, ErrorType: res.ErrorType, Copied: res.Copied,
+	lctx := workflow.WithLocalActivityOptions(done, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    time.Minute,
+		},
+	})
+	err := workflow.ExecuteLocalActivity(lctx, ActivityReportDone, ReportDoneInput{
+		WaveWorkflowID: m.in.WaveWorkflowID,
+		Done: MailboxDone{
+			Index: m.in.WaveIndex, Key: res.Key, Outcome: res.Outcome, Granted: m.state.Granted,
+			Step: res.FailedStep, ErrorType: res.ErrorType, Copied: res.Copied,
+		},
 	}).Get(done, nil)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("wave not told of the mailbox's end", "mailbox", res.Key, "wave", m.in.WaveID, "error", err)
@@ -368,6 +381,9 @@ func copyOptions(ctx workflow.Context) workflow.Context {
 		StartToCloseTimeout:    12 * time.Hour,
 		HeartbeatTimeout:       2 * time.Minute,
 		ScheduleToCloseTimeout: 48 * time.Hour,
+		// A cancelled copy is over only when the copier has stopped: until
+		// then the mailbox keeps its slot, so the cap holds.
+		WaitForCancellation: true,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    2 * time.Second,
 			BackoffCoefficient: 2,

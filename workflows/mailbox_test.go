@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"github.com/stretchr/testify/suite"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -35,6 +37,9 @@ func (s *MailboxSuite) SetupTest() {
 	s.env = s.NewTestWorkflowEnvironment()
 	s.env.RegisterWorkflow(MailboxMigration)
 	s.env.RegisterActivity(activities.New(nil, nil, nil))
+	s.env.RegisterActivityWithOptions(func(context.Context, ReportDoneInput) error {
+		return errors.New("a mailbox's report must be mocked")
+	}, activity.RegisterOptions{Name: ActivityReportDone})
 	s.calls = nil
 }
 
@@ -281,9 +286,10 @@ func (s *MailboxSuite) waveInput(migrateIn time.Duration) MailboxInput {
 
 // expectReport captures the done report sent to the wave.
 func (s *MailboxSuite) expectReport(got *MailboxDone) {
-	s.env.OnSignalExternalWorkflow(mock.Anything, WaveWorkflowID("wave-1"), "", SignalMailboxDone, mock.Anything).Return(
-		func(_, _, _, _ string, arg any) error {
-			*got = arg.(MailboxDone)
+	s.env.OnActivity(ActivityReportDone, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in ReportDoneInput) error {
+			s.Equal(WaveWorkflowID("wave-1"), in.WaveWorkflowID)
+			*got = in.Done
 			s.record("report")
 			return nil
 		}).Once()

@@ -47,8 +47,11 @@ type WaveState struct {
 	BudgetBaseFailed   int
 	Cancelling         bool
 	CancelCursor       int
-	RetryPending       bool
-	GrantCursor        int // no index below it is waiting for a slot
+	// CancelQueue holds mailboxes a cancel passed by while they were being
+	// started again: they are cancelled before the cursor goes on.
+	CancelQueue  []int `json:",omitempty"`
+	RetryPending bool
+	GrantCursor  int // no index below it is waiting for a slot
 }
 
 // ActiveSlot is a mailbox holding a slot.
@@ -92,6 +95,11 @@ type wave struct {
 	keys       []string // the page of keys last read
 	keysFrom   int
 	signals    int // signals handled in this run
+	// Reconciliation: mailboxes to ask the server about, a check running,
+	// and the timer that checks the slot holders.
+	toReconcile    []int
+	reconcileBusy  bool
+	reconcileArmed bool
 }
 
 func newWave(ctx workflow.Context, in WaveInput) *wave {
@@ -171,7 +179,8 @@ func (w *wave) run(ctx workflow.Context) (WaveResult, error) {
 		w.retryFailed(ctx)
 		w.grant(ctx)
 		w.cancelNext(ctx)
-		if w.finished() {
+		w.reconcile(ctx)
+		if w.finished() && !w.sel.HasPending() {
 			return w.result(ctx), nil
 		}
 		if w.shouldContinueAsNew(ctx) {
@@ -219,7 +228,7 @@ func (w *wave) startInput(from, to int, indexes []int, retry bool) StartMailboxe
 
 // startNext starts the next page of mailboxes, one page at a time.
 func (w *wave) startNext(ctx workflow.Context) {
-	if w.startBusy || w.st.Cancelling || w.st.NextStart >= w.in.Total {
+	if w.startBusy || w.st.Cancelling || w.st.Paused || w.st.NextStart >= w.in.Total {
 		return
 	}
 	from, to := w.st.NextStart, min(w.st.NextStart+w.in.PageSize, w.in.Total)
@@ -279,6 +288,10 @@ func (w *wave) retryFailed(ctx workflow.Context) {
 	w.st.RetryPending = false
 	indexes := w.st.NeedsSupport
 	w.st.NeedsSupport = nil
+	// The error budget is judged on what happens from here: the retried
+	// mailboxes no longer count as failed.
+	w.st.BudgetBaseFailed = max(0, w.st.BudgetBaseFailed-len(indexes))
+	w.st.BudgetBaseFinished = max(0, w.st.BudgetBaseFinished-len(indexes))
 	for _, i := range indexes {
 		w.st.Done.Clear(i)
 		w.st.Granted.Clear(i)
@@ -288,7 +301,9 @@ func (w *wave) retryFailed(ctx workflow.Context) {
 	workflow.GetLogger(ctx).Info("wave retrying needs-support mailboxes", "wave", w.in.WaveID, "count", len(indexes))
 	w.startBusy = true
 	w.inflight++
-	f := workflow.ExecuteActivity(w.activityCtx(ctx), ActivityStartMailboxes, w.startInput(0, 0, indexes, true))
+	in := w.startInput(0, 0, indexes, true)
+	in.NotBefore = workflow.Now(ctx)
+	f := workflow.ExecuteActivity(w.activityCtx(ctx), ActivityStartMailboxes, in)
 	w.sel.AddFuture(f, func(f workflow.Future) {
 		w.startBusy = false
 		w.inflight--
@@ -296,6 +311,10 @@ func (w *wave) retryFailed(ctx workflow.Context) {
 		err := f.Get(ctx, &res)
 		for _, i := range indexes {
 			w.st.Restarting.Clear(i)
+			if w.st.Cancelling {
+				// A cancel passed them by while they were starting.
+				w.st.CancelQueue = append(w.st.CancelQueue, i)
+			}
 		}
 		if err != nil {
 			w.pause(ctx, fmt.Sprintf("retrying %d mailboxes failed: %v", len(indexes), err))
@@ -331,10 +350,11 @@ func (w *wave) grant(ctx workflow.Context) {
 		w.st.Granted.Set(i)
 		w.addActive(ActiveSlot{Index: i, Key: key})
 		w.signal(ctx, key, SignalSlotGrant, SlotGrant{WaveID: w.in.WaveID, Index: i}, func(err error) {
-			// The mailbox is gone (it finished or was stopped): its done
-			// signal, if any, settles it; the slot is free either way.
+			// The mailbox is gone: it finished (its report settles it) or
+			// was stopped without a word; the server is asked which.
 			workflow.GetLogger(ctx).Warn("slot grant not delivered", "wave", w.in.WaveID, "mailbox", key, "error", err)
 			w.removeActive(i)
+			w.toReconcile = append(w.toReconcile, i)
 		})
 	}
 }
@@ -484,15 +504,22 @@ func (w *wave) cancelNext(ctx workflow.Context) {
 	}
 	var indexes []int
 	i := w.st.CancelCursor
-	for ; i < w.st.NextStart && len(indexes) < w.in.PageSize; i++ {
-		if w.st.Started.Has(i) && !w.st.Done.Has(i) {
-			indexes = append(indexes, i)
+	if len(w.st.CancelQueue) > 0 {
+		n := min(len(w.st.CancelQueue), w.in.PageSize)
+		indexes = append(indexes, w.st.CancelQueue[:n]...)
+		w.st.CancelQueue = w.st.CancelQueue[n:]
+	} else {
+		for ; i < w.st.NextStart && len(indexes) < w.in.PageSize; i++ {
+			if w.st.Started.Has(i) && !w.st.Done.Has(i) && !w.st.Restarting.Has(i) {
+				indexes = append(indexes, i)
+			}
 		}
 	}
 	if len(indexes) == 0 {
 		w.st.CancelCursor = i
 		return
 	}
+	queued := i == w.st.CancelCursor
 	w.cancelBusy = true
 	w.inflight++
 	f := workflow.ExecuteActivity(w.activityCtx(ctx), ActivityCancelMailboxes, CancelMailboxesInput{
@@ -504,9 +531,56 @@ func (w *wave) cancelNext(ctx workflow.Context) {
 		var n int
 		if err := f.Get(ctx, &n); err != nil {
 			workflow.GetLogger(ctx).Warn("cancelling mailboxes failed; will try again", "wave", w.in.WaveID, "error", err)
+			if queued {
+				w.st.CancelQueue = append(indexes, w.st.CancelQueue...)
+			}
+			return
+		}
+		if queued {
 			return
 		}
 		w.st.CancelCursor = i
+	})
+}
+
+// reconcile settles mailboxes that ended without reporting: those a grant
+// could not reach, and, every ReconcileEvery, any slot holder no longer
+// running (terminated by an operator, or whose report could not be sent).
+func (w *wave) reconcile(ctx workflow.Context) {
+	if !w.reconcileArmed && len(w.st.Active) > 0 {
+		w.reconcileArmed = true
+		w.sel.AddFuture(workflow.NewTimerWithOptions(ctx, w.in.ReconcileEvery, workflow.TimerOptions{Summary: "check the slot holders"}),
+			func(f workflow.Future) {
+				w.reconcileArmed = false
+				if f.Get(ctx, nil) == nil {
+					for _, s := range w.st.Active {
+						w.toReconcile = append(w.toReconcile, s.Index)
+					}
+				}
+			})
+	}
+	if w.reconcileBusy || len(w.toReconcile) == 0 {
+		return
+	}
+	indexes := w.toReconcile
+	w.toReconcile = nil
+	w.reconcileBusy = true
+	w.inflight++
+	f := workflow.ExecuteActivity(w.activityCtx(ctx), ActivityReconcileMailboxes, ReconcileMailboxesInput{
+		WaveID: w.in.WaveID, MailboxFile: w.in.MailboxFile, Indexes: indexes,
+	})
+	w.sel.AddFuture(f, func(f workflow.Future) {
+		w.reconcileBusy = false
+		w.inflight--
+		var ended []MailboxDone
+		if err := f.Get(ctx, &ended); err != nil {
+			workflow.GetLogger(ctx).Warn("checking on mailboxes failed", "wave", w.in.WaveID, "error", err)
+			return
+		}
+		for _, d := range ended {
+			workflow.GetLogger(ctx).Warn("mailbox ended without reporting", "wave", w.in.WaveID, "mailbox", d.Key, "outcome", string(d.Outcome))
+			w.onDone(ctx, d)
+		}
 	})
 }
 

@@ -34,6 +34,7 @@ type waveHarness struct {
 	// how a mailbox behaves once granted, and which fail before T
 	outcome   func(i int) (Outcome, time.Duration)
 	earlyFail map[int]bool
+	silent    map[int]bool // granted, then terminated: they never report
 	refuse    map[int]string
 	ops       []op
 
@@ -55,6 +56,8 @@ type op struct {
 	name  string
 	arg   any
 	fired bool
+	run   int       // the run it fired in
+	when  time.Time // and when
 }
 
 type delivery struct {
@@ -84,7 +87,7 @@ func newWaveHarness(t *testing.T, total, cap int) *waveHarness {
 		},
 		start: start, now: start,
 		outcome:   func(i int) (Outcome, time.Duration) { return OutcomeMigrated, time.Duration(10+i%7) * time.Minute },
-		earlyFail: map[int]bool{}, refuse: map[int]string{},
+		earlyFail: map[int]bool{}, silent: map[int]bool{}, refuse: map[int]string{},
 		active: map[int]bool{}, done: map[int]bool{}, started: map[int]bool{}, cancelled: map[int]bool{},
 	}
 }
@@ -113,6 +116,22 @@ func (h *waveHarness) startMailboxes(_ context.Context, in StartMailboxesInput) 
 		res.Started++
 	}
 	return res, nil
+}
+
+// reconcile reports the silent mailboxes as ended (terminated).
+func (h *waveHarness) reconcile(_ context.Context, in ReconcileMailboxesInput) ([]MailboxDone, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var ended []MailboxDone
+	for _, i := range in.Indexes {
+		if h.silent[i] && h.active[i] {
+			delete(h.active, i)
+			h.done[i] = true
+			ended = append(ended, MailboxDone{Index: i, Key: keyOfIndex(i), Outcome: OutcomeNeedsSupport, Granted: true,
+				ErrorType: "WORKFLOW_EXECUTION_STATUS_TERMINATED"})
+		}
+	}
+	return ended, nil
 }
 
 func (h *waveHarness) readKeys(_ context.Context, in ReadMailboxKeysInput) ([]string, error) {
@@ -171,6 +190,9 @@ func (h *waveHarness) onSignal(env *testsuite.TestWorkflowEnvironment) func(stri
 			h.active[g.Index] = true
 			h.maxActive = max(h.maxActive, len(h.active))
 			h.grants = append(h.grants, event{g.Index, env.Now()})
+			if h.silent[g.Index] {
+				return nil
+			}
 			outcome, d := h.outcome(g.Index)
 			h.pending = append(h.pending, delivery{at: env.Now().Add(d), done: MailboxDone{
 				Index: g.Index, Key: keyOfIndex(g.Index), Outcome: outcome, Granted: true,
@@ -195,6 +217,7 @@ func (h *waveHarness) run() WaveResult {
 		env.RegisterActivityWithOptions(h.startMailboxes, activity.RegisterOptions{Name: ActivityStartMailboxes})
 		env.RegisterActivityWithOptions(h.readKeys, activity.RegisterOptions{Name: ActivityReadMailboxKeys})
 		env.RegisterActivityWithOptions(h.cancelMailboxes, activity.RegisterOptions{Name: ActivityCancelMailboxes})
+		env.RegisterActivityWithOptions(h.reconcile, activity.RegisterOptions{Name: ActivityReconcileMailboxes})
 		env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(h.onSignal(env))
 
 		// Signals the last run did not get, and mailboxes that fail before T.
@@ -219,7 +242,7 @@ func (h *waveHarness) run() WaveResult {
 				if o.fired || env.IsWorkflowCompleted() {
 					return // the next run takes it
 				}
-				o.fired = true
+				o.fired, o.run, o.when = true, h.runs, env.Now()
 				switch o.name {
 				case reportCancelledOp:
 					h.reportCancelled(env)
@@ -252,6 +275,11 @@ func (h *waveHarness) run() WaveResult {
 					p.sent = false
 				}
 			}
+			for j := range h.ops {
+				if o := &h.ops[j]; o.fired && o.name != queryOp && o.run == h.runs-1 && !o.when.Before(h.now) {
+					o.fired = false // operator signals are idempotent
+				}
+			}
 			require.NotNil(h.t, in.State, "state carried over")
 			require.Less(h.t, h.runs, 200, "runaway continue-as-new")
 			continue
@@ -261,6 +289,9 @@ func (h *waveHarness) run() WaveResult {
 				var p WaveProgress
 				_ = v.Get(&p)
 				h.t.Logf("stuck wave: %+v (harness: %d active, %d pending deliveries)", p, len(h.active), len(h.pending))
+				for i := 0; i < 10; i++ {
+					h.t.Logf("  mailbox %d: started %v cancelled %v done %v active %v", i, h.started[i], h.cancelled[i], h.done[i], h.active[i])
+				}
 			}
 		}
 		require.NoError(h.t, err)
@@ -457,4 +488,35 @@ func TestWaveRetryFailedRunsThemAgain(t *testing.T) {
 	assert.Equal(t, 3, h.progress[0].NeedsSupport, "two failed copies and one failure before T, before the retry")
 	assert.Equal(t, 50, res.Migrated, "all three migrated on their second run")
 	assert.Equal(t, 0, res.NeedsSupport)
+}
+
+func TestWaveSettlesAMailboxThatEndsWithoutReporting(t *testing.T) {
+	h := newWaveHarness(t, 30, 3)
+	h.silent = map[int]bool{4: true, 11: true} // terminated by an operator while holding a slot
+	res := h.run()
+	assert.Equal(t, 28, res.Migrated)
+	assert.Equal(t, 2, res.NeedsSupport, "settled from the server, not waited on forever")
+	assert.LessOrEqual(t, h.maxActive, 3)
+}
+
+func TestWaveCancelDuringARetryLeavesNoMailboxWaiting(t *testing.T) {
+	h := newWaveHarness(t, 40, 4)
+	h.in.ErrorBudget = 0.9
+	attempts := map[int]int{}
+	h.outcome = func(i int) (Outcome, time.Duration) {
+		attempts[i]++
+		if i < 8 && attempts[i] == 1 {
+			return OutcomeNeedsSupport, time.Minute
+		}
+		return OutcomeMigrated, 20 * time.Minute
+	}
+	T := h.in.MigrateAt.Sub(h.start)
+	h.ops = []op{
+		{at: T + 5*time.Minute, name: SignalRetryFailed},
+		{at: T + 5*time.Minute, name: SignalCancel},
+		{at: T + 7*time.Minute, name: reportCancelledOp},
+		{at: T + 30*time.Minute, name: reportCancelledOp},
+	}
+	res := h.run()
+	assert.Equal(t, 40, res.Migrated+res.NeedsSupport+res.Cancelled, "%+v", res)
 }

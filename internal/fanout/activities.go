@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"golang.org/x/time/rate"
 
@@ -39,13 +40,76 @@ func (a *Activities) Register(r worker.Registry) {
 	r.RegisterActivityWithOptions(a.StartMailboxes, activity.RegisterOptions{Name: workflows.ActivityStartMailboxes})
 	r.RegisterActivityWithOptions(a.ReadMailboxKeys, activity.RegisterOptions{Name: workflows.ActivityReadMailboxKeys})
 	r.RegisterActivityWithOptions(a.CancelMailboxes, activity.RegisterOptions{Name: workflows.ActivityCancelMailboxes})
+	r.RegisterActivityWithOptions(a.ReportMailboxDone, activity.RegisterOptions{Name: workflows.ActivityReportDone})
+	r.RegisterActivityWithOptions(a.ReconcileMailboxes, activity.RegisterOptions{Name: workflows.ActivityReconcileMailboxes})
+}
+
+// ReconcileMailboxes returns, as their reports, the mailboxes of the wave
+// whose workflow has ended: from the result when it completed, as needs
+// support (naming the status) when it was terminated, failed or timed out.
+// Mailboxes still running, or now in another wave, are left out.
+func (a *Activities) ReconcileMailboxes(ctx context.Context, in workflows.ReconcileMailboxesInput) ([]workflows.MailboxDone, error) {
+	rows, err := a.get(in.MailboxFile, in.Indexes)
+	if err != nil {
+		return nil, err
+	}
+	var ended []workflows.MailboxDone
+	for _, row := range rows {
+		prev, err := describe(ctx, a.client, workflows.MailboxWorkflowID(row.Key))
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if prev.running || prev.wave != in.WaveID {
+			continue
+		}
+		d := workflows.MailboxDone{Index: row.Index, Key: row.Key, Granted: true}
+		if prev.result != nil {
+			d.Outcome, d.Step, d.ErrorType, d.Copied = prev.result.Outcome, prev.result.FailedStep, prev.result.ErrorType, prev.result.Copied
+		} else {
+			d.Outcome, d.ErrorType = workflows.OutcomeNeedsSupport, prev.status.String()
+		}
+		ended = append(ended, d)
+		activity.RecordHeartbeat(ctx, row.Index)
+	}
+	return ended, nil
+}
+
+// ReportMailboxDone tells a wave that one of its mailboxes has ended. A wave
+// that no longer runs cannot hear it: that is a permanent failure.
+func (a *Activities) ReportMailboxDone(ctx context.Context, in workflows.ReportDoneInput) error {
+	err := a.client.SignalWorkflow(ctx, in.WaveWorkflowID, "", workflows.SignalMailboxDone, in.Done)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("wave %s is not running", in.WaveWorkflowID), "WaveGone", err)
+	}
+	return err
 }
 
 func (a *Activities) rows(in workflows.StartMailboxesInput) ([]wavefile.Mailbox, error) {
 	if len(in.Indexes) > 0 {
-		return a.files.Get(in.MailboxFile, in.Indexes)
+		return a.get(in.MailboxFile, in.Indexes)
 	}
-	return a.files.Rows(in.MailboxFile, in.From, in.To)
+	rows, err := a.files.Rows(in.MailboxFile, in.From, in.To)
+	return rows, badFile(err)
+}
+
+func (a *Activities) get(path string, indexes []int) ([]wavefile.Mailbox, error) {
+	rows, err := a.files.Get(path, indexes)
+	return rows, badFile(err)
+}
+
+// badFile makes a mailbox file that cannot serve the wave a permanent
+// failure: retrying will not make a missing or short file whole.
+func badFile(err error) error {
+	if err == nil {
+		return nil
+	}
+	return temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeBadWaveFile, err)
 }
 
 // StartMailboxes starts a page of a wave's mailboxes at a bounded rate. It
@@ -71,6 +135,7 @@ func (a *Activities) StartMailboxes(ctx context.Context, in workflows.StartMailb
 		if err := limiter.Wait(ctx); err != nil {
 			break
 		}
+		activity.RecordHeartbeat(ctx, i) // throttled by the SDK
 		sem <- struct{}{}
 		wg.Add(1)
 		go func(row wavefile.Mailbox) {
@@ -83,7 +148,7 @@ func (a *Activities) StartMailboxes(ctx context.Context, in workflows.StartMailb
 				ReminderLead:   in.ReminderLead,
 				WaveWorkflowID: workflows.WaveWorkflowID(in.WaveID),
 				WaveIndex:      row.Index,
-			}, in.Retry, time.Now().UTC())
+			}, in.NotBefore, time.Now().UTC())
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -98,9 +163,6 @@ func (a *Activities) StartMailboxes(ctx context.Context, in workflows.StartMailb
 				res.Refused = append(res.Refused, workflows.Refusal{Index: row.Index, Key: row.Key, Reason: st.Refusal})
 			}
 		}(row)
-		if i%50 == 49 {
-			activity.RecordHeartbeat(ctx, i+1)
-		}
 	}
 	wg.Wait()
 	if firstEr != nil {
@@ -118,7 +180,7 @@ func (a *Activities) StartMailboxes(ctx context.Context, in workflows.StartMailb
 func (a *Activities) ReadMailboxKeys(ctx context.Context, in workflows.ReadMailboxKeysInput) ([]string, error) {
 	rows, err := a.files.Rows(in.MailboxFile, in.From, in.To)
 	if err != nil {
-		return nil, err
+		return nil, badFile(err)
 	}
 	keys := make([]string, len(rows))
 	for i, r := range rows {
@@ -131,7 +193,7 @@ func (a *Activities) ReadMailboxKeys(ctx context.Context, in workflows.ReadMailb
 // Only workflows running in this wave are cancelled; a mailbox cancelled
 // during cutover finishes it, so none is left half cut over.
 func (a *Activities) CancelMailboxes(ctx context.Context, in workflows.CancelMailboxesInput) (int, error) {
-	rows, err := a.files.Get(in.MailboxFile, in.Indexes)
+	rows, err := a.get(in.MailboxFile, in.Indexes)
 	if err != nil {
 		return 0, err
 	}

@@ -32,9 +32,11 @@ type Start struct {
 // mailbox that is already being migrated (by another wave, or on its own)
 // or that was already migrated. A mailbox whose last run ended in needs
 // support or was cancelled is started again. A mailbox already started by
-// the same wave is taken as started, so a retried start does nothing twice;
-// only a retry (the wave's retry-failed) starts a finished one again.
-func StartMailbox(ctx context.Context, c client.Client, in workflows.MailboxInput, retry bool, now time.Time) (Start, error) {
+// the same wave is taken as started, so a retried start does nothing twice.
+// A retry (the wave's retry-failed) passes retrySince, when it was asked
+// for: only a run of the wave started since then is the retry's own; an
+// older one still finishing is waited for, then started again.
+func StartMailbox(ctx context.Context, c client.Client, in workflows.MailboxInput, retrySince time.Time, now time.Time) (Start, error) {
 	id := workflows.MailboxWorkflowID(in.Mailbox.Key)
 	attrs := []temporal.SearchAttributeUpdate{
 		workflows.SearchAttrStage.ValueSet(string(workflows.StageScheduled)),
@@ -68,15 +70,21 @@ func StartMailbox(ctx context.Context, c client.Client, in workflows.MailboxInpu
 	if err != nil {
 		return Start{}, err
 	}
+	ours := in.WaveID != "" && prev.wave == in.WaveID && !prev.started.Before(retrySince)
+	if prev.running && !ours && in.WaveID != "" && prev.wave == in.WaveID {
+		// A retry's old run, reporting its end: wait for it to close.
+		if prev, err = awaitClosed(ctx, c, id); err != nil {
+			return Start{}, err
+		}
+		ours = false
+	}
 	switch {
-	case prev.running && in.WaveID != "" && prev.wave == in.WaveID:
+	case ours:
 		return Start{Started: true, RunID: prev.runID}, nil
 	case prev.running && prev.wave != "":
 		return Start{Refusal: fmt.Sprintf("already being migrated in wave %s", prev.wave)}, nil
 	case prev.running:
 		return Start{Refusal: "already being migrated (started on its own, not in a wave)"}, nil
-	case !retry && in.WaveID != "" && prev.wave == in.WaveID:
-		return Start{Started: true, RunID: prev.runID}, nil
 	case prev.result != nil && prev.result.Outcome == workflows.OutcomeMigrated:
 		return Start{Refusal: fmt.Sprintf("already migrated on %s", prev.result.FinishedAt.UTC().Format(time.RFC3339))}, nil
 	}
@@ -84,6 +92,10 @@ func StartMailbox(ctx context.Context, c client.Client, in workflows.MailboxInpu
 	opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
 	run, err = c.ExecuteWorkflow(ctx, opts, workflows.MailboxWorkflowName, in)
 	if errors.As(err, &already) {
+		// Another attempt of the same start may have won the race.
+		if again, derr := describe(ctx, c, id); derr == nil && again.running && in.WaveID != "" && again.wave == in.WaveID {
+			return Start{Started: true, RunID: again.runID}, nil
+		}
 		return Start{Refusal: "started by someone else at the same moment"}, nil
 	}
 	if err != nil {
@@ -95,9 +107,30 @@ func StartMailbox(ctx context.Context, c client.Client, in workflows.MailboxInpu
 // previous is what is known of a mailbox workflow's latest run.
 type previous struct {
 	running bool
+	status  enumspb.WorkflowExecutionStatus
 	wave    string
 	runID   string
+	started time.Time
 	result  *workflows.MailboxResult
+}
+
+// awaitClosed waits, up to a minute, for a mailbox's run to close.
+func awaitClosed(ctx context.Context, c client.Client, id string) (previous, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		p, err := describe(ctx, c, id)
+		if err != nil || !p.running {
+			return p, err
+		}
+		if time.Now().After(deadline) {
+			return p, fmt.Errorf("workflow %s is still running a minute after it reported its end", id)
+		}
+		select {
+		case <-ctx.Done():
+			return p, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 func describe(ctx context.Context, c client.Client, id string) (previous, error) {
@@ -108,7 +141,9 @@ func describe(ctx context.Context, c client.Client, id string) (previous, error)
 	info := desc.GetWorkflowExecutionInfo()
 	p := previous{
 		running: info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING,
+		status:  info.GetStatus(),
 		runID:   info.GetExecution().GetRunId(),
+		started: info.GetStartTime().AsTime(),
 	}
 	if payload, ok := info.GetSearchAttributes().GetIndexedFields()[workflows.SearchAttrWave.GetName()]; ok {
 		_ = converter.GetDefaultDataConverter().FromPayload(payload, &p.wave)

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
+	"mailwave/internal/workerapp"
 	"mailwave/workflows"
 )
 
@@ -93,4 +94,19 @@ func StartDevServer(t testing.TB, dbDir string) *testsuite.DevServer {
 	}
 	t.Cleanup(func() { _ = srv.Stop() })
 	return srv
+}
+
+// StartWorker runs a mailwave worker in this process against c until the
+// test ends, and fails the test if it stops with an error.
+func StartWorker(t testing.TB, c client.Client, cfg workerapp.Config) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- workerapp.Run(ctx, cfg, c) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	})
 }

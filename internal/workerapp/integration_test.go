@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -57,14 +56,7 @@ func TestMailboxesEndToEnd(t *testing.T) {
 		MaxConcurrentActivities: 50, MaxConcurrentLocalActivities: 50, MaxConcurrentWorkflowTasks: 20,
 		ShutdownTimeout: 5 * time.Second,
 	}
-	workerCtx, stopWorker := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		assert.NoError(t, workerapp.Run(workerCtx, cfg, c))
-	}()
-	defer func() { stopWorker(); wg.Wait() }()
+	testenv.StartWorker(t, c, cfg)
 
 	est, err := sim.Open(estateDir, sim.Options{})
 	require.NoError(t, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,13 +22,12 @@ import (
 
 // waveEnv is a dev server, a worker and a simulated estate for wave tests.
 type waveEnv struct {
-	t       *testing.T
-	c       client.Client
-	dir     string
-	estate  *sim.Estate
-	roster  []sim.RosterEntry
-	keyer   *identity.Keyer
-	stopped func()
+	t      *testing.T
+	c      client.Client
+	dir    string
+	estate *sim.Estate
+	roster []sim.RosterEntry
+	keyer  *identity.Keyer
 }
 
 func newWaveEnv(t *testing.T, mailboxes int, seed int64) *waveEnv {
@@ -46,24 +44,15 @@ func newWaveEnv(t *testing.T, mailboxes int, seed int64) *waveEnv {
 	require.NoError(t, err)
 
 	srv := testenv.StartDevServer(t, "")
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		assert.NoError(t, workerapp.Run(ctx, workerapp.Config{
-			TaskQueue: workflows.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
-			Estate: "sim",
-			Sim: workerapp.SimConfig{Dir: estateDir, TimeScale: 1e6, BytesPerSecond: 1 << 30,
-				TransientRate: 0.01, ThrottleRate: 0.01, ThrottleRetryAfter: 200 * time.Millisecond},
-			MaxConcurrentActivities: 100, MaxConcurrentLocalActivities: 100, MaxConcurrentWorkflowTasks: 50,
-			ShutdownTimeout: 5 * time.Second,
-		}, srv.Client()))
-	}()
-	e := &waveEnv{t: t, c: srv.Client(), dir: dir, estate: est, roster: roster, keyer: keyer}
-	e.stopped = func() { cancel(); wg.Wait() }
-	t.Cleanup(e.stopped)
-	return e
+	testenv.StartWorker(t, srv.Client(), workerapp.Config{
+		TaskQueue: workflows.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
+		Estate: "sim",
+		Sim: workerapp.SimConfig{Dir: estateDir, TimeScale: 1e6, BytesPerSecond: 1 << 30,
+			TransientRate: 0.01, ThrottleRate: 0.01, ThrottleRetryAfter: 200 * time.Millisecond},
+		MaxConcurrentActivities: 100, MaxConcurrentLocalActivities: 100, MaxConcurrentWorkflowTasks: 50,
+		ShutdownTimeout: 5 * time.Second,
+	})
+	return &waveEnv{t: t, c: srv.Client(), dir: dir, estate: est, roster: roster, keyer: keyer}
 }
 
 // launch writes the wave's mailbox file and starts the wave.

@@ -91,9 +91,9 @@ func (e *Estate) copyBatch(ctx context.Context, key string, p *Profile, fi int, 
 		runs  []uidRange
 		total int64 // bytes of the whole batch, for the limit
 	)
-	for uid := first; uid <= n && uid-first < batchMaxMessages; uid++ {
+	for uid := first; uid <= n && int(uid-first) < e.opts.BatchMessages; uid++ {
 		size := p.messageSize(fi, uid)
-		if uid > first && total+size > batchMaxBytes {
+		if uid > first && total+size > e.opts.BatchBytes {
 			break
 		}
 		total += size

@@ -34,6 +34,12 @@ type Options struct {
 	BytesPerSecond int64
 	// Instant makes copies take no time at all, for benchmarks.
 	Instant bool
+	// BatchMessages and BatchBytes bound a copy batch, the unit that is made
+	// durable (and heartbeated) at once. Zero means 500 messages and 64 MB,
+	// or, for an instant target, 20,000 messages and 2 GB: a batch costs a
+	// state file write, which would otherwise be most of an instant copy.
+	BatchMessages int
+	BatchBytes    int64
 	// Sync flushes every state write to the disk. Without it a process
 	// crash still loses nothing; an operating system crash may.
 	Sync   bool
@@ -58,10 +64,12 @@ type Faults struct {
 // retried mailbox always gets through.
 const MaxConsecutiveFaults = 3
 
-// Copy batching: a batch is at most this many messages or bytes.
+// Copy batching: a batch is at most this many messages or bytes, by default.
 const (
-	batchMaxMessages = 500
-	batchMaxBytes    = 64 * mib
+	batchMaxMessages        = 500
+	batchMaxBytes           = 64 * mib
+	instantBatchMaxMessages = 20_000
+	instantBatchMaxBytes    = 2048 * mib
 )
 
 // Estate is an opened estate. It is safe for concurrent use.
@@ -94,6 +102,18 @@ func Open(dir string, o Options) (*Estate, error) {
 	if err := os.MkdirAll(filepath.Join(dir, stateDir), 0o755); err != nil {
 		return nil, fmt.Errorf("sim: %w", err)
 	}
+	if o.BatchMessages == 0 {
+		o.BatchMessages = batchMaxMessages
+		if o.Instant {
+			o.BatchMessages = instantBatchMaxMessages
+		}
+	}
+	if o.BatchBytes == 0 {
+		o.BatchBytes = batchMaxBytes
+		if o.Instant {
+			o.BatchBytes = instantBatchMaxBytes
+		}
+	}
 	e := &Estate{dir: dir, manifest: *m, opts: o, index: make(map[string]int, m.Mailboxes)}
 	for i := range m.Mailboxes {
 		e.index[m.entry(i).Address] = i
@@ -102,7 +122,7 @@ func Open(dir string, o Options) (*Estate, error) {
 		// Real bytes per second: the simulated rate sped up by the scale.
 		// The bucket holds 50 ms worth, so a burst does not defeat the limit.
 		limit := float64(o.BytesPerSecond) * o.TimeScale
-		burst := int(min(max(limit/20, 64<<10), batchMaxBytes))
+		burst := int(min(max(limit/20, 64<<10), float64(o.BatchBytes)))
 		e.limiter = rate.NewLimiter(rate.Limit(limit), burst)
 	}
 	return e, nil
@@ -118,8 +138,8 @@ func (o Options) validate() error {
 	if f.TransientRate+f.ThrottleRate > 1 {
 		return fmt.Errorf("sim: transient and throttle rates add up to more than 1")
 	}
-	if o.TimeScale < 0 || o.BytesPerSecond < 0 || f.ThrottleRetryAfter < 0 {
-		return fmt.Errorf("sim: time scale, rate limit and retry-after must not be negative")
+	if o.TimeScale < 0 || o.BytesPerSecond < 0 || f.ThrottleRetryAfter < 0 || o.BatchMessages < 0 || o.BatchBytes < 0 {
+		return fmt.Errorf("sim: time scale, rate limit, retry-after and batch sizes must not be negative")
 	}
 	return nil
 }
