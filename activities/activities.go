@@ -165,9 +165,7 @@ const (
 // Permanent failures and throttling (the server's own back-off) are left as
 // toTemporal makes them.
 func copyRetryError(ctx context.Context, err error, prior CopyProgress, progressed bool) error {
-	var perm *PermanentError
-	var thr *ThrottledError
-	if errors.As(err, &perm) || errors.As(err, &thr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if !transient(err) {
 		return toTemporal(err)
 	}
 	stalled := 0
@@ -190,6 +188,15 @@ func CopyRetryDelay(stalled int) time.Duration {
 		d *= 2
 	}
 	return min(d, CopyMaxRetryDelay)
+}
+
+// transient reports whether toTemporal makes err a plain retryable failure:
+// not a cancellation, a permanent failure or throttling.
+func transient(err error) bool {
+	var perm *PermanentError
+	var thr *ThrottledError
+	return err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
+		!errors.As(err, &perm) && !errors.As(err, &thr)
 }
 
 // toTemporal turns a port's error into what Temporal's retry machinery

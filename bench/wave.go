@@ -10,9 +10,10 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/workflowservice/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
 
+	"mailwave/internal/cliutil"
 	"mailwave/mail/sim"
 	"mailwave/workflows"
 )
@@ -113,22 +114,15 @@ func waveRuns(ctx context.Context, c client.Client, workflowID string, want int)
 	for {
 		var runs, running int
 		var maxEvents int64
-		var token []byte
-		for {
-			resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
-			if err != nil {
-				return 0, 0, fmt.Errorf("listing the runs of %s: %w", workflowID, err)
+		err := cliutil.EachWorkflow(ctx, c, query, func(e *workflowpb.WorkflowExecutionInfo) {
+			runs++
+			maxEvents = max(maxEvents, e.GetHistoryLength())
+			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+				running++
 			}
-			for _, e := range resp.GetExecutions() {
-				runs++
-				maxEvents = max(maxEvents, e.GetHistoryLength())
-				if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-					running++
-				}
-			}
-			if token = resp.GetNextPageToken(); len(token) == 0 {
-				break
-			}
+		})
+		if err != nil {
+			return 0, 0, fmt.Errorf("listing the runs of %s: %w", workflowID, err)
 		}
 		if (runs >= want && running == 0) || time.Now().After(deadline) {
 			if runs < want || running > 0 {

@@ -10,17 +10,17 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/api/workflowservice/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"mailwave/internal/cliutil"
 	"mailwave/internal/wavefile"
 	"mailwave/workflows"
 )
@@ -226,7 +226,7 @@ func checkWaveIsNew(ctx context.Context, c client.Client, wave string) error {
 		return fmt.Errorf("looking up wave %s: %w", wave, err)
 	}
 	return fmt.Errorf("wave %s already exists (%s since %s): wave IDs are used once", wave,
-		strings.ToLower(strings.TrimPrefix(desc.GetWorkflowExecutionInfo().GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_")),
+		cliutil.StatusName(desc.GetWorkflowExecutionInfo().GetStatus()),
 		desc.GetWorkflowExecutionInfo().GetStartTime().AsTime().Format(time.RFC3339))
 }
 
@@ -236,19 +236,13 @@ func busyMailboxes(ctx context.Context, c client.Client) (map[string]bool, error
 	query := fmt.Sprintf("WorkflowType = '%s' AND (%s = '%s' OR ExecutionStatus = 'Running')",
 		workflows.MailboxWorkflowName, workflows.SearchAttrStage.GetName(), workflows.StageMigrated)
 	busy := map[string]bool{}
-	var token []byte
-	for {
-		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: 1000, NextPageToken: token})
-		if err != nil {
-			return nil, fmt.Errorf("listing migrated mailboxes: %w", err)
-		}
-		for _, ex := range resp.GetExecutions() {
-			busy[strings.TrimPrefix(ex.GetExecution().GetWorkflowId(), "mailbox-")] = true
-		}
-		if token = resp.GetNextPageToken(); len(token) == 0 {
-			return busy, nil
-		}
+	err := cliutil.EachWorkflow(ctx, c, query, func(ex *workflowpb.WorkflowExecutionInfo) {
+		busy[workflows.MailboxKeyOf(ex.GetExecution().GetWorkflowId())] = true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("finding the mailboxes already migrated: %w", err)
 	}
+	return busy, nil
 }
 
 // waveTarget connects and checks the wave exists, returning its status.
@@ -491,31 +485,22 @@ func writeWaveCSV(ctx context.Context, c client.Client, wave, path string) (int,
 	query := fmt.Sprintf("%s = '%s'", workflows.SearchAttrWave.GetName(), wave)
 	dc := converter.GetDefaultDataConverter()
 	n := 0
-	var token []byte
-	for {
-		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: 1000, NextPageToken: token})
-		if err != nil {
-			return n, fmt.Errorf("listing wave %s: %w", wave, err)
+	err = cliutil.EachWorkflow(ctx, c, query, func(ex *workflowpb.WorkflowExecutionInfo) {
+		fields := ex.GetSearchAttributes().GetIndexedFields()
+		var stage string
+		var since time.Time
+		if p, ok := fields[workflows.SearchAttrStage.GetName()]; ok {
+			_ = dc.FromPayload(p, &stage)
 		}
-		for _, ex := range resp.GetExecutions() {
-			fields := ex.GetSearchAttributes().GetIndexedFields()
-			var stage string
-			var since time.Time
-			if p, ok := fields[workflows.SearchAttrStage.GetName()]; ok {
-				_ = dc.FromPayload(p, &stage)
-			}
-			if p, ok := fields[workflows.SearchAttrStageSince.GetName()]; ok {
-				_ = dc.FromPayload(p, &since)
-			}
-			id := ex.GetExecution().GetWorkflowId()
-			_ = w.Write([]string{strings.TrimPrefix(id, "mailbox-"), id,
-				strings.ToLower(strings.TrimPrefix(ex.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_")),
-				stage, since.UTC().Format(time.RFC3339)})
-			n++
+		if p, ok := fields[workflows.SearchAttrStageSince.GetName()]; ok {
+			_ = dc.FromPayload(p, &since)
 		}
-		if token = resp.GetNextPageToken(); len(token) == 0 {
-			break
-		}
+		id := ex.GetExecution().GetWorkflowId()
+		_ = w.Write([]string{workflows.MailboxKeyOf(id), id, cliutil.StatusName(ex.GetStatus()), stage, since.UTC().Format(time.RFC3339)})
+		n++
+	})
+	if err != nil {
+		return n, fmt.Errorf("listing wave %s: %w", wave, err)
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {

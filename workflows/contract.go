@@ -7,6 +7,7 @@ package workflows
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -52,9 +53,14 @@ func SearchAttributeFlags() []string {
 	return out
 }
 
+const mailboxIDPrefix = "mailbox-"
+
 // MailboxWorkflowID is the workflow ID of a mailbox's migration. It is made
 // of the opaque key alone, so one mailbox has one migration at a time.
-func MailboxWorkflowID(key string) string { return "mailbox-" + key }
+func MailboxWorkflowID(key string) string { return mailboxIDPrefix + key }
+
+// MailboxKeyOf is the mailbox key in a MailboxWorkflowID.
+func MailboxKeyOf(workflowID string) string { return strings.TrimPrefix(workflowID, mailboxIDPrefix) }
 
 // Default lead times of the notices.
 const (
@@ -356,8 +362,8 @@ type Refusal struct {
 }
 
 // StartMailboxesInput asks for the mailboxes of a wave at the given indexes
-// (or, when Indexes is empty, From to To-1) to be started. Retry starts
-// mailboxes again whose last run ended in needs support.
+// (or, when Indexes is empty, From to To-1) to be started. A retry (set
+// NotBefore) starts again mailboxes whose last run ended in needs support.
 type StartMailboxesInput struct {
 	WaveID      string
 	MailboxFile string

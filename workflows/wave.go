@@ -219,9 +219,9 @@ func (w *wave) activityCtx(ctx workflow.Context) workflow.Context {
 	})
 }
 
-func (w *wave) startInput(from, to int, indexes []int, retry bool) StartMailboxesInput {
+func (w *wave) startInput(from, to int, indexes []int) StartMailboxesInput {
 	return StartMailboxesInput{
-		WaveID: w.in.WaveID, MailboxFile: w.in.MailboxFile, From: from, To: to, Indexes: indexes, Retry: retry,
+		WaveID: w.in.WaveID, MailboxFile: w.in.MailboxFile, From: from, To: to, Indexes: indexes,
 		MigrateAt: w.in.MigrateAt, NoticeLead: w.in.NoticeLead, ReminderLead: w.in.ReminderLead, StartRate: w.in.StartRate,
 	}
 }
@@ -234,7 +234,7 @@ func (w *wave) startNext(ctx workflow.Context) {
 	from, to := w.st.NextStart, min(w.st.NextStart+w.in.PageSize, w.in.Total)
 	w.startBusy = true
 	w.inflight++
-	f := workflow.ExecuteActivity(w.activityCtx(ctx), ActivityStartMailboxes, w.startInput(from, to, nil, false))
+	f := workflow.ExecuteActivity(w.activityCtx(ctx), ActivityStartMailboxes, w.startInput(from, to, nil))
 	w.sel.AddFuture(f, func(f workflow.Future) {
 		w.startBusy = false
 		w.inflight--
@@ -244,13 +244,13 @@ func (w *wave) startNext(ctx workflow.Context) {
 			w.pause(ctx, fmt.Sprintf("starting mailboxes %d-%d failed: %v", from, to-1, err))
 			return
 		}
-		w.recordStarted(from, to, nil, res)
+		w.recordStarted(from, to, res)
 		w.st.NextStart = to
 	})
 }
 
 // recordStarted marks a page's mailboxes started, but for those refused.
-func (w *wave) recordStarted(from, to int, indexes []int, res StartMailboxesResult) {
+func (w *wave) recordStarted(from, to int, res StartMailboxesResult) {
 	refused := map[int]bool{}
 	for _, r := range res.Refused {
 		refused[r.Index] = true
@@ -259,20 +259,11 @@ func (w *wave) recordStarted(from, to int, indexes []int, res StartMailboxesResu
 			w.st.Refusals = append(w.st.Refusals, r)
 		}
 	}
-	mark := func(i int) {
-		if refused[i] {
-			return
-		}
-		if !w.st.Started.Has(i) {
+	for i := from; i < to; i++ {
+		if !refused[i] && !w.st.Started.Has(i) {
 			w.st.Started.Set(i)
 			w.st.StartedCount++
 		}
-	}
-	for _, i := range indexes {
-		mark(i)
-	}
-	for i := from; i < to; i++ {
-		mark(i)
 	}
 }
 
@@ -301,7 +292,7 @@ func (w *wave) retryFailed(ctx workflow.Context) {
 	workflow.GetLogger(ctx).Info("wave retrying needs-support mailboxes", "wave", w.in.WaveID, "count", len(indexes))
 	w.startBusy = true
 	w.inflight++
-	in := w.startInput(0, 0, indexes, true)
+	in := w.startInput(0, 0, indexes)
 	in.NotBefore = workflow.Now(ctx)
 	f := workflow.ExecuteActivity(w.activityCtx(ctx), ActivityStartMailboxes, in)
 	w.sel.AddFuture(f, func(f workflow.Future) {

@@ -110,7 +110,7 @@ func (h *waveHarness) startMailboxes(_ context.Context, in StartMailboxesInput) 
 			continue
 		}
 		h.started[i] = true
-		if in.Retry {
+		if !in.NotBefore.IsZero() {
 			delete(h.done, i)
 		}
 		res.Started++

@@ -49,22 +49,10 @@ func (a *Activities) Register(r worker.Registry) {
 // support (naming the status) when it was terminated, failed or timed out.
 // Mailboxes still running, or now in another wave, are left out.
 func (a *Activities) ReconcileMailboxes(ctx context.Context, in workflows.ReconcileMailboxesInput) ([]workflows.MailboxDone, error) {
-	rows, err := a.get(in.MailboxFile, in.Indexes)
-	if err != nil {
-		return nil, err
-	}
 	var ended []workflows.MailboxDone
-	for _, row := range rows {
-		prev, err := describe(ctx, a.client, workflows.MailboxWorkflowID(row.Key))
-		var notFound *serviceerror.NotFound
-		if errors.As(err, &notFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if prev.running || prev.wave != in.WaveID {
-			continue
+	err := a.eachOfWave(ctx, in.WaveID, in.MailboxFile, in.Indexes, func(row wavefile.Mailbox, prev previous) error {
+		if prev.running {
+			return nil
 		}
 		d := workflows.MailboxDone{Index: row.Index, Key: row.Key, Granted: true}
 		if prev.result != nil {
@@ -73,9 +61,37 @@ func (a *Activities) ReconcileMailboxes(ctx context.Context, in workflows.Reconc
 			d.Outcome, d.ErrorType = workflows.OutcomeNeedsSupport, prev.status.String()
 		}
 		ended = append(ended, d)
+		return nil
+	})
+	return ended, err
+}
+
+// eachOfWave calls fn with the latest run of each mailbox at indexes whose
+// run belongs to the wave; a mailbox never started, or now in another
+// migration, is passed over.
+func (a *Activities) eachOfWave(ctx context.Context, waveID, path string, indexes []int, fn func(wavefile.Mailbox, previous) error) error {
+	rows, err := a.get(path, indexes)
+	if err != nil {
+		return err
+	}
+	for _, row := range rows {
+		prev, err := describe(ctx, a.client, workflows.MailboxWorkflowID(row.Key))
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if prev.wave != waveID {
+			continue
+		}
+		if err := fn(row, prev); err != nil {
+			return err
+		}
 		activity.RecordHeartbeat(ctx, row.Index)
 	}
-	return ended, nil
+	return nil
 }
 
 // ReportMailboxDone tells a wave that one of its mailboxes has ended. A wave
@@ -193,30 +209,18 @@ func (a *Activities) ReadMailboxKeys(ctx context.Context, in workflows.ReadMailb
 // Only workflows running in this wave are cancelled; a mailbox cancelled
 // during cutover finishes it, so none is left half cut over.
 func (a *Activities) CancelMailboxes(ctx context.Context, in workflows.CancelMailboxesInput) (int, error) {
-	rows, err := a.get(in.MailboxFile, in.Indexes)
-	if err != nil {
-		return 0, err
-	}
 	cancelled := 0
-	for _, row := range rows {
+	err := a.eachOfWave(ctx, in.WaveID, in.MailboxFile, in.Indexes, func(row wavefile.Mailbox, prev previous) error {
+		if !prev.running {
+			return nil
+		}
 		id := workflows.MailboxWorkflowID(row.Key)
-		prev, err := describe(ctx, a.client, id)
 		var notFound *serviceerror.NotFound
-		if errors.As(err, &notFound) {
-			continue
-		}
-		if err != nil {
-			return cancelled, err
-		}
-		if !prev.running || prev.wave != in.WaveID {
-			continue
-		}
-		err = a.client.CancelWorkflow(ctx, id, prev.runID)
-		if err != nil && !errors.As(err, &notFound) {
-			return cancelled, fmt.Errorf("cancelling workflow %s: %w", id, err)
+		if err := a.client.CancelWorkflow(ctx, id, prev.runID); err != nil && !errors.As(err, &notFound) {
+			return fmt.Errorf("cancelling workflow %s: %w", id, err)
 		}
 		cancelled++
-		activity.RecordHeartbeat(ctx, cancelled)
-	}
-	return cancelled, nil
+		return nil
+	})
+	return cancelled, err
 }
