@@ -30,6 +30,8 @@ type SendNoticeInput struct {
 	Kind      NoticeKind
 	WaveID    string `json:",omitempty"`
 	MigrateAt time.Time
+	// Failure is set for a NoticeFailure (to the organisation's admin).
+	Failure *Failure `json:",omitempty"`
 }
 
 // SendNoticeResult says which message went out.
@@ -47,7 +49,7 @@ func (a *Activities) SendNotice(ctx context.Context, in SendNoticeInput) (SendNo
 	}
 	id := NoticeMessageID(in.Mailbox.Key, in.Kind)
 	already, err := a.notifier.Send(ctx, Notice{
-		Mailbox: in.Mailbox, Kind: in.Kind, MessageID: id, WaveID: in.WaveID, MigrateAt: in.MigrateAt,
+		Mailbox: in.Mailbox, Kind: in.Kind, MessageID: id, WaveID: in.WaveID, MigrateAt: in.MigrateAt, Failure: in.Failure,
 	})
 	if err != nil {
 		return SendNoticeResult{}, toTemporal(err)

@@ -28,8 +28,23 @@ const (
 	NoticeSuccess NoticeKind = "success" // after cutover
 )
 
-// NoticeKinds lists the kinds in the order a mailbox receives them.
+// NoticeFailure is not a user notice: it goes to the organisation's admin
+// contact when a mailbox ends in "needs support", and says why.
+const NoticeFailure NoticeKind = "failure"
+
+// NoticeKinds lists the user notices in the order a mailbox receives them.
 var NoticeKinds = []NoticeKind{NoticeT14, NoticeT1, NoticeSuccess}
+
+// AllNoticeKinds is NoticeKinds and the admin's failure notice.
+var AllNoticeKinds = []NoticeKind{NoticeT14, NoticeT1, NoticeSuccess, NoticeFailure}
+
+// Failure says why a mailbox needs support; it is carried by a failure
+// notice only.
+type Failure struct {
+	Step      string
+	ErrorType string
+	Reason    string
+}
 
 // MessageIDDomain is the right-hand side of every notice's Message-ID.
 const MessageIDDomain = "notices.mailwave.invalid"
@@ -49,6 +64,8 @@ type Notice struct {
 	MessageID string
 	WaveID    string
 	MigrateAt time.Time
+	// Failure is set on a NoticeFailure only.
+	Failure *Failure `json:",omitempty"`
 }
 
 // Notifier sends user notices. Send must be idempotent by Notice.MessageID.
