@@ -62,6 +62,9 @@ func (a *Activities) SendNotice(ctx context.Context, in SendNoticeInput) (SendNo
 type CopyInput struct {
 	Mailbox MailboxRef
 	Pass    CopyPass
+	// From is where the previous pass ended (the delta starts from the
+	// bulk's end); a retry's heartbeated checkpoint takes precedence.
+	From Checkpoint `json:",omitempty"`
 }
 
 // CopyResult counts what the pass copied over all its attempts.
@@ -70,6 +73,8 @@ type CopyResult struct {
 	Attempt int32
 	// Resumed is true when the pass went on from a heartbeated checkpoint.
 	Resumed bool
+	// Checkpoint is where the pass ended, for the next pass.
+	Checkpoint Checkpoint `json:",omitempty"`
 }
 
 // CopyProgress is the heartbeat of a copy: where to resume, what the
@@ -84,23 +89,25 @@ type CopyProgress struct {
 // CopyMailbox runs one copy pass. It heartbeats a checkpoint after every
 // durable step; a retry reads the last one and goes on from there.
 func (a *Activities) CopyMailbox(ctx context.Context, in CopyInput) (CopyResult, error) {
-	var prior CopyProgress
+	prior := CopyProgress{Checkpoint: in.From}
 	resumed := false
 	if activity.HasHeartbeatDetails(ctx) {
 		if err := activity.GetHeartbeatDetails(ctx, &prior); err == nil {
 			resumed = true
 		} else {
 			activity.GetLogger(ctx).Warn("unreadable copy checkpoint; starting the pass over", "mailbox", in.Mailbox.Key, "error", err)
-			prior = CopyProgress{}
+			prior = CopyProgress{Checkpoint: in.From}
 		}
 	}
 	progressed := false
+	last := prior.Checkpoint
 	stats, err := a.copier.Copy(ctx, CopyRequest{
 		Mailbox:    in.Mailbox,
 		Pass:       in.Pass,
 		Checkpoint: prior.Checkpoint,
 		Progress: func(cp Checkpoint, s CopyStats) {
 			progressed = true
+			last = cp.Clone()
 			activity.RecordHeartbeat(ctx, CopyProgress{Checkpoint: cp.Clone(), Stats: prior.Stats.Add(s)})
 		},
 	})
@@ -110,7 +117,7 @@ func (a *Activities) CopyMailbox(ctx context.Context, in CopyInput) (CopyResult,
 	total := prior.Stats.Add(stats)
 	activity.GetLogger(ctx).Info("copy pass done", "mailbox", in.Mailbox.Key, "pass", string(in.Pass),
 		"items", total.Items, "bytes", total.Bytes, "skipped", total.Skipped, "resumed", resumed)
-	return CopyResult{Stats: total, Attempt: activity.GetInfo(ctx).Attempt, Resumed: resumed}, nil
+	return CopyResult{Stats: total, Attempt: activity.GetInfo(ctx).Attempt, Resumed: resumed, Checkpoint: last}, nil
 }
 
 // CutoverInput asks for one mailbox's routing to move to the target.

@@ -87,6 +87,11 @@ const (
 type FolderCheckpoint struct {
 	UIDValidity uint32
 	LastUID     uint32
+	// TargetUIDValidity and TargetUIDNext say where on the target folder
+	// messages not yet covered by LastUID may lie: a resumed copy looks for
+	// duplicates from TargetUIDNext on, not through the whole folder.
+	TargetUIDValidity uint32 `json:",omitempty"`
+	TargetUIDNext     uint32 `json:",omitempty"`
 }
 
 // Checkpoint is a copy's resumable position, heartbeated by the activity and

@@ -47,11 +47,21 @@ func MailboxMigration(ctx workflow.Context, in MailboxInput) (MailboxResult, err
 	return m.run(ctx), nil
 }
 
+// Change IDs for workflow.GetVersion: each names a change to the commands a
+// mailbox issues, so runs begun before it replay as they ran.
+const (
+	// changeAdminFailureNotice: a mailbox that needs support sends its
+	// organisation's admin a failure notice.
+	changeAdminFailureNotice = "admin-failure-notice"
+)
+
 type mailbox struct {
 	in        MailboxInput
 	state     MailboxState
 	startedAt time.Time
 	published Stage // the stage last upserted as a search attribute
+	// checkpoint is where the last copy pass ended; the next pass starts there.
+	checkpoint activities.Checkpoint
 }
 
 // stepError is a step's failure after its retries.
@@ -169,6 +179,9 @@ func (m *mailbox) run(ctx workflow.Context) MailboxResult {
 	res.FinishedAt = workflow.Now(ctx)
 	m.state.Result = &res
 	m.publish(ctx)
+	if res.Outcome == OutcomeNeedsSupport {
+		m.tellAdmin(ctx, res)
+	}
 	m.report(ctx, res)
 	workflow.GetLogger(ctx).Info("mailbox finished", "mailbox", res.Key, "outcome", string(res.Outcome),
 		"step", string(res.FailedStep), "errorType", res.ErrorType)
@@ -316,15 +329,46 @@ func (m *mailbox) copy(ctx workflow.Context, pass activities.CopyPass, step Step
 	m.enter(ctx, StageCopying)
 	m.publish(ctx)
 	var res activities.CopyResult
+	// The delta goes on from where the bulk pass ended, so it reads only
+	// what arrived since.
 	err := workflow.ExecuteActivity(copyOptions(ctx), a.CopyMailbox, activities.CopyInput{
-		Mailbox: m.in.Mailbox, Pass: pass,
+		Mailbox: m.in.Mailbox, Pass: pass, From: m.checkpoint,
 	}).Get(ctx, &res)
 	if err != nil {
 		return &stepError{step: step, err: err}
 	}
 	m.state.Attempts[step] = res.Attempt
 	m.state.Copied = m.state.Copied.Add(res.Stats)
+	m.checkpoint = res.Checkpoint
 	return nil
+}
+
+// tellAdmin sends the organisation's admin the failure notice of a mailbox
+// that needs support. It is best effort: a notifier that cannot send it
+// leaves the result as it is, and the operator still sees the mailbox in
+// the UI and the wave's report. Histories recorded before the notice
+// existed replay without it.
+func (m *mailbox) tellAdmin(ctx workflow.Context, res MailboxResult) {
+	if workflow.GetVersion(ctx, changeAdminFailureNotice, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	done, _ := workflow.NewDisconnectedContext(ctx)
+	lctx := workflow.WithLocalActivityOptions(done, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    time.Minute,
+		ScheduleToCloseTimeout: time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    5 * time.Minute,
+		},
+	})
+	err := workflow.ExecuteLocalActivity(lctx, a.SendNotice, activities.SendNoticeInput{
+		Mailbox: m.in.Mailbox, Kind: activities.NoticeFailure, WaveID: m.in.WaveID, MigrateAt: m.in.MigrateAt,
+		Failure: &activities.Failure{Step: string(res.FailedStep), ErrorType: res.ErrorType, Reason: res.Reason},
+	}).Get(done, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("admin not told of the failure", "mailbox", res.Key, "error", err)
+	}
 }
 
 func (m *mailbox) noticeSent(kind activities.NoticeKind) bool {

@@ -179,9 +179,51 @@ func (s *MailboxSuite) TestPermanentErrorNeedsSupportNamingTheStep() {
 	s.Contains(res.Reason, "not found")
 	s.Empty(s.callsOf("cutover"))
 	s.Empty(s.callsOf("notice:success"))
+	s.Len(s.callsOf("notice:failure"), 1, "the organisation's admin is told once")
 	st := s.query()
 	s.Equal(StageNeedsSupport, st.Stage)
 	s.Contains(st.LastError, "not found")
+}
+
+func (s *MailboxSuite) TestFailureNoticeCarriesTheReasonAndItsFailureChangesNothing() {
+	var failure *activities.Failure
+	s.env.OnActivity(a.SendNotice, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.SendNoticeInput) (activities.SendNoticeResult, error) {
+			if in.Kind == activities.NoticeFailure {
+				failure = in.Failure
+				return activities.SendNoticeResult{}, temporal.NewNonRetryableApplicationError("no admin contact", activities.ErrTypeNoticeNotSent, nil)
+			}
+			return activities.SendNoticeResult{Attempt: 1}, nil
+		})
+	s.env.OnActivity(a.CopyMailbox, mock.Anything, mock.Anything).Return(activities.CopyResult{},
+		temporal.NewNonRetryableApplicationError("2 bad items", activities.ErrTypeBadItems, nil)).Once()
+	s.env.ExecuteWorkflow(MailboxMigration, s.input(20*24*time.Hour))
+
+	res := s.result()
+	s.Equal(OutcomeNeedsSupport, res.Outcome)
+	s.Equal(activities.ErrTypeBadItems, res.ErrorType, "the failed notice does not replace the mailbox's own error")
+	s.Require().NotNil(failure)
+	s.Equal(activities.Failure{Step: string(StepCopyBulk), ErrorType: activities.ErrTypeBadItems, Reason: res.Reason}, *failure)
+}
+
+func (s *MailboxSuite) TestDeltaStartsWhereTheBulkPassEnded() {
+	s.expectNotices()
+	s.expectCutover()
+	bulkEnd := activities.Checkpoint{Folders: map[string]activities.FolderCheckpoint{"INBOX": {UIDValidity: 7, LastUID: 42}}}
+	var deltaFrom activities.Checkpoint
+	s.env.OnActivity(a.CopyMailbox, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.CopyInput) (activities.CopyResult, error) {
+			if in.Pass == activities.PassBulk {
+				s.Empty(in.From.Folders)
+				return activities.CopyResult{Attempt: 1, Checkpoint: bulkEnd}, nil
+			}
+			deltaFrom = in.From
+			return activities.CopyResult{Attempt: 1, Checkpoint: bulkEnd}, nil
+		}).Twice()
+	s.env.ExecuteWorkflow(MailboxMigration, s.input(20*24*time.Hour))
+
+	s.Equal(OutcomeMigrated, s.result().Outcome)
+	s.Equal(bulkEnd, deltaFrom)
 }
 
 func (s *MailboxSuite) TestPauseHoldsBeforeNextStepAndResumeReleases() {
