@@ -6,6 +6,7 @@ package activities
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -92,6 +93,9 @@ type FolderCheckpoint struct {
 	// duplicates from TargetUIDNext on, not through the whole folder.
 	TargetUIDValidity uint32 `json:",omitempty"`
 	TargetUIDNext     uint32 `json:",omitempty"`
+	// Bad lists the UIDs (at or below LastUID) reported as bad items, so a
+	// resumed copy neither retries them nor counts them again.
+	Bad []uint32 `json:",omitempty"`
 }
 
 // Checkpoint is a copy's resumable position, heartbeated by the activity and
@@ -104,6 +108,7 @@ type Checkpoint struct {
 func (c Checkpoint) Clone() Checkpoint {
 	out := Checkpoint{Folders: make(map[string]FolderCheckpoint, len(c.Folders))}
 	for k, v := range c.Folders {
+		v.Bad = slices.Clone(v.Bad)
 		out.Folders[k] = v
 	}
 	return out
@@ -117,11 +122,32 @@ type CopyStats struct {
 	Bytes    int64
 	Skipped  int64
 	BadItems int64
+	// Bad names the first MaxBadListed bad items, for the operator.
+	Bad []BadItem `json:",omitempty"`
 }
+
+// BadItem is a message that was not copied: where it is and why.
+type BadItem struct {
+	Folder string
+	UID    uint32
+	Size   int64
+	Reason string
+}
+
+// MaxBadListed bounds CopyStats.Bad, which travels in workflow results.
+const MaxBadListed = 50
 
 // Add returns the sum of two stats.
 func (s CopyStats) Add(o CopyStats) CopyStats {
-	return CopyStats{Items: s.Items + o.Items, Bytes: s.Bytes + o.Bytes, Skipped: s.Skipped + o.Skipped, BadItems: s.BadItems + o.BadItems}
+	bad := append(slices.Clip(s.Bad), o.Bad...)
+	if len(bad) > MaxBadListed {
+		bad = bad[:MaxBadListed]
+	}
+	if len(bad) == 0 {
+		bad = nil
+	}
+	return CopyStats{Items: s.Items + o.Items, Bytes: s.Bytes + o.Bytes, Skipped: s.Skipped + o.Skipped,
+		BadItems: s.BadItems + o.BadItems, Bad: bad}
 }
 
 // CopyRequest asks a copier for one pass over one mailbox, from a checkpoint.

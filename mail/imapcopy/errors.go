@@ -1,0 +1,90 @@
+package imapcopy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"mailwave/activities"
+)
+
+// backoffHint finds the back-off some services put in their answer, e.g.
+// Exchange Online's "Request is throttled. Suggested Backoff Time: 299961
+// milliseconds".
+var backoffHint = regexp.MustCompile(`(?i)backoff time:\s*(\d+)\s*milliseconds`)
+
+// classify turns a server's answer into the activities' error types:
+// refused credentials and a full target are permanent, a server asking us
+// to slow down is throttling with its delay, anything else is transient.
+// The server's text is kept unless it names an address.
+func (c *Copier) classify(err error, side Side, what, key string) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var ie *imap.Error
+	if !errors.As(err, &ie) {
+		return fmt.Errorf("%s %s for mailbox %s: %w", side, what, key, err)
+	}
+	text := safeText(ie)
+	switch {
+	case ie.Code == imap.ResponseCodeAuthenticationFailed || ie.Code == imap.ResponseCodeAuthorizationFailed ||
+		ie.Code == imap.ResponseCodeExpired || ie.Code == imap.ResponseCodePrivacyRequired ||
+		what == "login" && ie.Type == imap.StatusResponseTypeNo && ie.Code == "":
+		return activities.Permanent(activities.ErrTypeBadCredentials, "%s refused the login of mailbox %s: %s", side, key, text)
+	case ie.Code == imap.ResponseCodeOverQuota:
+		return activities.Permanent(activities.ErrTypeOverQuota, "%s is over quota for mailbox %s: %s", side, key, text)
+	case throttled(ie):
+		return &activities.ThrottledError{RetryAfter: c.backoff(ie), Err: fmt.Errorf("%s %s for mailbox %s: %s", side, what, key, text)}
+	}
+	return fmt.Errorf("%s %s for mailbox %s: %s", side, what, key, text)
+}
+
+// throttled reports whether an answer asks the client to slow down.
+func throttled(ie *imap.Error) bool {
+	switch ie.Code {
+	case imap.ResponseCodeUnavailable, imap.ResponseCodeInUse, imap.ResponseCodeLimit:
+		return true
+	}
+	t := strings.ToLower(ie.Text)
+	return strings.Contains(t, "throttl") || strings.Contains(t, "try again later") || strings.Contains(t, "too many")
+}
+
+func (c *Copier) backoff(ie *imap.Error) time.Duration {
+	if m := backoffHint.FindStringSubmatch(ie.Text); m != nil {
+		if ms, err := strconv.ParseInt(m[1], 10, 64); err == nil && ms > 0 {
+			return time.Duration(ms) * time.Millisecond
+		}
+	}
+	return c.o.ThrottleDelay
+}
+
+// refused reports whether an APPEND's failure is the target refusing that
+// one message (a bad item) rather than the connection or the account.
+func refused(err error) (*imap.Error, bool) {
+	var ie *imap.Error
+	if !errors.As(err, &ie) || ie.Type != imap.StatusResponseTypeNo {
+		return nil, false
+	}
+	if ie.Code == imap.ResponseCodeOverQuota || throttled(ie) && ie.Code != imap.ResponseCodeLimit {
+		return nil, false
+	}
+	return ie, true
+}
+
+// safeText is a server's answer as it can go in errors and histories.
+func safeText(ie *imap.Error) string {
+	s := string(ie.Type)
+	if ie.Code != "" {
+		s += " [" + string(ie.Code) + "]"
+	}
+	if strings.Contains(ie.Text, "@") {
+		return s + " (text withheld: it names an address)"
+	}
+	return s + " " + ie.Text
+}

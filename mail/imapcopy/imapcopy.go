@@ -1,0 +1,277 @@
+// Package imapcopy is an activities.Copier between two IMAP servers: every
+// folder of a mailbox, with flags and INTERNALDATE, copied incrementally by
+// UID so that a retried or resumed copy goes on from its checkpoint and adds
+// nothing twice.
+//
+// For each folder it reads the source's message list, looks on the target
+// for messages a lost checkpoint did not record (by Message-ID and size,
+// or size and date for messages without one), then copies the rest over
+// Lanes pairs of connections: each lane fetches Window messages at a time
+// and appends them as they stream in, so memory is bounded by the window and
+// MaxBytesInFlight, never by the mailbox. After the folder it verifies the
+// target holds every source message up to the checkpoint; a mismatch blocks
+// cutover.
+//
+// Credentials are looked up per mailbox at copy time through Options.
+// Credentials; they never travel in workflow inputs, results or heartbeats.
+package imapcopy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/time/rate"
+
+	"mailwave/activities"
+)
+
+// Security is how a connection is protected.
+const (
+	SecurityTLS      = "tls"      // implicit TLS (port 993)
+	SecurityStartTLS = "starttls" // STARTTLS, required
+	SecurityNone     = "none"     // plain text: tests and trusted networks only
+)
+
+// Endpoint is one IMAP server.
+type Endpoint struct {
+	Host     string
+	Port     int
+	Security string
+	// TLS is the client TLS configuration; nil means the system roots. Its
+	// ServerName defaults to Host.
+	TLS         *tls.Config
+	DialTimeout time.Duration
+}
+
+// Addr is host:port.
+func (e Endpoint) Addr() string { return net.JoinHostPort(e.Host, strconv.Itoa(e.Port)) }
+
+// Side is the source or the target.
+type Side string
+
+const (
+	Source Side = "source"
+	Target Side = "target"
+)
+
+// Authentication mechanisms.
+const (
+	MechPlain   = "plain"   // AUTHENTICATE PLAIN, or LOGIN where PLAIN is not offered
+	MechLogin   = "login"   // the IMAP LOGIN command
+	MechXOAuth2 = "xoauth2" // AUTHENTICATE XOAUTH2 with a bearer token
+)
+
+// Credentials log one side in for one mailbox. For a master (admin) user in
+// Dovecot style, Username is "user*master" and Password the master's.
+type Credentials struct {
+	Mechanism string
+	Username  string
+	Password  string
+	Token     string
+}
+
+// CredentialsFunc finds a mailbox's credentials on one side.
+type CredentialsFunc func(ctx context.Context, side Side, m activities.MailboxRef) (Credentials, error)
+
+// Options configures a Copier.
+type Options struct {
+	Source, Target Endpoint
+	Credentials    CredentialsFunc
+	// Window is how many messages a lane fetches at once (default 16).
+	Window int
+	// Lanes is how many connection pairs copy one mailbox at once (default 2).
+	Lanes int
+	// MaxMessageBytes: a larger message is a bad item (default 35 MiB).
+	MaxMessageBytes int64
+	// BadItemLimit: more bad items than this fail the copy (default 0).
+	BadItemLimit int
+	// FolderMap renames source folders on the target, by source name.
+	FolderMap map[string]string
+	// Limiter, shared by every copy of the worker, bounds bytes per second
+	// appended to targets; nil is no limit.
+	Limiter *rate.Limiter
+	// MaxBytesInFlight bounds message bytes held in memory by all copies of
+	// this Copier at once (default 48 MiB, or MaxMessageBytes if larger).
+	MaxBytesInFlight int64
+	// ThrottleDelay is the retry delay after a server's back-off answer that
+	// names none (default 30 s).
+	ThrottleDelay time.Duration
+}
+
+// Copier copies mailboxes between two IMAP servers. It is safe for
+// concurrent use by many copy activities.
+type Copier struct {
+	o   Options
+	mem *semaphore.Weighted
+}
+
+var _ activities.Copier = (*Copier)(nil)
+
+// New checks the options and applies the defaults.
+func New(o Options) (*Copier, error) {
+	for _, e := range []struct {
+		side Side
+		ep   *Endpoint
+	}{{Source, &o.Source}, {Target, &o.Target}} {
+		if e.ep.Host == "" {
+			return nil, fmt.Errorf("imapcopy: %s: no host", e.side)
+		}
+		if e.ep.Port < 1 || e.ep.Port > 65535 {
+			return nil, fmt.Errorf("imapcopy: %s: port %d is not a port", e.side, e.ep.Port)
+		}
+		switch e.ep.Security {
+		case SecurityTLS, SecurityStartTLS, SecurityNone:
+		default:
+			return nil, fmt.Errorf("imapcopy: %s: security %q: must be tls, starttls or none", e.side, e.ep.Security)
+		}
+		if e.ep.DialTimeout == 0 {
+			e.ep.DialTimeout = 30 * time.Second
+		}
+	}
+	if o.Credentials == nil {
+		return nil, errors.New("imapcopy: no credentials source")
+	}
+	if o.Window == 0 {
+		o.Window = 16
+	}
+	if o.Window < 1 || o.Window > 256 {
+		return nil, fmt.Errorf("imapcopy: window %d: must be 1-256", o.Window)
+	}
+	if o.Lanes == 0 {
+		o.Lanes = 2
+	}
+	if o.Lanes < 1 || o.Lanes > 16 {
+		return nil, fmt.Errorf("imapcopy: lanes %d: must be 1-16", o.Lanes)
+	}
+	if o.MaxMessageBytes == 0 {
+		o.MaxMessageBytes = 35 << 20
+	}
+	if o.MaxMessageBytes < 0 || o.BadItemLimit < 0 {
+		return nil, errors.New("imapcopy: the size and bad-item limits must not be negative")
+	}
+	if o.MaxBytesInFlight == 0 {
+		o.MaxBytesInFlight = 48 << 20
+	}
+	o.MaxBytesInFlight = max(o.MaxBytesInFlight, o.MaxMessageBytes)
+	if o.ThrottleDelay == 0 {
+		o.ThrottleDelay = 30 * time.Second
+	}
+	return &Copier{o: o, mem: semaphore.NewWeighted(o.MaxBytesInFlight)}, nil
+}
+
+// conn is one logged-in connection; selected is the mailbox it has open.
+type conn struct {
+	c        *imapclient.Client
+	side     Side
+	selected string
+	stop     func() bool
+}
+
+// dial connects and logs in one side for one mailbox. The connection is
+// closed if ctx ends, so a cancelled copy stops at once.
+func (c *Copier) dial(ctx context.Context, side Side, m activities.MailboxRef) (*conn, error) {
+	ep := c.o.Source
+	if side == Target {
+		ep = c.o.Target
+	}
+	creds, err := c.o.Credentials(ctx, side, m)
+	if err != nil {
+		return nil, fmt.Errorf("%s credentials for mailbox %s: %w", side, m.Key, err)
+	}
+	tlsConf := ep.TLS
+	if tlsConf == nil {
+		tlsConf = &tls.Config{}
+	}
+	if tlsConf.ServerName == "" {
+		tlsConf = tlsConf.Clone()
+		tlsConf.ServerName = ep.Host
+	}
+	opts := &imapclient.Options{TLSConfig: tlsConf, Dialer: &net.Dialer{Timeout: ep.DialTimeout}}
+	var cl *imapclient.Client
+	switch ep.Security {
+	case SecurityTLS:
+		cl, err = imapclient.DialTLS(ep.Addr(), opts)
+	case SecurityStartTLS:
+		cl, err = imapclient.DialStartTLS(ep.Addr(), opts)
+	default:
+		cl, err = imapclient.DialInsecure(ep.Addr(), opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: connecting to %s: %w", side, ep.Addr(), err)
+	}
+	cn := &conn{c: cl, side: side, stop: context.AfterFunc(ctx, func() { cl.Close() })}
+	if err := cn.login(creds); err != nil {
+		cn.close()
+		return nil, c.classify(err, side, "login", m.Key)
+	}
+	return cn, nil
+}
+
+func (cn *conn) login(cr Credentials) error {
+	if err := cn.c.WaitGreeting(); err != nil {
+		return err
+	}
+	switch cr.Mechanism {
+	case MechXOAuth2:
+		return cn.c.Authenticate(xoauth2{user: cr.Username, token: cr.Token})
+	case MechLogin:
+		return cn.c.Login(cr.Username, cr.Password).Wait()
+	default:
+		if cn.c.Caps().Has(imap.AuthCap(sasl.Plain)) {
+			return cn.c.Authenticate(sasl.NewPlainClient("", cr.Username, cr.Password))
+		}
+		return cn.c.Login(cr.Username, cr.Password).Wait()
+	}
+}
+
+// close logs out politely when it can and closes.
+func (cn *conn) close() {
+	if cn == nil {
+		return
+	}
+	cn.stop()
+	if cn.c.State() != imap.ConnStateLogout {
+		done := make(chan struct{})
+		go func() {
+			_ = cn.c.Logout().Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	_ = cn.c.Close()
+}
+
+// selectFolder opens a folder read-only unless it already is open.
+func (cn *conn) selectFolder(name string) (*imap.SelectData, error) {
+	data, err := cn.c.Select(name, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		cn.selected = ""
+		return nil, err
+	}
+	cn.selected = name
+	return data, nil
+}
+
+// xoauth2 is the XOAUTH2 SASL mechanism (Google, Microsoft), which go-sasl
+// does not offer.
+type xoauth2 struct{ user, token string }
+
+func (x xoauth2) Start() (string, []byte, error) {
+	return "XOAUTH2", []byte("user=" + x.user + "\x01auth=Bearer " + x.token + "\x01\x01"), nil
+}
+
+// Next answers the server's error challenge with an empty response, after
+// which the server fails the exchange with its NO.
+func (x xoauth2) Next([]byte) ([]byte, error) { return []byte{}, nil }
