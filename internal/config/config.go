@@ -1,0 +1,536 @@
+// Package config loads the worker's configuration file: per organisation,
+// the source and target IMAP servers, how to copy, how to send notices and
+// how to cut over routing. The file is validated once, at start-up, and
+// every problem is reported with its file, line and key path.
+//
+// The file never holds secret values, only their names; Secrets looks the
+// values up at use time, so that they never travel in workflow inputs.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// File is a loaded and validated configuration file.
+type File struct {
+	Path        string // as given to Load
+	SecretsFile string // absolute, or "" for environment only
+	Orgs        []Org
+}
+
+// Org is one organisation: whose mailboxes move from where to where.
+type Org struct {
+	Name    string
+	Domains []string // lower case
+	Default bool
+	Source  IMAP
+	Target  IMAP
+	Copy    Copy
+	// Notifier sends the users' notices; Router cuts over their mail.
+	Notifier Notifier
+	Router   Router
+}
+
+// IMAP is one IMAP endpoint.
+type IMAP struct {
+	Host               string
+	Port               int
+	Security           string // tls (implicit), starttls or none
+	CAFile             string
+	InsecureSkipVerify bool
+	Auth               Auth
+}
+
+// Auth says how to log in as a mailbox. Username, MasterUser and the secret
+// names are templates for Expand.
+type Auth struct {
+	Mechanism      string // plain, login or xoauth2
+	Username       string
+	MasterUser     string // if set, log in as "<username>*<master_user>" with the master's secret
+	PasswordSecret string // for plain and login
+	TokenSecret    string // for xoauth2
+}
+
+// Copy tunes the copying of one mailbox.
+type Copy struct {
+	Window          int   // messages in flight per mailbox
+	MaxMessageBytes int64 // larger messages are bad items
+	BadItemLimit    int
+	BytesPerSecond  int64             // per worker; 0 is unlimited
+	FolderMap       map[string]string // source folder name -> target folder name
+}
+
+// Notifier sends notices to users, by SMTP or into an outbox directory.
+type Notifier struct {
+	Kind         string // smtp or outbox
+	From         string
+	AdminContact string
+	TemplatesDir string
+	SMTP         SMTP
+	Outbox       Outbox
+}
+
+// SMTP is the notifier's submission server.
+type SMTP struct {
+	Host               string
+	Port               int
+	Security           string // starttls, tls or none
+	CAFile             string
+	InsecureSkipVerify bool
+	Username           string
+	PasswordSecret     string
+	AuthMechanism      string // plain or login
+	LedgerDir          string // records what was sent, so a retry does not send twice
+}
+
+// Outbox writes notices as files instead of sending them.
+type Outbox struct {
+	Dir string
+}
+
+// Router cuts a mailbox's mail over to the target.
+type Router struct {
+	Kind         string // transport_map, webhook or sim
+	TransportMap TransportMap
+	Webhook      Webhook
+	Sim          Sim
+}
+
+// TransportMap edits a Postfix transport map and, if Command is set, runs it
+// (e.g. postmap) afterwards.
+type TransportMap struct {
+	Path           string
+	NextHop        string
+	Command        []string
+	CommandTimeout time.Duration
+}
+
+// Webhook asks a directory service to cut over. HeaderSecrets maps a header
+// name to the name of the secret holding its value.
+type Webhook struct {
+	URL           string
+	StatusURL     string
+	HeaderSecrets map[string]string
+	Attempts      int
+	Timeout       time.Duration
+}
+
+// Sim routes within the simulated estate.
+type Sim struct {
+	Dir string
+}
+
+// Defaults.
+const (
+	DefaultWindow          = 16
+	DefaultMaxMessageBytes = 35 << 20 // the cloud service's limit
+	DefaultCommandTimeout  = 30 * time.Second
+	DefaultWebhookAttempts = 3
+	DefaultWebhookTimeout  = 10 * time.Second
+)
+
+var (
+	rootKeys         = []string{"secrets_file", "organisations"}
+	orgKeys          = []string{"name", "domains", "default", "source", "target", "copy", "notifier", "router"}
+	imapKeys         = []string{"host", "port", "security", "ca_file", "insecure_skip_verify", "auth"}
+	authKeys         = []string{"mechanism", "username", "master_user", "password_secret", "token_secret"}
+	copyKeys         = []string{"window", "max_message_bytes", "bad_item_limit", "bytes_per_second", "folder_map"}
+	notifierKeys     = []string{"kind", "from", "admin_contact", "templates_dir", "smtp", "outbox"}
+	smtpKeys         = []string{"host", "port", "security", "ca_file", "insecure_skip_verify", "username", "password_secret", "auth_mechanism", "ledger_dir"}
+	outboxKeys       = []string{"dir"}
+	routerKeys       = []string{"kind", "transport_map", "webhook", "sim"}
+	transportMapKeys = []string{"path", "next_hop", "command", "command_timeout"}
+	webhookKeys      = []string{"url", "status_url", "header_secrets", "attempts", "timeout"}
+	simKeys          = []string{"dir"}
+)
+
+// Load reads, defaults and validates a configuration file. Relative paths in
+// it resolve against the file's directory. A file with problems yields
+// Problems listing all of them.
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	l := &loader{file: path, dir: filepath.Dir(abs)}
+	f := l.load(data)
+	if len(l.probs) > 0 {
+		// Stable, so that problems on one line keep the order of the walk.
+		slices.SortStableFunc(l.probs, func(a, b Problem) int { return a.Line - b.Line })
+		return nil, l.probs
+	}
+	f.Path = path
+	return f, nil
+}
+
+var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (l *loader) syntax(err error) {
+	if m := yamlErrLine.FindStringSubmatch(err.Error()); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		l.add(n, "", "%s", m[2])
+		return
+	}
+	l.add(0, "", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+func (l *loader) load(data []byte) *File {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			l.add(0, "", "the file is empty")
+		} else {
+			l.syntax(err)
+		}
+		return nil
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case err == nil:
+		l.add(extra.Line, "", "only one YAML document is allowed")
+	case !errors.Is(err, io.EOF):
+		l.syntax(err)
+	}
+	if len(doc.Content) == 0 {
+		l.add(0, "", "the file is empty")
+		return nil
+	}
+	root := doc.Content[0]
+	s := l.section(root, "", root.Line, rootKeys)
+	f := &File{}
+	if v, ok := s.str("secrets_file"); ok && v != "" {
+		f.SecretsFile = l.resolvePath(v)
+	}
+	e, ok := s.get("organisations")
+	switch {
+	case !ok:
+		s.missing("organisations", "required (a list of organisations)")
+	case e.val.Kind != yaml.SequenceNode:
+		s.problem("organisations", "expected a list, got %s", describe(e.val))
+	case len(e.val.Content) == 0:
+		s.problem("organisations", "at least one organisation is required")
+	default:
+		metas := make([]orgMeta, len(e.val.Content))
+		for i, n := range e.val.Content {
+			var o Org
+			o, metas[i] = l.org(n, i)
+			f.Orgs = append(f.Orgs, o)
+		}
+		l.crossCheck(f.Orgs, metas)
+	}
+	return f
+}
+
+// orgMeta keeps the lines that checks across organisations refer to.
+type orgMeta struct {
+	line, nameLine, defaultLine int
+	domainLines                 []int
+}
+
+func (l *loader) org(n *yaml.Node, i int) (Org, orgMeta) {
+	n = deref(n)
+	s := l.section(n, fmt.Sprintf("organisations[%d]", i), n.Line, orgKeys)
+	var o Org
+	m := orgMeta{line: n.Line}
+	o.Name = s.need("name")
+	m.nameLine = s.lineOf("name")
+	doms, lines := s.list("domains")
+	for j, d := range doms {
+		d = strings.ToLower(d)
+		if strings.ContainsAny(d, "@") || strings.ContainsFunc(d, unicode.IsSpace) || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") {
+			l.add(lines[j], fmt.Sprintf("%s[%d]", s.at("domains"), j), "%q is not a domain", d)
+			continue
+		}
+		o.Domains = append(o.Domains, d)
+		m.domainLines = append(m.domainLines, lines[j])
+	}
+	o.Default = s.boolean("default")
+	m.defaultLine = s.lineOf("default")
+
+	for _, side := range []struct {
+		key string
+		dst *IMAP
+	}{{"source", &o.Source}, {"target", &o.Target}} {
+		sub, ok := s.sub(side.key, imapKeys)
+		if !ok {
+			s.missing(side.key, "required")
+			continue
+		}
+		*side.dst = imapSection(sub)
+	}
+	cp, _ := s.sub("copy", copyKeys)
+	o.Copy = copySection(cp)
+	if sub, ok := s.sub("notifier", notifierKeys); ok {
+		o.Notifier = notifierSection(sub)
+	} else {
+		s.missing("notifier", "required")
+	}
+	if sub, ok := s.sub("router", routerKeys); ok {
+		o.Router = routerSection(sub)
+	} else {
+		s.missing("router", "required")
+	}
+	return o, m
+}
+
+// crossCheck finds what no single organisation can: clashing names,
+// domains claimed twice and more than one default.
+func (l *loader) crossCheck(orgs []Org, metas []orgMeta) {
+	names := map[string]int{}
+	domains := map[string]int{}
+	def := -1
+	for i, o := range orgs {
+		path := fmt.Sprintf("organisations[%d]", i)
+		if o.Name != "" {
+			key := strings.ToLower(o.Name)
+			if j, dup := names[key]; dup {
+				l.add(metas[i].nameLine, path+".name", "%q is already the name of organisations[%d] (line %d); names are matched case-insensitively", o.Name, j, metas[j].nameLine)
+			} else {
+				names[key] = i
+			}
+		}
+		for k, d := range o.Domains {
+			if j, dup := domains[d]; dup {
+				if j == i {
+					l.add(metas[i].domainLines[k], fmt.Sprintf("%s.domains[%d]", path, k), "%s is listed twice", d)
+				} else {
+					l.add(metas[i].domainLines[k], fmt.Sprintf("%s.domains[%d]", path, k), "%s is already claimed by organisations[%d] (%s)", d, j, orgs[j].Name)
+				}
+				continue
+			}
+			domains[d] = i
+		}
+		if o.Default {
+			if def >= 0 {
+				l.add(metas[i].defaultLine, path+".default", "only one organisation may be the default; organisations[%d] (line %d) already is", def, metas[def].defaultLine)
+			} else {
+				def = i
+			}
+		}
+	}
+}
+
+func imapSection(s *section) IMAP {
+	var m IMAP
+	m.Host = s.need("host")
+	m.Security = s.enum("security", "tls", "tls", "starttls", "none")
+	def := 143
+	if m.Security == "tls" {
+		def = 993
+	}
+	m.Port = s.port("port", def)
+	m.CAFile = s.caFile("ca_file")
+	m.InsecureSkipVerify = s.boolean("insecure_skip_verify")
+
+	a, _ := s.sub("auth", authKeys)
+	m.Auth.Mechanism = a.enum("mechanism", "plain", "plain", "login", "xoauth2")
+	m.Auth.Username = "{address}"
+	if a.has("username") {
+		if m.Auth.Username = a.template("username"); strings.TrimSpace(m.Auth.Username) == "" {
+			a.problem("username", "must not be empty")
+		}
+	}
+	m.Auth.MasterUser = a.template("master_user")
+	m.Auth.PasswordSecret = a.template("password_secret")
+	m.Auth.TokenSecret = a.template("token_secret")
+	switch mech := m.Auth.Mechanism; mech {
+	case "plain", "login":
+		a.require("password_secret", "required for mechanism "+mech)
+		a.unused("mechanism "+mech, "token_secret")
+	case "xoauth2":
+		a.require("token_secret", "required for mechanism xoauth2")
+		// A bearer token names one user; there is no master login with it.
+		a.unused("mechanism xoauth2", "password_secret", "master_user")
+	}
+	return m
+}
+
+func copySection(s *section) Copy {
+	c := Copy{
+		Window:          int(s.ranged("window", DefaultWindow, 1, 256, "is not in 1-256")),
+		MaxMessageBytes: s.ranged("max_message_bytes", DefaultMaxMessageBytes, 1, -1, "must be more than zero"),
+		BadItemLimit:    int(s.ranged("bad_item_limit", 0, 0, 1<<31-1, "must be 0 or more")),
+		BytesPerSecond:  s.ranged("bytes_per_second", 0, 0, -1, "must be 0 (unlimited) or more"),
+	}
+	c.FolderMap = s.dict("folder_map", nil)
+	return c
+}
+
+func checkAddress(s *section, k string) string {
+	v, ok := s.str(k)
+	if !ok || strings.TrimSpace(v) == "" {
+		return v
+	}
+	if _, err := mail.ParseAddress(v); err != nil {
+		s.problem(k, "%q is not an RFC 5322 address: %s", v, strings.TrimPrefix(err.Error(), "mail: "))
+	}
+	return v
+}
+
+func notifierSection(s *section) Notifier {
+	var n Notifier
+	n.Kind = s.enum("kind", "", "smtp", "outbox")
+	s.require("from", "required")
+	n.From = checkAddress(s, "from")
+	n.AdminContact = checkAddress(s, "admin_contact")
+	n.TemplatesDir = s.existingDir("templates_dir")
+	if n.Kind == "" {
+		return n
+	}
+	for _, k := range []string{"smtp", "outbox"} {
+		if k != n.Kind {
+			s.unused("kind "+n.Kind, k)
+		}
+	}
+	sub, ok := s.sub(n.Kind, map[string][]string{"smtp": smtpKeys, "outbox": outboxKeys}[n.Kind])
+	if !ok {
+		s.missing(n.Kind, "required for kind "+n.Kind)
+		return n
+	}
+	switch n.Kind {
+	case "smtp":
+		n.SMTP = smtpSection(sub)
+	case "outbox":
+		n.Outbox.Dir = sub.requiredPath("dir")
+	}
+	return n
+}
+
+func smtpSection(s *section) SMTP {
+	var m SMTP
+	m.Host = s.need("host")
+	m.Security = s.enum("security", "starttls", "starttls", "tls", "none")
+	m.Port = s.port("port", map[string]int{"starttls": 587, "tls": 465, "none": 25, "": 587}[m.Security])
+	m.CAFile = s.caFile("ca_file")
+	m.InsecureSkipVerify = s.boolean("insecure_skip_verify")
+	m.Username, _ = s.str("username")
+	m.PasswordSecret, _ = s.str("password_secret")
+	// The notifier is one account, not per user: a placeholder is a mistake.
+	if strings.ContainsAny(m.PasswordSecret, "{}") {
+		s.problem("password_secret", "placeholders are not used here (the notifier logs in as one account)")
+	}
+	if m.Username != "" {
+		m.AuthMechanism = s.enum("auth_mechanism", "plain", "plain", "login")
+		s.require("password_secret", "required when username is set")
+	} else {
+		for _, k := range []string{"password_secret", "auth_mechanism"} {
+			if !s.blank(k) {
+				s.problem(k, "not used without username")
+			}
+		}
+	}
+	m.LedgerDir = s.requiredPath("ledger_dir")
+	return m
+}
+
+func routerSection(s *section) Router {
+	var r Router
+	r.Kind = s.enum("kind", "", "transport_map", "webhook", "sim")
+	if r.Kind == "" {
+		return r
+	}
+	for _, k := range []string{"transport_map", "webhook", "sim"} {
+		if k != r.Kind {
+			s.unused("kind "+r.Kind, k)
+		}
+	}
+	known := map[string][]string{"transport_map": transportMapKeys, "webhook": webhookKeys, "sim": simKeys}[r.Kind]
+	sub, ok := s.sub(r.Kind, known)
+	if !ok {
+		s.missing(r.Kind, "required for kind "+r.Kind)
+		return r
+	}
+	switch r.Kind {
+	case "transport_map":
+		t := &r.TransportMap
+		t.Path = sub.requiredPath("path")
+		t.NextHop = sub.need("next_hop")
+		if strings.TrimSpace(t.NextHop) != "" && strings.ContainsFunc(t.NextHop, unicode.IsSpace) {
+			// The value goes into a whitespace-separated file.
+			sub.problem("next_hop", "%q must not contain whitespace", t.NextHop)
+		}
+		t.Command, _ = sub.list("command")
+		t.CommandTimeout = sub.duration("command_timeout", DefaultCommandTimeout)
+	case "webhook":
+		w := &r.Webhook
+		sub.require("url", "required")
+		w.URL = checkURL(sub, "url")
+		w.StatusURL = checkURL(sub, "status_url")
+		w.HeaderSecrets = sub.dict("header_secrets", func(name, _ string) string {
+			if strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == ':' || r >= 0x7f }) {
+				return "not a valid header name"
+			}
+			return ""
+		})
+		w.Attempts = int(sub.ranged("attempts", DefaultWebhookAttempts, 1, 100, "is not in 1-100"))
+		w.Timeout = sub.duration("timeout", DefaultWebhookTimeout)
+	case "sim":
+		r.Sim.Dir = sub.requiredPath("dir")
+	}
+	return r
+}
+
+func checkURL(s *section, k string) string {
+	v, ok := s.str(k)
+	if !ok || v == "" {
+		return v
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		s.problem(k, "%q is not an absolute http(s) URL", v)
+	}
+	return v
+}
+
+// OrgFor finds a mailbox's organisation: by org name (case-insensitive),
+// else by the address's domain, else the default. The error names the
+// domain but never the address.
+func (f *File) OrgFor(org, address string) (*Org, error) {
+	if org != "" {
+		for i := range f.Orgs {
+			if strings.EqualFold(f.Orgs[i].Name, org) {
+				return &f.Orgs[i], nil
+			}
+		}
+	}
+	domain := ""
+	if at := strings.LastIndexByte(address, '@'); at >= 0 {
+		domain = strings.ToLower(address[at+1:])
+	}
+	if domain != "" {
+		for i := range f.Orgs {
+			if slices.Contains(f.Orgs[i].Domains, domain) {
+				return &f.Orgs[i], nil
+			}
+		}
+	}
+	for i := range f.Orgs {
+		if f.Orgs[i].Default {
+			return &f.Orgs[i], nil
+		}
+	}
+	if domain == "" {
+		return nil, fmt.Errorf("no organisation in %s matches org %q or the address's domain (the address has none), and none is the default", f.Path, org)
+	}
+	return nil, fmt.Errorf("no organisation in %s matches org %q or the address's domain %q, and none is the default", f.Path, org, domain)
+}
