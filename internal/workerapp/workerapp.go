@@ -26,6 +26,10 @@ import (
 type Config struct {
 	TaskQueue string
 
+	// ConfigFile, when set, names the file of real connectors per
+	// organisation (IMAP, SMTP, routers); it replaces Notifier and Estate.
+	ConfigFile string
+
 	Notifier     string // "outbox"
 	OutboxDir    string
 	TemplatesDir string
@@ -58,6 +62,7 @@ type SimConfig struct {
 // AddFlags adds the worker's flags with their defaults.
 func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TaskQueue, "task-queue", workflows.TaskQueue, "task queue to poll")
+	fs.StringVar(&c.ConfigFile, "config", "", "YAML file of real connectors per organisation (IMAP source and target, SMTP notices, cutover router); replaces --notifier and --estate")
 	fs.StringVar(&c.Notifier, "notifier", "outbox", "notice backend: outbox (one .eml file per notice)")
 	fs.StringVar(&c.OutboxDir, "outbox-dir", "data/outbox", "outbox notifier: directory of .eml files")
 	fs.StringVar(&c.TemplatesDir, "templates-dir", "", "directory of notice templates overriding the embedded ones")
@@ -80,6 +85,13 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 
 // BuildActivities opens the configured backends.
 func BuildActivities(c Config) (*activities.Activities, error) {
+	if c.ConfigFile != "" {
+		o, err := openOrgs(c.ConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("--config: %w", err)
+		}
+		return activities.New(o, o, o), nil
+	}
 	var notifier activities.Notifier
 	switch c.Notifier {
 	case "outbox":
