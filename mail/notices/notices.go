@@ -1,5 +1,5 @@
-// Package notices renders the three user notices (T-14, T-1, success) from
-// templates. The defaults are embedded; an operator can override any of them
+// Package notices renders the three user notices (T-14, T-1, success) and
+// the admin's failure notice from templates. The defaults are embedded; an operator can override any of them
 // by putting files with the same names in a directory given to Load.
 //
 // Each kind has two template files:
@@ -8,7 +8,7 @@
 //	                  plain-text body (everything outside the define)
 //	<kind>.html.tmpl  html/template: the HTML body
 //
-// where <kind> is t14, t1 or success. Both see a Data value. The HTML body is
+// where <kind> is t14, t1, success or failure. Both see a Data value. The HTML body is
 // optional for a sender to use, but it is always rendered.
 package notices
 
@@ -45,7 +45,12 @@ const (
 
 // Data is what the templates see.
 type Data struct {
-	// DisplayName is the user's display name, or "colleague" when unknown.
+	// Key is the mailbox's opaque key. A failure notice quotes it so that the
+	// admin and the support team can name the mailbox without the address.
+	Key string
+	// DisplayName is the user's display name. When unknown it is "colleague"
+	// in a user notice, which greets the user with it, and "" in a failure
+	// notice, which names the user to the admin.
 	DisplayName string
 	Address     string
 	Org         string
@@ -58,6 +63,11 @@ type Data struct {
 	// Subject is the rendered subject line, for the bodies (e.g. an HTML
 	// <title>). It is empty while the subject itself is rendered.
 	Subject string
+	// Step, ErrorType and Reason say why the mailbox needs support; they are
+	// set in a failure notice only.
+	Step      string
+	ErrorType string
+	Reason    string
 }
 
 // Rendered is a notice ready to send.
@@ -96,8 +106,8 @@ func Load(dir string) (*Templates, error) {
 			return nil, fmt.Errorf("notices: template directory %s is not a directory", dir)
 		}
 	}
-	t := &Templates{kinds: make(map[activities.NoticeKind]kindTemplates, len(activities.NoticeKinds))}
-	for _, kind := range activities.NoticeKinds {
+	t := &Templates{kinds: make(map[activities.NoticeKind]kindTemplates, len(activities.AllNoticeKinds))}
+	for _, kind := range activities.AllNoticeKinds {
 		kt, err := loadKind(dir, kind)
 		if err != nil {
 			return nil, err
@@ -112,16 +122,25 @@ func Load(dir string) (*Templates, error) {
 }
 
 // Render renders the notice for its kind. T-14 and T-1 notices need
-// MigrateAt; a success notice may leave it zero.
+// MigrateAt; a success or failure notice may leave it zero. A failure notice
+// needs its Failure.
 func (t *Templates) Render(n activities.Notice) (Rendered, error) {
 	kt, ok := t.kinds[n.Kind]
 	if !ok {
 		return Rendered{}, fmt.Errorf("notices: unknown notice kind %q", n.Kind)
 	}
-	// The advance notices exist to tell the user the date; without one they
-	// would read "will move on ." so refuse rather than send that.
-	if n.MigrateAt.IsZero() && n.Kind != activities.NoticeSuccess {
-		return Rendered{}, fmt.Errorf("notices: %s notice for mailbox %s has no migration time", n.Kind, n.Mailbox.Key)
+	switch n.Kind {
+	case activities.NoticeT14, activities.NoticeT1:
+		// The advance notices exist to tell the user the date; without one
+		// they would read "will move on ." so refuse rather than send that.
+		if n.MigrateAt.IsZero() {
+			return Rendered{}, fmt.Errorf("notices: %s notice for mailbox %s has no migration time", n.Kind, n.Mailbox.Key)
+		}
+	case activities.NoticeFailure:
+		// A failure notice that cannot say why is no use to the admin.
+		if n.Failure == nil {
+			return Rendered{}, fmt.Errorf("notices: failure notice for mailbox %s has no failure details", n.Mailbox.Key)
+		}
 	}
 	return kt.render(newData(n))
 }
@@ -171,7 +190,7 @@ func readTemplate(dir, name string) (src, origin string, err error) {
 	}
 	b, err := embedded.ReadFile(embeddedDir + "/" + name)
 	if err != nil {
-		// Only possible if the embedded set and activities.NoticeKinds disagree.
+		// Only possible if the embedded set and activities.AllNoticeKinds disagree.
 		return "", "", fmt.Errorf("notices: no embedded template %s: %w", name, err)
 	}
 	return string(b), "embedded " + name, nil
@@ -204,14 +223,20 @@ func (kt kindTemplates) render(d Data) (Rendered, error) {
 
 func newData(n activities.Notice) Data {
 	d := Data{
+		Key:         n.Mailbox.Key,
 		DisplayName: strings.TrimSpace(n.Mailbox.DisplayName),
 		Address:     n.Mailbox.Address,
 		Org:         n.Mailbox.Org,
 		WaveID:      n.WaveID,
 		Kind:        n.Kind,
 	}
-	if d.DisplayName == "" {
+	if d.DisplayName == "" && n.Kind != activities.NoticeFailure {
 		d.DisplayName = fallbackName
+	}
+	if n.Failure != nil && n.Kind == activities.NoticeFailure {
+		d.Step = n.Failure.Step
+		d.ErrorType = n.Failure.ErrorType
+		d.Reason = n.Failure.Reason
 	}
 	if !n.MigrateAt.IsZero() {
 		at := n.MigrateAt.UTC()
@@ -223,7 +248,7 @@ func newData(n activities.Notice) Data {
 
 // sampleNotice is the data Load test-renders every template with.
 func sampleNotice(kind activities.NoticeKind) activities.Notice {
-	return activities.Notice{
+	n := activities.Notice{
 		Mailbox: activities.MailboxRef{
 			Key:         "0123456789abcdef",
 			Address:     "sample.user@example.invalid",
@@ -235,4 +260,8 @@ func sampleNotice(kind activities.NoticeKind) activities.Notice {
 		WaveID:    "sample-wave",
 		MigrateAt: time.Date(2026, time.December, 5, 20, 0, 0, 0, time.UTC),
 	}
+	if kind == activities.NoticeFailure {
+		n.Failure = &activities.Failure{Step: "copy", ErrorType: activities.ErrTypeOverQuota, Reason: "target mailbox is full"}
+	}
+	return n
 }

@@ -132,3 +132,94 @@ func TestLoadMissingDir(t *testing.T) {
 	_, err := notices.Load(filepath.Join(t.TempDir(), "nope"))
 	assert.Error(t, err)
 }
+
+func failureNotice() activities.Notice {
+	n := notice(activities.NoticeFailure)
+	n.Failure = &activities.Failure{
+		Step:      "copy",
+		ErrorType: activities.ErrTypeOverQuota,
+		Reason:    "target mailbox over quota: <4.2 GB> & rising",
+	}
+	return n
+}
+
+func TestRenderFailure(t *testing.T) {
+	tpl, err := notices.Load("")
+	require.NoError(t, err)
+
+	r, err := tpl.Render(failureNotice())
+	require.NoError(t, err)
+	assert.Equal(t, "Mailbox migration needs support: mailbox a1b2c3", r.Subject, "the subject names the key, not the user")
+	assert.Contains(t, r.HTML, "<title>"+r.Subject+"</title>")
+	for _, body := range []string{r.Text, r.HTML} {
+		assert.Contains(t, body, "a1b2c3")
+		assert.Contains(t, body, "Jo Bloggs", "the admin is told which user")
+		assert.Contains(t, body, "jo.bloggs@example.nhs.invalid")
+		assert.Contains(t, body, "Example NHS Trust")
+		assert.Contains(t, body, "wave-07")
+		assert.Contains(t, body, "Saturday 5 December 2026 at 20:00 UTC")
+		assert.Contains(t, body, "copy")
+		assert.Contains(t, body, "OverQuota")
+		assert.NotContains(t, body, "Dear ", "the admin is not greeted as the user")
+	}
+	assert.Contains(t, r.Text, "Reason:        target mailbox over quota: <4.2 GB> & rising\n")
+	assert.Contains(t, r.HTML, "target mailbox over quota: &lt;4.2 GB&gt; &amp; rising", "the reason is escaped in HTML")
+	assert.NotContains(t, r.Text, "<p>")
+}
+
+func TestRenderFailureFallbacks(t *testing.T) {
+	tpl, err := notices.Load("")
+	require.NoError(t, err)
+
+	n := failureNotice()
+	n.MigrateAt = time.Time{}
+	n.WaveID = ""
+	n.Mailbox.DisplayName = ""
+	n.Mailbox.Address = ""
+	n.Failure = &activities.Failure{}
+	r, err := tpl.Render(n)
+	require.NoError(t, err, "a failure notice needs no migration time")
+	for _, body := range []string{r.Text, r.HTML} {
+		assert.Contains(t, body, "(no display name)")
+		assert.NotContains(t, body, "colleague")
+		assert.Contains(t, body, "(no address)")
+		assert.Contains(t, body, "(none given)")
+		assert.NotContains(t, body, "Wave")
+		assert.NotContains(t, body, "Migration at")
+	}
+	assert.NotContains(t, r.Text, "\n\n\n", "optional lines leave no gaps")
+}
+
+func TestRenderFailureNeedsDetails(t *testing.T) {
+	tpl, err := notices.Load("")
+	require.NoError(t, err)
+
+	n := failureNotice()
+	n.Failure = nil
+	_, err = tpl.Render(n)
+	assert.ErrorContains(t, err, "failure notice for mailbox a1b2c3 has no failure details")
+
+	// Failure details on a user notice are ignored, not shown to the user.
+	n = notice(activities.NoticeSuccess)
+	n.Failure = &activities.Failure{Reason: "internal detail"}
+	r, err := tpl.Render(n)
+	require.NoError(t, err)
+	assert.NotContains(t, r.Text, "internal detail")
+}
+
+func TestOverrideFailure(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "failure.txt.tmpl"),
+		[]byte(`{{define "subject"}}Support needed for {{.Key}}{{end}}{{.Step}}/{{.ErrorType}}: {{.Reason}}`), 0o600))
+	tpl, err := notices.Load(dir)
+	require.NoError(t, err)
+
+	r, err := tpl.Render(failureNotice())
+	require.NoError(t, err)
+	assert.Equal(t, "Support needed for a1b2c3", r.Subject)
+	assert.Equal(t, "copy/OverQuota: target mailbox over quota: <4.2 GB> & rising", r.Text)
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "failure.html.tmpl"), []byte(`<p>{{.NoSuchField}}</p>`), 0o600))
+	_, err = notices.Load(dir)
+	assert.ErrorContains(t, err, filepath.Join(dir, "failure.html.tmpl"))
+}

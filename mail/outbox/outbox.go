@@ -1,5 +1,6 @@
 // Package outbox is an activities.Notifier that writes each notice as an
-// RFC 5322 message file instead of sending it: <Dir>/<key>-<kind>.eml. It is
+// RFC 5322 message file instead of sending it: <Dir>/<key>-<kind>.eml, kind
+// being one of the user notices or "failure" (to the admin contact). It is
 // for simulations, dry runs and sites that hand mail to another system.
 //
 // Files are written atomically (a temporary file in Dir, then a rename), so
@@ -16,6 +17,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	gomail "github.com/wneessen/go-mail"
@@ -38,6 +40,9 @@ type Options struct {
 	Dir string
 	// From is the sender, in RFC 5322 form; DefaultFrom if empty.
 	From string
+	// AdminContact receives failure notices, in RFC 5322 form; the From
+	// address if empty.
+	AdminContact string
 	// Templates renders the notices; nil means the embedded defaults.
 	Templates *notices.Templates
 }
@@ -46,6 +51,7 @@ type Options struct {
 type Outbox struct {
 	dir       string
 	from      *mail.Address
+	admin     *mail.Address
 	templates *notices.Templates
 }
 
@@ -63,6 +69,12 @@ func New(o Options) (*Outbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: From address %q: %w", o.From, err)
 	}
+	admin := from
+	if o.AdminContact != "" {
+		if admin, err = mail.ParseAddress(o.AdminContact); err != nil {
+			return nil, fmt.Errorf("outbox: AdminContact address %q: %w", o.AdminContact, err)
+		}
+	}
 	if o.Templates == nil {
 		if o.Templates, err = notices.Load(""); err != nil {
 			return nil, err
@@ -71,7 +83,7 @@ func New(o Options) (*Outbox, error) {
 	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
-	return &Outbox{dir: o.Dir, from: from, templates: o.Templates}, nil
+	return &Outbox{dir: o.Dir, from: from, admin: admin, templates: o.Templates}, nil
 }
 
 // Send writes the notice's message file. If the file is already there with
@@ -129,16 +141,10 @@ func (o *Outbox) Sent(ctx context.Context, key string, kind activities.NoticeKin
 // personal data, and errors end up in workflow histories and logs.
 func (o *Outbox) message(n activities.Notice, msgID string) (*gomail.Msg, error) {
 	key := n.Mailbox.Key
-	if n.Mailbox.Address == "" {
-		return nil, fmt.Errorf("outbox: mailbox %s: no recipient address", key)
+	to, err := o.recipient(n)
+	if err != nil {
+		return nil, err
 	}
-	// Only a bare addr-spec is accepted; the display name comes from its own
-	// field. net/mail quotes or encodes the name when the header is written.
-	to, err := mail.ParseAddress(n.Mailbox.Address)
-	if err != nil || to.Name != "" {
-		return nil, fmt.Errorf("outbox: mailbox %s: recipient address is not a valid address", key)
-	}
-	to.Name = strings.TrimSpace(n.Mailbox.DisplayName)
 	if strings.ContainsFunc(n.WaveID, isControl) {
 		return nil, fmt.Errorf("outbox: mailbox %s: wave ID contains control characters", key)
 	}
@@ -164,6 +170,27 @@ func (o *Outbox) message(n activities.Notice, msgID string) (*gomail.Msg, error)
 	return msg, nil
 }
 
+// recipient is the admin contact for a failure notice (the user's address,
+// if any, is only shown in its body) and the user for the others.
+func (o *Outbox) recipient(n activities.Notice) (*mail.Address, error) {
+	key := n.Mailbox.Key
+	if n.Kind == activities.NoticeFailure {
+		admin := *o.admin
+		return &admin, nil
+	}
+	if n.Mailbox.Address == "" {
+		return nil, fmt.Errorf("outbox: mailbox %s: no recipient address", key)
+	}
+	// Only a bare addr-spec is accepted; the display name comes from its own
+	// field. net/mail quotes or encodes the name when the header is written.
+	to, err := mail.ParseAddress(n.Mailbox.Address)
+	if err != nil || to.Name != "" {
+		return nil, fmt.Errorf("outbox: mailbox %s: recipient address is not a valid address", key)
+	}
+	to.Name = strings.TrimSpace(n.Mailbox.DisplayName)
+	return to, nil
+}
+
 // path is the message file for a mailbox and kind. The key is opaque but
 // becomes part of a file name and the Message-ID, so only letters, digits,
 // '-' and '_' are accepted.
@@ -174,9 +201,7 @@ func (o *Outbox) path(key string, kind activities.NoticeKind) (string, error) {
 	if strings.ContainsFunc(key, func(r rune) bool { return !isKeyRune(r) }) {
 		return "", fmt.Errorf("outbox: mailbox key %q has characters other than letters, digits, '-' and '_'", key)
 	}
-	switch kind {
-	case activities.NoticeT14, activities.NoticeT1, activities.NoticeSuccess:
-	default:
+	if !slices.Contains(activities.AllNoticeKinds, kind) {
 		return "", fmt.Errorf("outbox: mailbox %s: unknown notice kind %q", key, kind)
 	}
 	return filepath.Join(o.dir, key+"-"+string(kind)+".eml"), nil

@@ -322,3 +322,72 @@ func TestConcurrentSends(t *testing.T) {
 		assert.Equal(t, activities.NoticeMessageID(k, activities.NoticeKind(kind)), m.header.Get("Message-ID"), "file name and Message-ID agree")
 	}
 }
+
+func failureNotice(key string) activities.Notice {
+	n := notice(key, activities.NoticeFailure)
+	n.MigrateAt = time.Time{}
+	n.Failure = &activities.Failure{Step: "cutover", ErrorType: activities.ErrTypeNoticeNotSent, Reason: "T-14 notice was never sent"}
+	return n
+}
+
+func TestSendFailureNotice(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "outbox")
+	o, err := outbox.New(outbox.Options{Dir: dir, AdminContact: "Trust IT <it-admin@example.nhs.invalid>"})
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	sent, err := o.Sent(ctx, key, activities.NoticeFailure)
+	require.NoError(t, err)
+	assert.False(t, sent)
+
+	n := failureNotice(key)
+	already, err := o.Send(ctx, n)
+	require.NoError(t, err)
+	assert.False(t, already)
+	assert.Equal(t, []string{key + "-failure.eml"}, emlFiles(t, dir))
+
+	m := readMessage(t, filepath.Join(dir, key+"-failure.eml"))
+	to, err := mail.ParseAddress(m.header.Get("To"))
+	require.NoError(t, err)
+	assert.Equal(t, &mail.Address{Name: "Trust IT", Address: "it-admin@example.nhs.invalid"}, to, "to the admin, not the user")
+	assert.Equal(t, n.MessageID, m.header.Get("Message-ID"))
+	assert.Equal(t, "failure", m.header.Get("X-Mailwave-Kind"))
+	assert.Equal(t, "Mailbox migration needs support: mailbox "+key, m.header.Get("Subject"))
+	for _, body := range []string{m.text, m.html} {
+		assert.Contains(t, body, "T-14 notice was never sent")
+		assert.Contains(t, body, "Jo Bloggs")
+		assert.Contains(t, body, "jo.bloggs@example.nhs.invalid")
+	}
+
+	sent, err = o.Sent(ctx, key, activities.NoticeFailure)
+	require.NoError(t, err)
+	assert.True(t, sent)
+	already, err = o.Send(ctx, n)
+	require.NoError(t, err)
+	assert.True(t, already)
+
+	// The admin needs to hear of a mailbox even when its address is unknown.
+	n = failureNotice("k2")
+	n.Mailbox.Address = ""
+	_, err = o.Send(ctx, n)
+	require.NoError(t, err)
+
+	n = failureNotice("k3")
+	n.Failure = nil
+	_, err = o.Send(ctx, n)
+	assert.ErrorContains(t, err, "no failure details")
+}
+
+func TestFailureNoticeDefaultsToFrom(t *testing.T) {
+	o, dir := newOutbox(t, nil)
+	_, err := o.Send(context.Background(), failureNotice(key))
+	require.NoError(t, err)
+	to, err := mail.ParseAddress(readMessage(t, filepath.Join(dir, key+"-failure.eml")).header.Get("To"))
+	require.NoError(t, err)
+	assert.Equal(t, "migration@mailwave.invalid", to.Address)
+}
+
+func TestNewRejectsBadAdminContact(t *testing.T) {
+	_, err := outbox.New(outbox.Options{Dir: t.TempDir(), AdminContact: "it-admin@"})
+	assert.ErrorContains(t, err, "AdminContact")
+}
