@@ -2,18 +2,10 @@ package smtpnotify_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"log"
-	"math/big"
 	"mime"
 	"mime/multipart"
 	"net"
@@ -26,12 +18,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"mailwave/activities"
+	"mailwave/internal/smtptest"
 	"mailwave/mail/notices"
 	"mailwave/mail/smtpnotify"
 )
@@ -66,214 +57,11 @@ func failureNotice(key string) activities.Notice {
 	return n
 }
 
-// --- an SMTP relay on loopback ---
+// --- an SMTP relay on loopback (internal/smtptest) ---
 
-// received is one message the relay accepted.
-type received struct {
-	from string
-	to   []string
-	data []byte
-}
-
-// relay is the test server's state: what it demands and what it accepted.
-type relay struct {
-	user, pass string // AUTH required when user is set
-
-	mu          sync.Mutex
-	rejectRcpt  string        // answered 550, echoing the address
-	failData    int           // the next failData DATA commands get a 451
-	failDataMsg string        // the 451's text
-	hold        chan struct{} // when set, DATA waits for it to close
-	msgs        []received
-	conns       atomic.Int32
-}
-
-func (r *relay) messages() []received {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]received(nil), r.msgs...)
-}
-
-func (r *relay) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{r: r}, nil }
-
-type session struct {
-	r      *relay
-	authed bool
-	from   string
-	to     []string
-}
-
-func (s *session) AuthMechanisms() []string {
-	if s.r.user == "" {
-		return nil
-	}
-	return []string{sasl.Plain, sasl.Login}
-}
-
-func (s *session) check(user, pass string) error {
-	if user != s.r.user || pass != s.r.pass {
-		return smtp.ErrAuthFailed
-	}
-	s.authed = true
-	return nil
-}
-
-func (s *session) Auth(mech string) (sasl.Server, error) {
-	switch mech {
-	case sasl.Plain:
-		return sasl.NewPlainServer(func(_, user, pass string) error { return s.check(user, pass) }), nil
-	case sasl.Login:
-		return &loginServer{check: s.check}, nil
-	}
-	return nil, smtp.ErrAuthUnknownMechanism
-}
-
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
-	if s.r.user != "" && !s.authed {
-		return smtp.ErrAuthRequired
-	}
-	s.from = from
-	return nil
-}
-
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.r.mu.Lock()
-	reject := s.r.rejectRcpt
-	s.r.mu.Unlock()
-	if strings.EqualFold(to, reject) {
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<" + to + ">: no such user here"}
-	}
-	s.to = append(s.to, to)
-	return nil
-}
-
-func (s *session) Data(rd io.Reader) error {
-	s.r.mu.Lock()
-	hold := s.r.hold
-	s.r.mu.Unlock()
-	if hold != nil {
-		<-hold
-	}
-	data, err := io.ReadAll(rd)
-	if err != nil {
-		return err
-	}
-	s.r.mu.Lock()
-	defer s.r.mu.Unlock()
-	if s.r.failData > 0 {
-		s.r.failData--
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: s.r.failDataMsg}
-	}
-	s.r.msgs = append(s.r.msgs, received{from: s.from, to: s.to, data: data})
-	return nil
-}
-
-func (s *session) Reset()        { s.from, s.to = "", nil }
-func (s *session) Logout() error { return nil }
-
-// loginServer is the server side of AUTH LOGIN, which go-sasl lacks.
-type loginServer struct {
-	step  int
-	user  string
-	check func(user, pass string) error
-}
-
-func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
-	l.step++
-	switch {
-	case l.step == 1 && len(resp) == 0:
-		return []byte("Username:"), false, nil
-	case l.step == 1, l.step == 2:
-		l.step = 2
-		l.user = string(resp)
-		return []byte("Password:"), false, nil
-	default:
-		return nil, true, l.check(l.user, string(resp))
-	}
-}
-
-// countingListener counts connections, so a test can tell that Send made none.
-type countingListener struct {
-	net.Listener
-	n *atomic.Int32
-}
-
-func (l countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.n.Add(1)
-	}
-	return c, err
-}
-
-// testCA is a self-signed certificate for 127.0.0.1, made once.
-var testCA = sync.OnceValues(func() (tls.Certificate, error) {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "mailwave test relay"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}, nil
-})
-
-// caFile writes the test certificate as PEM and returns its path.
-func caFile(t *testing.T) string {
-	t.Helper()
-	cert, err := testCA()
-	require.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "ca.pem")
-	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600))
-	return path
-}
-
-// startRelay serves r on 127.0.0.1 with the given security and returns its
-// port.
-func startRelay(t *testing.T, r *relay, security string) int {
-	t.Helper()
-	cert, err := testCA()
-	require.NoError(t, err)
-	tlsConfig := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	s := smtp.NewServer(r)
-	s.Domain = "relay.test"
-	s.ReadTimeout = 10 * time.Second
-	s.WriteTimeout = 10 * time.Second
-	s.ErrorLog = log.New(io.Discard, "", 0) // failed handshakes are expected
-	var l net.Listener = countingListener{Listener: ln, n: &r.conns}
-	switch security {
-	case smtpnotify.SecurityStartTLS:
-		s.TLSConfig = tlsConfig
-	case smtpnotify.SecurityTLS:
-		l = tls.NewListener(l, tlsConfig)
-	case smtpnotify.SecurityNone:
-		s.AllowInsecureAuth = true
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.Serve(l)
-	}()
-	t.Cleanup(func() {
-		_ = s.Close()
-		<-done
-	})
-	return ln.Addr().(*net.TCPAddr).Port
+// relayOptions are an authenticating relay's options.
+func relayOptions() smtptest.Options {
+	return smtptest.Options{Username: relayUser, Password: relayPass, Security: smtptest.SecurityStartTLS}
 }
 
 // options are a notifier's options for a relay on port, over STARTTLS with
@@ -283,7 +71,7 @@ func options(t *testing.T, port int) smtpnotify.Options {
 		Host:         "127.0.0.1",
 		Port:         port,
 		Security:     smtpnotify.SecurityStartTLS,
-		CAFile:       caFile(t),
+		CAFile:       smtptest.WriteCAFile(t),
 		Username:     relayUser,
 		Password:     relayPass,
 		From:         "Example NHS Trust Migration <" + fromAddr + ">",
@@ -294,18 +82,25 @@ func options(t *testing.T, port int) smtpnotify.Options {
 	}
 }
 
-// setup starts an authenticating STARTTLS relay and a notifier for it;
-// edit, if given, changes the notifier's options.
-func setup(t *testing.T, edit func(*smtpnotify.Options)) (*smtpnotify.Notifier, *relay, smtpnotify.Options) {
+// setupRelay starts a relay with ro and a notifier for it; edit, if given,
+// changes the notifier's options.
+func setupRelay(t *testing.T, ro smtptest.Options, edit func(*smtpnotify.Options)) (*smtpnotify.Notifier, *smtptest.Server, smtpnotify.Options) {
 	t.Helper()
-	r := &relay{user: relayUser, pass: relayPass}
-	o := options(t, startRelay(t, r, smtpnotify.SecurityStartTLS))
+	r := smtptest.Start(t, ro)
+	o := options(t, r.Port)
 	if edit != nil {
 		edit(&o)
 	}
 	n, err := smtpnotify.New(o)
 	require.NoError(t, err)
 	return n, r, o
+}
+
+// setup starts an authenticating STARTTLS relay and a notifier for it;
+// edit, if given, changes the notifier's options.
+func setup(t *testing.T, edit func(*smtpnotify.Options)) (*smtpnotify.Notifier, *smtptest.Server, smtpnotify.Options) {
+	t.Helper()
+	return setupRelay(t, relayOptions(), edit)
 }
 
 // parsed is a received message read back with the standard library.
@@ -385,7 +180,7 @@ func TestSendUserNotices(t *testing.T) {
 	}
 	after := time.Now().Add(time.Second)
 
-	msgs := r.messages()
+	msgs := r.Messages()
 	require.Len(t, msgs, len(activities.NoticeKinds), "each notice arrives once")
 	assert.ElementsMatch(t, []string{key + "-t14.sent", key + "-t1.sent", key + "-success.sent"}, ledgerFiles(t, o.LedgerDir))
 
@@ -396,10 +191,10 @@ func TestSendUserNotices(t *testing.T) {
 			require.NoError(t, err)
 
 			got := msgs[i]
-			assert.Equal(t, fromAddr, got.from, "envelope sender")
-			assert.Equal(t, []string{userAddr}, got.to, "envelope recipient")
+			assert.Equal(t, fromAddr, got.From, "envelope sender")
+			assert.Equal(t, []string{userAddr}, got.To, "envelope recipient")
 
-			m := parse(t, got.data)
+			m := parse(t, got.Data)
 			h := m.header
 			from, err := mail.ParseAddress(h.Get("From"))
 			require.NoError(t, err)
@@ -437,13 +232,13 @@ func TestRetryAfterSuccessSendsNothing(t *testing.T) {
 	already, err := n.Send(ctx, nt)
 	require.NoError(t, err)
 	assert.False(t, already)
-	conns := r.conns.Load()
+	conns := r.Conns()
 
 	already, err = n.Send(ctx, nt)
 	require.NoError(t, err)
 	assert.True(t, already)
-	assert.Len(t, r.messages(), 1, "the retry sent nothing")
-	assert.Equal(t, conns, r.conns.Load(), "the retry did not even connect")
+	assert.Len(t, r.Messages(), 1, "the retry sent nothing")
+	assert.Equal(t, conns, r.Conns(), "the retry did not even connect")
 
 	sent, err = n.Sent(ctx, key, activities.NoticeT14)
 	require.NoError(t, err)
@@ -464,7 +259,7 @@ func TestRetryAfterSuccessSendsNothing(t *testing.T) {
 	already, err = n.Send(ctx, nt)
 	require.NoError(t, err)
 	assert.False(t, already)
-	assert.Len(t, r.messages(), 2)
+	assert.Len(t, r.Messages(), 2)
 	rec, err = os.ReadFile(path)
 	require.NoError(t, err)
 	assert.Contains(t, string(rec), nt.MessageID)
@@ -487,7 +282,7 @@ func TestConcurrentSendsDeliverOnce(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	assert.Len(t, r.messages(), 1, "a retry racing the original does not deliver twice")
+	assert.Len(t, r.Messages(), 1, "a retry racing the original does not deliver twice")
 	assert.Equal(t, int32(1), fresh.Load())
 }
 
@@ -500,10 +295,10 @@ func TestFailureNoticeGoesToAdmin(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, already)
 
-	msgs := r.messages()
+	msgs := r.Messages()
 	require.Len(t, msgs, 1)
-	assert.Equal(t, []string{adminAddr}, msgs[0].to, "to the admin, not the user")
-	m := parse(t, msgs[0].data)
+	assert.Equal(t, []string{adminAddr}, msgs[0].To, "to the admin, not the user")
+	m := parse(t, msgs[0].Data)
 	to, err := mail.ParseAddress(m.header.Get("To"))
 	require.NoError(t, err)
 	assert.Equal(t, &mail.Address{Name: "Trust IT", Address: adminAddr}, to)
@@ -532,12 +327,13 @@ func TestFailureNoticeWithoutAdminContact(t *testing.T) {
 	assert.True(t, ok)
 	assert.Equal(t, activities.ErrTypeNoticeNotSent, typ)
 	assert.Contains(t, err.Error(), "AdminContact")
-	assert.Zero(t, r.conns.Load(), "no connection made")
+	assert.Zero(t, r.Conns(), "no connection made")
 }
 
 func TestRecipientRejectedIsPermanent(t *testing.T) {
-	n, r, o := setup(t, nil)
-	r.rejectRcpt = userAddr
+	ro := relayOptions()
+	ro.RejectRcpt = func(addr string) bool { return strings.EqualFold(addr, userAddr) }
+	n, r, o := setupRelay(t, ro, nil)
 	ctx := context.Background()
 
 	_, err := n.Send(ctx, notice(key, activities.NoticeT14))
@@ -549,7 +345,7 @@ func TestRecipientRejectedIsPermanent(t *testing.T) {
 	assert.Contains(t, err.Error(), key)
 	assertNoAddress(t, err)
 
-	assert.Empty(t, r.messages())
+	assert.Empty(t, r.Messages())
 	assert.Empty(t, ledgerFiles(t, o.LedgerDir), "nothing in the ledger")
 	sent, err := n.Sent(ctx, key, activities.NoticeT14)
 	require.NoError(t, err)
@@ -557,8 +353,9 @@ func TestRecipientRejectedIsPermanent(t *testing.T) {
 }
 
 func TestTemporaryFailureThenSuccess(t *testing.T) {
-	n, r, _ := setup(t, nil)
-	r.failData, r.failDataMsg = 1, "Temporary local problem"
+	ro := relayOptions()
+	ro.FailData, ro.FailDataMsg = 1, "Temporary local problem"
+	n, r, _ := setupRelay(t, ro, nil)
 	ctx := context.Background()
 	nt := notice(key, activities.NoticeT1)
 
@@ -570,7 +367,7 @@ func TestTemporaryFailureThenSuccess(t *testing.T) {
 	assert.False(t, errors.As(err, &thr), "a plain 451 is not throttling")
 	assert.Contains(t, err.Error(), "451")
 	assertNoAddress(t, err)
-	assert.Empty(t, r.messages())
+	assert.Empty(t, r.Messages())
 	sent, err := n.Sent(ctx, key, activities.NoticeT1)
 	require.NoError(t, err)
 	assert.False(t, sent)
@@ -578,12 +375,12 @@ func TestTemporaryFailureThenSuccess(t *testing.T) {
 	already, err := n.Send(ctx, nt)
 	require.NoError(t, err)
 	assert.False(t, already)
-	assert.Len(t, r.messages(), 1, "delivered once on the retry")
+	assert.Len(t, r.Messages(), 1, "delivered once on the retry")
 }
 
 func TestTryAgainLaterIsThrottled(t *testing.T) {
 	n, r, _ := setup(t, nil)
-	r.failData, r.failDataMsg = 1, "Too many messages from you, try again later"
+	r.FailNextData(1, "Too many messages from you, try again later")
 
 	_, err := n.Send(context.Background(), notice(key, activities.NoticeT14))
 	var thr *activities.ThrottledError
@@ -604,7 +401,7 @@ func TestWrongPasswordIsPermanent(t *testing.T) {
 	assert.Equal(t, activities.ErrTypeBadCredentials, typ)
 	assert.Contains(t, err.Error(), "535")
 	assert.NotContains(t, err.Error(), relayPass)
-	assert.Empty(t, r.messages())
+	assert.Empty(t, r.Messages())
 	assert.Empty(t, ledgerFiles(t, o.LedgerDir))
 }
 
@@ -612,21 +409,19 @@ func TestAuthLogin(t *testing.T) {
 	n, r, _ := setup(t, func(o *smtpnotify.Options) { o.AuthMechanism = smtpnotify.AuthLogin })
 	_, err := n.Send(context.Background(), notice(key, activities.NoticeT14))
 	require.NoError(t, err)
-	assert.Len(t, r.messages(), 1)
+	assert.Len(t, r.Messages(), 1)
 }
 
 func TestAuthNotOfferedIsPermanent(t *testing.T) {
-	r := &relay{} // no AUTH advertised
-	o := options(t, startRelay(t, r, smtpnotify.SecurityStartTLS))
-	n, err := smtpnotify.New(o)
-	require.NoError(t, err)
+	// No AUTH advertised.
+	n, r, _ := setupRelay(t, smtptest.Options{Security: smtptest.SecurityStartTLS}, nil)
 
-	_, err = n.Send(context.Background(), notice(key, activities.NoticeT14))
+	_, err := n.Send(context.Background(), notice(key, activities.NoticeT14))
 	typ, ok := activities.IsPermanent(err)
 	assert.True(t, ok, "%v", err)
 	assert.Equal(t, activities.ErrTypeBadCredentials, typ)
 	assert.Contains(t, err.Error(), "AUTH PLAIN")
-	assert.Empty(t, r.messages())
+	assert.Empty(t, r.Messages())
 }
 
 func TestStartTLSNeedsTheCA(t *testing.T) {
@@ -638,20 +433,22 @@ func TestStartTLSNeedsTheCA(t *testing.T) {
 	assert.ErrorAs(t, err, &verr, "a TLS error: %v", err)
 	_, permanent := activities.IsPermanent(err)
 	assert.False(t, permanent, "a TLS failure is about the relay and is retried")
-	assert.Empty(t, r.messages())
+	assert.Empty(t, r.Messages())
 }
 
 func TestImplicitTLS(t *testing.T) {
-	r := &relay{user: relayUser, pass: relayPass}
-	o := options(t, startRelay(t, r, smtpnotify.SecurityTLS))
-	o.Security = smtpnotify.SecurityTLS
+	ro := relayOptions()
+	ro.Security = smtptest.SecurityTLS
+	r := smtptest.Start(t, ro)
+	o := options(t, r.Port)
+	o.Security, o.CAFile = smtpnotify.SecurityTLS, r.CAFile
 	n, err := smtpnotify.New(o)
 	require.NoError(t, err)
 
 	_, err = n.Send(context.Background(), notice(key, activities.NoticeSuccess))
 	require.NoError(t, err)
-	require.Len(t, r.messages(), 1)
-	assert.Equal(t, "success", parse(t, r.messages()[0].data).header.Get("X-Mailwave-Kind"))
+	require.Len(t, r.Messages(), 1)
+	assert.Equal(t, "success", parse(t, r.Messages()[0].Data).header.Get("X-Mailwave-Kind"))
 
 	// Without the CA, implicit TLS fails the same way.
 	o.CAFile, o.LedgerDir = "", t.TempDir()
@@ -663,15 +460,17 @@ func TestImplicitTLS(t *testing.T) {
 }
 
 func TestPlainTextToLocalhost(t *testing.T) {
-	r := &relay{user: relayUser, pass: relayPass}
-	o := options(t, startRelay(t, r, smtpnotify.SecurityNone))
+	ro := relayOptions()
+	ro.Security = smtptest.SecurityNone
+	r := smtptest.Start(t, ro)
+	o := options(t, r.Port)
 	o.Security, o.CAFile = smtpnotify.SecurityNone, ""
 	n, err := smtpnotify.New(o)
 	require.NoError(t, err)
 
 	_, err = n.Send(context.Background(), notice(key, activities.NoticeT14))
 	require.NoError(t, err)
-	assert.Len(t, r.messages(), 1)
+	assert.Len(t, r.Messages(), 1)
 }
 
 func TestConnectionRefusedIsRetryable(t *testing.T) {
@@ -693,10 +492,9 @@ func TestConnectionRefusedIsRetryable(t *testing.T) {
 }
 
 func TestCancelStopsASend(t *testing.T) {
-	n, r, o := setup(t, func(o *smtpnotify.Options) { o.Timeout = time.Minute })
-	hold := make(chan struct{})
-	r.hold = hold
-	t.Cleanup(func() { close(hold) }) // before the relay closes
+	ro := relayOptions()
+	ro.Hold = make(chan struct{}) // never released: the server releases it as it closes
+	n, _, o := setupRelay(t, ro, func(o *smtpnotify.Options) { o.Timeout = time.Minute })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -745,7 +543,7 @@ func TestSendRejectsBadNotices(t *testing.T) {
 			assert.NotContains(t, err.Error(), "jo.bloggs", "errors carry no address")
 		})
 	}
-	assert.Zero(t, r.conns.Load(), "no connection made")
+	assert.Zero(t, r.Conns(), "no connection made")
 	assert.Empty(t, ledgerFiles(t, o.LedgerDir))
 
 	_, err := n.Sent(ctx, "../etc", activities.NoticeT14)
