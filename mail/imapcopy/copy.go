@@ -58,9 +58,9 @@ type lane struct{ src, tgt *conn }
 
 // Copy runs one pass over a mailbox from req.Checkpoint.
 func (c *Copier) Copy(ctx context.Context, req activities.CopyRequest) (activities.CopyStats, error) {
-	j := &job{c: c, req: req, key: req.Mailbox.Key, cp: req.Checkpoint.Clone()}
+	j := &job{c: c, req: req, key: req.Mailbox.Key, cp: req.Checkpoint.Clone(), lanes: make([]*lane, c.o.Lanes)}
 	defer j.closeLanes()
-	first, err := j.openLane(ctx)
+	first, err := j.openLane(ctx, 0)
 	if err != nil {
 		return j.stats, err
 	}
@@ -85,7 +85,8 @@ func (c *Copier) Copy(ctx context.Context, req activities.CopyRequest) (activiti
 	return j.snapshotStats(), nil
 }
 
-func (j *job) openLane(ctx context.Context) (*lane, error) {
+// openLane connects lane i, which only its own goroutine uses.
+func (j *job) openLane(ctx context.Context, i int) (*lane, error) {
 	src, err := j.c.dial(ctx, Source, j.req.Mailbox)
 	if err != nil {
 		return nil, err
@@ -97,7 +98,7 @@ func (j *job) openLane(ctx context.Context) (*lane, error) {
 	}
 	l := &lane{src: src, tgt: tgt}
 	j.mu.Lock()
-	j.lanes = append(j.lanes, l)
+	j.lanes[i] = l
 	j.mu.Unlock()
 	return l, nil
 }
@@ -105,6 +106,9 @@ func (j *job) openLane(ctx context.Context) (*lane, error) {
 func (j *job) closeLanes() {
 	var wg sync.WaitGroup
 	for _, l := range j.lanes {
+		if l == nil {
+			continue
+		}
 		wg.Add(2)
 		go func() { defer wg.Done(); l.src.close() }()
 		go func() { defer wg.Done(); l.tgt.close() }()
@@ -266,15 +270,14 @@ func (j *job) runLanes(ctx context.Context, f folder, tr *tracker, todo []meta) 
 	lanes := min(j.c.o.Lanes, (len(todo)+j.c.o.Window-1)/j.c.o.Window)
 	for i := range lanes {
 		g.Go(func() error {
-			var l *lane
 			j.mu.Lock()
-			if i < len(j.lanes) {
-				l = j.lanes[i]
-			}
+			l := j.lanes[i]
 			j.mu.Unlock()
 			if l == nil {
+				// The lane outlives this folder: it is tied to the whole
+				// copy's context, not the folder's group.
 				var err error
-				if l, err = j.openLane(gctx); err != nil {
+				if l, err = j.openLane(ctx, i); err != nil {
 					return err
 				}
 			}
@@ -502,12 +505,15 @@ func describeBad(bad []activities.BadItem) string {
 // the checkpoint but the bad items, by identity and size.
 func (j *job) verify(f folder, srcMeta []meta, fc activities.FolderCheckpoint) error {
 	first := j.lanes[0]
-	if _, err := first.tgt.selectFolder(f.tgt); err != nil {
+	sel, err := first.tgt.selectFolder(f.tgt)
+	if err != nil {
 		return j.c.classify(err, Target, "select", j.key)
 	}
-	tm, err := fetchMeta(first.tgt, imap.SeqSetNum(), false)
-	if err != nil {
-		return j.c.classify(err, Target, "fetch", j.key)
+	var tm []meta
+	if sel.NumMessages > 0 {
+		if tm, err = fetchMeta(first.tgt, imap.SeqSetNum(), false); err != nil {
+			return j.c.classify(err, Target, "fetch", j.key)
+		}
 	}
 	have := multiset{}
 	var tgtBytes int64

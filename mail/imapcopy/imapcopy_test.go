@@ -1,0 +1,432 @@
+package imapcopy_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
+
+	"mailwave/activities"
+	"mailwave/internal/dovecot"
+	"mailwave/internal/imaptest"
+	"mailwave/mail/imapcopy"
+)
+
+const (
+	user     = "alice"
+	password = "alice-pw"
+)
+
+var mailbox = activities.MailboxRef{Key: "k-alice", Address: "alice@trust.nhs.example"}
+
+// pair is a source and a target Dovecot with the same user.
+type pair struct {
+	src, tgt *dovecot.Server
+}
+
+func startPair(t *testing.T) pair {
+	t.Helper()
+	o := dovecot.Options{
+		Users:      []dovecot.User{{Name: user, Password: password}},
+		MasterUser: "admin", MasterPassword: "admin-pw",
+		Plaintext: true,
+	}
+	return pair{src: dovecot.StartT(t, o), tgt: dovecot.StartT(t, o)}
+}
+
+func endpoint(s *dovecot.Server) imapcopy.Endpoint {
+	return imapcopy.Endpoint{Host: "127.0.0.1", Port: s.Port, Security: imapcopy.SecurityNone}
+}
+
+func fixedCredentials(mech, username, pass string) imapcopy.CredentialsFunc {
+	return func(context.Context, imapcopy.Side, activities.MailboxRef) (imapcopy.Credentials, error) {
+		return imapcopy.Credentials{Mechanism: mech, Username: username, Password: pass}, nil
+	}
+}
+
+func (p pair) copier(t *testing.T, mod func(*imapcopy.Options)) *imapcopy.Copier {
+	t.Helper()
+	o := imapcopy.Options{
+		Source: endpoint(p.src), Target: endpoint(p.tgt),
+		Credentials: fixedCredentials(imapcopy.MechPlain, user, password),
+		Window:      4, Lanes: 2,
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	c, err := imapcopy.New(o)
+	require.NoError(t, err)
+	return c
+}
+
+func (p pair) seed(t *testing.T) {
+	t.Helper()
+	cl, err := imaptest.Dial(p.src.Addr(), user, password)
+	require.NoError(t, err)
+	defer cl.Close()
+	folders, msgs := imaptest.StandardSeed()
+	require.NoError(t, imaptest.Seed(cl, msgs, folders))
+}
+
+func snapshot(t *testing.T, s *dovecot.Server) []imaptest.Message {
+	t.Helper()
+	cl, err := imaptest.Dial(s.Addr(), user, password)
+	require.NoError(t, err)
+	defer cl.Close()
+	msgs, err := imaptest.Snapshot(cl)
+	require.NoError(t, err)
+	return msgs
+}
+
+// requireSame asserts the target holds exactly the source's messages:
+// per message, folder, flags, INTERNALDATE, size and a hash of the whole
+// message, and no message twice.
+func requireSame(t *testing.T, p pair) {
+	t.Helper()
+	src, tgt := snapshot(t, p.src), snapshot(t, p.tgt)
+	require.NotEmpty(t, src)
+	require.Equal(t, len(src), len(tgt), "message count")
+	for i := range src {
+		assert.Equal(t, src[i], tgt[i], "message %d", i)
+	}
+}
+
+func folderNames(msgs []imaptest.Message) map[string]int {
+	out := map[string]int{}
+	for _, m := range msgs {
+		out[m.Folder]++
+	}
+	return out
+}
+
+func TestFullCopyIsAnExactMatch(t *testing.T) {
+	p := startPair(t)
+	p.seed(t)
+	var progress int
+	stats, err := p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{
+		Mailbox: mailbox, Pass: activities.PassBulk,
+		Progress: func(activities.Checkpoint, activities.CopyStats) { progress++ },
+	})
+	require.NoError(t, err)
+	requireSame(t, p)
+	src := snapshot(t, p.src)
+	assert.Equal(t, int64(len(src)), stats.Items)
+	assert.Zero(t, stats.Skipped)
+	assert.Zero(t, stats.BadItems)
+	assert.Positive(t, progress)
+	names := folderNames(src)
+	for _, f := range []string{"INBOX", "Sent", "Réunions/Été 2020", "日本語"} {
+		assert.Contains(t, names, f)
+	}
+	// The empty folder exists on the target too.
+	cl, err := imaptest.Dial(p.tgt.Addr(), user, password)
+	require.NoError(t, err)
+	defer cl.Close()
+	list, err := cl.List("", "*", &imap.ListOptions{ReturnSpecialUse: true}).Collect()
+	require.NoError(t, err)
+	got := map[string][]imap.MailboxAttr{}
+	for _, l := range list {
+		got[l.Mailbox] = l.Attrs
+	}
+	assert.Contains(t, got, "Empty")
+	assert.Contains(t, got["Sent"], imap.MailboxAttrSent)
+
+	// A second pass from nothing (a checkpoint lost) adds nothing.
+	again, err := p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	require.NoError(t, err)
+	assert.Zero(t, again.Items)
+	assert.Equal(t, int64(len(src)), again.Skipped)
+	requireSame(t, p)
+}
+
+func TestSpecialUseMapsByAttributeAndRenameMap(t *testing.T) {
+	p := startPair(t)
+	cl, err := imaptest.Dial(p.src.Addr(), user, password)
+	require.NoError(t, err)
+	msgs := []imaptest.SeedMessage{
+		{Folder: "Sent Items", Raw: rawMessage("<s1@x>", "sent one"), InternalDate: time.Date(2015, 3, 1, 10, 0, 0, 0, time.UTC)},
+		{Folder: "Old Stuff", Raw: rawMessage("<o1@x>", "old one"), InternalDate: time.Date(2012, 3, 1, 10, 0, 0, 0, time.UTC)},
+	}
+	require.NoError(t, imaptest.Seed(cl, msgs, []imaptest.SeedFolder{{Name: "Sent Items", SpecialUse: imap.MailboxAttrSent}, {Name: "Old Stuff"}}))
+	cl.Close()
+	// The target has its own Sent folder.
+	tc, err := imaptest.Dial(p.tgt.Addr(), user, password)
+	require.NoError(t, err)
+	require.NoError(t, imaptest.Seed(tc, nil, []imaptest.SeedFolder{{Name: "Sent", SpecialUse: imap.MailboxAttrSent}}))
+	tc.Close()
+
+	_, err = p.copier(t, func(o *imapcopy.Options) {
+		o.FolderMap = map[string]string{"Old Stuff": "Archive/Old"}
+	}).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	require.NoError(t, err)
+	got := folderNames(snapshot(t, p.tgt))
+	assert.Equal(t, 1, got["Sent"], "\\Sent goes to the target's \\Sent folder, whatever its name")
+	assert.Equal(t, 1, got["Archive/Old"])
+	assert.NotContains(t, got, "Sent Items")
+	assert.NotContains(t, got, "Old Stuff")
+}
+
+func rawMessage(msgID, body string) []byte {
+	h := "From: a@x.example\r\nTo: b@x.example\r\nSubject: test\r\nDate: Mon, 2 Mar 2015 10:00:00 +0000\r\n"
+	if msgID != "" {
+		h += "Message-ID: " + msgID + "\r\n"
+	}
+	return []byte(h + "\r\n" + body + "\r\n")
+}
+
+func TestDeltaBringsWhatArrivedAfterTheBulkPass(t *testing.T) {
+	p := startPair(t)
+	p.seed(t)
+	c := p.copier(t, nil)
+	var last activities.Checkpoint
+	bulk, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk,
+		Progress: func(cp activities.Checkpoint, _ activities.CopyStats) { last = cp }})
+	require.NoError(t, err)
+	require.Positive(t, bulk.Items)
+
+	cl, err := imaptest.Dial(p.src.Addr(), user, password)
+	require.NoError(t, err)
+	newMail := []imaptest.SeedMessage{
+		{Folder: "INBOX", Raw: rawMessage("<late1@x>", "arrived after the bulk"), Flags: []imap.Flag{imap.FlagSeen}, InternalDate: time.Now().Truncate(time.Second)},
+		{Folder: "INBOX", Raw: rawMessage("", "no message id, late"), InternalDate: time.Now().Truncate(time.Second)},
+		{Folder: "Sent", Raw: rawMessage("<late2@x>", "sent late"), InternalDate: time.Now().Truncate(time.Second)},
+	}
+	require.NoError(t, imaptest.Seed(cl, newMail, nil))
+	cl.Close()
+
+	delta, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassDelta, Checkpoint: last})
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(newMail)), delta.Items, "the delta copies only what is new")
+	assert.Zero(t, delta.Skipped, "the delta does not even look at what the bulk pass copied")
+	requireSame(t, p)
+}
+
+func TestUIDValidityChangeRescansTheFolder(t *testing.T) {
+	p := startPair(t)
+	p.seed(t)
+	c := p.copier(t, nil)
+	var last activities.Checkpoint
+	_, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk,
+		Progress: func(cp activities.Checkpoint, _ activities.CopyStats) { last = cp }})
+	require.NoError(t, err)
+	before := last.Folders["Drafts"].UIDValidity
+
+	// The source's Drafts is deleted and made again with the same messages
+	// and one more: a new UIDVALIDITY, and UIDs that start again at 1.
+	var drafts []imaptest.SeedMessage
+	for _, m := range snapshotRaw(t, p.src, "Drafts") {
+		drafts = append(drafts, m)
+	}
+	require.NotEmpty(t, drafts)
+	cl, err := imaptest.Dial(p.src.Addr(), user, password)
+	require.NoError(t, err)
+	require.NoError(t, cl.Delete("Drafts").Wait())
+	drafts = append(drafts, imaptest.SeedMessage{Folder: "Drafts", Raw: rawMessage("<draft-new@x>", "new draft"), Flags: []imap.Flag{imap.FlagDraft}, InternalDate: time.Now().Truncate(time.Second)})
+	require.NoError(t, imaptest.Seed(cl, drafts, []imaptest.SeedFolder{{Name: "Drafts", SpecialUse: imap.MailboxAttrDrafts}}))
+	cl.Close()
+
+	var after activities.Checkpoint
+	delta, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassDelta, Checkpoint: last,
+		Progress: func(cp activities.Checkpoint, _ activities.CopyStats) { after = cp }})
+	require.NoError(t, err)
+	assert.NotEqual(t, before, after.Folders["Drafts"].UIDValidity)
+	assert.Equal(t, int64(1), delta.Items, "only the new draft is copied")
+	assert.Equal(t, int64(len(drafts)-1), delta.Skipped, "the rest are found on the target")
+	requireSame(t, p)
+}
+
+// snapshotRaw reads a folder's messages back as seed messages.
+func snapshotRaw(t *testing.T, s *dovecot.Server, folder string) []imaptest.SeedMessage {
+	t.Helper()
+	cl, err := imaptest.Dial(s.Addr(), user, password)
+	require.NoError(t, err)
+	defer cl.Close()
+	_, err = cl.Select(folder, nil).Wait()
+	require.NoError(t, err)
+	bufs, err := cl.Fetch(imap.SeqSet{imap.SeqRange{Start: 1}}, &imap.FetchOptions{
+		Flags: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+	}).Collect()
+	require.NoError(t, err)
+	var out []imaptest.SeedMessage
+	for _, b := range bufs {
+		var flags []imap.Flag
+		for _, f := range b.Flags {
+			if !strings.EqualFold(string(f), `\Recent`) {
+				flags = append(flags, f)
+			}
+		}
+		out = append(out, imaptest.SeedMessage{Folder: folder, Flags: flags, InternalDate: b.InternalDate, Raw: b.BodySection[0].Bytes})
+	}
+	return out
+}
+
+func TestWrongCredentialsArePermanent(t *testing.T) {
+	p := startPair(t)
+	_, err := p.copier(t, func(o *imapcopy.Options) {
+		o.Credentials = fixedCredentials(imapcopy.MechPlain, user, "wrong")
+	}).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	require.Error(t, err)
+	typ, permanent := activities.IsPermanent(err)
+	assert.True(t, permanent, "%v", err)
+	assert.Equal(t, activities.ErrTypeBadCredentials, typ)
+	assert.NotContains(t, err.Error(), "@")
+
+	// The IMAP LOGIN command and a master user work, and a wrong master
+	// password is refused the same way.
+	p.seed(t)
+	_, err = p.copier(t, func(o *imapcopy.Options) {
+		o.Credentials = fixedCredentials(imapcopy.MechLogin, user+"*admin", "admin-pw")
+	}).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	require.NoError(t, err)
+	requireSame(t, p)
+}
+
+func TestOversizeMessageIsABadItemAndBlocksCutover(t *testing.T) {
+	p := startPair(t)
+	p.seed(t)
+	src := snapshot(t, p.src)
+	var big imaptest.Message
+	for _, m := range src {
+		if m.Size > big.Size {
+			big = m
+		}
+	}
+	require.Greater(t, big.Size, int64(9<<20), "the seed has a 10 MB message")
+
+	_, err := p.copier(t, func(o *imapcopy.Options) { o.MaxMessageBytes = 5 << 20 }).
+		Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	require.Error(t, err)
+	typ, permanent := activities.IsPermanent(err)
+	require.True(t, permanent, "%v", err)
+	assert.Equal(t, activities.ErrTypeBadItems, typ)
+	assert.Contains(t, err.Error(), strconv.Quote(big.Folder))
+	assert.Contains(t, err.Error(), "UID ")
+	// Everything else was copied all the same.
+	assert.Len(t, snapshot(t, p.tgt), len(src)-1)
+
+	// With a limit of one, the same copy succeeds and lists the item.
+	stats, err := p.copier(t, func(o *imapcopy.Options) { o.MaxMessageBytes = 5 << 20; o.BadItemLimit = 1 }).
+		Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), stats.BadItems)
+	require.Len(t, stats.Bad, 1)
+	assert.Equal(t, big.Folder, stats.Bad[0].Folder)
+	assert.Equal(t, big.Size, stats.Bad[0].Size)
+	assert.Contains(t, stats.Bad[0].Reason, "limit")
+}
+
+// TestKilledCopyResumesFromItsCheckpoint copies in a child process, kills
+// it once it has reported progress, and finishes from the last checkpoint
+// it reported, as a retried activity does from its heartbeat.
+func TestKilledCopyResumesFromItsCheckpoint(t *testing.T) {
+	p := startPair(t)
+	p.seed(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCopyProcess$")
+	cmd.Env = append(os.Environ(), "MAILWAVE_HELPER_COPY=1",
+		"MAILWAVE_HELPER_SRC="+strconv.Itoa(p.src.Port), "MAILWAVE_HELPER_TGT="+strconv.Itoa(p.tgt.Port))
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	var first activities.Checkpoint
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	reports := 0
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "CHECKPOINT ") {
+			continue
+		}
+		var cp activities.Checkpoint
+		require.NoError(t, json.Unmarshal([]byte(strings.TrimPrefix(line, "CHECKPOINT ")), &cp))
+		if reports++; reports == 1 {
+			first = cp
+		}
+		if reports == 3 {
+			require.NoError(t, cmd.Process.Kill())
+			break
+		}
+	}
+	_ = cmd.Wait()
+	require.Equal(t, 3, reports, "the child reported progress before it was killed")
+	partial := len(snapshot(t, p.tgt))
+	total := len(snapshot(t, p.src))
+	require.Less(t, partial, total, "the child was killed mid-way")
+
+	// Resume from the first checkpoint, not the last: a heartbeat the
+	// server never recorded leaves messages on the target that the
+	// checkpoint does not cover, and they must not be added twice.
+	stats, err := p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{
+		Mailbox: mailbox, Pass: activities.PassBulk, Checkpoint: first,
+	})
+	require.NoError(t, err)
+	requireSame(t, p)
+	assert.Positive(t, stats.Skipped, "the resumed copy found what the lost checkpoints had copied")
+	assert.Equal(t, int64(total), stats.Items+stats.Skipped+int64(covered(t, p.src, first)),
+		"every message is copied, skipped as found, or covered by the checkpoint")
+	t.Logf("killed after %d of %d messages; resumed copied %d, skipped %d", partial, total, stats.Items, stats.Skipped)
+}
+
+// covered counts the source messages a checkpoint says are copied: in
+// each folder, those at or below its last UID.
+func covered(t *testing.T, s *dovecot.Server, cp activities.Checkpoint) int {
+	t.Helper()
+	cl, err := imaptest.Dial(s.Addr(), user, password)
+	require.NoError(t, err)
+	defer cl.Close()
+	n := 0
+	for name, fc := range cp.Folders {
+		if fc.LastUID == 0 {
+			continue
+		}
+		_, err := cl.Select(name, &imap.SelectOptions{ReadOnly: true}).Wait()
+		require.NoError(t, err)
+		res, err := cl.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: 1, Stop: imap.UID(fc.LastUID)}}}}, nil).Wait()
+		require.NoError(t, err)
+		n += len(res.AllUIDs())
+	}
+	return n
+}
+
+// TestHelperCopyProcess is the child of TestKilledCopyResumesFromItsCheckpoint.
+func TestHelperCopyProcess(t *testing.T) {
+	if os.Getenv("MAILWAVE_HELPER_COPY") != "1" {
+		t.Skip("run by TestKilledCopyResumesFromItsCheckpoint")
+	}
+	port := func(name string) int {
+		n, err := strconv.Atoi(os.Getenv(name))
+		require.NoError(t, err)
+		return n
+	}
+	c, err := imapcopy.New(imapcopy.Options{
+		Source:      imapcopy.Endpoint{Host: "127.0.0.1", Port: port("MAILWAVE_HELPER_SRC"), Security: imapcopy.SecurityNone},
+		Target:      imapcopy.Endpoint{Host: "127.0.0.1", Port: port("MAILWAVE_HELPER_TGT"), Security: imapcopy.SecurityNone},
+		Credentials: fixedCredentials(imapcopy.MechPlain, user, password),
+		Window:      1, Lanes: 1,
+		// Slow enough to be killed mid-way.
+		Limiter: rateLimiter(2 << 20),
+	})
+	require.NoError(t, err)
+	_, err = c.Copy(context.Background(), activities.CopyRequest{
+		Mailbox: mailbox, Pass: activities.PassBulk,
+		Progress: func(cp activities.Checkpoint, _ activities.CopyStats) {
+			b, _ := json.Marshal(cp)
+			fmt.Printf("CHECKPOINT %s\n", b)
+		},
+	})
+	require.NoError(t, err)
+}
+
+func rateLimiter(bytesPerSecond int) *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(bytesPerSecond), 64<<10)
+}
