@@ -9,7 +9,7 @@ WORKFLOWCHECK_VERSION := v0.6.0
 SEARCH_ATTRIBUTES := MailwaveStage=Keyword MailwaveStageSince=Datetime MailwaveWave=Keyword
 export MAILWAVE_KEY_SECRET ?= demo-secret-change-me-in-production
 
-.PHONY: all build temporal dev-server demo stop test check vet workflowcheck compose-check bench clean
+.PHONY: all build temporal dev-server demo stop test check vet workflowcheck compose-check bench bench-copy clean
 
 all: build
 
@@ -17,6 +17,7 @@ build:
 	$(GO) build -o $(BIN)/worker ./worker
 	$(GO) build -o $(BIN)/starter ./starter
 	$(GO) build -o $(BIN)/bench ./bench
+	$(GO) build -o $(BIN)/copybench ./bench/copybench
 
 # The pinned Temporal CLI (dev server + UI), built from the Go module proxy.
 temporal: $(TEMPORAL)
@@ -41,9 +42,11 @@ demo: build $(TEMPORAL)
 stop:
 	DATA=$(DATA) scripts/demo.sh stop
 
-# The tests: static checks, then every test, with the race detector.
+# The tests: static checks, then every test, with the race detector. The
+# IMAP tests start their own Dovecot servers; here a missing Dovecot fails
+# them rather than skipping them.
 test: check $(TEMPORAL)
-	$(GO) test -race -count=1 -timeout 30m ./...
+	MAILWAVE_REQUIRE_DOVECOT=1 $(GO) test -race -count=1 -timeout 30m ./...
 
 check: vet workflowcheck compose-check
 
@@ -65,5 +68,12 @@ CONCURRENCY ?= 100
 bench: build $(TEMPORAL)
 	$(BIN)/bench -n $(N) -concurrency $(CONCURRENCY) -temporal $(TEMPORAL) -worker $(BIN)/worker -starter $(BIN)/starter
 
+# The copy benchmark: mailwave's IMAP copier against mbsync (isync) on the
+# same generated mailbox, between Dovecot servers on loopback.
+MESSAGES ?= 5000
+MBYTES ?= 200
+bench-copy: build
+	$(BIN)/copybench -messages $(MESSAGES) -mbytes $(MBYTES)
+
 clean:
-	rm -rf $(BIN)/worker $(BIN)/starter $(BIN)/bench
+	rm -rf $(BIN)/worker $(BIN)/starter $(BIN)/bench $(BIN)/copybench
