@@ -3,7 +3,9 @@ package imapcopy
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -22,6 +24,9 @@ import (
 // heartbeats them (and the SDK throttles heartbeats further).
 const progressEvery = 250 * time.Millisecond
 
+// batchBytes bounds the message bytes of one chunk (one MULTIAPPEND).
+const batchBytes = 8 << 20
+
 // meta is what the copy knows of a message before fetching its body.
 type meta struct {
 	uid   imap.UID
@@ -31,17 +36,25 @@ type meta struct {
 	msgID string
 }
 
-// key identifies a message on both servers: Message-ID and size, or size
-// and INTERNALDATE for a message without a Message-ID.
+// key identifies a message on both servers for the duplicate check:
+// Message-ID and size, or size and INTERNALDATE for a message without a
+// Message-ID.
 func (m meta) key() string {
 	if m.msgID != "" {
 		return fmt.Sprintf("id\x00%s\x00%d", m.msgID, m.size)
 	}
-	return fmt.Sprintf("sd\x00%d\x00%d", m.size, m.date.Unix())
+	return m.sizeDate()
 }
+
+// sizeDate is what the verification compares: size and INTERNALDATE, both
+// kept by the copy and both in the servers' indexes, so checking a folder
+// does not open its messages.
+func (m meta) sizeDate() string { return fmt.Sprintf("sd\x00%d\x00%d", m.size, m.date.Unix()) }
 
 // job is one copy pass of one mailbox.
 type job struct {
+	// ctx is the whole copy's: connections made for it last until it ends.
+	ctx   context.Context
 	c     *Copier
 	req   activities.CopyRequest
 	key   string
@@ -53,12 +66,16 @@ type job struct {
 	reported time.Time
 }
 
-// lane is one pair of connections.
-type lane struct{ src, tgt *conn }
+// lane is one pair of connections, and the target's batch appender when
+// the target can take batches.
+type lane struct {
+	src, tgt *conn
+	app      *appender
+}
 
 // Copy runs one pass over a mailbox from req.Checkpoint.
 func (c *Copier) Copy(ctx context.Context, req activities.CopyRequest) (activities.CopyStats, error) {
-	j := &job{c: c, req: req, key: req.Mailbox.Key, cp: req.Checkpoint.Clone(), lanes: make([]*lane, c.o.Lanes)}
+	j := &job{ctx: ctx, c: c, req: req, key: req.Mailbox.Key, cp: req.Checkpoint.Clone(), lanes: make([]*lane, c.o.Lanes)}
 	defer j.closeLanes()
 	first, err := j.openLane(ctx, 0)
 	if err != nil {
@@ -97,6 +114,11 @@ func (j *job) openLane(ctx context.Context, i int) (*lane, error) {
 		return nil, err
 	}
 	l := &lane{src: src, tgt: tgt}
+	if l.app, err = j.c.dialAppender(ctx, j.req.Mailbox); err != nil {
+		src.close()
+		tgt.close()
+		return nil, err
+	}
 	j.mu.Lock()
 	j.lanes[i] = l
 	j.mu.Unlock()
@@ -109,7 +131,8 @@ func (j *job) closeLanes() {
 		if l == nil {
 			continue
 		}
-		wg.Add(2)
+		wg.Add(3)
+		go func() { defer wg.Done(); l.app.close() }()
 		go func() { defer wg.Done(); l.src.close() }()
 		go func() { defer wg.Done(); l.tgt.close() }()
 	}
@@ -159,7 +182,7 @@ func (j *job) copyFolder(ctx context.Context, f folder) error {
 	}
 	var srcMeta []meta
 	if sel.NumMessages > 0 {
-		if srcMeta, err = fetchMeta(first.src, imap.SeqSetNum(), true); err != nil {
+		if srcMeta, err = fetchMeta(first.src, imap.SeqSetNum(), false); err != nil {
 			return c.classify(err, Source, "fetch", j.key)
 		}
 	}
@@ -178,16 +201,24 @@ func (j *job) copyFolder(ctx context.Context, f folder) error {
 			fc.TargetUIDNext = uint32(tsel.UIDNext)
 		}
 	}
+	// Messages on the target that no checkpoint covers may be copies from
+	// an attempt whose progress was lost: they are matched by Message-ID,
+	// which costs reading headers on both sides, so only then.
 	have := multiset{}
 	if tsel.NumMessages > 0 && scanFrom < tsel.UIDNext {
 		set := imap.UIDSet{imap.UIDRange{Start: scanFrom, Stop: 0}}
-		tm, err := fetchMeta(first.tgt, set, false)
+		tm, err := fetchMeta(first.tgt, set, true)
 		if err != nil {
 			return c.classify(err, Target, "fetch", j.key)
 		}
 		for _, m := range tm {
 			if m.uid >= scanFrom {
 				have.add(m.key())
+			}
+		}
+		if len(have) > 0 {
+			if err := addMessageIDs(first.src, srcMeta, fc.LastUID); err != nil {
+				return c.classify(err, Source, "fetch", j.key)
 			}
 		}
 	}
@@ -258,16 +289,29 @@ func (j *job) runLanes(ctx context.Context, f folder, tr *tracker, todo []meta) 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(chunks)
-		for start := 0; start < len(todo); start += j.c.o.Window {
+		for len(todo) > 0 {
+			// A chunk is Window messages or batchBytes, whichever is
+			// less, and at least one message.
+			n, size := 1, todo[0].size
+			for n < len(todo) && n < j.c.o.Window && size+todo[n].size <= batchBytes {
+				size += todo[n].size
+				n++
+			}
 			select {
-			case chunks <- todo[start:min(start+j.c.o.Window, len(todo))]:
+			case chunks <- todo[:n]:
 			case <-gctx.Done():
 				return gctx.Err()
 			}
+			todo = todo[n:]
 		}
 		return nil
 	})
 	lanes := min(j.c.o.Lanes, (len(todo)+j.c.o.Window-1)/j.c.o.Window)
+	if lanes > 1 && j.lanes[0].app != nil {
+		// Batches into one folder from two connections only queue on the
+		// folder's lock; one lane's pipeline keeps the target busy.
+		lanes = 1
+	}
 	for i := range lanes {
 		g.Go(func() error {
 			j.mu.Lock()
@@ -277,32 +321,121 @@ func (j *job) runLanes(ctx context.Context, f folder, tr *tracker, todo []meta) 
 				// The lane outlives this folder: it is tied to the whole
 				// copy's context, not the folder's group.
 				var err error
-				if l, err = j.openLane(ctx, i); err != nil {
+				if l, err = j.openLane(j.ctx, i); err != nil {
 					return err
 				}
 			}
-			for chunk := range chunks {
-				if err := j.copyChunk(gctx, l, f, tr, chunk); err != nil {
-					return err
-				}
-			}
-			return nil
+			return j.lanePipe(gctx, l, f, tr, chunks)
 		})
 	}
 	return g.Wait()
 }
 
-// pending is an APPEND sent and not yet answered.
-type pending struct {
-	cmd *imapclient.AppendCommand
-	m   meta
-	err error
+// batch is one chunk's messages sent to the target: one MULTIAPPEND not
+// yet answered, or (without the extension) the answers to one APPEND per
+// message.
+type batch struct {
+	items []item
+	held  []int64
+	multi <-chan error
+	errs  []error
 }
 
-// copyChunk fetches a chunk's bodies and appends each as it arrives; the
-// answers are collected behind, so the next message is on its way while
-// the target still digests the last.
-func (j *job) copyChunk(ctx context.Context, l *lane, f folder, tr *tracker, chunk []meta) error {
+// lanePipe runs a lane: chunks are fetched and sent to the target while
+// the answers to earlier ones are collected behind, so the source, the
+// target and the copier work at once.
+func (j *job) lanePipe(ctx context.Context, l *lane, f folder, tr *tracker, chunks <-chan []meta) error {
+	sent := make(chan *batch, 2)
+	collected := make(chan error, 1)
+	go func() { collected <- j.collect(ctx, l, f, tr, sent) }()
+	var err error
+	for chunk := range chunks {
+		if err = j.fetchChunk(ctx, l, f, tr, chunk, sent); err != nil {
+			break
+		}
+	}
+	close(sent)
+	if cerr := <-collected; err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// collect reads the target's answers in order, settles each message, and
+// gives its memory back.
+func (j *job) collect(ctx context.Context, l *lane, f folder, tr *tracker, sent <-chan *batch) error {
+	var first error
+	settle := func(it item, err error) {
+		switch ie, refusedOne := refused(err); {
+		case err == nil:
+			j.mu.Lock()
+			j.stats.Items++
+			j.stats.Bytes += it.m.size
+			j.mu.Unlock()
+			j.done(f, tr, it.m.uid)
+		case refusedOne:
+			j.badItem(f, tr, it.m, "the target refused it: "+safeText(ie))
+		case first == nil:
+			first = j.c.classify(err, Target, "append", j.key)
+		}
+	}
+	for b := range sent {
+		switch {
+		case first != nil:
+			// A lane that failed only drains; the retry goes on from the
+			// checkpoint.
+		case b.multi != nil:
+			err := <-b.multi
+			if _, refusedOne := refused(err); refusedOne && len(b.items) > 1 {
+				// MULTIAPPEND is all or nothing: find the message the
+				// target refuses by sending them one at a time.
+				for _, it := range b.items {
+					settle(it, j.appendOne(ctx, l, f, it))
+				}
+				break
+			}
+			for _, it := range b.items {
+				settle(it, err)
+			}
+		default:
+			for i, it := range b.items {
+				settle(it, b.errs[i])
+			}
+		}
+		for _, h := range b.held {
+			j.c.mem.Release(h)
+		}
+	}
+	return first
+}
+
+// appendOne appends one message through go-imap and waits for the answer.
+// go-imap drops the connection after the server refuses a synchronising
+// literal, so after a refusal the lane's target connection is made again.
+func (j *job) appendOne(ctx context.Context, l *lane, f folder, it item) error {
+	cmd := l.tgt.c.Append(f.tgt, int64(len(it.body)), &imap.AppendOptions{Flags: appendFlags(it.m.flags), Time: it.m.date})
+	_, werr := cmd.Write(it.body)
+	cerr := cmd.Close()
+	_, err := cmd.Wait()
+	if err == nil {
+		return errors.Join(werr, cerr)
+	}
+	if _, refusedOne := refused(err); refusedOne {
+		// It closes the connection just after handing back the answer, so
+		// the connection is replaced whether or not it is gone yet.
+		cn, derr := j.c.dial(j.ctx, Target, j.req.Mailbox)
+		if derr != nil {
+			return derr
+		}
+		l.tgt.close()
+		l.tgt = cn
+	}
+	return err
+}
+
+// fetchChunk fetches a chunk's bodies, holding memory for each, and sends
+// them to the target as one batch.
+func (j *job) fetchChunk(ctx context.Context, l *lane, f folder, tr *tracker, chunk []meta, sent chan<- *batch) error {
 	c := j.c
 	if l.src.selected != f.src {
 		if _, err := l.src.selectFolder(f.src); err != nil {
@@ -314,46 +447,12 @@ func (j *job) copyChunk(ctx context.Context, l *lane, f folder, tr *tracker, chu
 	for i, m := range chunk {
 		byUID[m.uid], uids[i] = m, m.uid
 	}
-
-	answers := make(chan pending, len(chunk))
-	collected := make(chan error, 1)
-	go func() {
-		var first error
-		for p := range answers {
-			err := p.err
-			if err == nil {
-				_, err = p.cmd.Wait()
-			}
-			if err == nil {
-				j.mu.Lock()
-				j.stats.Items++
-				j.stats.Bytes += p.m.size
-				j.mu.Unlock()
-				j.done(f, tr, p.m.uid)
-				continue
-			}
-			if ie, ok := refused(err); ok {
-				j.badItem(f, tr, p.m, "the target refused it: "+safeText(ie))
-				continue
-			}
-			if first == nil {
-				first = c.classify(err, Target, "append", j.key)
-			}
+	b := &batch{}
+	release := func() {
+		for _, h := range b.held {
+			c.mem.Release(h)
 		}
-		collected <- first
-	}()
-
-	fetchErr := j.fetchAndAppend(ctx, l, f, tr, byUID, uids, answers)
-	close(answers)
-	appendErr := <-collected
-	if fetchErr != nil {
-		return fetchErr
 	}
-	return appendErr
-}
-
-func (j *job) fetchAndAppend(ctx context.Context, l *lane, f folder, tr *tracker, byUID map[imap.UID]meta, uids []imap.UID, answers chan<- pending) error {
-	c := j.c
 	fetch := l.src.c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{
 		UID:         true,
 		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
@@ -364,8 +463,8 @@ func (j *job) fetchAndAppend(ctx context.Context, l *lane, f folder, tr *tracker
 		var uid imap.UID
 		var body []byte
 		var held int64
-		for item := msg.Next(); item != nil; item = msg.Next() {
-			switch it := item.(type) {
+		for it := msg.Next(); it != nil; it = msg.Next() {
+			switch it := it.(type) {
 			case imapclient.FetchItemDataUID:
 				uid = it.UID
 			case imapclient.FetchItemDataBodySection:
@@ -374,50 +473,62 @@ func (j *job) fetchAndAppend(ctx context.Context, l *lane, f folder, tr *tracker
 				}
 				held = min(it.Literal.Size(), c.o.MaxBytesInFlight)
 				if err := c.mem.Acquire(ctx, held); err != nil {
+					release()
 					return err
 				}
 				body = make([]byte, it.Literal.Size())
 				if _, err := io.ReadFull(it.Literal, body); err != nil {
 					c.mem.Release(held)
+					release()
 					return c.classify(err, Source, "fetch", j.key)
 				}
 			}
 		}
 		m, ok := byUID[uid]
-		if !ok {
+		switch {
+		case !ok:
 			// An answer for a message we did not ask for (a server's
 			// unsolicited FETCH): nothing to copy.
 			if held > 0 {
 				c.mem.Release(held)
 			}
-			continue
-		}
-		seen++
-		if body == nil {
+		case body == nil:
+			seen++
 			j.badItem(f, tr, m, "the source returned no body")
-			continue
-		}
-		err := j.appendOne(ctx, l, f, m, body, answers)
-		c.mem.Release(held)
-		if err != nil {
-			return err
+		default:
+			seen++
+			b.items, b.held = append(b.items, item{m: m, body: body}), append(b.held, held)
 		}
 	}
 	if err := fetch.Close(); err != nil {
+		release()
 		return c.classify(err, Source, "fetch", j.key)
 	}
 	if seen < len(uids) {
 		// Expunged at the source since the list was read. The retry reads
 		// the folder's list afresh, which no longer has them.
+		release()
 		return fmt.Errorf("source fetch for mailbox %s: folder changed while copying (%d of %d messages returned); retrying", j.key, seen, len(uids))
 	}
+	if len(b.items) == 0 {
+		return nil
+	}
+	if err := j.send(ctx, l, f, b); err != nil {
+		release()
+		return err
+	}
+	sent <- b
 	return nil
 }
 
-// appendOne sends one APPEND; its answer is read behind by copyChunk.
-func (j *job) appendOne(ctx context.Context, l *lane, f folder, m meta, body []byte, answers chan<- pending) error {
+// send puts a batch on the wire, within the worker's rate limit.
+func (j *job) send(ctx context.Context, l *lane, f folder, b *batch) error {
 	if lim := j.c.o.Limiter; lim != nil {
-		for n := len(body); n > 0; {
+		var n int
+		for _, it := range b.items {
+			n += len(it.body)
+		}
+		for n > 0 {
 			step := min(n, lim.Burst())
 			if err := lim.WaitN(ctx, step); err != nil {
 				return err
@@ -425,23 +536,19 @@ func (j *job) appendOne(ctx context.Context, l *lane, f folder, m meta, body []b
 			n -= step
 		}
 	}
-	cmd := l.tgt.c.Append(f.tgt, int64(len(body)), &imap.AppendOptions{Flags: appendFlags(m.flags), Time: m.date})
-	_, werr := cmd.Write(body)
-	cerr := cmd.Close()
-	p := pending{cmd: cmd, m: m}
-	if werr != nil || cerr != nil {
-		// The server may have answered NO instead of inviting the literal:
-		// the answer says whether it refused this message or the
-		// connection is gone.
-		if _, err := cmd.Wait(); err != nil {
-			p.err = err
-		} else if werr != nil {
-			p.err = werr
-		} else {
-			p.err = cerr
+	if l.app != nil {
+		ch, err := l.app.send(f.tgt, b.items)
+		if err != nil {
+			return j.c.classify(err, Target, "append", j.key)
 		}
+		b.multi = ch
+		return nil
 	}
-	answers <- p
+	// Without batches, one message at a time: a synchronising literal costs
+	// a round trip each way, and a refused one costs the connection.
+	for _, it := range b.items {
+		b.errs = append(b.errs, j.appendOne(ctx, l, f, it))
+	}
 	return nil
 }
 
@@ -518,7 +625,7 @@ func (j *job) verify(f folder, srcMeta []meta, fc activities.FolderCheckpoint) e
 	have := multiset{}
 	var tgtBytes int64
 	for _, m := range tm {
-		have.add(m.key())
+		have.add(m.sizeDate())
 		tgtBytes += m.size
 	}
 	var want, missing int
@@ -529,7 +636,7 @@ func (j *job) verify(f folder, srcMeta []meta, fc activities.FolderCheckpoint) e
 		}
 		want++
 		wantBytes += m.size
-		if !have.take(m.key()) {
+		if !have.take(m.sizeDate()) {
 			missing++
 			missingBytes += m.size
 		}
@@ -543,14 +650,15 @@ func (j *job) verify(f folder, srcMeta []meta, fc activities.FolderCheckpoint) e
 }
 
 // fetchMeta reads the metadata of a set of messages (all of them for an
-// empty set), in UID order.
-func fetchMeta(cn *conn, set imap.NumSet, withFlags bool) ([]meta, error) {
+// empty set), in UID order: UID, size, INTERNALDATE and flags, which the
+// server has in its index, and the Message-ID only if asked.
+func fetchMeta(cn *conn, set imap.NumSet, withIDs bool) ([]meta, error) {
 	if s, ok := set.(imap.SeqSet); ok && len(s) == 0 {
 		set = imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}
 	}
-	opts := &imap.FetchOptions{
-		UID: true, RFC822Size: true, InternalDate: true, Flags: withFlags,
-		BodySection: []*imap.FetchItemBodySection{{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}},
+	opts := &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true, Flags: true}
+	if withIDs {
+		opts.BodySection = []*imap.FetchItemBodySection{messageIDSection}
 	}
 	bufs, err := cn.c.Fetch(set, opts).Collect()
 	if err != nil {
@@ -564,8 +672,33 @@ func fetchMeta(cn *conn, set imap.NumSet, withFlags bool) ([]meta, error) {
 		}
 		out = append(out, m)
 	}
-	slices.SortFunc(out, func(a, b meta) int { return int(a.uid) - int(b.uid) })
+	slices.SortFunc(out, func(a, b meta) int { return cmp.Compare(a.uid, b.uid) })
 	return out, nil
+}
+
+var messageIDSection = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
+
+// addMessageIDs fills in the Message-IDs of the messages above lastUID.
+func addMessageIDs(cn *conn, ms []meta, lastUID uint32) error {
+	i, _ := slices.BinarySearchFunc(ms, imap.UID(lastUID+1), func(m meta, u imap.UID) int { return cmp.Compare(m.uid, u) })
+	if i == len(ms) {
+		return nil
+	}
+	set := imap.UIDSet{imap.UIDRange{Start: ms[i].uid, Stop: ms[len(ms)-1].uid}}
+	bufs, err := cn.c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{messageIDSection}}).Collect()
+	if err != nil {
+		return err
+	}
+	ids := make(map[imap.UID]string, len(bufs))
+	for _, b := range bufs {
+		for _, sec := range b.BodySection {
+			ids[b.UID] = messageID(sec.Bytes)
+		}
+	}
+	for k := i; k < len(ms); k++ {
+		ms[k].msgID = ids[ms[k].uid]
+	}
+	return nil
 }
 
 // messageID reads the Message-ID out of a header block.

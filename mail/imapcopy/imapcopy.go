@@ -86,9 +86,12 @@ type CredentialsFunc func(ctx context.Context, side Side, m activities.MailboxRe
 type Options struct {
 	Source, Target Endpoint
 	Credentials    CredentialsFunc
-	// Window is how many messages a lane fetches at once (default 16).
+	// Window is how many messages a lane fetches and appends at once (one
+	// MULTIAPPEND), at most 8 MiB of them (default 32).
 	Window int
-	// Lanes is how many connection pairs copy one mailbox at once (default 2).
+	// Lanes is how many connection pairs copy one mailbox at once (default
+	// 1). Against a target taking batches one lane is used: a folder's
+	// batches from two connections only queue on the folder's lock.
 	Lanes int
 	// MaxMessageBytes: a larger message is a bad item (default 35 MiB).
 	MaxMessageBytes int64
@@ -100,8 +103,12 @@ type Options struct {
 	// appended to targets; nil is no limit.
 	Limiter *rate.Limiter
 	// MaxBytesInFlight bounds message bytes held in memory by all copies of
-	// this Copier at once (default 48 MiB, or MaxMessageBytes if larger).
+	// this Copier at once (default 32 MiB, or MaxMessageBytes if larger).
 	MaxBytesInFlight int64
+	// NoMultiAppend sends one APPEND per message even to a target that
+	// offers MULTIAPPEND and LITERAL+ (for comparison and for servers
+	// whose batches misbehave).
+	NoMultiAppend bool
 	// ThrottleDelay is the retry delay after a server's back-off answer that
 	// names none (default 30 s).
 	ThrottleDelay time.Duration
@@ -141,13 +148,13 @@ func New(o Options) (*Copier, error) {
 		return nil, errors.New("imapcopy: no credentials source")
 	}
 	if o.Window == 0 {
-		o.Window = 16
+		o.Window = 32
 	}
 	if o.Window < 1 || o.Window > 256 {
 		return nil, fmt.Errorf("imapcopy: window %d: must be 1-256", o.Window)
 	}
 	if o.Lanes == 0 {
-		o.Lanes = 2
+		o.Lanes = 1
 	}
 	if o.Lanes < 1 || o.Lanes > 16 {
 		return nil, fmt.Errorf("imapcopy: lanes %d: must be 1-16", o.Lanes)
@@ -159,13 +166,33 @@ func New(o Options) (*Copier, error) {
 		return nil, errors.New("imapcopy: the size and bad-item limits must not be negative")
 	}
 	if o.MaxBytesInFlight == 0 {
-		o.MaxBytesInFlight = 48 << 20
+		o.MaxBytesInFlight = 32 << 20
 	}
 	o.MaxBytesInFlight = max(o.MaxBytesInFlight, o.MaxMessageBytes)
 	if o.ThrottleDelay == 0 {
 		o.ThrottleDelay = 30 * time.Second
 	}
 	return &Copier{o: o, mem: semaphore.NewWeighted(o.MaxBytesInFlight)}, nil
+}
+
+// dialAppender opens the target's batch appender for a mailbox; nil if
+// the target cannot take batches (go-imap's APPEND is used instead).
+func (c *Copier) dialAppender(ctx context.Context, m activities.MailboxRef) (*appender, error) {
+	if c.o.NoMultiAppend {
+		return nil, nil
+	}
+	creds, err := c.o.Credentials(ctx, Target, m)
+	if err != nil {
+		return nil, fmt.Errorf("target credentials for mailbox %s: %w", m.Key, err)
+	}
+	a, err := dialAppender(ctx, c.o.Target, creds)
+	if errors.Is(err, errNoMultiAppend) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, c.classify(err, Target, "login", m.Key)
+	}
+	return a, nil
 }
 
 // conn is one logged-in connection; selected is the mailbox it has open.

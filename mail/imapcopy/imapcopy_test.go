@@ -35,14 +35,24 @@ type pair struct {
 	src, tgt *dovecot.Server
 }
 
-func startPair(t *testing.T) pair {
+func startPair(t *testing.T) pair { return startPairWith(t, nil, nil) }
+
+// startPairWith starts the pair, each server's options changed by its own
+// function (nil leaves them as they are).
+func startPairWith(t *testing.T, srcMod, tgtMod func(*dovecot.Options)) pair {
 	t.Helper()
-	o := dovecot.Options{
-		Users:      []dovecot.User{{Name: user, Password: password}},
-		MasterUser: "admin", MasterPassword: "admin-pw",
-		Plaintext: true,
+	opts := func(mod func(*dovecot.Options)) dovecot.Options {
+		o := dovecot.Options{
+			Users:      []dovecot.User{{Name: user, Password: password}},
+			MasterUser: "admin", MasterPassword: "admin-pw",
+			Plaintext: true,
+		}
+		if mod != nil {
+			mod(&o)
+		}
+		return o
 	}
-	return pair{src: dovecot.StartT(t, o), tgt: dovecot.StartT(t, o)}
+	return pair{src: dovecot.StartT(t, opts(srcMod)), tgt: dovecot.StartT(t, opts(tgtMod))}
 }
 
 func endpoint(s *dovecot.Server) imapcopy.Endpoint {
@@ -111,10 +121,15 @@ func folderNames(msgs []imaptest.Message) map[string]int {
 }
 
 func TestFullCopyIsAnExactMatch(t *testing.T) {
+	t.Run("multiappend", func(t *testing.T) { testFullCopy(t, nil) })
+	t.Run("append", func(t *testing.T) { testFullCopy(t, func(o *imapcopy.Options) { o.NoMultiAppend = true }) })
+}
+
+func testFullCopy(t *testing.T, mod func(*imapcopy.Options)) {
 	p := startPair(t)
 	p.seed(t)
 	var progress int
-	stats, err := p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{
+	stats, err := p.copier(t, mod).Copy(context.Background(), activities.CopyRequest{
 		Mailbox: mailbox, Pass: activities.PassBulk,
 		Progress: func(activities.Checkpoint, activities.CopyStats) { progress++ },
 	})
@@ -143,7 +158,7 @@ func TestFullCopyIsAnExactMatch(t *testing.T) {
 	assert.Contains(t, got["Sent"], imap.MailboxAttrSent)
 
 	// A second pass from nothing (a checkpoint lost) adds nothing.
-	again, err := p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	again, err := p.copier(t, mod).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
 	require.NoError(t, err)
 	assert.Zero(t, again.Items)
 	assert.Equal(t, int64(len(src)), again.Skipped)
@@ -151,7 +166,8 @@ func TestFullCopyIsAnExactMatch(t *testing.T) {
 }
 
 func TestSpecialUseMapsByAttributeAndRenameMap(t *testing.T) {
-	p := startPair(t)
+	// The source calls its sent folder "Sent Items"; the target's is "Sent".
+	p := startPairWith(t, func(o *dovecot.Options) { o.SpecialUse = map[string]string{"Sent Items": `\Sent`} }, nil)
 	cl, err := imaptest.Dial(p.src.Addr(), user, password)
 	require.NoError(t, err)
 	msgs := []imaptest.SeedMessage{
@@ -316,6 +332,7 @@ func TestOversizeMessageIsABadItemAndBlocksCutover(t *testing.T) {
 	assert.Len(t, snapshot(t, p.tgt), len(src)-1)
 
 	// With a limit of one, the same copy succeeds and lists the item.
+	// (The target already has the rest: they are found, not copied again.)
 	stats, err := p.copier(t, func(o *imapcopy.Options) { o.MaxMessageBytes = 5 << 20; o.BadItemLimit = 1 }).
 		Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
 	require.NoError(t, err)
@@ -324,6 +341,47 @@ func TestOversizeMessageIsABadItemAndBlocksCutover(t *testing.T) {
 	assert.Equal(t, big.Folder, stats.Bad[0].Folder)
 	assert.Equal(t, big.Size, stats.Bad[0].Size)
 	assert.Contains(t, stats.Bad[0].Reason, "limit")
+}
+
+// TestMessageTheTargetRefusesIsABadItem has a target that refuses
+// messages over 5 MB. With MULTIAPPEND the batch holding the 10 MB message
+// is refused whole and the copier finds the one message by sending that
+// batch's messages one at a time. With one APPEND per message, go-imap drops
+// the connection after a refused synchronising literal, so the attempt
+// fails and the retry, from the attempt's last checkpoint as the activity
+// hands it on, finishes the copy; either way the message is one bad item.
+func TestMessageTheTargetRefusesIsABadItem(t *testing.T) {
+	for _, multi := range []bool{true, false} {
+		t.Run(fmt.Sprintf("multiappend=%v", multi), func(t *testing.T) {
+			p := startPairWith(t, nil, func(o *dovecot.Options) { o.MaxMessageBytes = 5 << 20 })
+			p.seed(t)
+			src := snapshot(t, p.src)
+			c := p.copier(t, func(o *imapcopy.Options) { o.BadItemLimit = 1; o.NoMultiAppend = !multi; o.Window = 64 })
+			var cp activities.Checkpoint
+			var total, last activities.CopyStats
+			var err error
+			for attempt := 1; attempt <= 3; attempt++ {
+				last = activities.CopyStats{}
+				var stats activities.CopyStats
+				stats, err = c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk, Checkpoint: cp,
+					Progress: func(c activities.Checkpoint, s activities.CopyStats) { cp, last = c, s }})
+				if err == nil {
+					total = total.Add(stats)
+					break
+				}
+				_, permanent := activities.IsPermanent(err)
+				require.False(t, permanent, "%v", err)
+				t.Logf("attempt %d: %v; checkpoint %+v; stats %+v", attempt, err, cp, last)
+				total = total.Add(last)
+			}
+			require.NoError(t, err)
+			assert.Equal(t, int64(1), total.BadItems)
+			require.Len(t, total.Bad, 1)
+			assert.Contains(t, total.Bad[0].Reason, "the target refused it")
+			assert.Greater(t, total.Bad[0].Size, int64(5<<20))
+			assert.Len(t, snapshot(t, p.tgt), len(src)-1, "everything else is copied, once")
+		})
+	}
 }
 
 // TestKilledCopyResumesFromItsCheckpoint copies in a child process, kills

@@ -1,0 +1,309 @@
+// Command copybench measures mailwave's IMAP copier against mbsync (isync)
+// on the same generated mailbox: one source Dovecot and two fresh target
+// Dovecots on loopback; mailwave's copier (run as its own process, so its
+// peak memory is its own) copies to one, mbsync to the other. Both targets
+// are then checked against the source.
+//
+// It prints one `name=value` figure a line on stdout; progress goes to
+// stderr. Run it from the module root (make bench-copy):
+//
+//	go run ./bench/copybench -messages 5000 -mbytes 200
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"mailwave/activities"
+	"mailwave/internal/dovecot"
+	"mailwave/internal/imaptest"
+	"mailwave/mail/imapcopy"
+)
+
+const (
+	user     = "bench"
+	password = "bench-pw"
+)
+
+type options struct {
+	messages      int
+	mbytes        int
+	seed          int64
+	window, lanes int
+	keep          bool
+	child         bool
+	src, tgt      int
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.messages, "messages", 5000, "messages in the generated mailbox")
+	flag.IntVar(&o.mbytes, "mbytes", 200, "total size of the generated mailbox, MB")
+	flag.Int64Var(&o.seed, "seed", 1, "seed of the generated mailbox")
+	flag.IntVar(&o.window, "window", 16, "mailwave: messages per fetch window")
+	flag.IntVar(&o.lanes, "lanes", 2, "mailwave: connection pairs per mailbox")
+	flag.BoolVar(&o.keep, "keep", false, "keep the servers' directories")
+	flag.BoolVar(&o.child, "child", false, "internal: run one copy (the measured process)")
+	flag.IntVar(&o.src, "src-port", 0, "internal: source port")
+	flag.IntVar(&o.tgt, "tgt-port", 0, "internal: target port")
+	flag.Parse()
+	var err error
+	if o.child {
+		err = child(o)
+	} else {
+		err = run(o)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "copybench:", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "copybench: "+format+"\n", args...)
+}
+
+func run(o options) error {
+	if err := dovecot.Available(); err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("mbsync"); err != nil {
+		return errors.New("mbsync not found: install Debian's isync")
+	}
+	dir, err := os.MkdirTemp("", "copybench-")
+	if err != nil {
+		return err
+	}
+	if !o.keep {
+		defer os.RemoveAll(dir)
+	} else {
+		logf("keeping %s", dir)
+	}
+	dopts := dovecot.Options{Users: []dovecot.User{{Name: user, Password: password}}, Plaintext: true}
+	var servers [3]*dovecot.Server
+	for i, name := range []string{"source", "target-mailwave", "target-mbsync"} {
+		o := dopts
+		if i == 0 {
+			o.Storage = dovecot.Maildir // seeded by writing files
+		}
+		if servers[i], err = dovecot.Start(filepath.Join(dir, name), o); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		defer servers[i].Stop()
+	}
+	src, tgtMW, tgtMB := servers[0], servers[1], servers[2]
+
+	t0 := time.Now()
+	folders := []string{"INBOX", "Sent", "Archive/2019", "Archive/2020", "Projects/Réunions"}
+	n, total, err := imaptest.SeedMaildir(src, user, imaptest.BulkFolders(folders),
+		imaptest.GenerateBulk(o.seed, o.messages, int64(o.mbytes)<<20, folders))
+	if err != nil {
+		return fmt.Errorf("seeding: %w", err)
+	}
+	logf("seeded %d messages, %.1f MB, in %d folders, in %s", n, float64(total)/(1<<20), len(folders), time.Since(t0).Round(time.Millisecond))
+	// Let the source index everything before either copy reads it, so
+	// neither pays for it.
+	if _, err := snapshot(src); err != nil {
+		return err
+	}
+
+	logf("mailwave: copying (window %d, lanes %d)", o.window, o.lanes)
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, "-child", "-src-port", strconv.Itoa(src.Port), "-tgt-port", strconv.Itoa(tgtMW.Port),
+		"-window", strconv.Itoa(o.window), "-lanes", strconv.Itoa(o.lanes))
+	cmd.Stderr = os.Stderr
+	busy0 := machineBusy()
+	t0 = time.Now()
+	out, err := cmd.Output()
+	mwTime := time.Since(t0)
+	logf("mailwave: machine busy %.0f%% of %d cores", 100*(machineBusy()-busy0)/mwTime.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU())
+	if err != nil {
+		return fmt.Errorf("mailwave copy: %w", err)
+	}
+	var stats activities.CopyStats
+	if err := json.Unmarshal(out, &stats); err != nil {
+		return fmt.Errorf("mailwave copy said %q: %w", out, err)
+	}
+	rssKB := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+	logf("mailwave: %d messages in %s (cpu user %s, sys %s)", stats.Items, mwTime.Round(time.Millisecond),
+		cmd.ProcessState.UserTime().Round(time.Millisecond), cmd.ProcessState.SystemTime().Round(time.Millisecond))
+
+	logf("mbsync: copying")
+	mbTime, err := runMbsync(dir, src, tgtMB)
+	if err != nil {
+		return err
+	}
+	logf("mbsync: done in %s", mbTime.Round(time.Millisecond))
+
+	want, err := snapshot(src)
+	if err != nil {
+		return err
+	}
+	for _, t := range []struct {
+		name string
+		s    *dovecot.Server
+	}{{"mailwave", tgtMW}, {"mbsync", tgtMB}} {
+		got, err := snapshot(t.s)
+		if err != nil {
+			return err
+		}
+		if d := diff(want, got); d != "" {
+			return fmt.Errorf("%s's target differs from the source: %s", t.name, d)
+		}
+	}
+	logf("both targets match the source: %d messages", len(want))
+
+	mw := float64(n) / mwTime.Seconds()
+	mb := float64(n) / mbTime.Seconds()
+	fmt.Printf("messages=%d\n", n)
+	fmt.Printf("mbytes=%.1f\n", float64(total)/(1<<20))
+	fmt.Printf("mailwave_seconds=%.2f\n", mwTime.Seconds())
+	fmt.Printf("mbsync_seconds=%.2f\n", mbTime.Seconds())
+	fmt.Printf("mailwave_msgs_per_s=%.1f\n", mw)
+	fmt.Printf("mbsync_msgs_per_s=%.1f\n", mb)
+	fmt.Printf("mailwave_mb_per_s=%.1f\n", float64(total)/(1<<20)/mwTime.Seconds())
+	fmt.Printf("mbsync_mb_per_s=%.1f\n", float64(total)/(1<<20)/mbTime.Seconds())
+	fmt.Printf("ratio_vs_mbsync=%.2f\n", mw/mb)
+	fmt.Printf("mailwave_peak_rss_mb=%.1f\n", float64(rssKB)/1024)
+	return nil
+}
+
+// child is the measured process: one bulk copy, its stats as JSON on stdout.
+func child(o options) error {
+	creds := func(context.Context, imapcopy.Side, activities.MailboxRef) (imapcopy.Credentials, error) {
+		return imapcopy.Credentials{Mechanism: imapcopy.MechPlain, Username: user, Password: password}, nil
+	}
+	c, err := imapcopy.New(imapcopy.Options{
+		Source:      imapcopy.Endpoint{Host: "127.0.0.1", Port: o.src, Security: imapcopy.SecurityNone},
+		Target:      imapcopy.Endpoint{Host: "127.0.0.1", Port: o.tgt, Security: imapcopy.SecurityNone},
+		Credentials: creds,
+		Window:      o.window,
+		Lanes:       o.lanes,
+	})
+	if err != nil {
+		return err
+	}
+	stats, err := c.Copy(context.Background(), activities.CopyRequest{
+		Mailbox: activities.MailboxRef{Key: "bench"}, Pass: activities.PassBulk,
+		Progress: func(activities.Checkpoint, activities.CopyStats) {},
+	})
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(stats)
+}
+
+// runMbsync copies the source to the target with mbsync, keeping arrival
+// dates (INTERNALDATE) as mailwave does.
+func runMbsync(dir string, src, tgt *dovecot.Server) (time.Duration, error) {
+	state := filepath.Join(dir, "mbsync-state")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return 0, err
+	}
+	conf := fmt.Sprintf(`IMAPAccount source
+Host 127.0.0.1
+Port %d
+User %s
+Pass %s
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore source
+Account source
+
+IMAPAccount target
+Host 127.0.0.1
+Port %d
+User %s
+Pass %s
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore target
+Account target
+
+Channel copy
+Far :source:
+Near :target:
+Patterns *
+Create Near
+Sync Pull
+Expunge None
+CopyArrivalDate yes
+SyncState %s/
+`, src.Port, user, password, tgt.Port, user, password, state)
+	path := filepath.Join(dir, "mbsyncrc")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		return 0, err
+	}
+	cmd := exec.Command("mbsync", "-c", path, "-a", "-q")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	busy0 := machineBusy()
+	t0 := time.Now()
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("mbsync: %w", err)
+	}
+	d := time.Since(t0)
+	logf("mbsync: machine busy %.0f%% of %d cores", 100*(machineBusy()-busy0)/d.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU())
+	logf("mbsync: cpu user %s, sys %s", cmd.ProcessState.UserTime().Round(time.Millisecond), cmd.ProcessState.SystemTime().Round(time.Millisecond))
+	return d, nil
+}
+
+// machineBusy is the machine's CPU seconds spent not idle so far, from
+// /proc/stat (Linux); 0 where it cannot be read.
+func machineBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 5 || fields[0] != "cpu" {
+		return 0
+	}
+	var busy float64
+	for i, f := range fields[1:] {
+		v, _ := strconv.ParseFloat(f, 64)
+		if i != 3 && i != 4 { // idle and iowait
+			busy += v
+		}
+	}
+	return busy / 100 // USER_HZ
+}
+
+func snapshot(s *dovecot.Server) ([]imaptest.Message, error) {
+	cl, err := imaptest.Dial(s.Addr(), user, password)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	return imaptest.Snapshot(cl)
+}
+
+// diff names the first difference between two snapshots.
+func diff(want, got []imaptest.Message) string {
+	if len(want) != len(got) {
+		return fmt.Sprintf("%d messages, want %d", len(got), len(want))
+	}
+	for i := range want {
+		w, g := want[i], got[i]
+		if w.Folder != g.Folder || w.BodySHA256 != g.BodySHA256 || !w.InternalDate.Equal(g.InternalDate) || fmt.Sprint(w.Flags) != fmt.Sprint(g.Flags) {
+			return fmt.Sprintf("message %d: got %+v, want %+v", i, g, w)
+		}
+	}
+	return ""
+}
