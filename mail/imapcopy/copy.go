@@ -85,10 +85,8 @@ func (c *Copier) Copy(ctx context.Context, req activities.CopyRequest) (activiti
 	if err != nil {
 		return j.stats, c.classify(err, Target, "folder setup", j.key)
 	}
-	for _, f := range folders {
-		if err := j.copyFolder(ctx, f); err != nil {
-			return j.snapshotStats(), err
-		}
+	if err := j.copyFolders(ctx, folders); err != nil {
+		return j.snapshotStats(), err
 	}
 	j.report(true)
 	bad := 0
@@ -162,10 +160,50 @@ func (j *job) report(force bool) {
 	j.req.Progress(cp, st)
 }
 
-// copyFolder copies one folder's messages above its checkpoint and
-// verifies the result.
-func (j *job) copyFolder(ctx context.Context, f folder) error {
-	c, first := j.c, j.lanes[0]
+// copyFolders copies Lanes folders at once, each over its own lane: one
+// folder's batches from two connections would only queue on the folder's
+// lock at the target, while two folders are two locks.
+func (j *job) copyFolders(ctx context.Context, folders []folder) error {
+	next := make(chan folder)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(next)
+		for _, f := range folders {
+			select {
+			case next <- f:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	for i := range min(j.c.o.Lanes, len(folders)) {
+		g.Go(func() error {
+			j.mu.Lock()
+			l := j.lanes[i]
+			j.mu.Unlock()
+			for f := range next {
+				if l == nil {
+					// A lane lasts for the whole copy, not this group.
+					var err error
+					if l, err = j.openLane(j.ctx, i); err != nil {
+						return err
+					}
+				}
+				if err := j.copyFolder(gctx, l, f); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// copyFolder copies one folder's messages above its checkpoint over one
+// lane and verifies the result.
+func (j *job) copyFolder(ctx context.Context, first *lane, f folder) error {
+	c := j.c
 	sel, err := first.src.selectFolder(f.src)
 	if err != nil {
 		return c.classify(err, Source, "select", j.key)
@@ -256,7 +294,7 @@ func (j *job) copyFolder(ctx context.Context, f folder) error {
 		j.badItem(f, tr, m, fmt.Sprintf("%d bytes is over the %d-byte limit", m.size, c.o.MaxMessageBytes))
 	}
 
-	if err := j.runLanes(ctx, f, tr, todo); err != nil {
+	if err := j.pipeChunks(ctx, first, f, tr, todo); err != nil {
 		return err
 	}
 
@@ -277,21 +315,19 @@ func (j *job) copyFolder(ctx context.Context, f folder) error {
 	j.cp.Folders[f.src] = fc
 	j.mu.Unlock()
 	j.report(true)
-	return j.verify(f, srcMeta, fc)
+	return j.verify(first, f, srcMeta, fc)
 }
 
-// runLanes copies the planned messages over the lanes, Window at a time.
-func (j *job) runLanes(ctx context.Context, f folder, tr *tracker, todo []meta) error {
+// pipeChunks copies the planned messages over the lane, in chunks of
+// Window messages or batchBytes, whichever is less (and at least one).
+func (j *job) pipeChunks(ctx context.Context, l *lane, f folder, tr *tracker, todo []meta) error {
 	if len(todo) == 0 {
 		return nil
 	}
 	chunks := make(chan []meta)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
+	go func() {
 		defer close(chunks)
 		for len(todo) > 0 {
-			// A chunk is Window messages or batchBytes, whichever is
-			// less, and at least one message.
 			n, size := 1, todo[0].size
 			for n < len(todo) && n < j.c.o.Window && size+todo[n].size <= batchBytes {
 				size += todo[n].size
@@ -299,36 +335,20 @@ func (j *job) runLanes(ctx context.Context, f folder, tr *tracker, todo []meta) 
 			}
 			select {
 			case chunks <- todo[:n]:
-			case <-gctx.Done():
-				return gctx.Err()
+			case <-ctx.Done():
+				return
 			}
 			todo = todo[n:]
 		}
-		return nil
-	})
-	lanes := min(j.c.o.Lanes, (len(todo)+j.c.o.Window-1)/j.c.o.Window)
-	if lanes > 1 && j.lanes[0].app != nil {
-		// Batches into one folder from two connections only queue on the
-		// folder's lock; one lane's pipeline keeps the target busy.
-		lanes = 1
+	}()
+	err := j.lanePipe(ctx, l, f, tr, chunks)
+	for range chunks {
+		// Drain, so the producer ends.
 	}
-	for i := range lanes {
-		g.Go(func() error {
-			j.mu.Lock()
-			l := j.lanes[i]
-			j.mu.Unlock()
-			if l == nil {
-				// The lane outlives this folder: it is tied to the whole
-				// copy's context, not the folder's group.
-				var err error
-				if l, err = j.openLane(j.ctx, i); err != nil {
-					return err
-				}
-			}
-			return j.lanePipe(gctx, l, f, tr, chunks)
-		})
+	if err == nil {
+		err = ctx.Err()
 	}
-	return g.Wait()
+	return err
 }
 
 // batch is one chunk's messages sent to the target: one MULTIAPPEND not
@@ -610,8 +630,7 @@ func describeBad(bad []activities.BadItem) string {
 
 // verify checks that the target folder holds every source message up to
 // the checkpoint but the bad items, by identity and size.
-func (j *job) verify(f folder, srcMeta []meta, fc activities.FolderCheckpoint) error {
-	first := j.lanes[0]
+func (j *job) verify(first *lane, f folder, srcMeta []meta, fc activities.FolderCheckpoint) error {
 	sel, err := first.tgt.selectFolder(f.tgt)
 	if err != nil {
 		return j.c.classify(err, Target, "select", j.key)

@@ -89,9 +89,8 @@ type Options struct {
 	// Window is how many messages a lane fetches and appends at once (one
 	// MULTIAPPEND), at most 8 MiB of them (default 32).
 	Window int
-	// Lanes is how many connection pairs copy one mailbox at once (default
-	// 1). Against a target taking batches one lane is used: a folder's
-	// batches from two connections only queue on the folder's lock.
+	// Lanes is how many folders of one mailbox are copied at once, each
+	// over its own pair of connections (default 2).
 	Lanes int
 	// MaxMessageBytes: a larger message is a bad item (default 35 MiB).
 	MaxMessageBytes int64
@@ -154,7 +153,7 @@ func New(o Options) (*Copier, error) {
 		return nil, fmt.Errorf("imapcopy: window %d: must be 1-256", o.Window)
 	}
 	if o.Lanes == 0 {
-		o.Lanes = 1
+		o.Lanes = 2
 	}
 	if o.Lanes < 1 || o.Lanes > 16 {
 		return nil, fmt.Errorf("imapcopy: lanes %d: must be 1-16", o.Lanes)
