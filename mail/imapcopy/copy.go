@@ -60,6 +60,7 @@ type job struct {
 	key   string
 	lanes []*lane
 
+	pmu      sync.Mutex // held while Progress runs
 	mu       sync.Mutex
 	cp       activities.Checkpoint
 	stats    activities.CopyStats
@@ -144,11 +145,14 @@ func (j *job) snapshotStats() activities.CopyStats {
 }
 
 // report hands the checkpoint to the activity, at most every progressEvery
-// unless forced.
+// unless forced. Lanes report from their own goroutines; the calls are made
+// one at a time and in order, so a checkpoint never goes back.
 func (j *job) report(force bool) {
 	if j.req.Progress == nil {
 		return
 	}
+	j.pmu.Lock()
+	defer j.pmu.Unlock()
 	j.mu.Lock()
 	if !force && time.Since(j.reported) < progressEvery {
 		j.mu.Unlock()
