@@ -164,6 +164,11 @@ organisations:
 	}
 	want[activities.NoticeMessageID("key-carol", activities.NoticeFailure)+" to it-admin@trust-a.example"] = 1
 	assert.Equal(t, want, got)
+
+	if *recordDir != "" {
+		recordHistory(t, c, alice.GetID(), filepath.Join(*recordDir, "mailbox_real_mail_delta_after_pause.json"))
+		recordHistory(t, c, carol.GetID(), filepath.Join(*recordDir, "mailbox_needs_support_admin_told.json"))
+	}
 }
 
 func queryState(t *testing.T, c client.Client, id string) workflows.MailboxState {
