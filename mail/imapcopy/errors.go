@@ -27,6 +27,9 @@ func (c *Copier) classify(err error, side Side, what, key string) error {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	if errors.Is(err, errTokenRefused) {
+		return activities.Permanent(activities.ErrTypeBadCredentials, "%s refused the login of mailbox %s: %v", side, key, err)
+	}
 	var ie *imap.Error
 	if !errors.As(err, &ie) {
 		return fmt.Errorf("%s %s for mailbox %s: %w", side, what, key, err)

@@ -298,6 +298,9 @@ func (x xoauth2) Start() (string, []byte, error) {
 	return "XOAUTH2", []byte("user=" + x.user + "\x01auth=Bearer " + x.token + "\x01\x01"), nil
 }
 
-// Next answers the server's error challenge with an empty response, after
-// which the server fails the exchange with its NO.
-func (x xoauth2) Next([]byte) ([]byte, error) { return []byte{}, nil }
+// Next is only called with the server's error challenge: the token was
+// refused. (The protocol's empty answer cannot be sent through go-imap,
+// which encodes it as "=", so the exchange ends here.)
+func (x xoauth2) Next([]byte) ([]byte, error) { return nil, errTokenRefused }
+
+var errTokenRefused = errors.New("the server refused the bearer token")

@@ -488,3 +488,47 @@ func TestHelperCopyProcess(t *testing.T) {
 func rateLimiter(bytesPerSecond int) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(bytesPerSecond), 64<<10)
 }
+
+// TestTLSAndXOAuth2 copies from a source over implicit TLS with a password
+// to a target over STARTTLS with an OAuth2 bearer token, both servers'
+// certificates trusted through their CA files; a wrong token is refused
+// for good.
+func TestTLSAndXOAuth2(t *testing.T) {
+	p := startPairWith(t, nil, func(o *dovecot.Options) { o.OAuth2Tokens = map[string]string{user: "good-token"} })
+	p.seed(t)
+	srcTLS, err := p.src.TLSConfig()
+	require.NoError(t, err)
+	tgtTLS, err := p.tgt.TLSConfig()
+	require.NoError(t, err)
+	copier := func(token string) *imapcopy.Copier {
+		return p.copier(t, func(o *imapcopy.Options) {
+			o.Source = imapcopy.Endpoint{Host: "127.0.0.1", Port: p.src.TLSPort, Security: imapcopy.SecurityTLS, TLS: srcTLS}
+			o.Target = imapcopy.Endpoint{Host: "127.0.0.1", Port: p.tgt.Port, Security: imapcopy.SecurityStartTLS, TLS: tgtTLS}
+			o.Credentials = func(_ context.Context, side imapcopy.Side, _ activities.MailboxRef) (imapcopy.Credentials, error) {
+				if side == imapcopy.Target {
+					return imapcopy.Credentials{Mechanism: imapcopy.MechXOAuth2, Username: user, Token: token}, nil
+				}
+				return imapcopy.Credentials{Mechanism: imapcopy.MechPlain, Username: user, Password: password}, nil
+			}
+		})
+	}
+	_, err = copier("bad-token").Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	typ, permanent := activities.IsPermanent(err)
+	require.True(t, permanent, "%v", err)
+	assert.Equal(t, activities.ErrTypeBadCredentials, typ)
+
+	_, err = copier("good-token").Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	require.NoError(t, err)
+	requireSame(t, p)
+
+	// Without the CA file the source's certificate is not trusted: a
+	// transient failure (the operator fixes the configuration), not a
+	// mailbox's permanent one.
+	_, err = p.copier(t, func(o *imapcopy.Options) {
+		o.Source = imapcopy.Endpoint{Host: "127.0.0.1", Port: p.src.TLSPort, Security: imapcopy.SecurityTLS}
+	}).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	require.Error(t, err)
+	_, permanent = activities.IsPermanent(err)
+	assert.False(t, permanent)
+	assert.Contains(t, err.Error(), "certificate")
+}
