@@ -108,7 +108,8 @@ func (a *app) demo(ctx context.Context, o demoOptions) error {
 	fmt.Fprintf(a.out, "\n== wave %s done in %s (%d runs) ==\n", wave, res.Duration.Round(time.Second), res.Runs)
 	fmt.Fprintf(a.out, "migrated %d, needs support %d, cancelled %d, refused %d\n", res.Migrated, res.NeedsSupport, res.Cancelled, res.Refused)
 	fmt.Fprintf(a.out, "%.1f mailboxes/s from T to the last cutover\n", float64(res.Migrated+res.NeedsSupport)/max(1, res.FinishedAt.Sub(in.MigrateAt).Seconds()))
-	fmt.Fprintf(a.out, "notices: %d T-14, %d T-1, %d success\n", notices[activities.NoticeT14], notices[activities.NoticeT1], notices[activities.NoticeSuccess])
+	fmt.Fprintf(a.out, "notices: %d T-14, %d T-1, %d success; %d failure notices to the admin\n",
+		notices[activities.NoticeT14], notices[activities.NoticeT1], notices[activities.NoticeSuccess], notices[activities.NoticeFailure])
 	fmt.Fprintf(a.out, "verifier: %d cut over, %d not cut over (the needs-support ones), %d items at source, %d on target\n",
 		t.CutOver, t.Incomplete, t.SourceItems, t.TargetItems)
 	fmt.Fprintf(a.out, "verifier: lost %d, duplicated %d; per-mailbox report %s\n", t.Lost, t.Duplicated, csvPath)
@@ -140,7 +141,7 @@ func countNotices(ctx context.Context, dir string, mailboxes []activities.Mailbo
 	}
 	counts := map[activities.NoticeKind]int{}
 	for _, m := range mailboxes {
-		for _, kind := range activities.NoticeKinds {
+		for _, kind := range activities.AllNoticeKinds {
 			sent, err := ob.Sent(ctx, m.Key, kind)
 			if err != nil {
 				return nil, err
