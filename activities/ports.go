@@ -93,6 +93,10 @@ type FolderCheckpoint struct {
 	// duplicates from TargetUIDNext on, not through the whole folder.
 	TargetUIDValidity uint32 `json:",omitempty"`
 	TargetUIDNext     uint32 `json:",omitempty"`
+	// TargetSinceUID is LastUID when TargetUIDNext was read: the source
+	// messages after it up to LastUID have their copies at or above
+	// TargetUIDNext.
+	TargetSinceUID uint32 `json:",omitempty"`
 	// Bad lists the UIDs (at or below LastUID) reported as bad items, so a
 	// resumed copy neither retries them nor counts them again.
 	Bad []uint32 `json:",omitempty"`

@@ -1,8 +1,11 @@
 // Command copybench measures mailwave's IMAP copier against mbsync (isync)
-// on the same generated mailbox: one source Dovecot and two fresh target
-// Dovecots on loopback; mailwave's copier (run as its own process, so its
-// peak memory is its own) copies to one, mbsync to the other. Both targets
-// are then checked against the source.
+// on the same generated mailbox: one source Dovecot on loopback, and for
+// each copy a fresh, empty target Dovecot. Each round runs mailwave's
+// copier (as its own process, so its peak memory is its own), then mbsync;
+// both targets are checked against the source. Times vary a lot from run
+// to run here (mbsync's between 1.9 and 5.5 s for the same copy), so a
+// warm-up round is run and not counted, the counted rounds alternate which
+// copy goes first, and the figures are the medians.
 //
 // It prints one `name=value` figure a line on stdout; progress goes to
 // stderr. Run it from the module root (make bench-copy):
@@ -20,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,6 +46,7 @@ type options struct {
 	seed          int64
 	window, lanes int
 	keep          bool
+	rounds        int
 	child         bool
 	src, tgt      int
 }
@@ -54,6 +59,7 @@ func main() {
 	flag.IntVar(&o.window, "window", 0, "mailwave: messages per fetch window and batch (0: the copier's default)")
 	flag.IntVar(&o.lanes, "lanes", 0, "mailwave: connection pairs per mailbox (0: the copier's default)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the servers' directories")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of both copies, each to fresh targets; the figures are the medians")
 	flag.BoolVar(&o.child, "child", false, "internal: run one copy (the measured process)")
 	flag.IntVar(&o.src, "src-port", 0, "internal: source port")
 	flag.IntVar(&o.tgt, "tgt-port", 0, "internal: target port")
@@ -90,19 +96,12 @@ func run(o options) error {
 	} else {
 		logf("keeping %s", dir)
 	}
-	dopts := dovecot.Options{Users: []dovecot.User{{Name: user, Password: password}}, Plaintext: true}
-	var servers [3]*dovecot.Server
-	for i, name := range []string{"source", "target-mailwave", "target-mbsync"} {
-		o := dopts
-		if i == 0 {
-			o.Storage = dovecot.Maildir // seeded by writing files
-		}
-		if servers[i], err = dovecot.Start(filepath.Join(dir, name), o); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		defer servers[i].Stop()
+	dopts := dovecot.Options{Users: []dovecot.User{{Name: user, Password: password}}, Plaintext: true, Storage: dovecot.Maildir}
+	src, err := dovecot.Start(filepath.Join(dir, "source"), dopts) // maildir: seeded by writing files
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
 	}
-	src, tgtMW, tgtMB := servers[0], servers[1], servers[2]
+	defer src.Stop()
 
 	t0 := time.Now()
 	folders := []string{"INBOX", "Sent", "Archive/2019", "Archive/2020", "Projects/Réunions"}
@@ -114,66 +113,43 @@ func run(o options) error {
 	logf("seeded %d messages, %.1f MB, in %d folders, in %s", n, float64(total)/(1<<20), len(folders), time.Since(t0).Round(time.Millisecond))
 	// Let the source index everything before either copy reads it, so
 	// neither pays for it.
-	if _, err := snapshot(src); err != nil {
-		return err
-	}
-
-	logf("mailwave: copying (window %d, lanes %d)", o.window, o.lanes)
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(exe, "-child", "-src-port", strconv.Itoa(src.Port), "-tgt-port", strconv.Itoa(tgtMW.Port),
-		"-window", strconv.Itoa(o.window), "-lanes", strconv.Itoa(o.lanes))
-	cmd.Stderr = os.Stderr
-	busy0 := machineBusy()
-	t0 = time.Now()
-	out, err := cmd.Output()
-	mwTime := time.Since(t0)
-	logf("mailwave: machine busy %.0f%% of %d cores", 100*(machineBusy()-busy0)/mwTime.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU())
-	if err != nil {
-		return fmt.Errorf("mailwave copy: %w", err)
-	}
-	var stats activities.CopyStats
-	if err := json.Unmarshal(out, &stats); err != nil {
-		return fmt.Errorf("mailwave copy said %q: %w", out, err)
-	}
-	rssKB := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
-	logf("mailwave: %d messages in %s (cpu user %s, sys %s)", stats.Items, mwTime.Round(time.Millisecond),
-		cmd.ProcessState.UserTime().Round(time.Millisecond), cmd.ProcessState.SystemTime().Round(time.Millisecond))
-
-	logf("mbsync: copying")
-	mbTime, err := runMbsync(dir, src, tgtMB)
-	if err != nil {
-		return err
-	}
-	logf("mbsync: done in %s", mbTime.Round(time.Millisecond))
-
 	want, err := snapshot(src)
 	if err != nil {
 		return err
 	}
-	for _, t := range []struct {
-		name string
-		s    *dovecot.Server
-	}{{"mailwave", tgtMW}, {"mbsync", tgtMB}} {
-		got, err := snapshot(t.s)
-		if err != nil {
-			return err
-		}
-		// mbsync adds an X-TUID header to every message it copies, so its
-		// sizes and hashes differ by design, and it does not copy keywords
-		// ($Label1); folder, system flags, date and Message-ID must match.
-		if d := diff(want, got, t.name == "mailwave"); d != "" {
-			return fmt.Errorf("%s's target differs from the source: %s", t.name, d)
-		}
-	}
-	logf("both targets match the source: %d messages", len(want))
 
+	// Round 0 warms the machine (page cache, the source's index cache) and
+	// is not counted; the counted rounds alternate which copy goes first.
+	var mwTimes, mbTimes []time.Duration
+	var peakKB int64
+	for round := 0; round <= o.rounds; round++ {
+		var mwTime, mbTime time.Duration
+		var rssKB int64
+		doMailwave := func() (err error) { mwTime, rssKB, err = roundMailwave(o, dir, round, src, want); return err }
+		doMbsync := func() (err error) { mbTime, err = roundMbsync(dir, round, src, want); return err }
+		steps := []func() error{doMailwave, doMbsync}
+		if round%2 == 0 {
+			steps[0], steps[1] = steps[1], steps[0]
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+		if round == 0 {
+			logf("warm-up: mailwave %s, mbsync %s (not counted)", mwTime.Round(time.Millisecond), mbTime.Round(time.Millisecond))
+			continue
+		}
+		logf("round %d: mailwave %s, mbsync %s, ratio %.2f", round, mwTime.Round(time.Millisecond), mbTime.Round(time.Millisecond),
+			mbTime.Seconds()/mwTime.Seconds())
+		mwTimes, mbTimes, peakKB = append(mwTimes, mwTime), append(mbTimes, mbTime), max(peakKB, rssKB)
+	}
+	mwTime, mbTime := median(mwTimes), median(mbTimes)
 	mw := float64(n) / mwTime.Seconds()
 	mb := float64(n) / mbTime.Seconds()
 	fmt.Printf("messages=%d\n", n)
 	fmt.Printf("mbytes=%.1f\n", float64(total)/(1<<20))
+	fmt.Printf("rounds=%d\n", o.rounds)
 	fmt.Printf("mailwave_seconds=%.2f\n", mwTime.Seconds())
 	fmt.Printf("mbsync_seconds=%.2f\n", mbTime.Seconds())
 	fmt.Printf("mailwave_msgs_per_s=%.1f\n", mw)
@@ -181,8 +157,86 @@ func run(o options) error {
 	fmt.Printf("mailwave_mb_per_s=%.1f\n", float64(total)/(1<<20)/mwTime.Seconds())
 	fmt.Printf("mbsync_mb_per_s=%.1f\n", float64(total)/(1<<20)/mbTime.Seconds())
 	fmt.Printf("ratio_vs_mbsync=%.2f\n", mw/mb)
-	fmt.Printf("mailwave_peak_rss_mb=%.1f\n", float64(rssKB)/1024)
+	fmt.Printf("mailwave_peak_rss_mb=%.1f\n", float64(peakKB)/1024)
 	return nil
+}
+
+// median is the middle of the times (the lower middle of an even count).
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
+}
+
+// freshTarget starts an empty target server for one copy.
+func freshTarget(dir, name string) (*dovecot.Server, error) {
+	return dovecot.Start(filepath.Join(dir, name), dovecot.Options{Users: []dovecot.User{{Name: user, Password: password}}, Plaintext: true})
+}
+
+// roundMailwave copies the source to a fresh target with mailwave's copier
+// in a child process, checks the target and returns the time and the
+// child's peak RSS (KB).
+func roundMailwave(o options, dir string, round int, src *dovecot.Server, want []imaptest.Message) (time.Duration, int64, error) {
+	tgt, err := freshTarget(dir, fmt.Sprintf("target-mailwave-%d", round))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer tgt.Stop()
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, 0, err
+	}
+	cmd := exec.Command(exe, "-child", "-src-port", strconv.Itoa(src.Port), "-tgt-port", strconv.Itoa(tgt.Port),
+		"-window", strconv.Itoa(o.window), "-lanes", strconv.Itoa(o.lanes))
+	cmd.Stderr = os.Stderr
+	settle()
+	busy0 := machineBusy()
+	t0 := time.Now()
+	out, err := cmd.Output()
+	d := time.Since(t0)
+	if err != nil {
+		return 0, 0, fmt.Errorf("mailwave copy: %w", err)
+	}
+	var stats activities.CopyStats
+	if err := json.Unmarshal(out, &stats); err != nil {
+		return 0, 0, fmt.Errorf("mailwave copy said %q: %w", out, err)
+	}
+	logf("round %d: mailwave copied %d messages in %s (its cpu: user %s, sys %s; machine busy %.0f%% of %d cores)", round, stats.Items,
+		d.Round(time.Millisecond), cmd.ProcessState.UserTime().Round(time.Millisecond), cmd.ProcessState.SystemTime().Round(time.Millisecond),
+		100*(machineBusy()-busy0)/d.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU())
+	got, err := snapshot(tgt)
+	if err != nil {
+		return 0, 0, err
+	}
+	if diff := diff(want, got, true); diff != "" {
+		return 0, 0, fmt.Errorf("mailwave's target differs from the source: %s", diff)
+	}
+	return d, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss, nil
+}
+
+// roundMbsync does the same with mbsync. mbsync adds an X-TUID header to
+// every message it copies, so its sizes and hashes differ by design, and it
+// does not copy keywords ($Label1); folder, system flags, date and
+// Message-ID must match.
+func roundMbsync(dir string, round int, src *dovecot.Server, want []imaptest.Message) (time.Duration, error) {
+	tgt, err := freshTarget(dir, fmt.Sprintf("target-mbsync-%d", round))
+	if err != nil {
+		return 0, err
+	}
+	defer tgt.Stop()
+	settle()
+	d, err := runMbsync(filepath.Join(dir, fmt.Sprintf("mbsync-%d", round)), src, tgt)
+	if err != nil {
+		return 0, err
+	}
+	got, err := snapshot(tgt)
+	if err != nil {
+		return 0, err
+	}
+	if diff := diff(want, got, false); diff != "" {
+		return 0, fmt.Errorf("mbsync's target differs from the source: %s", diff)
+	}
+	return d, nil
 }
 
 // child is the measured process: one bulk copy, its stats as JSON on stdout.
@@ -213,7 +267,7 @@ func child(o options) error {
 // runMbsync copies the source to the target with mbsync, keeping arrival
 // dates (INTERNALDATE) as mailwave does.
 func runMbsync(dir string, src, tgt *dovecot.Server) (time.Duration, error) {
-	state := filepath.Join(dir, "mbsync-state")
+	state := filepath.Join(dir, "state")
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return 0, err
 	}
@@ -261,9 +315,17 @@ SyncState %s/
 		return 0, fmt.Errorf("mbsync: %w", err)
 	}
 	d := time.Since(t0)
-	logf("mbsync: machine busy %.0f%% of %d cores", 100*(machineBusy()-busy0)/d.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU())
-	logf("mbsync: cpu user %s, sys %s", cmd.ProcessState.UserTime().Round(time.Millisecond), cmd.ProcessState.SystemTime().Round(time.Millisecond))
+	logf("mbsync copied in %s (its cpu: user %s, sys %s; machine busy %.0f%% of %d cores)", d.Round(time.Millisecond),
+		cmd.ProcessState.UserTime().Round(time.Millisecond), cmd.ProcessState.SystemTime().Round(time.Millisecond),
+		100*(machineBusy()-busy0)/d.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU())
 	return d, nil
+}
+
+// settle flushes dirty pages to disk before a timed copy, so that neither
+// pays for writing back what the seeding or the other copy left.
+func settle() {
+	syscall.Sync()
+	time.Sleep(time.Second)
 }
 
 // machineBusy is the machine's CPU seconds spent not idle so far, from

@@ -82,26 +82,35 @@ func (c *Copier) Copy(ctx context.Context, req activities.CopyRequest) (activiti
 	if err != nil {
 		return j.stats, err
 	}
-	folders, err := c.planFolders(first.src, first.tgt)
+	folders, err := c.planFolders(first.src, first.tgt, j.key)
 	if err != nil {
+		if _, ok := activities.IsPermanent(err); ok {
+			return j.stats, err
+		}
 		return j.stats, c.classify(err, Target, "folder setup", j.key)
 	}
 	if err := j.copyFolders(ctx, folders); err != nil {
+		// What was done before the failure is handed on, so the retry
+		// does not look for it again.
+		j.report(true)
 		return j.snapshotStats(), err
 	}
 	j.report(true)
-	bad := 0
-	for _, fc := range j.cp.Folders {
-		bad += len(fc.Bad)
+	// Bad items are counted from the checkpoint, over every attempt, in
+	// the folders the source still has.
+	var bad []activities.BadItem
+	for _, f := range folders {
+		for _, uid := range j.cp.Folders[f.src].Bad {
+			bad = append(bad, activities.BadItem{Folder: f.src, UID: uid})
+		}
 	}
-	if bad > c.o.BadItemLimit {
+	if len(bad) > c.o.BadItemLimit {
 		return j.snapshotStats(), activities.Permanent(activities.ErrTypeBadItems,
-			"mailbox %s: %d bad items (limit %d): %s", j.key, bad, c.o.BadItemLimit, describeBad(j.stats.Bad))
+			"mailbox %s: %d bad items (limit %d): %s", j.key, len(bad), c.o.BadItemLimit, describeBad(bad, j.stats.Bad))
 	}
 	return j.snapshotStats(), nil
 }
 
-// openLane connects lane i, which only its own goroutine uses.
 func (j *job) openLane(ctx context.Context, i int) (*lane, error) {
 	src, err := j.c.dial(ctx, Source, j.req.Mailbox)
 	if err != nil {
@@ -234,18 +243,31 @@ func (j *job) copyFolder(ctx context.Context, first *lane, f folder) error {
 		return c.classify(err, Target, "select", j.key)
 	}
 	scanFrom := imap.UID(1)
-	if sourceSame && fc.TargetUIDValidity == tsel.UIDValidity && fc.TargetUIDNext > 0 {
+	switch {
+	case sourceSame && fc.TargetUIDValidity == tsel.UIDValidity && fc.TargetUIDNext > 0:
 		scanFrom = imap.UID(fc.TargetUIDNext)
-	} else {
+	case sourceSame && fc.TargetUIDValidity != 0:
+		// The target folder was made again: what the checkpoint says was
+		// copied may be gone, so the folder is copied again in full,
+		// against what the target has now.
+		fc = activities.FolderCheckpoint{UIDValidity: sel.UIDValidity}
+		fallthrough
+	default:
+		// The whole target folder is looked at, and against it every
+		// source message the checkpoint covers; an empty one holds nothing.
 		fc.TargetUIDValidity = tsel.UIDValidity
-		fc.TargetUIDNext = 1
+		fc.TargetUIDNext, fc.TargetSinceUID = 1, 0
 		if tsel.NumMessages == 0 {
-			fc.TargetUIDNext = uint32(tsel.UIDNext)
+			fc.TargetUIDNext, fc.TargetSinceUID = uint32(tsel.UIDNext), fc.LastUID
 		}
 	}
-	// Messages on the target that no checkpoint covers may be copies from
+	// Messages on the target at or above TargetUIDNext may be copies from
 	// an attempt whose progress was lost: they are matched by Message-ID,
-	// which costs reading headers on both sides, so only then.
+	// which costs reading headers on both sides, so only then. Among them
+	// are the copies of source messages the checkpoint has covered since
+	// (UIDs after TargetSinceUID up to LastUID): those are taken out first,
+	// or a later message with the same identity would match one of them
+	// and never be copied.
 	have := multiset{}
 	if tsel.NumMessages > 0 && scanFrom < tsel.UIDNext {
 		set := imap.UIDSet{imap.UIDRange{Start: scanFrom, Stop: 0}}
@@ -259,18 +281,24 @@ func (j *job) copyFolder(ctx context.Context, first *lane, f folder) error {
 			}
 		}
 		if len(have) > 0 {
-			if err := addMessageIDs(first.src, srcMeta, fc.LastUID); err != nil {
+			if err := addMessageIDs(first.src, srcMeta, fc.TargetSinceUID); err != nil {
 				return c.classify(err, Source, "fetch", j.key)
+			}
+			for _, m := range srcMeta {
+				if u := uint32(m.uid); u > fc.TargetSinceUID && u <= fc.LastUID && !slices.Contains(fc.Bad, u) {
+					have.take(m.key())
+				}
 			}
 		}
 	}
 
-	// The plan: every source message above the checkpoint, in UID order.
+	// The plan: every source message above the checkpoint, in UID order,
+	// but those already reported bad.
 	var todo []meta
 	var order []imap.UID
 	var skipped, bad []meta
 	for _, m := range srcMeta {
-		if uint32(m.uid) <= fc.LastUID {
+		if uint32(m.uid) <= fc.LastUID || slices.Contains(fc.Bad, uint32(m.uid)) {
 			continue
 		}
 		order = append(order, m.uid)
@@ -303,23 +331,25 @@ func (j *job) copyFolder(ctx context.Context, first *lane, f folder) error {
 	}
 
 	// Every message up to the snapshot is on the target now: the target's
-	// next UID bounds where a later pass looks for duplicates.
-	st, err := first.tgt.c.Status(f.tgt, &imap.StatusOptions{UIDNext: true, UIDValidity: true}).Wait()
+	// next UID bounds where a later pass looks for duplicates. The folder
+	// is selected again for it: a selected folder's view does not show
+	// what the batch appender's connection added.
+	tsel, err = first.tgt.selectFolder(f.tgt)
 	if err != nil {
-		return c.classify(err, Target, "status", j.key)
+		return c.classify(err, Target, "select", j.key)
 	}
 	j.mu.Lock()
 	fc = j.cp.Folders[f.src]
 	if n := len(srcMeta); n > 0 {
 		fc.LastUID = max(fc.LastUID, uint32(srcMeta[n-1].uid))
 	}
-	if st.UIDValidity == fc.TargetUIDValidity {
-		fc.TargetUIDNext = uint32(st.UIDNext)
+	if tsel.UIDValidity == fc.TargetUIDValidity {
+		fc.TargetUIDNext, fc.TargetSinceUID = uint32(tsel.UIDNext), fc.LastUID
 	}
 	j.cp.Folders[f.src] = fc
 	j.mu.Unlock()
 	j.report(true)
-	return j.verify(first, f, srcMeta, fc)
+	return j.verify(first, tsel, f, srcMeta, fc)
 }
 
 // pipeChunks copies the planned messages over the lane, in chunks of
@@ -331,9 +361,10 @@ func (j *job) pipeChunks(ctx context.Context, l *lane, f folder, tr *tracker, to
 	chunks := make(chan []meta)
 	go func() {
 		defer close(chunks)
+		limit := min(batchBytes, j.c.o.MaxBytesInFlight)
 		for len(todo) > 0 {
 			n, size := 1, todo[0].size
-			for n < len(todo) && n < j.c.o.Window && size+todo[n].size <= batchBytes {
+			for n < len(todo) && n < j.c.o.Window && size+todo[n].size <= limit {
 				size += todo[n].size
 				n++
 			}
@@ -360,7 +391,7 @@ func (j *job) pipeChunks(ctx context.Context, l *lane, f folder, tr *tracker, to
 // message.
 type batch struct {
 	items []item
-	held  []int64
+	held  int64 // memory taken for the chunk, given back once answered
 	multi <-chan error
 	errs  []error
 }
@@ -426,9 +457,7 @@ func (j *job) collect(ctx context.Context, l *lane, f folder, tr *tracker, sent 
 				settle(it, b.errs[i])
 			}
 		}
-		for _, h := range b.held {
-			j.c.mem.Release(h)
-		}
+		j.c.mem.Release(b.held)
 	}
 	return first
 }
@@ -457,8 +486,10 @@ func (j *job) appendOne(ctx context.Context, l *lane, f folder, it item) error {
 	return err
 }
 
-// fetchChunk fetches a chunk's bodies, holding memory for each, and sends
-// them to the target as one batch.
+// fetchChunk fetches a chunk's bodies and sends them to the target as one
+// batch. The memory for the whole chunk is taken before the fetch, in one
+// go: lanes taking it a message at a time could each hold part of what
+// the other waits for.
 func (j *job) fetchChunk(ctx context.Context, l *lane, f folder, tr *tracker, chunk []meta, sent chan<- *batch) error {
 	c := j.c
 	if l.src.selected != f.src {
@@ -472,11 +503,14 @@ func (j *job) fetchChunk(ctx context.Context, l *lane, f folder, tr *tracker, ch
 		byUID[m.uid], uids[i] = m, m.uid
 	}
 	b := &batch{}
-	release := func() {
-		for _, h := range b.held {
-			c.mem.Release(h)
-		}
+	for _, m := range chunk {
+		b.held += m.size
 	}
+	b.held = min(b.held, c.o.MaxBytesInFlight)
+	if err := c.mem.Acquire(ctx, b.held); err != nil {
+		return err
+	}
+	release := func() { c.mem.Release(b.held) }
 	fetch := l.src.c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{
 		UID:         true,
 		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
@@ -486,7 +520,6 @@ func (j *job) fetchChunk(ctx context.Context, l *lane, f folder, tr *tracker, ch
 	for msg := fetch.Next(); msg != nil; msg = fetch.Next() {
 		var uid imap.UID
 		var body []byte
-		var held int64
 		for it := msg.Next(); it != nil; it = msg.Next() {
 			switch it := it.(type) {
 			case imapclient.FetchItemDataUID:
@@ -495,14 +528,8 @@ func (j *job) fetchChunk(ctx context.Context, l *lane, f folder, tr *tracker, ch
 				if it.Literal == nil {
 					continue
 				}
-				held = min(it.Literal.Size(), c.o.MaxBytesInFlight)
-				if err := c.mem.Acquire(ctx, held); err != nil {
-					release()
-					return err
-				}
 				body = make([]byte, it.Literal.Size())
 				if _, err := io.ReadFull(it.Literal, body); err != nil {
-					c.mem.Release(held)
 					release()
 					return c.classify(err, Source, "fetch", j.key)
 				}
@@ -513,15 +540,12 @@ func (j *job) fetchChunk(ctx context.Context, l *lane, f folder, tr *tracker, ch
 		case !ok:
 			// An answer for a message we did not ask for (a server's
 			// unsolicited FETCH): nothing to copy.
-			if held > 0 {
-				c.mem.Release(held)
-			}
 		case body == nil:
 			seen++
 			j.badItem(f, tr, m, "the source returned no body")
 		default:
 			seen++
-			b.items, b.held = append(b.items, item{m: m, body: body}), append(b.held, held)
+			b.items = append(b.items, item{m: m, body: body})
 		}
 	}
 	if err := fetch.Close(); err != nil {
@@ -535,6 +559,7 @@ func (j *job) fetchChunk(ctx context.Context, l *lane, f folder, tr *tracker, ch
 		return fmt.Errorf("source fetch for mailbox %s: folder changed while copying (%d of %d messages returned); retrying", j.key, seen, len(uids))
 	}
 	if len(b.items) == 0 {
+		release()
 		return nil
 	}
 	if err := j.send(ctx, l, f, b); err != nil {
@@ -611,7 +636,7 @@ func (j *job) badItem(f folder, tr *tracker, m meta, reason string) {
 		j.cp.Folders[f.src] = fc
 		j.stats.BadItems++
 		if len(j.stats.Bad) < activities.MaxBadListed {
-			j.stats.Bad = append(j.stats.Bad, activities.BadItem{Folder: f.src, UID: uint32(m.uid), Size: m.size, Reason: reason})
+			j.stats.Bad = append(j.stats.Bad, activities.BadItem{Folder: shown(f.src), UID: uint32(m.uid), Size: m.size, Reason: reason})
 		}
 	}
 	j.mu.Unlock()
@@ -620,26 +645,39 @@ func (j *job) badItem(f folder, tr *tracker, m meta, reason string) {
 	}
 }
 
-func describeBad(bad []activities.BadItem) string {
-	parts := make([]string, 0, min(len(bad), 5))
+// describeBad names the first bad items, with the reasons this attempt
+// found where it has them.
+func describeBad(bad, reasons []activities.BadItem) string {
+	parts := make([]string, 0, min(len(bad), 6))
 	for i, b := range bad {
 		if i == 5 {
 			parts = append(parts, fmt.Sprintf("and %d more", len(bad)-5))
 			break
 		}
-		parts = append(parts, fmt.Sprintf("folder %q UID %d (%s)", b.Folder, b.UID, b.Reason))
+		s := fmt.Sprintf("folder %s UID %d", label(b.Folder), b.UID)
+		for _, r := range reasons {
+			if r.Folder == b.Folder && r.UID == b.UID {
+				s += " (" + r.Reason + ")"
+			}
+		}
+		parts = append(parts, s)
 	}
 	return strings.Join(parts, "; ")
 }
 
+// shown is a folder's name as a bad-item list shows it.
+func shown(name string) string {
+	if strings.Contains(name, "@") {
+		return "(a folder whose name holds an address)"
+	}
+	return name
+}
+
 // verify checks that the target folder holds every source message up to
 // the checkpoint but the bad items, by identity and size.
-func (j *job) verify(first *lane, f folder, srcMeta []meta, fc activities.FolderCheckpoint) error {
-	sel, err := first.tgt.selectFolder(f.tgt)
-	if err != nil {
-		return j.c.classify(err, Target, "select", j.key)
-	}
+func (j *job) verify(first *lane, sel *imap.SelectData, f folder, srcMeta []meta, fc activities.FolderCheckpoint) error {
 	var tm []meta
+	var err error
 	if sel.NumMessages > 0 {
 		if tm, err = fetchMeta(first.tgt, imap.SeqSetNum(), false); err != nil {
 			return j.c.classify(err, Target, "fetch", j.key)
@@ -666,8 +704,8 @@ func (j *job) verify(first *lane, f folder, srcMeta []meta, fc activities.Folder
 	}
 	if missing > 0 {
 		return activities.Permanent(activities.ErrTypeVerifyMismatch,
-			"mailbox %s folder %q: %d of %d source messages (%d of %d bytes) are not on the target (target has %d messages, %d bytes)",
-			j.key, f.src, missing, want, missingBytes, wantBytes, len(tm), tgtBytes)
+			"mailbox %s folder %s: %d of %d source messages (%d of %d bytes) are not on the target (target has %d messages, %d bytes)",
+			j.key, label(f.src), missing, want, missingBytes, wantBytes, len(tm), tgtBytes)
 	}
 	return nil
 }

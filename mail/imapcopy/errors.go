@@ -37,13 +37,16 @@ func (c *Copier) classify(err error, side Side, what, key string) error {
 	text := safeText(ie)
 	switch {
 	case ie.Code == imap.ResponseCodeAuthenticationFailed || ie.Code == imap.ResponseCodeAuthorizationFailed ||
-		ie.Code == imap.ResponseCodeExpired || ie.Code == imap.ResponseCodePrivacyRequired ||
-		what == "login" && ie.Type == imap.StatusResponseTypeNo && ie.Code == "":
+		ie.Code == imap.ResponseCodeExpired || ie.Code == imap.ResponseCodePrivacyRequired:
 		return activities.Permanent(activities.ErrTypeBadCredentials, "%s refused the login of mailbox %s: %s", side, key, text)
 	case ie.Code == imap.ResponseCodeOverQuota:
 		return activities.Permanent(activities.ErrTypeOverQuota, "%s is over quota for mailbox %s: %s", side, key, text)
 	case throttled(ie):
+		// Before the bare login NO below: "NO Too many connections, try
+		// again later" is a server asking for patience, not a wrong password.
 		return &activities.ThrottledError{RetryAfter: c.backoff(ie), Err: fmt.Errorf("%s %s for mailbox %s: %s", side, what, key, text)}
+	case what == "login" && ie.Type == imap.StatusResponseTypeNo && ie.Code == "":
+		return activities.Permanent(activities.ErrTypeBadCredentials, "%s refused the login of mailbox %s: %s", side, key, text)
 	}
 	return fmt.Errorf("%s %s for mailbox %s: %s", side, what, key, text)
 }
@@ -68,16 +71,23 @@ func (c *Copier) backoff(ie *imap.Error) time.Duration {
 }
 
 // refused reports whether an APPEND's failure is the target refusing that
-// one message (a bad item) rather than the connection or the account.
+// one message (a bad item) rather than the folder, the connection or the
+// account: only the answers about a message's size or form count. A folder
+// gone ([TRYCREATE]), a server error or a refusal of rights is retried,
+// never taken for a bad message.
 func refused(err error) (*imap.Error, bool) {
 	var ie *imap.Error
 	if !errors.As(err, &ie) || ie.Type != imap.StatusResponseTypeNo {
 		return nil, false
 	}
-	if ie.Code == imap.ResponseCodeOverQuota || throttled(ie) && ie.Code != imap.ResponseCodeLimit {
-		return nil, false
+	switch ie.Code {
+	case imap.ResponseCodeTooBig, imap.ResponseCodeLimit, imap.ResponseCodeParse, imap.ResponseCodeUnknownCTE:
+		return ie, true
+	case "":
+		t := strings.ToLower(ie.Text)
+		return ie, !strings.Contains(t, "throttl") && !strings.Contains(t, "try again") && !strings.Contains(t, "too many")
 	}
-	return ie, true
+	return nil, false
 }
 
 // safeText is a server's answer as it can go in errors and histories.

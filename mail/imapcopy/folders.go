@@ -3,9 +3,12 @@ package imapcopy
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
+
+	"mailwave/activities"
 )
 
 // specialUses are the special-use attributes mapped by attribute, not name:
@@ -21,8 +24,27 @@ type folder struct {
 	special imap.MailboxAttr
 }
 
-// list returns a server's selectable folders and its hierarchy delimiter.
+// virtual are attributes of folders that only show messages kept
+// elsewhere (Gmail's All Mail, Starred, Important): copying one would copy
+// its messages twice.
+var virtual = []imap.MailboxAttr{imap.MailboxAttrAll, imap.MailboxAttrFlagged, imap.MailboxAttrImportant}
+
+// list returns a server's selectable folders of the user's own (not other
+// users' or shared namespaces, not virtual folders) and its hierarchy
+// delimiter.
 func list(cn *conn) ([]*imap.ListData, rune, error) {
+	var foreign []string
+	if cn.c.Caps().Has(imap.CapNamespace) {
+		ns, err := cn.c.Namespace().Wait()
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, d := range append(ns.Other, ns.Shared...) {
+			if d.Prefix != "" {
+				foreign = append(foreign, d.Prefix)
+			}
+		}
+	}
 	opts := &imap.ListOptions{}
 	if cn.c.Caps().Has(imap.CapSpecialUse) {
 		opts.ReturnSpecialUse = true
@@ -37,7 +59,9 @@ func list(cn *conn) ([]*imap.ListData, rune, error) {
 		if delim == 0 && l.Delim != 0 {
 			delim = l.Delim
 		}
-		if slices.Contains(l.Attrs, imap.MailboxAttrNoSelect) || slices.Contains(l.Attrs, imap.MailboxAttrNonExistent) {
+		if slices.Contains(l.Attrs, imap.MailboxAttrNoSelect) || slices.Contains(l.Attrs, imap.MailboxAttrNonExistent) ||
+			slices.ContainsFunc(l.Attrs, func(a imap.MailboxAttr) bool { return slices.Contains(virtual, a) }) ||
+			slices.ContainsFunc(foreign, func(p string) bool { return strings.HasPrefix(l.Mailbox, p) }) {
 			continue
 		}
 		out = append(out, l)
@@ -63,7 +87,7 @@ func specialOf(l *imap.ListData) imap.MailboxAttr {
 // those the target lacks: the rename map first, then INBOX, then a
 // special-use folder to the target's folder of that use, else the same path
 // with the target's delimiter. Folders come back INBOX first, then by name.
-func (c *Copier) planFolders(src, tgt *conn) ([]folder, error) {
+func (c *Copier) planFolders(src, tgt *conn, key string) ([]folder, error) {
 	srcList, srcDelim, err := list(src)
 	if err != nil {
 		return nil, err
@@ -83,6 +107,7 @@ func (c *Copier) planFolders(src, tgt *conn) ([]folder, error) {
 		}
 	}
 	var out []folder
+	from := map[string]string{} // target folder -> the source folder going there
 	for _, l := range srcList {
 		f := folder{src: l.Mailbox, special: specialOf(l)}
 		switch to, renamed := c.o.FolderMap[l.Mailbox]; {
@@ -99,6 +124,15 @@ func (c *Copier) planFolders(src, tgt *conn) ([]folder, error) {
 			}
 			f.tgt = strings.Join(parts, string(tgtDelim))
 		}
+		if other, taken := from[f.tgt]; taken {
+			// Two folders' messages in one would confuse the duplicate
+			// check and the verification of both: the rename map must
+			// tell them apart.
+			return nil, activities.Permanent(activities.ErrTypeInvalidMailbox,
+				"mailbox %s: source folders %s and %s would both go to target folder %s; add one to the folder map",
+				key, label(other), label(f.src), label(f.tgt))
+		}
+		from[f.tgt] = f.src
 		if !exists[f.tgt] {
 			if err := create(tgt, f.tgt, f.special, bySpecial[f.special] == ""); err != nil {
 				return nil, err
@@ -135,6 +169,15 @@ func create(tgt *conn, name string, special imap.MailboxAttr, withUse bool) erro
 		return err
 	}
 	return nil
+}
+
+// label is a folder's name as errors and bad-item lists show it: quoted,
+// unless it holds an address.
+func label(name string) string {
+	if strings.Contains(name, "@") {
+		return "(a folder whose name holds an address)"
+	}
+	return strconv.Quote(name)
 }
 
 func alreadyExists(err error) bool {

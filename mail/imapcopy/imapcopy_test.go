@@ -532,3 +532,81 @@ func TestTLSAndXOAuth2(t *testing.T) {
 	assert.False(t, permanent)
 	assert.Contains(t, err.Error(), "certificate")
 }
+
+// TestResumeDoesNotTakeANewMessageForAnOldCopy resumes from a checkpoint
+// that lags (the heartbeat recorded before the last messages were copied)
+// after a new source message arrived that is identical to one already
+// copied: the old copy on the target must not be taken for the new one.
+func TestResumeDoesNotTakeANewMessageForAnOldCopy(t *testing.T) {
+	p := startPair(t)
+	cl, err := imaptest.Dial(p.src.Addr(), user, password)
+	require.NoError(t, err)
+	date := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	seed := []imaptest.SeedMessage{
+		{Folder: "INBOX", Raw: rawMessage("<a@x>", "a"), InternalDate: date},
+		{Folder: "INBOX", Raw: rawMessage("<b@x>", "b"), InternalDate: date},
+		{Folder: "INBOX", Raw: rawMessage("<c@x>", "c"), InternalDate: date},
+	}
+	require.NoError(t, imaptest.Seed(cl, seed, nil))
+	var full activities.Checkpoint
+	_, err = p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk,
+		Progress: func(cp activities.Checkpoint, _ activities.CopyStats) { full = cp }})
+	require.NoError(t, err)
+	assert.Greater(t, full.Folders["INBOX"].TargetUIDNext, uint32(1), "the target's next UID is read after the batches landed")
+
+	// The same message as b arrives again (a user's copy of it).
+	require.NoError(t, imaptest.Seed(cl, seed[1:2], nil))
+	cl.Close()
+	lagging := full.Clone()
+	inbox := lagging.Folders["INBOX"]
+	inbox.LastUID, inbox.TargetUIDNext, inbox.TargetSinceUID = 2, 1, 0
+	lagging.Folders["INBOX"] = inbox
+
+	stats, err := p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassDelta, Checkpoint: lagging})
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), stats.Items, "the second b is copied")
+	assert.Equal(t, int64(1), stats.Skipped, "c is found on the target")
+	requireSame(t, p)
+}
+
+// TestRecreatedTargetFolderIsCopiedAgain: the target's folder is deleted
+// and made again between the passes (new UIDVALIDITY, empty), so the delta
+// copies that folder again in full.
+func TestRecreatedTargetFolderIsCopiedAgain(t *testing.T) {
+	p := startPair(t)
+	p.seed(t)
+	var last activities.Checkpoint
+	_, err := p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk,
+		Progress: func(cp activities.Checkpoint, _ activities.CopyStats) { last = cp }})
+	require.NoError(t, err)
+	tc, err := imaptest.Dial(p.tgt.Addr(), user, password)
+	require.NoError(t, err)
+	before, after, err := imaptest.RecreateFolder(tc, "Drafts")
+	require.NoError(t, err)
+	require.NotEqual(t, before, after)
+	tc.Close()
+
+	_, err = p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassDelta, Checkpoint: last})
+	require.NoError(t, err)
+	requireSame(t, p)
+}
+
+// TestTwoSourceFoldersForOneTargetAreRefused: "Sent Items" (\Sent) and
+// "Sent" on the source would both land in the target's Sent.
+func TestTwoSourceFoldersForOneTargetAreRefused(t *testing.T) {
+	p := startPairWith(t, func(o *dovecot.Options) { o.SpecialUse = map[string]string{"Sent Items": `\Sent`} }, nil)
+	cl, err := imaptest.Dial(p.src.Addr(), user, password)
+	require.NoError(t, err)
+	require.NoError(t, imaptest.Seed(cl, nil, []imaptest.SeedFolder{{Name: "Sent Items"}, {Name: "Sent"}}))
+	cl.Close()
+	tc, err := imaptest.Dial(p.tgt.Addr(), user, password)
+	require.NoError(t, err)
+	require.NoError(t, imaptest.Seed(tc, nil, []imaptest.SeedFolder{{Name: "Sent"}}))
+	tc.Close()
+	_, err = p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	typ, permanent := activities.IsPermanent(err)
+	require.True(t, permanent, "%v", err)
+	assert.Equal(t, activities.ErrTypeInvalidMailbox, typ)
+	assert.Contains(t, err.Error(), `"Sent Items"`)
+	assert.Contains(t, err.Error(), "folder map")
+}
