@@ -47,6 +47,7 @@ type options struct {
 	window, lanes int
 	keep          bool
 	rounds        int
+	noMulti       bool
 	child         bool
 	src, tgt      int
 }
@@ -59,6 +60,7 @@ func main() {
 	flag.IntVar(&o.window, "window", 0, "mailwave: messages per fetch window and batch (0: the copier's default)")
 	flag.IntVar(&o.lanes, "lanes", 0, "mailwave: connection pairs per mailbox (0: the copier's default)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the servers' directories")
+	flag.BoolVar(&o.noMulti, "no-multiappend", false, "mailwave: one APPEND per message, as to a target without MULTIAPPEND and LITERAL+")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of both copies, each to fresh targets; the figures are the medians")
 	flag.BoolVar(&o.child, "child", false, "internal: run one copy (the measured process)")
 	flag.IntVar(&o.src, "src-port", 0, "internal: source port")
@@ -187,7 +189,7 @@ func roundMailwave(o options, dir string, round int, src *dovecot.Server, want [
 		return 0, 0, err
 	}
 	cmd := exec.Command(exe, "-child", "-src-port", strconv.Itoa(src.Port), "-tgt-port", strconv.Itoa(tgt.Port),
-		"-window", strconv.Itoa(o.window), "-lanes", strconv.Itoa(o.lanes))
+		"-window", strconv.Itoa(o.window), "-lanes", strconv.Itoa(o.lanes), "-no-multiappend="+strconv.FormatBool(o.noMulti))
 	cmd.Stderr = os.Stderr
 	settle()
 	busy0 := machineBusy()
@@ -245,11 +247,12 @@ func child(o options) error {
 		return imapcopy.Credentials{Mechanism: imapcopy.MechPlain, Username: user, Password: password}, nil
 	}
 	c, err := imapcopy.New(imapcopy.Options{
-		Source:      imapcopy.Endpoint{Host: "127.0.0.1", Port: o.src, Security: imapcopy.SecurityNone},
-		Target:      imapcopy.Endpoint{Host: "127.0.0.1", Port: o.tgt, Security: imapcopy.SecurityNone},
-		Credentials: creds,
-		Window:      o.window,
-		Lanes:       o.lanes,
+		Source:        imapcopy.Endpoint{Host: "127.0.0.1", Port: o.src, Security: imapcopy.SecurityNone},
+		Target:        imapcopy.Endpoint{Host: "127.0.0.1", Port: o.tgt, Security: imapcopy.SecurityNone},
+		Credentials:   creds,
+		Window:        o.window,
+		Lanes:         o.lanes,
+		NoMultiAppend: o.noMulti,
 	})
 	if err != nil {
 		return err
