@@ -72,8 +72,9 @@ bench: build $(TEMPORAL)
 # same generated mailbox, between Dovecot servers on loopback.
 MESSAGES ?= 5000
 MBYTES ?= 200
+ROUNDS ?= 3
 bench-copy: build
-	$(BIN)/copybench -messages $(MESSAGES) -mbytes $(MBYTES)
+	$(BIN)/copybench -messages $(MESSAGES) -mbytes $(MBYTES) -rounds $(ROUNDS)
 
 clean:
 	rm -rf $(BIN)/worker $(BIN)/starter $(BIN)/bench $(BIN)/copybench
