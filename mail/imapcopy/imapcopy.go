@@ -52,6 +52,19 @@ type Endpoint struct {
 	DialTimeout time.Duration
 }
 
+// tlsConfig is the endpoint's TLS configuration, naming the host.
+func (e Endpoint) tlsConfig() *tls.Config {
+	conf := e.TLS
+	if conf == nil {
+		conf = &tls.Config{}
+	}
+	if conf.ServerName == "" {
+		conf = conf.Clone()
+		conf.ServerName = e.Host
+	}
+	return conf
+}
+
 // Addr is host:port.
 func (e Endpoint) Addr() string { return net.JoinHostPort(e.Host, strconv.Itoa(e.Port)) }
 
@@ -213,15 +226,7 @@ func (c *Copier) dial(ctx context.Context, side Side, m activities.MailboxRef) (
 	if err != nil {
 		return nil, fmt.Errorf("%s credentials for mailbox %s: %w", side, m.Key, err)
 	}
-	tlsConf := ep.TLS
-	if tlsConf == nil {
-		tlsConf = &tls.Config{}
-	}
-	if tlsConf.ServerName == "" {
-		tlsConf = tlsConf.Clone()
-		tlsConf.ServerName = ep.Host
-	}
-	opts := &imapclient.Options{TLSConfig: tlsConf, Dialer: &net.Dialer{Timeout: ep.DialTimeout}}
+	opts := &imapclient.Options{TLSConfig: ep.tlsConfig(), Dialer: &net.Dialer{Timeout: ep.DialTimeout}}
 	var cl *imapclient.Client
 	switch ep.Security {
 	case SecurityTLS:

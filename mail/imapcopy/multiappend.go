@@ -61,14 +61,7 @@ func dialAppender(ctx context.Context, ep Endpoint, cr Credentials) (*appender, 
 		a.conn.Close()
 		return nil, err
 	}
-	tlsConf := ep.TLS
-	if tlsConf == nil {
-		tlsConf = &tls.Config{}
-	}
-	if tlsConf.ServerName == "" {
-		tlsConf = tlsConf.Clone()
-		tlsConf.ServerName = ep.Host
-	}
+	tlsConf := ep.tlsConfig()
 	if ep.Security == SecurityTLS {
 		tc := tls.Client(raw, tlsConf)
 		if err := tc.HandshakeContext(ctx); err != nil {
@@ -85,7 +78,7 @@ func dialAppender(ctx context.Context, ep Endpoint, cr Credentials) (*appender, 
 		return fail(fmt.Errorf("unexpected greeting %q", firstWords(greeting)))
 	}
 	if ep.Security == SecurityStartTLS {
-		if err := a.simple("STARTTLS"); err != nil {
+		if err := a.awaitTaggedCmd("STARTTLS", nil); err != nil {
 			return fail(err)
 		}
 		tc := tls.Client(a.conn, tlsConf)
@@ -105,7 +98,7 @@ func dialAppender(ctx context.Context, ep Endpoint, cr Credentials) (*appender, 
 		return fail(err)
 	}
 	if !a.caps["MULTIAPPEND"] || !a.caps["LITERAL+"] {
-		_ = a.simple("LOGOUT")
+		_ = a.awaitTaggedCmd("LOGOUT", nil)
 		return fail(errNoMultiAppend)
 	}
 	go a.readLoop()
@@ -145,19 +138,6 @@ func literalSize(line string) (int64, bool) {
 	return n, err == nil
 }
 
-// simple runs a command before the read loop starts and waits for its end.
-func (a *appender) simple(cmd string) error {
-	a.tag++
-	tag := "P" + strconv.Itoa(a.tag)
-	if _, err := a.bw.WriteString(tag + " " + cmd + "\r\n"); err != nil {
-		return err
-	}
-	if err := a.bw.Flush(); err != nil {
-		return err
-	}
-	return a.awaitTagged(tag, nil)
-}
-
 // awaitTagged reads until the tagged answer, passing untagged lines and
 // continuation requests to onLine.
 func (a *appender) awaitTagged(tag string, onLine func(string) error) error {
@@ -189,6 +169,8 @@ func (a *appender) capability() error {
 	})
 }
 
+// awaitTaggedCmd runs a command before the read loop starts and waits for
+// its end, passing other lines to onLine.
 func (a *appender) awaitTaggedCmd(cmd string, onLine func(string) error) error {
 	a.tag++
 	tag := "P" + strconv.Itoa(a.tag)
