@@ -1,8 +1,11 @@
 package notices_test
 
 import (
+	"bytes"
+	"net/mail"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -222,4 +225,141 @@ func TestOverrideFailure(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "failure.html.tmpl"), []byte(`<p>{{.NoSuchField}}</p>`), 0o600))
 	_, err = notices.Load(dir)
 	assert.ErrorContains(t, err, filepath.Join(dir, "failure.html.tmpl"))
+}
+
+// --- Compose, ValidKey, BareMessageID ---
+
+var (
+	fromAddr  = &mail.Address{Name: "Trust Migration", Address: "migration@trust.example.invalid"}
+	adminAddr = &mail.Address{Name: "Trust IT", Address: "it-admin@trust.example.invalid"}
+)
+
+// composed builds a notice and reads its header back with net/mail.
+func composed(t *testing.T, n activities.Notice) mail.Header {
+	t.Helper()
+	tpl, err := notices.Load("")
+	require.NoError(t, err)
+	msg, err := tpl.Compose(n, fromAddr, adminAddr)
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	_, err = msg.WriteTo(&buf)
+	require.NoError(t, err)
+	m, err := mail.ReadMessage(&buf)
+	require.NoError(t, err)
+	return m.Header
+}
+
+func TestComposeUserNotice(t *testing.T) {
+	n := notice(activities.NoticeT14)
+	h := composed(t, n)
+
+	assert.Equal(t, n.MessageID, h.Get("Message-ID"))
+	assert.Equal(t, "t14", h.Get("X-Mailwave-Kind"))
+	assert.Equal(t, "wave-07", h.Get("X-Mailwave-Wave"))
+	assert.Equal(t, "Your mailbox will move on Saturday 5 December 2026", h.Get("Subject"))
+	assert.Empty(t, h.Get("User-Agent"))
+	assert.NotEmpty(t, h.Get("Date"))
+	from, err := h.AddressList("From")
+	require.NoError(t, err)
+	assert.Equal(t, []*mail.Address{fromAddr}, from)
+	to, err := h.AddressList("To")
+	require.NoError(t, err)
+	assert.Equal(t, []*mail.Address{{Name: "Jo Bloggs", Address: "jo.bloggs@example.nhs.invalid"}}, to)
+	assert.Equal(t, "Trust Migration", fromAddr.Name, "from is not changed")
+}
+
+func TestComposeWithoutWave(t *testing.T) {
+	n := notice(activities.NoticeSuccess)
+	n.WaveID = ""
+	h := composed(t, n)
+	assert.Equal(t, "success", h.Get("X-Mailwave-Kind"))
+	_, present := h["X-Mailwave-Wave"]
+	assert.False(t, present)
+}
+
+func TestComposeFailureNoticeGoesToAdmin(t *testing.T) {
+	n := notice(activities.NoticeFailure)
+	n.Failure = &activities.Failure{Step: "copy", ErrorType: activities.ErrTypeOverQuota, Reason: "over quota"}
+	h := composed(t, n)
+	to, err := h.AddressList("To")
+	require.NoError(t, err)
+	assert.Equal(t, []*mail.Address{adminAddr}, to)
+	assert.Equal(t, "failure", h.Get("X-Mailwave-Kind"))
+}
+
+func TestComposeRejects(t *testing.T) {
+	tpl, err := notices.Load("")
+	require.NoError(t, err)
+	const addr = "jo.bloggs@example.nhs.invalid"
+
+	cases := map[string]struct {
+		edit    func(*activities.Notice)
+		noAdmin bool
+		want    string
+	}{
+		"empty key":          {edit: func(n *activities.Notice) { n.Mailbox.Key = "" }, want: "empty mailbox key"},
+		"path key":           {edit: func(n *activities.Notice) { n.Mailbox.Key = "../x" }, want: "mailbox key"},
+		"empty address":      {edit: func(n *activities.Notice) { n.Mailbox.Address = "" }, want: "no recipient address"},
+		"bad address":        {edit: func(n *activities.Notice) { n.Mailbox.Address = "jo.bloggs@" }, want: "not a valid address"},
+		"named address":      {edit: func(n *activities.Notice) { n.Mailbox.Address = "Jo <" + addr + ">" }, want: "not a valid address"},
+		"no message id":      {edit: func(n *activities.Notice) { n.MessageID = "" }, want: "no Message-ID"},
+		"bad message id":     {edit: func(n *activities.Notice) { n.MessageID = "<a b@c>" }, want: "malformed Message-ID"},
+		"unknown kind":       {edit: func(n *activities.Notice) { n.Kind = "t7" }, want: "unknown notice kind"},
+		"header in wave":     {edit: func(n *activities.Notice) { n.WaveID = "w\r\nBcc: x@y" }, want: "wave ID"},
+		"no migrate time":    {edit: func(n *activities.Notice) { n.MigrateAt = time.Time{} }, want: "no migration time"},
+		"failure no details": {edit: func(n *activities.Notice) { n.Kind = activities.NoticeFailure }, want: "no failure details"},
+		"failure no admin": {
+			edit:    func(n *activities.Notice) { n.Kind = activities.NoticeFailure },
+			noAdmin: true, want: "no admin contact",
+		},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			n := notice(activities.NoticeT14)
+			c.edit(&n)
+			admin := adminAddr
+			if c.noAdmin {
+				admin = nil
+			}
+			_, err := tpl.Compose(n, fromAddr, admin)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), c.want)
+			for _, s := range []string{"jo.bloggs", "example.nhs", "it-admin", "migration@"} {
+				assert.NotContains(t, err.Error(), s, "errors carry no address")
+			}
+		})
+	}
+}
+
+func TestValidKey(t *testing.T) {
+	for _, k := range []string{"a", "9f86d081884c7d65", "A-b_C"} {
+		assert.NoError(t, notices.ValidKey(k), k)
+	}
+	for _, k := range []string{"", "../x", "a b", "a.b", "a@b", "é", "a\n"} {
+		assert.Error(t, notices.ValidKey(k), "%q", k)
+	}
+	assert.EqualError(t, notices.ValidKey(""), "empty mailbox key")
+	assert.False(t, strings.HasPrefix(notices.ValidKey("a/b").Error(), "notices:"), "no prefix: the caller adds its own")
+}
+
+func TestBareMessageID(t *testing.T) {
+	bare, err := notices.BareMessageID("<abc.t14@mailwave.invalid>")
+	require.NoError(t, err)
+	assert.Equal(t, "abc.t14@mailwave.invalid", bare)
+	bare, err = notices.BareMessageID("abc@x")
+	require.NoError(t, err)
+	assert.Equal(t, "abc@x", bare)
+
+	for id, want := range map[string]string{
+		"":          "no Message-ID",
+		"<>":        "no Message-ID",
+		"<abc>":     "malformed Message-ID",
+		"<a b@c>":   "malformed Message-ID",
+		"<a@b>\r\n": "malformed Message-ID",
+		"<<a@b>>":   "malformed Message-ID",
+	} {
+		_, err := notices.BareMessageID(id)
+		require.Error(t, err, "%q", id)
+		assert.Contains(t, err.Error(), want, "%q", id)
+	}
 }

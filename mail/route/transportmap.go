@@ -15,6 +15,7 @@ import (
 	"unicode"
 
 	"mailwave/activities"
+	"mailwave/internal/atomicfile"
 )
 
 // DefaultCommandTimeout bounds the command when
@@ -194,7 +195,13 @@ func (t *TransportMap) Cutover(ctx context.Context, m activities.MailboxRef) err
 		if found {
 			at = &e
 		}
-		if err := writeAtomic(t.path, rewrite(lines, at, addr+" "+t.nextHop), perm); err != nil {
+		// The map keeps its own permissions, as Postfix's tools may read it
+		// as another user.
+		data := rewrite(lines, at, addr+" "+t.nextHop)
+		if err := atomicfile.Write(t.path, perm, func(w io.Writer) error {
+			_, err := w.Write(data)
+			return err
+		}); err != nil {
 			return fmt.Errorf("transport map: cutover of mailbox %s: %w", m.Key, err)
 		}
 	}
@@ -426,41 +433,6 @@ func rewrite(lines []string, at *entry, line string) []byte {
 	return []byte(b.String())
 }
 
-// writeAtomic replaces path with data: a temporary file in the same
-// directory, synced, given perm, renamed over path, then the directory
-// synced so that the rename survives a crash.
-func writeAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	dir, base := filepath.Split(path)
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	// CreateTemp makes the file 0600; keep the map's own permissions, as
-	// Postfix's tools may read it as another user.
-	if err = tmp.Chmod(perm); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
 // touch creates an empty file if it is missing and makes its name durable.
 func touch(path string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
@@ -470,16 +442,7 @@ func touch(path string) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.SyncDir(filepath.Dir(path))
 }
 
 func exists(path string) (bool, error) {

@@ -46,6 +46,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/mail"
@@ -61,6 +62,7 @@ import (
 	"github.com/wneessen/go-mail/smtp"
 
 	"mailwave/activities"
+	"mailwave/internal/atomicfile"
 	"mailwave/mail/notices"
 )
 
@@ -88,8 +90,6 @@ const (
 )
 
 const (
-	headerKind   = gomail.Header("X-Mailwave-Kind")
-	headerWave   = gomail.Header("X-Mailwave-Wave")
 	ledgerSuffix = ".sent"
 	// ledgerIDField and ledgerAtField are the fields of a ledger record.
 	ledgerIDField = "Message-ID"
@@ -315,8 +315,6 @@ func isLocalhost(host string) bool {
 
 func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
 
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
-
 // Send sends the notice unless the ledger says it already went out with the
 // same Message-ID, in which case it makes no connection and reports
 // alreadySent. After the server accepts the message the ledger record is
@@ -332,12 +330,12 @@ func (n *Notifier) Send(ctx context.Context, nt activities.Notice) (alreadySent 
 	if err != nil {
 		return false, err
 	}
-	msgID, err := bareMessageID(nt.MessageID)
+	msgID, err := notices.BareMessageID(nt.MessageID)
 	if err != nil {
 		return false, activities.Permanent(activities.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: %v", key, err)
 	}
 	// Build first, so a bad notice is an error even if the ledger has it.
-	msg, err := n.message(nt, msgID)
+	msg, err := n.message(nt)
 	if err != nil {
 		return false, err
 	}
@@ -405,62 +403,18 @@ func (n *Notifier) lock(path string) (unlock func()) {
 	}
 }
 
-// message builds the notice. Errors never include an address: it is
-// personal data, and errors end up in workflow histories and logs. A notice
-// that cannot be built never will be, so those errors are permanent.
-func (n *Notifier) message(nt activities.Notice, msgID string) (*gomail.Msg, error) {
-	key := nt.Mailbox.Key
-	to, err := n.recipient(nt)
-	if err != nil {
-		return nil, err
+// message builds the notice. Errors never include an address (see
+// notices.Templates.Compose). A notice that cannot be built never will be,
+// so those errors are permanent.
+func (n *Notifier) message(nt activities.Notice) (*gomail.Msg, error) {
+	if nt.Kind == activities.NoticeFailure && n.admin == nil {
+		return nil, activities.Permanent(activities.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: failure notice: no AdminContact configured", nt.Mailbox.Key)
 	}
-	if strings.ContainsFunc(nt.WaveID, isControl) {
-		return nil, activities.Permanent(activities.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: wave ID contains control characters", key)
-	}
-	r, err := n.templates.Render(nt)
+	msg, err := n.templates.Compose(nt, n.from, n.admin)
 	if err != nil {
 		return nil, activities.Permanent(activities.ErrTypeNoticeNotSent, "smtpnotify: %v", err)
 	}
-
-	from := *n.from
-	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
-	msg.FromMailAddress(&from)
-	msg.ToMailAddress(to)
-	msg.Subject(r.Subject)
-	msg.SetDate()
-	// go-mail adds the angle brackets itself.
-	msg.SetMessageIDWithValue(msgID)
-	msg.SetGenHeader(headerKind, string(nt.Kind))
-	if nt.WaveID != "" {
-		msg.SetGenHeader(headerWave, nt.WaveID)
-	}
-	msg.SetBodyString(gomail.TypeTextPlain, r.Text)
-	msg.AddAlternativeString(gomail.TypeTextHTML, r.HTML)
 	return msg, nil
-}
-
-// recipient is the admin contact for a failure notice (the user's address,
-// if known, is only shown in its body) and the user for the others.
-func (n *Notifier) recipient(nt activities.Notice) (*mail.Address, error) {
-	key := nt.Mailbox.Key
-	if nt.Kind == activities.NoticeFailure {
-		if n.admin == nil {
-			return nil, activities.Permanent(activities.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: failure notice: no AdminContact configured", key)
-		}
-		admin := *n.admin
-		return &admin, nil
-	}
-	if nt.Mailbox.Address == "" {
-		return nil, activities.Permanent(activities.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: no recipient address", key)
-	}
-	// Only a bare addr-spec is accepted; the display name comes from its own
-	// field. net/mail quotes or encodes the name when the header is written.
-	to, err := mail.ParseAddress(nt.Mailbox.Address)
-	if err != nil || to.Name != "" {
-		return nil, activities.Permanent(activities.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: recipient address is not a valid address", key)
-	}
-	to.Name = strings.TrimSpace(nt.Mailbox.DisplayName)
-	return to, nil
 }
 
 // deliver dials the relay, sends msg and closes the connection. A message
@@ -649,38 +603,16 @@ func (a *trackedAuth) Start(server *smtp.ServerInfo) (string, []byte, error) {
 	return a.Auth.Start(server)
 }
 
-// ledgerPath is the ledger record for a mailbox and kind. The key is opaque
-// but becomes part of a file name, so only letters, digits, '-' and '_' are
-// accepted.
+// ledgerPath is the ledger record for a mailbox and kind. The key becomes
+// part of a file name, so it must pass notices.ValidKey.
 func (n *Notifier) ledgerPath(key string, kind activities.NoticeKind) (string, error) {
-	if key == "" {
-		return "", activities.Permanent(activities.ErrTypeNoticeNotSent, "smtpnotify: empty mailbox key")
-	}
-	if strings.ContainsFunc(key, func(r rune) bool { return !isKeyRune(r) }) {
-		return "", activities.Permanent(activities.ErrTypeNoticeNotSent, "smtpnotify: mailbox key %q has characters other than letters, digits, '-' and '_'", key)
+	if err := notices.ValidKey(key); err != nil {
+		return "", activities.Permanent(activities.ErrTypeNoticeNotSent, "smtpnotify: %v", err)
 	}
 	if !slices.Contains(activities.AllNoticeKinds, kind) {
 		return "", activities.Permanent(activities.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: unknown notice kind %q", key, kind)
 	}
 	return filepath.Join(n.ledgerDir, key+"-"+string(kind)+ledgerSuffix), nil
-}
-
-func isKeyRune(r rune) bool {
-	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_'
-}
-
-// bareMessageID strips the angle brackets from a Message-ID such as
-// activities.NoticeMessageID returns, since go-mail adds its own, and
-// rejects anything that would not be a single clean msg-id.
-func bareMessageID(id string) (string, error) {
-	bare := strings.TrimSuffix(strings.TrimPrefix(id, "<"), ">")
-	if bare == "" {
-		return "", errors.New("no Message-ID")
-	}
-	if !strings.Contains(bare, "@") || strings.ContainsAny(bare, "<> \t\r\n") {
-		return "", fmt.Errorf("malformed Message-ID %q", id)
-	}
-	return bare, nil
 }
 
 // readLedger returns the Message-ID of a ledger record; fs.ErrNotExist
@@ -708,46 +640,11 @@ func readLedger(path string) (string, error) {
 	return id, nil
 }
 
-// writeLedger writes a record to a temporary file in path's directory, syncs
-// it and renames it over path, then syncs the directory so the rename
-// survives a crash.
-func writeLedger(path, messageID string, at time.Time) (err error) {
-	dir, base := filepath.Split(path)
-	// A leading dot and no .sent suffix keep temporary files out of globs
-	// for *.sent.
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
+// writeLedger writes a record atomically. A leading dot and no .sent suffix
+// keep the temporary file out of globs for *.sent.
+func writeLedger(path, messageID string, at time.Time) error {
+	return atomicfile.Write(path, 0o640, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "%s: %s\n%s: %s\n", ledgerIDField, messageID, ledgerAtField, at.UTC().Format(time.RFC3339))
 		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = fmt.Fprintf(tmp, "%s: %s\n%s: %s\n", ledgerIDField, messageID, ledgerAtField, at.UTC().Format(time.RFC3339)); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Chmod(tmp.Name(), 0o640); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	})
 }
