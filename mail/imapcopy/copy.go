@@ -665,14 +665,6 @@ func describeBad(bad, reasons []activities.BadItem) string {
 	return strings.Join(parts, "; ")
 }
 
-// shown is a folder's name as a bad-item list shows it.
-func shown(name string) string {
-	if strings.Contains(name, "@") {
-		return "(a folder whose name holds an address)"
-	}
-	return name
-}
-
 // verify checks that the target folder holds every source message up to
 // the checkpoint but the bad items, by identity and size.
 func (j *job) verify(first *lane, sel *imap.SelectData, f folder, srcMeta []meta, fc activities.FolderCheckpoint) error {

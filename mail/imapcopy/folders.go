@@ -171,11 +171,19 @@ func create(tgt *conn, name string, special imap.MailboxAttr, withUse bool) erro
 	return nil
 }
 
-// label is a folder's name as errors and bad-item lists show it: quoted,
-// unless it holds an address.
-func label(name string) string {
+// shown is a folder's name as a bad-item list shows it: as it is, unless
+// it holds an address.
+func shown(name string) string {
 	if strings.Contains(name, "@") {
 		return "(a folder whose name holds an address)"
+	}
+	return name
+}
+
+// label is a folder's name as errors show it: shown, and quoted.
+func label(name string) string {
+	if s := shown(name); s != name {
+		return s
 	}
 	return strconv.Quote(name)
 }
