@@ -3,10 +3,6 @@ package outbox_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"mime"
-	"mime/multipart"
-	"mime/quotedprintable"
 	"net/mail"
 	"os"
 	"path/filepath"
@@ -19,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/activities"
+	"mailwave/internal/smtptest"
 	"mailwave/mail/notices"
 	"mailwave/mail/outbox"
 )
@@ -48,66 +45,6 @@ func newOutbox(t *testing.T, tpl *notices.Templates) (*outbox.Outbox, string) {
 	return o, dir
 }
 
-// parsed is a message file read back with the standard library.
-type parsed struct {
-	header      mail.Header
-	text, html  string
-	rawMsgIDHdr string
-}
-
-func readMessage(t *testing.T, path string) parsed {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	require.NoError(t, err)
-	m, err := mail.ReadMessage(strings.NewReader(string(raw)))
-	require.NoError(t, err)
-
-	p := parsed{header: m.Header}
-	for _, line := range strings.Split(string(raw), "\r\n") {
-		if strings.HasPrefix(line, "Message-ID:") {
-			p.rawMsgIDHdr = line
-		}
-	}
-
-	mediaType, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	require.NoError(t, err)
-	require.Equal(t, "multipart/alternative", mediaType)
-	mr := multipart.NewReader(m.Body, params["boundary"])
-	for {
-		part, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		require.NoError(t, err)
-		var r io.Reader = part
-		if part.Header.Get("Content-Transfer-Encoding") == "quoted-printable" {
-			r = quotedprintable.NewReader(part)
-		}
-		body, err := io.ReadAll(r)
-		require.NoError(t, err)
-		switch ct := part.Header.Get("Content-Type"); {
-		case strings.HasPrefix(ct, "text/plain"):
-			p.text = string(body)
-		case strings.HasPrefix(ct, "text/html"):
-			p.html = string(body)
-		default:
-			t.Fatalf("unexpected part %q", ct)
-		}
-	}
-	return p
-}
-
-func emlFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 func TestSendThreeKinds(t *testing.T) {
 	o, dir := newOutbox(t, nil)
 	ctx := context.Background()
@@ -122,7 +59,7 @@ func TestSendThreeKinds(t *testing.T) {
 	}
 	after := time.Now().Add(time.Second)
 
-	assert.ElementsMatch(t, []string{key + "-t14.eml", key + "-t1.eml", key + "-success.eml"}, emlFiles(t, dir))
+	assert.ElementsMatch(t, []string{key + "-t14.eml", key + "-t1.eml", key + "-success.eml"}, smtptest.FileNames(t, dir))
 
 	for _, kind := range activities.NoticeKinds {
 		t.Run(string(kind), func(t *testing.T) {
@@ -130,8 +67,8 @@ func TestSendThreeKinds(t *testing.T) {
 			want, err := tpl.Render(n)
 			require.NoError(t, err)
 
-			m := readMessage(t, filepath.Join(dir, key+"-"+string(kind)+".eml"))
-			h := m.header
+			m := smtptest.ParseFile(t, filepath.Join(dir, key+"-"+string(kind)+".eml"))
+			h := m.Header
 
 			from, err := mail.ParseAddress(h.Get("From"))
 			require.NoError(t, err)
@@ -142,7 +79,7 @@ func TestSendThreeKinds(t *testing.T) {
 			assert.Equal(t, &mail.Address{Name: "Jo Bloggs", Address: "jo.bloggs@example.nhs.invalid"}, to)
 
 			assert.Equal(t, want.Subject, h.Get("Subject"))
-			assert.Equal(t, fmt.Sprintf("Message-ID: <%s.%s@notices.mailwave.invalid>", kind, key), m.rawMsgIDHdr)
+			assert.Equal(t, fmt.Sprintf("Message-ID: <%s.%s@notices.mailwave.invalid>", kind, key), m.RawMessageID)
 			assert.Equal(t, n.MessageID, h.Get("Message-ID"))
 			assert.Equal(t, string(kind), h.Get("X-Mailwave-Kind"))
 			assert.Equal(t, "wave-07", h.Get("X-Mailwave-Wave"))
@@ -151,11 +88,11 @@ func TestSendThreeKinds(t *testing.T) {
 			require.NoError(t, err)
 			assert.True(t, date.After(before) && date.Before(after), "Date %v is the send time", date)
 
-			for _, body := range []string{m.text, m.html} {
+			for _, body := range []string{m.Text, m.HTML} {
 				assert.Contains(t, body, "Jo Bloggs")
 				assert.Contains(t, body, "Saturday 5 December 2026 at 20:00 UTC")
 			}
-			assert.Equal(t, want.Text, strings.ReplaceAll(m.text, "\r\n", "\n"))
+			assert.Equal(t, want.Text, strings.ReplaceAll(m.Text, "\r\n", "\n"))
 		})
 	}
 }
@@ -175,7 +112,7 @@ func TestSendIsIdempotent(t *testing.T) {
 	already, err = o.Send(ctx, n)
 	require.NoError(t, err)
 	assert.True(t, already)
-	assert.Equal(t, []string{key + "-t14.eml"}, emlFiles(t, dir), "one file, no temporaries left")
+	assert.Equal(t, []string{key + "-t14.eml"}, smtptest.FileNames(t, dir), "one file, no temporaries left")
 	second, err := os.ReadFile(path)
 	require.NoError(t, err)
 	assert.Equal(t, first, second, "an already-sent message is left as it was")
@@ -185,7 +122,7 @@ func TestSendIsIdempotent(t *testing.T) {
 	already, err = o.Send(ctx, n)
 	require.NoError(t, err)
 	assert.False(t, already)
-	assert.Equal(t, n.MessageID, readMessage(t, path).header.Get("Message-ID"))
+	assert.Equal(t, n.MessageID, smtptest.ParseFile(t, path).Header.Get("Message-ID"))
 }
 
 func TestSent(t *testing.T) {
@@ -243,7 +180,7 @@ func TestSendValidation(t *testing.T) {
 			assert.NotContains(t, err.Error(), "jo.bloggs", "errors carry no address")
 		})
 	}
-	assert.Empty(t, emlFiles(t, dir))
+	assert.Empty(t, smtptest.FileNames(t, dir))
 }
 
 func TestSendCancelled(t *testing.T) {
@@ -267,9 +204,9 @@ func TestTemplateOverride(t *testing.T) {
 		_, err := o.Send(ctx, notice(key, kind))
 		require.NoError(t, err)
 	}
-	assert.Equal(t, "Moving tomorrow, Jo Bloggs", readMessage(t, filepath.Join(dir, key+"-t1.eml")).header.Get("Subject"))
-	assert.Equal(t, "Your mailbox will move on Saturday 5 December 2026", readMessage(t, filepath.Join(dir, key+"-t14.eml")).header.Get("Subject"))
-	assert.Equal(t, "Your mailbox has moved", readMessage(t, filepath.Join(dir, key+"-success.eml")).header.Get("Subject"))
+	assert.Equal(t, "Moving tomorrow, Jo Bloggs", smtptest.ParseFile(t, filepath.Join(dir, key+"-t1.eml")).Header.Get("Subject"))
+	assert.Equal(t, "Your mailbox will move on Saturday 5 December 2026", smtptest.ParseFile(t, filepath.Join(dir, key+"-t14.eml")).Header.Get("Subject"))
+	assert.Equal(t, "Your mailbox has moved", smtptest.ParseFile(t, filepath.Join(dir, key+"-success.eml")).Header.Get("Subject"))
 }
 
 func TestBrokenOverrideNamesFile(t *testing.T) {
@@ -313,13 +250,13 @@ func TestConcurrentSends(t *testing.T) {
 		require.NoError(t, err)
 	}
 
-	files := emlFiles(t, dir)
+	files := smtptest.FileNames(t, dir)
 	assert.Len(t, files, mailboxes*len(activities.NoticeKinds), "one file per notice, no temporaries left")
 	for _, f := range files {
 		k, kind, ok := strings.Cut(strings.TrimSuffix(f, ".eml"), "-")
 		require.True(t, ok, f)
-		m := readMessage(t, filepath.Join(dir, f))
-		assert.Equal(t, activities.NoticeMessageID(k, activities.NoticeKind(kind)), m.header.Get("Message-ID"), "file name and Message-ID agree")
+		m := smtptest.ParseFile(t, filepath.Join(dir, f))
+		assert.Equal(t, activities.NoticeMessageID(k, activities.NoticeKind(kind)), m.Header.Get("Message-ID"), "file name and Message-ID agree")
 	}
 }
 
@@ -344,16 +281,16 @@ func TestSendFailureNotice(t *testing.T) {
 	already, err := o.Send(ctx, n)
 	require.NoError(t, err)
 	assert.False(t, already)
-	assert.Equal(t, []string{key + "-failure.eml"}, emlFiles(t, dir))
+	assert.Equal(t, []string{key + "-failure.eml"}, smtptest.FileNames(t, dir))
 
-	m := readMessage(t, filepath.Join(dir, key+"-failure.eml"))
-	to, err := mail.ParseAddress(m.header.Get("To"))
+	m := smtptest.ParseFile(t, filepath.Join(dir, key+"-failure.eml"))
+	to, err := mail.ParseAddress(m.Header.Get("To"))
 	require.NoError(t, err)
 	assert.Equal(t, &mail.Address{Name: "Trust IT", Address: "it-admin@example.nhs.invalid"}, to, "to the admin, not the user")
-	assert.Equal(t, n.MessageID, m.header.Get("Message-ID"))
-	assert.Equal(t, "failure", m.header.Get("X-Mailwave-Kind"))
-	assert.Equal(t, "Mailbox migration needs support: mailbox "+key, m.header.Get("Subject"))
-	for _, body := range []string{m.text, m.html} {
+	assert.Equal(t, n.MessageID, m.Header.Get("Message-ID"))
+	assert.Equal(t, "failure", m.Header.Get("X-Mailwave-Kind"))
+	assert.Equal(t, "Mailbox migration needs support: mailbox "+key, m.Header.Get("Subject"))
+	for _, body := range []string{m.Text, m.HTML} {
 		assert.Contains(t, body, "T-14 notice was never sent")
 		assert.Contains(t, body, "Jo Bloggs")
 		assert.Contains(t, body, "jo.bloggs@example.nhs.invalid")
@@ -382,7 +319,7 @@ func TestFailureNoticeDefaultsToFrom(t *testing.T) {
 	o, dir := newOutbox(t, nil)
 	_, err := o.Send(context.Background(), failureNotice(key))
 	require.NoError(t, err)
-	to, err := mail.ParseAddress(readMessage(t, filepath.Join(dir, key+"-failure.eml")).header.Get("To"))
+	to, err := mail.ParseAddress(smtptest.ParseFile(t, filepath.Join(dir, key+"-failure.eml")).Header.Get("To"))
 	require.NoError(t, err)
 	assert.Equal(t, "migration@mailwave.invalid", to.Address)
 }

@@ -5,9 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
-	"mime/multipart"
 	"net"
 	"net/mail"
 	"os"
@@ -103,59 +100,6 @@ func setup(t *testing.T, edit func(*smtpnotify.Options)) (*smtpnotify.Notifier, 
 	return setupRelay(t, relayOptions(), edit)
 }
 
-// parsed is a received message read back with the standard library.
-type parsed struct {
-	header     mail.Header
-	rawMsgID   string
-	text, html string
-}
-
-func parse(t *testing.T, raw []byte) parsed {
-	t.Helper()
-	m, err := mail.ReadMessage(strings.NewReader(string(raw)))
-	require.NoError(t, err)
-	p := parsed{header: m.Header}
-	for line := range strings.SplitSeq(string(raw), "\r\n") {
-		if strings.HasPrefix(line, "Message-ID:") {
-			p.rawMsgID = line
-		}
-	}
-	mediaType, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	require.NoError(t, err)
-	require.Equal(t, "multipart/alternative", mediaType)
-	mr := multipart.NewReader(m.Body, params["boundary"])
-	for {
-		part, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		require.NoError(t, err)
-		// multipart decodes quoted-printable by itself.
-		body, err := io.ReadAll(part)
-		require.NoError(t, err)
-		switch ct := part.Header.Get("Content-Type"); {
-		case strings.HasPrefix(ct, "text/plain"):
-			p.text = string(body)
-		case strings.HasPrefix(ct, "text/html"):
-			p.html = string(body)
-		default:
-			t.Fatalf("unexpected part %q", ct)
-		}
-	}
-	return p
-}
-
-func ledgerFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 // assertNoAddress checks that an error names no email address.
 func assertNoAddress(t *testing.T, err error) {
 	t.Helper()
@@ -182,7 +126,7 @@ func TestSendUserNotices(t *testing.T) {
 
 	msgs := r.Messages()
 	require.Len(t, msgs, len(activities.NoticeKinds), "each notice arrives once")
-	assert.ElementsMatch(t, []string{key + "-t14.sent", key + "-t1.sent", key + "-success.sent"}, ledgerFiles(t, o.LedgerDir))
+	assert.ElementsMatch(t, []string{key + "-t14.sent", key + "-t1.sent", key + "-success.sent"}, smtptest.FileNames(t, o.LedgerDir))
 
 	for i, kind := range activities.NoticeKinds {
 		t.Run(string(kind), func(t *testing.T) {
@@ -194,8 +138,8 @@ func TestSendUserNotices(t *testing.T) {
 			assert.Equal(t, fromAddr, got.From, "envelope sender")
 			assert.Equal(t, []string{userAddr}, got.To, "envelope recipient")
 
-			m := parse(t, got.Data)
-			h := m.header
+			m := smtptest.ParseMessage(t, got.Data)
+			h := m.Header
 			from, err := mail.ParseAddress(h.Get("From"))
 			require.NoError(t, err)
 			assert.Equal(t, &mail.Address{Name: "Example NHS Trust Migration", Address: fromAddr}, from)
@@ -203,19 +147,19 @@ func TestSendUserNotices(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, &mail.Address{Name: "Jo Bloggs", Address: userAddr}, to)
 			assert.Equal(t, want.Subject, h.Get("Subject"))
-			assert.Equal(t, fmt.Sprintf("Message-ID: <%s.%s@notices.mailwave.invalid>", kind, key), m.rawMsgID)
+			assert.Equal(t, fmt.Sprintf("Message-ID: <%s.%s@notices.mailwave.invalid>", kind, key), m.RawMessageID)
 			assert.Equal(t, string(kind), h.Get("X-Mailwave-Kind"))
 			assert.Equal(t, "wave-07", h.Get("X-Mailwave-Wave"))
 			date, err := h.Date()
 			require.NoError(t, err)
 			assert.True(t, date.After(before) && date.Before(after), "Date %v is the send time", date)
 
-			for _, body := range []string{m.text, m.html} {
+			for _, body := range []string{m.Text, m.HTML} {
 				assert.Contains(t, body, "Dear Jo Bloggs,")
 				assert.Contains(t, body, "Saturday 5 December 2026 at 20:00 UTC")
 			}
-			assert.Equal(t, want.Text, strings.ReplaceAll(m.text, "\r\n", "\n"))
-			assert.Contains(t, m.html, "<title>"+want.Subject+"</title>")
+			assert.Equal(t, want.Text, strings.ReplaceAll(m.Text, "\r\n", "\n"))
+			assert.Contains(t, m.HTML, "<title>"+want.Subject+"</title>")
 		})
 	}
 }
@@ -252,7 +196,7 @@ func TestRetryAfterSuccessSendsNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(rec), "Message-ID: "+nt.MessageID+"\n")
 	assert.Contains(t, string(rec), "Sent-At: "+time.Now().UTC().Format("2006-01-02"))
-	assert.Equal(t, []string{key + "-t14.sent"}, ledgerFiles(t, o.LedgerDir), "no temporaries left")
+	assert.Equal(t, []string{key + "-t14.sent"}, smtptest.FileNames(t, o.LedgerDir), "no temporaries left")
 
 	// A record of some other message under the name does not count.
 	require.NoError(t, os.WriteFile(path, []byte("Message-ID: <other@x>\n"), 0o600))
@@ -298,20 +242,20 @@ func TestFailureNoticeGoesToAdmin(t *testing.T) {
 	msgs := r.Messages()
 	require.Len(t, msgs, 1)
 	assert.Equal(t, []string{adminAddr}, msgs[0].To, "to the admin, not the user")
-	m := parse(t, msgs[0].Data)
-	to, err := mail.ParseAddress(m.header.Get("To"))
+	m := smtptest.ParseMessage(t, msgs[0].Data)
+	to, err := mail.ParseAddress(m.Header.Get("To"))
 	require.NoError(t, err)
 	assert.Equal(t, &mail.Address{Name: "Trust IT", Address: adminAddr}, to)
-	assert.Equal(t, "failure", m.header.Get("X-Mailwave-Kind"))
-	assert.Equal(t, nt.MessageID, m.header.Get("Message-ID"))
-	assert.Equal(t, "Mailbox migration needs support: mailbox "+key, m.header.Get("Subject"))
-	for _, body := range []string{m.text, m.html} {
+	assert.Equal(t, "failure", m.Header.Get("X-Mailwave-Kind"))
+	assert.Equal(t, nt.MessageID, m.Header.Get("Message-ID"))
+	assert.Equal(t, "Mailbox migration needs support: mailbox "+key, m.Header.Get("Subject"))
+	for _, body := range []string{m.Text, m.HTML} {
 		assert.Contains(t, body, "target mailbox is over quota")
 		assert.Contains(t, body, "OverQuota")
 		assert.Contains(t, body, "Jo Bloggs")
 		assert.Contains(t, body, userAddr, "the admin is told which user")
 	}
-	assert.Equal(t, []string{key + "-failure.sent"}, ledgerFiles(t, o.LedgerDir))
+	assert.Equal(t, []string{key + "-failure.sent"}, smtptest.FileNames(t, o.LedgerDir))
 
 	sent, err := n.Sent(ctx, key, activities.NoticeFailure)
 	require.NoError(t, err)
@@ -346,7 +290,7 @@ func TestRecipientRejectedIsPermanent(t *testing.T) {
 	assertNoAddress(t, err)
 
 	assert.Empty(t, r.Messages())
-	assert.Empty(t, ledgerFiles(t, o.LedgerDir), "nothing in the ledger")
+	assert.Empty(t, smtptest.FileNames(t, o.LedgerDir), "nothing in the ledger")
 	sent, err := n.Sent(ctx, key, activities.NoticeT14)
 	require.NoError(t, err)
 	assert.False(t, sent)
@@ -402,7 +346,7 @@ func TestWrongPasswordIsPermanent(t *testing.T) {
 	assert.Contains(t, err.Error(), "535")
 	assert.NotContains(t, err.Error(), relayPass)
 	assert.Empty(t, r.Messages())
-	assert.Empty(t, ledgerFiles(t, o.LedgerDir))
+	assert.Empty(t, smtptest.FileNames(t, o.LedgerDir))
 }
 
 func TestAuthLogin(t *testing.T) {
@@ -448,7 +392,7 @@ func TestImplicitTLS(t *testing.T) {
 	_, err = n.Send(context.Background(), notice(key, activities.NoticeSuccess))
 	require.NoError(t, err)
 	require.Len(t, r.Messages(), 1)
-	assert.Equal(t, "success", parse(t, r.Messages()[0].Data).header.Get("X-Mailwave-Kind"))
+	assert.Equal(t, "success", smtptest.ParseMessage(t, r.Messages()[0].Data).Header.Get("X-Mailwave-Kind"))
 
 	// Without the CA, implicit TLS fails the same way.
 	o.CAFile, o.LedgerDir = "", t.TempDir()
@@ -488,7 +432,7 @@ func TestConnectionRefusedIsRetryable(t *testing.T) {
 	assert.False(t, permanent)
 	assert.Contains(t, err.Error(), key)
 	assertNoAddress(t, err)
-	assert.Empty(t, ledgerFiles(t, o.LedgerDir))
+	assert.Empty(t, smtptest.FileNames(t, o.LedgerDir))
 }
 
 func TestCancelStopsASend(t *testing.T) {
@@ -502,7 +446,7 @@ func TestCancelStopsASend(t *testing.T) {
 	_, err := n.Send(ctx, notice(key, activities.NoticeT14))
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Less(t, time.Since(start), 10*time.Second, "the send stopped with its context, not its timeout")
-	assert.Empty(t, ledgerFiles(t, o.LedgerDir))
+	assert.Empty(t, smtptest.FileNames(t, o.LedgerDir))
 
 	ctx, cancel = context.WithCancel(context.Background())
 	cancel()
@@ -544,7 +488,7 @@ func TestSendRejectsBadNotices(t *testing.T) {
 		})
 	}
 	assert.Zero(t, r.Conns(), "no connection made")
-	assert.Empty(t, ledgerFiles(t, o.LedgerDir))
+	assert.Empty(t, smtptest.FileNames(t, o.LedgerDir))
 
 	_, err := n.Sent(ctx, "../etc", activities.NoticeT14)
 	assert.Error(t, err)
