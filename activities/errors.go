@@ -6,25 +6,6 @@ import (
 	"time"
 )
 
-// Error types of permanent failures: a mailbox that meets one of these ends in
-// "needs support" at once, without retries. They are matched by type, never
-// by text.
-const (
-	ErrTypeMailboxNotFound = "MailboxNotFound"
-	ErrTypeBadCredentials  = "BadCredentials"
-	ErrTypeOverQuota       = "OverQuota"
-	ErrTypeNoticeNotSent   = "NoticeNotSent"
-	ErrTypeBadItems        = "BadItems"
-	ErrTypeInvalidMailbox  = "InvalidMailbox"
-	ErrTypeVerifyMismatch  = "VerifyMismatch"
-)
-
-// Error types of retryable failures.
-const (
-	ErrTypeThrottled = "Throttled"
-	ErrTypeTransient = "Transient"
-)
-
 // PermanentError is returned by a port for a failure that retrying cannot fix.
 type PermanentError struct {
 	Type string

@@ -13,9 +13,9 @@ import (
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
 
-	"mailwave/internal/cliutil"
+	"mailwave/contract"
+	"mailwave/internal/control"
 	"mailwave/mail/sim"
-	"mailwave/workflows"
 )
 
 // waveFigures is what the wave half measured.
@@ -35,7 +35,7 @@ func (f *waveFigures) rate(n int) float64 { return float64(n) / f.elapsed.Second
 // it to finish, then counts its runs and verifies the estate.
 func runWave(ctx context.Context, o options, srv *server, d layout) (*waveFigures, error) {
 	waveID := fmt.Sprintf("bench-%d", time.Now().Unix())
-	workflowID := workflows.WaveWorkflowID(waveID)
+	workflowID := contract.WaveWorkflowID(waveID)
 	c := srv.Client()
 
 	logf("wave %s: launching %d mailboxes, cap %d", waveID, o.n, o.concurrency)
@@ -62,7 +62,7 @@ func runWave(ctx context.Context, o options, srv *server, d layout) (*waveFigure
 	}
 
 	// Get follows the chain of continue-as-new runs to the last one's result.
-	var result workflows.WaveResult
+	var result contract.WaveResult
 	wait := func(ctx context.Context) error {
 		return c.GetWorkflow(ctx, workflowID, "").Get(ctx, &result)
 	}
@@ -90,8 +90,8 @@ func runWave(ctx context.Context, o options, srv *server, d layout) (*waveFigure
 func reportWave(ctx context.Context, c client.Client, workflowID string, start time.Time) {
 	ctx, cancel := context.WithTimeout(ctx, progressEvery)
 	defer cancel()
-	var p workflows.WaveProgress
-	v, err := c.QueryWorkflow(ctx, workflowID, "", workflows.QueryProgress)
+	var p contract.WaveProgress
+	v, err := c.QueryWorkflow(ctx, workflowID, "", contract.QueryProgress)
 	if err == nil {
 		err = v.Get(&p)
 	}
@@ -114,7 +114,7 @@ func waveRuns(ctx context.Context, c client.Client, workflowID string, want int)
 	for {
 		var runs, running int
 		var maxEvents int64
-		err := cliutil.EachWorkflow(ctx, c, query, func(e *workflowpb.WorkflowExecutionInfo) {
+		err := control.EachWorkflow(ctx, c, query, func(e *workflowpb.WorkflowExecutionInfo) {
 			runs++
 			maxEvents = max(maxEvents, e.GetHistoryLength())
 			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {

@@ -10,11 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/internal/wavefile"
 	"mailwave/mail/outbox"
 	"mailwave/mail/sim"
-	"mailwave/workflows"
 )
 
 // demoOptions are the flags of `demo`.
@@ -60,15 +59,15 @@ func (a *app) demo(ctx context.Context, o demoOptions) error {
 	in, err := a.launchWave(ctx, waveLaunchOptions{
 		wave: wave, roster: filepath.Join(estateDir, sim.RosterFile), samplePercent: 100, seed: o.seed,
 		migrateAt: "+" + o.migrateIn.String(), noticeLead: o.noticeLead.String(), remindLead: o.remindLead.String(),
-		allowShortNotice: true, concurrency: o.concurrency, errorBudget: 100 * workflows.DefaultErrorBudget,
-		startRate: workflows.DefaultStartRate, wavesDir: filepath.Join(o.dataDir, "waves"),
+		allowShortNotice: true, concurrency: o.concurrency, errorBudget: 100 * contract.DefaultErrorBudget,
+		startRate: contract.DefaultStartRate, wavesDir: filepath.Join(o.dataDir, "waves"),
 	}, time.Now().UTC())
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(a.out, "\nIn the Temporal UI (%s):\n  the wave        %s\n  its mailboxes   %s\n  needs support   %s\n\n",
-		o.uiURL, o.uiURL+"/namespaces/default/workflows/"+workflows.WaveWorkflowID(wave),
-		waveQueryURL(o.uiURL, wave, ""), waveQueryURL(o.uiURL, wave, workflows.StageNeedsSupport))
+		o.uiURL, o.uiURL+"/namespaces/default/workflows/"+contract.WaveWorkflowID(wave),
+		waveQueryURL(o.uiURL, wave, ""), waveQueryURL(o.uiURL, wave, contract.StageNeedsSupport))
 
 	c, err := a.dial(ctx)
 	if err != nil {
@@ -87,10 +86,10 @@ func (a *app) demo(ctx context.Context, o demoOptions) error {
 		return err
 	}
 	addresses := make([]string, len(rows))
-	refs := make([]activities.MailboxRef, len(rows))
+	refs := make([]contract.MailboxRef, len(rows))
 	for i, r := range rows {
 		addresses[i] = r.Address
-		refs[i] = activities.MailboxRef{Key: r.Key}
+		refs[i] = contract.MailboxRef{Key: r.Key}
 	}
 	rep, err := est.Verify(ctx, addresses)
 	if err != nil {
@@ -109,7 +108,7 @@ func (a *app) demo(ctx context.Context, o demoOptions) error {
 	fmt.Fprintf(a.out, "migrated %d, needs support %d, cancelled %d, refused %d\n", res.Migrated, res.NeedsSupport, res.Cancelled, res.Refused)
 	fmt.Fprintf(a.out, "%.1f mailboxes/s from T to the last cutover\n", float64(res.Migrated+res.NeedsSupport)/max(1, res.FinishedAt.Sub(in.MigrateAt).Seconds()))
 	fmt.Fprintf(a.out, "notices: %d T-14, %d T-1, %d success; %d failure notices to the admin\n",
-		notices[activities.NoticeT14], notices[activities.NoticeT1], notices[activities.NoticeSuccess], notices[activities.NoticeFailure])
+		notices[contract.NoticeT14], notices[contract.NoticeT1], notices[contract.NoticeSuccess], notices[contract.NoticeFailure])
 	fmt.Fprintf(a.out, "verifier: %d cut over, %d not cut over (the needs-support ones), %d items at source, %d on target\n",
 		t.CutOver, t.Incomplete, t.SourceItems, t.TargetItems)
 	fmt.Fprintf(a.out, "verifier: lost %d, duplicated %d; per-mailbox report %s\n", t.Lost, t.Duplicated, csvPath)
@@ -122,16 +121,16 @@ func (a *app) demo(ctx context.Context, o demoOptions) error {
 
 // waveQueryURL links to the Temporal UI's list of a wave's mailboxes,
 // optionally in one stage.
-func waveQueryURL(ui, wave string, stage workflows.Stage) string {
-	q := fmt.Sprintf("%s = %q", workflows.SearchAttrWave.GetName(), wave)
+func waveQueryURL(ui, wave string, stage contract.Stage) string {
+	q := fmt.Sprintf("%s = %q", contract.SearchAttrWave.GetName(), wave)
 	if stage != "" {
-		q += fmt.Sprintf(" AND %s = %q", workflows.SearchAttrStage.GetName(), string(stage))
+		q += fmt.Sprintf(" AND %s = %q", contract.SearchAttrStage.GetName(), string(stage))
 	}
 	return fmt.Sprintf("%s/namespaces/default/workflows?query=%s", ui, url.QueryEscape(q))
 }
 
 // countNotices counts, per kind, the mailboxes whose notice is in the outbox.
-func countNotices(ctx context.Context, dir string, mailboxes []activities.MailboxRef) (map[activities.NoticeKind]int, error) {
+func countNotices(ctx context.Context, dir string, mailboxes []contract.MailboxRef) (map[contract.NoticeKind]int, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("outbox %s: %w", dir, err)
 	}
@@ -139,9 +138,9 @@ func countNotices(ctx context.Context, dir string, mailboxes []activities.Mailbo
 	if err != nil {
 		return nil, err
 	}
-	counts := map[activities.NoticeKind]int{}
+	counts := map[contract.NoticeKind]int{}
 	for _, m := range mailboxes {
-		for _, kind := range activities.AllNoticeKinds {
+		for _, kind := range contract.AllNoticeKinds {
 			sent, err := ob.Sent(ctx, m.Key, kind)
 			if err != nil {
 				return nil, err

@@ -13,10 +13,9 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/identity"
-	"mailwave/internal/fanout"
-	"mailwave/workflows"
+	"mailwave/internal/control"
 )
 
 func newMailboxCmd(a *app) *cobra.Command {
@@ -82,8 +81,8 @@ func (a *app) startMailbox(ctx context.Context, o mailboxStartOptions, now time.
 		return err
 	}
 	defer c.Close()
-	in := workflows.MailboxInput{
-		Mailbox:      activities.MailboxRef{Key: key, Address: addr, Org: o.org, DisplayName: o.displayName},
+	in := contract.MailboxInput{
+		Mailbox:      contract.MailboxRef{Key: key, Address: addr, Org: o.org, DisplayName: o.displayName},
 		WaveID:       o.wave,
 		MigrateAt:    sched.MigrateAt,
 		NoticeLead:   sched.NoticeLead,
@@ -94,7 +93,7 @@ func (a *app) startMailbox(ctx context.Context, o mailboxStartOptions, now time.
 		return err
 	}
 	notice, reminder := in.Leads()
-	fmt.Fprintf(a.out, "started mailbox %s (workflow %s, run %s)\n", key, workflows.MailboxWorkflowID(key), runID)
+	fmt.Fprintf(a.out, "started mailbox %s (workflow %s, run %s)\n", key, contract.MailboxWorkflowID(key), runID)
 	fmt.Fprintf(a.out, "  notice   %s\n  reminder %s\n  migrate  %s\n",
 		in.MigrateAt.Add(-notice).Format(time.RFC3339), in.MigrateAt.Add(-reminder).Format(time.RFC3339), in.MigrateAt.Format(time.RFC3339))
 	return nil
@@ -119,10 +118,10 @@ func parseSchedule(migrateAt, noticeLead, reminderLead string, now time.Time) (s
 }
 
 // startMailboxWorkflow starts one mailbox's migration on its own, under the
-// rule every start follows (fanout.StartMailbox): a mailbox already being
+// rule every start follows (control.StartMailbox): a mailbox already being
 // migrated, or already migrated, is refused with the reason.
-func startMailboxWorkflow(ctx context.Context, c client.Client, in workflows.MailboxInput, now time.Time) (string, error) {
-	st, err := fanout.StartMailbox(ctx, c, in, time.Time{}, now)
+func startMailboxWorkflow(ctx context.Context, c client.Client, in contract.MailboxInput, now time.Time) (string, error) {
+	st, err := control.StartMailbox(ctx, c, in, time.Time{}, now)
 	if err != nil {
 		return "", err
 	}
@@ -154,7 +153,7 @@ func newMailboxStatusCmd(a *app) *cobra.Command {
 
 func newMailboxSignalCmd(a *app, verb string) *cobra.Command {
 	var address, reason string
-	signal := map[string]string{"pause": workflows.SignalPause, "resume": workflows.SignalResume}[verb]
+	signal := map[string]string{"pause": contract.SignalPause, "resume": contract.SignalResume}[verb]
 	cmd := &cobra.Command{
 		Use:   verb,
 		Short: strings.ToUpper(verb[:1]) + verb[1:] + " one mailbox's migration at its next step boundary",
@@ -165,11 +164,11 @@ func newMailboxSignalCmd(a *app, verb string) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			var payload any = workflows.ResumeRequest{}
+			var payload any = contract.ResumeRequest{}
 			if verb == "pause" {
-				payload = workflows.PauseRequest{Reason: reason}
+				payload = contract.PauseRequest{Reason: reason}
 			}
-			id := workflows.MailboxWorkflowID(key)
+			id := contract.MailboxWorkflowID(key)
 			if err := c.SignalWorkflow(cmd.Context(), id, "", signal, payload); err != nil {
 				var notFound *serviceerror.NotFound
 				if errors.As(err, &notFound) {
@@ -209,7 +208,7 @@ func (a *app) mailboxTarget(ctx context.Context, address string) (string, client
 // mailboxStatus prints a mailbox's state: the workflow's own view through
 // the query, and the server's view of any activity being retried.
 func mailboxStatus(ctx context.Context, c client.Client, key string, out io.Writer) error {
-	id := workflows.MailboxWorkflowID(key)
+	id := contract.MailboxWorkflowID(key)
 	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
@@ -222,11 +221,11 @@ func mailboxStatus(ctx context.Context, c client.Client, key string, out io.Writ
 	fmt.Fprintf(out, "mailbox   %s\nworkflow  %s (run %s)\nstatus    %s\n", key, id, info.GetExecution().GetRunId(), info.GetStatus())
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	v, err := c.QueryWorkflow(qctx, id, "", workflows.QueryState)
+	v, err := c.QueryWorkflow(qctx, id, "", contract.QueryState)
 	if err != nil {
 		fmt.Fprintf(out, "state     unavailable (%v): is a worker running?\n", err)
 	} else {
-		var st workflows.MailboxState
+		var st contract.MailboxState
 		if err := v.Get(&st); err != nil {
 			return fmt.Errorf("decoding the state of %s: %w", id, err)
 		}
@@ -245,7 +244,7 @@ func mailboxStatus(ctx context.Context, c client.Client, key string, out io.Writ
 	return nil
 }
 
-func printState(out io.Writer, st workflows.MailboxState) {
+func printState(out io.Writer, st contract.MailboxState) {
 	paused := ""
 	if st.Paused {
 		paused = " (paused)"
@@ -267,7 +266,7 @@ func printState(out io.Writer, st workflows.MailboxState) {
 	}
 	sort.Strings(steps)
 	for _, step := range steps {
-		fmt.Fprintf(out, "attempts  %s: %d\n", step, st.Attempts[workflows.Step(step)])
+		fmt.Fprintf(out, "attempts  %s: %d\n", step, st.Attempts[contract.Step(step)])
 	}
 	fmt.Fprintf(out, "copied    %d items, %d bytes (%d already there)\n", st.Copied.Items, st.Copied.Bytes, st.Copied.Skipped)
 	if st.LastError != "" {

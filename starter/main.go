@@ -10,17 +10,16 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 
 	"mailwave/identity"
 	"mailwave/internal/cliutil"
+	"mailwave/internal/connect"
 )
 
 func main() {
@@ -34,7 +33,7 @@ func main() {
 
 // app holds what every command shares.
 type app struct {
-	temporal   cliutil.TemporalOptions
+	temporal   connect.Options
 	secretFile string
 	out        io.Writer
 }
@@ -54,6 +53,7 @@ func newRootCmd(out io.Writer) *cobra.Command {
 		},
 	}
 	root.SetOut(out)
+	a.temporal.Log.Level = "warn" // the SDK's own chatter stays out of an operator's way
 	a.temporal.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVar(&a.secretFile, "key-secret-file", "", "file holding the mailbox key secret (default: $"+identity.SecretEnv+")")
 	root.AddCommand(newMailboxCmd(a), newWaveCmd(a), newEstateCmd(a), newDemoCmd(a))
@@ -69,8 +69,8 @@ func (a *app) keyer() (*identity.Keyer, error) {
 	return identity.NewKeyer(secret)
 }
 
-// dial connects to Temporal, keeping the SDK's own logging to warnings.
+// dial connects to Temporal through the one connection builder.
 func (a *app) dial(ctx context.Context) (client.Client, error) {
-	logger := tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	return a.temporal.Dial(ctx, logger)
+	c, _, err := a.temporal.Connect(ctx)
+	return c, err
 }

@@ -13,10 +13,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"mailwave/contract"
+	"mailwave/internal/config"
 	"mailwave/internal/testenv"
 	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
-	"mailwave/workflows"
 )
 
 const testSecret = "starter-test-secret-0123"
@@ -94,8 +95,8 @@ func TestMailboxCommandsOnARealServer(t *testing.T) {
 
 	srv := testenv.StartDevServer(t, "")
 	testenv.StartWorker(t, srv.Client(), workerapp.Config{
-		TaskQueue: workflows.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
-		Estate: "sim", Sim: workerapp.SimConfig{Dir: estateDir, Instant: true},
+		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
+		Estate: "sim", Sim: config.Sim{Dir: estateDir, Instant: true},
 		MaxConcurrentActivities: 10, MaxConcurrentLocalActivities: 10, MaxConcurrentWorkflowTasks: 10,
 	})
 

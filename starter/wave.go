@@ -20,9 +20,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
-	"mailwave/internal/cliutil"
+	"mailwave/contract"
+	"mailwave/internal/control"
 	"mailwave/internal/wavefile"
-	"mailwave/workflows"
 )
 
 // MaxWaveMailboxes is the largest wave the starter launches: the programme's
@@ -34,10 +34,10 @@ var waveIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 func newWaveCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "wave", Short: "Launch, watch, pause, resume and cancel a wave of mailboxes"}
 	cmd.AddCommand(newWaveLaunchCmd(a), newWaveStatusCmd(a),
-		newWaveSignalCmd(a, "pause", workflows.SignalPause, "Hold the wave: no mailbox enters copy; those mid-step finish the step and hold"),
-		newWaveSignalCmd(a, "resume", workflows.SignalResume, "Resume a paused wave"),
-		newWaveSignalCmd(a, "cancel", workflows.SignalCancel, "Cancel the wave: mailboxes not yet cut over stop cleanly"),
-		newWaveSignalCmd(a, "retry-failed", workflows.SignalRetryFailed, "Run the wave's needs-support mailboxes again"),
+		newWaveSignalCmd(a, "pause", contract.SignalPause, "Hold the wave: no mailbox enters copy; those mid-step finish the step and hold"),
+		newWaveSignalCmd(a, "resume", contract.SignalResume, "Resume a paused wave"),
+		newWaveSignalCmd(a, "cancel", contract.SignalCancel, "Cancel the wave: mailboxes not yet cut over stop cleanly"),
+		newWaveSignalCmd(a, "retry-failed", contract.SignalRetryFailed, "Run the wave's needs-support mailboxes again"),
 		newWaveSetCapCmd(a))
 	return cmd
 }
@@ -77,9 +77,9 @@ number, and nothing starts until the file is clean.`,
 	f.StringVar(&o.noticeLead, "notice-lead", "14d", "how long before T the notice goes out")
 	f.StringVar(&o.remindLead, "reminder-lead", "1d", "how long before T the reminder goes out")
 	f.BoolVar(&o.allowShortNotice, "allow-short-notice", false, "accept a T closer than the notice lead (notices go out at once)")
-	f.IntVar(&o.concurrency, "concurrency", workflows.DefaultCap, "mailboxes in copy or cutover at once")
-	f.Float64Var(&o.errorBudget, "error-budget", 100*workflows.DefaultErrorBudget, "percent of finished mailboxes that may need support before the wave pauses itself")
-	f.Float64Var(&o.startRate, "start-rate", workflows.DefaultStartRate, "mailbox workflows started per second")
+	f.IntVar(&o.concurrency, "concurrency", contract.DefaultCap, "mailboxes in copy or cutover at once")
+	f.Float64Var(&o.errorBudget, "error-budget", 100*contract.DefaultErrorBudget, "percent of finished mailboxes that may need support before the wave pauses itself")
+	f.Float64Var(&o.startRate, "start-rate", contract.DefaultStartRate, "mailbox workflows started per second")
 	f.StringVar(&o.wavesDir, "waves-dir", "data/waves", "where the wave's mailbox file is written; the workers must read the same path")
 	f.BoolVar(&o.dryRun, "dry-run", false, "check everything and show the wave, but start nothing")
 	_ = cmd.MarkFlagRequired("wave")
@@ -89,8 +89,8 @@ number, and nothing starts until the file is clean.`,
 
 // launchWave checks the wave's input, writes its mailbox file and starts
 // it. It returns the wave's input.
-func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time) (workflows.WaveInput, error) {
-	var in workflows.WaveInput
+func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time) (contract.WaveInput, error) {
+	var in contract.WaveInput
 	if !waveIDPattern.MatchString(o.wave) {
 		return in, fmt.Errorf("--wave %q: use 1 to 64 letters, digits, '.', '_' or '-'", o.wave)
 	}
@@ -161,7 +161,7 @@ func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time
 	if err != nil {
 		return in, err
 	}
-	in = workflows.WaveInput{
+	in = contract.WaveInput{
 		WaveID:       o.wave,
 		MailboxFile:  filepath.Join(dir, o.wave+".csv"),
 		Total:        len(mailboxes),
@@ -186,13 +186,13 @@ func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time
 		return in, err
 	}
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                                       workflows.WaveWorkflowID(in.WaveID),
-		TaskQueue:                                workflows.TaskQueue,
+		ID:                                       contract.WaveWorkflowID(in.WaveID),
+		TaskQueue:                                contract.TaskQueue,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            "wave " + in.WaveID,
-	}, workflows.WaveWorkflowName, in)
+	}, contract.WaveWorkflowName, in)
 	if err != nil {
 		var already *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &already) {
@@ -217,7 +217,7 @@ func parseCSVFile(path string) ([]wavefile.Row, error) {
 
 // checkWaveIsNew refuses a wave ID that was ever used.
 func checkWaveIsNew(ctx context.Context, c client.Client, wave string) error {
-	desc, err := c.DescribeWorkflowExecution(ctx, workflows.WaveWorkflowID(wave), "")
+	desc, err := c.DescribeWorkflowExecution(ctx, contract.WaveWorkflowID(wave), "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return nil
@@ -226,7 +226,7 @@ func checkWaveIsNew(ctx context.Context, c client.Client, wave string) error {
 		return fmt.Errorf("looking up wave %s: %w", wave, err)
 	}
 	return fmt.Errorf("wave %s already exists (%s since %s): wave IDs are used once", wave,
-		cliutil.StatusName(desc.GetWorkflowExecutionInfo().GetStatus()),
+		control.StatusName(desc.GetWorkflowExecutionInfo().GetStatus()),
 		desc.GetWorkflowExecutionInfo().GetStartTime().AsTime().Format(time.RFC3339))
 }
 
@@ -234,10 +234,10 @@ func checkWaveIsNew(ctx context.Context, c client.Client, wave string) error {
 // migrated now, from the visibility store.
 func busyMailboxes(ctx context.Context, c client.Client) (map[string]bool, error) {
 	query := fmt.Sprintf("WorkflowType = '%s' AND (%s = '%s' OR ExecutionStatus = 'Running')",
-		workflows.MailboxWorkflowName, workflows.SearchAttrStage.GetName(), workflows.StageMigrated)
+		contract.MailboxWorkflowName, contract.SearchAttrStage.GetName(), contract.StageMigrated)
 	busy := map[string]bool{}
-	err := cliutil.EachWorkflow(ctx, c, query, func(ex *workflowpb.WorkflowExecutionInfo) {
-		busy[workflows.MailboxKeyOf(ex.GetExecution().GetWorkflowId())] = true
+	err := control.EachWorkflow(ctx, c, query, func(ex *workflowpb.WorkflowExecutionInfo) {
+		busy[contract.MailboxKeyOf(ex.GetExecution().GetWorkflowId())] = true
 	})
 	if err != nil {
 		return nil, fmt.Errorf("finding the mailboxes already migrated: %w", err)
@@ -251,7 +251,7 @@ func (a *app) waveTarget(ctx context.Context, wave string) (client.Client, enums
 	if err != nil {
 		return nil, 0, err
 	}
-	desc, err := c.DescribeWorkflowExecution(ctx, workflows.WaveWorkflowID(wave), "")
+	desc, err := c.DescribeWorkflowExecution(ctx, contract.WaveWorkflowID(wave), "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		c.Close()
@@ -273,7 +273,7 @@ func newWaveSignalCmd(a *app, verb, signal, short string) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var payload any
 			if verb == "pause" {
-				payload = workflows.PauseRequest{Reason: reason}
+				payload = contract.PauseRequest{Reason: reason}
 			}
 			return a.signalWave(cmd.Context(), wave, verb, signal, payload)
 		},
@@ -297,7 +297,7 @@ func newWaveSetCapCmd(a *app) *cobra.Command {
 			if err != nil || n < 1 {
 				return fmt.Errorf("concurrency %q: a whole number of at least 1", args[0])
 			}
-			return a.signalWave(cmd.Context(), wave, "set-concurrency", workflows.SignalSetCap, workflows.SetCapRequest{Cap: n})
+			return a.signalWave(cmd.Context(), wave, "set-concurrency", contract.SignalSetCap, contract.SetCapRequest{Cap: n})
 		},
 	}
 	cmd.Flags().StringVar(&wave, "wave", "", "the wave's ID (required)")
@@ -314,7 +314,7 @@ func (a *app) signalWave(ctx context.Context, wave, verb, signal string, payload
 	if status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return fmt.Errorf("wave %s has finished (%s): nothing to %s", wave, status, verb)
 	}
-	if err := c.SignalWorkflow(ctx, workflows.WaveWorkflowID(wave), "", signal, payload); err != nil {
+	if err := c.SignalWorkflow(ctx, contract.WaveWorkflowID(wave), "", signal, payload); err != nil {
 		return fmt.Errorf("%s wave %s: %w", verb, wave, err)
 	}
 	fmt.Fprintf(a.out, "%s sent to wave %s\n", verb, wave)
@@ -363,18 +363,18 @@ func newWaveStatusCmd(a *app) *cobra.Command {
 
 // waveProgress asks a running wave for its progress; for a finished wave it
 // turns the result into the same shape.
-func waveProgress(ctx context.Context, c client.Client, wave string) (workflows.WaveProgress, *workflows.WaveResult, error) {
-	id := workflows.WaveWorkflowID(wave)
+func waveProgress(ctx context.Context, c client.Client, wave string) (contract.WaveProgress, *contract.WaveResult, error) {
+	id := contract.WaveWorkflowID(wave)
 	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
 	if err != nil {
-		return workflows.WaveProgress{}, nil, fmt.Errorf("looking up wave %s: %w", wave, err)
+		return contract.WaveProgress{}, nil, fmt.Errorf("looking up wave %s: %w", wave, err)
 	}
 	if desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		var res workflows.WaveResult
+		var res contract.WaveResult
 		if err := c.GetWorkflow(ctx, id, "").Get(ctx, &res); err != nil {
-			return workflows.WaveProgress{}, nil, fmt.Errorf("wave %s ended without a result: %w", wave, err)
+			return contract.WaveProgress{}, nil, fmt.Errorf("wave %s ended without a result: %w", wave, err)
 		}
-		return workflows.WaveProgress{
+		return contract.WaveProgress{
 			WaveID: wave, Total: res.Total, Started: res.Total - res.Refused, Refused: res.Refused,
 			Migrated: res.Migrated, NeedsSupport: res.NeedsSupport, Cancelled: res.Cancelled, Copied: res.Copied,
 			Runs: res.Runs, StartedAt: res.StartedAt, Refusals: res.Refusals,
@@ -382,11 +382,11 @@ func waveProgress(ctx context.Context, c client.Client, wave string) (workflows.
 	}
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	v, err := c.QueryWorkflow(qctx, id, "", workflows.QueryProgress)
+	v, err := c.QueryWorkflow(qctx, id, "", contract.QueryProgress)
 	if err != nil {
-		return workflows.WaveProgress{}, nil, fmt.Errorf("asking wave %s for its progress (is a worker running?): %w", wave, err)
+		return contract.WaveProgress{}, nil, fmt.Errorf("asking wave %s for its progress (is a worker running?): %w", wave, err)
 	}
-	var p workflows.WaveProgress
+	var p contract.WaveProgress
 	if err := v.Get(&p); err != nil {
 		return p, nil, err
 	}
@@ -428,7 +428,7 @@ func printWaveStatus(ctx context.Context, c client.Client, wave string, out io.W
 }
 
 // watchWaveProgress shows a live progress bar until the wave ends.
-func watchWaveProgress(ctx context.Context, c client.Client, wave string, every time.Duration, out io.Writer) (workflows.WaveResult, error) {
+func watchWaveProgress(ctx context.Context, c client.Client, wave string, every time.Duration, out io.Writer) (contract.WaveResult, error) {
 	var bar *progressbar.ProgressBar
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -439,11 +439,11 @@ func watchWaveProgress(ctx context.Context, c client.Client, wave string, every 
 			// A watch rides out a passing error (a worker restarting);
 			// five in a row end it.
 			if failures++; failures == 5 {
-				return workflows.WaveResult{}, err
+				return contract.WaveResult{}, err
 			}
 			select {
 			case <-ctx.Done():
-				return workflows.WaveResult{}, ctx.Err()
+				return contract.WaveResult{}, ctx.Err()
 			case <-tick.C:
 			}
 			continue
@@ -467,7 +467,7 @@ func watchWaveProgress(ctx context.Context, c client.Client, wave string, every 
 		}
 		select {
 		case <-ctx.Done():
-			return workflows.WaveResult{}, ctx.Err()
+			return contract.WaveResult{}, ctx.Err()
 		case <-tick.C:
 		}
 	}
@@ -482,21 +482,21 @@ func writeWaveCSV(ctx context.Context, c client.Client, wave, path string) (int,
 	defer f.Close()
 	w := csv.NewWriter(f)
 	_ = w.Write([]string{"key", "workflow_id", "status", "stage", "stage_since"})
-	query := fmt.Sprintf("%s = '%s'", workflows.SearchAttrWave.GetName(), wave)
+	query := fmt.Sprintf("%s = '%s'", contract.SearchAttrWave.GetName(), wave)
 	dc := converter.GetDefaultDataConverter()
 	n := 0
-	err = cliutil.EachWorkflow(ctx, c, query, func(ex *workflowpb.WorkflowExecutionInfo) {
+	err = control.EachWorkflow(ctx, c, query, func(ex *workflowpb.WorkflowExecutionInfo) {
 		fields := ex.GetSearchAttributes().GetIndexedFields()
 		var stage string
 		var since time.Time
-		if p, ok := fields[workflows.SearchAttrStage.GetName()]; ok {
+		if p, ok := fields[contract.SearchAttrStage.GetName()]; ok {
 			_ = dc.FromPayload(p, &stage)
 		}
-		if p, ok := fields[workflows.SearchAttrStageSince.GetName()]; ok {
+		if p, ok := fields[contract.SearchAttrStageSince.GetName()]; ok {
 			_ = dc.FromPayload(p, &since)
 		}
 		id := ex.GetExecution().GetWorkflowId()
-		_ = w.Write([]string{workflows.MailboxKeyOf(id), id, cliutil.StatusName(ex.GetStatus()), stage, since.UTC().Format(time.RFC3339)})
+		_ = w.Write([]string{contract.MailboxKeyOf(id), id, control.StatusName(ex.GetStatus()), stage, since.UTC().Format(time.RFC3339)})
 		n++
 	})
 	if err != nil {

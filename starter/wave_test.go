@@ -11,10 +11,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"mailwave/contract"
+	"mailwave/internal/config"
 	"mailwave/internal/testenv"
 	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
-	"mailwave/workflows"
 )
 
 // writeCSV writes a mailbox CSV in a temp dir.
@@ -83,8 +84,8 @@ func TestWaveCommandsOnARealServer(t *testing.T) {
 	require.NoError(t, err)
 	srv := testenv.StartDevServer(t, "")
 	testenv.StartWorker(t, srv.Client(), workerapp.Config{
-		TaskQueue: workflows.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
-		Estate: "sim", Sim: workerapp.SimConfig{Dir: filepath.Join(dir, "estate"), Instant: true},
+		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
+		Estate: "sim", Sim: config.Sim{Dir: filepath.Join(dir, "estate"), Instant: true},
 		MaxConcurrentActivities: 20, MaxConcurrentLocalActivities: 20, MaxConcurrentWorkflowTasks: 20,
 	})
 	server := []string{"--temporal-address", srv.FrontendHostPort()}

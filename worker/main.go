@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"mailwave/internal/cliutil"
+	"mailwave/internal/connect"
 	"mailwave/internal/workerapp"
 )
 
@@ -30,8 +31,7 @@ func main() {
 
 func newRootCmd() *cobra.Command {
 	var (
-		temporal cliutil.TemporalOptions
-		logs     cliutil.LogOptions
+		temporal connect.Options
 		cfg      workerapp.Config
 		profile  string
 	)
@@ -45,10 +45,6 @@ func newRootCmd() *cobra.Command {
 			return cliutil.BindEnv(cmd.Flags())
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			z, logger, err := logs.Build()
-			if err != nil {
-				return err
-			}
 			if profile != "" {
 				stop, err := startCPUProfile(profile)
 				if err != nil {
@@ -56,11 +52,11 @@ func newRootCmd() *cobra.Command {
 				}
 				defer stop()
 			}
-			defer func() { _ = z.Sync() }()
-			c, err := temporal.Dial(cmd.Context(), logger)
+			c, z, err := temporal.Connect(cmd.Context())
 			if err != nil {
 				return err
 			}
+			defer func() { _ = z.Sync() }()
 			defer c.Close()
 			z.Info("worker starting", zap.String("address", temporal.Address), zap.String("namespace", temporal.Namespace),
 				zap.String("taskQueue", cfg.TaskQueue), zap.String("notifier", cfg.Notifier), zap.String("estate", cfg.Estate))
@@ -70,7 +66,6 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	temporal.AddFlags(cmd.Flags())
-	logs.AddFlags(cmd.Flags())
 	cfg.AddFlags(cmd.Flags())
 	cmd.Flags().StringVar(&profile, "cpu-profile", "", "write a CPU profile (go tool pprof) to this file until the worker stops")
 	return cmd

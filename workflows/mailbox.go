@@ -8,26 +8,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"mailwave/activities"
+	"mailwave/contract"
 )
-
-// a is only a name for the activities' methods: the worker registers the
-// real value and the SDK calls that one.
-var a *activities.Activities
-
-// ErrTypeInvalidInput fails a workflow started with input it cannot use.
-const ErrTypeInvalidInput = "InvalidInput"
-
-// PauseRequest is the payload of the pause signal. ByWave marks a hold by
-// the mailbox's wave, kept apart from an operator's pause of the mailbox.
-type PauseRequest struct {
-	Reason string `json:",omitempty"`
-	ByWave bool   `json:",omitempty"`
-}
-
-// ResumeRequest is the payload of the resume signal.
-type ResumeRequest struct {
-	ByWave bool `json:",omitempty"`
-}
 
 // MailboxMigration is one mailbox's whole migration:
 //
@@ -36,13 +18,13 @@ type ResumeRequest struct {
 //
 // A step that fails after its retries ends the mailbox in "needs support",
 // naming the step and the reason; the workflow itself completes normally.
-func MailboxMigration(ctx workflow.Context, in MailboxInput) (MailboxResult, error) {
+func MailboxMigration(ctx workflow.Context, in contract.MailboxInput) (contract.MailboxResult, error) {
 	if err := in.Validate(); err != nil {
-		return MailboxResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, nil)
+		return contract.MailboxResult{}, temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeInvalidInput, nil)
 	}
 	m := newMailbox(ctx, in)
 	if err := m.setup(ctx); err != nil {
-		return MailboxResult{}, err
+		return contract.MailboxResult{}, err
 	}
 	return m.run(ctx), nil
 }
@@ -56,38 +38,38 @@ const (
 )
 
 type mailbox struct {
-	in        MailboxInput
-	state     MailboxState
+	in        contract.MailboxInput
+	state     contract.MailboxState
 	startedAt time.Time
-	published Stage // the stage last upserted as a search attribute
+	published contract.Stage // the stage last upserted as a search attribute
 	// checkpoint is where the last copy pass ended; the next pass starts there.
-	checkpoint activities.Checkpoint
+	checkpoint contract.Checkpoint
 }
 
 // stepError is a step's failure after its retries.
 type stepError struct {
-	step Step
+	step contract.Step
 	err  error
 }
 
 func (e *stepError) Error() string { return string(e.step) + ": " + e.err.Error() }
 func (e *stepError) Unwrap() error { return e.err }
 
-func newMailbox(ctx workflow.Context, in MailboxInput) *mailbox {
+func newMailbox(ctx workflow.Context, in contract.MailboxInput) *mailbox {
 	notice, reminder := in.Leads()
 	now := workflow.Now(ctx)
 	return &mailbox{
 		in:        in,
 		startedAt: now,
-		state: MailboxState{
+		state: contract.MailboxState{
 			Key:        in.Mailbox.Key,
 			WaveID:     in.WaveID,
-			Stage:      StageScheduled,
+			Stage:      contract.StageScheduled,
 			StageSince: now,
 			MigrateAt:  in.MigrateAt,
 			NoticeAt:   in.MigrateAt.Add(-notice),
 			ReminderAt: in.MigrateAt.Add(-reminder),
-			Attempts:   map[Step]int32{},
+			Attempts:   map[contract.Step]int32{},
 		},
 	}
 }
@@ -95,7 +77,7 @@ func newMailbox(ctx workflow.Context, in MailboxInput) *mailbox {
 // setup registers the query and the pause/resume signals, and publishes the
 // first stage unless whoever started the workflow already set it.
 func (m *mailbox) setup(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, QueryState, func() (MailboxState, error) {
+	if err := workflow.SetQueryHandler(ctx, contract.QueryState, func() (contract.MailboxState, error) {
 		return m.state, nil
 	}); err != nil {
 		return err
@@ -110,20 +92,20 @@ func (m *mailbox) setup(ctx workflow.Context) error {
 		}
 	}
 	sel := workflow.NewSelector(ctx)
-	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalPause), func(c workflow.ReceiveChannel, _ bool) {
-		var req PauseRequest
+	sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalPause), func(c workflow.ReceiveChannel, _ bool) {
+		var req contract.PauseRequest
 		c.Receive(ctx, &req)
 		hold(req.ByWave, true)
 		workflow.GetLogger(ctx).Info("mailbox paused", "mailbox", m.state.Key, "byWave", req.ByWave, "reason", req.Reason)
 	})
-	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalResume), func(c workflow.ReceiveChannel, _ bool) {
-		var req ResumeRequest
+	sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalResume), func(c workflow.ReceiveChannel, _ bool) {
+		var req contract.ResumeRequest
 		c.Receive(ctx, &req)
 		hold(req.ByWave, false)
 		workflow.GetLogger(ctx).Info("mailbox resumed", "mailbox", m.state.Key, "byWave", req.ByWave)
 	})
-	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalSlotGrant), func(c workflow.ReceiveChannel, _ bool) {
-		var g SlotGrant
+	sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalSlotGrant), func(c workflow.ReceiveChannel, _ bool) {
+		var g contract.SlotGrant
 		c.Receive(ctx, &g)
 		if g.WaveID != m.in.WaveID {
 			workflow.GetLogger(ctx).Warn("slot grant from another wave ignored", "mailbox", m.state.Key, "wave", g.WaveID)
@@ -137,49 +119,49 @@ func (m *mailbox) setup(ctx workflow.Context) error {
 		}
 	})
 	attrs := workflow.GetTypedSearchAttributes(ctx)
-	if v, ok := attrs.GetKeyword(SearchAttrStage); ok {
-		m.published = Stage(v)
+	if v, ok := attrs.GetKeyword(contract.SearchAttrStage); ok {
+		m.published = contract.Stage(v)
 	} else {
 		m.published = m.state.Stage
 		updates := []temporal.SearchAttributeUpdate{
-			SearchAttrStage.ValueSet(string(m.state.Stage)),
-			SearchAttrStageSince.ValueSet(m.state.StageSince),
+			contract.SearchAttrStage.ValueSet(string(m.state.Stage)),
+			contract.SearchAttrStageSince.ValueSet(m.state.StageSince),
 		}
 		if m.in.WaveID != "" {
-			updates = append(updates, SearchAttrWave.ValueSet(m.in.WaveID))
+			updates = append(updates, contract.SearchAttrWave.ValueSet(m.in.WaveID))
 		}
 		return workflow.UpsertTypedSearchAttributes(ctx, updates...)
 	}
 	return nil
 }
 
-func (m *mailbox) run(ctx workflow.Context) MailboxResult {
+func (m *mailbox) run(ctx workflow.Context) contract.MailboxResult {
 	err := m.migrate(ctx)
-	res := MailboxResult{Key: m.state.Key, Copied: m.state.Copied, StartedAt: m.startedAt}
+	res := contract.MailboxResult{Key: m.state.Key, Copied: m.state.Copied, StartedAt: m.startedAt}
 	var se *stepError
 	switch {
 	case err == nil:
-		res.Outcome = OutcomeMigrated
-		m.enter(ctx, StageMigrated)
+		res.Outcome = contract.OutcomeMigrated
+		m.enter(ctx, contract.StageMigrated)
 	case temporal.IsCanceledError(err):
-		res.Outcome = OutcomeCancelled
-		m.enter(ctx, StageCancelled)
+		res.Outcome = contract.OutcomeCancelled
+		m.enter(ctx, contract.StageCancelled)
 	case errors.As(err, &se):
-		res.Outcome = OutcomeNeedsSupport
+		res.Outcome = contract.OutcomeNeedsSupport
 		res.FailedStep = se.step
 		res.ErrorType, res.Reason = describe(se.err)
 		m.state.LastError = res.Reason
-		m.enter(ctx, StageNeedsSupport)
+		m.enter(ctx, contract.StageNeedsSupport)
 	default:
-		res.Outcome = OutcomeNeedsSupport
+		res.Outcome = contract.OutcomeNeedsSupport
 		res.ErrorType, res.Reason = describe(err)
 		m.state.LastError = res.Reason
-		m.enter(ctx, StageNeedsSupport)
+		m.enter(ctx, contract.StageNeedsSupport)
 	}
 	res.FinishedAt = workflow.Now(ctx)
 	m.state.Result = &res
 	m.publish(ctx)
-	if res.Outcome == OutcomeNeedsSupport {
+	if res.Outcome == contract.OutcomeNeedsSupport {
 		m.tellAdmin(ctx, res)
 	}
 	m.report(ctx, res)
@@ -189,54 +171,54 @@ func (m *mailbox) run(ctx workflow.Context) MailboxResult {
 }
 
 func (m *mailbox) migrate(ctx workflow.Context) error {
-	if err := m.waitUntil(ctx, StageScheduled, m.state.NoticeAt); err != nil {
+	if err := m.waitUntil(ctx, contract.StageScheduled, m.state.NoticeAt); err != nil {
 		return err
 	}
-	if err := m.notify(ctx, activities.NoticeT14, StageNoticeT14, StepNoticeT14); err != nil {
+	if err := m.notify(ctx, contract.NoticeT14, contract.StageNoticeT14, contract.StepNoticeT14); err != nil {
 		return err
 	}
-	if err := m.waitUntil(ctx, StageWaitingT1, m.state.ReminderAt); err != nil {
+	if err := m.waitUntil(ctx, contract.StageWaitingT1, m.state.ReminderAt); err != nil {
 		return err
 	}
-	if err := m.notify(ctx, activities.NoticeT1, StageNoticeT1, StepNoticeT1); err != nil {
+	if err := m.notify(ctx, contract.NoticeT1, contract.StageNoticeT1, contract.StepNoticeT1); err != nil {
 		return err
 	}
-	if err := m.waitUntil(ctx, StageWaitingStart, m.in.MigrateAt); err != nil {
+	if err := m.waitUntil(ctx, contract.StageWaitingStart, m.in.MigrateAt); err != nil {
 		return err
 	}
 	if err := m.awaitSlot(ctx); err != nil {
 		return err
 	}
-	if err := m.copy(ctx, activities.PassBulk, StepCopyBulk); err != nil {
+	if err := m.copy(ctx, contract.PassBulk, contract.StepCopyBulk); err != nil {
 		return err
 	}
-	if err := m.copy(ctx, activities.PassDelta, StepCopyDelta); err != nil {
+	if err := m.copy(ctx, contract.PassDelta, contract.StepCopyDelta); err != nil {
 		return err
 	}
 	if err := m.hold(ctx); err != nil {
 		return err
 	}
-	if !m.noticeSent(activities.NoticeT14) {
-		return &stepError{step: StepCutover, err: temporal.NewNonRetryableApplicationError(
-			"the T-14 notice was never sent, so the mailbox may not be cut over", activities.ErrTypeNoticeNotSent, nil)}
+	if !m.noticeSent(contract.NoticeT14) {
+		return &stepError{step: contract.StepCutover, err: temporal.NewNonRetryableApplicationError(
+			"the T-14 notice was never sent, so the mailbox may not be cut over", contract.ErrTypeNoticeNotSent, nil)}
 	}
 	// From here on the mailbox moves: a cancel must not leave it half cut
 	// over, so cutover and the success notice run to their end.
 	done, _ := workflow.NewDisconnectedContext(ctx)
-	m.enter(done, StageCutover)
+	m.enter(done, contract.StageCutover)
 	var cut activities.CutoverResult
-	err := workflow.ExecuteLocalActivity(shortStepOptions(done), a.Cutover,
+	err := workflow.ExecuteLocalActivity(shortStepOptions(done), contract.ActivityCutover,
 		activities.CutoverInput{Mailbox: m.in.Mailbox}).Get(done, &cut)
 	if err != nil {
-		return &stepError{step: StepCutover, err: err}
+		return &stepError{step: contract.StepCutover, err: err}
 	}
-	m.state.Attempts[StepCutover] = cut.Attempt
-	return m.sendNotice(done, activities.NoticeSuccess, StageNoticeSuccess, StepNoticeSuccess)
+	m.state.Attempts[contract.StepCutover] = cut.Attempt
+	return m.sendNotice(done, contract.NoticeSuccess, contract.StageNoticeSuccess, contract.StepNoticeSuccess)
 }
 
 // waitUntil sleeps until t, showing stage meanwhile; a time already passed
 // costs nothing.
-func (m *mailbox) waitUntil(ctx workflow.Context, stage Stage, t time.Time) error {
+func (m *mailbox) waitUntil(ctx workflow.Context, stage contract.Stage, t time.Time) error {
 	d := t.Sub(workflow.Now(ctx))
 	if d <= 0 {
 		return nil
@@ -253,7 +235,7 @@ func (m *mailbox) hold(ctx workflow.Context) error {
 	if !held() {
 		return ctx.Err()
 	}
-	m.enter(ctx, StagePaused)
+	m.enter(ctx, contract.StagePaused)
 	m.publish(ctx)
 	if err := workflow.Await(ctx, func() bool { return !held() }); err != nil {
 		return err
@@ -266,7 +248,7 @@ func (m *mailbox) awaitSlot(ctx workflow.Context) error {
 	if m.in.WaveWorkflowID == "" || m.state.Granted {
 		return ctx.Err()
 	}
-	m.enter(ctx, StageWaitingSlot)
+	m.enter(ctx, contract.StageWaitingSlot)
 	m.publish(ctx)
 	return workflow.Await(ctx, func() bool { return m.state.Granted })
 }
@@ -275,7 +257,7 @@ func (m *mailbox) awaitSlot(ctx workflow.Context) error {
 // on a disconnected context so a cancelled mailbox still reports, as a local
 // activity that signals the wave: at least once, and the wave counts a
 // mailbox's end once.
-func (m *mailbox) report(ctx workflow.Context, res MailboxResult) {
+func (m *mailbox) report(ctx workflow.Context, res contract.MailboxResult) {
 	if m.in.WaveWorkflowID == "" {
 		return
 	}
@@ -289,9 +271,9 @@ func (m *mailbox) report(ctx workflow.Context, res MailboxResult) {
 			MaximumInterval:    time.Minute,
 		},
 	})
-	err := workflow.ExecuteLocalActivity(lctx, ActivityReportDone, ReportDoneInput{
+	err := workflow.ExecuteLocalActivity(lctx, contract.ActivityReportDone, activities.ReportDoneInput{
 		WaveWorkflowID: m.in.WaveWorkflowID,
-		Done: MailboxDone{
+		Done: contract.MailboxDone{
 			Index: m.in.WaveIndex, Key: res.Key, Outcome: res.Outcome, Granted: m.state.Granted,
 			Step: res.FailedStep, ErrorType: res.ErrorType, Copied: res.Copied,
 		},
@@ -301,17 +283,17 @@ func (m *mailbox) report(ctx workflow.Context, res MailboxResult) {
 	}
 }
 
-func (m *mailbox) notify(ctx workflow.Context, kind activities.NoticeKind, stage Stage, step Step) error {
+func (m *mailbox) notify(ctx workflow.Context, kind contract.NoticeKind, stage contract.Stage, step contract.Step) error {
 	if err := m.hold(ctx); err != nil {
 		return err
 	}
 	return m.sendNotice(ctx, kind, stage, step)
 }
 
-func (m *mailbox) sendNotice(ctx workflow.Context, kind activities.NoticeKind, stage Stage, step Step) error {
+func (m *mailbox) sendNotice(ctx workflow.Context, kind contract.NoticeKind, stage contract.Stage, step contract.Step) error {
 	m.enter(ctx, stage)
 	var res activities.SendNoticeResult
-	err := workflow.ExecuteLocalActivity(shortStepOptions(ctx), a.SendNotice, activities.SendNoticeInput{
+	err := workflow.ExecuteLocalActivity(shortStepOptions(ctx), contract.ActivitySendNotice, activities.SendNoticeInput{
 		Mailbox: m.in.Mailbox, Kind: kind, WaveID: m.in.WaveID, MigrateAt: m.in.MigrateAt,
 	}).Get(ctx, &res)
 	if err != nil {
@@ -322,16 +304,16 @@ func (m *mailbox) sendNotice(ctx workflow.Context, kind activities.NoticeKind, s
 	return nil
 }
 
-func (m *mailbox) copy(ctx workflow.Context, pass activities.CopyPass, step Step) error {
+func (m *mailbox) copy(ctx workflow.Context, pass contract.CopyPass, step contract.Step) error {
 	if err := m.hold(ctx); err != nil {
 		return err
 	}
-	m.enter(ctx, StageCopying)
+	m.enter(ctx, contract.StageCopying)
 	m.publish(ctx)
 	var res activities.CopyResult
 	// The delta goes on from where the bulk pass ended, so it reads only
 	// what arrived since.
-	err := workflow.ExecuteActivity(copyOptions(ctx), a.CopyMailbox, activities.CopyInput{
+	err := workflow.ExecuteActivity(copyOptions(ctx), contract.ActivityCopyMailbox, activities.CopyInput{
 		Mailbox: m.in.Mailbox, Pass: pass, From: m.checkpoint,
 	}).Get(ctx, &res)
 	if err != nil {
@@ -348,7 +330,7 @@ func (m *mailbox) copy(ctx workflow.Context, pass activities.CopyPass, step Step
 // leaves the result as it is, and the operator still sees the mailbox in
 // the UI and the wave's report. Histories recorded before the notice
 // existed replay without it.
-func (m *mailbox) tellAdmin(ctx workflow.Context, res MailboxResult) {
+func (m *mailbox) tellAdmin(ctx workflow.Context, res contract.MailboxResult) {
 	if workflow.GetVersion(ctx, changeAdminFailureNotice, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return
 	}
@@ -362,16 +344,16 @@ func (m *mailbox) tellAdmin(ctx workflow.Context, res MailboxResult) {
 			MaximumInterval:    5 * time.Minute,
 		},
 	})
-	err := workflow.ExecuteLocalActivity(lctx, a.SendNotice, activities.SendNoticeInput{
-		Mailbox: m.in.Mailbox, Kind: activities.NoticeFailure, WaveID: m.in.WaveID, MigrateAt: m.in.MigrateAt,
-		Failure: &activities.Failure{Step: string(res.FailedStep), ErrorType: res.ErrorType, Reason: res.Reason},
+	err := workflow.ExecuteLocalActivity(lctx, contract.ActivitySendNotice, activities.SendNoticeInput{
+		Mailbox: m.in.Mailbox, Kind: contract.NoticeFailure, WaveID: m.in.WaveID, MigrateAt: m.in.MigrateAt,
+		Failure: &contract.Failure{Step: string(res.FailedStep), ErrorType: res.ErrorType, Reason: res.Reason},
 	}).Get(done, nil)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("admin not told of the failure", "mailbox", res.Key, "error", err)
 	}
 }
 
-func (m *mailbox) noticeSent(kind activities.NoticeKind) bool {
+func (m *mailbox) noticeSent(kind contract.NoticeKind) bool {
 	for _, k := range m.state.NoticesSent {
 		if k == kind {
 			return true
@@ -381,7 +363,7 @@ func (m *mailbox) noticeSent(kind activities.NoticeKind) bool {
 }
 
 // enter moves the mailbox to a stage, as the state query shows it.
-func (m *mailbox) enter(ctx workflow.Context, stage Stage) {
+func (m *mailbox) enter(ctx workflow.Context, stage contract.Stage) {
 	if m.state.Stage == stage {
 		return
 	}
@@ -398,7 +380,7 @@ func (m *mailbox) publish(ctx workflow.Context) {
 	}
 	m.published = m.state.Stage
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
-		SearchAttrStage.ValueSet(string(m.state.Stage)), SearchAttrStageSince.ValueSet(m.state.StageSince)); err != nil {
+		contract.SearchAttrStage.ValueSet(string(m.state.Stage)), contract.SearchAttrStageSince.ValueSet(m.state.StageSince)); err != nil {
 		workflow.GetLogger(ctx).Warn("stage not published", "mailbox", m.state.Key, "stage", string(m.state.Stage), "error", err)
 	}
 }

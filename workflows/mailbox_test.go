@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"mailwave/activities"
+	"mailwave/contract"
 )
 
 type MailboxSuite struct {
@@ -36,10 +37,10 @@ func TestMailboxSuite(t *testing.T) { suite.Run(t, new(MailboxSuite)) }
 func (s *MailboxSuite) SetupTest() {
 	s.env = s.NewTestWorkflowEnvironment()
 	s.env.RegisterWorkflow(MailboxMigration)
-	s.env.RegisterActivity(activities.New(nil, nil, nil))
-	s.env.RegisterActivityWithOptions(func(context.Context, ReportDoneInput) error {
+	activities.New(nil, nil, nil).Register(s.env)
+	s.env.RegisterActivityWithOptions(func(context.Context, activities.ReportDoneInput) error {
 		return errors.New("a mailbox's report must be mocked")
-	}, activity.RegisterOptions{Name: ActivityReportDone})
+	}, activity.RegisterOptions{Name: contract.ActivityReportDone})
 	s.calls = nil
 }
 
@@ -75,49 +76,49 @@ func (s *MailboxSuite) names() []string {
 
 // expectNotices lets every notice succeed and records its kind and time.
 func (s *MailboxSuite) expectNotices() {
-	s.env.OnActivity(a.SendNotice, mock.Anything, mock.Anything).Return(
+	s.env.OnActivity(contract.ActivitySendNotice, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.SendNoticeInput) (activities.SendNoticeResult, error) {
 			s.record("notice:" + string(in.Kind))
-			return activities.SendNoticeResult{MessageID: activities.NoticeMessageID(in.Mailbox.Key, in.Kind), Attempt: 1}, nil
+			return activities.SendNoticeResult{MessageID: contract.NoticeMessageID(in.Mailbox.Key, in.Kind), Attempt: 1}, nil
 		})
 }
 
 func (s *MailboxSuite) expectCopies() {
-	s.env.OnActivity(a.CopyMailbox, mock.Anything, mock.Anything).Return(
+	s.env.OnActivity(contract.ActivityCopyMailbox, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.CopyInput) (activities.CopyResult, error) {
 			s.record("copy:" + string(in.Pass))
-			return activities.CopyResult{Stats: activities.CopyStats{Items: 10, Bytes: 1000}, Attempt: 1}, nil
+			return activities.CopyResult{Stats: contract.CopyStats{Items: 10, Bytes: 1000}, Attempt: 1}, nil
 		})
 }
 
 func (s *MailboxSuite) expectCutover() {
-	s.env.OnActivity(a.Cutover, mock.Anything, mock.Anything).Return(
+	s.env.OnActivity(contract.ActivityCutover, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, _ activities.CutoverInput) (activities.CutoverResult, error) {
 			s.record("cutover")
 			return activities.CutoverResult{Attempt: 1}, nil
 		}).Once()
 }
 
-func (s *MailboxSuite) input(migrateIn time.Duration) MailboxInput {
-	return MailboxInput{
-		Mailbox:   activities.MailboxRef{Key: "k1", Address: "a.user@trust.nhs.example"},
+func (s *MailboxSuite) input(migrateIn time.Duration) contract.MailboxInput {
+	return contract.MailboxInput{
+		Mailbox:   contract.MailboxRef{Key: "k1", Address: "a.user@trust.nhs.example"},
 		WaveID:    "wave-1",
 		MigrateAt: s.env.Now().Add(migrateIn),
 	}
 }
 
-func (s *MailboxSuite) result() MailboxResult {
+func (s *MailboxSuite) result() contract.MailboxResult {
 	s.Require().True(s.env.IsWorkflowCompleted())
 	s.Require().NoError(s.env.GetWorkflowError())
-	var res MailboxResult
+	var res contract.MailboxResult
 	s.Require().NoError(s.env.GetWorkflowResult(&res))
 	return res
 }
 
-func (s *MailboxSuite) query() MailboxState {
-	v, err := s.env.QueryWorkflow(QueryState)
+func (s *MailboxSuite) query() contract.MailboxState {
+	v, err := s.env.QueryWorkflow(contract.QueryState)
 	s.Require().NoError(err)
-	var st MailboxState
+	var st contract.MailboxState
 	s.Require().NoError(v.Get(&st))
 	return st
 }
@@ -130,7 +131,7 @@ func (s *MailboxSuite) TestNoticesAtLeadTimesAndCopyAtT() {
 	s.env.ExecuteWorkflow(MailboxMigration, in)
 
 	res := s.result()
-	s.Equal(OutcomeMigrated, res.Outcome)
+	s.Equal(contract.OutcomeMigrated, res.Outcome)
 	s.Equal(int64(20), res.Copied.Items)
 	s.Equal([]string{"notice:t14", "notice:t1", "copy:bulk", "copy:delta", "cutover", "notice:success"}, s.names())
 	s.WithinDuration(in.MigrateAt.Add(-14*24*time.Hour), s.callsOf("notice:t14")[0], time.Second)
@@ -147,73 +148,73 @@ func (s *MailboxSuite) TestCustomLeadTimes() {
 	in.NoticeLead, in.ReminderLead = 30*time.Minute, 5*time.Minute
 	s.env.ExecuteWorkflow(MailboxMigration, in)
 
-	s.Equal(OutcomeMigrated, s.result().Outcome)
+	s.Equal(contract.OutcomeMigrated, s.result().Outcome)
 	s.WithinDuration(in.MigrateAt.Add(-30*time.Minute), s.callsOf("notice:t14")[0], time.Second)
 	s.WithinDuration(in.MigrateAt.Add(-5*time.Minute), s.callsOf("notice:t1")[0], time.Second)
 }
 
 func (s *MailboxSuite) TestTransientCopyErrorThenSuccess() {
 	s.expectNotices()
-	s.env.OnActivity(a.CopyMailbox, mock.Anything, mock.Anything).Return(
-		activities.CopyResult{}, temporal.NewApplicationError("connection reset", activities.ErrTypeTransient)).Once()
+	s.env.OnActivity(contract.ActivityCopyMailbox, mock.Anything, mock.Anything).Return(
+		activities.CopyResult{}, temporal.NewApplicationError("connection reset", contract.ErrTypeTransient)).Once()
 	s.expectCopies()
 	s.expectCutover()
 	s.env.ExecuteWorkflow(MailboxMigration, s.input(20*24*time.Hour))
 
 	res := s.result()
-	s.Equal(OutcomeMigrated, res.Outcome)
+	s.Equal(contract.OutcomeMigrated, res.Outcome)
 	s.Len(s.callsOf("copy:bulk"), 1, "the successful retry of the bulk pass")
 	s.Len(s.callsOf("cutover"), 1)
 }
 
 func (s *MailboxSuite) TestPermanentErrorNeedsSupportNamingTheStep() {
 	s.expectNotices()
-	s.env.OnActivity(a.CopyMailbox, mock.Anything, mock.Anything).Return(activities.CopyResult{},
-		temporal.NewNonRetryableApplicationError("mailbox k1 not found at source", activities.ErrTypeMailboxNotFound, nil)).Once()
+	s.env.OnActivity(contract.ActivityCopyMailbox, mock.Anything, mock.Anything).Return(activities.CopyResult{},
+		temporal.NewNonRetryableApplicationError("mailbox k1 not found at source", contract.ErrTypeMailboxNotFound, nil)).Once()
 	s.env.ExecuteWorkflow(MailboxMigration, s.input(20*24*time.Hour))
 
 	res := s.result()
-	s.Equal(OutcomeNeedsSupport, res.Outcome)
-	s.Equal(StepCopyBulk, res.FailedStep)
-	s.Equal(activities.ErrTypeMailboxNotFound, res.ErrorType)
+	s.Equal(contract.OutcomeNeedsSupport, res.Outcome)
+	s.Equal(contract.StepCopyBulk, res.FailedStep)
+	s.Equal(contract.ErrTypeMailboxNotFound, res.ErrorType)
 	s.Contains(res.Reason, "not found")
 	s.Empty(s.callsOf("cutover"))
 	s.Empty(s.callsOf("notice:success"))
 	s.Len(s.callsOf("notice:failure"), 1, "the organisation's admin is told once")
 	st := s.query()
-	s.Equal(StageNeedsSupport, st.Stage)
+	s.Equal(contract.StageNeedsSupport, st.Stage)
 	s.Contains(st.LastError, "not found")
 }
 
 func (s *MailboxSuite) TestFailureNoticeCarriesTheReasonAndItsFailureChangesNothing() {
-	var failure *activities.Failure
-	s.env.OnActivity(a.SendNotice, mock.Anything, mock.Anything).Return(
+	var failure *contract.Failure
+	s.env.OnActivity(contract.ActivitySendNotice, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.SendNoticeInput) (activities.SendNoticeResult, error) {
-			if in.Kind == activities.NoticeFailure {
+			if in.Kind == contract.NoticeFailure {
 				failure = in.Failure
-				return activities.SendNoticeResult{}, temporal.NewNonRetryableApplicationError("no admin contact", activities.ErrTypeNoticeNotSent, nil)
+				return activities.SendNoticeResult{}, temporal.NewNonRetryableApplicationError("no admin contact", contract.ErrTypeNoticeNotSent, nil)
 			}
 			return activities.SendNoticeResult{Attempt: 1}, nil
 		})
-	s.env.OnActivity(a.CopyMailbox, mock.Anything, mock.Anything).Return(activities.CopyResult{},
-		temporal.NewNonRetryableApplicationError("2 bad items", activities.ErrTypeBadItems, nil)).Once()
+	s.env.OnActivity(contract.ActivityCopyMailbox, mock.Anything, mock.Anything).Return(activities.CopyResult{},
+		temporal.NewNonRetryableApplicationError("2 bad items", contract.ErrTypeBadItems, nil)).Once()
 	s.env.ExecuteWorkflow(MailboxMigration, s.input(20*24*time.Hour))
 
 	res := s.result()
-	s.Equal(OutcomeNeedsSupport, res.Outcome)
-	s.Equal(activities.ErrTypeBadItems, res.ErrorType, "the failed notice does not replace the mailbox's own error")
+	s.Equal(contract.OutcomeNeedsSupport, res.Outcome)
+	s.Equal(contract.ErrTypeBadItems, res.ErrorType, "the failed notice does not replace the mailbox's own error")
 	s.Require().NotNil(failure)
-	s.Equal(activities.Failure{Step: string(StepCopyBulk), ErrorType: activities.ErrTypeBadItems, Reason: res.Reason}, *failure)
+	s.Equal(contract.Failure{Step: string(contract.StepCopyBulk), ErrorType: contract.ErrTypeBadItems, Reason: res.Reason}, *failure)
 }
 
 func (s *MailboxSuite) TestDeltaStartsWhereTheBulkPassEnded() {
 	s.expectNotices()
 	s.expectCutover()
-	bulkEnd := activities.Checkpoint{Folders: map[string]activities.FolderCheckpoint{"INBOX": {UIDValidity: 7, LastUID: 42}}}
-	var deltaFrom activities.Checkpoint
-	s.env.OnActivity(a.CopyMailbox, mock.Anything, mock.Anything).Return(
+	bulkEnd := contract.Checkpoint{Folders: map[string]contract.FolderCheckpoint{"INBOX": {UIDValidity: 7, LastUID: 42}}}
+	var deltaFrom contract.Checkpoint
+	s.env.OnActivity(contract.ActivityCopyMailbox, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.CopyInput) (activities.CopyResult, error) {
-			if in.Pass == activities.PassBulk {
+			if in.Pass == contract.PassBulk {
 				s.Empty(in.From.Folders)
 				return activities.CopyResult{Attempt: 1, Checkpoint: bulkEnd}, nil
 			}
@@ -222,7 +223,7 @@ func (s *MailboxSuite) TestDeltaStartsWhereTheBulkPassEnded() {
 		}).Twice()
 	s.env.ExecuteWorkflow(MailboxMigration, s.input(20*24*time.Hour))
 
-	s.Equal(OutcomeMigrated, s.result().Outcome)
+	s.Equal(contract.OutcomeMigrated, s.result().Outcome)
 	s.Equal(bulkEnd, deltaFrom)
 }
 
@@ -233,35 +234,35 @@ func (s *MailboxSuite) TestPauseHoldsBeforeNextStepAndResumeReleases() {
 	in := s.input(20 * 24 * time.Hour)
 	reminderAt := in.MigrateAt.Add(-24 * time.Hour)
 	start := s.env.Now()
-	var heldStage Stage
+	var heldStage contract.Stage
 	var heldCalls int
 	// Pause after the T-14 notice, look while paused past T-1, resume later.
 	s.env.RegisterDelayedCallback(func() {
-		s.env.SignalWorkflow(SignalPause, PauseRequest{Reason: "test"})
+		s.env.SignalWorkflow(contract.SignalPause, contract.PauseRequest{Reason: "test"})
 	}, reminderAt.Add(-time.Hour).Sub(start))
 	s.env.RegisterDelayedCallback(func() {
 		heldStage = s.query().Stage
 		heldCalls = len(s.names())
 	}, reminderAt.Add(5*time.Hour).Sub(start))
 	s.env.RegisterDelayedCallback(func() {
-		s.env.SignalWorkflow(SignalResume, nil)
+		s.env.SignalWorkflow(contract.SignalResume, nil)
 	}, reminderAt.Add(6*time.Hour).Sub(start))
 	s.env.ExecuteWorkflow(MailboxMigration, in)
 
-	s.Equal(OutcomeMigrated, s.result().Outcome)
-	s.Equal(StagePaused, heldStage)
+	s.Equal(contract.OutcomeMigrated, s.result().Outcome)
+	s.Equal(contract.StagePaused, heldStage)
 	s.Equal(1, heldCalls, "only the T-14 notice went out while paused")
 	s.WithinDuration(reminderAt.Add(6*time.Hour), s.callsOf("notice:t1")[0], time.Second, "the reminder went out on resume")
 }
 
 func (s *MailboxSuite) TestCutoverNeverRunsWithoutTheNotice() {
-	s.env.OnActivity(a.SendNotice, mock.Anything, mock.Anything).Return(activities.SendNoticeResult{},
+	s.env.OnActivity(contract.ActivitySendNotice, mock.Anything, mock.Anything).Return(activities.SendNoticeResult{},
 		temporal.NewNonRetryableApplicationError("relay refused the recipient", "Rejected", nil)).Once()
 	s.env.ExecuteWorkflow(MailboxMigration, s.input(20*24*time.Hour))
 
 	res := s.result()
-	s.Equal(OutcomeNeedsSupport, res.Outcome)
-	s.Equal(StepNoticeT14, res.FailedStep)
+	s.Equal(contract.OutcomeNeedsSupport, res.Outcome)
+	s.Equal(contract.StepNoticeT14, res.FailedStep)
 	s.Empty(s.callsOf("copy:bulk"))
 	s.Empty(s.callsOf("cutover"))
 }
@@ -273,7 +274,7 @@ func (s *MailboxSuite) TestCancelBeforeCutoverStopsCleanly() {
 	s.env.ExecuteWorkflow(MailboxMigration, in)
 
 	res := s.result()
-	s.Equal(OutcomeCancelled, res.Outcome)
+	s.Equal(contract.OutcomeCancelled, res.Outcome)
 	s.Equal([]string{"notice:t14"}, s.names())
 }
 
@@ -285,32 +286,32 @@ func (s *MailboxSuite) TestSearchAttributesFollowTheStage() {
 	s.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
 		sa, isSA := args.Get(0).(temporal.SearchAttributes)
 		s.Require().True(isSA, "upsert of %T", args.Get(0))
-		v, ok := sa.GetKeyword(SearchAttrStage)
+		v, ok := sa.GetKeyword(contract.SearchAttrStage)
 		s.True(ok, "every upsert carries the stage")
-		_, ok = sa.GetTime(SearchAttrStageSince)
+		_, ok = sa.GetTime(contract.SearchAttrStageSince)
 		s.True(ok, "every upsert carries the time the stage began")
 		stages = append(stages, v)
 	}).Return(nil)
 	s.env.ExecuteWorkflow(MailboxMigration, s.input(20*24*time.Hour))
-	s.Equal(OutcomeMigrated, s.result().Outcome)
+	s.Equal(contract.OutcomeMigrated, s.result().Outcome)
 	s.Equal([]string{"scheduled", "waiting_t1", "waiting_start", "copying", "migrated"}, stages,
 		"published where the mailbox blocks, not before each short local step")
 }
 
 func TestInputValidation(t *testing.T) {
 	at := time.Date(2026, 12, 5, 20, 0, 0, 0, time.UTC)
-	ok := MailboxInput{Mailbox: activities.MailboxRef{Key: "k", Address: "a@b.example"}, MigrateAt: at}
+	ok := contract.MailboxInput{Mailbox: contract.MailboxRef{Key: "k", Address: "a@b.example"}, MigrateAt: at}
 	require.NoError(t, ok.Validate())
 	cases := []struct {
 		name string
-		mut  func(*MailboxInput)
+		mut  func(*contract.MailboxInput)
 		want string
 	}{
-		{"no key", func(in *MailboxInput) { in.Mailbox.Key = "" }, "key is empty"},
-		{"no address", func(in *MailboxInput) { in.Mailbox.Address = "" }, "no address"},
-		{"no time", func(in *MailboxInput) { in.MigrateAt = time.Time{} }, "no migration time"},
-		{"negative lead", func(in *MailboxInput) { in.NoticeLead = -time.Hour }, "negative lead"},
-		{"reminder after notice", func(in *MailboxInput) { in.NoticeLead, in.ReminderLead = time.Hour, 2*time.Hour }, "longer than notice lead"},
+		{"no key", func(in *contract.MailboxInput) { in.Mailbox.Key = "" }, "key is empty"},
+		{"no address", func(in *contract.MailboxInput) { in.Mailbox.Address = "" }, "no address"},
+		{"no time", func(in *contract.MailboxInput) { in.MigrateAt = time.Time{} }, "no migration time"},
+		{"negative lead", func(in *contract.MailboxInput) { in.NoticeLead = -time.Hour }, "negative lead"},
+		{"reminder after notice", func(in *contract.MailboxInput) { in.NoticeLead, in.ReminderLead = time.Hour, 2*time.Hour }, "longer than notice lead"},
 	}
 	for _, tc := range cases {
 		in := ok
@@ -320,17 +321,17 @@ func TestInputValidation(t *testing.T) {
 }
 
 // waveInput is a mailbox of wave "wave-1" at index 7.
-func (s *MailboxSuite) waveInput(migrateIn time.Duration) MailboxInput {
+func (s *MailboxSuite) waveInput(migrateIn time.Duration) contract.MailboxInput {
 	in := s.input(migrateIn)
-	in.WaveWorkflowID, in.WaveIndex = WaveWorkflowID("wave-1"), 7
+	in.WaveWorkflowID, in.WaveIndex = contract.WaveWorkflowID("wave-1"), 7
 	return in
 }
 
 // expectReport captures the done report sent to the wave.
-func (s *MailboxSuite) expectReport(got *MailboxDone) {
-	s.env.OnActivity(ActivityReportDone, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in ReportDoneInput) error {
-			s.Equal(WaveWorkflowID("wave-1"), in.WaveWorkflowID)
+func (s *MailboxSuite) expectReport(got *contract.MailboxDone) {
+	s.env.OnActivity(contract.ActivityReportDone, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.ReportDoneInput) error {
+			s.Equal(contract.WaveWorkflowID("wave-1"), in.WaveWorkflowID)
 			*got = in.Done
 			s.record("report")
 			return nil
@@ -341,24 +342,24 @@ func (s *MailboxSuite) TestInAWaveItCopiesOnlyOnceGrantedAndReports() {
 	s.expectNotices()
 	s.expectCopies()
 	s.expectCutover()
-	var done MailboxDone
+	var done contract.MailboxDone
 	s.expectReport(&done)
 	in := s.waveInput(20 * 24 * time.Hour)
 	grantAt := in.MigrateAt.Add(3 * time.Hour)
-	var waiting Stage
+	var waiting contract.Stage
 	s.env.RegisterDelayedCallback(func() {
 		waiting = s.query().Stage
-		s.env.SignalWorkflow(SignalSlotGrant, SlotGrant{WaveID: "another-wave", Index: 7})
+		s.env.SignalWorkflow(contract.SignalSlotGrant, contract.SlotGrant{WaveID: "another-wave", Index: 7})
 	}, grantAt.Add(-time.Hour).Sub(s.env.Now()))
 	s.env.RegisterDelayedCallback(func() {
-		s.env.SignalWorkflow(SignalSlotGrant, SlotGrant{WaveID: "wave-1", Index: 7})
+		s.env.SignalWorkflow(contract.SignalSlotGrant, contract.SlotGrant{WaveID: "wave-1", Index: 7})
 	}, grantAt.Sub(s.env.Now()))
 	s.env.ExecuteWorkflow(MailboxMigration, in)
 
-	s.Equal(OutcomeMigrated, s.result().Outcome)
-	s.Equal(StageWaitingSlot, waiting, "at T it waits for its wave")
+	s.Equal(contract.OutcomeMigrated, s.result().Outcome)
+	s.Equal(contract.StageWaitingSlot, waiting, "at T it waits for its wave")
 	s.WithinDuration(grantAt, s.callsOf("copy:bulk")[0], time.Second, "a grant from another wave is ignored; its own starts the copy")
-	s.Equal(MailboxDone{Index: 7, Key: "k1", Outcome: OutcomeMigrated, Granted: true, Copied: activities.CopyStats{Items: 20, Bytes: 2000}}, done)
+	s.Equal(contract.MailboxDone{Index: 7, Key: "k1", Outcome: contract.OutcomeMigrated, Granted: true, Copied: contract.CopyStats{Items: 20, Bytes: 2000}}, done)
 	names := s.names()
 	s.Equal("report", names[len(names)-1], "the wave hears last, after the success notice")
 }
@@ -367,34 +368,34 @@ func (s *MailboxSuite) TestInAWaveTheWaveHoldIsNotTheOperatorsPause() {
 	s.expectNotices()
 	s.expectCopies()
 	s.expectCutover()
-	var done MailboxDone
+	var done contract.MailboxDone
 	s.expectReport(&done)
 	in := s.waveInput(time.Hour)
 	in.NoticeLead, in.ReminderLead = 30*time.Minute, 10*time.Minute
 	start := s.env.Now()
 	at := func(d time.Duration) time.Duration { return in.MigrateAt.Add(d).Sub(start) }
-	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(SignalSlotGrant, SlotGrant{WaveID: "wave-1", Index: 7}) }, at(0))
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(contract.SignalSlotGrant, contract.SlotGrant{WaveID: "wave-1", Index: 7}) }, at(0))
 	// Held by its wave and paused by an operator, before the copy.
 	s.env.RegisterDelayedCallback(func() {
-		s.env.SignalWorkflow(SignalPause, PauseRequest{Reason: "wave", ByWave: true})
-		s.env.SignalWorkflow(SignalPause, PauseRequest{Reason: "operator"})
+		s.env.SignalWorkflow(contract.SignalPause, contract.PauseRequest{Reason: "wave", ByWave: true})
+		s.env.SignalWorkflow(contract.SignalPause, contract.PauseRequest{Reason: "operator"})
 	}, at(-time.Minute))
 	// The wave resumes: still paused by the operator.
-	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(SignalResume, ResumeRequest{ByWave: true}) }, at(time.Hour))
-	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(SignalResume, ResumeRequest{}) }, at(2*time.Hour))
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(contract.SignalResume, contract.ResumeRequest{ByWave: true}) }, at(time.Hour))
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(contract.SignalResume, contract.ResumeRequest{}) }, at(2*time.Hour))
 	s.env.ExecuteWorkflow(MailboxMigration, in)
 
-	s.Equal(OutcomeMigrated, s.result().Outcome)
+	s.Equal(contract.OutcomeMigrated, s.result().Outcome)
 	s.WithinDuration(in.MigrateAt.Add(2*time.Hour), s.callsOf("copy:bulk")[0], time.Second, "copy waits for both to let go")
 }
 
 func (s *MailboxSuite) TestInAWaveAFailureIsReportedWithoutASlot() {
-	s.env.OnActivity(a.SendNotice, mock.Anything, mock.Anything).Return(activities.SendNoticeResult{},
+	s.env.OnActivity(contract.ActivitySendNotice, mock.Anything, mock.Anything).Return(activities.SendNoticeResult{},
 		temporal.NewNonRetryableApplicationError("no such recipient", "Rejected", nil)).Once()
-	var done MailboxDone
+	var done contract.MailboxDone
 	s.expectReport(&done)
 	s.env.ExecuteWorkflow(MailboxMigration, s.waveInput(20*24*time.Hour))
 
-	s.Equal(OutcomeNeedsSupport, s.result().Outcome)
-	s.Equal(MailboxDone{Index: 7, Key: "k1", Outcome: OutcomeNeedsSupport, Step: StepNoticeT14, ErrorType: "Rejected"}, done)
+	s.Equal(contract.OutcomeNeedsSupport, s.result().Outcome)
+	s.Equal(contract.MailboxDone{Index: 7, Key: "k1", Outcome: contract.OutcomeNeedsSupport, Step: contract.StepNoticeT14, ErrorType: "Rejected"}, done)
 }

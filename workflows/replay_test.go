@@ -7,6 +7,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"mailwave/contract"
 )
 
 // TestReplayRecordedHistories replays real histories recorded on the dev
@@ -19,8 +21,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(MailboxMigration, workflow.RegisterOptions{Name: MailboxWorkflowName})
-			r.RegisterWorkflowWithOptions(Wave, workflow.RegisterOptions{Name: WaveWorkflowName})
+			r.RegisterWorkflowWithOptions(MailboxMigration, workflow.RegisterOptions{Name: contract.MailboxWorkflowName})
+			r.RegisterWorkflowWithOptions(Wave, workflow.RegisterOptions{Name: contract.WaveWorkflowName})
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
 		})
 	}

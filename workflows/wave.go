@@ -9,81 +9,36 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"mailwave/activities"
+	"mailwave/contract"
 )
-
-// MaxWaveSize bounds a wave, so its carried state stays small.
-const MaxWaveSize = 200_000
 
 // maxRefusalsKept bounds the refusals listed in the state; all are counted.
 const maxRefusalsKept = 100
-
-// WaveState is a wave's state, carried over continue-as-new. Per mailbox it
-// keeps three bits: started by this wave, granted a slot, done (reported).
-type WaveState struct {
-	Runs      int
-	StartedAt time.Time
-	NextStart int // the next index to start
-	Started   Bitset
-	Granted   Bitset
-	Done      Bitset
-	// Restarting marks mailboxes being started again by retry-failed: they
-	// get no slot until their start is confirmed.
-	Restarting   Bitset
-	StartedCount int
-	Refused      int
-	Refusals     []Refusal `json:",omitempty"`
-	// Active are the mailboxes holding a slot, by index.
-	Active       []ActiveSlot `json:",omitempty"`
-	Migrated     int
-	NeedsSupport []int `json:",omitempty"` // indexes, for retry-failed
-	Cancelled    int
-	Copied       activities.CopyStats
-	Cap          int
-	Paused       bool
-	PauseReason  string `json:",omitempty"`
-	// BudgetBase is the count of finished and failed mailboxes when the wave
-	// was last resumed: the error budget is judged on what came after.
-	BudgetBaseFinished int
-	BudgetBaseFailed   int
-	Cancelling         bool
-	CancelCursor       int
-	// CancelQueue holds mailboxes a cancel passed by while they were being
-	// started again: they are cancelled before the cursor goes on.
-	CancelQueue  []int `json:",omitempty"`
-	RetryPending bool
-	GrantCursor  int // no index below it is waiting for a slot
-}
-
-// ActiveSlot is a mailbox holding a slot.
-type ActiveSlot struct {
-	Index int
-	Key   string
-}
 
 // Wave runs a wave's mailboxes: it starts their MailboxMigration workflows
 // page by page at a bounded rate, and from T grants at most Cap of them a
 // slot at a time for copy and cutover, in file order. It continues as new
 // before its history grows past MaxEventsPerRun, and completes when every
 // mailbox it started has reported.
-func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
+func Wave(ctx workflow.Context, in contract.WaveInput) (contract.WaveResult, error) {
 	in = in.WithDefaults()
 	if err := in.Validate(); err != nil {
-		return WaveResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, nil)
+		return contract.WaveResult{}, temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeInvalidInput, nil)
 	}
-	if in.Total > MaxWaveSize {
-		return WaveResult{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("wave %s has %d mailboxes, more than %d", in.WaveID, in.Total, MaxWaveSize), ErrTypeInvalidInput, nil)
+	if in.Total > contract.MaxWaveSize {
+		return contract.WaveResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("wave %s has %d mailboxes, more than %d", in.WaveID, in.Total, contract.MaxWaveSize), contract.ErrTypeInvalidInput, nil)
 	}
 	w := newWave(ctx, in)
 	if err := w.setup(ctx); err != nil {
-		return WaveResult{}, err
+		return contract.WaveResult{}, err
 	}
 	return w.run(ctx)
 }
 
 type wave struct {
-	in  WaveInput
-	st  *WaveState
+	in  contract.WaveInput
+	st  *contract.WaveState
 	sel workflow.Selector
 
 	// In flight in this run; all are settled before continue-as-new.
@@ -102,15 +57,15 @@ type wave struct {
 	reconcileArmed bool
 }
 
-func newWave(ctx workflow.Context, in WaveInput) *wave {
+func newWave(ctx workflow.Context, in contract.WaveInput) *wave {
 	st := in.State
 	if st == nil {
-		st = &WaveState{
+		st = &contract.WaveState{
 			StartedAt:  workflow.Now(ctx),
-			Started:    NewBitset(in.Total),
-			Granted:    NewBitset(in.Total),
-			Done:       NewBitset(in.Total),
-			Restarting: NewBitset(in.Total),
+			Started:    contract.NewBitset(in.Total),
+			Granted:    contract.NewBitset(in.Total),
+			Done:       contract.NewBitset(in.Total),
+			Restarting: contract.NewBitset(in.Total),
 			Cap:        in.Cap,
 		}
 	}
@@ -120,20 +75,20 @@ func newWave(ctx workflow.Context, in WaveInput) *wave {
 }
 
 func (w *wave) setup(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (WaveProgress, error) {
+	if err := workflow.SetQueryHandler(ctx, contract.QueryProgress, func() (contract.WaveProgress, error) {
 		return w.progress(), nil
 	}); err != nil {
 		return err
 	}
 	w.sel = workflow.NewSelector(ctx)
-	w.sel.AddReceive(workflow.GetSignalChannel(ctx, SignalMailboxDone), func(c workflow.ReceiveChannel, _ bool) {
-		var d MailboxDone
+	w.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalMailboxDone), func(c workflow.ReceiveChannel, _ bool) {
+		var d contract.MailboxDone
 		c.Receive(ctx, &d)
 		w.signals++
 		w.onDone(ctx, d)
 	})
-	w.sel.AddReceive(workflow.GetSignalChannel(ctx, SignalPause), func(c workflow.ReceiveChannel, _ bool) {
-		var req PauseRequest
+	w.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalPause), func(c workflow.ReceiveChannel, _ bool) {
+		var req contract.PauseRequest
 		c.Receive(ctx, &req)
 		w.signals++
 		reason := req.Reason
@@ -142,13 +97,13 @@ func (w *wave) setup(ctx workflow.Context) error {
 		}
 		w.pause(ctx, reason)
 	})
-	w.sel.AddReceive(workflow.GetSignalChannel(ctx, SignalResume), func(c workflow.ReceiveChannel, _ bool) {
+	w.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalResume), func(c workflow.ReceiveChannel, _ bool) {
 		c.Receive(ctx, nil)
 		w.signals++
 		w.resume(ctx)
 	})
-	w.sel.AddReceive(workflow.GetSignalChannel(ctx, SignalSetCap), func(c workflow.ReceiveChannel, _ bool) {
-		var req SetCapRequest
+	w.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalSetCap), func(c workflow.ReceiveChannel, _ bool) {
+		var req contract.SetCapRequest
 		c.Receive(ctx, &req)
 		w.signals++
 		if req.Cap > 0 {
@@ -156,7 +111,7 @@ func (w *wave) setup(ctx workflow.Context) error {
 			w.st.Cap = req.Cap
 		}
 	})
-	w.sel.AddReceive(workflow.GetSignalChannel(ctx, SignalCancel), func(c workflow.ReceiveChannel, _ bool) {
+	w.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalCancel), func(c workflow.ReceiveChannel, _ bool) {
 		c.Receive(ctx, nil)
 		w.signals++
 		if !w.st.Cancelling {
@@ -164,7 +119,7 @@ func (w *wave) setup(ctx workflow.Context) error {
 			w.st.Cancelling = true
 		}
 	})
-	w.sel.AddReceive(workflow.GetSignalChannel(ctx, SignalRetryFailed), func(c workflow.ReceiveChannel, _ bool) {
+	w.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalRetryFailed), func(c workflow.ReceiveChannel, _ bool) {
 		c.Receive(ctx, nil)
 		w.signals++
 		w.st.RetryPending = true
@@ -172,7 +127,7 @@ func (w *wave) setup(ctx workflow.Context) error {
 	return nil
 }
 
-func (w *wave) run(ctx workflow.Context) (WaveResult, error) {
+func (w *wave) run(ctx workflow.Context) (contract.WaveResult, error) {
 	for {
 		w.armTimer(ctx)
 		w.startNext(ctx)
@@ -184,7 +139,7 @@ func (w *wave) run(ctx workflow.Context) (WaveResult, error) {
 			return w.result(ctx), nil
 		}
 		if w.shouldContinueAsNew(ctx) {
-			return WaveResult{}, w.continueAsNew(ctx)
+			return contract.WaveResult{}, w.continueAsNew(ctx)
 		}
 		w.sel.Select(ctx)
 	}
@@ -219,8 +174,8 @@ func (w *wave) activityCtx(ctx workflow.Context) workflow.Context {
 	})
 }
 
-func (w *wave) startInput(from, to int, indexes []int) StartMailboxesInput {
-	return StartMailboxesInput{
+func (w *wave) startInput(from, to int, indexes []int) activities.StartMailboxesInput {
+	return activities.StartMailboxesInput{
 		WaveID: w.in.WaveID, MailboxFile: w.in.MailboxFile, From: from, To: to, Indexes: indexes,
 		MigrateAt: w.in.MigrateAt, NoticeLead: w.in.NoticeLead, ReminderLead: w.in.ReminderLead, StartRate: w.in.StartRate,
 	}
@@ -234,11 +189,11 @@ func (w *wave) startNext(ctx workflow.Context) {
 	from, to := w.st.NextStart, min(w.st.NextStart+w.in.PageSize, w.in.Total)
 	w.startBusy = true
 	w.inflight++
-	f := workflow.ExecuteActivity(w.activityCtx(ctx), ActivityStartMailboxes, w.startInput(from, to, nil))
+	f := workflow.ExecuteActivity(w.activityCtx(ctx), contract.ActivityStartMailboxes, w.startInput(from, to, nil))
 	w.sel.AddFuture(f, func(f workflow.Future) {
 		w.startBusy = false
 		w.inflight--
-		var res StartMailboxesResult
+		var res activities.StartMailboxesResult
 		if err := f.Get(ctx, &res); err != nil {
 			// Retries are exhausted only by a bad file; say so and hold.
 			w.pause(ctx, fmt.Sprintf("starting mailboxes %d-%d failed: %v", from, to-1, err))
@@ -250,7 +205,7 @@ func (w *wave) startNext(ctx workflow.Context) {
 }
 
 // recordStarted marks a page's mailboxes started, but for those refused.
-func (w *wave) recordStarted(from, to int, res StartMailboxesResult) {
+func (w *wave) recordStarted(from, to int, res activities.StartMailboxesResult) {
 	refused := map[int]bool{}
 	for _, r := range res.Refused {
 		refused[r.Index] = true
@@ -294,11 +249,11 @@ func (w *wave) retryFailed(ctx workflow.Context) {
 	w.inflight++
 	in := w.startInput(0, 0, indexes)
 	in.NotBefore = workflow.Now(ctx)
-	f := workflow.ExecuteActivity(w.activityCtx(ctx), ActivityStartMailboxes, in)
+	f := workflow.ExecuteActivity(w.activityCtx(ctx), contract.ActivityStartMailboxes, in)
 	w.sel.AddFuture(f, func(f workflow.Future) {
 		w.startBusy = false
 		w.inflight--
-		var res StartMailboxesResult
+		var res activities.StartMailboxesResult
 		err := f.Get(ctx, &res)
 		for _, i := range indexes {
 			w.st.Restarting.Clear(i)
@@ -309,9 +264,9 @@ func (w *wave) retryFailed(ctx workflow.Context) {
 		}
 		if err != nil {
 			w.pause(ctx, fmt.Sprintf("retrying %d mailboxes failed: %v", len(indexes), err))
-			res = StartMailboxesResult{}
+			res = activities.StartMailboxesResult{}
 			for _, i := range indexes {
-				res.Refused = append(res.Refused, Refusal{Index: i, Reason: "retry failed to start"})
+				res.Refused = append(res.Refused, contract.Refusal{Index: i, Reason: "retry failed to start"})
 			}
 		}
 		for _, r := range res.Refused {
@@ -339,8 +294,8 @@ func (w *wave) grant(ctx workflow.Context) {
 			return
 		}
 		w.st.Granted.Set(i)
-		w.addActive(ActiveSlot{Index: i, Key: key})
-		w.signal(ctx, key, SignalSlotGrant, SlotGrant{WaveID: w.in.WaveID, Index: i}, func(err error) {
+		w.addActive(contract.ActiveSlot{Index: i, Key: key})
+		w.signal(ctx, key, contract.SignalSlotGrant, contract.SlotGrant{WaveID: w.in.WaveID, Index: i}, func(err error) {
 			// The mailbox is gone: it finished (its report settles it) or
 			// was stopped without a word; the server is asked which.
 			workflow.GetLogger(ctx).Warn("slot grant not delivered", "wave", w.in.WaveID, "mailbox", key, "error", err)
@@ -378,7 +333,7 @@ func (w *wave) keyOf(ctx workflow.Context, i int) (string, bool) {
 		ScheduleToCloseTimeout: 10 * time.Minute,
 	})
 	var keys []string
-	err := workflow.ExecuteLocalActivity(lctx, ActivityReadMailboxKeys, ReadMailboxKeysInput{
+	err := workflow.ExecuteLocalActivity(lctx, contract.ActivityReadMailboxKeys, activities.ReadMailboxKeysInput{
 		MailboxFile: w.in.MailboxFile, From: from, To: to,
 	}).Get(ctx, &keys)
 	if err != nil || len(keys) != to-from {
@@ -392,7 +347,7 @@ func (w *wave) keyOf(ctx workflow.Context, i int) (string, bool) {
 // signal sends a signal to a mailbox, tracking it until it is delivered.
 func (w *wave) signal(ctx workflow.Context, key, name string, arg any, onError func(error)) {
 	w.inflight++
-	f := workflow.SignalExternalWorkflow(ctx, MailboxWorkflowID(key), "", name, arg)
+	f := workflow.SignalExternalWorkflow(ctx, contract.MailboxWorkflowID(key), "", name, arg)
 	w.sel.AddFuture(f, func(f workflow.Future) {
 		w.inflight--
 		if err := f.Get(ctx, nil); err != nil && onError != nil {
@@ -401,9 +356,9 @@ func (w *wave) signal(ctx workflow.Context, key, name string, arg any, onError f
 	})
 }
 
-func (w *wave) addActive(s ActiveSlot) {
+func (w *wave) addActive(s contract.ActiveSlot) {
 	i := sort.Search(len(w.st.Active), func(j int) bool { return w.st.Active[j].Index >= s.Index })
-	w.st.Active = append(w.st.Active, ActiveSlot{})
+	w.st.Active = append(w.st.Active, contract.ActiveSlot{})
 	copy(w.st.Active[i+1:], w.st.Active[i:])
 	w.st.Active[i] = s
 }
@@ -419,7 +374,7 @@ func (w *wave) removeActive(index int) bool {
 }
 
 // onDone settles a mailbox that reported its end, freeing its slot.
-func (w *wave) onDone(ctx workflow.Context, d MailboxDone) {
+func (w *wave) onDone(ctx workflow.Context, d contract.MailboxDone) {
 	if d.Index < 0 || d.Index >= w.in.Total {
 		workflow.GetLogger(ctx).Warn("done from an unknown mailbox index", "wave", w.in.WaveID, "index", d.Index)
 		return
@@ -435,9 +390,9 @@ func (w *wave) onDone(ctx workflow.Context, d MailboxDone) {
 	}
 	w.st.Done.Set(d.Index)
 	switch d.Outcome {
-	case OutcomeMigrated:
+	case contract.OutcomeMigrated:
 		w.st.Migrated++
-	case OutcomeNeedsSupport:
+	case contract.OutcomeNeedsSupport:
 		w.st.NeedsSupport = append(w.st.NeedsSupport, d.Index)
 	default:
 		w.st.Cancelled++
@@ -470,7 +425,7 @@ func (w *wave) pause(ctx workflow.Context, reason string) {
 	w.st.Paused, w.st.PauseReason = true, reason
 	workflow.GetLogger(ctx).Info("wave paused", "wave", w.in.WaveID, "reason", reason)
 	for _, s := range w.st.Active {
-		w.signal(ctx, s.Key, SignalPause, PauseRequest{Reason: reason, ByWave: true}, nil)
+		w.signal(ctx, s.Key, contract.SignalPause, contract.PauseRequest{Reason: reason, ByWave: true}, nil)
 	}
 }
 
@@ -483,7 +438,7 @@ func (w *wave) resume(ctx workflow.Context) {
 	w.st.BudgetBaseFailed = len(w.st.NeedsSupport)
 	workflow.GetLogger(ctx).Info("wave resumed", "wave", w.in.WaveID)
 	for _, s := range w.st.Active {
-		w.signal(ctx, s.Key, SignalResume, ResumeRequest{ByWave: true}, nil)
+		w.signal(ctx, s.Key, contract.SignalResume, contract.ResumeRequest{ByWave: true}, nil)
 	}
 }
 
@@ -513,7 +468,7 @@ func (w *wave) cancelNext(ctx workflow.Context) {
 	queued := i == w.st.CancelCursor
 	w.cancelBusy = true
 	w.inflight++
-	f := workflow.ExecuteActivity(w.activityCtx(ctx), ActivityCancelMailboxes, CancelMailboxesInput{
+	f := workflow.ExecuteActivity(w.activityCtx(ctx), contract.ActivityCancelMailboxes, activities.CancelMailboxesInput{
 		WaveID: w.in.WaveID, MailboxFile: w.in.MailboxFile, Indexes: indexes,
 	})
 	w.sel.AddFuture(f, func(f workflow.Future) {
@@ -557,13 +512,13 @@ func (w *wave) reconcile(ctx workflow.Context) {
 	w.toReconcile = nil
 	w.reconcileBusy = true
 	w.inflight++
-	f := workflow.ExecuteActivity(w.activityCtx(ctx), ActivityReconcileMailboxes, ReconcileMailboxesInput{
+	f := workflow.ExecuteActivity(w.activityCtx(ctx), contract.ActivityReconcileMailboxes, activities.ReconcileMailboxesInput{
 		WaveID: w.in.WaveID, MailboxFile: w.in.MailboxFile, Indexes: indexes,
 	})
 	w.sel.AddFuture(f, func(f workflow.Future) {
 		w.reconcileBusy = false
 		w.inflight--
-		var ended []MailboxDone
+		var ended []contract.MailboxDone
 		if err := f.Get(ctx, &ended); err != nil {
 			workflow.GetLogger(ctx).Warn("checking on mailboxes failed", "wave", w.in.WaveID, "error", err)
 			return
@@ -598,12 +553,12 @@ func (w *wave) continueAsNew(ctx workflow.Context) error {
 	in.State = w.st
 	workflow.GetLogger(ctx).Info("wave continuing as new", "wave", w.in.WaveID, "run", w.st.Runs,
 		"events", workflow.GetInfo(ctx).GetCurrentHistoryLength())
-	return workflow.NewContinueAsNewError(ctx, WaveWorkflowName, in)
+	return workflow.NewContinueAsNewError(ctx, contract.WaveWorkflowName, in)
 }
 
-func (w *wave) progress() WaveProgress {
+func (w *wave) progress() contract.WaveProgress {
 	done := w.st.Migrated + len(w.st.NeedsSupport) + w.st.Cancelled
-	return WaveProgress{
+	return contract.WaveProgress{
 		WaveID:       w.in.WaveID,
 		Total:        w.in.Total,
 		Started:      w.st.StartedCount,
@@ -624,9 +579,9 @@ func (w *wave) progress() WaveProgress {
 	}
 }
 
-func (w *wave) result(ctx workflow.Context) WaveResult {
+func (w *wave) result(ctx workflow.Context) contract.WaveResult {
 	now := workflow.Now(ctx)
-	res := WaveResult{
+	res := contract.WaveResult{
 		WaveID:       w.in.WaveID,
 		Total:        w.in.Total,
 		Migrated:     w.st.Migrated,

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"mailwave/activities"
+	"mailwave/contract"
 )
 
 // waveHarness runs a Wave across its continue-as-new runs in the test
@@ -27,12 +28,12 @@ import (
 type waveHarness struct {
 	t     *testing.T
 	suite testsuite.WorkflowTestSuite
-	in    WaveInput
+	in    contract.WaveInput
 	start time.Time
 	now   time.Time
 
 	// how a mailbox behaves once granted, and which fail before T
-	outcome   func(i int) (Outcome, time.Duration)
+	outcome   func(i int) (contract.Outcome, time.Duration)
 	earlyFail map[int]bool
 	silent    map[int]bool // granted, then terminated: they never report
 	refuse    map[int]string
@@ -48,7 +49,7 @@ type waveHarness struct {
 	started   map[int]bool
 	cancelled map[int]bool
 	runs      int
-	progress  []WaveProgress
+	progress  []contract.WaveProgress
 }
 
 type op struct {
@@ -62,7 +63,7 @@ type op struct {
 
 type delivery struct {
 	at   time.Time
-	done MailboxDone
+	done contract.MailboxDone
 	sent bool
 	run  int
 }
@@ -81,12 +82,14 @@ func newWaveHarness(t *testing.T, total, cap int) *waveHarness {
 	start := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 	return &waveHarness{
 		t: t,
-		in: WaveInput{
+		in: contract.WaveInput{
 			WaveID: "w1", MailboxFile: "/waves/w1.csv", Total: total, Cap: cap,
 			MigrateAt: start.Add(15 * 24 * time.Hour), PageSize: 50,
 		},
 		start: start, now: start,
-		outcome:   func(i int) (Outcome, time.Duration) { return OutcomeMigrated, time.Duration(10+i%7) * time.Minute },
+		outcome: func(i int) (contract.Outcome, time.Duration) {
+			return contract.OutcomeMigrated, time.Duration(10+i%7) * time.Minute
+		},
 		earlyFail: map[int]bool{}, silent: map[int]bool{}, refuse: map[int]string{},
 		active: map[int]bool{}, done: map[int]bool{}, started: map[int]bool{}, cancelled: map[int]bool{},
 	}
@@ -94,7 +97,7 @@ func newWaveHarness(t *testing.T, total, cap int) *waveHarness {
 
 func keyOfIndex(i int) string { return fmt.Sprintf("key%05d", i) }
 
-func (h *waveHarness) startMailboxes(_ context.Context, in StartMailboxesInput) (StartMailboxesResult, error) {
+func (h *waveHarness) startMailboxes(_ context.Context, in activities.StartMailboxesInput) (activities.StartMailboxesResult, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	idx := in.Indexes
@@ -103,10 +106,10 @@ func (h *waveHarness) startMailboxes(_ context.Context, in StartMailboxesInput) 
 			idx = append(idx, i)
 		}
 	}
-	var res StartMailboxesResult
+	var res activities.StartMailboxesResult
 	for _, i := range idx {
 		if r, ok := h.refuse[i]; ok {
-			res.Refused = append(res.Refused, Refusal{Index: i, Key: keyOfIndex(i), Reason: r})
+			res.Refused = append(res.Refused, contract.Refusal{Index: i, Key: keyOfIndex(i), Reason: r})
 			continue
 		}
 		h.started[i] = true
@@ -119,22 +122,22 @@ func (h *waveHarness) startMailboxes(_ context.Context, in StartMailboxesInput) 
 }
 
 // reconcile reports the silent mailboxes as ended (terminated).
-func (h *waveHarness) reconcile(_ context.Context, in ReconcileMailboxesInput) ([]MailboxDone, error) {
+func (h *waveHarness) reconcile(_ context.Context, in activities.ReconcileMailboxesInput) ([]contract.MailboxDone, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var ended []MailboxDone
+	var ended []contract.MailboxDone
 	for _, i := range in.Indexes {
 		if h.silent[i] && h.active[i] {
 			delete(h.active, i)
 			h.done[i] = true
-			ended = append(ended, MailboxDone{Index: i, Key: keyOfIndex(i), Outcome: OutcomeNeedsSupport, Granted: true,
+			ended = append(ended, contract.MailboxDone{Index: i, Key: keyOfIndex(i), Outcome: contract.OutcomeNeedsSupport, Granted: true,
 				ErrorType: "WORKFLOW_EXECUTION_STATUS_TERMINATED"})
 		}
 	}
 	return ended, nil
 }
 
-func (h *waveHarness) readKeys(_ context.Context, in ReadMailboxKeysInput) ([]string, error) {
+func (h *waveHarness) readKeys(_ context.Context, in activities.ReadMailboxKeysInput) ([]string, error) {
 	var keys []string
 	for i := in.From; i < in.To; i++ {
 		keys = append(keys, keyOfIndex(i))
@@ -142,7 +145,7 @@ func (h *waveHarness) readKeys(_ context.Context, in ReadMailboxKeysInput) ([]st
 	return keys, nil
 }
 
-func (h *waveHarness) cancelMailboxes(_ context.Context, in CancelMailboxesInput) (int, error) {
+func (h *waveHarness) cancelMailboxes(_ context.Context, in activities.CancelMailboxesInput) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, i := range in.Indexes {
@@ -152,7 +155,7 @@ func (h *waveHarness) cancelMailboxes(_ context.Context, in CancelMailboxesInput
 }
 
 // later queues a done signal to the wave, delivered at env time + d.
-func (h *waveHarness) later(env *testsuite.TestWorkflowEnvironment, d time.Duration, done MailboxDone) {
+func (h *waveHarness) later(env *testsuite.TestWorkflowEnvironment, d time.Duration, done contract.MailboxDone) {
 	dl := &delivery{at: env.Now().Add(d), done: done}
 	h.pending = append(h.pending, *dl)
 	n := len(h.pending) - 1
@@ -172,7 +175,7 @@ func (h *waveHarness) deliver(env *testsuite.TestWorkflowEnvironment, n int) {
 	delete(h.active, d.Index)
 	h.done[d.Index] = true
 	h.mu.Unlock()
-	env.SignalWorkflow(SignalMailboxDone, d)
+	env.SignalWorkflow(contract.SignalMailboxDone, d)
 }
 
 func (h *waveHarness) onSignal(env *testsuite.TestWorkflowEnvironment) func(string, string, string, string, any) error {
@@ -180,12 +183,12 @@ func (h *waveHarness) onSignal(env *testsuite.TestWorkflowEnvironment) func(stri
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		switch name {
-		case SignalSlotGrant:
-			g := arg.(SlotGrant)
+		case contract.SignalSlotGrant:
+			g := arg.(contract.SlotGrant)
 			if h.done[g.Index] {
 				return errors.New("workflow execution already completed")
 			}
-			require.Equal(h.t, MailboxWorkflowID(keyOfIndex(g.Index)), id)
+			require.Equal(h.t, contract.MailboxWorkflowID(keyOfIndex(g.Index)), id)
 			require.False(h.t, h.active[g.Index], "mailbox %d granted twice", g.Index)
 			h.active[g.Index] = true
 			h.maxActive = max(h.maxActive, len(h.active))
@@ -194,13 +197,13 @@ func (h *waveHarness) onSignal(env *testsuite.TestWorkflowEnvironment) func(stri
 				return nil
 			}
 			outcome, d := h.outcome(g.Index)
-			h.pending = append(h.pending, delivery{at: env.Now().Add(d), done: MailboxDone{
+			h.pending = append(h.pending, delivery{at: env.Now().Add(d), done: contract.MailboxDone{
 				Index: g.Index, Key: keyOfIndex(g.Index), Outcome: outcome, Granted: true,
-				Copied: activities.CopyStats{Items: 10, Bytes: 1000},
+				Copied: contract.CopyStats{Items: 10, Bytes: 1000},
 			}})
 			n := len(h.pending) - 1
 			env.RegisterDelayedCallback(func() { h.deliver(env, n) }, d)
-		case SignalPause:
+		case contract.SignalPause:
 			h.holds = append(h.holds, event{len(h.active), env.Now()})
 		}
 		return nil
@@ -208,16 +211,16 @@ func (h *waveHarness) onSignal(env *testsuite.TestWorkflowEnvironment) func(stri
 }
 
 // run executes the wave to its end across continue-as-new runs.
-func (h *waveHarness) run() WaveResult {
+func (h *waveHarness) run() contract.WaveResult {
 	in := h.in
 	for {
 		env := h.suite.NewTestWorkflowEnvironment()
 		env.SetStartTime(h.now)
-		env.RegisterWorkflowWithOptions(Wave, workflow.RegisterOptions{Name: WaveWorkflowName})
-		env.RegisterActivityWithOptions(h.startMailboxes, activity.RegisterOptions{Name: ActivityStartMailboxes})
-		env.RegisterActivityWithOptions(h.readKeys, activity.RegisterOptions{Name: ActivityReadMailboxKeys})
-		env.RegisterActivityWithOptions(h.cancelMailboxes, activity.RegisterOptions{Name: ActivityCancelMailboxes})
-		env.RegisterActivityWithOptions(h.reconcile, activity.RegisterOptions{Name: ActivityReconcileMailboxes})
+		env.RegisterWorkflowWithOptions(Wave, workflow.RegisterOptions{Name: contract.WaveWorkflowName})
+		env.RegisterActivityWithOptions(h.startMailboxes, activity.RegisterOptions{Name: contract.ActivityStartMailboxes})
+		env.RegisterActivityWithOptions(h.readKeys, activity.RegisterOptions{Name: contract.ActivityReadMailboxKeys})
+		env.RegisterActivityWithOptions(h.cancelMailboxes, activity.RegisterOptions{Name: contract.ActivityCancelMailboxes})
+		env.RegisterActivityWithOptions(h.reconcile, activity.RegisterOptions{Name: contract.ActivityReconcileMailboxes})
 		env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(h.onSignal(env))
 
 		// Signals the last run did not get, and mailboxes that fail before T.
@@ -230,7 +233,7 @@ func (h *waveHarness) run() WaveResult {
 		}
 		if h.runs == 0 {
 			for _, i := range sortedKeys(h.earlyFail) {
-				h.later(env, time.Hour+time.Duration(i)*time.Second, MailboxDone{Index: i, Key: keyOfIndex(i), Outcome: OutcomeNeedsSupport, Step: StepNoticeT14})
+				h.later(env, time.Hour+time.Duration(i)*time.Second, contract.MailboxDone{Index: i, Key: keyOfIndex(i), Outcome: contract.OutcomeNeedsSupport, Step: contract.StepNoticeT14})
 			}
 		}
 		for j := range h.ops {
@@ -247,9 +250,9 @@ func (h *waveHarness) run() WaveResult {
 				case reportCancelledOp:
 					h.reportCancelled(env)
 				case queryOp:
-					v, err := env.QueryWorkflow(QueryProgress)
+					v, err := env.QueryWorkflow(contract.QueryProgress)
 					require.NoError(h.t, err)
-					var p WaveProgress
+					var p contract.WaveProgress
 					require.NoError(h.t, v.Get(&p))
 					h.progress = append(h.progress, p)
 				default:
@@ -285,8 +288,8 @@ func (h *waveHarness) run() WaveResult {
 			continue
 		}
 		if err != nil {
-			if v, qerr := env.QueryWorkflow(QueryProgress); qerr == nil {
-				var p WaveProgress
+			if v, qerr := env.QueryWorkflow(contract.QueryProgress); qerr == nil {
+				var p contract.WaveProgress
 				_ = v.Get(&p)
 				h.t.Logf("stuck wave: %+v (harness: %d active, %d pending deliveries)", p, len(h.active), len(h.pending))
 				for i := 0; i < 10; i++ {
@@ -295,7 +298,7 @@ func (h *waveHarness) run() WaveResult {
 			}
 		}
 		require.NoError(h.t, err)
-		var res WaveResult
+		var res contract.WaveResult
 		require.NoError(h.t, env.GetWorkflowResult(&res))
 		return res
 	}
@@ -315,7 +318,7 @@ func (h *waveHarness) reportCancelled(env *testsuite.TestWorkflowEnvironment) {
 	h.mu.Unlock()
 	sort.Ints(idx)
 	for _, i := range idx {
-		env.SignalWorkflow(SignalMailboxDone, MailboxDone{Index: i, Key: keyOfIndex(i), Outcome: OutcomeCancelled})
+		env.SignalWorkflow(contract.SignalMailboxDone, contract.MailboxDone{Index: i, Key: keyOfIndex(i), Outcome: contract.OutcomeCancelled})
 	}
 }
 
@@ -352,9 +355,9 @@ func TestWavePauseHoldsAndResumeReleases(t *testing.T) {
 	h := newWaveHarness(t, 60, 5)
 	T := h.in.MigrateAt.Sub(h.start)
 	h.ops = []op{
-		{at: T + 30*time.Minute, name: SignalPause, arg: PauseRequest{Reason: "looks wrong"}},
+		{at: T + 30*time.Minute, name: contract.SignalPause, arg: contract.PauseRequest{Reason: "looks wrong"}},
 		{at: T + 31*time.Minute, name: queryOp},
-		{at: T + 5*time.Hour, name: SignalResume},
+		{at: T + 5*time.Hour, name: contract.SignalResume},
 	}
 	res := h.run()
 	assert.Equal(t, 60, res.Migrated)
@@ -371,11 +374,11 @@ func TestWavePauseHoldsAndResumeReleases(t *testing.T) {
 
 func TestWaveSetCapTakesEffect(t *testing.T) {
 	h := newWaveHarness(t, 80, 2)
-	h.outcome = func(i int) (Outcome, time.Duration) { return OutcomeMigrated, time.Hour }
+	h.outcome = func(i int) (contract.Outcome, time.Duration) { return contract.OutcomeMigrated, time.Hour }
 	T := h.in.MigrateAt.Sub(h.start)
 	h.ops = []op{
 		{at: T + 90*time.Minute, name: queryOp},
-		{at: T + 2*time.Hour + 30*time.Minute, name: SignalSetCap, arg: SetCapRequest{Cap: 6}},
+		{at: T + 2*time.Hour + 30*time.Minute, name: contract.SignalSetCap, arg: contract.SetCapRequest{Cap: 6}},
 		{at: T + 2*time.Hour + 31*time.Minute, name: queryOp},
 	}
 	res := h.run()
@@ -390,16 +393,16 @@ func TestWaveSetCapTakesEffect(t *testing.T) {
 func TestWaveErrorBudgetPausesTheWave(t *testing.T) {
 	h := newWaveHarness(t, 200, 10)
 	h.in.ErrorBudget, h.in.ErrorMinSample = 0.02, 20
-	h.outcome = func(i int) (Outcome, time.Duration) {
+	h.outcome = func(i int) (contract.Outcome, time.Duration) {
 		if i%10 == 3 {
-			return OutcomeNeedsSupport, 5 * time.Minute
+			return contract.OutcomeNeedsSupport, 5 * time.Minute
 		}
-		return OutcomeMigrated, 10 * time.Minute
+		return contract.OutcomeMigrated, 10 * time.Minute
 	}
 	T := h.in.MigrateAt.Sub(h.start)
 	h.ops = []op{
 		{at: T + 3*time.Hour, name: queryOp},
-		{at: T + 4*time.Hour, name: SignalCancel},
+		{at: T + 4*time.Hour, name: contract.SignalCancel},
 		{at: T + 4*time.Hour + time.Minute, name: reportCancelledOp},
 	}
 	res := h.run()
@@ -416,9 +419,9 @@ func TestWaveErrorBudgetPausesTheWave(t *testing.T) {
 func TestWaveCancelLeavesNothingHalfCutOver(t *testing.T) {
 	h := newWaveHarness(t, 100, 8)
 	T := h.in.MigrateAt.Sub(h.start)
-	h.outcome = func(i int) (Outcome, time.Duration) { return OutcomeMigrated, 25 * time.Minute }
+	h.outcome = func(i int) (contract.Outcome, time.Duration) { return contract.OutcomeMigrated, 25 * time.Minute }
 	h.ops = []op{
-		{at: T + 40*time.Minute, name: SignalCancel},
+		{at: T + 40*time.Minute, name: contract.SignalCancel},
 		// The cancelled mailboxes without a slot report cancelled; those with
 		// one finish their cutover and report migrated on their own.
 		{at: T + 42*time.Minute, name: reportCancelledOp},
@@ -436,12 +439,14 @@ func TestWaveCancelLeavesNothingHalfCutOver(t *testing.T) {
 func TestWaveContinueAsNewLosesNoSignal(t *testing.T) {
 	h := newWaveHarness(t, 300, 20)
 	h.in.MaxSignalsPerRun = 25 // force many runs
-	h.outcome = func(i int) (Outcome, time.Duration) { return OutcomeMigrated, time.Duration(1+i%5) * time.Second }
+	h.outcome = func(i int) (contract.Outcome, time.Duration) {
+		return contract.OutcomeMigrated, time.Duration(1+i%5) * time.Second
+	}
 	T := h.in.MigrateAt.Sub(h.start)
 	h.ops = []op{
-		{at: T + 10*time.Second, name: SignalPause, arg: PauseRequest{Reason: "around continue-as-new"}},
-		{at: T + 11*time.Second, name: SignalSetCap, arg: SetCapRequest{Cap: 9}},
-		{at: T + 40*time.Second, name: SignalResume},
+		{at: T + 10*time.Second, name: contract.SignalPause, arg: contract.PauseRequest{Reason: "around continue-as-new"}},
+		{at: T + 11*time.Second, name: contract.SignalSetCap, arg: contract.SetCapRequest{Cap: 9}},
+		{at: T + 40*time.Second, name: contract.SignalResume},
 		{at: T + 41*time.Second, name: queryOp},
 	}
 	res := h.run()
@@ -469,19 +474,19 @@ func TestWaveRefusesMailboxesOfAnotherWave(t *testing.T) {
 func TestWaveRetryFailedRunsThemAgain(t *testing.T) {
 	h := newWaveHarness(t, 50, 5)
 	attempts := map[int]int{}
-	h.outcome = func(i int) (Outcome, time.Duration) {
+	h.outcome = func(i int) (contract.Outcome, time.Duration) {
 		attempts[i]++
 		if (i == 0 || i == 10) && attempts[i] == 1 {
-			return OutcomeNeedsSupport, time.Minute
+			return contract.OutcomeNeedsSupport, time.Minute
 		}
-		return OutcomeMigrated, 5 * time.Minute
+		return contract.OutcomeMigrated, 5 * time.Minute
 	}
 	h.in.ErrorBudget = 0.5
 	h.earlyFail = map[int]bool{7: true}
 	T := h.in.MigrateAt.Sub(h.start)
 	h.ops = []op{
 		{at: T + 20*time.Minute, name: queryOp},
-		{at: T + 20*time.Minute + time.Second, name: SignalRetryFailed},
+		{at: T + 20*time.Minute + time.Second, name: contract.SignalRetryFailed},
 	}
 	res := h.run()
 	require.Len(t, h.progress, 1)
@@ -503,17 +508,17 @@ func TestWaveCancelDuringARetryLeavesNoMailboxWaiting(t *testing.T) {
 	h := newWaveHarness(t, 40, 4)
 	h.in.ErrorBudget = 0.9
 	attempts := map[int]int{}
-	h.outcome = func(i int) (Outcome, time.Duration) {
+	h.outcome = func(i int) (contract.Outcome, time.Duration) {
 		attempts[i]++
 		if i < 8 && attempts[i] == 1 {
-			return OutcomeNeedsSupport, time.Minute
+			return contract.OutcomeNeedsSupport, time.Minute
 		}
-		return OutcomeMigrated, 20 * time.Minute
+		return contract.OutcomeMigrated, 20 * time.Minute
 	}
 	T := h.in.MigrateAt.Sub(h.start)
 	h.ops = []op{
-		{at: T + 5*time.Minute, name: SignalRetryFailed},
-		{at: T + 5*time.Minute, name: SignalCancel},
+		{at: T + 5*time.Minute, name: contract.SignalRetryFailed},
+		{at: T + 5*time.Minute, name: contract.SignalCancel},
 		{at: T + 7*time.Minute, name: reportCancelledOp},
 		{at: T + 30*time.Minute, name: reportCancelledOp},
 	}

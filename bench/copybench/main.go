@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/internal/dovecot"
 	"mailwave/internal/imaptest"
 	"mailwave/mail/imapcopy"
@@ -199,7 +200,7 @@ func roundMailwave(o options, dir string, round int, src *dovecot.Server, want [
 	if err != nil {
 		return 0, 0, fmt.Errorf("mailwave copy: %w", err)
 	}
-	var stats activities.CopyStats
+	var stats contract.CopyStats
 	if err := json.Unmarshal(out, &stats); err != nil {
 		return 0, 0, fmt.Errorf("mailwave copy said %q: %w", out, err)
 	}
@@ -243,7 +244,7 @@ func roundMbsync(dir string, round int, src *dovecot.Server, want []imaptest.Mes
 
 // child is the measured process: one bulk copy, its stats as JSON on stdout.
 func child(o options) error {
-	creds := func(context.Context, imapcopy.Side, activities.MailboxRef) (imapcopy.Credentials, error) {
+	creds := func(context.Context, imapcopy.Side, contract.MailboxRef) (imapcopy.Credentials, error) {
 		return imapcopy.Credentials{Mechanism: imapcopy.MechPlain, Username: user, Password: password}, nil
 	}
 	c, err := imapcopy.New(imapcopy.Options{
@@ -258,8 +259,8 @@ func child(o options) error {
 		return err
 	}
 	stats, err := c.Copy(context.Background(), activities.CopyRequest{
-		Mailbox: activities.MailboxRef{Key: "bench"}, Pass: activities.PassBulk,
-		Progress: func(activities.Checkpoint, activities.CopyStats) {},
+		Mailbox: contract.MailboxRef{Key: "bench"}, Pass: contract.PassBulk,
+		Progress: func(contract.Checkpoint, contract.CopyStats) {},
 	})
 	if err != nil {
 		return err

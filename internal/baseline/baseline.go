@@ -13,11 +13,11 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"mailwave/workflows"
+	"mailwave/contract"
 )
 
 // TaskQueue is mailwave's task queue: the baseline runs on the same workers.
-const TaskQueue = workflows.TaskQueue
+const TaskQueue = contract.TaskQueue
 
 // Registered names.
 const (

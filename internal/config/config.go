@@ -41,6 +41,9 @@ type Org struct {
 	Source  IMAP
 	Target  IMAP
 	Copy    Copy
+	// Sim, when set, makes the simulated estate the organisation's copier
+	// in place of Source and Target (the worker's flags without --config).
+	Sim *Sim
 	// Notifier sends the users' notices; Router cuts over their mail.
 	Notifier Notifier
 	Router   Router
@@ -130,9 +133,18 @@ type Webhook struct {
 	Timeout       time.Duration
 }
 
-// Sim routes within the simulated estate.
+// Sim is the simulated estate (mail/sim) in a directory. A file's router
+// of kind sim sets only Dir; the worker's flags, which become an
+// organisation whose copier and router are the estate, set the rest.
 type Sim struct {
-	Dir string
+	Dir                string
+	TimeScale          float64 // simulated seconds per real second
+	BytesPerSecond     int64   // the target's rate limit, for this worker
+	Instant            bool    // copies take no time (benchmarks)
+	TransientRate      float64 // chance of a transient error per copy batch or cutover
+	ThrottleRate       float64 // chance of a throttling answer per copy batch or cutover
+	ThrottleRetryAfter time.Duration
+	NotFoundRate       float64 // share of mailboxes missing at the source
 }
 
 // Defaults.

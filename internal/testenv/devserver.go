@@ -16,8 +16,8 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
+	"mailwave/contract"
 	"mailwave/internal/workerapp"
-	"mailwave/workflows"
 )
 
 // BinEnv overrides where the Temporal CLI binary is.
@@ -53,7 +53,7 @@ func TemporalBinary() (string, error) {
 // mode and the search attributes registered.
 func DevServerArgs() []string {
 	args := []string{"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"}
-	for _, sa := range workflows.SearchAttributeFlags() {
+	for _, sa := range contract.SearchAttributeFlags() {
 		args = append(args, "--search-attribute", sa)
 	}
 	return args

@@ -18,11 +18,12 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/identity"
+	"mailwave/internal/config"
 	"mailwave/internal/testenv"
 	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
-	"mailwave/workflows"
 )
 
 // -record-histories DIR writes real histories for the replay tests.
@@ -46,10 +47,10 @@ func TestMailboxesEndToEnd(t *testing.T) {
 	defer cancel()
 
 	cfg := workerapp.Config{
-		TaskQueue: workflows.TaskQueue,
+		TaskQueue: contract.TaskQueue,
 		Notifier:  "outbox", OutboxDir: outboxDir,
 		Estate: "sim",
-		Sim: workerapp.SimConfig{
+		Sim: config.Sim{
 			Dir: estateDir, TimeScale: 1e6, BytesPerSecond: 1 << 30,
 			TransientRate: 0.02, ThrottleRate: 0.02, ThrottleRetryAfter: 300 * time.Millisecond,
 		},
@@ -73,31 +74,31 @@ func TestMailboxesEndToEnd(t *testing.T) {
 		keys[i], err = keyer.Key(e.Address)
 		require.NoError(t, err)
 		runs[i], err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-			ID: workflows.MailboxWorkflowID(keys[i]), TaskQueue: workflows.TaskQueue,
-		}, workflows.MailboxWorkflowName, workflows.MailboxInput{
-			Mailbox:   activities.MailboxRef{Key: keys[i], Address: e.Address, Org: e.Org, DisplayName: e.DisplayName},
+			ID: contract.MailboxWorkflowID(keys[i]), TaskQueue: contract.TaskQueue,
+		}, contract.MailboxWorkflowName, contract.MailboxInput{
+			Mailbox:   contract.MailboxRef{Key: keys[i], Address: e.Address, Org: e.Org, DisplayName: e.DisplayName},
 			WaveID:    "it-wave",
 			MigrateAt: migrateAt, NoticeLead: 4 * time.Second, ReminderLead: 2 * time.Second,
 		})
 		require.NoError(t, err)
 	}
 	// Hold the first mailbox a while at a step boundary, then let it go.
-	require.NoError(t, c.SignalWorkflow(ctx, runs[0].GetID(), "", workflows.SignalPause, workflows.PauseRequest{Reason: "test"}))
+	require.NoError(t, c.SignalWorkflow(ctx, runs[0].GetID(), "", contract.SignalPause, contract.PauseRequest{Reason: "test"}))
 	time.AfterFunc(8*time.Second, func() {
-		assert.NoError(t, c.SignalWorkflow(ctx, runs[0].GetID(), "", workflows.SignalResume, nil))
+		assert.NoError(t, c.SignalWorkflow(ctx, runs[0].GetID(), "", contract.SignalResume, nil))
 	})
 
 	addresses := make([]string, n)
 	for i, run := range runs {
-		var res workflows.MailboxResult
+		var res contract.MailboxResult
 		if err := run.Get(ctx, &res); err != nil {
 			t.Fatalf("mailbox %d did not finish: %v\n%s", i, err, describe(c, run.GetID()))
 		}
-		assert.Equal(t, workflows.OutcomeMigrated, res.Outcome, "mailbox %d: %+v", i, res)
+		assert.Equal(t, contract.OutcomeMigrated, res.Outcome, "mailbox %d: %+v", i, res)
 		assert.Greater(t, res.Copied.Items, int64(0), "mailbox %d copied nothing", i)
 		addresses[i] = roster[i].Address
 	}
-	var first workflows.MailboxResult
+	var first contract.MailboxResult
 	require.NoError(t, runs[0].Get(ctx, &first))
 	assert.False(t, first.FinishedAt.Before(migrateAt.Add(2*time.Second)), "the paused mailbox was held")
 
@@ -117,14 +118,14 @@ func TestMailboxesEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, files, 3*n, "exactly one file per notice kind per mailbox")
 	for _, key := range keys {
-		for _, kind := range activities.NoticeKinds {
+		for _, kind := range contract.NoticeKinds {
 			assert.FileExists(t, filepath.Join(outboxDir, fmt.Sprintf("%s-%s.eml", key, kind)))
 		}
 	}
 
 	// No address reaches a workflow ID or a search attribute.
 	list, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Query: fmt.Sprintf("%s = 'it-wave'", workflows.SearchAttrWave.GetName()), PageSize: 1000,
+		Query: fmt.Sprintf("%s = 'it-wave'", contract.SearchAttrWave.GetName()), PageSize: 1000,
 	})
 	require.NoError(t, err)
 	require.Len(t, list.GetExecutions(), n)
@@ -133,7 +134,7 @@ func TestMailboxesEndToEnd(t *testing.T) {
 		for name, p := range ex.GetSearchAttributes().GetIndexedFields() {
 			assert.NotContains(t, string(p.GetData()), "@", "search attribute %s", name)
 		}
-		stage := ex.GetSearchAttributes().GetIndexedFields()[workflows.SearchAttrStage.GetName()]
+		stage := ex.GetSearchAttributes().GetIndexedFields()[contract.SearchAttrStage.GetName()]
 		assert.Equal(t, `"migrated"`, string(stage.GetData()))
 	}
 
@@ -142,17 +143,17 @@ func TestMailboxesEndToEnd(t *testing.T) {
 	ghostKey, err := keyer.Key("nobody@org999.nhs.example")
 	require.NoError(t, err)
 	ghost, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: workflows.MailboxWorkflowID(ghostKey), TaskQueue: workflows.TaskQueue,
-	}, workflows.MailboxWorkflowName, workflows.MailboxInput{
-		Mailbox:   activities.MailboxRef{Key: ghostKey, Address: "nobody@org999.nhs.example"},
+		ID: contract.MailboxWorkflowID(ghostKey), TaskQueue: contract.TaskQueue,
+	}, contract.MailboxWorkflowName, contract.MailboxInput{
+		Mailbox:   contract.MailboxRef{Key: ghostKey, Address: "nobody@org999.nhs.example"},
 		MigrateAt: time.Now().Add(2 * time.Second), NoticeLead: time.Second, ReminderLead: time.Second / 2,
 	})
 	require.NoError(t, err)
-	var ghostRes workflows.MailboxResult
+	var ghostRes contract.MailboxResult
 	require.NoError(t, ghost.Get(ctx, &ghostRes))
-	assert.Equal(t, workflows.OutcomeNeedsSupport, ghostRes.Outcome)
-	assert.Equal(t, workflows.StepCopyBulk, ghostRes.FailedStep)
-	assert.Equal(t, activities.ErrTypeMailboxNotFound, ghostRes.ErrorType)
+	assert.Equal(t, contract.OutcomeNeedsSupport, ghostRes.Outcome)
+	assert.Equal(t, contract.StepCopyBulk, ghostRes.FailedStep)
+	assert.Equal(t, contract.ErrTypeMailboxNotFound, ghostRes.ErrorType)
 	assert.NoFileExists(t, filepath.Join(outboxDir, ghostKey+"-success.eml"))
 
 	if *recordDir != "" {
@@ -171,8 +172,8 @@ func describe(c client.Client, id string) string {
 		return err.Error()
 	}
 	out := fmt.Sprintf("status %s, pending activities %v", desc.GetWorkflowExecutionInfo().GetStatus(), desc.GetPendingActivities())
-	if v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryState); err == nil {
-		var st workflows.MailboxState
+	if v, err := c.QueryWorkflow(ctx, id, "", contract.QueryState); err == nil {
+		var st contract.MailboxState
 		if v.Get(&st) == nil {
 			out += fmt.Sprintf("\nstate %+v", st)
 		}

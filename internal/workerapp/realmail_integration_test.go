@@ -15,13 +15,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
-	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/internal/dovecot"
 	"mailwave/internal/imaptest"
 	"mailwave/internal/smtptest"
 	"mailwave/internal/testenv"
 	"mailwave/internal/workerapp"
-	"mailwave/workflows"
 )
 
 // TestRealMailEndToEnd runs MailboxMigration through the real worker,
@@ -82,15 +81,15 @@ organisations:
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	testenv.StartWorker(t, c, workerapp.Config{
-		TaskQueue: workflows.TaskQueue, ConfigFile: configFile,
+		TaskQueue: contract.TaskQueue, ConfigFile: configFile,
 		MaxConcurrentActivities: 10, MaxConcurrentLocalActivities: 10, MaxConcurrentWorkflowTasks: 10,
 		ShutdownTimeout: 5 * time.Second,
 	})
 
 	start := func(name string, migrateAt time.Time) client.WorkflowRun {
-		ref := activities.MailboxRef{Key: "key-" + name, Address: name + "@trust-a.nhs.example", Org: "trust-a", DisplayName: strings.ToUpper(name[:1]) + name[1:]}
-		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.MailboxWorkflowID(ref.Key), TaskQueue: workflows.TaskQueue},
-			workflows.MailboxWorkflowName, workflows.MailboxInput{
+		ref := contract.MailboxRef{Key: "key-" + name, Address: name + "@trust-a.nhs.example", Org: "trust-a", DisplayName: strings.ToUpper(name[:1]) + name[1:]}
+		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.MailboxWorkflowID(ref.Key), TaskQueue: contract.TaskQueue},
+			contract.MailboxWorkflowName, contract.MailboxInput{
 				Mailbox: ref, WaveID: "it-real", MigrateAt: migrateAt, NoticeLead: 4 * time.Second, ReminderLead: 2 * time.Second,
 			})
 		require.NoError(t, err)
@@ -106,11 +105,11 @@ organisations:
 
 	require.Eventually(t, func() bool {
 		st := queryState(t, c, alice.GetID())
-		return st.Stage == workflows.StageCopying
+		return st.Stage == contract.StageCopying
 	}, time.Minute, 50*time.Millisecond)
-	require.NoError(t, c.SignalWorkflow(ctx, alice.GetID(), "", workflows.SignalPause, workflows.PauseRequest{Reason: "new mail test"}))
+	require.NoError(t, c.SignalWorkflow(ctx, alice.GetID(), "", contract.SignalPause, contract.PauseRequest{Reason: "new mail test"}))
 	require.Eventually(t, func() bool {
-		return queryState(t, c, alice.GetID()).Stage == workflows.StagePaused
+		return queryState(t, c, alice.GetID()).Stage == contract.StagePaused
 	}, time.Minute, 50*time.Millisecond)
 	late := []imaptest.SeedMessage{{Folder: "INBOX", InternalDate: time.Now().Truncate(time.Second),
 		Raw: []byte("From: x@y.example\r\nTo: alice@trust-a.nhs.example\r\nSubject: between the passes\r\nMessage-ID: <late@y.example>\r\n\r\nhello\r\n")}}
@@ -118,23 +117,23 @@ organisations:
 	require.NoError(t, err)
 	require.NoError(t, imaptest.Seed(cl, late, nil))
 	cl.Close()
-	require.NoError(t, c.SignalWorkflow(ctx, alice.GetID(), "", workflows.SignalResume, nil))
+	require.NoError(t, c.SignalWorkflow(ctx, alice.GetID(), "", contract.SignalResume, nil))
 
 	for name, run := range map[string]client.WorkflowRun{"alice": alice, "bob": bob} {
-		var res workflows.MailboxResult
+		var res contract.MailboxResult
 		require.NoError(t, run.Get(ctx, &res), name)
-		assert.Equal(t, workflows.OutcomeMigrated, res.Outcome, "%s: %+v", name, res)
+		assert.Equal(t, contract.OutcomeMigrated, res.Outcome, "%s: %+v", name, res)
 		srcSnap, tgtSnap := snap(t, src, name), snap(t, tgt, name)
 		require.Equal(t, len(srcSnap), len(tgtSnap), name)
 		for i := range srcSnap {
 			assert.Equal(t, srcSnap[i], tgtSnap[i], "%s message %d", name, i)
 		}
 	}
-	var carolRes workflows.MailboxResult
+	var carolRes contract.MailboxResult
 	require.NoError(t, carol.Get(ctx, &carolRes))
-	assert.Equal(t, workflows.OutcomeNeedsSupport, carolRes.Outcome)
-	assert.Equal(t, workflows.StepCopyBulk, carolRes.FailedStep)
-	assert.Equal(t, activities.ErrTypeBadCredentials, carolRes.ErrorType)
+	assert.Equal(t, contract.OutcomeNeedsSupport, carolRes.Outcome)
+	assert.Equal(t, contract.StepCopyBulk, carolRes.FailedStep)
+	assert.Equal(t, contract.ErrTypeBadCredentials, carolRes.ErrorType)
 
 	// The transport map routes alice and bob to the target, not carol,
 	// and keeps what was there.
@@ -155,14 +154,14 @@ organisations:
 	}
 	want := map[string]int{}
 	for _, name := range []string{"alice", "bob"} {
-		for _, kind := range activities.NoticeKinds {
-			want[activities.NoticeMessageID("key-"+name, kind)+" to "+name+"@trust-a.nhs.example"] = 1
+		for _, kind := range contract.NoticeKinds {
+			want[contract.NoticeMessageID("key-"+name, kind)+" to "+name+"@trust-a.nhs.example"] = 1
 		}
 	}
-	for _, kind := range []activities.NoticeKind{activities.NoticeT14, activities.NoticeT1} {
-		want[activities.NoticeMessageID("key-carol", kind)+" to carol@trust-a.nhs.example"] = 1
+	for _, kind := range []contract.NoticeKind{contract.NoticeT14, contract.NoticeT1} {
+		want[contract.NoticeMessageID("key-carol", kind)+" to carol@trust-a.nhs.example"] = 1
 	}
-	want[activities.NoticeMessageID("key-carol", activities.NoticeFailure)+" to it-admin@trust-a.example"] = 1
+	want[contract.NoticeMessageID("key-carol", contract.NoticeFailure)+" to it-admin@trust-a.example"] = 1
 	assert.Equal(t, want, got)
 
 	if *recordDir != "" {
@@ -171,13 +170,13 @@ organisations:
 	}
 }
 
-func queryState(t *testing.T, c client.Client, id string) workflows.MailboxState {
+func queryState(t *testing.T, c client.Client, id string) contract.MailboxState {
 	t.Helper()
-	v, err := c.QueryWorkflow(context.Background(), id, "", workflows.QueryState)
+	v, err := c.QueryWorkflow(context.Background(), id, "", contract.QueryState)
 	if err != nil {
-		return workflows.MailboxState{}
+		return contract.MailboxState{}
 	}
-	var st workflows.MailboxState
+	var st contract.MailboxState
 	require.NoError(t, v.Get(&st))
 	return st
 }

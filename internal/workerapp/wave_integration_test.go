@@ -12,12 +12,13 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"mailwave/contract"
 	"mailwave/identity"
+	"mailwave/internal/config"
 	"mailwave/internal/testenv"
 	"mailwave/internal/wavefile"
 	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
-	"mailwave/workflows"
 )
 
 // waveEnv is a dev server, a worker and a simulated estate for wave tests.
@@ -45,9 +46,9 @@ func newWaveEnv(t *testing.T, mailboxes int, seed int64) *waveEnv {
 
 	srv := testenv.StartDevServer(t, "")
 	testenv.StartWorker(t, srv.Client(), workerapp.Config{
-		TaskQueue: workflows.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
+		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
 		Estate: "sim",
-		Sim: workerapp.SimConfig{Dir: estateDir, TimeScale: 1e6, BytesPerSecond: 1 << 30,
+		Sim: config.Sim{Dir: estateDir, TimeScale: 1e6, BytesPerSecond: 1 << 30,
 			TransientRate: 0.01, ThrottleRate: 0.01, ThrottleRetryAfter: 200 * time.Millisecond},
 		MaxConcurrentActivities: 100, MaxConcurrentLocalActivities: 100, MaxConcurrentWorkflowTasks: 50,
 		ShutdownTimeout: 5 * time.Second,
@@ -56,7 +57,7 @@ func newWaveEnv(t *testing.T, mailboxes int, seed int64) *waveEnv {
 }
 
 // launch writes the wave's mailbox file and starts the wave.
-func (e *waveEnv) launch(ctx context.Context, in workflows.WaveInput) workflows.WaveInput {
+func (e *waveEnv) launch(ctx context.Context, in contract.WaveInput) contract.WaveInput {
 	rows := make([]wavefile.Row, len(e.roster))
 	for i, r := range e.roster {
 		rows[i] = wavefile.Row{Line: i + 2, Address: r.Address, Org: r.Org, DisplayName: r.DisplayName}
@@ -67,29 +68,29 @@ func (e *waveEnv) launch(ctx context.Context, in workflows.WaveInput) workflows.
 	in.Total = len(mailboxes)
 	require.NoError(e.t, wavefile.Write(in.MailboxFile, mailboxes))
 	_, err = e.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: workflows.WaveWorkflowID(in.WaveID), TaskQueue: workflows.TaskQueue,
-	}, workflows.WaveWorkflowName, in)
+		ID: contract.WaveWorkflowID(in.WaveID), TaskQueue: contract.TaskQueue,
+	}, contract.WaveWorkflowName, in)
 	require.NoError(e.t, err)
 	return in
 }
 
-func (e *waveEnv) progress(ctx context.Context, wave string) workflows.WaveProgress {
-	v, err := e.c.QueryWorkflow(ctx, workflows.WaveWorkflowID(wave), "", workflows.QueryProgress)
+func (e *waveEnv) progress(ctx context.Context, wave string) contract.WaveProgress {
+	v, err := e.c.QueryWorkflow(ctx, contract.WaveWorkflowID(wave), "", contract.QueryProgress)
 	require.NoError(e.t, err)
-	var p workflows.WaveProgress
+	var p contract.WaveProgress
 	require.NoError(e.t, v.Get(&p))
 	return p
 }
 
 func (e *waveEnv) signal(ctx context.Context, wave, name string, arg any) {
-	require.NoError(e.t, e.c.SignalWorkflow(ctx, workflows.WaveWorkflowID(wave), "", name, arg))
+	require.NoError(e.t, e.c.SignalWorkflow(ctx, contract.WaveWorkflowID(wave), "", name, arg))
 }
 
 // runs lists the wave's runs with their history length, oldest first.
 func (e *waveEnv) runs(ctx context.Context, wave string) []*workflowservice.ListWorkflowExecutionsResponse {
 	var out []*workflowservice.ListWorkflowExecutionsResponse
 	resp, err := e.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Query: fmt.Sprintf("WorkflowId = '%s'", workflows.WaveWorkflowID(wave)), PageSize: 1000,
+		Query: fmt.Sprintf("WorkflowId = '%s'", contract.WaveWorkflowID(wave)), PageSize: 1000,
 	})
 	require.NoError(e.t, err)
 	return append(out, resp)
@@ -114,14 +115,14 @@ func TestWaveOnDevServer(t *testing.T) {
 	e := newWaveEnv(t, n, 11)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	in := e.launch(ctx, workflows.WaveInput{
+	in := e.launch(ctx, contract.WaveInput{
 		WaveID: "it-2000", MigrateAt: time.Now().Add(8 * time.Second),
 		NoticeLead: 4 * time.Second, ReminderLead: 2 * time.Second, Cap: capacity, StartRate: 500,
 	})
 
 	// Pause once a quarter has migrated.
 	require.Eventually(t, func() bool { return e.progress(ctx, in.WaveID).Migrated >= n/4 }, 10*time.Minute, time.Second)
-	e.signal(ctx, in.WaveID, workflows.SignalPause, workflows.PauseRequest{Reason: "integration test"})
+	e.signal(ctx, in.WaveID, contract.SignalPause, contract.PauseRequest{Reason: "integration test"})
 	time.Sleep(5 * time.Second) // the mailboxes mid-step finish the step and hold
 	held := e.progress(ctx, in.WaveID)
 	assert.True(t, held.Paused)
@@ -130,10 +131,10 @@ func TestWaveOnDevServer(t *testing.T) {
 	still := e.progress(ctx, in.WaveID)
 	assert.Equal(t, held.Migrated, still.Migrated, "nothing finishes while the wave is paused")
 	assert.Less(t, still.Migrated, n)
-	e.signal(ctx, in.WaveID, workflows.SignalResume, nil)
+	e.signal(ctx, in.WaveID, contract.SignalResume, nil)
 
-	var res workflows.WaveResult
-	require.NoError(t, e.c.GetWorkflow(ctx, workflows.WaveWorkflowID(in.WaveID), "").Get(ctx, &res))
+	var res contract.WaveResult
+	require.NoError(t, e.c.GetWorkflow(ctx, contract.WaveWorkflowID(in.WaveID), "").Get(ctx, &res))
 	assert.Equal(t, n, res.Migrated, "%+v", res)
 	assert.Zero(t, res.NeedsSupport)
 	assert.Zero(t, res.Refused)
@@ -163,18 +164,18 @@ func TestWaveContinuesAsNewOnDevServer(t *testing.T) {
 	e := newWaveEnv(t, n, 12)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	in := e.launch(ctx, workflows.WaveInput{
+	in := e.launch(ctx, contract.WaveInput{
 		WaveID: "it-can", MigrateAt: time.Now().Add(5 * time.Second),
 		NoticeLead: 3 * time.Second, ReminderLead: 2 * time.Second, Cap: 10, PageSize: 40, MaxEventsPerRun: 150,
 	})
 	require.Eventually(t, func() bool { return e.progress(ctx, in.WaveID).Migrated >= 20 }, 5*time.Minute, 200*time.Millisecond)
-	e.signal(ctx, in.WaveID, workflows.SignalPause, workflows.PauseRequest{Reason: "around continue-as-new"})
-	e.signal(ctx, in.WaveID, workflows.SignalSetCap, workflows.SetCapRequest{Cap: 4})
+	e.signal(ctx, in.WaveID, contract.SignalPause, contract.PauseRequest{Reason: "around continue-as-new"})
+	e.signal(ctx, in.WaveID, contract.SignalSetCap, contract.SetCapRequest{Cap: 4})
 	time.Sleep(2 * time.Second)
-	e.signal(ctx, in.WaveID, workflows.SignalResume, nil)
+	e.signal(ctx, in.WaveID, contract.SignalResume, nil)
 
-	var res workflows.WaveResult
-	require.NoError(t, e.c.GetWorkflow(ctx, workflows.WaveWorkflowID(in.WaveID), "").Get(ctx, &res))
+	var res contract.WaveResult
+	require.NoError(t, e.c.GetWorkflow(ctx, contract.WaveWorkflowID(in.WaveID), "").Get(ctx, &res))
 	assert.Equal(t, n, res.Migrated)
 	assert.Greater(t, res.Runs, 2, "continue-as-new happened")
 	rep := e.verify(ctx)
@@ -192,10 +193,10 @@ func TestWaveContinuesAsNewOnDevServer(t *testing.T) {
 				first = ex.GetExecution().GetRunId()
 			}
 		}
-		recordRun(t, e.c, workflows.WaveWorkflowID(in.WaveID), first, filepath.Join(*recordDir, "wave_first_run_continued.json"))
-		recordRun(t, e.c, workflows.WaveWorkflowID(in.WaveID), last, filepath.Join(*recordDir, "wave_last_run_completed.json"))
+		recordRun(t, e.c, contract.WaveWorkflowID(in.WaveID), first, filepath.Join(*recordDir, "wave_first_run_continued.json"))
+		recordRun(t, e.c, contract.WaveWorkflowID(in.WaveID), last, filepath.Join(*recordDir, "wave_last_run_completed.json"))
 		mbx, err := e.keyer.Key(e.roster[0].Address)
 		require.NoError(t, err)
-		recordRun(t, e.c, workflows.MailboxWorkflowID(mbx), "", filepath.Join(*recordDir, "mailbox_in_wave.json"))
+		recordRun(t, e.c, contract.MailboxWorkflowID(mbx), "", filepath.Join(*recordDir, "mailbox_in_wave.json"))
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"mailwave/activities"
+	"mailwave/contract"
 )
 
 // progressEvery spaces the checkpoints handed to the activity, which
@@ -62,8 +63,8 @@ type job struct {
 
 	pmu      sync.Mutex // held while Progress runs
 	mu       sync.Mutex
-	cp       activities.Checkpoint
-	stats    activities.CopyStats
+	cp       contract.Checkpoint
+	stats    contract.CopyStats
 	reported time.Time
 }
 
@@ -75,7 +76,7 @@ type lane struct {
 }
 
 // Copy runs one pass over a mailbox from req.Checkpoint.
-func (c *Copier) Copy(ctx context.Context, req activities.CopyRequest) (activities.CopyStats, error) {
+func (c *Copier) Copy(ctx context.Context, req activities.CopyRequest) (contract.CopyStats, error) {
 	j := &job{ctx: ctx, c: c, req: req, key: req.Mailbox.Key, cp: req.Checkpoint.Clone(), lanes: make([]*lane, c.o.Lanes)}
 	defer j.closeLanes()
 	first, err := j.openLane(ctx, 0)
@@ -98,14 +99,14 @@ func (c *Copier) Copy(ctx context.Context, req activities.CopyRequest) (activiti
 	j.report(true)
 	// Bad items are counted from the checkpoint, over every attempt, in
 	// the folders the source still has.
-	var bad []activities.BadItem
+	var bad []contract.BadItem
 	for _, f := range folders {
 		for _, uid := range j.cp.Folders[f.src].Bad {
-			bad = append(bad, activities.BadItem{Folder: f.src, UID: uid})
+			bad = append(bad, contract.BadItem{Folder: f.src, UID: uid})
 		}
 	}
 	if len(bad) > c.o.BadItemLimit {
-		return j.snapshotStats(), activities.Permanent(activities.ErrTypeBadItems,
+		return j.snapshotStats(), activities.Permanent(contract.ErrTypeBadItems,
 			"mailbox %s: %d bad items (limit %d): %s", j.key, len(bad), c.o.BadItemLimit, describeBad(bad, j.stats.Bad))
 	}
 	return j.snapshotStats(), nil
@@ -147,7 +148,7 @@ func (j *job) closeLanes() {
 	wg.Wait()
 }
 
-func (j *job) snapshotStats() activities.CopyStats {
+func (j *job) snapshotStats() contract.CopyStats {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.stats
@@ -229,7 +230,7 @@ func (j *job) copyFolder(ctx context.Context, first *lane, f folder) error {
 		// New folder, or UIDVALIDITY changed: the old UIDs mean nothing, so
 		// the folder is read again in full; the duplicate check below keeps
 		// what the target already has from being added twice.
-		fc = activities.FolderCheckpoint{UIDValidity: sel.UIDValidity}
+		fc = contract.FolderCheckpoint{UIDValidity: sel.UIDValidity}
 	}
 	var srcMeta []meta
 	if sel.NumMessages > 0 {
@@ -250,7 +251,7 @@ func (j *job) copyFolder(ctx context.Context, first *lane, f folder) error {
 		// The target folder was made again: what the checkpoint says was
 		// copied may be gone, so the folder is copied again in full,
 		// against what the target has now.
-		fc = activities.FolderCheckpoint{UIDValidity: sel.UIDValidity}
+		fc = contract.FolderCheckpoint{UIDValidity: sel.UIDValidity}
 		fallthrough
 	default:
 		// The whole target folder is looked at, and against it every
@@ -314,7 +315,7 @@ func (j *job) copyFolder(ctx context.Context, first *lane, f folder) error {
 	tr := newTracker(order)
 	j.mu.Lock()
 	if j.cp.Folders == nil {
-		j.cp.Folders = map[string]activities.FolderCheckpoint{}
+		j.cp.Folders = map[string]contract.FolderCheckpoint{}
 	}
 	j.cp.Folders[f.src] = fc
 	j.stats.Skipped += int64(len(skipped))
@@ -635,8 +636,8 @@ func (j *job) badItem(f folder, tr *tracker, m meta, reason string) {
 		fc.Bad = append(fc.Bad, uint32(m.uid))
 		j.cp.Folders[f.src] = fc
 		j.stats.BadItems++
-		if len(j.stats.Bad) < activities.MaxBadListed {
-			j.stats.Bad = append(j.stats.Bad, activities.BadItem{Folder: shown(f.src), UID: uint32(m.uid), Size: m.size, Reason: reason})
+		if len(j.stats.Bad) < contract.MaxBadListed {
+			j.stats.Bad = append(j.stats.Bad, contract.BadItem{Folder: shown(f.src), UID: uint32(m.uid), Size: m.size, Reason: reason})
 		}
 	}
 	j.mu.Unlock()
@@ -647,7 +648,7 @@ func (j *job) badItem(f folder, tr *tracker, m meta, reason string) {
 
 // describeBad names the first bad items, with the reasons this attempt
 // found where it has them.
-func describeBad(bad, reasons []activities.BadItem) string {
+func describeBad(bad, reasons []contract.BadItem) string {
 	parts := make([]string, 0, min(len(bad), 6))
 	for i, b := range bad {
 		if i == 5 {
@@ -667,7 +668,7 @@ func describeBad(bad, reasons []activities.BadItem) string {
 
 // verify checks that the target folder holds every source message up to
 // the checkpoint but the bad items, by identity and size.
-func (j *job) verify(first *lane, sel *imap.SelectData, f folder, srcMeta []meta, fc activities.FolderCheckpoint) error {
+func (j *job) verify(first *lane, sel *imap.SelectData, f folder, srcMeta []meta, fc contract.FolderCheckpoint) error {
 	var tm []meta
 	var err error
 	if sel.NumMessages > 0 {
@@ -695,7 +696,7 @@ func (j *job) verify(first *lane, sel *imap.SelectData, f folder, srcMeta []meta
 		}
 	}
 	if missing > 0 {
-		return activities.Permanent(activities.ErrTypeVerifyMismatch,
+		return activities.Permanent(contract.ErrTypeVerifyMismatch,
 			"mailbox %s folder %s: %d of %d source messages (%d of %d bytes) are not on the target (target has %d messages, %d bytes)",
 			j.key, label(f.src), missing, want, missingBytes, wantBytes, len(tm), tgtBytes)
 	}

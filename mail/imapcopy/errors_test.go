@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/activities"
+	"mailwave/contract"
 )
 
 func TestClassify(t *testing.T) {
@@ -23,10 +24,10 @@ func TestClassify(t *testing.T) {
 		permanent string
 		throttle  time.Duration
 	}{
-		"refused login":        {no(imap.ResponseCodeAuthenticationFailed, "Authentication failed."), "login", activities.ErrTypeBadCredentials, 0},
-		"login NO, no code":    {no("", "LOGIN failed"), "login", activities.ErrTypeBadCredentials, 0},
-		"bearer token refused": {errTokenRefused, "login", activities.ErrTypeBadCredentials, 0},
-		"target full":          {no(imap.ResponseCodeOverQuota, "Quota exceeded"), "append", activities.ErrTypeOverQuota, 0},
+		"refused login":        {no(imap.ResponseCodeAuthenticationFailed, "Authentication failed."), "login", contract.ErrTypeBadCredentials, 0},
+		"login NO, no code":    {no("", "LOGIN failed"), "login", contract.ErrTypeBadCredentials, 0},
+		"bearer token refused": {errTokenRefused, "login", contract.ErrTypeBadCredentials, 0},
+		"target full":          {no(imap.ResponseCodeOverQuota, "Quota exceeded"), "append", contract.ErrTypeOverQuota, 0},
 		"unavailable":          {no(imap.ResponseCodeUnavailable, "try later"), "fetch", "", 30 * time.Second},
 		"exchange back-off": {no("", "Request is throttled. Suggested Backoff Time: 299961 milliseconds"), "fetch", "",
 			299961 * time.Millisecond},

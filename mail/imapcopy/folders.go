@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"mailwave/activities"
+	"mailwave/contract"
 )
 
 // specialUses are the special-use attributes mapped by attribute, not name:
@@ -128,7 +129,7 @@ func (c *Copier) planFolders(src, tgt *conn, key string) ([]folder, error) {
 			// Two folders' messages in one would confuse the duplicate
 			// check and the verification of both: the rename map must
 			// tell them apart.
-			return nil, activities.Permanent(activities.ErrTypeInvalidMailbox,
+			return nil, activities.Permanent(contract.ErrTypeInvalidMailbox,
 				"mailbox %s: source folders %s and %s would both go to target folder %s; add one to the folder map",
 				key, label(other), label(f.src), label(f.tgt))
 		}

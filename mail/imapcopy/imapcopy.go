@@ -32,6 +32,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"mailwave/activities"
+	"mailwave/contract"
 )
 
 // Security is how a connection is protected.
@@ -93,7 +94,7 @@ type Credentials struct {
 }
 
 // CredentialsFunc finds a mailbox's credentials on one side.
-type CredentialsFunc func(ctx context.Context, side Side, m activities.MailboxRef) (Credentials, error)
+type CredentialsFunc func(ctx context.Context, side Side, m contract.MailboxRef) (Credentials, error)
 
 // Options configures a Copier.
 type Options struct {
@@ -189,7 +190,7 @@ func New(o Options) (*Copier, error) {
 
 // dialAppender opens the target's batch appender for a mailbox; nil if
 // the target cannot take batches (go-imap's APPEND is used instead).
-func (c *Copier) dialAppender(ctx context.Context, m activities.MailboxRef) (*appender, error) {
+func (c *Copier) dialAppender(ctx context.Context, m contract.MailboxRef) (*appender, error) {
 	if c.o.NoMultiAppend {
 		return nil, nil
 	}
@@ -217,7 +218,7 @@ type conn struct {
 
 // dial connects and logs in one side for one mailbox. The connection is
 // closed if ctx ends, so a cancelled copy stops at once.
-func (c *Copier) dial(ctx context.Context, side Side, m activities.MailboxRef) (*conn, error) {
+func (c *Copier) dial(ctx context.Context, side Side, m contract.MailboxRef) (*conn, error) {
 	ep := c.o.Source
 	if side == Target {
 		ep = c.o.Target

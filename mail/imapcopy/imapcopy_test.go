@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/internal/dovecot"
 	"mailwave/internal/imaptest"
 	"mailwave/mail/imapcopy"
@@ -28,7 +29,7 @@ const (
 	password = "alice-pw"
 )
 
-var mailbox = activities.MailboxRef{Key: "k-alice", Address: "alice@trust.nhs.example"}
+var mailbox = contract.MailboxRef{Key: "k-alice", Address: "alice@trust.nhs.example"}
 
 // pair is a source and a target Dovecot with the same user.
 type pair struct {
@@ -60,7 +61,7 @@ func endpoint(s *dovecot.Server) imapcopy.Endpoint {
 }
 
 func fixedCredentials(mech, username, pass string) imapcopy.CredentialsFunc {
-	return func(context.Context, imapcopy.Side, activities.MailboxRef) (imapcopy.Credentials, error) {
+	return func(context.Context, imapcopy.Side, contract.MailboxRef) (imapcopy.Credentials, error) {
 		return imapcopy.Credentials{Mechanism: mech, Username: username, Password: pass}, nil
 	}
 }
@@ -130,8 +131,8 @@ func testFullCopy(t *testing.T, mod func(*imapcopy.Options)) {
 	p.seed(t)
 	var progress int
 	stats, err := p.copier(t, mod).Copy(context.Background(), activities.CopyRequest{
-		Mailbox: mailbox, Pass: activities.PassBulk,
-		Progress: func(activities.Checkpoint, activities.CopyStats) { progress++ },
+		Mailbox: mailbox, Pass: contract.PassBulk,
+		Progress: func(contract.Checkpoint, contract.CopyStats) { progress++ },
 	})
 	require.NoError(t, err)
 	requireSame(t, p)
@@ -158,7 +159,7 @@ func testFullCopy(t *testing.T, mod func(*imapcopy.Options)) {
 	assert.Contains(t, got["Sent"], imap.MailboxAttrSent)
 
 	// A second pass from nothing (a checkpoint lost) adds nothing.
-	again, err := p.copier(t, mod).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	again, err := p.copier(t, mod).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	assert.Zero(t, again.Items)
 	assert.Equal(t, int64(len(src)), again.Skipped)
@@ -184,7 +185,7 @@ func TestSpecialUseMapsByAttributeAndRenameMap(t *testing.T) {
 
 	_, err = p.copier(t, func(o *imapcopy.Options) {
 		o.FolderMap = map[string]string{"Old Stuff": "Archive/Old"}
-	}).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	}).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	got := folderNames(snapshot(t, p.tgt))
 	assert.Equal(t, 1, got["Sent"], "\\Sent goes to the target's \\Sent folder, whatever its name")
@@ -205,9 +206,9 @@ func TestDeltaBringsWhatArrivedAfterTheBulkPass(t *testing.T) {
 	p := startPair(t)
 	p.seed(t)
 	c := p.copier(t, nil)
-	var last activities.Checkpoint
-	bulk, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk,
-		Progress: func(cp activities.Checkpoint, _ activities.CopyStats) { last = cp }})
+	var last contract.Checkpoint
+	bulk, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk,
+		Progress: func(cp contract.Checkpoint, _ contract.CopyStats) { last = cp }})
 	require.NoError(t, err)
 	require.Positive(t, bulk.Items)
 
@@ -221,7 +222,7 @@ func TestDeltaBringsWhatArrivedAfterTheBulkPass(t *testing.T) {
 	require.NoError(t, imaptest.Seed(cl, newMail, nil))
 	cl.Close()
 
-	delta, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassDelta, Checkpoint: last})
+	delta, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta, Checkpoint: last})
 	require.NoError(t, err)
 	assert.Equal(t, int64(len(newMail)), delta.Items, "the delta copies only what is new")
 	assert.Zero(t, delta.Skipped, "the delta does not even look at what the bulk pass copied")
@@ -232,9 +233,9 @@ func TestUIDValidityChangeRescansTheFolder(t *testing.T) {
 	p := startPair(t)
 	p.seed(t)
 	c := p.copier(t, nil)
-	var last activities.Checkpoint
-	_, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk,
-		Progress: func(cp activities.Checkpoint, _ activities.CopyStats) { last = cp }})
+	var last contract.Checkpoint
+	_, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk,
+		Progress: func(cp contract.Checkpoint, _ contract.CopyStats) { last = cp }})
 	require.NoError(t, err)
 	before := last.Folders["Drafts"].UIDValidity
 
@@ -252,9 +253,9 @@ func TestUIDValidityChangeRescansTheFolder(t *testing.T) {
 	require.NoError(t, imaptest.Seed(cl, drafts, []imaptest.SeedFolder{{Name: "Drafts", SpecialUse: imap.MailboxAttrDrafts}}))
 	cl.Close()
 
-	var after activities.Checkpoint
-	delta, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassDelta, Checkpoint: last,
-		Progress: func(cp activities.Checkpoint, _ activities.CopyStats) { after = cp }})
+	var after contract.Checkpoint
+	delta, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta, Checkpoint: last,
+		Progress: func(cp contract.Checkpoint, _ contract.CopyStats) { after = cp }})
 	require.NoError(t, err)
 	assert.NotEqual(t, before, after.Folders["Drafts"].UIDValidity)
 	assert.Equal(t, int64(1), delta.Items, "only the new draft is copied")
@@ -291,11 +292,11 @@ func TestWrongCredentialsArePermanent(t *testing.T) {
 	p := startPair(t)
 	_, err := p.copier(t, func(o *imapcopy.Options) {
 		o.Credentials = fixedCredentials(imapcopy.MechPlain, user, "wrong")
-	}).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	}).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	require.Error(t, err)
 	typ, permanent := activities.IsPermanent(err)
 	assert.True(t, permanent, "%v", err)
-	assert.Equal(t, activities.ErrTypeBadCredentials, typ)
+	assert.Equal(t, contract.ErrTypeBadCredentials, typ)
 	assert.NotContains(t, err.Error(), "@")
 
 	// The IMAP LOGIN command and a master user work, and a wrong master
@@ -303,7 +304,7 @@ func TestWrongCredentialsArePermanent(t *testing.T) {
 	p.seed(t)
 	_, err = p.copier(t, func(o *imapcopy.Options) {
 		o.Credentials = fixedCredentials(imapcopy.MechLogin, user+"*admin", "admin-pw")
-	}).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	}).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	requireSame(t, p)
 }
@@ -321,11 +322,11 @@ func TestOversizeMessageIsABadItemAndBlocksCutover(t *testing.T) {
 	require.Greater(t, big.Size, int64(9<<20), "the seed has a 10 MB message")
 
 	_, err := p.copier(t, func(o *imapcopy.Options) { o.MaxMessageBytes = 5 << 20 }).
-		Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+		Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	require.Error(t, err)
 	typ, permanent := activities.IsPermanent(err)
 	require.True(t, permanent, "%v", err)
-	assert.Equal(t, activities.ErrTypeBadItems, typ)
+	assert.Equal(t, contract.ErrTypeBadItems, typ)
 	assert.Contains(t, err.Error(), strconv.Quote(big.Folder))
 	assert.Contains(t, err.Error(), "UID ")
 	// Everything else was copied all the same.
@@ -334,7 +335,7 @@ func TestOversizeMessageIsABadItemAndBlocksCutover(t *testing.T) {
 	// With a limit of one, the same copy succeeds and lists the item.
 	// (The target already has the rest: they are found, not copied again.)
 	stats, err := p.copier(t, func(o *imapcopy.Options) { o.MaxMessageBytes = 5 << 20; o.BadItemLimit = 1 }).
-		Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+		Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), stats.BadItems)
 	require.Len(t, stats.Bad, 1)
@@ -357,14 +358,14 @@ func TestMessageTheTargetRefusesIsABadItem(t *testing.T) {
 			p.seed(t)
 			src := snapshot(t, p.src)
 			c := p.copier(t, func(o *imapcopy.Options) { o.BadItemLimit = 1; o.NoMultiAppend = !multi; o.Window = 64 })
-			var cp activities.Checkpoint
-			var total, last activities.CopyStats
+			var cp contract.Checkpoint
+			var total, last contract.CopyStats
 			var err error
 			for attempt := 1; attempt <= 3; attempt++ {
-				last = activities.CopyStats{}
-				var stats activities.CopyStats
-				stats, err = c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk, Checkpoint: cp,
-					Progress: func(c activities.Checkpoint, s activities.CopyStats) { cp, last = c, s }})
+				last = contract.CopyStats{}
+				var stats contract.CopyStats
+				stats, err = c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk, Checkpoint: cp,
+					Progress: func(c contract.Checkpoint, s contract.CopyStats) { cp, last = c, s }})
 				if err == nil {
 					total = total.Add(stats)
 					break
@@ -396,7 +397,7 @@ func TestKilledCopyResumesFromItsCheckpoint(t *testing.T) {
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	var first activities.Checkpoint
+	var first contract.Checkpoint
 	sc := bufio.NewScanner(out)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	reports := 0
@@ -405,7 +406,7 @@ func TestKilledCopyResumesFromItsCheckpoint(t *testing.T) {
 		if !strings.HasPrefix(line, "CHECKPOINT ") {
 			continue
 		}
-		var cp activities.Checkpoint
+		var cp contract.Checkpoint
 		require.NoError(t, json.Unmarshal([]byte(strings.TrimPrefix(line, "CHECKPOINT ")), &cp))
 		if reports++; reports == 1 {
 			first = cp
@@ -425,7 +426,7 @@ func TestKilledCopyResumesFromItsCheckpoint(t *testing.T) {
 	// server never recorded leaves messages on the target that the
 	// checkpoint does not cover, and they must not be added twice.
 	stats, err := p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{
-		Mailbox: mailbox, Pass: activities.PassBulk, Checkpoint: first,
+		Mailbox: mailbox, Pass: contract.PassBulk, Checkpoint: first,
 	})
 	require.NoError(t, err)
 	requireSame(t, p)
@@ -437,7 +438,7 @@ func TestKilledCopyResumesFromItsCheckpoint(t *testing.T) {
 
 // covered counts the source messages a checkpoint says are copied: in
 // each folder, those at or below its last UID.
-func covered(t *testing.T, s *dovecot.Server, cp activities.Checkpoint) int {
+func covered(t *testing.T, s *dovecot.Server, cp contract.Checkpoint) int {
 	t.Helper()
 	cl, err := imaptest.Dial(s.Addr(), user, password)
 	require.NoError(t, err)
@@ -476,8 +477,8 @@ func TestHelperCopyProcess(t *testing.T) {
 	})
 	require.NoError(t, err)
 	_, err = c.Copy(context.Background(), activities.CopyRequest{
-		Mailbox: mailbox, Pass: activities.PassBulk,
-		Progress: func(cp activities.Checkpoint, _ activities.CopyStats) {
+		Mailbox: mailbox, Pass: contract.PassBulk,
+		Progress: func(cp contract.Checkpoint, _ contract.CopyStats) {
 			b, _ := json.Marshal(cp)
 			fmt.Printf("CHECKPOINT %s\n", b)
 		},
@@ -504,7 +505,7 @@ func TestTLSAndXOAuth2(t *testing.T) {
 		return p.copier(t, func(o *imapcopy.Options) {
 			o.Source = imapcopy.Endpoint{Host: "127.0.0.1", Port: p.src.TLSPort, Security: imapcopy.SecurityTLS, TLS: srcTLS}
 			o.Target = imapcopy.Endpoint{Host: "127.0.0.1", Port: p.tgt.Port, Security: imapcopy.SecurityStartTLS, TLS: tgtTLS}
-			o.Credentials = func(_ context.Context, side imapcopy.Side, _ activities.MailboxRef) (imapcopy.Credentials, error) {
+			o.Credentials = func(_ context.Context, side imapcopy.Side, _ contract.MailboxRef) (imapcopy.Credentials, error) {
 				if side == imapcopy.Target {
 					return imapcopy.Credentials{Mechanism: imapcopy.MechXOAuth2, Username: user, Token: token}, nil
 				}
@@ -512,12 +513,12 @@ func TestTLSAndXOAuth2(t *testing.T) {
 			}
 		})
 	}
-	_, err = copier("bad-token").Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	_, err = copier("bad-token").Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	typ, permanent := activities.IsPermanent(err)
 	require.True(t, permanent, "%v", err)
-	assert.Equal(t, activities.ErrTypeBadCredentials, typ)
+	assert.Equal(t, contract.ErrTypeBadCredentials, typ)
 
-	_, err = copier("good-token").Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	_, err = copier("good-token").Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	requireSame(t, p)
 
@@ -526,7 +527,7 @@ func TestTLSAndXOAuth2(t *testing.T) {
 	// mailbox's permanent one.
 	_, err = p.copier(t, func(o *imapcopy.Options) {
 		o.Source = imapcopy.Endpoint{Host: "127.0.0.1", Port: p.src.TLSPort, Security: imapcopy.SecurityTLS}
-	}).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	}).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	require.Error(t, err)
 	_, permanent = activities.IsPermanent(err)
 	assert.False(t, permanent)
@@ -548,9 +549,9 @@ func TestResumeDoesNotTakeANewMessageForAnOldCopy(t *testing.T) {
 		{Folder: "INBOX", Raw: rawMessage("<c@x>", "c"), InternalDate: date},
 	}
 	require.NoError(t, imaptest.Seed(cl, seed, nil))
-	var full activities.Checkpoint
-	_, err = p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk,
-		Progress: func(cp activities.Checkpoint, _ activities.CopyStats) { full = cp }})
+	var full contract.Checkpoint
+	_, err = p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk,
+		Progress: func(cp contract.Checkpoint, _ contract.CopyStats) { full = cp }})
 	require.NoError(t, err)
 	assert.Greater(t, full.Folders["INBOX"].TargetUIDNext, uint32(1), "the target's next UID is read after the batches landed")
 
@@ -562,7 +563,7 @@ func TestResumeDoesNotTakeANewMessageForAnOldCopy(t *testing.T) {
 	inbox.LastUID, inbox.TargetUIDNext, inbox.TargetSinceUID = 2, 1, 0
 	lagging.Folders["INBOX"] = inbox
 
-	stats, err := p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassDelta, Checkpoint: lagging})
+	stats, err := p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta, Checkpoint: lagging})
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), stats.Items, "the second b is copied")
 	assert.Equal(t, int64(1), stats.Skipped, "c is found on the target")
@@ -575,9 +576,9 @@ func TestResumeDoesNotTakeANewMessageForAnOldCopy(t *testing.T) {
 func TestRecreatedTargetFolderIsCopiedAgain(t *testing.T) {
 	p := startPair(t)
 	p.seed(t)
-	var last activities.Checkpoint
-	_, err := p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk,
-		Progress: func(cp activities.Checkpoint, _ activities.CopyStats) { last = cp }})
+	var last contract.Checkpoint
+	_, err := p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk,
+		Progress: func(cp contract.Checkpoint, _ contract.CopyStats) { last = cp }})
 	require.NoError(t, err)
 	tc, err := imaptest.Dial(p.tgt.Addr(), user, password)
 	require.NoError(t, err)
@@ -586,7 +587,7 @@ func TestRecreatedTargetFolderIsCopiedAgain(t *testing.T) {
 	require.NotEqual(t, before, after)
 	tc.Close()
 
-	_, err = p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassDelta, Checkpoint: last})
+	_, err = p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta, Checkpoint: last})
 	require.NoError(t, err)
 	requireSame(t, p)
 }
@@ -603,10 +604,10 @@ func TestTwoSourceFoldersForOneTargetAreRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, imaptest.Seed(tc, nil, []imaptest.SeedFolder{{Name: "Sent"}}))
 	tc.Close()
-	_, err = p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: activities.PassBulk})
+	_, err = p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	typ, permanent := activities.IsPermanent(err)
 	require.True(t, permanent, "%v", err)
-	assert.Equal(t, activities.ErrTypeInvalidMailbox, typ)
+	assert.Equal(t, contract.ErrTypeInvalidMailbox, typ)
 	assert.Contains(t, err.Error(), `"Sent Items"`)
 	assert.Contains(t, err.Error(), "folder map")
 }

@@ -9,6 +9,7 @@ import (
 	gomail "github.com/wneessen/go-mail"
 
 	"mailwave/activities"
+	"mailwave/contract"
 )
 
 // Headers every composed notice carries besides the standard ones.
@@ -73,7 +74,7 @@ func (t *Templates) Compose(n activities.Notice, from, admin *mail.Address) (*go
 // others.
 func recipient(n activities.Notice, admin *mail.Address) (*mail.Address, error) {
 	key := n.Mailbox.Key
-	if n.Kind == activities.NoticeFailure {
+	if n.Kind == contract.NoticeFailure {
 		if admin == nil {
 			return nil, fmt.Errorf("mailbox %s: failure notice: no admin contact", key)
 		}

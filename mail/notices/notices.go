@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"mailwave/activities"
+	"mailwave/contract"
 )
 
 //go:embed templates/*.tmpl
@@ -59,7 +60,7 @@ type Data struct {
 	// 20:00 UTC"; MigrateDate is its date alone. Both are "" when unknown.
 	MigrateAt   string
 	MigrateDate string
-	Kind        activities.NoticeKind
+	Kind        contract.NoticeKind
 	// Subject is the rendered subject line, for the bodies (e.g. an HTML
 	// <title>). It is empty while the subject itself is rendered.
 	Subject string
@@ -80,7 +81,7 @@ type Rendered struct {
 // Templates holds the parsed templates of every notice kind. It is immutable
 // after Load and safe for concurrent use.
 type Templates struct {
-	kinds map[activities.NoticeKind]kindTemplates
+	kinds map[contract.NoticeKind]kindTemplates
 }
 
 // kindTemplates is one kind's parsed templates and where each came from, so
@@ -106,8 +107,8 @@ func Load(dir string) (*Templates, error) {
 			return nil, fmt.Errorf("notices: template directory %s is not a directory", dir)
 		}
 	}
-	t := &Templates{kinds: make(map[activities.NoticeKind]kindTemplates, len(activities.AllNoticeKinds))}
-	for _, kind := range activities.AllNoticeKinds {
+	t := &Templates{kinds: make(map[contract.NoticeKind]kindTemplates, len(contract.AllNoticeKinds))}
+	for _, kind := range contract.AllNoticeKinds {
 		kt, err := loadKind(dir, kind)
 		if err != nil {
 			return nil, err
@@ -130,13 +131,13 @@ func (t *Templates) Render(n activities.Notice) (Rendered, error) {
 		return Rendered{}, fmt.Errorf("notices: unknown notice kind %q", n.Kind)
 	}
 	switch n.Kind {
-	case activities.NoticeT14, activities.NoticeT1:
+	case contract.NoticeT14, contract.NoticeT1:
 		// The advance notices exist to tell the user the date; without one
 		// they would read "will move on ." so refuse rather than send that.
 		if n.MigrateAt.IsZero() {
 			return Rendered{}, fmt.Errorf("notices: %s notice for mailbox %s has no migration time", n.Kind, n.Mailbox.Key)
 		}
-	case activities.NoticeFailure:
+	case contract.NoticeFailure:
 		// A failure notice that cannot say why is no use to the admin.
 		if n.Failure == nil {
 			return Rendered{}, fmt.Errorf("notices: failure notice for mailbox %s has no failure details", n.Mailbox.Key)
@@ -145,7 +146,7 @@ func (t *Templates) Render(n activities.Notice) (Rendered, error) {
 	return kt.render(newData(n))
 }
 
-func loadKind(dir string, kind activities.NoticeKind) (kindTemplates, error) {
+func loadKind(dir string, kind contract.NoticeKind) (kindTemplates, error) {
 	var kt kindTemplates
 
 	src, file, err := readTemplate(dir, string(kind)+".txt.tmpl")
@@ -230,10 +231,10 @@ func newData(n activities.Notice) Data {
 		WaveID:      n.WaveID,
 		Kind:        n.Kind,
 	}
-	if d.DisplayName == "" && n.Kind != activities.NoticeFailure {
+	if d.DisplayName == "" && n.Kind != contract.NoticeFailure {
 		d.DisplayName = fallbackName
 	}
-	if n.Failure != nil && n.Kind == activities.NoticeFailure {
+	if n.Failure != nil && n.Kind == contract.NoticeFailure {
 		d.Step = n.Failure.Step
 		d.ErrorType = n.Failure.ErrorType
 		d.Reason = n.Failure.Reason
@@ -247,21 +248,21 @@ func newData(n activities.Notice) Data {
 }
 
 // sampleNotice is the data Load test-renders every template with.
-func sampleNotice(kind activities.NoticeKind) activities.Notice {
+func sampleNotice(kind contract.NoticeKind) activities.Notice {
 	n := activities.Notice{
-		Mailbox: activities.MailboxRef{
+		Mailbox: contract.MailboxRef{
 			Key:         "0123456789abcdef",
 			Address:     "sample.user@example.invalid",
 			Org:         "Sample Trust",
 			DisplayName: "Sample User",
 		},
 		Kind:      kind,
-		MessageID: activities.NoticeMessageID("0123456789abcdef", kind),
+		MessageID: contract.NoticeMessageID("0123456789abcdef", kind),
 		WaveID:    "sample-wave",
 		MigrateAt: time.Date(2026, time.December, 5, 20, 0, 0, 0, time.UTC),
 	}
-	if kind == activities.NoticeFailure {
-		n.Failure = &activities.Failure{Step: "copy", ErrorType: activities.ErrTypeOverQuota, Reason: "target mailbox is full"}
+	if kind == contract.NoticeFailure {
+		n.Failure = &contract.Failure{Step: "copy", ErrorType: contract.ErrTypeOverQuota, Reason: "target mailbox is full"}
 	}
 	return n
 }

@@ -13,19 +13,20 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/mail/notices"
 )
 
-func notice(kind activities.NoticeKind) activities.Notice {
+func notice(kind contract.NoticeKind) activities.Notice {
 	return activities.Notice{
-		Mailbox: activities.MailboxRef{
+		Mailbox: contract.MailboxRef{
 			Key:         "a1b2c3",
 			Address:     "jo.bloggs@example.nhs.invalid",
 			Org:         "Example NHS Trust",
 			DisplayName: "Jo Bloggs",
 		},
 		Kind:      kind,
-		MessageID: activities.NoticeMessageID("a1b2c3", kind),
+		MessageID: contract.NoticeMessageID("a1b2c3", kind),
 		WaveID:    "wave-07",
 		// 20:00 in London (GMT) is 20:00 UTC; a non-UTC zone checks the conversion.
 		MigrateAt: time.Date(2026, time.December, 5, 21, 0, 0, 0, time.FixedZone("CET", 3600)),
@@ -36,12 +37,12 @@ func TestRenderEmbedded(t *testing.T) {
 	tpl, err := notices.Load("")
 	require.NoError(t, err)
 
-	subjects := map[activities.NoticeKind]string{
-		activities.NoticeT14:     "Your mailbox will move on Saturday 5 December 2026",
-		activities.NoticeT1:      "Reminder: your mailbox moves tomorrow, Saturday 5 December 2026",
-		activities.NoticeSuccess: "Your mailbox has moved",
+	subjects := map[contract.NoticeKind]string{
+		contract.NoticeT14:     "Your mailbox will move on Saturday 5 December 2026",
+		contract.NoticeT1:      "Reminder: your mailbox moves tomorrow, Saturday 5 December 2026",
+		contract.NoticeSuccess: "Your mailbox has moved",
 	}
-	for _, kind := range activities.NoticeKinds {
+	for _, kind := range contract.NoticeKinds {
 		t.Run(string(kind), func(t *testing.T) {
 			r, err := tpl.Render(notice(kind))
 			require.NoError(t, err)
@@ -62,7 +63,7 @@ func TestRenderFallbacksAndEscaping(t *testing.T) {
 	tpl, err := notices.Load("")
 	require.NoError(t, err)
 
-	n := notice(activities.NoticeSuccess)
+	n := notice(contract.NoticeSuccess)
 	n.Mailbox.DisplayName = "  "
 	n.MigrateAt = time.Time{}
 	r, err := tpl.Render(n)
@@ -70,7 +71,7 @@ func TestRenderFallbacksAndEscaping(t *testing.T) {
 	assert.Contains(t, r.Text, "Dear colleague,")
 	assert.NotContains(t, r.Text, "0001")
 
-	n = notice(activities.NoticeT14)
+	n = notice(contract.NoticeT14)
 	n.Mailbox.DisplayName = "<b>O'Brien & Co</b>"
 	r, err = tpl.Render(n)
 	require.NoError(t, err)
@@ -82,7 +83,7 @@ func TestRenderRejects(t *testing.T) {
 	tpl, err := notices.Load("")
 	require.NoError(t, err)
 
-	n := notice(activities.NoticeT1)
+	n := notice(contract.NoticeT1)
 	n.MigrateAt = time.Time{}
 	_, err = tpl.Render(n)
 	assert.ErrorContains(t, err, "no migration time")
@@ -101,13 +102,13 @@ func TestOverride(t *testing.T) {
 	tpl, err := notices.Load(dir)
 	require.NoError(t, err)
 
-	r, err := tpl.Render(notice(activities.NoticeT1))
+	r, err := tpl.Render(notice(contract.NoticeT1))
 	require.NoError(t, err)
 	assert.Equal(t, "Tomorrow: Saturday 5 December 2026", r.Subject, "subject folded onto one line")
 	assert.Equal(t, "Hi Jo Bloggs\n", r.Text)
 	assert.Contains(t, r.HTML, "moves to a new service tomorrow", "HTML not overridden stays embedded")
 
-	r, err = tpl.Render(notice(activities.NoticeT14))
+	r, err = tpl.Render(notice(contract.NoticeT14))
 	require.NoError(t, err)
 	assert.Equal(t, "Your mailbox will move on Saturday 5 December 2026", r.Subject)
 }
@@ -137,10 +138,10 @@ func TestLoadMissingDir(t *testing.T) {
 }
 
 func failureNotice() activities.Notice {
-	n := notice(activities.NoticeFailure)
-	n.Failure = &activities.Failure{
+	n := notice(contract.NoticeFailure)
+	n.Failure = &contract.Failure{
 		Step:      "copy",
-		ErrorType: activities.ErrTypeOverQuota,
+		ErrorType: contract.ErrTypeOverQuota,
 		Reason:    "target mailbox over quota: <4.2 GB> & rising",
 	}
 	return n
@@ -179,7 +180,7 @@ func TestRenderFailureFallbacks(t *testing.T) {
 	n.WaveID = ""
 	n.Mailbox.DisplayName = ""
 	n.Mailbox.Address = ""
-	n.Failure = &activities.Failure{}
+	n.Failure = &contract.Failure{}
 	r, err := tpl.Render(n)
 	require.NoError(t, err, "a failure notice needs no migration time")
 	for _, body := range []string{r.Text, r.HTML} {
@@ -203,8 +204,8 @@ func TestRenderFailureNeedsDetails(t *testing.T) {
 	assert.ErrorContains(t, err, "failure notice for mailbox a1b2c3 has no failure details")
 
 	// Failure details on a user notice are ignored, not shown to the user.
-	n = notice(activities.NoticeSuccess)
-	n.Failure = &activities.Failure{Reason: "internal detail"}
+	n = notice(contract.NoticeSuccess)
+	n.Failure = &contract.Failure{Reason: "internal detail"}
 	r, err := tpl.Render(n)
 	require.NoError(t, err)
 	assert.NotContains(t, r.Text, "internal detail")
@@ -250,7 +251,7 @@ func composed(t *testing.T, n activities.Notice) mail.Header {
 }
 
 func TestComposeUserNotice(t *testing.T) {
-	n := notice(activities.NoticeT14)
+	n := notice(contract.NoticeT14)
 	h := composed(t, n)
 
 	assert.Equal(t, n.MessageID, h.Get("Message-ID"))
@@ -269,7 +270,7 @@ func TestComposeUserNotice(t *testing.T) {
 }
 
 func TestComposeWithoutWave(t *testing.T) {
-	n := notice(activities.NoticeSuccess)
+	n := notice(contract.NoticeSuccess)
 	n.WaveID = ""
 	h := composed(t, n)
 	assert.Equal(t, "success", h.Get("X-Mailwave-Kind"))
@@ -278,8 +279,8 @@ func TestComposeWithoutWave(t *testing.T) {
 }
 
 func TestComposeFailureNoticeGoesToAdmin(t *testing.T) {
-	n := notice(activities.NoticeFailure)
-	n.Failure = &activities.Failure{Step: "copy", ErrorType: activities.ErrTypeOverQuota, Reason: "over quota"}
+	n := notice(contract.NoticeFailure)
+	n.Failure = &contract.Failure{Step: "copy", ErrorType: contract.ErrTypeOverQuota, Reason: "over quota"}
 	h := composed(t, n)
 	to, err := h.AddressList("To")
 	require.NoError(t, err)
@@ -307,15 +308,15 @@ func TestComposeRejects(t *testing.T) {
 		"unknown kind":       {edit: func(n *activities.Notice) { n.Kind = "t7" }, want: "unknown notice kind"},
 		"header in wave":     {edit: func(n *activities.Notice) { n.WaveID = "w\r\nBcc: x@y" }, want: "wave ID"},
 		"no migrate time":    {edit: func(n *activities.Notice) { n.MigrateAt = time.Time{} }, want: "no migration time"},
-		"failure no details": {edit: func(n *activities.Notice) { n.Kind = activities.NoticeFailure }, want: "no failure details"},
+		"failure no details": {edit: func(n *activities.Notice) { n.Kind = contract.NoticeFailure }, want: "no failure details"},
 		"failure no admin": {
-			edit:    func(n *activities.Notice) { n.Kind = activities.NoticeFailure },
+			edit:    func(n *activities.Notice) { n.Kind = contract.NoticeFailure },
 			noAdmin: true, want: "no admin contact",
 		},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			n := notice(activities.NoticeT14)
+			n := notice(contract.NoticeT14)
 			c.edit(&n)
 			admin := adminAddr
 			if c.noAdmin {

@@ -21,6 +21,7 @@ import (
 	"slices"
 
 	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/internal/atomicfile"
 	"mailwave/mail/notices"
 )
@@ -121,7 +122,7 @@ func (o *Outbox) Send(ctx context.Context, n activities.Notice) (alreadySent boo
 }
 
 // Sent reports whether the message file for that mailbox and kind exists.
-func (o *Outbox) Sent(ctx context.Context, key string, kind activities.NoticeKind) (bool, error) {
+func (o *Outbox) Sent(ctx context.Context, key string, kind contract.NoticeKind) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -141,11 +142,11 @@ func (o *Outbox) Sent(ctx context.Context, key string, kind activities.NoticeKin
 
 // path is the message file for a mailbox and kind. The key becomes part of
 // a file name, so it must pass notices.ValidKey.
-func (o *Outbox) path(key string, kind activities.NoticeKind) (string, error) {
+func (o *Outbox) path(key string, kind contract.NoticeKind) (string, error) {
 	if err := notices.ValidKey(key); err != nil {
 		return "", fmt.Errorf("outbox: %w", err)
 	}
-	if !slices.Contains(activities.AllNoticeKinds, kind) {
+	if !slices.Contains(contract.AllNoticeKinds, kind) {
 		return "", fmt.Errorf("outbox: mailbox %s: unknown notice kind %q", key, kind)
 	}
 	return filepath.Join(o.dir, key+"-"+string(kind)+".eml"), nil

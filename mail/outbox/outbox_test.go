@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/internal/smtptest"
 	"mailwave/mail/notices"
 	"mailwave/mail/outbox"
@@ -22,16 +23,16 @@ import (
 
 const key = "9f86d081884c7d65"
 
-func notice(key string, kind activities.NoticeKind) activities.Notice {
+func notice(key string, kind contract.NoticeKind) activities.Notice {
 	return activities.Notice{
-		Mailbox: activities.MailboxRef{
+		Mailbox: contract.MailboxRef{
 			Key:         key,
 			Address:     "jo.bloggs@example.nhs.invalid",
 			Org:         "Example NHS Trust",
 			DisplayName: "Jo Bloggs",
 		},
 		Kind:      kind,
-		MessageID: activities.NoticeMessageID(key, kind),
+		MessageID: contract.NoticeMessageID(key, kind),
 		WaveID:    "wave-07",
 		MigrateAt: time.Date(2026, time.December, 5, 20, 0, 0, 0, time.UTC),
 	}
@@ -52,7 +53,7 @@ func TestSendThreeKinds(t *testing.T) {
 	require.NoError(t, err)
 
 	before := time.Now().Add(-time.Second)
-	for _, kind := range activities.NoticeKinds {
+	for _, kind := range contract.NoticeKinds {
 		already, err := o.Send(ctx, notice(key, kind))
 		require.NoError(t, err)
 		assert.False(t, already)
@@ -61,7 +62,7 @@ func TestSendThreeKinds(t *testing.T) {
 
 	assert.ElementsMatch(t, []string{key + "-t14.eml", key + "-t1.eml", key + "-success.eml"}, smtptest.FileNames(t, dir))
 
-	for _, kind := range activities.NoticeKinds {
+	for _, kind := range contract.NoticeKinds {
 		t.Run(string(kind), func(t *testing.T) {
 			n := notice(key, kind)
 			want, err := tpl.Render(n)
@@ -100,7 +101,7 @@ func TestSendThreeKinds(t *testing.T) {
 func TestSendIsIdempotent(t *testing.T) {
 	o, dir := newOutbox(t, nil)
 	ctx := context.Background()
-	n := notice(key, activities.NoticeT14)
+	n := notice(key, contract.NoticeT14)
 	path := filepath.Join(dir, key+"-t14.eml")
 
 	already, err := o.Send(ctx, n)
@@ -129,22 +130,22 @@ func TestSent(t *testing.T) {
 	o, _ := newOutbox(t, nil)
 	ctx := context.Background()
 
-	sent, err := o.Sent(ctx, key, activities.NoticeT1)
+	sent, err := o.Sent(ctx, key, contract.NoticeT1)
 	require.NoError(t, err)
 	assert.False(t, sent)
 
-	_, err = o.Send(ctx, notice(key, activities.NoticeT1))
+	_, err = o.Send(ctx, notice(key, contract.NoticeT1))
 	require.NoError(t, err)
 
-	sent, err = o.Sent(ctx, key, activities.NoticeT1)
+	sent, err = o.Sent(ctx, key, contract.NoticeT1)
 	require.NoError(t, err)
 	assert.True(t, sent)
 
-	sent, err = o.Sent(ctx, key, activities.NoticeSuccess)
+	sent, err = o.Sent(ctx, key, contract.NoticeSuccess)
 	require.NoError(t, err)
 	assert.False(t, sent)
 
-	_, err = o.Sent(ctx, "../etc", activities.NoticeT1)
+	_, err = o.Sent(ctx, "../etc", contract.NoticeT1)
 	assert.Error(t, err)
 	_, err = o.Sent(ctx, key, "t7")
 	assert.Error(t, err)
@@ -172,7 +173,7 @@ func TestSendValidation(t *testing.T) {
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			n := notice(key, activities.NoticeT14)
+			n := notice(key, contract.NoticeT14)
 			c.edit(&n)
 			_, err := o.Send(ctx, n)
 			require.Error(t, err)
@@ -187,7 +188,7 @@ func TestSendCancelled(t *testing.T) {
 	o, _ := newOutbox(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := o.Send(ctx, notice(key, activities.NoticeT14))
+	_, err := o.Send(ctx, notice(key, contract.NoticeT14))
 	assert.ErrorIs(t, err, context.Canceled)
 }
 
@@ -200,7 +201,7 @@ func TestTemplateOverride(t *testing.T) {
 	o, dir := newOutbox(t, tpl)
 	ctx := context.Background()
 
-	for _, kind := range activities.NoticeKinds {
+	for _, kind := range contract.NoticeKinds {
 		_, err := o.Send(ctx, notice(key, kind))
 		require.NoError(t, err)
 	}
@@ -231,10 +232,10 @@ func TestConcurrentSends(t *testing.T) {
 	const mailboxes = 40
 
 	var wg sync.WaitGroup
-	errs := make(chan error, mailboxes*len(activities.NoticeKinds)*2)
+	errs := make(chan error, mailboxes*len(contract.NoticeKinds)*2)
 	for i := range mailboxes {
 		k := fmt.Sprintf("%016x", i)
-		for _, kind := range activities.NoticeKinds {
+		for _, kind := range contract.NoticeKinds {
 			// Each notice twice at once: a retry racing the original.
 			for range 2 {
 				wg.Go(func() {
@@ -251,19 +252,19 @@ func TestConcurrentSends(t *testing.T) {
 	}
 
 	files := smtptest.FileNames(t, dir)
-	assert.Len(t, files, mailboxes*len(activities.NoticeKinds), "one file per notice, no temporaries left")
+	assert.Len(t, files, mailboxes*len(contract.NoticeKinds), "one file per notice, no temporaries left")
 	for _, f := range files {
 		k, kind, ok := strings.Cut(strings.TrimSuffix(f, ".eml"), "-")
 		require.True(t, ok, f)
 		m := smtptest.ParseFile(t, filepath.Join(dir, f))
-		assert.Equal(t, activities.NoticeMessageID(k, activities.NoticeKind(kind)), m.Header.Get("Message-ID"), "file name and Message-ID agree")
+		assert.Equal(t, contract.NoticeMessageID(k, contract.NoticeKind(kind)), m.Header.Get("Message-ID"), "file name and Message-ID agree")
 	}
 }
 
 func failureNotice(key string) activities.Notice {
-	n := notice(key, activities.NoticeFailure)
+	n := notice(key, contract.NoticeFailure)
 	n.MigrateAt = time.Time{}
-	n.Failure = &activities.Failure{Step: "cutover", ErrorType: activities.ErrTypeNoticeNotSent, Reason: "T-14 notice was never sent"}
+	n.Failure = &contract.Failure{Step: "cutover", ErrorType: contract.ErrTypeNoticeNotSent, Reason: "T-14 notice was never sent"}
 	return n
 }
 
@@ -273,7 +274,7 @@ func TestSendFailureNotice(t *testing.T) {
 	require.NoError(t, err)
 	ctx := context.Background()
 
-	sent, err := o.Sent(ctx, key, activities.NoticeFailure)
+	sent, err := o.Sent(ctx, key, contract.NoticeFailure)
 	require.NoError(t, err)
 	assert.False(t, sent)
 
@@ -296,7 +297,7 @@ func TestSendFailureNotice(t *testing.T) {
 		assert.Contains(t, body, "jo.bloggs@example.nhs.invalid")
 	}
 
-	sent, err = o.Sent(ctx, key, activities.NoticeFailure)
+	sent, err = o.Sent(ctx, key, contract.NoticeFailure)
 	require.NoError(t, err)
 	assert.True(t, sent)
 	already, err = o.Send(ctx, n)

@@ -15,6 +15,7 @@ import (
 	"unicode"
 
 	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/internal/atomicfile"
 )
 
@@ -128,7 +129,7 @@ func NewTransportMap(o TransportMapOptions) (*TransportMap, error) {
 // Route reports the target when the mailbox's address has a line with the
 // next hop and no command is pending. A missing file means nothing is cut
 // over. It takes no lock: the file is only ever replaced by a rename.
-func (t *TransportMap) Route(ctx context.Context, m activities.MailboxRef) (activities.Route, error) {
+func (t *TransportMap) Route(ctx context.Context, m contract.MailboxRef) (activities.Route, error) {
 	addr, err := mapKey(m)
 	if err != nil {
 		return "", err
@@ -158,7 +159,7 @@ func (t *TransportMap) Route(ctx context.Context, m activities.MailboxRef) (acti
 // line with another next hop or appending one, then runs the command. If
 // the line is already there and no command is pending it changes nothing.
 // A failed command is a retryable error; the retry runs it again.
-func (t *TransportMap) Cutover(ctx context.Context, m activities.MailboxRef) error {
+func (t *TransportMap) Cutover(ctx context.Context, m contract.MailboxRef) error {
 	addr, err := mapKey(m)
 	if err != nil {
 		return err
@@ -329,13 +330,13 @@ func (c *capped) Write(p []byte) (int, error) {
 // Postfix looks keys up. An address that would not be read back as one
 // full address is refused for good: with no local part it would route a
 // whole domain.
-func mapKey(m activities.MailboxRef) (string, error) {
+func mapKey(m contract.MailboxRef) (string, error) {
 	a := strings.ToLower(m.Address)
 	at := strings.LastIndexByte(a, '@')
 	bad := at <= 0 || at == len(a)-1 || a[0] == '#' ||
 		strings.IndexFunc(a, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0
 	if bad {
-		return "", activities.Permanent(activities.ErrTypeInvalidMailbox,
+		return "", activities.Permanent(contract.ErrTypeInvalidMailbox,
 			"transport map: mailbox %s: its address cannot be a transport map key", m.Key)
 	}
 	return a, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/mail/route"
 )
 
@@ -25,8 +26,8 @@ const (
 	sourceHop = "smtp:[mx.source.example]:25"
 )
 
-func mailbox(key, address string) activities.MailboxRef {
-	return activities.MailboxRef{Key: key, Address: address, Org: "Example NHS Trust"}
+func mailbox(key, address string) contract.MailboxRef {
+	return contract.MailboxRef{Key: key, Address: address, Org: "Example NHS Trust"}
 }
 
 // counting returns a command that appends a line to a counter file on each
@@ -100,7 +101,7 @@ func TestTransportMapCutoverRewritesOnlyItsLine(t *testing.T) {
 	assert.Equal(t, os.FileMode(0o640), fi.Mode().Perm(), "permissions kept")
 
 	for _, c := range []struct {
-		m    activities.MailboxRef
+		m    contract.MailboxRef
 		want activities.Route
 	}{
 		{jo, activities.RouteTarget},
@@ -366,7 +367,7 @@ func TestTransportMapRefusesUnusableAddress(t *testing.T) {
 		err := m.Cutover(context.Background(), mailbox("k-bad", a))
 		typ, ok := activities.IsPermanent(err)
 		assert.True(t, ok, "%q", a)
-		assert.Equal(t, activities.ErrTypeInvalidMailbox, typ)
+		assert.Equal(t, contract.ErrTypeInvalidMailbox, typ)
 		assertNoAddress(t, err)
 		_, err = m.Route(context.Background(), mailbox("k-bad", a))
 		_, ok = activities.IsPermanent(err)

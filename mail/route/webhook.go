@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"mailwave/activities"
+	"mailwave/contract"
 )
 
 // Defaults of WebhookOptions.
@@ -150,9 +151,9 @@ func IdempotencyKey(key string) string { return "mailwave-cutover-" + key }
 // network errors are tried again within the call, then returned as a
 // retryable error; 429 is a *activities.ThrottledError; any other 4xx is a
 // permanent ErrTypeInvalidMailbox.
-func (w *Webhook) Cutover(ctx context.Context, m activities.MailboxRef) error {
+func (w *Webhook) Cutover(ctx context.Context, m contract.MailboxRef) error {
 	if m.Key == "" || m.Address == "" {
-		return activities.Permanent(activities.ErrTypeInvalidMailbox, "webhook: mailbox %s has no key or no address", m.Key)
+		return activities.Permanent(contract.ErrTypeInvalidMailbox, "webhook: mailbox %s has no key or no address", m.Key)
 	}
 	body, err := json.Marshal(cutoverBody{MailboxKey: m.Key, Address: m.Address, Org: m.Org, Route: string(activities.RouteTarget)})
 	if err != nil {
@@ -180,7 +181,7 @@ func (w *Webhook) Cutover(ctx context.Context, m activities.MailboxRef) error {
 
 // Route asks StatusURL where the mailbox's mail goes, or reports the
 // source when there is no StatusURL.
-func (w *Webhook) Route(ctx context.Context, m activities.MailboxRef) (activities.Route, error) {
+func (w *Webhook) Route(ctx context.Context, m contract.MailboxRef) (activities.Route, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
@@ -241,7 +242,7 @@ func (r response) fail(op, key string) error {
 		if s := bodySnippet(r.body); s != "" {
 			msg += " " + s
 		}
-		return activities.Permanent(activities.ErrTypeInvalidMailbox, "webhook refused mailbox %s: %s", key, msg)
+		return activities.Permanent(contract.ErrTypeInvalidMailbox, "webhook refused mailbox %s: %s", key, msg)
 	default:
 		return fmt.Errorf("webhook: %s of mailbox %s: unexpected status %s", op, key, status)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/mail/route"
 )
 
@@ -82,7 +83,7 @@ func newWebhook(t *testing.T, o route.WebhookOptions) *route.Webhook {
 	return w
 }
 
-var jo = activities.MailboxRef{Key: "9f86d081", Address: "jo.bloggs@trust.nhs.example", Org: "Example NHS Trust", DisplayName: "Jo Bloggs"}
+var jo = contract.MailboxRef{Key: "9f86d081", Address: "jo.bloggs@trust.nhs.example", Org: "Example NHS Trust", DisplayName: "Jo Bloggs"}
 
 func TestWebhookCutoverSends(t *testing.T) {
 	a, srv := serve(t, reply{status: http.StatusNoContent})
@@ -162,7 +163,7 @@ func TestWebhookClientErrorIsPermanent(t *testing.T) {
 			err := w.Cutover(context.Background(), jo)
 			typ, ok := activities.IsPermanent(err)
 			require.True(t, ok, "%v", err)
-			assert.Equal(t, activities.ErrTypeInvalidMailbox, typ)
+			assert.Equal(t, contract.ErrTypeInvalidMailbox, typ)
 			assert.Len(t, a.requests(), 1, "no retry")
 			assert.Contains(t, err.Error(), "webhook refused mailbox 9f86d081: "+c.want)
 			if c.notWant != "" {
@@ -254,16 +255,16 @@ func TestWebhookRouteAsksStatusURL(t *testing.T) {
 	for key, want := range map[string]activities.Route{
 		"k-target": activities.RouteTarget, "k-source": activities.RouteSource, "k-unknown": activities.RouteSource,
 	} {
-		got, err := w.Route(ctx, activities.MailboxRef{Key: key, Address: "x@y.example"})
+		got, err := w.Route(ctx, contract.MailboxRef{Key: key, Address: "x@y.example"})
 		require.NoError(t, err, key)
 		assert.Equal(t, want, got, key)
 	}
-	_, err := w.Route(ctx, activities.MailboxRef{Key: "k-odd", Address: "x@y.example"})
+	_, err := w.Route(ctx, contract.MailboxRef{Key: "k-odd", Address: "x@y.example"})
 	require.Error(t, err)
-	_, err = w.Route(ctx, activities.MailboxRef{Key: "k-refused", Address: "x@y.example"})
+	_, err = w.Route(ctx, contract.MailboxRef{Key: "k-refused", Address: "x@y.example"})
 	typ, ok := activities.IsPermanent(err)
 	assert.True(t, ok)
-	assert.Equal(t, activities.ErrTypeInvalidMailbox, typ)
+	assert.Equal(t, contract.ErrTypeInvalidMailbox, typ)
 
 	mu.Lock()
 	defer mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"mailwave/activities"
+	"mailwave/contract"
 )
 
 // Copy copies one pass of a mailbox from the source to the target, folder by
@@ -12,8 +13,8 @@ import (
 // are skipped, never written again. Each batch is durable before
 // req.Progress hears of it. A completed bulk pass makes the mailbox's delta
 // arrive at the source, unless it has been cut over.
-func (e *Estate) Copy(ctx context.Context, req activities.CopyRequest) (activities.CopyStats, error) {
-	var stats activities.CopyStats
+func (e *Estate) Copy(ctx context.Context, req activities.CopyRequest) (contract.CopyStats, error) {
+	var stats contract.CopyStats
 	index, err := e.lookup(req.Mailbox)
 	if err != nil {
 		return stats, err
@@ -38,13 +39,13 @@ func (e *Estate) Copy(ctx context.Context, req activities.CopyRequest) (activiti
 			}
 			last = b.last
 			stats = stats.Add(b.stats)
-			cp.Folders[f.Name] = activities.FolderCheckpoint{UIDValidity: f.UIDValidity, LastUID: last}
+			cp.Folders[f.Name] = contract.FolderCheckpoint{UIDValidity: f.UIDValidity, LastUID: last}
 			if req.Progress != nil {
 				req.Progress(cp.Clone(), stats)
 			}
 		}
 	}
-	if req.Pass == activities.PassBulk {
+	if req.Pass == contract.PassBulk {
 		if err := e.deliverDelta(ctx, req.Mailbox.Key, index); err != nil {
 			return stats, err
 		}
@@ -56,7 +57,7 @@ func (e *Estate) Copy(ctx context.Context, req activities.CopyRequest) (activiti
 // what it did.
 type batch struct {
 	last  uint32
-	stats activities.CopyStats
+	stats contract.CopyStats
 }
 
 // copyBatch copies the next batch of folder fi after UID last, under the
@@ -82,7 +83,7 @@ func (e *Estate) copyBatch(ctx context.Context, key string, p *Profile, fi int, 
 	t := st.folder(f, true)
 	if end, ok := t.UIDs.runEnd(first); ok {
 		end = min(end, n)
-		return batch{last: end, stats: activities.CopyStats{Skipped: int64(end - last)}}, nil
+		return batch{last: end, stats: contract.CopyStats{Skipped: int64(end - last)}}, nil
 	}
 
 	// Plan: up to the batch limits, the UIDs the target lacks, as runs.

@@ -4,11 +4,12 @@ import (
 	"context"
 
 	"mailwave/activities"
+	"mailwave/contract"
 )
 
 // Route returns where the mailbox's mail is delivered: the source until it
 // is cut over.
-func (e *Estate) Route(ctx context.Context, m activities.MailboxRef) (activities.Route, error) {
+func (e *Estate) Route(ctx context.Context, m contract.MailboxRef) (activities.Route, error) {
 	index, err := e.lookup(m)
 	if err != nil {
 		return "", err
@@ -26,7 +27,7 @@ func (e *Estate) Route(ctx context.Context, m activities.MailboxRef) (activities
 
 // Cutover points the mailbox at the target. It succeeds without a change if
 // it already is; the state counts changes and no-ops apart.
-func (e *Estate) Cutover(ctx context.Context, m activities.MailboxRef) error {
+func (e *Estate) Cutover(ctx context.Context, m contract.MailboxRef) error {
 	index, err := e.lookup(m)
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"mailwave/activities"
+	"mailwave/contract"
 )
 
 // Options tune an opened estate.
@@ -179,13 +180,13 @@ func (e *Estate) lookupAddress(address string) (int, bool) {
 
 // lookup resolves a mailbox to its index. Errors name the key, never the
 // address.
-func (e *Estate) lookup(m activities.MailboxRef) (int, error) {
+func (e *Estate) lookup(m contract.MailboxRef) (int, error) {
 	if !validKey(m.Key) {
-		return 0, activities.Permanent(activities.ErrTypeInvalidMailbox, "invalid mailbox key (%d bytes)", len(m.Key))
+		return 0, activities.Permanent(contract.ErrTypeInvalidMailbox, "invalid mailbox key (%d bytes)", len(m.Key))
 	}
 	i, ok := e.lookupAddress(m.Address)
 	if !ok || unit(hash(uint64(e.manifest.Seed), uint64(i), saltNotFound)) < e.opts.Faults.NotFoundRate {
-		return 0, activities.Permanent(activities.ErrTypeMailboxNotFound, "mailbox %s not found at source", m.Key)
+		return 0, activities.Permanent(contract.ErrTypeMailboxNotFound, "mailbox %s not found at source", m.Key)
 	}
 	return i, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/activities"
+	"mailwave/contract"
 )
 
 const testSeed = 42
@@ -34,9 +35,9 @@ func newEstate(t *testing.T, n int, o Options) *Estate {
 }
 
 // ref is the mailbox at index, with a hex key as the real key would be.
-func ref(e *Estate, index int) activities.MailboxRef {
+func ref(e *Estate, index int) contract.MailboxRef {
 	en := e.manifest.entry(index)
-	return activities.MailboxRef{Key: fmt.Sprintf("%016x", hash(uint64(index), 99)), Address: en.Address, Org: en.Org, DisplayName: en.DisplayName}
+	return contract.MailboxRef{Key: fmt.Sprintf("%016x", hash(uint64(index), 99)), Address: en.Address, Org: en.Org, DisplayName: en.DisplayName}
 }
 
 // pick returns the first mailbox index whose bulk message count is within
@@ -55,19 +56,19 @@ func pick(t *testing.T, e *Estate, lo, hi int64) int {
 // copyRetrying runs a pass to the end, retrying from the last checkpoint
 // seen on any error that is not permanent, like the activity would. It
 // returns the sum of the stats of all attempts and the errors met.
-func copyRetrying(t *testing.T, e *Estate, m activities.MailboxRef, pass activities.CopyPass) (activities.CopyStats, []error) {
+func copyRetrying(t *testing.T, e *Estate, m contract.MailboxRef, pass contract.CopyPass) (contract.CopyStats, []error) {
 	t.Helper()
 	var (
-		total activities.CopyStats
-		cp    activities.Checkpoint
+		total contract.CopyStats
+		cp    contract.Checkpoint
 		errs  []error
 	)
 	for attempt := 0; ; attempt++ {
 		require.Less(t, attempt, 10_000, "copy never finished")
-		var seen activities.CopyStats
+		var seen contract.CopyStats
 		st, err := e.Copy(context.Background(), activities.CopyRequest{
 			Mailbox: m, Pass: pass, Checkpoint: cp,
-			Progress: func(c activities.Checkpoint, s activities.CopyStats) { cp, seen = c, s },
+			Progress: func(c contract.Checkpoint, s contract.CopyStats) { cp, seen = c, s },
 		})
 		if err == nil {
 			return total.Add(st), errs
@@ -80,7 +81,7 @@ func copyRetrying(t *testing.T, e *Estate, m activities.MailboxRef, pass activit
 	}
 }
 
-func verifyOne(t *testing.T, e *Estate, m activities.MailboxRef) ReportRow {
+func verifyOne(t *testing.T, e *Estate, m contract.MailboxRef) ReportRow {
 	t.Helper()
 	r, err := e.Verify(context.Background(), []string{m.Address})
 	require.NoError(t, err)
@@ -182,8 +183,8 @@ func TestFullMigration(t *testing.T) {
 	ctx := context.Background()
 
 	var progress int
-	st, err := e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: activities.PassBulk,
-		Progress: func(activities.Checkpoint, activities.CopyStats) { progress++ }})
+	st, err := e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk,
+		Progress: func(contract.Checkpoint, contract.CopyStats) { progress++ }})
 	require.NoError(t, err)
 	assert.Equal(t, p.Messages, st.Items)
 	assert.Zero(t, st.Skipped)
@@ -197,7 +198,7 @@ func TestFullMigration(t *testing.T) {
 	assert.Equal(t, activities.RouteSource, row.Route)
 
 	// A delta pass from an empty checkpoint skips the bulk and copies the delta.
-	st, err = e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: activities.PassDelta})
+	st, err = e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: contract.PassDelta})
 	require.NoError(t, err)
 	assert.Equal(t, int64(p.Delta), st.Items)
 	assert.Equal(t, p.Messages, st.Skipped)
@@ -208,7 +209,7 @@ func TestFullMigration(t *testing.T) {
 	assert.Equal(t, activities.RouteTarget, route)
 
 	// No more arrivals after cutover, even after another bulk pass.
-	_, err = e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: activities.PassBulk})
+	_, err = e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
 	require.NoError(t, err)
 
 	r, err := e.Verify(ctx, nil)
@@ -232,7 +233,7 @@ func TestCutoverWithoutDeltaLosesMail(t *testing.T) {
 	m := ref(e, pick(t, e, 1, 3000))
 	p, _ := e.Profile(m.Address)
 	ctx := context.Background()
-	_, err := e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: activities.PassBulk})
+	_, err := e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	require.NoError(t, e.Cutover(ctx, m))
 	r, err := e.Verify(ctx, nil)
@@ -244,13 +245,13 @@ func TestCutoverWithoutDeltaLosesMail(t *testing.T) {
 
 // interrupted copies m's bulk pass and cancels it after stopAfter batches,
 // returning every checkpoint seen.
-func interrupted(t *testing.T, e *Estate, m activities.MailboxRef, stopAfter int) []activities.Checkpoint {
+func interrupted(t *testing.T, e *Estate, m contract.MailboxRef, stopAfter int) []contract.Checkpoint {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var cps []activities.Checkpoint
-	_, err := e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: activities.PassBulk,
-		Progress: func(c activities.Checkpoint, _ activities.CopyStats) {
+	var cps []contract.Checkpoint
+	_, err := e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk,
+		Progress: func(c contract.Checkpoint, _ contract.CopyStats) {
 			cps = append(cps, c)
 			if len(cps) == stopAfter {
 				cancel()
@@ -264,12 +265,12 @@ func interrupted(t *testing.T, e *Estate, m activities.MailboxRef, stopAfter int
 func TestResume(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		from func([]activities.Checkpoint) activities.Checkpoint
+		from func([]contract.Checkpoint) contract.Checkpoint
 		skip bool
 	}{
-		{"last checkpoint", func(c []activities.Checkpoint) activities.Checkpoint { return c[len(c)-1] }, false},
-		{"older checkpoint", func(c []activities.Checkpoint) activities.Checkpoint { return c[0] }, true},
-		{"empty checkpoint", func([]activities.Checkpoint) activities.Checkpoint { return activities.Checkpoint{} }, true},
+		{"last checkpoint", func(c []contract.Checkpoint) contract.Checkpoint { return c[len(c)-1] }, false},
+		{"older checkpoint", func(c []contract.Checkpoint) contract.Checkpoint { return c[0] }, true},
+		{"empty checkpoint", func([]contract.Checkpoint) contract.Checkpoint { return contract.Checkpoint{} }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEstate(t, 60, Options{Instant: true})
@@ -284,7 +285,7 @@ func TestResume(t *testing.T) {
 			e2, err := Open(e.Dir(), Options{Instant: true})
 			require.NoError(t, err)
 			assert.Equal(t, before, verifyOne(t, e2, m))
-			st, err := e2.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: activities.PassBulk, Checkpoint: tc.from(cps)})
+			st, err := e2.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk, Checkpoint: tc.from(cps)})
 			require.NoError(t, err)
 			assert.Equal(t, p.Messages-before.TargetItems, st.Items)
 			if tc.skip {
@@ -311,7 +312,7 @@ func TestCheckpointOfOtherUIDValidityIsIgnored(t *testing.T) {
 	f := cp.Folders["INBOX"]
 	f.UIDValidity++
 	cp.Folders["INBOX"] = f
-	st, err := e.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: activities.PassBulk, Checkpoint: cp})
+	st, err := e.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk, Checkpoint: cp})
 	require.NoError(t, err)
 	assert.Equal(t, int64(f.LastUID), st.Skipped, "restarted the folder, skipping what was there")
 	row := verifyOne(t, e, m)
@@ -324,11 +325,11 @@ func TestOverlappingAttempts(t *testing.T) {
 	m := ref(e, pick(t, e, 2000, 8000))
 	p, _ := e.Profile(m.Address)
 	var wg sync.WaitGroup
-	stats := make([]activities.CopyStats, 3)
+	stats := make([]contract.CopyStats, 3)
 	for i := range stats {
 		wg.Go(func() {
 			var err error
-			stats[i], err = e.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: activities.PassBulk})
+			stats[i], err = e.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
 			assert.NoError(t, err)
 		})
 	}
@@ -369,17 +370,17 @@ func TestCutoverIsIdempotent(t *testing.T) {
 func TestMailboxNotFound(t *testing.T) {
 	e := newEstate(t, 10, Options{})
 	ctx := context.Background()
-	m := activities.MailboxRef{Key: "abcdef0123", Address: "nobody.here.000001@org000.nhs.example"}
+	m := contract.MailboxRef{Key: "abcdef0123", Address: "nobody.here.000001@org000.nhs.example"}
 	check := func(err error) {
 		t.Helper()
 		typ, ok := activities.IsPermanent(err)
 		require.True(t, ok, "permanent: %v", err)
-		assert.Equal(t, activities.ErrTypeMailboxNotFound, typ)
+		assert.Equal(t, contract.ErrTypeMailboxNotFound, typ)
 		assert.NotContains(t, err.Error(), m.Address)
 		assert.NotContains(t, err.Error(), "nobody")
 		assert.Contains(t, err.Error(), m.Key)
 	}
-	_, err := e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: activities.PassBulk})
+	_, err := e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
 	check(err)
 	_, err = e.Route(ctx, m)
 	check(err)
@@ -393,13 +394,13 @@ func TestMailboxNotFound(t *testing.T) {
 	bad := ref(e, 1)
 	bad.Key = "../x"
 	typ, _ := activities.IsPermanent(e.Cutover(ctx, bad))
-	assert.Equal(t, activities.ErrTypeInvalidMailbox, typ)
+	assert.Equal(t, contract.ErrTypeInvalidMailbox, typ)
 	// A key already bound to another mailbox is refused.
 	other := ref(e, 2)
 	require.NoError(t, e.Cutover(ctx, other))
 	bad.Key = other.Key
 	typ, _ = activities.IsPermanent(e.Cutover(ctx, bad))
-	assert.Equal(t, activities.ErrTypeInvalidMailbox, typ)
+	assert.Equal(t, contract.ErrTypeInvalidMailbox, typ)
 }
 
 func TestNotFoundRate(t *testing.T) {
@@ -409,7 +410,7 @@ func TestNotFoundRate(t *testing.T) {
 		for i := range 400 {
 			_, err := e.Route(context.Background(), ref(e, i))
 			if typ, ok := activities.IsPermanent(err); ok {
-				require.Equal(t, activities.ErrTypeMailboxNotFound, typ)
+				require.Equal(t, contract.ErrTypeMailboxNotFound, typ)
 				out = append(out, i)
 			} else {
 				require.NoError(t, err)
@@ -427,7 +428,7 @@ func TestNotFoundRate(t *testing.T) {
 func TestThrottle(t *testing.T) {
 	e := newEstate(t, 60, Options{Instant: true, Faults: Faults{ThrottleRate: 1, ThrottleRetryAfter: 90 * time.Second}})
 	m := ref(e, pick(t, e, 1, 3000))
-	_, err := e.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: activities.PassBulk})
+	_, err := e.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
 	var thr *activities.ThrottledError
 	require.ErrorAs(t, err, &thr)
 	assert.Equal(t, 90*time.Second, thr.RetryAfter)
@@ -438,7 +439,7 @@ func TestThrottle(t *testing.T) {
 	// through, also across a restart.
 	e, err = Open(e.Dir(), e.opts)
 	require.NoError(t, err)
-	_, errs := copyRetrying(t, e, m, activities.PassBulk)
+	_, errs := copyRetrying(t, e, m, contract.PassBulk)
 	for _, err := range errs {
 		require.ErrorAs(t, err, &thr)
 	}
@@ -463,7 +464,7 @@ func TestFaultsAreDeterministic(t *testing.T) {
 		var trace []string
 		for i := range 5 {
 			m := ref(e, i)
-			_, errs := copyRetrying(t, e, m, activities.PassBulk)
+			_, errs := copyRetrying(t, e, m, contract.PassBulk)
 			for {
 				err := e.Cutover(context.Background(), m)
 				if err == nil {
@@ -504,7 +505,7 @@ func TestRateLimit(t *testing.T) {
 	}
 	m := ref(probe, small)
 	start := time.Now()
-	st, err := probe.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: activities.PassBulk})
+	st, err := probe.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	instant := time.Since(start)
 
@@ -512,7 +513,7 @@ func TestRateLimit(t *testing.T) {
 	const scale = 3600.0
 	e := newEstate(t, 200, Options{TimeScale: scale, BytesPerSecond: int64(float64(st.Bytes) / want.Seconds() / scale)})
 	start = time.Now()
-	_, err = e.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: activities.PassBulk})
+	_, err = e.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	limited := time.Since(start)
 	t.Logf("%d bytes: instant %v, limited %v", st.Bytes, instant, limited)
@@ -523,7 +524,7 @@ func TestRateLimit(t *testing.T) {
 	// The wait gives up with the context.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	_, err = e.Copy(ctx, activities.CopyRequest{Mailbox: ref(e, (small+1)%200), Pass: activities.PassBulk})
+	_, err = e.Copy(ctx, activities.CopyRequest{Mailbox: ref(e, (small+1)%200), Pass: contract.PassBulk})
 	require.Error(t, err)
 }
 

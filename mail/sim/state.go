@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"mailwave/activities"
+	"mailwave/contract"
 )
 
 // mailboxState is everything that changes about one mailbox: what has
@@ -85,7 +86,7 @@ func (e *Estate) load(key string, index int) (*mailboxState, error) {
 		return nil, err
 	}
 	if st.Index != index || st.Key != key {
-		return nil, activities.Permanent(activities.ErrTypeInvalidMailbox, "mailbox key %s is bound to another mailbox", key)
+		return nil, activities.Permanent(contract.ErrTypeInvalidMailbox, "mailbox key %s is bound to another mailbox", key)
 	}
 	return st, nil
 }

@@ -43,7 +43,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -62,7 +61,9 @@ import (
 	"github.com/wneessen/go-mail/smtp"
 
 	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/internal/atomicfile"
+	"mailwave/internal/tlsconf"
 	"mailwave/mail/notices"
 )
 
@@ -181,9 +182,9 @@ func New(o Options) (*Notifier, error) {
 
 	switch o.Security {
 	case SecurityTLS, SecurityStartTLS:
-		pool, err := caPool(o.CAFile)
+		pool, err := tlsconf.CertPool(o.CAFile)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("smtpnotify: %w", err)
 		}
 		n.tlsConfig = &tls.Config{ServerName: o.Host, RootCAs: pool, MinVersion: tls.VersionTLS12}
 	case SecurityNone:
@@ -251,26 +252,6 @@ func checkHost(host string) error {
 	return nil
 }
 
-// caPool is the system's CA pool with the certificates of caFile added.
-func caPool(caFile string) (*x509.CertPool, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		// No system pool (some minimal containers): trust only CAFile.
-		pool = x509.NewCertPool()
-	}
-	if caFile == "" {
-		return pool, nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("smtpnotify: CAFile: %w", err)
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("smtpnotify: CAFile %s: no PEM certificate in it", caFile)
-	}
-	return pool, nil
-}
-
 func (n *Notifier) checkAuth(o Options) error {
 	if o.Username == "" {
 		if o.Password != "" {
@@ -332,7 +313,7 @@ func (n *Notifier) Send(ctx context.Context, nt activities.Notice) (alreadySent 
 	}
 	msgID, err := notices.BareMessageID(nt.MessageID)
 	if err != nil {
-		return false, activities.Permanent(activities.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: %v", key, err)
+		return false, activities.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: %v", key, err)
 	}
 	// Build first, so a bad notice is an error even if the ledger has it.
 	msg, err := n.message(nt)
@@ -363,7 +344,7 @@ func (n *Notifier) Send(ctx context.Context, nt activities.Notice) (alreadySent 
 
 // Sent reports whether the ledger records the notice of that kind for that
 // mailbox as sent.
-func (n *Notifier) Sent(ctx context.Context, key string, kind activities.NoticeKind) (bool, error) {
+func (n *Notifier) Sent(ctx context.Context, key string, kind contract.NoticeKind) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -407,12 +388,12 @@ func (n *Notifier) lock(path string) (unlock func()) {
 // notices.Templates.Compose). A notice that cannot be built never will be,
 // so those errors are permanent.
 func (n *Notifier) message(nt activities.Notice) (*gomail.Msg, error) {
-	if nt.Kind == activities.NoticeFailure && n.admin == nil {
-		return nil, activities.Permanent(activities.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: failure notice: no AdminContact configured", nt.Mailbox.Key)
+	if nt.Kind == contract.NoticeFailure && n.admin == nil {
+		return nil, activities.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: failure notice: no AdminContact configured", nt.Mailbox.Key)
 	}
 	msg, err := n.templates.Compose(nt, n.from, n.admin)
 	if err != nil {
-		return nil, activities.Permanent(activities.ErrTypeNoticeNotSent, "smtpnotify: %v", err)
+		return nil, activities.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: %v", err)
 	}
 	return msg, nil
 }
@@ -515,10 +496,10 @@ func (n *Notifier) failed(ctx context.Context, nt activities.Notice, auth *track
 	if auth != nil && auth.started {
 		switch {
 		case isReply && reply.Code >= 500:
-			return activities.Permanent(activities.ErrTypeBadCredentials, "%s: the SMTP server refused authentication: %d %s", prefix, reply.Code, reply.Msg)
+			return activities.Permanent(contract.ErrTypeBadCredentials, "%s: the SMTP server refused authentication: %d %s", prefix, reply.Code, reply.Msg)
 		case errors.Is(err, errMechanismNotOffered), errors.Is(err, smtp.ErrUnencrypted), errors.Is(err, smtp.ErrWrongHostname),
 			errors.Is(err, smtp.ErrUnexpectedServerChallange), errors.Is(err, smtp.ErrUnexpectedServerResponse):
-			return activities.Permanent(activities.ErrTypeBadCredentials, "%s: SMTP authentication: %v", prefix, err)
+			return activities.Permanent(contract.ErrTypeBadCredentials, "%s: SMTP authentication: %v", prefix, err)
 		}
 	}
 	if isReply && askedToWait(reply.Code, reply.Msg) {
@@ -541,9 +522,9 @@ func refused(prefix string, se *gomail.SendError) error {
 	}
 	switch {
 	case code >= 500 && code < 600 && slices.Contains(messageStages, se.Reason):
-		return activities.Permanent(activities.ErrTypeNoticeNotSent, "%s", what)
+		return activities.Permanent(contract.ErrTypeNoticeNotSent, "%s", what)
 	case code == 0 && slices.Contains(badMessage, se.Reason):
-		return activities.Permanent(activities.ErrTypeNoticeNotSent, "%s", what)
+		return activities.Permanent(contract.ErrTypeNoticeNotSent, "%s", what)
 	case askedToWait(code, se.Error()):
 		// se.Error() is only searched for the server's words, never returned.
 		return &activities.ThrottledError{RetryAfter: ThrottleRetryAfter, Err: errors.New(what)}
@@ -605,12 +586,12 @@ func (a *trackedAuth) Start(server *smtp.ServerInfo) (string, []byte, error) {
 
 // ledgerPath is the ledger record for a mailbox and kind. The key becomes
 // part of a file name, so it must pass notices.ValidKey.
-func (n *Notifier) ledgerPath(key string, kind activities.NoticeKind) (string, error) {
+func (n *Notifier) ledgerPath(key string, kind contract.NoticeKind) (string, error) {
 	if err := notices.ValidKey(key); err != nil {
-		return "", activities.Permanent(activities.ErrTypeNoticeNotSent, "smtpnotify: %v", err)
+		return "", activities.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: %v", err)
 	}
-	if !slices.Contains(activities.AllNoticeKinds, kind) {
-		return "", activities.Permanent(activities.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: unknown notice kind %q", key, kind)
+	if !slices.Contains(contract.AllNoticeKinds, kind) {
+		return "", activities.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: unknown notice kind %q", key, kind)
 	}
 	return filepath.Join(n.ledgerDir, key+"-"+string(kind)+ledgerSuffix), nil
 }

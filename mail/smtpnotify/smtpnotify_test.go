@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/internal/smtptest"
 	"mailwave/mail/notices"
 	"mailwave/mail/smtpnotify"
@@ -33,24 +34,24 @@ const (
 	relayPass = "s3cret-relay-password"
 )
 
-func notice(key string, kind activities.NoticeKind) activities.Notice {
+func notice(key string, kind contract.NoticeKind) activities.Notice {
 	return activities.Notice{
-		Mailbox: activities.MailboxRef{
+		Mailbox: contract.MailboxRef{
 			Key:         key,
 			Address:     userAddr,
 			Org:         "Example NHS Trust",
 			DisplayName: "Jo Bloggs",
 		},
 		Kind:      kind,
-		MessageID: activities.NoticeMessageID(key, kind),
+		MessageID: contract.NoticeMessageID(key, kind),
 		WaveID:    "wave-07",
 		MigrateAt: time.Date(2026, time.December, 5, 20, 0, 0, 0, time.UTC),
 	}
 }
 
 func failureNotice(key string) activities.Notice {
-	n := notice(key, activities.NoticeFailure)
-	n.Failure = &activities.Failure{Step: "copy", ErrorType: activities.ErrTypeOverQuota, Reason: "target mailbox is over quota"}
+	n := notice(key, contract.NoticeFailure)
+	n.Failure = &contract.Failure{Step: "copy", ErrorType: contract.ErrTypeOverQuota, Reason: "target mailbox is over quota"}
 	return n
 }
 
@@ -117,7 +118,7 @@ func TestSendUserNotices(t *testing.T) {
 	require.NoError(t, err)
 
 	before := time.Now().Add(-time.Second)
-	for _, kind := range activities.NoticeKinds {
+	for _, kind := range contract.NoticeKinds {
 		already, err := n.Send(ctx, notice(key, kind))
 		require.NoError(t, err)
 		assert.False(t, already)
@@ -125,10 +126,10 @@ func TestSendUserNotices(t *testing.T) {
 	after := time.Now().Add(time.Second)
 
 	msgs := r.Messages()
-	require.Len(t, msgs, len(activities.NoticeKinds), "each notice arrives once")
+	require.Len(t, msgs, len(contract.NoticeKinds), "each notice arrives once")
 	assert.ElementsMatch(t, []string{key + "-t14.sent", key + "-t1.sent", key + "-success.sent"}, smtptest.FileNames(t, o.LedgerDir))
 
-	for i, kind := range activities.NoticeKinds {
+	for i, kind := range contract.NoticeKinds {
 		t.Run(string(kind), func(t *testing.T) {
 			nt := notice(key, kind)
 			want, err := tpl.Render(nt)
@@ -167,9 +168,9 @@ func TestSendUserNotices(t *testing.T) {
 func TestRetryAfterSuccessSendsNothing(t *testing.T) {
 	n, r, o := setup(t, nil)
 	ctx := context.Background()
-	nt := notice(key, activities.NoticeT14)
+	nt := notice(key, contract.NoticeT14)
 
-	sent, err := n.Sent(ctx, key, activities.NoticeT14)
+	sent, err := n.Sent(ctx, key, contract.NoticeT14)
 	require.NoError(t, err)
 	assert.False(t, sent, "not sent before")
 
@@ -184,10 +185,10 @@ func TestRetryAfterSuccessSendsNothing(t *testing.T) {
 	assert.Len(t, r.Messages(), 1, "the retry sent nothing")
 	assert.Equal(t, conns, r.Conns(), "the retry did not even connect")
 
-	sent, err = n.Sent(ctx, key, activities.NoticeT14)
+	sent, err = n.Sent(ctx, key, contract.NoticeT14)
 	require.NoError(t, err)
 	assert.True(t, sent)
-	sent, err = n.Sent(ctx, key, activities.NoticeT1)
+	sent, err = n.Sent(ctx, key, contract.NoticeT1)
 	require.NoError(t, err)
 	assert.False(t, sent)
 
@@ -212,7 +213,7 @@ func TestRetryAfterSuccessSendsNothing(t *testing.T) {
 func TestConcurrentSendsDeliverOnce(t *testing.T) {
 	n, r, _ := setup(t, nil)
 	ctx := context.Background()
-	nt := notice(key, activities.NoticeT1)
+	nt := notice(key, contract.NoticeT1)
 
 	var fresh atomic.Int32
 	var wg sync.WaitGroup
@@ -257,7 +258,7 @@ func TestFailureNoticeGoesToAdmin(t *testing.T) {
 	}
 	assert.Equal(t, []string{key + "-failure.sent"}, smtptest.FileNames(t, o.LedgerDir))
 
-	sent, err := n.Sent(ctx, key, activities.NoticeFailure)
+	sent, err := n.Sent(ctx, key, contract.NoticeFailure)
 	require.NoError(t, err)
 	assert.True(t, sent)
 }
@@ -269,7 +270,7 @@ func TestFailureNoticeWithoutAdminContact(t *testing.T) {
 	require.Error(t, err)
 	typ, ok := activities.IsPermanent(err)
 	assert.True(t, ok)
-	assert.Equal(t, activities.ErrTypeNoticeNotSent, typ)
+	assert.Equal(t, contract.ErrTypeNoticeNotSent, typ)
 	assert.Contains(t, err.Error(), "AdminContact")
 	assert.Zero(t, r.Conns(), "no connection made")
 }
@@ -280,18 +281,18 @@ func TestRecipientRejectedIsPermanent(t *testing.T) {
 	n, r, o := setupRelay(t, ro, nil)
 	ctx := context.Background()
 
-	_, err := n.Send(ctx, notice(key, activities.NoticeT14))
+	_, err := n.Send(ctx, notice(key, contract.NoticeT14))
 	require.Error(t, err)
 	typ, ok := activities.IsPermanent(err)
 	assert.True(t, ok, "a 550 is not retried: %v", err)
-	assert.Equal(t, activities.ErrTypeNoticeNotSent, typ)
+	assert.Equal(t, contract.ErrTypeNoticeNotSent, typ)
 	assert.Contains(t, err.Error(), "550")
 	assert.Contains(t, err.Error(), key)
 	assertNoAddress(t, err)
 
 	assert.Empty(t, r.Messages())
 	assert.Empty(t, smtptest.FileNames(t, o.LedgerDir), "nothing in the ledger")
-	sent, err := n.Sent(ctx, key, activities.NoticeT14)
+	sent, err := n.Sent(ctx, key, contract.NoticeT14)
 	require.NoError(t, err)
 	assert.False(t, sent)
 }
@@ -301,7 +302,7 @@ func TestTemporaryFailureThenSuccess(t *testing.T) {
 	ro.FailData, ro.FailDataMsg = 1, "Temporary local problem"
 	n, r, _ := setupRelay(t, ro, nil)
 	ctx := context.Background()
-	nt := notice(key, activities.NoticeT1)
+	nt := notice(key, contract.NoticeT1)
 
 	_, err := n.Send(ctx, nt)
 	require.Error(t, err)
@@ -312,7 +313,7 @@ func TestTemporaryFailureThenSuccess(t *testing.T) {
 	assert.Contains(t, err.Error(), "451")
 	assertNoAddress(t, err)
 	assert.Empty(t, r.Messages())
-	sent, err := n.Sent(ctx, key, activities.NoticeT1)
+	sent, err := n.Sent(ctx, key, contract.NoticeT1)
 	require.NoError(t, err)
 	assert.False(t, sent)
 
@@ -326,7 +327,7 @@ func TestTryAgainLaterIsThrottled(t *testing.T) {
 	n, r, _ := setup(t, nil)
 	r.FailNextData(1, "Too many messages from you, try again later")
 
-	_, err := n.Send(context.Background(), notice(key, activities.NoticeT14))
+	_, err := n.Send(context.Background(), notice(key, contract.NoticeT14))
 	var thr *activities.ThrottledError
 	require.ErrorAs(t, err, &thr)
 	assert.Equal(t, smtpnotify.ThrottleRetryAfter, thr.RetryAfter)
@@ -338,11 +339,11 @@ func TestTryAgainLaterIsThrottled(t *testing.T) {
 func TestWrongPasswordIsPermanent(t *testing.T) {
 	n, r, o := setup(t, func(o *smtpnotify.Options) { o.Password = "wrong" })
 
-	_, err := n.Send(context.Background(), notice(key, activities.NoticeT14))
+	_, err := n.Send(context.Background(), notice(key, contract.NoticeT14))
 	require.Error(t, err)
 	typ, ok := activities.IsPermanent(err)
 	assert.True(t, ok, "%v", err)
-	assert.Equal(t, activities.ErrTypeBadCredentials, typ)
+	assert.Equal(t, contract.ErrTypeBadCredentials, typ)
 	assert.Contains(t, err.Error(), "535")
 	assert.NotContains(t, err.Error(), relayPass)
 	assert.Empty(t, r.Messages())
@@ -351,7 +352,7 @@ func TestWrongPasswordIsPermanent(t *testing.T) {
 
 func TestAuthLogin(t *testing.T) {
 	n, r, _ := setup(t, func(o *smtpnotify.Options) { o.AuthMechanism = smtpnotify.AuthLogin })
-	_, err := n.Send(context.Background(), notice(key, activities.NoticeT14))
+	_, err := n.Send(context.Background(), notice(key, contract.NoticeT14))
 	require.NoError(t, err)
 	assert.Len(t, r.Messages(), 1)
 }
@@ -360,10 +361,10 @@ func TestAuthNotOfferedIsPermanent(t *testing.T) {
 	// No AUTH advertised.
 	n, r, _ := setupRelay(t, smtptest.Options{Security: smtptest.SecurityStartTLS}, nil)
 
-	_, err := n.Send(context.Background(), notice(key, activities.NoticeT14))
+	_, err := n.Send(context.Background(), notice(key, contract.NoticeT14))
 	typ, ok := activities.IsPermanent(err)
 	assert.True(t, ok, "%v", err)
-	assert.Equal(t, activities.ErrTypeBadCredentials, typ)
+	assert.Equal(t, contract.ErrTypeBadCredentials, typ)
 	assert.Contains(t, err.Error(), "AUTH PLAIN")
 	assert.Empty(t, r.Messages())
 }
@@ -371,7 +372,7 @@ func TestAuthNotOfferedIsPermanent(t *testing.T) {
 func TestStartTLSNeedsTheCA(t *testing.T) {
 	n, r, _ := setup(t, func(o *smtpnotify.Options) { o.CAFile = "" })
 
-	_, err := n.Send(context.Background(), notice(key, activities.NoticeT14))
+	_, err := n.Send(context.Background(), notice(key, contract.NoticeT14))
 	require.Error(t, err)
 	var verr *tls.CertificateVerificationError
 	assert.ErrorAs(t, err, &verr, "a TLS error: %v", err)
@@ -389,7 +390,7 @@ func TestImplicitTLS(t *testing.T) {
 	n, err := smtpnotify.New(o)
 	require.NoError(t, err)
 
-	_, err = n.Send(context.Background(), notice(key, activities.NoticeSuccess))
+	_, err = n.Send(context.Background(), notice(key, contract.NoticeSuccess))
 	require.NoError(t, err)
 	require.Len(t, r.Messages(), 1)
 	assert.Equal(t, "success", smtptest.ParseMessage(t, r.Messages()[0].Data).Header.Get("X-Mailwave-Kind"))
@@ -398,7 +399,7 @@ func TestImplicitTLS(t *testing.T) {
 	o.CAFile, o.LedgerDir = "", t.TempDir()
 	n, err = smtpnotify.New(o)
 	require.NoError(t, err)
-	_, err = n.Send(context.Background(), notice(key, activities.NoticeSuccess))
+	_, err = n.Send(context.Background(), notice(key, contract.NoticeSuccess))
 	var verr *tls.CertificateVerificationError
 	assert.ErrorAs(t, err, &verr)
 }
@@ -412,7 +413,7 @@ func TestPlainTextToLocalhost(t *testing.T) {
 	n, err := smtpnotify.New(o)
 	require.NoError(t, err)
 
-	_, err = n.Send(context.Background(), notice(key, activities.NoticeT14))
+	_, err = n.Send(context.Background(), notice(key, contract.NoticeT14))
 	require.NoError(t, err)
 	assert.Len(t, r.Messages(), 1)
 }
@@ -426,7 +427,7 @@ func TestConnectionRefusedIsRetryable(t *testing.T) {
 	o := options(t, port)
 	n, err := smtpnotify.New(o)
 	require.NoError(t, err)
-	_, err = n.Send(context.Background(), notice(key, activities.NoticeT14))
+	_, err = n.Send(context.Background(), notice(key, contract.NoticeT14))
 	require.Error(t, err)
 	_, permanent := activities.IsPermanent(err)
 	assert.False(t, permanent)
@@ -443,14 +444,14 @@ func TestCancelStopsASend(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := n.Send(ctx, notice(key, activities.NoticeT14))
+	_, err := n.Send(ctx, notice(key, contract.NoticeT14))
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Less(t, time.Since(start), 10*time.Second, "the send stopped with its context, not its timeout")
 	assert.Empty(t, smtptest.FileNames(t, o.LedgerDir))
 
 	ctx, cancel = context.WithCancel(context.Background())
 	cancel()
-	_, err = n.Send(ctx, notice(key, activities.NoticeT14))
+	_, err = n.Send(ctx, notice(key, contract.NoticeT14))
 	assert.ErrorIs(t, err, context.Canceled)
 }
 
@@ -472,25 +473,25 @@ func TestSendRejectsBadNotices(t *testing.T) {
 		"bad message id":     {func(n *activities.Notice) { n.MessageID = "<a b@c>" }, "malformed Message-ID"},
 		"header in wave":     {func(n *activities.Notice) { n.WaveID = "w\r\nBcc: x@y" }, "wave ID"},
 		"no migrate time":    {func(n *activities.Notice) { n.MigrateAt = time.Time{} }, "no migration time"},
-		"failure no details": {func(n *activities.Notice) { n.Kind = activities.NoticeFailure }, "no failure details"},
+		"failure no details": {func(n *activities.Notice) { n.Kind = contract.NoticeFailure }, "no failure details"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			nt := notice(key, activities.NoticeT14)
+			nt := notice(key, contract.NoticeT14)
 			c.edit(&nt)
 			_, err := n.Send(ctx, nt)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), c.want)
 			typ, ok := activities.IsPermanent(err)
 			assert.True(t, ok, "a bad notice never improves")
-			assert.Equal(t, activities.ErrTypeNoticeNotSent, typ)
+			assert.Equal(t, contract.ErrTypeNoticeNotSent, typ)
 			assert.NotContains(t, err.Error(), "jo.bloggs", "errors carry no address")
 		})
 	}
 	assert.Zero(t, r.Conns(), "no connection made")
 	assert.Empty(t, smtptest.FileNames(t, o.LedgerDir))
 
-	_, err := n.Sent(ctx, "../etc", activities.NoticeT14)
+	_, err := n.Sent(ctx, "../etc", contract.NoticeT14)
 	assert.Error(t, err)
 	_, err = n.Sent(ctx, key, "t7")
 	assert.Error(t, err)

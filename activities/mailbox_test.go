@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+
+	"mailwave/contract"
 )
 
 // fakeNotifier remembers what it sent.
@@ -30,10 +32,10 @@ func (f *fakeNotifier) Send(_ context.Context, n Notice) (bool, error) {
 	return already, nil
 }
 
-func (f *fakeNotifier) Sent(_ context.Context, key string, kind NoticeKind) (bool, error) {
+func (f *fakeNotifier) Sent(_ context.Context, key string, kind contract.NoticeKind) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	_, ok := f.sent[NoticeMessageID(key, kind)]
+	_, ok := f.sent[contract.NoticeMessageID(key, kind)]
 	return ok, nil
 }
 
@@ -43,14 +45,14 @@ type fakeRouter struct {
 	cutovers int
 }
 
-func (f *fakeRouter) Route(_ context.Context, m MailboxRef) (Route, error) {
+func (f *fakeRouter) Route(_ context.Context, m contract.MailboxRef) (Route, error) {
 	if r, ok := f.routes[m.Key]; ok {
 		return r, nil
 	}
 	return RouteSource, nil
 }
 
-func (f *fakeRouter) Cutover(_ context.Context, m MailboxRef) error {
+func (f *fakeRouter) Cutover(_ context.Context, m contract.MailboxRef) error {
 	if f.routes == nil {
 		f.routes = map[string]Route{}
 	}
@@ -65,29 +67,27 @@ type fakeCopier struct {
 	total     uint32
 	failAfter int
 	failWith  error
-	seen      []Checkpoint
+	seen      []contract.Checkpoint
 }
 
-func (f *fakeCopier) Copy(ctx context.Context, req CopyRequest) (CopyStats, error) {
+func (f *fakeCopier) Copy(ctx context.Context, req CopyRequest) (contract.CopyStats, error) {
 	f.seen = append(f.seen, req.Checkpoint.Clone())
 	cp := req.Checkpoint.Clone()
-	var s CopyStats
+	var s contract.CopyStats
 	for uid := cp.Folders["INBOX"].LastUID + 1; uid <= f.total; uid++ {
 		if f.failWith != nil && int(s.Items) == f.failAfter {
 			return s, f.failWith
 		}
 		s.Items++
 		s.Bytes += 100
-		cp.Folders["INBOX"] = FolderCheckpoint{UIDValidity: 1, LastUID: uid}
+		cp.Folders["INBOX"] = contract.FolderCheckpoint{UIDValidity: 1, LastUID: uid}
 		req.Progress(cp, s)
 	}
 	return s, nil
 }
 
-// ref names the activities for ExecuteActivity; the registered value runs.
-var ref *Activities
 
-var mbx = MailboxRef{Key: "abc123", Address: "jo@trust.nhs.example"}
+var mbx = contract.MailboxRef{Key: "abc123", Address: "jo@trust.nhs.example"}
 
 func activityEnv() *testsuite.TestActivityEnvironment {
 	var ts testsuite.WorkflowTestSuite
@@ -97,24 +97,24 @@ func activityEnv() *testsuite.TestActivityEnvironment {
 func TestCutoverRefusesWithoutTheNotice(t *testing.T) {
 	n, r := &fakeNotifier{}, &fakeRouter{}
 	env := activityEnv()
-	env.RegisterActivity(New(n, &fakeCopier{}, r))
+	New(n, &fakeCopier{}, r).Register(env)
 
-	_, err := env.ExecuteActivity(ref.Cutover, CutoverInput{Mailbox: mbx})
+	_, err := env.ExecuteActivity(contract.ActivityCutover, CutoverInput{Mailbox: mbx})
 	var app *temporal.ApplicationError
 	require.ErrorAs(t, err, &app)
-	assert.Equal(t, ErrTypeNoticeNotSent, app.Type())
+	assert.Equal(t, contract.ErrTypeNoticeNotSent, app.Type())
 	assert.True(t, app.NonRetryable())
 	assert.Zero(t, r.cutovers, "nothing was cut over")
 
-	_, err = n.Send(context.Background(), Notice{Mailbox: mbx, Kind: NoticeT14, MessageID: NoticeMessageID(mbx.Key, NoticeT14)})
+	_, err = n.Send(context.Background(), Notice{Mailbox: mbx, Kind: contract.NoticeT14, MessageID: contract.NoticeMessageID(mbx.Key, contract.NoticeT14)})
 	require.NoError(t, err)
-	v, err := env.ExecuteActivity(ref.Cutover, CutoverInput{Mailbox: mbx})
+	v, err := env.ExecuteActivity(contract.ActivityCutover, CutoverInput{Mailbox: mbx})
 	require.NoError(t, err)
 	var res CutoverResult
 	require.NoError(t, v.Get(&res))
 	assert.False(t, res.AlreadyDone)
 
-	v, err = env.ExecuteActivity(ref.Cutover, CutoverInput{Mailbox: mbx})
+	v, err = env.ExecuteActivity(contract.ActivityCutover, CutoverInput{Mailbox: mbx})
 	require.NoError(t, err)
 	require.NoError(t, v.Get(&res))
 	assert.True(t, res.AlreadyDone, "a second cutover finds it done")
@@ -124,9 +124,9 @@ func TestCutoverRefusesWithoutTheNotice(t *testing.T) {
 func TestSendNoticeUsesTheDeterministicMessageID(t *testing.T) {
 	n := &fakeNotifier{}
 	env := activityEnv()
-	env.RegisterActivity(New(n, &fakeCopier{}, &fakeRouter{}))
+	New(n, &fakeCopier{}, &fakeRouter{}).Register(env)
 	for i, wantAlready := range []bool{false, true} {
-		v, err := env.ExecuteActivity(ref.SendNotice, SendNoticeInput{Mailbox: mbx, Kind: NoticeT1, MigrateAt: time.Now()})
+		v, err := env.ExecuteActivity(contract.ActivitySendNotice, SendNoticeInput{Mailbox: mbx, Kind: contract.NoticeT1, MigrateAt: time.Now()})
 		require.NoError(t, err)
 		var res SendNoticeResult
 		require.NoError(t, v.Get(&res))
@@ -139,13 +139,13 @@ func TestSendNoticeUsesTheDeterministicMessageID(t *testing.T) {
 func TestCopyResumesFromTheHeartbeat(t *testing.T) {
 	c := &fakeCopier{total: 10}
 	env := activityEnv()
-	env.RegisterActivity(New(&fakeNotifier{}, c, &fakeRouter{}))
+	New(&fakeNotifier{}, c, &fakeRouter{}).Register(env)
 	env.SetHeartbeatDetails(CopyProgress{
-		Checkpoint: Checkpoint{Folders: map[string]FolderCheckpoint{"INBOX": {UIDValidity: 1, LastUID: 6}}},
-		Stats:      CopyStats{Items: 6, Bytes: 600},
+		Checkpoint: contract.Checkpoint{Folders: map[string]contract.FolderCheckpoint{"INBOX": {UIDValidity: 1, LastUID: 6}}},
+		Stats:      contract.CopyStats{Items: 6, Bytes: 600},
 		Stalled:    2,
 	})
-	v, err := env.ExecuteActivity(ref.CopyMailbox, CopyInput{Mailbox: mbx, Pass: PassBulk})
+	v, err := env.ExecuteActivity(contract.ActivityCopyMailbox, CopyInput{Mailbox: mbx, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	var res CopyResult
 	require.NoError(t, v.Get(&res))
@@ -164,17 +164,17 @@ func TestCopyRetryDelays(t *testing.T) {
 		wantDelay time.Duration
 		retryable bool
 	}{
-		{"progress then a transient error resumes soon", 3, errors.New("connection reset"), 4, ErrTypeTransient, CopyResumeDelay, true},
-		{"no progress backs off", 0, errors.New("connection reset"), 2, ErrTypeTransient, 8 * time.Second, true},
-		{"throttling honours the server", 0, &ThrottledError{RetryAfter: 42 * time.Second, Err: errors.New("slow down")}, 0, ErrTypeThrottled, 42 * time.Second, true},
-		{"permanent is not retried", 0, Permanent(ErrTypeMailboxNotFound, "mailbox abc123 not found"), 0, ErrTypeMailboxNotFound, 0, false},
+		{"progress then a transient error resumes soon", 3, errors.New("connection reset"), 4, contract.ErrTypeTransient, CopyResumeDelay, true},
+		{"no progress backs off", 0, errors.New("connection reset"), 2, contract.ErrTypeTransient, 8 * time.Second, true},
+		{"throttling honours the server", 0, &ThrottledError{RetryAfter: 42 * time.Second, Err: errors.New("slow down")}, 0, contract.ErrTypeThrottled, 42 * time.Second, true},
+		{"permanent is not retried", 0, Permanent(contract.ErrTypeMailboxNotFound, "mailbox abc123 not found"), 0, contract.ErrTypeMailboxNotFound, 0, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			env := activityEnv()
-			env.RegisterActivity(New(&fakeNotifier{}, &fakeCopier{total: 10, failAfter: tc.failAfter, failWith: tc.failWith}, &fakeRouter{}))
+			New(&fakeNotifier{}, &fakeCopier{total: 10, failAfter: tc.failAfter, failWith: tc.failWith}, &fakeRouter{}).Register(env)
 			env.SetHeartbeatDetails(CopyProgress{Stalled: tc.stalled})
-			_, err := env.ExecuteActivity(ref.CopyMailbox, CopyInput{Mailbox: mbx, Pass: PassBulk})
+			_, err := env.ExecuteActivity(contract.ActivityCopyMailbox, CopyInput{Mailbox: mbx, Pass: contract.PassBulk})
 			var app *temporal.ApplicationError
 			require.ErrorAs(t, err, &app)
 			assert.Equal(t, tc.wantType, app.Type())

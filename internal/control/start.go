@@ -1,7 +1,8 @@
-// Package fanout holds the activities a wave uses to start, look up and
-// cancel its mailboxes' workflows, and the one rule for starting a mailbox
-// that the starter shares: a mailbox belongs to one migration at a time.
-package fanout
+// Package control is the code that controls mailwave's workflows through a
+// Temporal client, shared by the starter and the wave's activities: the one
+// rule for starting a mailbox (a mailbox belongs to one migration at a
+// time), looking a mailbox's run up, and listing contract.
+package control
 
 import (
 	"context"
@@ -15,7 +16,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
-	"mailwave/workflows"
+	"mailwave/contract"
 )
 
 // Start is the outcome of StartMailbox.
@@ -36,18 +37,18 @@ type Start struct {
 // A retry (the wave's retry-failed) passes retrySince, when it was asked
 // for: only a run of the wave started since then is the retry's own; an
 // older one still finishing is waited for, then started again.
-func StartMailbox(ctx context.Context, c client.Client, in workflows.MailboxInput, retrySince time.Time, now time.Time) (Start, error) {
-	id := workflows.MailboxWorkflowID(in.Mailbox.Key)
+func StartMailbox(ctx context.Context, c client.Client, in contract.MailboxInput, retrySince time.Time, now time.Time) (Start, error) {
+	id := contract.MailboxWorkflowID(in.Mailbox.Key)
 	attrs := []temporal.SearchAttributeUpdate{
-		workflows.SearchAttrStage.ValueSet(string(workflows.StageScheduled)),
-		workflows.SearchAttrStageSince.ValueSet(now),
+		contract.SearchAttrStage.ValueSet(string(contract.StageScheduled)),
+		contract.SearchAttrStageSince.ValueSet(now),
 	}
 	if in.WaveID != "" {
-		attrs = append(attrs, workflows.SearchAttrWave.ValueSet(in.WaveID))
+		attrs = append(attrs, contract.SearchAttrWave.ValueSet(in.WaveID))
 	}
 	opts := client.StartWorkflowOptions{
 		ID:                       id,
-		TaskQueue:                workflows.TaskQueue,
+		TaskQueue:                contract.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		// A closed run that completed (migrated, or ended in needs support)
 		// is looked at below before any new run is started.
@@ -58,7 +59,7 @@ func StartMailbox(ctx context.Context, c client.Client, in workflows.MailboxInpu
 		TypedSearchAttributes:                    temporal.NewSearchAttributes(attrs...),
 		StaticSummary:                            "mailbox " + in.Mailbox.Key,
 	}
-	run, err := c.ExecuteWorkflow(ctx, opts, workflows.MailboxWorkflowName, in)
+	run, err := c.ExecuteWorkflow(ctx, opts, contract.MailboxWorkflowName, in)
 	if err == nil {
 		return Start{Started: true, RunID: run.GetRunID()}, nil
 	}
@@ -66,12 +67,12 @@ func StartMailbox(ctx context.Context, c client.Client, in workflows.MailboxInpu
 	if !errors.As(err, &already) {
 		return Start{}, fmt.Errorf("starting workflow %s: %w", id, err)
 	}
-	prev, err := describe(ctx, c, id)
+	prev, err := Describe(ctx, c, id)
 	if err != nil {
 		return Start{}, err
 	}
-	ours := in.WaveID != "" && prev.wave == in.WaveID && !prev.started.Before(retrySince)
-	if prev.running && !ours && in.WaveID != "" && prev.wave == in.WaveID {
+	ours := in.WaveID != "" && prev.Wave == in.WaveID && !prev.Started.Before(retrySince)
+	if prev.Running && !ours && in.WaveID != "" && prev.Wave == in.WaveID {
 		// A retry's old run, reporting its end: wait for it to close.
 		if prev, err = awaitClosed(ctx, c, id); err != nil {
 			return Start{}, err
@@ -80,21 +81,21 @@ func StartMailbox(ctx context.Context, c client.Client, in workflows.MailboxInpu
 	}
 	switch {
 	case ours:
-		return Start{Started: true, RunID: prev.runID}, nil
-	case prev.running && prev.wave != "":
-		return Start{Refusal: fmt.Sprintf("already being migrated in wave %s", prev.wave)}, nil
-	case prev.running:
+		return Start{Started: true, RunID: prev.RunID}, nil
+	case prev.Running && prev.Wave != "":
+		return Start{Refusal: fmt.Sprintf("already being migrated in wave %s", prev.Wave)}, nil
+	case prev.Running:
 		return Start{Refusal: "already being migrated (started on its own, not in a wave)"}, nil
-	case prev.result != nil && prev.result.Outcome == workflows.OutcomeMigrated:
-		return Start{Refusal: fmt.Sprintf("already migrated on %s", prev.result.FinishedAt.UTC().Format(time.RFC3339))}, nil
+	case prev.Result != nil && prev.Result.Outcome == contract.OutcomeMigrated:
+		return Start{Refusal: fmt.Sprintf("already migrated on %s", prev.Result.FinishedAt.UTC().Format(time.RFC3339))}, nil
 	}
 	// The last run ended in needs support or was cancelled: start afresh.
 	opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
-	run, err = c.ExecuteWorkflow(ctx, opts, workflows.MailboxWorkflowName, in)
+	run, err = c.ExecuteWorkflow(ctx, opts, contract.MailboxWorkflowName, in)
 	if errors.As(err, &already) {
 		// Another attempt of the same start may have won the race.
-		if again, derr := describe(ctx, c, id); derr == nil && again.running && in.WaveID != "" && again.wave == in.WaveID {
-			return Start{Started: true, RunID: again.runID}, nil
+		if again, derr := Describe(ctx, c, id); derr == nil && again.Running && in.WaveID != "" && again.Wave == in.WaveID {
+			return Start{Started: true, RunID: again.RunID}, nil
 		}
 		return Start{Refusal: "started by someone else at the same moment"}, nil
 	}
@@ -104,22 +105,25 @@ func StartMailbox(ctx context.Context, c client.Client, in workflows.MailboxInpu
 	return Start{Started: true, RunID: run.GetRunID()}, nil
 }
 
-// previous is what is known of a mailbox workflow's latest run.
-type previous struct {
-	running bool
-	status  enumspb.WorkflowExecutionStatus
-	wave    string
-	runID   string
-	started time.Time
-	result  *workflows.MailboxResult
+// Run is what is known of a mailbox workflow's latest run.
+type Run struct {
+	Running bool
+	Status  enumspb.WorkflowExecutionStatus
+	// Wave is the run's MailwaveWave search attribute: empty for a
+	// mailbox started on its own.
+	Wave    string
+	RunID   string
+	Started time.Time
+	// Result is the run's result, when it completed.
+	Result *contract.MailboxResult
 }
 
 // awaitClosed waits, up to a minute, for a mailbox's run to close.
-func awaitClosed(ctx context.Context, c client.Client, id string) (previous, error) {
+func awaitClosed(ctx context.Context, c client.Client, id string) (Run, error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
-		p, err := describe(ctx, c, id)
-		if err != nil || !p.running {
+		p, err := Describe(ctx, c, id)
+		if err != nil || !p.Running {
 			return p, err
 		}
 		if time.Now().After(deadline) {
@@ -133,27 +137,28 @@ func awaitClosed(ctx context.Context, c client.Client, id string) (previous, err
 	}
 }
 
-func describe(ctx context.Context, c client.Client, id string) (previous, error) {
+// Describe looks up the latest run of the mailbox workflow id.
+func Describe(ctx context.Context, c client.Client, id string) (Run, error) {
 	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
 	if err != nil {
-		return previous{}, fmt.Errorf("looking up workflow %s: %w", id, err)
+		return Run{}, fmt.Errorf("looking up workflow %s: %w", id, err)
 	}
 	info := desc.GetWorkflowExecutionInfo()
-	p := previous{
-		running: info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING,
-		status:  info.GetStatus(),
-		runID:   info.GetExecution().GetRunId(),
-		started: info.GetStartTime().AsTime(),
+	p := Run{
+		Running: info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING,
+		Status:  info.GetStatus(),
+		RunID:   info.GetExecution().GetRunId(),
+		Started: info.GetStartTime().AsTime(),
 	}
-	if payload, ok := info.GetSearchAttributes().GetIndexedFields()[workflows.SearchAttrWave.GetName()]; ok {
-		_ = converter.GetDefaultDataConverter().FromPayload(payload, &p.wave)
+	if payload, ok := info.GetSearchAttributes().GetIndexedFields()[contract.SearchAttrWave.GetName()]; ok {
+		_ = converter.GetDefaultDataConverter().FromPayload(payload, &p.Wave)
 	}
 	if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
-		var res workflows.MailboxResult
-		if err := c.GetWorkflow(ctx, id, p.runID).Get(ctx, &res); err != nil {
-			return previous{}, fmt.Errorf("reading the result of workflow %s: %w", id, err)
+		var res contract.MailboxResult
+		if err := c.GetWorkflow(ctx, id, p.RunID).Get(ctx, &res); err != nil {
+			return Run{}, fmt.Errorf("reading the result of workflow %s: %w", id, err)
 		}
-		p.result = &res
+		p.Result = &res
 	}
 	return p, nil
 }

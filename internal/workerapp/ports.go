@@ -3,16 +3,16 @@ package workerapp
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"golang.org/x/time/rate"
 
 	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/internal/config"
+	"mailwave/internal/tlsconf"
 	"mailwave/mail/imapcopy"
 	"mailwave/mail/notices"
 	"mailwave/mail/outbox"
@@ -29,8 +29,9 @@ type orgPorts struct {
 }
 
 // orgs sends each mailbox to its organisation's connectors, as the
-// configuration file names them. It is the Copier, Notifier and Router of a
-// worker started with --config.
+// configuration names them. It is the Copier, Notifier and Router of every
+// worker: one built from a configuration file (--config) or from its flags
+// (one default organisation on the simulated estate and an outbox).
 type orgs struct {
 	file  *config.File
 	ports map[string]*orgPorts // by organisation name
@@ -43,22 +44,19 @@ var (
 	_ activities.Router   = (*orgs)(nil)
 )
 
-// openOrgs loads the configuration file and builds every organisation's
-// connectors, so that a mistake shows at start-up, not at a mailbox's T.
-func openOrgs(path string) (*orgs, error) {
-	f, err := config.Load(path)
-	if err != nil {
-		return nil, err
-	}
+// buildPorts builds every organisation's connectors, so that a mistake
+// shows at start-up, not at a mailbox's T. It is the one place the ports
+// are made.
+func buildPorts(f *config.File) (*orgs, error) {
 	secrets, err := f.Secrets()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", f.Path, err)
 	}
 	o := &orgs{file: f, ports: map[string]*orgPorts{}}
 	for _, org := range f.Orgs {
 		p, err := buildOrg(org, secrets)
 		if err != nil {
-			return nil, fmt.Errorf("%s: organisation %q: %w", path, org.Name, err)
+			return nil, fmt.Errorf("%s: organisation %q: %w", f.Path, org.Name, err)
 		}
 		o.ports[org.Name] = p
 		o.order = append(o.order, org.Name)
@@ -68,6 +66,31 @@ func openOrgs(path string) (*orgs, error) {
 
 func buildOrg(org config.Org, secrets *config.Secrets) (*orgPorts, error) {
 	p := &orgPorts{}
+	var err error
+	var estate *sim.Estate
+	if org.Sim != nil {
+		if estate, err = openSim(*org.Sim); err != nil {
+			return nil, fmt.Errorf("sim: %w", err)
+		}
+		p.copier = estate
+	} else if p.copier, err = buildCopier(org, secrets); err != nil {
+		return nil, err
+	}
+	if p.notifier, err = buildNotifier(org.Notifier, secrets); err != nil {
+		return nil, fmt.Errorf("notifier: %w", err)
+	}
+	if org.Router.Kind == "sim" && estate != nil && org.Router.Sim.Dir == org.Sim.Dir {
+		// One estate is both copier and router.
+		p.router = estate
+	} else if p.router, err = buildRouter(org.Router, secrets); err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
+	return p, nil
+}
+
+// buildCopier makes the IMAP copier between the organisation's source and
+// target.
+func buildCopier(org config.Org, secrets *config.Secrets) (activities.Copier, error) {
 	src, err := endpoint(org.Source)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
@@ -80,7 +103,7 @@ func buildOrg(org config.Org, secrets *config.Secrets) (*orgPorts, error) {
 	if bps := org.Copy.BytesPerSecond; bps > 0 {
 		limiter = rate.NewLimiter(rate.Limit(bps), int(min(max(bps/10, 64<<10), 4<<20)))
 	}
-	p.copier, err = imapcopy.New(imapcopy.Options{
+	return imapcopy.New(imapcopy.Options{
 		Source: src, Target: tgt,
 		Credentials:     credentials(org, secrets),
 		Window:          org.Copy.Window,
@@ -89,22 +112,27 @@ func buildOrg(org config.Org, secrets *config.Secrets) (*orgPorts, error) {
 		FolderMap:       org.Copy.FolderMap,
 		Limiter:         limiter,
 	})
-	if err != nil {
-		return nil, err
-	}
-	if p.notifier, err = buildNotifier(org.Notifier, secrets); err != nil {
-		return nil, fmt.Errorf("notifier: %w", err)
-	}
-	if p.router, err = buildRouter(org.Router, secrets); err != nil {
-		return nil, fmt.Errorf("router: %w", err)
-	}
-	return p, nil
+}
+
+// openSim opens the simulated estate with its settings.
+func openSim(c config.Sim) (*sim.Estate, error) {
+	return sim.Open(c.Dir, sim.Options{
+		TimeScale:      c.TimeScale,
+		BytesPerSecond: c.BytesPerSecond,
+		Instant:        c.Instant,
+		Faults: sim.Faults{
+			TransientRate:      c.TransientRate,
+			ThrottleRate:       c.ThrottleRate,
+			ThrottleRetryAfter: c.ThrottleRetryAfter,
+			NotFoundRate:       c.NotFoundRate,
+		},
+	})
 }
 
 func endpoint(c config.IMAP) (imapcopy.Endpoint, error) {
 	conf := &tls.Config{InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // an operator's explicit choice
 	if c.CAFile != "" {
-		pool, err := certPool(c.CAFile)
+		pool, err := tlsconf.CertPool(c.CAFile)
 		if err != nil {
 			return imapcopy.Endpoint{}, err
 		}
@@ -113,25 +141,10 @@ func endpoint(c config.IMAP) (imapcopy.Endpoint, error) {
 	return imapcopy.Endpoint{Host: c.Host, Port: c.Port, Security: c.Security, TLS: conf}, nil
 }
 
-func certPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificates", file)
-	}
-	return pool, nil
-}
-
 // credentials finds a mailbox's login at copy time: the secrets are read
 // here, in the worker, and never travel in a workflow's input or history.
 func credentials(org config.Org, secrets *config.Secrets) imapcopy.CredentialsFunc {
-	return func(_ context.Context, side imapcopy.Side, m activities.MailboxRef) (imapcopy.Credentials, error) {
+	return func(_ context.Context, side imapcopy.Side, m contract.MailboxRef) (imapcopy.Credentials, error) {
 		ep := org.Source
 		if side == imapcopy.Target {
 			ep = org.Target
@@ -156,7 +169,7 @@ func credentials(org config.Org, secrets *config.Secrets) imapcopy.CredentialsFu
 		if err != nil {
 			// The name may be per user, so it can hold the address: say
 			// which template, never which name.
-			return imapcopy.Credentials{}, activities.Permanent(activities.ErrTypeBadCredentials,
+			return imapcopy.Credentials{}, activities.Permanent(contract.ErrTypeBadCredentials,
 				"%s secret %q for mailbox %s is not set", side, strings.ReplaceAll(secretName, "@", "(at)"), m.Key)
 		}
 		c := imapcopy.Credentials{Mechanism: a.Mechanism, Username: user}
@@ -214,24 +227,24 @@ func buildRouter(r config.Router, secrets *config.Secrets) (activities.Router, e
 			Attempts: r.Webhook.Attempts, Timeout: r.Webhook.Timeout,
 		})
 	case "sim":
-		return sim.Open(r.Sim.Dir, sim.Options{})
+		return openSim(r.Sim)
 	}
 	return nil, fmt.Errorf("unknown kind %q", r.Kind)
 }
 
 // of finds a mailbox's organisation's connectors.
-func (o *orgs) of(m activities.MailboxRef) (*orgPorts, error) {
+func (o *orgs) of(m contract.MailboxRef) (*orgPorts, error) {
 	org, err := o.file.OrgFor(m.Org, m.Address)
 	if err != nil {
-		return nil, activities.Permanent(activities.ErrTypeInvalidMailbox, "mailbox %s: %v", m.Key, err)
+		return nil, activities.Permanent(contract.ErrTypeInvalidMailbox, "mailbox %s: %v", m.Key, err)
 	}
 	return o.ports[org.Name], nil
 }
 
-func (o *orgs) Copy(ctx context.Context, req activities.CopyRequest) (activities.CopyStats, error) {
+func (o *orgs) Copy(ctx context.Context, req activities.CopyRequest) (contract.CopyStats, error) {
 	p, err := o.of(req.Mailbox)
 	if err != nil {
-		return activities.CopyStats{}, err
+		return contract.CopyStats{}, err
 	}
 	return p.copier.Copy(ctx, req)
 }
@@ -246,7 +259,7 @@ func (o *orgs) Send(ctx context.Context, n activities.Notice) (bool, error) {
 
 // Sent asks every organisation's notifier, since only the key is known: a
 // notice is sent if any of them has it.
-func (o *orgs) Sent(ctx context.Context, key string, kind activities.NoticeKind) (bool, error) {
+func (o *orgs) Sent(ctx context.Context, key string, kind contract.NoticeKind) (bool, error) {
 	var errs []error
 	for _, name := range o.order {
 		sent, err := o.ports[name].notifier.Sent(ctx, key, kind)
@@ -261,7 +274,7 @@ func (o *orgs) Sent(ctx context.Context, key string, kind activities.NoticeKind)
 	return false, errors.Join(errs...)
 }
 
-func (o *orgs) Route(ctx context.Context, m activities.MailboxRef) (activities.Route, error) {
+func (o *orgs) Route(ctx context.Context, m contract.MailboxRef) (activities.Route, error) {
 	p, err := o.of(m)
 	if err != nil {
 		return "", err
@@ -269,7 +282,7 @@ func (o *orgs) Route(ctx context.Context, m activities.MailboxRef) (activities.R
 	return p.router.Route(ctx, m)
 }
 
-func (o *orgs) Cutover(ctx context.Context, m activities.MailboxRef) error {
+func (o *orgs) Cutover(ctx context.Context, m contract.MailboxRef) error {
 	p, err := o.of(m)
 	if err != nil {
 		return err

@@ -8,6 +8,8 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+
+	"mailwave/contract"
 )
 
 // Activities are mailwave's side effects, each reaching out through a port.
@@ -26,12 +28,12 @@ func New(n Notifier, c Copier, r Router) *Activities {
 
 // SendNoticeInput asks for one notice to one mailbox.
 type SendNoticeInput struct {
-	Mailbox   MailboxRef
-	Kind      NoticeKind
+	Mailbox   contract.MailboxRef
+	Kind      contract.NoticeKind
 	WaveID    string `json:",omitempty"`
 	MigrateAt time.Time
 	// Failure is set for a NoticeFailure (to the organisation's admin).
-	Failure *Failure `json:",omitempty"`
+	Failure *contract.Failure `json:",omitempty"`
 }
 
 // SendNoticeResult says which message went out.
@@ -45,9 +47,9 @@ type SendNoticeResult struct {
 // after a crash is recognised by the notifier and not sent twice.
 func (a *Activities) SendNotice(ctx context.Context, in SendNoticeInput) (SendNoticeResult, error) {
 	if in.Mailbox.Key == "" || in.Kind == "" {
-		return SendNoticeResult{}, toTemporal(Permanent(ErrTypeInvalidMailbox, "notice needs a mailbox key and a kind"))
+		return SendNoticeResult{}, toTemporal(Permanent(contract.ErrTypeInvalidMailbox, "notice needs a mailbox key and a kind"))
 	}
-	id := NoticeMessageID(in.Mailbox.Key, in.Kind)
+	id := contract.NoticeMessageID(in.Mailbox.Key, in.Kind)
 	already, err := a.notifier.Send(ctx, Notice{
 		Mailbox: in.Mailbox, Kind: in.Kind, MessageID: id, WaveID: in.WaveID, MigrateAt: in.MigrateAt, Failure: in.Failure,
 	})
@@ -60,29 +62,29 @@ func (a *Activities) SendNotice(ctx context.Context, in SendNoticeInput) (SendNo
 
 // CopyInput asks for one copy pass over one mailbox.
 type CopyInput struct {
-	Mailbox MailboxRef
-	Pass    CopyPass
+	Mailbox contract.MailboxRef
+	Pass    contract.CopyPass
 	// From is where the previous pass ended (the delta starts from the
 	// bulk's end); a retry's heartbeated checkpoint takes precedence.
-	From Checkpoint `json:",omitempty"`
+	From contract.Checkpoint `json:",omitempty"`
 }
 
 // CopyResult counts what the pass copied over all its attempts.
 type CopyResult struct {
-	Stats   CopyStats
+	Stats   contract.CopyStats
 	Attempt int32
 	// Resumed is true when the pass went on from a heartbeated checkpoint.
 	Resumed bool
 	// Checkpoint is where the pass ended, for the next pass.
-	Checkpoint Checkpoint `json:",omitempty"`
+	Checkpoint contract.Checkpoint `json:",omitempty"`
 }
 
 // CopyProgress is the heartbeat of a copy: where to resume, what the
 // earlier attempts already copied, and how many attempts in a row failed
 // without copying anything.
 type CopyProgress struct {
-	Checkpoint Checkpoint
-	Stats      CopyStats
+	Checkpoint contract.Checkpoint
+	Stats      contract.CopyStats
 	Stalled    int `json:",omitempty"`
 }
 
@@ -105,7 +107,7 @@ func (a *Activities) CopyMailbox(ctx context.Context, in CopyInput) (CopyResult,
 		Mailbox:    in.Mailbox,
 		Pass:       in.Pass,
 		Checkpoint: prior.Checkpoint,
-		Progress: func(cp Checkpoint, s CopyStats) {
+		Progress: func(cp contract.Checkpoint, s contract.CopyStats) {
 			progressed = true
 			last = cp.Clone()
 			activity.RecordHeartbeat(ctx, CopyProgress{Checkpoint: cp.Clone(), Stats: prior.Stats.Add(s)})
@@ -122,7 +124,7 @@ func (a *Activities) CopyMailbox(ctx context.Context, in CopyInput) (CopyResult,
 
 // CutoverInput asks for one mailbox's routing to move to the target.
 type CutoverInput struct {
-	Mailbox MailboxRef
+	Mailbox contract.MailboxRef
 }
 
 // CutoverResult says whether the routing had already moved.
@@ -143,12 +145,12 @@ func (a *Activities) Cutover(ctx context.Context, in CutoverInput) (CutoverResul
 	if route == RouteTarget {
 		return CutoverResult{AlreadyDone: true, Attempt: attempt}, nil
 	}
-	sent, err := a.notifier.Sent(ctx, in.Mailbox.Key, NoticeT14)
+	sent, err := a.notifier.Sent(ctx, in.Mailbox.Key, contract.NoticeT14)
 	if err != nil {
 		return CutoverResult{}, toTemporal(err)
 	}
 	if !sent {
-		return CutoverResult{}, toTemporal(Permanent(ErrTypeNoticeNotSent,
+		return CutoverResult{}, toTemporal(Permanent(contract.ErrTypeNoticeNotSent,
 			"mailbox %s: the T-14 notice was never sent, so it may not be cut over", in.Mailbox.Key))
 	}
 	if err := a.router.Cutover(ctx, in.Mailbox); err != nil {
@@ -182,7 +184,7 @@ func copyRetryError(ctx context.Context, err error, prior CopyProgress, progress
 		stalled = prior.Stalled + 1
 		activity.RecordHeartbeat(ctx, CopyProgress{Checkpoint: prior.Checkpoint, Stats: prior.Stats, Stalled: stalled})
 	}
-	return temporal.NewApplicationErrorWithOptions(fmt.Sprint(err), ErrTypeTransient, temporal.ApplicationErrorOptions{
+	return temporal.NewApplicationErrorWithOptions(fmt.Sprint(err), contract.ErrTypeTransient, temporal.ApplicationErrorOptions{
 		NextRetryDelay: CopyRetryDelay(stalled),
 		Cause:          err,
 	})
@@ -221,10 +223,10 @@ func toTemporal(err error) error {
 	}
 	var thr *ThrottledError
 	if errors.As(err, &thr) {
-		return temporal.NewApplicationErrorWithOptions(thr.Error(), ErrTypeThrottled, temporal.ApplicationErrorOptions{
+		return temporal.NewApplicationErrorWithOptions(thr.Error(), contract.ErrTypeThrottled, temporal.ApplicationErrorOptions{
 			NextRetryDelay: thr.RetryAfter,
 			Cause:          thr.Err,
 		})
 	}
-	return temporal.NewApplicationError(fmt.Sprint(err), ErrTypeTransient, err)
+	return temporal.NewApplicationError(fmt.Sprint(err), contract.ErrTypeTransient, err)
 }

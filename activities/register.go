@@ -1,0 +1,26 @@
+package activities
+
+import (
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/worker"
+
+	"mailwave/contract"
+)
+
+// Register puts the mailbox's activities on a worker under their contract
+// names.
+func (a *Activities) Register(r worker.ActivityRegistry) {
+	r.RegisterActivityWithOptions(a.SendNotice, activity.RegisterOptions{Name: contract.ActivitySendNotice})
+	r.RegisterActivityWithOptions(a.CopyMailbox, activity.RegisterOptions{Name: contract.ActivityCopyMailbox})
+	r.RegisterActivityWithOptions(a.Cutover, activity.RegisterOptions{Name: contract.ActivityCutover})
+}
+
+// Register puts the wave's activities on a worker under their contract
+// names.
+func (a *WaveActivities) Register(r worker.ActivityRegistry) {
+	r.RegisterActivityWithOptions(a.StartMailboxes, activity.RegisterOptions{Name: contract.ActivityStartMailboxes})
+	r.RegisterActivityWithOptions(a.ReadMailboxKeys, activity.RegisterOptions{Name: contract.ActivityReadMailboxKeys})
+	r.RegisterActivityWithOptions(a.CancelMailboxes, activity.RegisterOptions{Name: contract.ActivityCancelMailboxes})
+	r.RegisterActivityWithOptions(a.ReportMailboxDone, activity.RegisterOptions{Name: contract.ActivityReportDone})
+	r.RegisterActivityWithOptions(a.ReconcileMailboxes, activity.RegisterOptions{Name: contract.ActivityReconcileMailboxes})
+}

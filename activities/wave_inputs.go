@@ -1,0 +1,60 @@
+package activities
+
+import (
+	"time"
+
+	"mailwave/contract"
+)
+
+// ReportDoneInput asks for a mailbox's end to be reported to its wave.
+type ReportDoneInput struct {
+	WaveWorkflowID string
+	Done           contract.MailboxDone
+}
+
+// StartMailboxesInput asks for the mailboxes of a wave at the given indexes
+// (or, when Indexes is empty, From to To-1) to be started. A retry (set
+// NotBefore) starts again mailboxes whose last run ended in needs support.
+type StartMailboxesInput struct {
+	WaveID      string
+	MailboxFile string
+	From, To    int
+	Indexes     []int `json:",omitempty"`
+	Retry       bool  `json:",omitempty"`
+	// NotBefore, on a retry, is when the retry was asked for: a run of the
+	// wave started since then is the retry's own.
+	NotBefore    time.Time `json:",omitempty"`
+	MigrateAt    time.Time
+	NoticeLead   time.Duration
+	ReminderLead time.Duration
+	StartRate    float64
+}
+
+// StartMailboxesResult lists the mailboxes refused; every other one asked
+// for is running in this wave.
+type StartMailboxesResult struct {
+	Started int
+	Refused []contract.Refusal `json:",omitempty"`
+}
+
+// ReadMailboxKeysInput asks for the keys of rows From to To-1.
+type ReadMailboxKeysInput struct {
+	MailboxFile string
+	From, To    int
+}
+
+// ReconcileMailboxesInput asks which of these mailboxes of the wave have
+// ended without reporting.
+type ReconcileMailboxesInput struct {
+	WaveID      string
+	MailboxFile string
+	Indexes     []int
+}
+
+// CancelMailboxesInput asks for the wave's running mailboxes at Indexes to
+// be cancelled (cleanly: a mailbox in cutover finishes it).
+type CancelMailboxesInput struct {
+	WaveID      string
+	MailboxFile string
+	Indexes     []int
+}

@@ -1,0 +1,152 @@
+package contract
+
+import (
+	"fmt"
+	"time"
+)
+
+// MailboxRef names one mailbox. Key is the opaque keyed hash used in workflow
+// IDs, search attributes and info logs; Address and DisplayName are personal
+// data and only ever reach the ports.
+type MailboxRef struct {
+	Key         string
+	Address     string
+	Org         string `json:",omitempty"`
+	DisplayName string `json:",omitempty"`
+}
+
+// Stage is where a mailbox is in its migration. It is the value of the
+// MailwaveStage search attribute.
+type Stage string
+
+const (
+	StageScheduled     Stage = "scheduled"      // waiting for T-14
+	StageNoticeT14     Stage = "notice_t14"     // sending the T-14 notice
+	StageWaitingT1     Stage = "waiting_t1"     // notice sent, waiting for T-1
+	StageNoticeT1      Stage = "notice_t1"      // sending the reminder
+	StageWaitingStart  Stage = "waiting_start"  // reminder sent, waiting for T
+	StageWaitingSlot   Stage = "waiting_slot"   // at T, waiting for a copy slot from the wave
+	StageCopying       Stage = "copying"        // bulk then delta copy
+	StageCutover       Stage = "cutover"        // changing the routing
+	StageNoticeSuccess Stage = "notice_success" // telling the user it is done
+	StagePaused        Stage = "paused"         // held by an operator at a step boundary
+	StageMigrated      Stage = "migrated"
+	StageNeedsSupport  Stage = "needs_support"
+	StageCancelled     Stage = "cancelled"
+)
+
+// Step names the activity a mailbox failed in.
+type Step string
+
+const (
+	StepNoticeT14     Step = "notice_t14"
+	StepNoticeT1      Step = "notice_t1"
+	StepCopyBulk      Step = "copy_bulk"
+	StepCopyDelta     Step = "copy_delta"
+	StepCutover       Step = "cutover"
+	StepNoticeSuccess Step = "notice_success"
+)
+
+// Outcome is how a mailbox's migration ended.
+type Outcome string
+
+const (
+	OutcomeMigrated     Outcome = "migrated"
+	OutcomeNeedsSupport Outcome = "needs_support"
+	OutcomeCancelled    Outcome = "cancelled"
+)
+
+// MailboxInput starts one mailbox's migration.
+type MailboxInput struct {
+	Mailbox MailboxRef
+	WaveID  string `json:",omitempty"`
+	// MigrateAt is T, the mailbox's migration time.
+	MigrateAt time.Time
+	// NoticeLead and ReminderLead are how long before T the notice and the
+	// reminder go out; zero means the defaults (14 days, 1 day).
+	NoticeLead   time.Duration `json:",omitempty"`
+	ReminderLead time.Duration `json:",omitempty"`
+	// WaveWorkflowID, when set, makes the mailbox wait at T for a slot from
+	// that wave and report to it when done; WaveIndex is its row in the
+	// wave's mailbox file.
+	WaveWorkflowID string `json:",omitempty"`
+	WaveIndex      int    `json:",omitempty"`
+}
+
+// Validate names the first problem with the input, if any.
+func (in MailboxInput) Validate() error {
+	switch {
+	case in.Mailbox.Key == "":
+		return fmt.Errorf("mailbox key is empty")
+	case in.Mailbox.Address == "":
+		return fmt.Errorf("mailbox %s has no address", in.Mailbox.Key)
+	case in.MigrateAt.IsZero():
+		return fmt.Errorf("mailbox %s has no migration time", in.Mailbox.Key)
+	case in.NoticeLead < 0 || in.ReminderLead < 0:
+		return fmt.Errorf("mailbox %s has a negative lead time", in.Mailbox.Key)
+	}
+	notice, reminder := in.Leads()
+	if reminder > notice {
+		return fmt.Errorf("mailbox %s: reminder lead %s is longer than notice lead %s", in.Mailbox.Key, reminder, notice)
+	}
+	return nil
+}
+
+// Leads returns the notice and reminder lead times with defaults applied.
+func (in MailboxInput) Leads() (notice, reminder time.Duration) {
+	notice, reminder = in.NoticeLead, in.ReminderLead
+	if notice == 0 {
+		notice = DefaultNoticeLead
+	}
+	if reminder == 0 {
+		reminder = DefaultReminderLead
+	}
+	return notice, reminder
+}
+
+// MailboxResult is how a mailbox's migration ended. A failure after retries
+// is an OutcomeNeedsSupport result naming the step and the reason, never a
+// failed workflow, so a wave can count it.
+type MailboxResult struct {
+	Key        string
+	Outcome    Outcome
+	FailedStep Step   `json:",omitempty"`
+	ErrorType  string `json:",omitempty"`
+	Reason     string `json:",omitempty"`
+	Copied     CopyStats
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// MailboxState is what the state query returns.
+type MailboxState struct {
+	Key        string
+	WaveID     string `json:",omitempty"`
+	Stage      Stage
+	StageSince time.Time
+	Paused     bool // by an operator
+	HeldByWave bool // by the mailbox's wave
+	Granted    bool // the wave granted a copy slot
+	MigrateAt  time.Time
+	NoticeAt   time.Time
+	ReminderAt time.Time
+	// NoticesSent lists the notices that went out, in order.
+	NoticesSent []NoticeKind `json:",omitempty"`
+	// Attempts counts, per step that has finished, the attempts it took.
+	Attempts  map[Step]int32 `json:",omitempty"`
+	LastError string         `json:",omitempty"`
+	Copied    CopyStats
+	Result    *MailboxResult `json:",omitempty"`
+}
+
+// PauseRequest is the payload of the pause signal. ByWave marks a hold by
+// the mailbox's wave, kept apart from an operator's pause of the mailbox.
+type PauseRequest struct {
+	Reason string `json:",omitempty"`
+	ByWave bool   `json:",omitempty"`
+}
+
+// ResumeRequest is the payload of the resume signal.
+type ResumeRequest struct {
+	ByWave bool `json:",omitempty"`
+}

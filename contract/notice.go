@@ -1,0 +1,43 @@
+package contract
+
+import (
+	"fmt"
+)
+
+// NoticeKind is one of the three user notices.
+type NoticeKind string
+
+const (
+	NoticeT14     NoticeKind = "t14"     // two weeks ahead
+	NoticeT1      NoticeKind = "t1"      // the day before
+	NoticeSuccess NoticeKind = "success" // after cutover
+)
+
+// NoticeFailure is not a user notice: it goes to the organisation's admin
+// contact when a mailbox ends in "needs support", and says why.
+const NoticeFailure NoticeKind = "failure"
+
+// NoticeKinds lists the user notices in the order a mailbox receives them.
+var NoticeKinds = []NoticeKind{NoticeT14, NoticeT1, NoticeSuccess}
+
+// AllNoticeKinds is NoticeKinds and the admin's failure notice.
+var AllNoticeKinds = []NoticeKind{NoticeT14, NoticeT1, NoticeSuccess, NoticeFailure}
+
+// Failure says why a mailbox needs support; it is carried by a failure
+// notice only.
+type Failure struct {
+	Step      string
+	ErrorType string
+	Reason    string
+}
+
+// MessageIDDomain is the right-hand side of every notice's Message-ID.
+const MessageIDDomain = "notices.mailwave.invalid"
+
+// NoticeMessageID is the deterministic Message-ID of a notice: the same
+// mailbox and kind always give the same ID, so a retried send is recognisable
+// (the outbox overwrites, SMTP skips). It carries the opaque key, never the
+// address.
+func NoticeMessageID(key string, kind NoticeKind) string {
+	return fmt.Sprintf("<%s.%s@%s>", kind, key, MessageIDDomain)
+}

@@ -1,0 +1,190 @@
+package contract
+
+import (
+	"fmt"
+	"time"
+)
+
+// WaveInput starts a wave. The mailboxes are by reference: MailboxFile is
+// the wave's mailbox file (CSV with header key,address,org,display_name,
+// written by the starter where the workers can read it); row i (from 0) is
+// the mailbox with wave index i.
+type WaveInput struct {
+	WaveID       string
+	MailboxFile  string
+	Total        int
+	MigrateAt    time.Time
+	NoticeLead   time.Duration `json:",omitempty"`
+	ReminderLead time.Duration `json:",omitempty"`
+	Cap          int           `json:",omitempty"`
+	// ErrorBudget is the share of finished mailboxes that may need support
+	// before the wave pauses itself, once ErrorMinSample have finished.
+	ErrorBudget     float64 `json:",omitempty"`
+	ErrorMinSample  int     `json:",omitempty"`
+	StartRate       float64 `json:",omitempty"`
+	PageSize        int     `json:",omitempty"`
+	MaxEventsPerRun int     `json:",omitempty"`
+	// MaxSignalsPerRun continues the wave as new after it has handled that
+	// many signals in one run.
+	MaxSignalsPerRun int `json:",omitempty"`
+	// ReconcileEvery is how often the slot holders are checked on.
+	ReconcileEvery time.Duration `json:",omitempty"`
+	// State is carried over continue-as-new; nil on the first run.
+	State *WaveState `json:",omitempty"`
+}
+
+// WithDefaults returns the input with zero settings replaced by defaults.
+func (in WaveInput) WithDefaults() WaveInput {
+	if in.Cap <= 0 {
+		in.Cap = DefaultCap
+	}
+	if in.ErrorBudget <= 0 {
+		in.ErrorBudget = DefaultErrorBudget
+	}
+	if in.ErrorMinSample <= 0 {
+		in.ErrorMinSample = DefaultErrorMinSample
+	}
+	if in.StartRate <= 0 {
+		in.StartRate = DefaultStartRate
+	}
+	if in.PageSize <= 0 {
+		in.PageSize = DefaultPageSize
+	}
+	if in.MaxEventsPerRun <= 0 {
+		in.MaxEventsPerRun = DefaultMaxEventsPerRun
+	}
+	if in.MaxSignalsPerRun <= 0 {
+		in.MaxSignalsPerRun = DefaultMaxSignalsPerRun
+	}
+	if in.ReconcileEvery <= 0 {
+		in.ReconcileEvery = DefaultReconcileEvery
+	}
+	return in
+}
+
+// Validate names the first problem with a wave's input.
+func (in WaveInput) Validate() error {
+	switch {
+	case in.WaveID == "":
+		return fmt.Errorf("wave ID is empty")
+	case in.MailboxFile == "":
+		return fmt.Errorf("wave %s has no mailbox file", in.WaveID)
+	case in.Total <= 0:
+		return fmt.Errorf("wave %s has no mailboxes", in.WaveID)
+	case in.MigrateAt.IsZero():
+		return fmt.Errorf("wave %s has no migration time", in.WaveID)
+	case in.ErrorBudget < 0 || in.ErrorBudget > 1:
+		return fmt.Errorf("wave %s: error budget %v is not a share between 0 and 1", in.WaveID, in.ErrorBudget)
+	}
+	return nil
+}
+
+// SlotGrant is the payload of SignalSlotGrant.
+type SlotGrant struct {
+	WaveID string
+	Index  int
+}
+
+// MailboxDone is the payload of SignalMailboxDone.
+type MailboxDone struct {
+	Index   int
+	Key     string
+	Outcome Outcome
+	// Granted is true when the mailbox had been granted a slot.
+	Granted   bool
+	Step      Step   `json:",omitempty"`
+	ErrorType string `json:",omitempty"`
+	Copied    CopyStats
+}
+
+// SetCapRequest is the payload of SignalSetCap.
+type SetCapRequest struct {
+	Cap int
+}
+
+// Refusal is a mailbox a wave would not start, and why.
+type Refusal struct {
+	Index  int
+	Key    string
+	Reason string
+}
+
+// WaveProgress is what the progress query returns.
+type WaveProgress struct {
+	WaveID       string
+	Total        int
+	Started      int
+	Refused      int
+	Waiting      int // started, not yet granted a slot, not finished
+	Active       int // holding a slot: copying or cutting over
+	Migrated     int
+	NeedsSupport int
+	Cancelled    int
+	Copied       CopyStats
+	Cap          int
+	Paused       bool
+	PauseReason  string `json:",omitempty"`
+	Cancelling   bool
+	Runs         int // runs so far (continue-as-new)
+	StartedAt    time.Time
+	Refusals     []Refusal `json:",omitempty"` // the first ones
+}
+
+// WaveResult is how a wave ended.
+type WaveResult struct {
+	WaveID       string
+	Total        int
+	Migrated     int
+	NeedsSupport int
+	Cancelled    int
+	Refused      int
+	Copied       CopyStats
+	StartedAt    time.Time
+	FinishedAt   time.Time
+	Duration     time.Duration
+	Runs         int
+	Refusals     []Refusal `json:",omitempty"` // the first ones
+}
+
+// WaveState is a wave's state, carried over continue-as-new. Per mailbox it
+// keeps three bits: started by this wave, granted a slot, done (reported).
+type WaveState struct {
+	Runs      int
+	StartedAt time.Time
+	NextStart int // the next index to start
+	Started   Bitset
+	Granted   Bitset
+	Done      Bitset
+	// Restarting marks mailboxes being started again by retry-failed: they
+	// get no slot until their start is confirmed.
+	Restarting   Bitset
+	StartedCount int
+	Refused      int
+	Refusals     []Refusal `json:",omitempty"`
+	// Active are the mailboxes holding a slot, by index.
+	Active       []ActiveSlot `json:",omitempty"`
+	Migrated     int
+	NeedsSupport []int `json:",omitempty"` // indexes, for retry-failed
+	Cancelled    int
+	Copied       CopyStats
+	Cap          int
+	Paused       bool
+	PauseReason  string `json:",omitempty"`
+	// BudgetBase is the count of finished and failed mailboxes when the wave
+	// was last resumed: the error budget is judged on what came after.
+	BudgetBaseFinished int
+	BudgetBaseFailed   int
+	Cancelling         bool
+	CancelCursor       int
+	// CancelQueue holds mailboxes a cancel passed by while they were being
+	// started again: they are cancelled before the cursor goes on.
+	CancelQueue  []int `json:",omitempty"`
+	RetryPending bool
+	GrantCursor  int // no index below it is waiting for a slot
+}
+
+// ActiveSlot is a mailbox holding a slot.
+type ActiveSlot struct {
+	Index int
+	Key   string
+}

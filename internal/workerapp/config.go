@@ -1,0 +1,93 @@
+package workerapp
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"mailwave/contract"
+	"mailwave/internal/config"
+)
+
+// Config is everything the worker needs besides the Temporal connection.
+type Config struct {
+	TaskQueue string
+
+	// ConfigFile, when set, names the file of real connectors per
+	// organisation (IMAP, SMTP, routers); it replaces Notifier, Estate and
+	// their settings.
+	ConfigFile string
+
+	Notifier     string // "outbox"
+	OutboxDir    string
+	TemplatesDir string
+	From         string
+
+	Estate string // "sim": the simulated estate is both copier and router
+	Sim    config.Sim
+
+	MaxConcurrentActivities      int
+	MaxConcurrentLocalActivities int
+	MaxConcurrentWorkflowTasks   int
+	ShutdownTimeout              time.Duration
+}
+
+// AddFlags adds the worker's flags with their defaults.
+func (c *Config) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.TaskQueue, "task-queue", contract.TaskQueue, "task queue to poll")
+	fs.StringVar(&c.ConfigFile, "config", "", "YAML file of real connectors per organisation (IMAP source and target, SMTP notices, cutover router); replaces --notifier and --estate")
+	fs.StringVar(&c.Notifier, "notifier", "outbox", "notice backend: outbox (one .eml file per notice)")
+	fs.StringVar(&c.OutboxDir, "outbox-dir", "data/outbox", "outbox notifier: directory of .eml files")
+	fs.StringVar(&c.TemplatesDir, "templates-dir", "", "directory of notice templates overriding the embedded ones")
+	fs.StringVar(&c.From, "from", "", "sender of the notices (default: the outbox's own)")
+	fs.StringVar(&c.Estate, "estate", "sim", "copier and router backend: sim (the simulated estate)")
+	fs.StringVar(&c.Sim.Dir, "sim-dir", "data/estate", "sim: estate directory (made by `starter estate generate`)")
+	fs.Float64Var(&c.Sim.TimeScale, "sim-time-scale", 3600, "sim: simulated seconds per real second")
+	fs.Int64Var(&c.Sim.BytesPerSecond, "sim-rate", 1<<30, "sim: the target's rate limit, simulated bytes per second for this worker")
+	fs.BoolVar(&c.Sim.Instant, "sim-instant", false, "sim: copies take no time (benchmarks)")
+	fs.Float64Var(&c.Sim.TransientRate, "sim-transient-rate", 0, "sim: chance of a transient error per copy batch or cutover")
+	fs.Float64Var(&c.Sim.ThrottleRate, "sim-throttle-rate", 0, "sim: chance of a throttling answer per copy batch or cutover")
+	fs.DurationVar(&c.Sim.ThrottleRetryAfter, "sim-throttle-retry-after", 5*time.Second, "sim: the retry-after of a throttling answer")
+	fs.Float64Var(&c.Sim.NotFoundRate, "sim-not-found-rate", 0, "sim: share of mailboxes missing at the source")
+	fs.IntVar(&c.MaxConcurrentActivities, "max-activities", 200, "activities run at once by this worker")
+	fs.IntVar(&c.MaxConcurrentLocalActivities, "max-local-activities", 200, "local activities run at once by this worker")
+	fs.IntVar(&c.MaxConcurrentWorkflowTasks, "max-workflow-tasks", 100, "workflow tasks run at once by this worker")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long running activities get to finish on shutdown")
+}
+
+// flagsSource names the configuration made from the flags in errors.
+const flagsSource = "the worker's flags"
+
+// File is the worker's configuration: the file --config names, or, without
+// it, the flags made into one: a default organisation whose copier and
+// router are the simulated estate and whose notices go to the outbox.
+func (c Config) File() (*config.File, error) {
+	if c.ConfigFile != "" {
+		f, err := config.Load(c.ConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("--config: %w", err)
+		}
+		return f, nil
+	}
+	if c.Notifier != "outbox" {
+		return nil, fmt.Errorf("--notifier %q: the notifiers are: outbox (or use --config)", c.Notifier)
+	}
+	if c.Estate != "sim" {
+		return nil, fmt.Errorf("--estate %q: the estates are: sim (or use --config)", c.Estate)
+	}
+	estate := c.Sim
+	return &config.File{
+		Path: flagsSource,
+		Orgs: []config.Org{{
+			Name:    "default",
+			Default: true,
+			Sim:     &estate,
+			Notifier: config.Notifier{
+				Kind: "outbox", From: c.From, TemplatesDir: c.TemplatesDir,
+				Outbox: config.Outbox{Dir: c.OutboxDir},
+			},
+			Router: config.Router{Kind: "sim", Sim: estate},
+		}},
+	}, nil
+}

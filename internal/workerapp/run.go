@@ -1,0 +1,54 @@
+// Package workerapp is the mailwave worker: its configuration (a file, or
+// the flags made into one), the one builder of the activities' ports,
+// registration, and a run that stops cleanly.
+package workerapp
+
+import (
+	"context"
+	"fmt"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"mailwave/activities"
+	"mailwave/internal/wavefile"
+	"mailwave/workflows"
+)
+
+// BuildActivities makes the mailbox's activities over the ports the
+// configuration names.
+func BuildActivities(c Config) (*activities.Activities, error) {
+	f, err := c.File()
+	if err != nil {
+		return nil, err
+	}
+	o, err := buildPorts(f)
+	if err != nil {
+		return nil, err
+	}
+	return activities.New(o, o, o), nil
+}
+
+// Run polls the task queue until ctx ends, then stops, giving running
+// activities ShutdownTimeout to finish.
+func Run(ctx context.Context, c Config, tc client.Client) error {
+	acts, err := BuildActivities(c)
+	if err != nil {
+		return err
+	}
+	w := worker.New(tc, c.TaskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize:      c.MaxConcurrentActivities,
+		MaxConcurrentLocalActivityExecutionSize: c.MaxConcurrentLocalActivities,
+		MaxConcurrentWorkflowTaskExecutionSize:  c.MaxConcurrentWorkflowTasks,
+		WorkerStopTimeout:                       c.ShutdownTimeout,
+	})
+	workflows.Register(w)
+	acts.Register(w)
+	activities.NewWave(tc, wavefile.NewReader()).Register(w)
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("starting the worker on task queue %q: %w", c.TaskQueue, err)
+	}
+	<-ctx.Done()
+	w.Stop()
+	return nil
+}
