@@ -6,10 +6,10 @@ BIN := $(CURDIR)/bin
 DATA ?= $(CURDIR)/data
 TEMPORAL := $(BIN)/temporal
 WORKFLOWCHECK_VERSION := v0.6.0
-SEARCH_ATTRIBUTES := MailwaveStage=Keyword MailwaveStageSince=Datetime MailwaveWave=Keyword
+STATICCHECK_VERSION := v0.8.2
 export MAILWAVE_KEY_SECRET ?= demo-secret-change-me-in-production
 
-.PHONY: all build temporal dev-server demo stop test check vet workflowcheck compose-check bench bench-copy clean
+.PHONY: all build temporal dev-server demo stop test check vet staticcheck workflowcheck compose-check bench bench-copy clean
 
 all: build
 
@@ -25,19 +25,20 @@ $(TEMPORAL):
 	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION)
 
 # The embedded default: a dev server on a SQLite file in WAL mode, with
-# mailwave's search attributes, the UI on 8233. Runs in the foreground.
-dev-server: $(TEMPORAL)
+# mailwave's search attributes (from the contract, through the starter), the
+# UI on 8233. Runs in the foreground.
+dev-server: build $(TEMPORAL)
 	mkdir -p $(DATA)
 	$(TEMPORAL) server start-dev --db-filename $(DATA)/temporal.db \
 		--sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal \
 		--ui-port 8233 --log-level warn \
-		$(addprefix --search-attribute ,$(SEARCH_ATTRIBUTES))
+		$$($(BIN)/starter search-attributes | sed 's/^/--search-attribute /')
 
 # The main job: dev server + worker in the background, then a few hundred
 # simulated mailboxes on a compressed timeline. Leaves the server and worker
 # running for the UI; `make stop` stops them.
 demo: build $(TEMPORAL)
-	DATA=$(DATA) TEMPORAL=$(TEMPORAL) BIN=$(BIN) SEARCH_ATTRIBUTES="$(SEARCH_ATTRIBUTES)" scripts/demo.sh
+	DATA=$(DATA) TEMPORAL=$(TEMPORAL) BIN=$(BIN) scripts/demo.sh
 
 stop:
 	DATA=$(DATA) scripts/demo.sh stop
@@ -48,11 +49,14 @@ stop:
 test: check $(TEMPORAL)
 	MAILWAVE_REQUIRE_DOVECOT=1 $(GO) test -race -count=1 -timeout 30m ./...
 
-check: vet workflowcheck compose-check
+check: vet staticcheck workflowcheck compose-check
 
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 workflowcheck:
 	$(GO) run go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION) ./workflows/...

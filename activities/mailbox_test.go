@@ -86,7 +86,6 @@ func (f *fakeCopier) Copy(ctx context.Context, req CopyRequest) (contract.CopySt
 	return s, nil
 }
 
-
 var mbx = contract.MailboxRef{Key: "abc123", Address: "jo@trust.nhs.example"}
 
 func activityEnv() *testsuite.TestActivityEnvironment {

@@ -9,7 +9,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
-	"mailwave/internal/baseline"
+	"mailwave/bench/baseline"
 )
 
 // baselineFigures is what the baseline half measured.

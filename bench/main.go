@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"mailwave/identity"
-	"mailwave/internal/testenv"
+	"mailwave/internal/testkit"
 	"mailwave/mail/sim"
 )
 
@@ -59,7 +59,7 @@ func parseFlags(args []string) (options, error) {
 	fs.Float64Var(&o.startRate, "start-rate", 1000, "the wave's mailbox starts per second (a production safety, not what is measured)")
 	fs.Int64Var(&o.seed, "seed", 42, "seed of the simulated estate")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (server database, estate, logs)")
-	fs.StringVar(&o.temporalBin, "temporal", "", "Temporal CLI binary (default: $"+testenv.BinEnv+" or bin/temporal at the module root)")
+	fs.StringVar(&o.temporalBin, "temporal", "", "Temporal CLI binary (default: $"+testkit.BinEnv+" or bin/temporal at the module root)")
 	fs.StringVar(&o.workerBin, "worker", "./bin/worker", "worker binary")
 	fs.StringVar(&o.starterBin, "starter", "./bin/starter", "starter binary")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Minute, "give up after this long")
@@ -79,7 +79,7 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("-skip-wave and -skip-baseline leave nothing to measure")
 	}
 	if o.temporalBin == "" {
-		bin, err := testenv.TemporalBinary()
+		bin, err := testkit.TemporalBinary()
 		if err != nil {
 			return o, err
 		}
@@ -98,6 +98,15 @@ func parseFlags(args []string) (options, error) {
 }
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == serveBaselineFlag {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := serveBaseline(ctx, os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench baseline worker:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o, err := parseFlags(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -201,38 +210,55 @@ func run(ctx context.Context, o options) (res results, err error) {
 	}()
 	d := layoutOf(dir)
 
-	logf("starting the Temporal dev server (log: %s)", d.serverLog)
-	srv, err := startServer(ctx, o.temporalBin, d)
+	logf("starting the Temporal dev server (log: %s)", filepath.Join(dir, "temporal.log"))
+	srv, err := testkit.StartDevServer(ctx, o.temporalBin, dir)
 	if err != nil {
 		return res, err
 	}
-	defer srv.stop()
+	defer func() {
+		if err := srv.Stop(); err != nil {
+			logf("stopping the dev server: %v", err)
+		}
+	}()
 	logf("dev server on %s", srv.FrontendHostPort())
 
 	if _, err := sim.Generate(d.estate, sim.GenerateOptions{Seed: o.seed, Mailboxes: o.n}); err != nil {
 		return res, err
 	}
 
-	logf("starting the worker %s (log: %s)", o.workerBin, d.workerLog)
-	w, err := startWorker(o.workerBin, srv.FrontendHostPort(), d, cancel)
-	if err != nil {
-		return res, err
-	}
-	defer w.stop()
-
 	if !o.skipWave {
-		if res.wave, err = runWave(ctx, o, srv, d); err != nil {
+		logf("starting the worker %s (log: %s)", o.workerBin, d.workerLog)
+		w, err := startWorker(mailwaveWorkerArgs(o.workerBin, srv.FrontendHostPort(), d), d.workerLog, cancel)
+		if err != nil {
+			return res, err
+		}
+		res.wave, err = runWave(ctx, o, srv, d)
+		var rssErr error
+		if res.workerPeakMB, rssErr = w.peakRSSMB(); rssErr != nil {
+			logf("worker peak RSS: %v", rssErr)
+		}
+		w.stop()
+		if err != nil {
 			return res, fmt.Errorf("wave: %w", err)
 		}
 	}
 	if !o.skipBaseline {
-		if res.baseline, err = runBaseline(ctx, srv.Client(), o.n, o.concurrency); err != nil {
+		// The baseline's worker is this binary (-serve-baseline), with the
+		// same limits as the mailwave worker.
+		self, err := os.Executable()
+		if err != nil {
+			return res, err
+		}
+		logf("starting the baseline worker (log: %s)", d.baselineLog)
+		w, err := startWorker(baselineWorkerArgs(self, srv.FrontendHostPort()), d.baselineLog, cancel)
+		if err != nil {
+			return res, err
+		}
+		res.baseline, err = runBaseline(ctx, srv.Client(), o.n, o.concurrency)
+		w.stop()
+		if err != nil {
 			return res, fmt.Errorf("baseline: %w", err)
 		}
-	}
-	if res.workerPeakMB, err = w.peakRSSMB(); err != nil {
-		logf("worker peak RSS: %v", err)
-		err = nil
 	}
 	return res, nil
 }
@@ -240,19 +266,17 @@ func run(ctx context.Context, o options) (res results, err error) {
 // layout is where everything goes in the temporary directory.
 type layout struct {
 	root, estate, outbox, waves string
-	serverDB, serverLog         string
-	workerLog                   string
+	workerLog, baselineLog      string
 }
 
 func layoutOf(dir string) layout {
 	return layout{
-		root:      dir,
-		estate:    filepath.Join(dir, "estate"),
-		outbox:    filepath.Join(dir, "outbox"),
-		waves:     filepath.Join(dir, "waves"),
-		serverDB:  filepath.Join(dir, "temporal.db"),
-		serverLog: filepath.Join(dir, "temporal.log"),
-		workerLog: filepath.Join(dir, "worker.log"),
+		root:        dir,
+		estate:      filepath.Join(dir, "estate"),
+		outbox:      filepath.Join(dir, "outbox"),
+		waves:       filepath.Join(dir, "waves"),
+		workerLog:   filepath.Join(dir, "worker.log"),
+		baselineLog: filepath.Join(dir, "baseline-worker.log"),
 	}
 }
 

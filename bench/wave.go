@@ -15,6 +15,7 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/control"
+	"mailwave/internal/testkit"
 	"mailwave/mail/sim"
 )
 
@@ -33,7 +34,7 @@ func (f *waveFigures) rate(n int) float64 { return float64(n) / f.elapsed.Second
 
 // runWave launches a wave over the whole estate with the starter, waits for
 // it to finish, then counts its runs and verifies the estate.
-func runWave(ctx context.Context, o options, srv *server, d layout) (*waveFigures, error) {
+func runWave(ctx context.Context, o options, srv *testkit.DevServer, d layout) (*waveFigures, error) {
 	waveID := fmt.Sprintf("bench-%d", time.Now().Unix())
 	workflowID := contract.WaveWorkflowID(waveID)
 	c := srv.Client()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -24,22 +25,36 @@ type workerProcess struct {
 	stopping atomic.Bool
 }
 
-// startWorker starts the worker against the server at hostPort, on the
-// layout's estate and outbox, with the Baseline registered. onEarlyExit is
-// called if it exits before stop.
-func startWorker(bin, hostPort string, d layout, onEarlyExit func(error)) (*workerProcess, error) {
-	logFile, err := os.Create(d.workerLog)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin,
+// Both halves' workers run with these limits, so the two are measured alike.
+const (
+	workerMaxActivities      = 200
+	workerMaxLocalActivities = 200
+	workerMaxWorkflowTasks   = 100
+)
+
+// mailwaveWorkerArgs runs the mailwave worker against the server at
+// hostPort, on the layout's estate and outbox.
+func mailwaveWorkerArgs(bin, hostPort string, d layout) []string {
+	return []string{bin,
 		"--temporal-address", hostPort,
 		"--sim-dir", d.estate,
 		"--outbox-dir", d.outbox,
 		"--sim-instant",
-		"--register-baseline",
 		"--log-level", "warn",
-	)
+		"--max-activities", strconv.Itoa(workerMaxActivities),
+		"--max-local-activities", strconv.Itoa(workerMaxLocalActivities),
+		"--max-workflow-tasks", strconv.Itoa(workerMaxWorkflowTasks),
+	}
+}
+
+// startWorker starts a worker process (argv[0] is the binary), its output in
+// logPath. onEarlyExit is called if it exits before stop.
+func startWorker(argv []string, logPath string, onEarlyExit func(error)) (*workerProcess, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = childEnv()
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
@@ -52,7 +67,7 @@ func startWorker(bin, hostPort string, d layout, onEarlyExit func(error)) (*work
 		err := cmd.Wait()
 		close(w.exited)
 		if !w.stopping.Load() {
-			onEarlyExit(fmt.Errorf("the worker exited early (%v); the end of its log:\n%s", err, logTail(d.workerLog)))
+			onEarlyExit(fmt.Errorf("%s exited early (%v); the end of its log:\n%s", filepath.Base(argv[0]), err, logTail(logPath)))
 		}
 	}()
 	return w, nil

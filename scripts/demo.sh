@@ -37,7 +37,8 @@ mkdir -p "$DATA"
 args=(server start-dev --db-filename "$DATA/temporal.db"
       --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal
       --ui-port 8233 --log-level warn)
-for sa in $SEARCH_ATTRIBUTES; do args+=(--search-attribute "$sa"); done
+# The search attributes come from the contract, through the starter.
+for sa in $("$BIN/starter" search-attributes); do args+=(--search-attribute "$sa"); done
 "$TEMPORAL" "${args[@]}" >"$DATA/temporal.log" 2>&1 &
 echo $! >"$DATA/temporal.pid"
 echo "dev server starting (log $DATA/temporal.log)"

@@ -15,7 +15,7 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/config"
-	"mailwave/internal/testenv"
+	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
 )
@@ -93,8 +93,8 @@ func TestMailboxCommandsOnARealServer(t *testing.T) {
 	require.NoError(t, err)
 	address := roster[0].Address
 
-	srv := testenv.StartDevServer(t, "")
-	testenv.StartWorker(t, srv.Client(), workerapp.Config{
+	srv := testkit.NewDevServer(t, "")
+	testkit.StartWorker(t, srv.Client(), workerapp.Config{
 		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
 		Estate: "sim", Sim: config.Sim{Dir: estateDir, Instant: true},
 		MaxConcurrentActivities: 10, MaxConcurrentLocalActivities: 10, MaxConcurrentWorkflowTasks: 10,

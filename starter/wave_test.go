@@ -13,7 +13,7 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/config"
-	"mailwave/internal/testenv"
+	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
 )
@@ -82,8 +82,8 @@ func TestWaveCommandsOnARealServer(t *testing.T) {
 	dir := t.TempDir()
 	_, err := sim.Generate(filepath.Join(dir, "estate"), sim.GenerateOptions{Seed: 5, Mailboxes: 3})
 	require.NoError(t, err)
-	srv := testenv.StartDevServer(t, "")
-	testenv.StartWorker(t, srv.Client(), workerapp.Config{
+	srv := testkit.NewDevServer(t, "")
+	testkit.StartWorker(t, srv.Client(), workerapp.Config{
 		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
 		Estate: "sim", Sim: config.Sim{Dir: filepath.Join(dir, "estate"), Instant: true},
 		MaxConcurrentActivities: 20, MaxConcurrentLocalActivities: 20, MaxConcurrentWorkflowTasks: 20,

@@ -31,8 +31,8 @@ import (
 
 	"mailwave/activities"
 	"mailwave/contract"
-	"mailwave/internal/dovecot"
-	"mailwave/internal/imaptest"
+	"mailwave/internal/testkit/dovecot"
+	"mailwave/internal/testkit/imaptest"
 	"mailwave/mail/imapcopy"
 )
 

@@ -6,6 +6,7 @@ package connect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -52,6 +53,9 @@ func (o Options) ClientOptions(logger tlog.Logger) client.Options {
 	}
 }
 
+// ErrUnreachable is wrapped by Dial's error when the server did not answer.
+var ErrUnreachable = errors.New("cannot reach the Temporal server")
+
 // Dial connects to Temporal and checks the server answers, so an unreachable
 // server is one clear error rather than a hang.
 func (o Options) Dial(ctx context.Context, logger tlog.Logger) (client.Client, error) {
@@ -63,7 +67,7 @@ func (o Options) Dial(ctx context.Context, logger tlog.Logger) (client.Client, e
 	defer cancel()
 	c, err := client.DialContext(ctx, o.ClientOptions(logger))
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the Temporal server at %s (namespace %q): %w", o.Address, o.Namespace, err)
+		return nil, fmt.Errorf("%w at %s (namespace %q): %w", ErrUnreachable, o.Address, o.Namespace, err)
 	}
 	return c, nil
 }

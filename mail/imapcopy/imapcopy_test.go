@@ -19,8 +19,8 @@ import (
 
 	"mailwave/activities"
 	"mailwave/contract"
-	"mailwave/internal/dovecot"
-	"mailwave/internal/imaptest"
+	"mailwave/internal/testkit/dovecot"
+	"mailwave/internal/testkit/imaptest"
 	"mailwave/mail/imapcopy"
 )
 
@@ -241,10 +241,7 @@ func TestUIDValidityChangeRescansTheFolder(t *testing.T) {
 
 	// The source's Drafts is deleted and made again with the same messages
 	// and one more: a new UIDVALIDITY, and UIDs that start again at 1.
-	var drafts []imaptest.SeedMessage
-	for _, m := range snapshotRaw(t, p.src, "Drafts") {
-		drafts = append(drafts, m)
-	}
+	drafts := snapshotRaw(t, p.src, "Drafts")
 	require.NotEmpty(t, drafts)
 	cl, err := imaptest.Dial(p.src.Addr(), user, password)
 	require.NoError(t, err)

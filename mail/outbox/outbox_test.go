@@ -16,7 +16,7 @@ import (
 
 	"mailwave/activities"
 	"mailwave/contract"
-	"mailwave/internal/smtptest"
+	"mailwave/internal/testkit/smtptest"
 	"mailwave/mail/notices"
 	"mailwave/mail/outbox"
 )

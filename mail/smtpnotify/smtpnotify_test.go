@@ -20,7 +20,7 @@ import (
 
 	"mailwave/activities"
 	"mailwave/contract"
-	"mailwave/internal/smtptest"
+	"mailwave/internal/testkit/smtptest"
 	"mailwave/mail/notices"
 	"mailwave/mail/smtpnotify"
 )
@@ -55,7 +55,7 @@ func failureNotice(key string) activities.Notice {
 	return n
 }
 
-// --- an SMTP relay on loopback (internal/smtptest) ---
+// --- an SMTP relay on loopback (internal/testkit/smtptest) ---
 
 // relayOptions are an authenticating relay's options.
 func relayOptions() smtptest.Options {

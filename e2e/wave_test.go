@@ -1,4 +1,4 @@
-package workerapp_test
+package e2e_test
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"mailwave/contract"
 	"mailwave/identity"
 	"mailwave/internal/config"
-	"mailwave/internal/testenv"
+	"mailwave/internal/testkit"
 	"mailwave/internal/wavefile"
 	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
@@ -44,8 +44,8 @@ func newWaveEnv(t *testing.T, mailboxes int, seed int64) *waveEnv {
 	keyer, err := identity.NewKeyer([]byte("wave-integration-secret"))
 	require.NoError(t, err)
 
-	srv := testenv.StartDevServer(t, "")
-	testenv.StartWorker(t, srv.Client(), workerapp.Config{
+	srv := testkit.NewDevServer(t, "")
+	testkit.StartWorker(t, srv.Client(), workerapp.Config{
 		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
 		Estate: "sim",
 		Sim: config.Sim{Dir: estateDir, TimeScale: 1e6, BytesPerSecond: 1 << 30,

@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/internal/dovecot"
-	"mailwave/internal/imaptest"
+	"mailwave/internal/testkit/dovecot"
+	"mailwave/internal/testkit/imaptest"
 )
 
 var alice = dovecot.User{Name: "alice", Password: "correct horse"}

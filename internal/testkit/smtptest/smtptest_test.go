@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"mailwave/internal/smtptest"
+	"mailwave/internal/testkit/smtptest"
 )
 
 const msg = "Subject: hi\r\n\r\nhello\r\n"

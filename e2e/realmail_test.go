@@ -1,4 +1,4 @@
-package workerapp_test
+package e2e_test
 
 import (
 	"bytes"
@@ -16,10 +16,10 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"mailwave/contract"
-	"mailwave/internal/dovecot"
-	"mailwave/internal/imaptest"
-	"mailwave/internal/smtptest"
-	"mailwave/internal/testenv"
+	"mailwave/internal/testkit"
+	"mailwave/internal/testkit/dovecot"
+	"mailwave/internal/testkit/imaptest"
+	"mailwave/internal/testkit/smtptest"
 	"mailwave/internal/workerapp"
 )
 
@@ -76,11 +76,11 @@ organisations:
 	}
 	t.Setenv("MAILWAVE_SECRET_PW_CAROL", "not-carols-password")
 
-	srv := testenv.StartDevServer(t, "")
+	srv := testkit.NewDevServer(t, "")
 	c := srv.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	testenv.StartWorker(t, c, workerapp.Config{
+	testkit.StartWorker(t, c, workerapp.Config{
 		TaskQueue: contract.TaskQueue, ConfigFile: configFile,
 		MaxConcurrentActivities: 10, MaxConcurrentLocalActivities: 10, MaxConcurrentWorkflowTasks: 10,
 		ShutdownTimeout: 5 * time.Second,

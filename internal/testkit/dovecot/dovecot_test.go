@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/internal/dovecot"
+	"mailwave/internal/testkit/dovecot"
 )
 
 var alice = dovecot.User{Name: "alice", Password: "correct horse"}

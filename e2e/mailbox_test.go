@@ -1,4 +1,4 @@
-package workerapp_test
+package e2e_test
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 	"mailwave/contract"
 	"mailwave/identity"
 	"mailwave/internal/config"
-	"mailwave/internal/testenv"
+	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
 )
@@ -41,7 +41,7 @@ func TestMailboxesEndToEnd(t *testing.T) {
 	_, err := sim.Generate(estateDir, sim.GenerateOptions{Seed: 7, Mailboxes: n})
 	require.NoError(t, err)
 
-	srv := testenv.StartDevServer(t, "")
+	srv := testkit.NewDevServer(t, "")
 	c := srv.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
 	defer cancel()
@@ -57,7 +57,7 @@ func TestMailboxesEndToEnd(t *testing.T) {
 		MaxConcurrentActivities: 50, MaxConcurrentLocalActivities: 50, MaxConcurrentWorkflowTasks: 20,
 		ShutdownTimeout: 5 * time.Second,
 	}
-	testenv.StartWorker(t, c, cfg)
+	testkit.StartWorker(t, c, cfg)
 
 	est, err := sim.Open(estateDir, sim.Options{})
 	require.NoError(t, err)

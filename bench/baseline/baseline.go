@@ -1,7 +1,8 @@
 // Package baseline is what the wave's throughput is measured against: the
 // simplest real Temporal workload of about the same shape as one mailbox's
-// migration, a workflow running a few no-op activities in sequence. It is
-// registered on the mailwave task queue, so one worker process serves both.
+// migration, a workflow running a few no-op activities in sequence. Only the
+// benchmark's own baseline worker (`bench -serve-baseline`) registers it, on
+// a task queue of its own.
 package baseline
 
 import (
@@ -12,12 +13,10 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
-
-	"mailwave/contract"
 )
 
-// TaskQueue is mailwave's task queue: the baseline runs on the same workers.
-const TaskQueue = contract.TaskQueue
+// TaskQueue is the baseline's own task queue: no mailwave worker polls it.
+const TaskQueue = "mailwave-baseline"
 
 // Registered names.
 const (
@@ -68,7 +67,7 @@ func Baseline(ctx workflow.Context, _ Input) (Result, error) {
 
 // BaselineNoop does nothing: its cost is Temporal's alone.
 func BaselineNoop(_ context.Context, in BaselineNoopInput) (BaselineNoopResult, error) {
-	return BaselineNoopResult{Step: in.Step}, nil
+	return BaselineNoopResult(in), nil
 }
 
 // Register puts the Baseline workflow and its activity on a worker.

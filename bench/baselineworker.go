@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"go.temporal.io/sdk/worker"
+
+	"mailwave/bench/baseline"
+	"mailwave/internal/connect"
+)
+
+// serveBaselineFlag makes this binary the baseline's worker: the baseline
+// workflow is registered by no other.
+const serveBaselineFlag = "-serve-baseline"
+
+// baselineWorkerArgs runs this binary (self) as the baseline's worker.
+func baselineWorkerArgs(self, hostPort string) []string {
+	return []string{self, serveBaselineFlag, hostPort}
+}
+
+// serveBaseline polls the baseline's task queue on the server at hostPort
+// with the mailwave worker's limits until ctx ends.
+func serveBaseline(ctx context.Context, hostPort string) error {
+	o := connect.Options{Address: hostPort, Log: connect.LogOptions{Level: "warn", Format: "console"}}
+	c, z, err := o.Connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = z.Sync() }()
+	defer c.Close()
+	w := worker.New(c, baseline.TaskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize:      workerMaxActivities,
+		MaxConcurrentLocalActivityExecutionSize: workerMaxLocalActivities,
+		MaxConcurrentWorkflowTaskExecutionSize:  workerMaxWorkflowTasks,
+	})
+	baseline.Register(w)
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("starting the baseline worker: %w", err)
+	}
+	<-ctx.Done()
+	w.Stop()
+	return nil
+}

@@ -1,0 +1,144 @@
+// Package testkit holds what the tests and the benchmarks run against: the
+// real Temporal dev server (here), Dovecot IMAP servers (dovecot), IMAP
+// fixtures (imaptest) and an SMTP relay (smtptest). Production code never
+// imports it.
+package testkit
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
+
+	"mailwave/contract"
+	"mailwave/internal/connect"
+	"mailwave/internal/workerapp"
+)
+
+// BinEnv overrides where the Temporal CLI binary is.
+const BinEnv = "MAILWAVE_TEMPORAL_BIN"
+
+// TemporalBinary finds the pinned Temporal CLI: $MAILWAVE_TEMPORAL_BIN, else
+// bin/temporal at the module root.
+func TemporalBinary() (string, error) {
+	if p := os.Getenv(BinEnv); p != "" {
+		return p, nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			p := filepath.Join(dir, "bin", "temporal")
+			if _, err := os.Stat(p); err != nil {
+				return "", fmt.Errorf("no Temporal CLI at %s: run `make temporal` (or set %s)", p, BinEnv)
+			}
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory; set %s", BinEnv)
+		}
+		dir = parent
+	}
+}
+
+// DevServerArgs are the dev server flags mailwave runs with: SQLite in WAL
+// mode and the search attributes registered.
+func DevServerArgs() []string {
+	args := []string{"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"}
+	for _, sa := range contract.SearchAttributeFlags() {
+		args = append(args, "--search-attribute", sa)
+	}
+	return args
+}
+
+// DevServer is a running dev server and its client (Client()), built by
+// the one connection builder, internal/connect.
+type DevServer struct {
+	*testsuite.DevServer
+	log *os.File
+}
+
+// StartDevServer starts the dev server binary bin on a free port, with
+// mailwave's pragmas and search attributes, its database (temporal.db) and
+// log (temporal.log) in dir. The client's own warnings go to the log too.
+// It is the one way tests and benchmarks start a dev server.
+func StartDevServer(ctx context.Context, bin, dir string) (*DevServer, error) {
+	logFile, err := os.Create(filepath.Join(dir, "temporal.log"))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	opts := connect.Options{}.ClientOptions(
+		tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath:  bin,
+		DBFilename:    filepath.Join(dir, "temporal.db"),
+		LogLevel:      "error",
+		ExtraArgs:     DevServerArgs(),
+		ClientOptions: &opts,
+		Stdout:        logFile,
+		Stderr:        logFile,
+	})
+	if err != nil {
+		_ = logFile.Close()
+		return nil, fmt.Errorf("starting the Temporal dev server (its log: %s): %w", logFile.Name(), err)
+	}
+	return &DevServer{DevServer: srv, log: logFile}, nil
+}
+
+// LogPath is the server's log file.
+func (s *DevServer) LogPath() string { return s.log.Name() }
+
+// Stop closes the client, stops the server and closes its log.
+func (s *DevServer) Stop() error {
+	s.Client().Close()
+	err := s.DevServer.Stop()
+	_ = s.log.Close()
+	return err
+}
+
+// NewDevServer starts a dev server for a test, its files in dbDir (a
+// t.TempDir() when empty), and stops it when the test ends. The binary
+// missing is a test failure, never a skip.
+func NewDevServer(t testing.TB, dbDir string) *DevServer {
+	t.Helper()
+	bin, err := TemporalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dbDir == "" {
+		dbDir = t.TempDir()
+	}
+	srv, err := StartDevServer(context.Background(), bin, dbDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	return srv
+}
+
+// StartWorker runs a mailwave worker in this process against c until the
+// test ends, and fails the test if it stops with an error.
+func StartWorker(t testing.TB, c client.Client, cfg workerapp.Config) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- workerapp.Run(ctx, cfg, c) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	})
+}
