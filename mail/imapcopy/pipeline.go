@@ -1,0 +1,272 @@
+package imapcopy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// pipeChunks copies the planned messages over the lane, in chunks of
+// Window messages or batchBytes, whichever is less (and at least one).
+func (j *job) pipeChunks(ctx context.Context, l *lane, f folder, tr *tracker, todo []meta) error {
+	if len(todo) == 0 {
+		return nil
+	}
+	chunks := make(chan []meta)
+	go func() {
+		defer close(chunks)
+		limit := min(batchBytes, j.c.o.MaxBytesInFlight)
+		for len(todo) > 0 {
+			n, size := 1, todo[0].size
+			for n < len(todo) && n < j.c.o.Window && size+todo[n].size <= limit {
+				size += todo[n].size
+				n++
+			}
+			select {
+			case chunks <- todo[:n]:
+			case <-ctx.Done():
+				return
+			}
+			todo = todo[n:]
+		}
+	}()
+	err := j.lanePipe(ctx, l, f, tr, chunks)
+	for range chunks {
+		// Drain, so the producer ends.
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	return err
+}
+
+// batch is one chunk's messages sent to the target: one MULTIAPPEND not
+// yet answered, or (without the extension) the answers to one APPEND per
+// message.
+type batch struct {
+	items []item
+	held  int64 // memory taken for the chunk, given back once answered
+	multi <-chan error
+	errs  []error
+}
+
+// lanePipe runs a lane: chunks are fetched and sent to the target while
+// the answers to earlier ones are collected behind, so the source, the
+// target and the copier work at once.
+func (j *job) lanePipe(ctx context.Context, l *lane, f folder, tr *tracker, chunks <-chan []meta) error {
+	sent := make(chan *batch, 2)
+	collected := make(chan error, 1)
+	go func() { collected <- j.collect(ctx, l, f, tr, sent) }()
+	var err error
+	for chunk := range chunks {
+		if err = j.fetchChunk(ctx, l, f, tr, chunk, sent); err != nil {
+			break
+		}
+	}
+	close(sent)
+	if cerr := <-collected; err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// collect reads the target's answers in order, settles each message, and
+// gives its memory back.
+func (j *job) collect(ctx context.Context, l *lane, f folder, tr *tracker, sent <-chan *batch) error {
+	var first error
+	settle := func(it item, err error) {
+		switch ie, refusedOne := refused(err); {
+		case err == nil:
+			j.mu.Lock()
+			j.stats.Items++
+			j.stats.Bytes += it.m.size
+			j.mu.Unlock()
+			j.done(f, tr, it.m.uid)
+		case refusedOne:
+			j.badItem(f, tr, it.m, "the target refused it: "+safeText(ie))
+		case first == nil:
+			first = j.c.classify(err, Target, "append", j.key)
+		}
+	}
+	for b := range sent {
+		switch {
+		case first != nil:
+			// A lane that failed only drains; the retry goes on from the
+			// checkpoint.
+		case b.multi != nil:
+			err := <-b.multi
+			if _, refusedOne := refused(err); refusedOne && len(b.items) > 1 {
+				// MULTIAPPEND is all or nothing: find the message the
+				// target refuses by sending them one at a time.
+				for _, it := range b.items {
+					settle(it, j.appendOne(ctx, l, f, it))
+				}
+				break
+			}
+			for _, it := range b.items {
+				settle(it, err)
+			}
+		default:
+			for i, it := range b.items {
+				settle(it, b.errs[i])
+			}
+		}
+		j.c.mem.Release(b.held)
+	}
+	return first
+}
+
+// appendOne appends one message through go-imap and waits for the answer.
+// go-imap drops the connection after the server refuses a synchronising
+// literal, so after a refusal the lane's target connection is made again.
+func (j *job) appendOne(ctx context.Context, l *lane, f folder, it item) error {
+	cmd := l.tgt.c.Append(f.tgt, int64(len(it.body)), &imap.AppendOptions{Flags: appendFlags(it.m.flags), Time: it.m.date})
+	_, werr := cmd.Write(it.body)
+	cerr := cmd.Close()
+	_, err := cmd.Wait()
+	if err == nil {
+		return errors.Join(werr, cerr)
+	}
+	if _, refusedOne := refused(err); refusedOne {
+		// It closes the connection just after handing back the answer, so
+		// the connection is replaced whether or not it is gone yet.
+		cn, derr := j.c.dial(j.ctx, Target, j.req.Mailbox)
+		if derr != nil {
+			return derr
+		}
+		l.tgt.close()
+		l.tgt = cn
+	}
+	return err
+}
+
+// fetchChunk fetches a chunk's bodies and sends them to the target as one
+// batch. The memory for the whole chunk is taken before the fetch, in one
+// go: lanes taking it a message at a time could each hold part of what
+// the other waits for.
+func (j *job) fetchChunk(ctx context.Context, l *lane, f folder, tr *tracker, chunk []meta, sent chan<- *batch) error {
+	c := j.c
+	if l.src.selected != f.src {
+		if _, err := l.src.selectFolder(f.src); err != nil {
+			return c.classify(err, Source, "select", j.key)
+		}
+	}
+	byUID := make(map[imap.UID]meta, len(chunk))
+	uids := make([]imap.UID, len(chunk))
+	for i, m := range chunk {
+		byUID[m.uid], uids[i] = m, m.uid
+	}
+	b := &batch{}
+	for _, m := range chunk {
+		b.held += m.size
+	}
+	b.held = min(b.held, c.o.MaxBytesInFlight)
+	if err := c.mem.Acquire(ctx, b.held); err != nil {
+		return err
+	}
+	release := func() { c.mem.Release(b.held) }
+	fetch := l.src.c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{
+		UID:         true,
+		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+	})
+	defer fetch.Close()
+	seen := 0
+	for msg := fetch.Next(); msg != nil; msg = fetch.Next() {
+		var uid imap.UID
+		var body []byte
+		for it := msg.Next(); it != nil; it = msg.Next() {
+			switch it := it.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = it.UID
+			case imapclient.FetchItemDataBodySection:
+				if it.Literal == nil {
+					continue
+				}
+				body = make([]byte, it.Literal.Size())
+				if _, err := io.ReadFull(it.Literal, body); err != nil {
+					release()
+					return c.classify(err, Source, "fetch", j.key)
+				}
+			}
+		}
+		m, ok := byUID[uid]
+		switch {
+		case !ok:
+			// An answer for a message we did not ask for (a server's
+			// unsolicited FETCH): nothing to copy.
+		case body == nil:
+			seen++
+			j.badItem(f, tr, m, "the source returned no body")
+		default:
+			seen++
+			b.items = append(b.items, item{m: m, body: body})
+		}
+	}
+	if err := fetch.Close(); err != nil {
+		release()
+		return c.classify(err, Source, "fetch", j.key)
+	}
+	if seen < len(uids) {
+		// Expunged at the source since the list was read. The retry reads
+		// the folder's list afresh, which no longer has them.
+		release()
+		return fmt.Errorf("source fetch for mailbox %s: folder changed while copying (%d of %d messages returned); retrying", j.key, seen, len(uids))
+	}
+	if len(b.items) == 0 {
+		release()
+		return nil
+	}
+	if err := j.send(ctx, l, f, b); err != nil {
+		release()
+		return err
+	}
+	sent <- b
+	return nil
+}
+
+// send puts a batch on the wire, within the worker's rate limit.
+func (j *job) send(ctx context.Context, l *lane, f folder, b *batch) error {
+	if lim := j.c.o.Limiter; lim != nil {
+		var n int
+		for _, it := range b.items {
+			n += len(it.body)
+		}
+		for n > 0 {
+			step := min(n, lim.Burst())
+			if err := lim.WaitN(ctx, step); err != nil {
+				return err
+			}
+			n -= step
+		}
+	}
+	if l.app != nil {
+		ch, err := l.app.send(f.tgt, b.items)
+		if err != nil {
+			return j.c.classify(err, Target, "append", j.key)
+		}
+		b.multi = ch
+		return nil
+	}
+	// Without batches, one message at a time: a synchronising literal costs
+	// a round trip each way, and a refused one costs the connection.
+	for _, it := range b.items {
+		b.errs = append(b.errs, j.appendOne(ctx, l, f, it))
+	}
+	return nil
+}
+
+// appendFlags are the flags an APPEND may set: \Recent is the server's.
+func appendFlags(flags []imap.Flag) []imap.Flag {
+	out := make([]imap.Flag, 0, len(flags))
+	for _, f := range flags {
+		if !strings.EqualFold(string(f), `\Recent`) {
+			out = append(out, f)
+		}
+	}
+	return out
+}

@@ -1,0 +1,192 @@
+package smtpnotify
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"time"
+
+	gomail "github.com/wneessen/go-mail"
+
+	"mailwave/activities"
+	"mailwave/contract"
+	"mailwave/mail/notices"
+)
+
+// Send sends the notice unless the ledger says it already went out with the
+// same Message-ID, in which case it makes no connection and reports
+// alreadySent. After the server accepts the message the ledger record is
+// written; if that fails the error says so, and the retry sends again (see
+// the package documentation). Sends of one notice within this process are
+// serialised, so a retry racing the original cannot deliver twice.
+func (n *Notifier) Send(ctx context.Context, nt activities.Notice) (alreadySent bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	key := nt.Mailbox.Key
+	path, err := n.ledgerPath(key, nt.Kind)
+	if err != nil {
+		return false, err
+	}
+	msgID, err := notices.BareMessageID(nt.MessageID)
+	if err != nil {
+		return false, activities.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: %v", key, err)
+	}
+	// Build first, so a bad notice is an error even if the ledger has it.
+	msg, err := n.message(nt)
+	if err != nil {
+		return false, err
+	}
+
+	defer n.lock(path)()
+
+	wantID := "<" + msgID + ">"
+	switch id, err := readLedger(path); {
+	case err == nil && id == wantID:
+		return true, nil
+	case err == nil, errors.Is(err, fs.ErrNotExist):
+		// Not sent, or a record of another message under this name: send.
+	default:
+		return false, fmt.Errorf("smtpnotify: mailbox %s: ledger: %w", key, err)
+	}
+
+	if err := n.deliver(ctx, nt, msg); err != nil {
+		return false, err
+	}
+	if err := writeLedger(path, wantID, time.Now()); err != nil {
+		return false, fmt.Errorf("smtpnotify: mailbox %s: %s notice sent but not recorded, a retry will send it again: %w", key, nt.Kind, err)
+	}
+	return false, nil
+}
+
+// Sent reports whether the ledger records the notice of that kind for that
+// mailbox as sent.
+func (n *Notifier) Sent(ctx context.Context, key string, kind contract.NoticeKind) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	path, err := n.ledgerPath(key, kind)
+	if err != nil {
+		return false, err
+	}
+	switch _, err := readLedger(path); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	default:
+		return false, fmt.Errorf("smtpnotify: mailbox %s: ledger: %w", key, err)
+	}
+}
+
+// lock takes the lock of one ledger record and returns its release.
+func (n *Notifier) lock(path string) (unlock func()) {
+	n.mu.Lock()
+	l := n.sending[path]
+	if l == nil {
+		l = &pathLock{}
+		n.sending[path] = l
+	}
+	l.users++
+	n.mu.Unlock()
+
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		n.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(n.sending, path)
+		}
+		n.mu.Unlock()
+	}
+}
+
+// message builds the notice. Errors never include an address (see
+// notices.Templates.Compose). A notice that cannot be built never will be,
+// so those errors are permanent.
+func (n *Notifier) message(nt activities.Notice) (*gomail.Msg, error) {
+	if nt.Kind == contract.NoticeFailure && n.admin == nil {
+		return nil, activities.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: failure notice: no AdminContact configured", nt.Mailbox.Key)
+	}
+	msg, err := n.templates.Compose(nt, n.from, n.admin)
+	if err != nil {
+		return nil, activities.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: %v", err)
+	}
+	return msg, nil
+}
+
+// deliver dials the relay, sends msg and closes the connection. A message
+// the server accepted counts as delivered even if the goodbye then fails:
+// reporting an error would make the retry send it twice.
+func (n *Notifier) deliver(ctx context.Context, nt activities.Notice, msg *gomail.Msg) error {
+	// Our own dial keeps hold of the connection: go-mail leaves it open when
+	// EHLO or STARTTLS fails, and does not watch the context once connected.
+	// Closing it when ctx ends makes a cancelled activity stop at once.
+	var conn net.Conn
+	var stop func() bool
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+		if conn != nil {
+			_ = conn.Close() // usually closed already by QUIT; harmless then
+		}
+	}()
+	dial := func(dctx context.Context, network, addr string) (net.Conn, error) {
+		d := &net.Dialer{}
+		var c net.Conn
+		var err error
+		if n.security == SecurityTLS {
+			c, err = (&tls.Dialer{NetDialer: d, Config: n.tlsConfig.Clone()}).DialContext(dctx, network, addr)
+		} else {
+			c, err = d.DialContext(dctx, network, addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		conn = c
+		// Not dctx: go-mail cancels that as soon as the dial is done.
+		stop = context.AfterFunc(ctx, func() { _ = c.Close() })
+		return c, nil
+	}
+
+	opts := []gomail.Option{
+		gomail.WithPort(n.port),
+		gomail.WithTimeout(n.timeout),
+		gomail.WithDialContextFunc(dial),
+	}
+	switch n.security {
+	case SecurityTLS:
+		// The TLS is dialled above; WithSSL keeps go-mail from trying STARTTLS.
+		opts = append(opts, gomail.WithSSL())
+	case SecurityStartTLS:
+		opts = append(opts, gomail.WithTLSPolicy(gomail.TLSMandatory), gomail.WithTLSConfig(n.tlsConfig.Clone()))
+	default:
+		opts = append(opts, gomail.WithTLSPolicy(gomail.NoTLS))
+	}
+	if n.helo != "" {
+		opts = append(opts, gomail.WithHELO(n.helo))
+	}
+	var auth *trackedAuth
+	if n.username != "" {
+		auth = n.newAuth()
+		opts = append(opts, gomail.WithSMTPAuthCustom(auth))
+	}
+	client, err := gomail.NewClient(n.host, opts...)
+	if err != nil {
+		return fmt.Errorf("smtpnotify: mailbox %s: %s notice: client: %w", nt.Mailbox.Key, nt.Kind, err)
+	}
+	// Each command is also bounded by the timeout.
+	err = client.DialAndSendWithContext(ctx, msg)
+	if msg.IsDelivered() {
+		return nil
+	}
+	if err == nil {
+		// Not expected from go-mail, but an unconfirmed send is not a send.
+		err = errors.New("the server did not confirm the message")
+	}
+	return n.failed(ctx, nt, auth, err)
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"mailwave/contract"
+)
+
+func newWaveSignalCmd(a *app, verb, signal, short string) *cobra.Command {
+	var wave, reason string
+	cmd := &cobra.Command{
+		Use:   verb,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var payload any
+			if verb == "pause" {
+				payload = contract.PauseRequest{Reason: reason}
+			}
+			return a.signalWave(cmd.Context(), wave, verb, signal, payload)
+		},
+	}
+	cmd.Flags().StringVar(&wave, "wave", "", "the wave's ID (required)")
+	if verb == "pause" {
+		cmd.Flags().StringVar(&reason, "reason", "", "why, for the record")
+	}
+	_ = cmd.MarkFlagRequired("wave")
+	return cmd
+}
+
+func newWaveSetCapCmd(a *app) *cobra.Command {
+	var wave string
+	cmd := &cobra.Command{
+		Use:   "set-concurrency N",
+		Short: "Change how many of the wave's mailboxes may be in copy or cutover at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < 1 {
+				return fmt.Errorf("concurrency %q: a whole number of at least 1", args[0])
+			}
+			return a.signalWave(cmd.Context(), wave, "set-concurrency", contract.SignalSetCap, contract.SetCapRequest{Cap: n})
+		},
+	}
+	cmd.Flags().StringVar(&wave, "wave", "", "the wave's ID (required)")
+	_ = cmd.MarkFlagRequired("wave")
+	return cmd
+}
+
+func (a *app) signalWave(ctx context.Context, wave, verb, signal string, payload any) error {
+	c, status, err := a.waveTarget(ctx, wave)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return fmt.Errorf("wave %s has finished (%s): nothing to %s", wave, status, verb)
+	}
+	if err := c.SignalWorkflow(ctx, contract.WaveWorkflowID(wave), "", signal, payload); err != nil {
+		return fmt.Errorf("%s wave %s: %w", verb, wave, err)
+	}
+	fmt.Fprintf(a.out, "%s sent to wave %s\n", verb, wave)
+	return nil
+}

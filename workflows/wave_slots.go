@@ -1,0 +1,135 @@
+package workflows
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"mailwave/activities"
+	"mailwave/contract"
+)
+
+// grant gives free slots to waiting mailboxes in file order, from T on,
+// unless the wave is paused or cancelling.
+func (w *wave) grant(ctx workflow.Context) {
+	if !w.atT || w.st.Paused || w.st.Cancelling {
+		return
+	}
+	for len(w.st.Active) < w.st.Cap {
+		i := w.nextWaiting()
+		if i < 0 {
+			return
+		}
+		key, ok := w.keyOf(ctx, i)
+		if !ok {
+			return
+		}
+		w.st.Granted.Set(i)
+		w.addActive(contract.ActiveSlot{Index: i, Key: key})
+		w.signal(ctx, key, contract.SignalSlotGrant, contract.SlotGrant{WaveID: w.in.WaveID, Index: i}, func(err error) {
+			// The mailbox is gone: it finished (its report settles it) or
+			// was stopped without a word; the server is asked which.
+			workflow.GetLogger(ctx).Warn("slot grant not delivered", "wave", w.in.WaveID, "mailbox", key, "error", err)
+			w.removeActive(i)
+			w.toReconcile = append(w.toReconcile, i)
+		})
+	}
+}
+
+// nextWaiting returns the lowest index started, not granted, not done and
+// not being restarted, or -1.
+func (w *wave) nextWaiting() int {
+	for i := w.st.GrantCursor; i < w.in.Total; i++ {
+		if w.st.Started.Has(i) && !w.st.Granted.Has(i) && !w.st.Done.Has(i) && !w.st.Restarting.Has(i) {
+			w.st.GrantCursor = i
+			return i
+		}
+		if i >= w.st.NextStart && !w.startBusy {
+			break
+		}
+	}
+	return -1
+}
+
+// keyOf returns a mailbox's key, reading its page of the mailbox file
+// through a local activity when needed.
+func (w *wave) keyOf(ctx workflow.Context, i int) (string, bool) {
+	if w.keysFrom >= 0 && i >= w.keysFrom && i < w.keysFrom+len(w.keys) {
+		return w.keys[i-w.keysFrom], true
+	}
+	from := i - i%w.in.PageSize
+	to := min(from+w.in.PageSize, w.in.Total)
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: 10 * time.Minute,
+	})
+	var keys []string
+	err := workflow.ExecuteLocalActivity(lctx, contract.ActivityReadMailboxKeys, activities.ReadMailboxKeysInput{
+		MailboxFile: w.in.MailboxFile, From: from, To: to,
+	}).Get(ctx, &keys)
+	if err != nil || len(keys) != to-from {
+		w.pause(ctx, fmt.Sprintf("reading mailbox keys %d-%d failed: %v", from, to-1, err))
+		return "", false
+	}
+	w.keys, w.keysFrom = keys, from
+	return keys[i-from], true
+}
+
+// signal sends a signal to a mailbox, tracking it until it is delivered.
+func (w *wave) signal(ctx workflow.Context, key, name string, arg any, onError func(error)) {
+	w.inflight++
+	f := workflow.SignalExternalWorkflow(ctx, contract.MailboxWorkflowID(key), "", name, arg)
+	w.sel.AddFuture(f, func(f workflow.Future) {
+		w.inflight--
+		if err := f.Get(ctx, nil); err != nil && onError != nil {
+			onError(err)
+		}
+	})
+}
+
+func (w *wave) addActive(s contract.ActiveSlot) {
+	i := sort.Search(len(w.st.Active), func(j int) bool { return w.st.Active[j].Index >= s.Index })
+	w.st.Active = append(w.st.Active, contract.ActiveSlot{})
+	copy(w.st.Active[i+1:], w.st.Active[i:])
+	w.st.Active[i] = s
+}
+
+func (w *wave) removeActive(index int) bool {
+	for j, s := range w.st.Active {
+		if s.Index == index {
+			w.st.Active = append(w.st.Active[:j], w.st.Active[j+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// onDone settles a mailbox that reported its end, freeing its slot.
+func (w *wave) onDone(ctx workflow.Context, d contract.MailboxDone) {
+	if d.Index < 0 || d.Index >= w.in.Total {
+		workflow.GetLogger(ctx).Warn("done from an unknown mailbox index", "wave", w.in.WaveID, "index", d.Index)
+		return
+	}
+	w.removeActive(d.Index)
+	if w.st.Done.Has(d.Index) {
+		return // reported already
+	}
+	// A mailbox can finish before its page's start is confirmed.
+	if !w.st.Started.Has(d.Index) {
+		w.st.Started.Set(d.Index)
+		w.st.StartedCount++
+	}
+	w.st.Done.Set(d.Index)
+	switch d.Outcome {
+	case contract.OutcomeMigrated:
+		w.st.Migrated++
+	case contract.OutcomeNeedsSupport:
+		w.st.NeedsSupport = append(w.st.NeedsSupport, d.Index)
+	default:
+		w.st.Cancelled++
+	}
+	w.st.Copied = w.st.Copied.Add(d.Copied)
+	w.checkBudget(ctx)
+}
