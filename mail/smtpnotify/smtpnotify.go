@@ -172,7 +172,7 @@ func New(o Options) (*Notifier, error) {
 	case SecurityTLS, SecurityStartTLS:
 		pool, err := tlsconf.CertPool(o.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("smtpnotify: %w", err)
+			return nil, fmt.Errorf("smtpnotify: CAFile: %w", err)
 		}
 		n.tlsConfig = &tls.Config{ServerName: o.Host, RootCAs: pool, MinVersion: tls.VersionTLS12}
 	case SecurityNone:
