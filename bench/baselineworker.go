@@ -8,6 +8,7 @@ import (
 
 	"mailwave/bench/baseline"
 	"mailwave/internal/connect"
+	"mailwave/internal/testkit"
 )
 
 // serveBaselineFlag makes this binary the baseline's worker: the baseline
@@ -22,7 +23,7 @@ func baselineWorkerArgs(self, hostPort string) []string {
 // serveBaseline polls the baseline's task queue on the server at hostPort
 // with the mailwave worker's limits until ctx ends.
 func serveBaseline(ctx context.Context, hostPort string) error {
-	o := connect.Options{Address: hostPort, Log: connect.LogOptions{Level: "warn", Format: "console"}}
+	o := connect.Options{Address: hostPort, Keys: testkit.TestKeyRing(), Log: connect.LogOptions{Level: "warn", Format: "console"}}
 	c, z, err := o.Connect(ctx)
 	if err != nil {
 		return err

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"mailwave/identity"
+	"mailwave/internal/codec"
 	"mailwave/internal/testkit"
 	"mailwave/mail/sim"
 )
@@ -283,7 +284,7 @@ func layoutOf(dir string) layout {
 // childEnv is the environment of the worker and the starter: ours plus the
 // shared key secret.
 func childEnv() []string {
-	return append(os.Environ(), identity.SecretEnv+"="+benchSecret)
+	return append(os.Environ(), identity.SecretEnv+"="+benchSecret, codec.KeysEnv+"="+testkit.TestKeys)
 }
 
 // logf writes a diagnostic line to stderr.

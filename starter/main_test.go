@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/contract"
+	"mailwave/internal/codec"
 	"mailwave/internal/config"
 	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
@@ -35,7 +36,7 @@ func TestMain(m *testing.M) {
 func runStarter(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET="+testSecret)
+	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET="+testSecret, codec.KeysEnv+"="+testkit.TestKeys)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {

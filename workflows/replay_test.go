@@ -1,4 +1,4 @@
-package workflows
+package workflows_test
 
 import (
 	"path/filepath"
@@ -6,23 +6,31 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
-	"mailwave/contract"
+	"mailwave/internal/codec"
+	"mailwave/internal/testkit"
+	"mailwave/workflows"
 )
 
 // TestReplayRecordedHistories replays real histories recorded on the dev
-// server (see README: "Recording histories"). A change to a workflow that
+// server (see README: "Recording histories") with the workflows the worker
+// registers (Register) and the converters every client carries (the
+// payload codec): histories recorded before encryption hold plain
+// payloads, which the codec reads as they are. A change to a workflow that
 // would break runs already in flight fails here.
 func TestReplayRecordedHistories(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
 	require.NoError(t, err)
 	require.NotEmpty(t, files, "no recorded histories in testdata")
+	dc := codec.DataConverter(testkit.TestKeyRing())
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(MailboxMigration, workflow.RegisterOptions{Name: contract.MailboxWorkflowName})
-			r.RegisterWorkflowWithOptions(Wave, workflow.RegisterOptions{Name: contract.WaveWorkflowName})
+			r, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{
+				DataConverter:    dc,
+				FailureConverter: codec.FailureConverter(dc),
+			})
+			require.NoError(t, err)
+			workflows.Register(r)
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
 		})
 	}

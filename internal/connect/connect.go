@@ -1,56 +1,182 @@
 // Package connect is the one place mailwave builds a Temporal client: the
-// worker, the starter, the benchmarks and the tests all get their
-// client.Options from Options, and dial through Dial. The flags that fill
-// it (address, namespace, identity, dial timeout, logging) are its own.
+// worker, the starter, the codec server's checks, the benchmarks and the
+// tests all get their client.Options from Options, and dial through Dial.
+// The flags that fill it are its own: address, namespace, identity, TLS
+// (server CA, client certificate for mTLS, server name), API key, the
+// payload codec's key ring, and logging.
 package connect
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"os"
+	"os/user"
 	"time"
 
 	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
 	"go.uber.org/zap"
+
+	"mailwave/internal/codec"
+	"mailwave/internal/secretfile"
+	"mailwave/internal/tlsconf"
 )
 
 // Options say where the Temporal server is and how to talk to it.
 type Options struct {
 	Address   string
 	Namespace string
-	// Identity names this process in the server's history (who started a
-	// workflow, which worker ran a task); empty means the SDK's default,
-	// pid@host.
+	// Identity names this process in the server's history (who started or
+	// signalled a workflow, which worker ran a task); empty means
+	// user@host.
 	Identity    string
 	DialTimeout time.Duration
-	Log         LogOptions
+
+	// TLS to the frontend: on when TLS is set or any of the other TLS
+	// settings, or an API key, is given.
+	TLS           bool
+	TLSCA         string // PEM CA bundle trusted besides the system's
+	TLSCert       string // client certificate (mTLS), PEM
+	TLSKey        string // its private key, PEM, mode 0600
+	TLSServerName string // the name the server's certificate must carry
+	// APIKey is sent as a bearer token on every call (Temporal Cloud, or a
+	// cluster with an authorizer). Give it in $MAILWAVE_API_KEY rather than
+	// on the command line.
+	APIKey string
+
+	// CodecKeyFile is the payload codec's key ring (codec.LoadKeyFile);
+	// empty means $MAILWAVE_CODEC_KEYS.
+	CodecKeyFile string
+	// Keys, when set, is the key ring itself (tests, and callers that load
+	// it once); it wins over CodecKeyFile.
+	Keys *codec.KeyRing
+	// Plaintext turns the payload codec off. No flag sets it: it exists so
+	// that the privacy tests can prove they notice plaintext.
+	Plaintext bool
+
+	Log LogOptions
 }
 
 // AddFlags adds the connection and logging flags.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Address, "temporal-address", client.DefaultHostPort, "Temporal frontend host:port")
 	fs.StringVar(&o.Namespace, "namespace", client.DefaultNamespace, "Temporal namespace")
-	fs.StringVar(&o.Identity, "identity", "", "this process's identity in Temporal's history (default pid@host)")
+	fs.StringVar(&o.Identity, "identity", "", "who this is in Temporal's history (default user@host)")
 	fs.DurationVar(&o.DialTimeout, "dial-timeout", 10*time.Second, "how long to wait for the Temporal server")
+	fs.BoolVar(&o.TLS, "tls", false, "connect with TLS (implied by the other --tls-* flags and --api-key)")
+	fs.StringVar(&o.TLSCA, "tls-ca", "", "PEM CA bundle to trust for the Temporal frontend, besides the system's")
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "client certificate (PEM) for mTLS to the Temporal frontend")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "the client certificate's private key (PEM, mode 0600)")
+	fs.StringVar(&o.TLSServerName, "tls-server-name", "", "the name the frontend's certificate must carry (default: the address's host)")
+	fs.StringVar(&o.APIKey, "api-key", "", "API key sent as a bearer token (prefer $MAILWAVE_API_KEY)")
+	fs.StringVar(&o.CodecKeyFile, "codec-key-file", "", "payload encryption key ring (ID=BASE64 lines, first is current, mode 0600; default $"+codec.KeysEnv+")")
 	o.Log.AddFlags(fs)
 }
 
 // ClientOptions returns the client options for these settings, logging
-// through logger. HostPort is left for the caller to set where the address
-// is not known in advance (a dev server on a free port).
-func (o Options) ClientOptions(logger tlog.Logger) client.Options {
+// through logger: the codec on payloads and failures, TLS and the API key.
+// HostPort is left empty when Address is (a dev server on a free port sets
+// its own).
+func (o Options) ClientOptions(logger tlog.Logger) (client.Options, error) {
 	ns := o.Namespace
 	if ns == "" {
 		ns = client.DefaultNamespace
 	}
-	return client.Options{
+	opts := client.Options{
 		HostPort:  o.Address,
 		Namespace: ns,
-		Identity:  o.Identity,
+		Identity:  o.identity(),
 		Logger:    logger,
 	}
+	if !o.Plaintext {
+		keys := o.Keys
+		if keys == nil {
+			var err error
+			if keys, err = codec.FromEnvOrFile(o.CodecKeyFile); err != nil {
+				return client.Options{}, err
+			}
+		}
+		opts.DataConverter = codec.DataConverter(keys)
+		opts.FailureConverter = codec.FailureConverter(opts.DataConverter)
+	}
+	tlsConf, err := o.tlsConfig()
+	if err != nil {
+		return client.Options{}, err
+	}
+	opts.ConnectionOptions.TLS = tlsConf
+	if o.APIKey != "" {
+		if tlsConf == nil {
+			return client.Options{}, errors.New("--api-key needs TLS: an API key is never sent in the clear")
+		}
+		opts.Credentials = client.NewAPIKeyStaticCredentials(o.APIKey)
+	}
+	return opts, nil
+}
+
+// DataConverter is the converter the client options carry: the codec's, or
+// the SDK's default when Plaintext.
+func (o Options) DataConverter() (converter.DataConverter, error) {
+	opts, err := o.ClientOptions(nil)
+	if err != nil {
+		return nil, err
+	}
+	if opts.DataConverter == nil {
+		return converter.GetDefaultDataConverter(), nil
+	}
+	return opts.DataConverter, nil
+}
+
+// identity is Identity, or user@host: the operator's name in a wave's
+// history, so it says who paused, resumed or cancelled it.
+func (o Options) identity() string {
+	if o.Identity != "" {
+		return o.Identity
+	}
+	name := "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown-host"
+	}
+	return fmt.Sprintf("%s@%s:%d", name, host, os.Getpid())
+}
+
+// tlsConfig is nil for a plain connection.
+func (o Options) tlsConfig() (*tls.Config, error) {
+	if !o.TLS && o.TLSCA == "" && o.TLSCert == "" && o.TLSKey == "" && o.TLSServerName == "" && o.APIKey == "" {
+		return nil, nil
+	}
+	pool, err := tlsconf.CertPool(o.TLSCA)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-ca: %w", err)
+	}
+	conf := &tls.Config{RootCAs: pool, ServerName: o.TLSServerName, MinVersion: tls.VersionTLS12}
+	if conf.ServerName == "" {
+		if host, _, err := net.SplitHostPort(o.Address); err == nil {
+			conf.ServerName = host
+		}
+	}
+	switch {
+	case o.TLSCert != "" && o.TLSKey != "":
+		if err := secretfile.Check(o.TLSKey); err != nil {
+			return nil, fmt.Errorf("--tls-key: %w", err)
+		}
+		cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	case o.TLSCert != "" || o.TLSKey != "":
+		return nil, errors.New("--tls-cert and --tls-key go together: give both for mTLS, or neither")
+	}
+	return conf, nil
 }
 
 // ErrUnreachable is wrapped by Dial's error when the server did not answer.
@@ -59,15 +185,19 @@ var ErrUnreachable = errors.New("cannot reach the Temporal server")
 // Dial connects to Temporal and checks the server answers, so an unreachable
 // server is one clear error rather than a hang.
 func (o Options) Dial(ctx context.Context, logger tlog.Logger) (client.Client, error) {
+	opts, err := o.ClientOptions(logger)
+	if err != nil {
+		return nil, err
+	}
 	timeout := o.DialTimeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	c, err := client.DialContext(ctx, o.ClientOptions(logger))
+	c, err := client.DialContext(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("%w at %s (namespace %q): %w", ErrUnreachable, o.Address, o.Namespace, err)
+		return nil, fmt.Errorf("%w at %s (namespace %q): %w", ErrUnreachable, o.Address, opts.Namespace, err)
 	}
 	return c, nil
 }

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"mailwave/contract"
+	"mailwave/internal/codec"
 	"mailwave/internal/connect"
 	"mailwave/internal/workerapp"
 )
@@ -61,6 +62,21 @@ func DevServerArgs() []string {
 	return args
 }
 
+// TestKeys is the payload codec's key ring of every test and benchmark, in
+// the form of $MAILWAVE_CODEC_KEYS: child processes (worker, starter) get it
+// in their environment, and the dev server's client is built with it. It
+// protects nothing; real key rings come from a private file.
+const TestKeys = "test-1=bWFpbHdhdmUtdGVzdC1rZXktMzItYnl0ZXMtbG9uZyE="
+
+// TestKeyRing is TestKeys parsed.
+func TestKeyRing() *codec.KeyRing {
+	r, err := codec.ParseKeys(TestKeys)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
 // DevServer is a running dev server and its client (Client()), built by
 // the one connection builder, internal/connect.
 type DevServer struct {
@@ -70,7 +86,8 @@ type DevServer struct {
 
 // StartDevServer starts the dev server binary bin on a free port, with
 // mailwave's pragmas and search attributes, its database (temporal.db) and
-// log (temporal.log) in dir. The client's own warnings go to the log too.
+// log (temporal.log) in dir. Its client encrypts with TestKeyRing, and its
+// own warnings go to the log too.
 // It is the one way tests and benchmarks start a dev server.
 func StartDevServer(ctx context.Context, bin, dir string) (*DevServer, error) {
 	logFile, err := os.Create(filepath.Join(dir, "temporal.log"))
@@ -79,8 +96,12 @@ func StartDevServer(ctx context.Context, bin, dir string) (*DevServer, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	opts := connect.Options{}.ClientOptions(
+	opts, err := connect.Options{Keys: TestKeyRing()}.ClientOptions(
 		tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	if err != nil {
+		_ = logFile.Close()
+		return nil, err
+	}
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:  bin,
 		DBFilename:    filepath.Join(dir, "temporal.db"),

@@ -1,0 +1,181 @@
+package codec
+
+import (
+	"bytes"
+	"compress/flate"
+	"crypto/rand"
+	"fmt"
+	"io"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"google.golang.org/protobuf/proto"
+)
+
+// Metadata of an encrypted payload.
+const (
+	// MetadataEncoding is the encoding of a payload this codec sealed.
+	MetadataEncoding = converter.MetadataEncoding
+	// EncodingEncrypted marks a sealed payload.
+	EncodingEncrypted = "binary/encrypted"
+	// MetadataKeyID names the key that sealed it.
+	MetadataKeyID = "encryption-key-id"
+	// MetadataCompression says the plaintext was compressed before sealing.
+	MetadataCompression = "mailwave-compression"
+	compressionDeflate  = "deflate"
+)
+
+// compressAbove is the plaintext size from which compression is tried:
+// below it the saving is too small to pay for itself.
+const compressAbove = 256
+
+// maxPlaintext bounds what a decoded (and decompressed) payload may grow
+// to: Temporal refuses payloads over 2 MB, so anything far larger is not
+// one of ours.
+const maxPlaintext = 64 << 20
+
+// Codec is a converter.PayloadCodec that seals payloads with the key ring's
+// current key and opens them with whichever key sealed them.
+type Codec struct {
+	keys *KeyRing
+}
+
+var _ converter.PayloadCodec = (*Codec)(nil)
+
+// New returns the codec over a key ring.
+func New(keys *KeyRing) *Codec { return &Codec{keys: keys} }
+
+// Encode seals each payload (the whole payload, metadata included, so the
+// original encoding is hidden too).
+func (c *Codec) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	out := make([]*commonpb.Payload, len(payloads))
+	for i, p := range payloads {
+		plain, err := proto.Marshal(p)
+		if err != nil {
+			return nil, fmt.Errorf("codec: %w", err)
+		}
+		meta := map[string][]byte{
+			MetadataEncoding: []byte(EncodingEncrypted),
+			MetadataKeyID:    []byte(c.keys.current),
+		}
+		if len(plain) >= compressAbove {
+			if z, ok := deflate(plain); ok {
+				plain = z
+				meta[MetadataCompression] = []byte(compressionDeflate)
+			}
+		}
+		aead := c.keys.aeads[c.keys.current]
+		nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
+		if _, err := rand.Read(nonce); err != nil {
+			return nil, fmt.Errorf("codec: %w", err)
+		}
+		sealed := aead.Seal(nonce, nonce, plain, additionalData(meta))
+		out[i] = &commonpb.Payload{Metadata: meta, Data: sealed}
+	}
+	return out, nil
+}
+
+// Decode opens each sealed payload; one that is not sealed (written before
+// encryption was on) is returned as it is.
+func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	out := make([]*commonpb.Payload, len(payloads))
+	for i, p := range payloads {
+		if string(p.GetMetadata()[MetadataEncoding]) != EncodingEncrypted {
+			out[i] = p
+			continue
+		}
+		id := string(p.GetMetadata()[MetadataKeyID])
+		aead, ok := c.keys.aeads[id]
+		if !ok {
+			return nil, fmt.Errorf("codec: the payload was encrypted with key %q, which is not in this key ring (it has %v): add that key to decrypt it", id, c.keys.IDs())
+		}
+		data := p.GetData()
+		if len(data) < aead.NonceSize()+aead.Overhead() {
+			return nil, fmt.Errorf("codec: a payload encrypted with key %q is too short (%d bytes)", id, len(data))
+		}
+		meta := map[string][]byte{MetadataEncoding: []byte(EncodingEncrypted), MetadataKeyID: []byte(id)}
+		if z, ok := p.GetMetadata()[MetadataCompression]; ok {
+			meta[MetadataCompression] = z
+		}
+		plain, err := aead.Open(nil, data[:aead.NonceSize()], data[aead.NonceSize():], additionalData(meta))
+		if err != nil {
+			return nil, fmt.Errorf("codec: a payload encrypted with key %q does not open (wrong key material, or altered): %w", id, err)
+		}
+		switch z := string(meta[MetadataCompression]); z {
+		case "":
+		case compressionDeflate:
+			if plain, err = inflate(plain); err != nil {
+				return nil, fmt.Errorf("codec: %w", err)
+			}
+		default:
+			return nil, fmt.Errorf("codec: unknown compression %q", z)
+		}
+		var orig commonpb.Payload
+		if err := proto.Unmarshal(plain, &orig); err != nil {
+			return nil, fmt.Errorf("codec: a decrypted payload does not parse: %w", err)
+		}
+		out[i] = &orig
+	}
+	return out, nil
+}
+
+// additionalData binds the metadata that says how to open a payload to its
+// ciphertext, so it cannot be changed (another key ID, compression dropped)
+// without the payload failing to open.
+func additionalData(meta map[string][]byte) []byte {
+	var b bytes.Buffer
+	for _, k := range []string{MetadataEncoding, MetadataKeyID, MetadataCompression} {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.Write(meta[k])
+		b.WriteByte(0)
+	}
+	return b.Bytes()
+}
+
+// deflate compresses b, and says whether that made it smaller.
+func deflate(b []byte) ([]byte, bool) {
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.BestSpeed)
+	if _, err := w.Write(b); err != nil {
+		return nil, false
+	}
+	if err := w.Close(); err != nil {
+		return nil, false
+	}
+	if buf.Len() >= len(b) {
+		return nil, false
+	}
+	return buf.Bytes(), true
+}
+
+// inflate decompresses b, refusing to grow past maxPlaintext.
+func inflate(b []byte) ([]byte, error) {
+	r := flate.NewReader(bytes.NewReader(b))
+	defer func() { _ = r.Close() }()
+	out, err := io.ReadAll(io.LimitReader(r, maxPlaintext+1))
+	if err != nil {
+		return nil, fmt.Errorf("decompressing a payload: %w", err)
+	}
+	if len(out) > maxPlaintext {
+		return nil, fmt.Errorf("a payload decompresses to more than %d bytes", maxPlaintext)
+	}
+	return out, nil
+}
+
+// DataConverter is the SDK's default converter with payloads sealed by the
+// key ring.
+func DataConverter(keys *KeyRing) converter.DataConverter {
+	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), New(keys))
+}
+
+// FailureConverter moves a failure's message and stack trace into an
+// encoded payload, so error texts (which may name a mailbox or a folder)
+// are sealed too.
+func FailureConverter(dc converter.DataConverter) converter.FailureConverter {
+	return temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{
+		DataConverter:          dc,
+		EncodeCommonAttributes: true,
+	})
+}

@@ -1,0 +1,159 @@
+package codec_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/converter"
+
+	"mailwave/internal/codec"
+)
+
+func key(b byte) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, 32)) }
+
+func ring(t *testing.T, spec string) *codec.KeyRing {
+	t.Helper()
+	r, err := codec.ParseKeys(spec)
+	require.NoError(t, err)
+	return r
+}
+
+type mailbox struct {
+	Address, DisplayName string
+	Folders              []string
+}
+
+var alice = mailbox{Address: "alice.smith@trust.nhs.example", DisplayName: "Alice Smith",
+	Folders: []string{"INBOX", "Patients/Mr Jones referral"}}
+
+// A value goes through the converter sealed, and comes back whole; the
+// payload holds none of its text, small or large (compressed).
+func TestRoundTripHidesTheValue(t *testing.T) {
+	dc := codec.DataConverter(ring(t, "k1="+key(1)))
+	big := alice
+	big.Folders = append(big.Folders, strings.Repeat("Inbox/Clinic letters ", 2000))
+	for _, v := range []mailbox{alice, big} {
+		p, err := dc.ToPayload(v)
+		require.NoError(t, err)
+		assert.Equal(t, codec.EncodingEncrypted, string(p.Metadata[codec.MetadataEncoding]))
+		assert.Equal(t, "k1", string(p.Metadata[codec.MetadataKeyID]))
+		for _, s := range []string{"alice", "Alice Smith", "Jones", "Clinic"} {
+			assert.NotContains(t, string(p.Data), s)
+		}
+		var got mailbox
+		require.NoError(t, dc.FromPayload(p, &got))
+		assert.Equal(t, v, got)
+	}
+	// The large one was compressed before sealing.
+	p, err := dc.ToPayload(big)
+	require.NoError(t, err)
+	assert.Equal(t, "deflate", string(p.Metadata[codec.MetadataCompression]))
+	assert.Less(t, len(p.Data), len(big.Folders[2])/4)
+}
+
+// Rotation: a ring whose current key is new still opens what the old key
+// sealed, and seals with the new one; a ring without the old key says which
+// key it lacks.
+func TestKeyRotation(t *testing.T) {
+	old := codec.New(ring(t, "k1="+key(1)))
+	sealed, err := old.Encode([]*commonpb.Payload{{Data: []byte("alice.smith@trust.nhs.example")}})
+	require.NoError(t, err)
+
+	rotated := codec.New(ring(t, "k2="+key(2)+",k1="+key(1)))
+	opened, err := rotated.Decode(sealed)
+	require.NoError(t, err)
+	assert.Equal(t, "alice.smith@trust.nhs.example", string(opened[0].Data))
+	resealed, err := rotated.Encode(opened)
+	require.NoError(t, err)
+	assert.Equal(t, "k2", string(resealed[0].Metadata[codec.MetadataKeyID]))
+
+	_, err = codec.New(ring(t, "k2="+key(2))).Decode(sealed)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `key "k1", which is not in this key ring`)
+}
+
+// Payloads written before encryption (the committed histories) are read as
+// they are.
+func TestUnencryptedPayloadsPassThrough(t *testing.T) {
+	plain, err := converter.GetDefaultDataConverter().ToPayload(alice)
+	require.NoError(t, err)
+	out, err := codec.New(ring(t, "k1="+key(1))).Decode([]*commonpb.Payload{plain})
+	require.NoError(t, err)
+	var got mailbox
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayload(out[0], &got))
+	assert.Equal(t, alice, got)
+}
+
+// A payload whose metadata or ciphertext was altered does not open, and a
+// key of the same ID but other material is refused.
+func TestTamperingIsRefused(t *testing.T) {
+	c := codec.New(ring(t, "k1="+key(1)))
+	sealed, err := c.Encode([]*commonpb.Payload{{Data: bytes.Repeat([]byte("alice "), 100)}})
+	require.NoError(t, err)
+
+	dropped := &commonpb.Payload{Metadata: map[string][]byte{}, Data: sealed[0].Data}
+	for k, v := range sealed[0].Metadata {
+		if k != codec.MetadataCompression {
+			dropped.Metadata[k] = v
+		}
+	}
+	_, err = c.Decode([]*commonpb.Payload{dropped})
+	assert.ErrorContains(t, err, "does not open")
+
+	flipped := &commonpb.Payload{Metadata: sealed[0].Metadata, Data: bytes.Clone(sealed[0].Data)}
+	flipped.Data[len(flipped.Data)-1] ^= 1
+	_, err = c.Decode([]*commonpb.Payload{flipped})
+	assert.ErrorContains(t, err, "does not open")
+
+	_, err = codec.New(ring(t, "k1="+key(9))).Decode(sealed)
+	assert.ErrorContains(t, err, "does not open")
+}
+
+// Bad key rings are refused with the problem named, never the key.
+func TestKeyRingErrors(t *testing.T) {
+	for spec, want := range map[string]string{
+		"":                  "empty",
+		"k1":                "want ID=BASE64",
+		"k1=!!!":            "not base64",
+		"k1=" + key(1)[:20]: "want 32",
+		"k1=" + base64.StdEncoding.EncodeToString([]byte("short")): "want 32",
+		"k1=" + key(1) + ",k1=" + key(2):                           "given twice",
+		"bad id=" + key(1):                                         "want ID=BASE64",
+		"../x=" + key(1):                                           "letters, digits",
+	} {
+		_, err := codec.ParseKeys(spec)
+		if assert.Error(t, err, spec) {
+			assert.Contains(t, err.Error(), want, spec)
+			assert.NotContains(t, err.Error(), key(1), spec)
+		}
+	}
+}
+
+// A key file must be private; comments and one key a line are read.
+func TestKeyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys")
+	require.NoError(t, os.WriteFile(path, []byte("# rotated 2026-11\nk2="+key(2)+"\nk1="+key(1)+"\n"), 0o644))
+	_, err := codec.LoadKeyFile(path)
+	assert.ErrorContains(t, err, "group and others must have no access")
+
+	require.NoError(t, os.Chmod(path, 0o600))
+	r, err := codec.LoadKeyFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, "k2", r.Current())
+	assert.Equal(t, []string{"k1", "k2"}, r.IDs())
+
+	t.Setenv(codec.KeysEnv, "")
+	_, err = codec.FromEnvOrFile("")
+	assert.ErrorIs(t, err, codec.ErrNoKeys)
+	t.Setenv(codec.KeysEnv, "k3="+key(3))
+	r, err = codec.FromEnvOrFile("")
+	require.NoError(t, err)
+	assert.Equal(t, "k3", r.Current())
+}

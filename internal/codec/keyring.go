@@ -1,0 +1,152 @@
+// Package codec encrypts every payload mailwave hands to Temporal: workflow
+// and activity inputs and results, signals, queries, heartbeats, memos and,
+// through the failure converter, error messages and stack traces. Search
+// attributes and workflow IDs are not payloads and stay opaque by design.
+//
+// Payloads are compressed when that makes them smaller, then sealed with
+// AES-256-GCM under the key ring's current key; the key's ID travels in the
+// payload's metadata, so a key ring that still holds older keys decrypts
+// what they sealed (rotation without breaking a 14-day workflow). A payload
+// that is not encrypted (histories recorded before encryption) is passed
+// through as it is: decoding accepts it, encoding never writes one.
+package codec
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+
+	"regexp"
+	"slices"
+	"strings"
+
+	"mailwave/internal/secretfile"
+)
+
+// KeysEnv holds a key ring inline: "ID=BASE64,ID=BASE64,...", the first key
+// the current one.
+const KeysEnv = "MAILWAVE_CODEC_KEYS"
+
+// keyIDPattern keeps key IDs short and printable: they travel in every
+// payload's metadata.
+var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// KeyRing is a set of AES-256 keys by ID, one of them current.
+type KeyRing struct {
+	current string
+	aeads   map[string]cipher.AEAD
+}
+
+// NewKeyRing builds a key ring from 32-byte keys by ID; current names the
+// key new payloads are sealed with.
+func NewKeyRing(current string, keys map[string][]byte) (*KeyRing, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("the key ring is empty")
+	}
+	r := &KeyRing{current: current, aeads: map[string]cipher.AEAD{}}
+	for id, key := range keys {
+		if !keyIDPattern.MatchString(id) {
+			return nil, fmt.Errorf("key ID %q: want 1-64 letters, digits, '.', '_' or '-'", id)
+		}
+		if len(key) != 32 {
+			return nil, fmt.Errorf("key %s: %d bytes, want 32 (AES-256)", id, len(key))
+		}
+		block, err := aes.NewCipher(key)
+		if err != nil {
+			return nil, fmt.Errorf("key %s: %w", id, err)
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, fmt.Errorf("key %s: %w", id, err)
+		}
+		r.aeads[id] = aead
+	}
+	if _, ok := r.aeads[current]; !ok {
+		return nil, fmt.Errorf("the current key %q is not in the key ring (it has %s)", current, strings.Join(r.IDs(), ", "))
+	}
+	return r, nil
+}
+
+// Current is the ID of the key new payloads are sealed with.
+func (r *KeyRing) Current() string { return r.current }
+
+// IDs lists the key IDs, sorted.
+func (r *KeyRing) IDs() []string {
+	ids := make([]string, 0, len(r.aeads))
+	for id := range r.aeads {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// ParseKeys reads a key ring written as "ID=BASE64" entries separated by
+// commas, newlines or spaces; blank lines and lines starting with '#' are
+// skipped. The first entry is the current key. No key material is quoted in
+// an error.
+func ParseKeys(text string) (*KeyRing, error) {
+	keys := map[string][]byte{}
+	current := ""
+	n := 0
+	for line := range strings.Lines(text) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		for _, entry := range strings.FieldsFunc(line, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+			n++
+			id, b64, ok := strings.Cut(entry, "=")
+			if !ok || id == "" {
+				return nil, fmt.Errorf("entry %d: want ID=BASE64", n)
+			}
+			key, err := base64.StdEncoding.DecodeString(b64)
+			if err != nil {
+				return nil, fmt.Errorf("key %s: not base64", id)
+			}
+			if _, dup := keys[id]; dup {
+				return nil, fmt.Errorf("key %s is given twice", id)
+			}
+			keys[id] = key
+			if current == "" {
+				current = id
+			}
+		}
+	}
+	return NewKeyRing(current, keys)
+}
+
+// LoadKeyFile reads a key ring file (ParseKeys' format). Like every secret
+// file, it must be a regular file that neither group nor others may read.
+func LoadKeyFile(path string) (*KeyRing, error) {
+	b, err := secretfile.Read(path)
+	if err != nil {
+		return nil, fmt.Errorf("codec key file: %w", err)
+	}
+	r, err := ParseKeys(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("codec key file %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// FromEnvOrFile loads the key ring from path when set, else from $KeysEnv;
+// neither set is an error naming both.
+func FromEnvOrFile(path string) (*KeyRing, error) {
+	if path != "" {
+		return LoadKeyFile(path)
+	}
+	if v, ok := os.LookupEnv(KeysEnv); ok && strings.TrimSpace(v) != "" {
+		r, err := ParseKeys(v)
+		if err != nil {
+			return nil, fmt.Errorf("$%s: %w", KeysEnv, err)
+		}
+		return r, nil
+	}
+	return nil, ErrNoKeys
+}
+
+// ErrNoKeys says no key ring was configured.
+var ErrNoKeys = fmt.Errorf("no payload encryption keys: give --codec-key-file or set $%s", KeysEnv)

@@ -1,0 +1,148 @@
+package connect_test
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+
+	"mailwave/internal/codec"
+	"mailwave/internal/connect"
+	"mailwave/internal/testkit"
+	"mailwave/internal/testkit/pki"
+)
+
+// frontend is a fake Temporal frontend behind TLS that demands a client
+// certificate, and records who called and with which bearer token.
+type frontend struct {
+	workflowservice.UnimplementedWorkflowServiceServer
+	mu      sync.Mutex
+	auth    []string
+	clients []string
+}
+
+func (f *frontend) GetSystemInfo(ctx context.Context, _ *workflowservice.GetSystemInfoRequest) (*workflowservice.GetSystemInfoResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.auth = append(f.auth, md.Get("authorization")...)
+	if p, ok := peer.FromContext(ctx); ok {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+			f.clients = append(f.clients, ti.State.PeerCertificates[0].Subject.CommonName)
+		}
+	}
+	return &workflowservice.GetSystemInfoResponse{Capabilities: &workflowservice.GetSystemInfoResponse_Capabilities{}}, nil
+}
+
+func startFrontend(t *testing.T, ca *pki.CA) (*frontend, string) {
+	t.Helper()
+	srvCert := ca.Server(t, "temporal-frontend")
+	creds := credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{srvCert.TLS},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    ca.Pool(),
+		MinVersion:   tls.VersionTLS12,
+	})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := grpc.NewServer(grpc.Creds(creds))
+	f := &frontend{}
+	workflowservice.RegisterWorkflowServiceServer(s, f)
+	go func() { _ = s.Serve(lis) }()
+	t.Cleanup(s.Stop)
+	return f, lis.Addr().String()
+}
+
+// The connection builder speaks mTLS with the given CA, client certificate
+// and server name, and sends the API key as a bearer token; without the
+// client certificate, or trusting another CA, the server is not reached.
+func TestTLSAndAPIKey(t *testing.T) {
+	ca := pki.NewCA(t, "frontend CA")
+	f, addr := startFrontend(t, ca)
+	client := ca.Client(t, "mailwave-worker-1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	base := connect.Options{Address: addr, Keys: testkit.TestKeyRing(), DialTimeout: 3 * time.Second}
+
+	ok := base
+	ok.TLSCA, ok.TLSCert, ok.TLSKey, ok.TLSServerName, ok.APIKey = ca.CertFile, client.CertFile, client.KeyFile, "temporal-frontend", "key-abc"
+	c, err := ok.Dial(ctx, nil)
+	require.NoError(t, err)
+	c.Close()
+	f.mu.Lock()
+	assert.Contains(t, f.auth, "Bearer key-abc")
+	assert.Contains(t, f.clients, "mailwave-worker-1")
+	f.mu.Unlock()
+
+	noCert := ok
+	noCert.TLSCert, noCert.TLSKey = "", ""
+	_, err = noCert.Dial(ctx, nil)
+	assert.ErrorIs(t, err, connect.ErrUnreachable, "a frontend that demands a client certificate")
+
+	otherCA := ok
+	otherCA.TLSCA = pki.NewCA(t, "someone else").CertFile
+	_, err = otherCA.Dial(ctx, nil)
+	assert.ErrorIs(t, err, connect.ErrUnreachable, "a server certificate from an untrusted CA")
+
+	wrongName := ok
+	wrongName.TLSServerName = "not-the-frontend"
+	_, err = wrongName.Dial(ctx, nil)
+	assert.ErrorIs(t, err, connect.ErrUnreachable, "a server certificate for another name")
+
+	plain := base
+	_, err = plain.Dial(ctx, nil)
+	assert.ErrorIs(t, err, connect.ErrUnreachable, "plain gRPC to a TLS frontend")
+}
+
+// Settings that cannot work are refused before any connection.
+func TestBadSettingsAreRefused(t *testing.T) {
+	ca := pki.NewCA(t, "ca")
+	client := ca.Client(t, "c")
+	base := connect.Options{Address: "127.0.0.1:1", Keys: testkit.TestKeyRing()}
+
+	o := base
+	o.TLSCert = client.CertFile
+	_, err := o.ClientOptions(nil)
+	assert.ErrorContains(t, err, "--tls-cert and --tls-key go together")
+
+	o = base
+	o.TLSCert, o.TLSKey = client.CertFile, client.KeyFile
+	require.NoError(t, os.Chmod(client.KeyFile, 0o644))
+	_, err = o.ClientOptions(nil)
+	assert.ErrorContains(t, err, "group and others must have no access")
+
+	o = base
+	o.TLSCA = client.KeyFile + ".missing"
+	_, err = o.ClientOptions(nil)
+	assert.ErrorContains(t, err, "--tls-ca")
+
+	// No key ring, and none in the environment: no client at all.
+	t.Setenv(codec.KeysEnv, "")
+	o = connect.Options{Address: "127.0.0.1:1"}
+	_, err = o.ClientOptions(nil)
+	assert.ErrorIs(t, err, codec.ErrNoKeys)
+}
+
+// Every client carries the codec: what it writes is sealed.
+func TestClientsEncryptPayloads(t *testing.T) {
+	opts, err := connect.Options{Keys: testkit.TestKeyRing()}.ClientOptions(nil)
+	require.NoError(t, err)
+	require.NotNil(t, opts.DataConverter)
+	p, err := opts.DataConverter.ToPayload("alice.smith@trust.nhs.example")
+	require.NoError(t, err)
+	assert.Equal(t, codec.EncodingEncrypted, string(p.Metadata[codec.MetadataEncoding]))
+	assert.NotContains(t, string(p.Data), "alice")
+	require.NotNil(t, opts.FailureConverter)
+	assert.NotEmpty(t, opts.Identity)
+}
