@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"mailwave/contract"
+	"mailwave/internal/wavefile"
 )
 
 // Notice is one message to one user.
@@ -57,4 +58,14 @@ type Router interface {
 	Route(ctx context.Context, m contract.MailboxRef) (Route, error)
 	// Cutover points the mailbox at the target. It must succeed if it already is.
 	Cutover(ctx context.Context, m contract.MailboxRef) error
+}
+
+// Rosters serves the wave rosters by wave ID (internal/wavefile's Store):
+// the roster a worker reads is the one its own configuration points to,
+// never a path named in a workflow input.
+type Rosters interface {
+	// Rows returns the mailboxes at indexes from (inclusive) to to.
+	Rows(ctx context.Context, waveID string, from, to int) ([]wavefile.Mailbox, error)
+	// Get returns the mailboxes at the given indexes, in that order.
+	Get(ctx context.Context, waveID string, indexes []int) ([]wavefile.Mailbox, error)
 }

@@ -22,18 +22,18 @@ import (
 // parallelStarts bounds the start requests in flight from one activity.
 const parallelStarts = 8
 
-// WaveActivities start, read and cancel a wave's mailboxes: their port is
-// Temporal itself (the worker's client), through internal/control, and the
-// wave's mailbox files.
+// WaveActivities start, read and cancel a wave's mailboxes: their ports are
+// Temporal itself (the worker's client, through internal/control) and the
+// roster store.
 type WaveActivities struct {
-	client client.Client
-	files  *wavefile.Reader
+	client  client.Client
+	rosters Rosters
 }
 
-// NewWave returns the wave's activities over a Temporal client and a cache
-// of wave mailbox files.
-func NewWave(c client.Client, files *wavefile.Reader) *WaveActivities {
-	return &WaveActivities{client: c, files: files}
+// NewWave returns the wave's activities over a Temporal client and the
+// worker's roster store.
+func NewWave(c client.Client, rosters Rosters) *WaveActivities {
+	return &WaveActivities{client: c, rosters: rosters}
 }
 
 // ReconcileMailboxes returns, as their reports, the mailboxes of the wave
@@ -42,7 +42,7 @@ func NewWave(c client.Client, files *wavefile.Reader) *WaveActivities {
 // Mailboxes still running, or now in another wave, are left out.
 func (a *WaveActivities) ReconcileMailboxes(ctx context.Context, in ReconcileMailboxesInput) ([]contract.MailboxDone, error) {
 	var ended []contract.MailboxDone
-	err := a.eachOfWave(ctx, in.WaveID, in.MailboxFile, in.Indexes, func(row wavefile.Mailbox, prev control.Run) error {
+	err := a.eachOfWave(ctx, in.WaveID, in.Indexes, func(row wavefile.Mailbox, prev control.Run) error {
 		if prev.Running {
 			return nil
 		}
@@ -61,8 +61,8 @@ func (a *WaveActivities) ReconcileMailboxes(ctx context.Context, in ReconcileMai
 // eachOfWave calls fn with the latest run of each mailbox at indexes whose
 // run belongs to the wave; a mailbox never started, or now in another
 // migration, is passed over.
-func (a *WaveActivities) eachOfWave(ctx context.Context, waveID, path string, indexes []int, fn func(wavefile.Mailbox, control.Run) error) error {
-	rows, err := a.get(path, indexes)
+func (a *WaveActivities) eachOfWave(ctx context.Context, waveID string, indexes []int, fn func(wavefile.Mailbox, control.Run) error) error {
+	rows, err := a.get(ctx, waveID, indexes)
 	if err != nil {
 		return err
 	}
@@ -98,16 +98,16 @@ func (a *WaveActivities) ReportMailboxDone(ctx context.Context, in ReportDoneInp
 	return err
 }
 
-func (a *WaveActivities) rows(in StartMailboxesInput) ([]wavefile.Mailbox, error) {
+func (a *WaveActivities) rows(ctx context.Context, in StartMailboxesInput) ([]wavefile.Mailbox, error) {
 	if len(in.Indexes) > 0 {
-		return a.get(in.MailboxFile, in.Indexes)
+		return a.get(ctx, in.WaveID, in.Indexes)
 	}
-	rows, err := a.files.Rows(in.MailboxFile, in.From, in.To)
+	rows, err := a.rosters.Rows(ctx, in.WaveID, in.From, in.To)
 	return rows, badFile(err)
 }
 
-func (a *WaveActivities) get(path string, indexes []int) ([]wavefile.Mailbox, error) {
-	rows, err := a.files.Get(path, indexes)
+func (a *WaveActivities) get(ctx context.Context, waveID string, indexes []int) ([]wavefile.Mailbox, error) {
+	rows, err := a.rosters.Get(ctx, waveID, indexes)
 	return rows, badFile(err)
 }
 
@@ -125,7 +125,7 @@ func badFile(err error) error {
 // started. Mailboxes that belong to another migration are refused and
 // listed with the reason.
 func (a *WaveActivities) StartMailboxes(ctx context.Context, in StartMailboxesInput) (StartMailboxesResult, error) {
-	rows, err := a.rows(in)
+	rows, err := a.rows(ctx, in)
 	if err != nil {
 		return StartMailboxesResult{}, err
 	}
@@ -186,7 +186,7 @@ func (a *WaveActivities) StartMailboxes(ctx context.Context, in StartMailboxesIn
 
 // ReadMailboxKeys returns the keys of a page of a wave's mailbox file.
 func (a *WaveActivities) ReadMailboxKeys(ctx context.Context, in ReadMailboxKeysInput) ([]string, error) {
-	rows, err := a.files.Rows(in.MailboxFile, in.From, in.To)
+	rows, err := a.rosters.Rows(ctx, in.WaveID, in.From, in.To)
 	if err != nil {
 		return nil, badFile(err)
 	}
@@ -202,7 +202,7 @@ func (a *WaveActivities) ReadMailboxKeys(ctx context.Context, in ReadMailboxKeys
 // during cutover finishes it, so none is left half cut over.
 func (a *WaveActivities) CancelMailboxes(ctx context.Context, in CancelMailboxesInput) (int, error) {
 	cancelled := 0
-	err := a.eachOfWave(ctx, in.WaveID, in.MailboxFile, in.Indexes, func(row wavefile.Mailbox, prev control.Run) error {
+	err := a.eachOfWave(ctx, in.WaveID, in.Indexes, func(row wavefile.Mailbox, prev control.Run) error {
 		if !prev.Running {
 			return nil
 		}

@@ -16,11 +16,10 @@ type ReportDoneInput struct {
 // (or, when Indexes is empty, From to To-1) to be started. A retry (set
 // NotBefore) starts again mailboxes whose last run ended in needs support.
 type StartMailboxesInput struct {
-	WaveID      string
-	MailboxFile string
-	From, To    int
-	Indexes     []int `json:",omitempty"`
-	Retry       bool  `json:",omitempty"`
+	WaveID   string
+	From, To int
+	Indexes  []int `json:",omitempty"`
+	Retry    bool  `json:",omitempty"`
 	// NotBefore, on a retry, is when the retry was asked for: a run of the
 	// wave started since then is the retry's own.
 	NotBefore    time.Time `json:",omitempty"`
@@ -37,24 +36,23 @@ type StartMailboxesResult struct {
 	Refused []contract.Refusal `json:",omitempty"`
 }
 
-// ReadMailboxKeysInput asks for the keys of rows From to To-1.
+// ReadMailboxKeysInput asks for the keys of rows From to To-1 of a wave's
+// roster.
 type ReadMailboxKeysInput struct {
-	MailboxFile string
-	From, To    int
+	WaveID   string
+	From, To int
 }
 
 // ReconcileMailboxesInput asks which of these mailboxes of the wave have
 // ended without reporting.
 type ReconcileMailboxesInput struct {
-	WaveID      string
-	MailboxFile string
-	Indexes     []int
+	WaveID  string
+	Indexes []int
 }
 
 // CancelMailboxesInput asks for the wave's running mailboxes at Indexes to
 // be cancelled (cleanly: a mailbox in cutover finishes it).
 type CancelMailboxesInput struct {
-	WaveID      string
-	MailboxFile string
-	Indexes     []int
+	WaveID  string
+	Indexes []int
 }

@@ -39,6 +39,7 @@ func mailwaveWorkerArgs(bin, hostPort string, d layout) []string {
 		"--temporal-address", hostPort,
 		"--sim-dir", d.estate,
 		"--outbox-dir", d.outbox,
+		"--waves-dir", d.waves,
 		"--sim-instant",
 		"--log-level", "warn",
 		"--max-activities", strconv.Itoa(workerMaxActivities),

@@ -1,6 +1,9 @@
 package contract
 
-import "strings"
+import (
+	"regexp"
+	"strings"
+)
 
 const mailboxIDPrefix = "mailbox-"
 
@@ -13,3 +16,13 @@ func MailboxKeyOf(workflowID string) string { return strings.TrimPrefix(workflow
 
 // WaveWorkflowID is the workflow ID of a wave.
 func WaveWorkflowID(waveID string) string { return "wave-" + waveID }
+
+// WaveIDRule says what a wave ID may be. A wave ID names the wave's roster
+// in the roster store and goes into workflow IDs and visibility queries, so
+// it is kept to a safe alphabet: never a path, never a quote.
+const WaveIDRule = "a wave ID is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+var waveIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ValidWaveID reports whether id follows WaveIDRule.
+func ValidWaveID(id string) bool { return waveIDPattern.MatchString(id) }

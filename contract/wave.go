@@ -5,13 +5,14 @@ import (
 	"time"
 )
 
-// WaveInput starts a wave. The mailboxes are by reference: MailboxFile is
-// the wave's mailbox file (CSV with header key,address,org,display_name,
-// written by the starter where the workers can read it); row i (from 0) is
-// the mailbox with wave index i.
+// WaveInput starts a wave. The mailboxes are by reference: the wave's
+// roster, which the starter wrote to the roster store under the wave ID and
+// each worker finds in its own configured store; row i (from 0) is the
+// mailbox with wave index i. No path travels in a workflow input: a worker
+// opens only what its own configuration names. (Waves started before this
+// carried a MailboxFile path; it is ignored.)
 type WaveInput struct {
 	WaveID       string
-	MailboxFile  string
 	Total        int
 	MigrateAt    time.Time
 	NoticeLead   time.Duration `json:",omitempty"`
@@ -67,8 +68,8 @@ func (in WaveInput) Validate() error {
 	switch {
 	case in.WaveID == "":
 		return fmt.Errorf("wave ID is empty")
-	case in.MailboxFile == "":
-		return fmt.Errorf("wave %s has no mailbox file", in.WaveID)
+	case !ValidWaveID(in.WaveID):
+		return fmt.Errorf("wave ID %.80q: %s", in.WaveID, WaveIDRule)
 	case in.Total <= 0:
 		return fmt.Errorf("wave %s has no mailboxes", in.WaveID)
 	case in.MigrateAt.IsZero():

@@ -50,6 +50,7 @@ func newWaveEnv(t *testing.T, mailboxes int, seed int64) *waveEnv {
 		Estate: "sim",
 		Sim: config.Sim{Dir: estateDir, TimeScale: 1e6, BytesPerSecond: 1 << 30,
 			TransientRate: 0.01, ThrottleRate: 0.01, ThrottleRetryAfter: 200 * time.Millisecond},
+		WavesDir:                filepath.Join(dir, "waves"),
 		MaxConcurrentActivities: 100, MaxConcurrentLocalActivities: 100, MaxConcurrentWorkflowTasks: 50,
 		ShutdownTimeout: 5 * time.Second,
 	})
@@ -64,9 +65,8 @@ func (e *waveEnv) launch(ctx context.Context, in contract.WaveInput) contract.Wa
 	}
 	mailboxes, err := wavefile.Build(rows, e.keyer)
 	require.NoError(e.t, err)
-	in.MailboxFile = filepath.Join(e.dir, "waves", in.WaveID+".csv")
 	in.Total = len(mailboxes)
-	require.NoError(e.t, wavefile.Write(in.MailboxFile, mailboxes))
+	require.NoError(e.t, wavefile.NewStore(filepath.Join(e.dir, "waves")).Write(ctx, in.WaveID, mailboxes))
 	_, err = e.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: contract.WaveWorkflowID(in.WaveID), TaskQueue: contract.TaskQueue,
 	}, contract.WaveWorkflowName, in)

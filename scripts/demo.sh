@@ -49,7 +49,7 @@ listening || { echo "the dev server did not come up: see $DATA/temporal.log" >&2
 
 # The worker, with faults injected: transient errors and throttling on 1 % of
 # copy batches and cutovers each, and 0.5 % of mailboxes missing at source.
-"$BIN/worker" --sim-dir "$DATA/estate" --outbox-dir "$DATA/outbox" --sim-time-scale 36000 \
+"$BIN/worker" --sim-dir "$DATA/estate" --outbox-dir "$DATA/outbox" --waves-dir "$DATA/waves" --sim-time-scale 36000 \
   --sim-transient-rate 0.01 --sim-throttle-rate 0.01 --sim-throttle-retry-after 2s --sim-not-found-rate 0.005 \
   >"$DATA/worker.log" 2>&1 &
 echo $! >"$DATA/worker.pid"

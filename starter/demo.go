@@ -81,7 +81,7 @@ func (a *app) demo(ctx context.Context, o demoOptions) error {
 	}
 	elapsed := time.Since(started)
 
-	rows, err := wavefile.NewReader().Rows(in.MailboxFile, 0, in.Total)
+	rows, err := wavefile.NewStore(filepath.Join(o.dataDir, "waves")).Rows(ctx, in.WaveID, 0, in.Total)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,9 @@ func newWaveCmd(a *app) *cobra.Command {
 
 // waveTarget connects and checks the wave exists, returning its status.
 func (a *app) waveTarget(ctx context.Context, wave string) (client.Client, enumspb.WorkflowExecutionStatus, error) {
+	if err := checkWaveID(wave); err != nil {
+		return nil, 0, err
+	}
 	c, err := a.dial(ctx)
 	if err != nil {
 		return nil, 0, err
@@ -41,4 +44,13 @@ func (a *app) waveTarget(ctx context.Context, wave string) (client.Client, enums
 		return nil, 0, fmt.Errorf("looking up wave %s: %w", wave, err)
 	}
 	return c, desc.GetWorkflowExecutionInfo().GetStatus(), nil
+}
+
+// checkWaveID refuses a --wave that is not a wave ID before it goes into a
+// workflow ID, a file name or a visibility query.
+func checkWaveID(wave string) error {
+	if !contract.ValidWaveID(wave) {
+		return fmt.Errorf("--wave %.80q: %s", wave, contract.WaveIDRule)
+	}
+	return nil
 }

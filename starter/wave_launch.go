@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,8 +18,6 @@ import (
 	"mailwave/internal/control"
 	"mailwave/internal/wavefile"
 )
-
-var waveIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // waveLaunchOptions are the flags of `wave launch`.
 type waveLaunchOptions struct {
@@ -60,7 +57,7 @@ number, and nothing starts until the file is clean.`,
 	f.IntVar(&o.concurrency, "concurrency", contract.DefaultCap, "mailboxes in copy or cutover at once")
 	f.Float64Var(&o.errorBudget, "error-budget", 100*contract.DefaultErrorBudget, "percent of finished mailboxes that may need support before the wave pauses itself")
 	f.Float64Var(&o.startRate, "start-rate", contract.DefaultStartRate, "mailbox workflows started per second")
-	f.StringVar(&o.wavesDir, "waves-dir", "data/waves", "where the wave's mailbox file is written; the workers must read the same path")
+	f.StringVar(&o.wavesDir, "waves-dir", "data/waves", "the roster store: the wave's roster is written there as <wave>.csv, where the workers' --waves-dir finds it")
 	f.BoolVar(&o.dryRun, "dry-run", false, "check everything and show the wave, but start nothing")
 	_ = cmd.MarkFlagRequired("wave")
 	_ = cmd.MarkFlagRequired("migrate-at")
@@ -71,8 +68,8 @@ number, and nothing starts until the file is clean.`,
 // it. It returns the wave's input.
 func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time) (contract.WaveInput, error) {
 	var in contract.WaveInput
-	if !waveIDPattern.MatchString(o.wave) {
-		return in, fmt.Errorf("--wave %q: use 1 to 64 letters, digits, '.', '_' or '-'", o.wave)
+	if err := checkWaveID(o.wave); err != nil {
+		return in, err
 	}
 	if (o.mailboxes == "") == (o.roster == "") {
 		return in, errors.New("give either --mailboxes FILE or --roster FILE with --sample-percent")
@@ -137,13 +134,13 @@ func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time
 	if err != nil {
 		return in, err
 	}
-	dir, err := filepath.Abs(o.wavesDir)
+	rosters := wavefile.NewStore(o.wavesDir)
+	rosterPath, err := rosters.Path(o.wave)
 	if err != nil {
 		return in, err
 	}
 	in = contract.WaveInput{
 		WaveID:       o.wave,
-		MailboxFile:  filepath.Join(dir, o.wave+".csv"),
 		Total:        len(mailboxes),
 		MigrateAt:    sched.MigrateAt,
 		NoticeLead:   sched.NoticeLead,
@@ -159,9 +156,9 @@ func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time
 		fmt.Fprintln(a.out, "dry run: nothing written, nothing started")
 		return in, nil
 	}
-	if err := wavefile.Write(in.MailboxFile, mailboxes); err != nil {
+	if err := rosters.Write(ctx, in.WaveID, mailboxes); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return in, fmt.Errorf("wave %s already has a mailbox file at %s: wave IDs are used once", in.WaveID, in.MailboxFile)
+			return in, fmt.Errorf("wave %s already has a roster at %s: wave IDs are used once", in.WaveID, rosterPath)
 		}
 		return in, err
 	}
@@ -178,10 +175,10 @@ func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time
 		if errors.As(err, &already) {
 			return in, fmt.Errorf("wave %s already exists", in.WaveID)
 		}
-		_ = os.Remove(in.MailboxFile) // nothing started: the same launch may be tried again
+		_ = rosters.Remove(ctx, in.WaveID) // nothing started: the same launch may be tried again
 		return in, fmt.Errorf("starting wave %s: %w", in.WaveID, err)
 	}
-	fmt.Fprintf(a.out, "launched wave %s (workflow %s, run %s); mailbox file %s\n", in.WaveID, run.GetID(), run.GetRunID(), in.MailboxFile)
+	fmt.Fprintf(a.out, "launched wave %s (workflow %s, run %s); roster %s\n", in.WaveID, run.GetID(), run.GetRunID(), rosterPath)
 	return in, nil
 }
 

@@ -86,6 +86,7 @@ func TestWaveCommandsOnARealServer(t *testing.T) {
 	testkit.StartWorker(t, srv.Client(), workerapp.Config{
 		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
 		Estate: "sim", Sim: config.Sim{Dir: filepath.Join(dir, "estate"), Instant: true},
+		WavesDir:                filepath.Join(dir, "waves"),
 		MaxConcurrentActivities: 20, MaxConcurrentLocalActivities: 20, MaxConcurrentWorkflowTasks: 20,
 	})
 	server := []string{"--temporal-address", srv.FrontendHostPort()}

@@ -77,7 +77,7 @@ func (w *wave) cancelNext(ctx workflow.Context) {
 	w.cancelBusy = true
 	w.inflight++
 	f := workflow.ExecuteActivity(w.activityCtx(ctx), contract.ActivityCancelMailboxes, activities.CancelMailboxesInput{
-		WaveID: w.in.WaveID, MailboxFile: w.in.MailboxFile, Indexes: indexes,
+		WaveID: w.in.WaveID, Indexes: indexes,
 	})
 	w.sel.AddFuture(f, func(f workflow.Future) {
 		w.cancelBusy = false
@@ -121,7 +121,7 @@ func (w *wave) reconcile(ctx workflow.Context) {
 	w.reconcileBusy = true
 	w.inflight++
 	f := workflow.ExecuteActivity(w.activityCtx(ctx), contract.ActivityReconcileMailboxes, activities.ReconcileMailboxesInput{
-		WaveID: w.in.WaveID, MailboxFile: w.in.MailboxFile, Indexes: indexes,
+		WaveID: w.in.WaveID, Indexes: indexes,
 	})
 	w.sel.AddFuture(f, func(f workflow.Future) {
 		w.reconcileBusy = false

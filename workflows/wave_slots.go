@@ -67,7 +67,7 @@ func (w *wave) keyOf(ctx workflow.Context, i int) (string, bool) {
 	})
 	var keys []string
 	err := workflow.ExecuteLocalActivity(lctx, contract.ActivityReadMailboxKeys, activities.ReadMailboxKeysInput{
-		MailboxFile: w.in.MailboxFile, From: from, To: to,
+		WaveID: w.in.WaveID, From: from, To: to,
 	}).Get(ctx, &keys)
 	if err != nil || len(keys) != to-from {
 		w.pause(ctx, fmt.Sprintf("reading mailbox keys %d-%d failed: %v", from, to-1, err))

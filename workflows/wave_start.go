@@ -11,7 +11,7 @@ import (
 
 func (w *wave) startInput(from, to int, indexes []int) activities.StartMailboxesInput {
 	return activities.StartMailboxesInput{
-		WaveID: w.in.WaveID, MailboxFile: w.in.MailboxFile, From: from, To: to, Indexes: indexes,
+		WaveID: w.in.WaveID, From: from, To: to, Indexes: indexes,
 		MigrateAt: w.in.MigrateAt, NoticeLead: w.in.NoticeLead, ReminderLead: w.in.ReminderLead, StartRate: w.in.StartRate,
 	}
 }

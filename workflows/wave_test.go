@@ -83,7 +83,7 @@ func newWaveHarness(t *testing.T, total, cap int) *waveHarness {
 	return &waveHarness{
 		t: t,
 		in: contract.WaveInput{
-			WaveID: "w1", MailboxFile: "/waves/w1.csv", Total: total, Cap: cap,
+			WaveID: "w1", Total: total, Cap: cap,
 			MigrateAt: start.Add(15 * 24 * time.Hour), PageSize: 50,
 		},
 		start: start, now: start,

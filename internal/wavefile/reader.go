@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -147,25 +148,52 @@ func (r *Reader) evictLocked() {
 	}
 }
 
-// readFile reads and checks a whole wave mailbox file.
+// Limits on a wave's mailbox file: a wave has at most contract.MaxWaveSize
+// rows of a key, an address (at most 254 bytes), an organisation and a
+// display name, so anything much larger is not one of ours and is refused
+// before it is read whole.
+const (
+	MaxFileBytes = 128 << 20
+	MaxLineBytes = 4 << 10
+)
+
+// readFile reads and checks a whole wave mailbox file. Only a regular file
+// is read: a symbolic link, a FIFO or a device is refused without reading
+// from it, and nothing of a file's content is quoted in an error.
 func readFile(path string) ([]Mailbox, error) {
-	file, err := os.Open(path)
+	// O_NONBLOCK: opening a FIFO does not wait for a writer; O_NOFOLLOW: a
+	// link planted in the store is not followed.
+	file, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("wave file %s is a symbolic link: only regular files are read", path)
+		}
 		return nil, fmt.Errorf("wave file: %w", err)
 	}
 	defer file.Close()
+	fi, err := file.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("wave file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("wave file %s is not a regular file (%s): it is not read", path, fi.Mode().Type())
+	}
+	if fi.Size() > MaxFileBytes {
+		return nil, fmt.Errorf("wave file %s is %d bytes, more than a wave's file can be (%d)", path, fi.Size(), MaxFileBytes)
+	}
 
-	cr := csv.NewReader(bufio.NewReader(file))
+	lines := &lineCap{r: bufio.NewReader(io.LimitReader(file, MaxFileBytes+1)), max: MaxLineBytes}
+	cr := csv.NewReader(lines)
 	cr.ReuseRecord = true // each field is copied into a new string anyway
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("wave file %s is empty", path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("wave file %s: %w", path, err)
+		return nil, fmt.Errorf("wave file %s: %w", path, safeErr(err))
 	}
 	if !slices.Equal(header, fileHeader) {
-		return nil, fmt.Errorf("wave file %s: the header is %q; want %q", path, header, fileHeader)
+		return nil, fmt.Errorf("wave file %s: the first line is not the header %q", path, fileHeader)
 	}
 	var rows []Mailbox
 	for {
@@ -174,7 +202,7 @@ func readFile(path string) ([]Mailbox, error) {
 			return rows, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("wave file %s: %w", path, err)
+			return nil, fmt.Errorf("wave file %s: %w", path, safeErr(err))
 		}
 		if rec[0] == "" {
 			line, _ := cr.FieldPos(0)
@@ -188,4 +216,41 @@ func readFile(path string) ([]Mailbox, error) {
 			DisplayName: rec[3],
 		})
 	}
+}
+
+// errLineTooLong is lineCap's refusal.
+var errLineTooLong = fmt.Errorf("a line is longer than %d bytes", MaxLineBytes)
+
+// lineCap reads through r, failing once a line grows past max bytes.
+type lineCap struct {
+	r   *bufio.Reader
+	max int
+	n   int // bytes since the last newline
+}
+
+func (l *lineCap) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	for _, b := range p[:n] {
+		if b == '\n' {
+			l.n = 0
+			continue
+		}
+		if l.n++; l.n > l.max {
+			return 0, errLineTooLong
+		}
+	}
+	return n, err
+}
+
+// safeErr keeps what an error says of a file's shape (line, column, kind)
+// and drops anything of its content.
+func safeErr(err error) error {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("line %d, column %d: %w", pe.Line, pe.Column, pe.Err)
+	}
+	if errors.Is(err, errLineTooLong) {
+		return errLineTooLong
+	}
+	return errors.New("unreadable")
 }

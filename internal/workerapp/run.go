@@ -44,7 +44,7 @@ func Run(ctx context.Context, c Config, tc client.Client) error {
 	})
 	workflows.Register(w)
 	acts.Register(w)
-	activities.NewWave(tc, wavefile.NewReader()).Register(w)
+	activities.NewWave(tc, wavefile.NewStore(c.WavesDir)).Register(w)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("starting the worker on task queue %q: %w", c.TaskQueue, err)
 	}

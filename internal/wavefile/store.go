@@ -1,0 +1,75 @@
+package wavefile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"mailwave/contract"
+)
+
+// Store is a directory of wave rosters, one file a wave: <dir>/<wave ID>.csv.
+// The starter writes a wave's roster into its store, and each worker reads
+// it from its own, by wave ID: no path ever travels in a workflow input, and
+// a worker opens only files under the directory its configuration names.
+type Store struct {
+	dir    string
+	reader *Reader
+}
+
+// NewStore returns the store in dir.
+func NewStore(dir string) *Store { return &Store{dir: dir, reader: NewReader()} }
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Path is where the roster of a wave is; a wave ID that could name anything
+// else (a path, "..") is refused.
+func (s *Store) Path(waveID string) (string, error) {
+	if !contract.ValidWaveID(waveID) {
+		return "", fmt.Errorf("wave ID %.80q: %s", waveID, contract.WaveIDRule)
+	}
+	return filepath.Join(s.dir, waveID+".csv"), nil
+}
+
+// Write stores a wave's roster; a wave's roster is written once (the error
+// of a second write matches fs.ErrExist).
+func (s *Store) Write(_ context.Context, waveID string, mailboxes []Mailbox) error {
+	p, err := s.Path(waveID)
+	if err != nil {
+		return err
+	}
+	return Write(p, mailboxes)
+}
+
+// Rows returns the wave's mailboxes from index from (inclusive) to to.
+func (s *Store) Rows(_ context.Context, waveID string, from, to int) ([]Mailbox, error) {
+	p, err := s.Path(waveID)
+	if err != nil {
+		return nil, err
+	}
+	return s.reader.Rows(p, from, to)
+}
+
+// Get returns the wave's mailboxes at the given indexes, in that order.
+func (s *Store) Get(_ context.Context, waveID string, indexes []int) ([]Mailbox, error) {
+	p, err := s.Path(waveID)
+	if err != nil {
+		return nil, err
+	}
+	return s.reader.Get(p, indexes)
+}
+
+// Remove deletes a wave's roster; one already gone is not an error.
+func (s *Store) Remove(_ context.Context, waveID string) error {
+	p, err := s.Path(waveID)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing the roster of wave %s: %w", waveID, err)
+	}
+	return nil
+}
