@@ -1,4 +1,4 @@
-# mailwave: one image with both binaries; the default command is the worker,
+# mailwave: one image with the worker, the starter and the codec server; the default command is the worker,
 # `--entrypoint /usr/local/bin/starter` runs the starter.
 #
 # Written for the classic builder as well as BuildKit (docker-compose 1.29
@@ -12,7 +12,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/bin/ ./worker ./starter \
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/bin/ ./worker ./starter ./codecserver \
  && mkdir -p /out/data/outbox /out/data/estate
 
 # distroless/static: no shell or package manager, CA certificates and tzdata

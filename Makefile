@@ -16,6 +16,7 @@ all: build
 build:
 	$(GO) build -o $(BIN)/worker ./worker
 	$(GO) build -o $(BIN)/starter ./starter
+	$(GO) build -o $(BIN)/codecserver ./codecserver
 	$(GO) build -o $(BIN)/bench ./bench
 	$(GO) build -o $(BIN)/copybench ./bench/copybench
 
@@ -29,10 +30,11 @@ $(TEMPORAL):
 # UI on 8233. Runs in the foreground.
 dev-server: build $(TEMPORAL)
 	mkdir -p $(DATA)
+	sas=$$($(BIN)/starter search-attributes) || exit 1; \
 	$(TEMPORAL) server start-dev --db-filename $(DATA)/temporal.db \
 		--sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal \
 		--ui-port 8233 --log-level warn \
-		$$($(BIN)/starter search-attributes | sed 's/^/--search-attribute /')
+		$$(printf -- '--search-attribute %s ' $$sas)
 
 # The main job: dev server + worker in the background, then a few hundred
 # simulated mailboxes on a compressed timeline. Leaves the server and worker
@@ -81,4 +83,4 @@ bench-copy: build
 	$(BIN)/copybench -messages $(MESSAGES) -mbytes $(MBYTES) -rounds $(ROUNDS)
 
 clean:
-	rm -rf $(BIN)/worker $(BIN)/starter $(BIN)/bench $(BIN)/copybench
+	rm -rf $(BIN)/worker $(BIN)/starter $(BIN)/codecserver $(BIN)/bench $(BIN)/copybench

@@ -1,6 +1,10 @@
-// Package activities holds mailwave's side effects. Each activity reaches the
-// outside world only through a small interface (a port) defined here; the
-// implementations live under mail/ and never import Temporal.
+// Package activities holds mailwave's side effects: the mailbox's (notices,
+// copy, cutover) and the wave's (starting, reading, reconciling and
+// cancelling its mailboxes, and a mailbox's report). The mailbox's reach the
+// outside world only through small interfaces (ports) defined here, whose
+// implementations live under mail/ and never import Temporal; the wave's
+// reach Temporal through the worker's client (internal/control) and the
+// roster store through the Rosters port.
 package activities
 
 import (

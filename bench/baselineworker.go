@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"mailwave/bench/baseline"
@@ -41,5 +44,26 @@ func serveBaseline(ctx context.Context, hostPort string) error {
 	}
 	<-ctx.Done()
 	w.Stop()
+	return nil
+}
+
+// waitForPollers waits until a worker polls the task queue for both
+// workflow and activity tasks.
+func waitForPollers(ctx context.Context, c client.Client, taskQueue string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for _, typ := range []enumspb.TaskQueueType{enumspb.TASK_QUEUE_TYPE_WORKFLOW, enumspb.TASK_QUEUE_TYPE_ACTIVITY} {
+		for {
+			resp, err := c.DescribeTaskQueue(ctx, taskQueue, typ)
+			if err == nil && len(resp.GetPollers()) > 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("no worker polls task queue %s: %w", taskQueue, ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
 	return nil
 }

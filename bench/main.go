@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"mailwave/bench/baseline"
 	"mailwave/identity"
 	"mailwave/internal/codec"
 	"mailwave/internal/testkit"
@@ -254,6 +255,12 @@ func run(ctx context.Context, o options) (res results, err error) {
 		w, err := startWorker(baselineWorkerArgs(self, srv.FrontendHostPort()), d.baselineLog, cancel)
 		if err != nil {
 			return res, err
+		}
+		// The clock starts once the worker polls, as the wave's worker
+		// does long before its first mailbox is due.
+		if err := waitForPollers(ctx, srv.Client(), baseline.TaskQueue); err != nil {
+			w.stop()
+			return res, fmt.Errorf("baseline: %w", err)
 		}
 		res.baseline, err = runBaseline(ctx, srv.Client(), o.n, o.concurrency)
 		w.stop()

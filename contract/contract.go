@@ -36,8 +36,9 @@ const (
 	QueryProgress     = "progress"
 )
 
-// Activity names. Workflows call activities by these names and the worker
-// registers them under them (activities.Register).
+// Activity names. Workflows call activities by these names, and the worker
+// registers them under them ((*activities.Activities).Register and
+// (*activities.WaveActivities).Register).
 const (
 	ActivitySendNotice  = "SendNotice"
 	ActivityCopyMailbox = "CopyMailbox"

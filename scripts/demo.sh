@@ -19,12 +19,14 @@ stop_pid() {
 
 if [[ ${1:-} == stop ]]; then
   stop_pid worker
+  stop_pid codecserver
   stop_pid temporal
   exit 0
 fi
 
 # A fresh start: the demo's own server, worker and data from a former run go.
 stop_pid worker
+stop_pid codecserver
 stop_pid temporal
 listening() { (exec 3<>"/dev/tcp/${ADDRESS%:*}/${ADDRESS#*:}") 2>/dev/null; }
 for _ in $(seq 1 10); do listening || break; sleep 1; done
@@ -34,11 +36,25 @@ if listening; then
 fi
 rm -rf "$DATA"
 mkdir -p "$DATA"
+
+# This demo's secrets, made afresh, readable by this user only: the payload
+# key ring (every client seals payloads with it; the codec server opens them
+# for the UI) and the codec server's token.
+(umask 077
+ "$BIN/starter" codec-key new --id demo-1 >"$DATA/codec-keys"
+ head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$DATA/codec-token")
+export MAILWAVE_CODEC_KEY_FILE=$DATA/codec-keys
+CODEC_PORT=${CODEC_PORT:-8234}
+"$BIN/codecserver" --listen "127.0.0.1:$CODEC_PORT" --token-file "$DATA/codec-token" \
+  --ui-origin "http://localhost:8233,http://127.0.0.1:8233" >"$DATA/codecserver.log" 2>&1 &
+echo $! >"$DATA/codecserver.pid"
+echo "codec server on http://localhost:$CODEC_PORT (log $DATA/codecserver.log)"
 args=(server start-dev --db-filename "$DATA/temporal.db"
       --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal
-      --ui-port 8233 --log-level warn)
+      --ui-port 8233 --log-level warn --ui-codec-endpoint "http://localhost:$CODEC_PORT")
 # The search attributes come from the contract, through the starter.
-for sa in $("$BIN/starter" search-attributes); do args+=(--search-attribute "$sa"); done
+sas=$("$BIN/starter" search-attributes)
+for sa in $sas; do args+=(--search-attribute "$sa"); done
 "$TEMPORAL" "${args[@]}" >"$DATA/temporal.log" 2>&1 &
 echo $! >"$DATA/temporal.pid"
 echo "dev server starting (log $DATA/temporal.log)"
@@ -57,5 +73,8 @@ echo "worker started (log $DATA/worker.log)"
 
 "$BIN/starter" demo --data "$DATA" "$@"
 echo
-echo "The dev server and worker are still running: Temporal UI at http://localhost:8233"
+echo "The dev server, worker and codec server are still running: Temporal UI at http://localhost:8233"
+echo "History holds only ciphertext. To read payloads in the UI, sign in to the codec server once at"
+echo "  http://localhost:$CODEC_PORT/login  with the token in $DATA/codec-token,"
+echo "then in the UI's codec settings (the data encoder icon) turn on \"include cross-origin credentials\"."
 echo "Stop them with: make stop"

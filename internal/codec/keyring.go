@@ -34,6 +34,10 @@ const KeysEnv = "MAILWAVE_CODEC_KEYS"
 // payload's metadata.
 var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
+// ValidKeyID reports whether id may name a key: 1-64 letters, digits, '.',
+// '_' or '-'.
+func ValidKeyID(id string) bool { return keyIDPattern.MatchString(id) }
+
 // KeyRing is a set of AES-256 keys by ID, one of them current.
 type KeyRing struct {
 	current string

@@ -1,6 +1,7 @@
 // Package connect is the one place mailwave builds a Temporal client: the
-// worker, the starter, the codec server's checks, the benchmarks and the
-// tests all get their client.Options from Options, and dial through Dial.
+// worker, the starter, the benchmarks and the tests all get their
+// client.Options from Options (the test kit hands them to the dev server it
+// starts, the rest dial through Dial).
 // The flags that fill it are its own: address, namespace, identity, TLS
 // (server CA, client certificate for mTLS, server name), API key, the
 // payload codec's key ring, and logging.

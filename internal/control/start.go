@@ -1,7 +1,7 @@
 // Package control is the code that controls mailwave's workflows through a
 // Temporal client, shared by the starter and the wave's activities: the one
 // rule for starting a mailbox (a mailbox belongs to one migration at a
-// time), looking a mailbox's run up, and listing contract.
+// time), looking a mailbox's run up, and listing workflows.
 package control
 
 import (

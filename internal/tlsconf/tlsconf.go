@@ -21,10 +21,10 @@ func CertPool(caFile string) (*x509.CertPool, error) {
 	}
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("CA file: %w", err)
+		return nil, err
 	}
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("CA file %s: no PEM certificate in it", caFile)
+		return nil, fmt.Errorf("%s: no PEM certificates", caFile)
 	}
 	return pool, nil
 }

@@ -1,6 +1,7 @@
 package workerapp
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -94,4 +95,21 @@ func (c Config) File() (*config.File, error) {
 			Router: config.Router{Kind: "sim", Sim: estate},
 		}},
 	}, nil
+}
+
+// flagError names, for a worker configured by flags, the flag behind a part
+// that failed to build; with --config, the file's errors name their keys.
+func (c Config) flagError(err error) error {
+	if c.ConfigFile != "" {
+		return fmt.Errorf("--config: %w", err)
+	}
+	var pe *partError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	flag := map[string]string{"templates": "--templates-dir", "notifier": "--outbox-dir", "sim": "--sim-dir"}[pe.part]
+	if flag == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %w", flag, pe.err)
 }

@@ -64,26 +64,41 @@ func buildPorts(f *config.File) (*orgs, error) {
 	return o, nil
 }
 
+// partError says which part of an organisation's connectors failed to
+// build, so that a worker configured by flags can name the flag.
+type partError struct {
+	part string // "templates", "notifier", "sim", "copier" or "router"
+	err  error
+}
+
+func (e *partError) Error() string {
+	if e.part == "sim" || e.part == "copier" {
+		return e.err.Error() // the estate's and the copier's errors name themselves
+	}
+	return e.part + ": " + e.err.Error()
+}
+func (e *partError) Unwrap() error { return e.err }
+
 func buildOrg(org config.Org, secrets *config.Secrets) (*orgPorts, error) {
 	p := &orgPorts{}
 	var err error
+	if p.notifier, err = buildNotifier(org.Notifier, secrets); err != nil {
+		return nil, err
+	}
 	var estate *sim.Estate
 	if org.Sim != nil {
 		if estate, err = openSim(*org.Sim); err != nil {
-			return nil, fmt.Errorf("sim: %w", err)
+			return nil, &partError{"sim", err}
 		}
 		p.copier = estate
 	} else if p.copier, err = buildCopier(org, secrets); err != nil {
-		return nil, err
-	}
-	if p.notifier, err = buildNotifier(org.Notifier, secrets); err != nil {
-		return nil, fmt.Errorf("notifier: %w", err)
+		return nil, &partError{"copier", err}
 	}
 	if org.Router.Kind == "sim" && estate != nil && org.Router.Sim.Dir == org.Sim.Dir {
 		// One estate is both copier and router.
 		p.router = estate
 	} else if p.router, err = buildRouter(org.Router, secrets); err != nil {
-		return nil, fmt.Errorf("router: %w", err)
+		return nil, &partError{"router", err}
 	}
 	return p, nil
 }
@@ -185,8 +200,18 @@ func credentials(org config.Org, secrets *config.Secrets) imapcopy.CredentialsFu
 func buildNotifier(n config.Notifier, secrets *config.Secrets) (activities.Notifier, error) {
 	tpl, err := notices.Load(n.TemplatesDir)
 	if err != nil {
-		return nil, err
+		return nil, &partError{"templates", err}
 	}
+	nt, err := buildSender(n, tpl, secrets)
+	if err != nil {
+		return nil, &partError{"notifier", err}
+	}
+	return nt, nil
+}
+
+// buildSender makes the notifier of the configured kind.
+func buildSender(n config.Notifier, tpl *notices.Templates, secrets *config.Secrets) (activities.Notifier, error) {
+	var err error
 	switch n.Kind {
 	case "smtp":
 		password := ""

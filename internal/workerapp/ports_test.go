@@ -3,11 +3,13 @@ package workerapp_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"mailwave/internal/config"
 	"mailwave/internal/workerapp"
 )
 
@@ -61,4 +63,23 @@ func TestWorkerRefusesAMissingSecret(t *testing.T) {
 	acts, err := workerapp.BuildActivities(workerapp.Config{ConfigFile: path})
 	require.NoError(t, err)
 	assert.NotNil(t, acts)
+}
+
+// Without --config, a bad setting is named by its flag.
+func TestWorkerNamesTheFlagOfABadSetting(t *testing.T) {
+	dir := t.TempDir()
+	cfg := workerapp.Config{Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"), Estate: "sim",
+		Sim: config.Sim{Dir: filepath.Join(dir, "no-estate")}}
+	_, err := workerapp.BuildActivities(cfg)
+	require.Error(t, err)
+	assert.True(t, strings.HasPrefix(err.Error(), "--sim-dir: sim: no estate in"), err.Error())
+
+	cfg.TemplatesDir = filepath.Join(dir, "no-templates")
+	_, err = workerapp.BuildActivities(cfg)
+	require.Error(t, err)
+	assert.True(t, strings.HasPrefix(err.Error(), "--templates-dir: "), err.Error())
+
+	cfg.TemplatesDir, cfg.Estate = "", "imap"
+	_, err = workerapp.BuildActivities(cfg)
+	assert.ErrorContains(t, err, `--estate "imap": the estates are: sim`)
 }

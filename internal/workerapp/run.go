@@ -24,7 +24,7 @@ func BuildActivities(c Config) (*activities.Activities, error) {
 	}
 	o, err := buildPorts(f)
 	if err != nil {
-		return nil, err
+		return nil, c.flagError(err)
 	}
 	return activities.New(o, o, o), nil
 }

@@ -113,7 +113,7 @@ func isKeyRune(r rune) bool {
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // BareMessageID strips the angle brackets from a Message-ID such as
-// activities.NoticeMessageID returns, since go-mail adds its own, and
+// contract.NoticeMessageID returns, since go-mail adds its own, and
 // rejects anything that would not be a single clean msg-id. The error has
 // no prefix.
 func BareMessageID(id string) (string, error) {

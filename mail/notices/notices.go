@@ -191,7 +191,7 @@ func readTemplate(dir, name string) (src, origin string, err error) {
 	}
 	b, err := embedded.ReadFile(embeddedDir + "/" + name)
 	if err != nil {
-		// Only possible if the embedded set and activities.AllNoticeKinds disagree.
+		// Only possible if the embedded set and contract.AllNoticeKinds disagree.
 		return "", "", fmt.Errorf("notices: no embedded template %s: %w", name, err)
 	}
 	return string(b), "embedded " + name, nil

@@ -42,7 +42,7 @@ func dial(t *testing.T, s *dovecot.Server) *imapclient.Client {
 }
 
 // wantStandardFolders is what LIST shows after seeding StandardSeed into
-// Dovecot as internal/dovecot configures it.
+// Dovecot as internal/testkit/dovecot configures it.
 var wantStandardFolders = []imaptest.Folder{
 	{Name: "Archive", SpecialUse: imap.MailboxAttrArchive},
 	{Name: "Archive/2019"},
