@@ -96,7 +96,10 @@ func (m *mailbox) setup(ctx workflow.Context) error {
 		var req contract.PauseRequest
 		c.Receive(ctx, &req)
 		hold(req.ByWave, true)
-		workflow.GetLogger(ctx).Info("mailbox paused", "mailbox", m.state.Key, "byWave", req.ByWave, "reason", req.Reason)
+		// An operator's reason is free text that may name people: it is
+		// kept in the (encrypted) history, and logged at debug only.
+		workflow.GetLogger(ctx).Info("mailbox paused", "mailbox", m.state.Key, "byWave", req.ByWave)
+		workflow.GetLogger(ctx).Debug("mailbox pause reason", "mailbox", m.state.Key, "reason", req.Reason)
 	})
 	sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalResume), func(c workflow.ReceiveChannel, _ bool) {
 		var req contract.ResumeRequest

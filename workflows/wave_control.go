@@ -31,7 +31,9 @@ func (w *wave) pause(ctx workflow.Context, reason string) {
 		return
 	}
 	w.st.Paused, w.st.PauseReason = true, reason
-	workflow.GetLogger(ctx).Info("wave paused", "wave", w.in.WaveID, "reason", reason)
+	// The reason may be an operator's free text, naming people: debug only.
+	workflow.GetLogger(ctx).Info("wave paused", "wave", w.in.WaveID)
+	workflow.GetLogger(ctx).Debug("wave pause reason", "wave", w.in.WaveID, "reason", reason)
 	for _, s := range w.st.Active {
 		w.signal(ctx, s.Key, contract.SignalPause, contract.PauseRequest{Reason: reason, ByWave: true}, nil)
 	}
