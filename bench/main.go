@@ -213,7 +213,7 @@ func run(ctx context.Context, o options) (res results, err error) {
 	d := layoutOf(dir)
 
 	logf("starting the Temporal dev server (log: %s)", filepath.Join(dir, "temporal.log"))
-	srv, err := testkit.StartDevServer(ctx, o.temporalBin, dir)
+	srv, err := testkit.StartDevServer(ctx, testkit.DevServerConfig{Bin: o.temporalBin, Dir: dir})
 	if err != nil {
 		return res, err
 	}

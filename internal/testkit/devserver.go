@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -84,13 +85,23 @@ type DevServer struct {
 	log *os.File
 }
 
-// StartDevServer starts the dev server binary bin on a free port, with
-// mailwave's pragmas and search attributes, its database (temporal.db) and
-// log (temporal.log) in dir. Its client encrypts with TestKeyRing, and its
-// own warnings go to the log too.
-// It is the one way tests and benchmarks start a dev server.
-func StartDevServer(ctx context.Context, bin, dir string) (*DevServer, error) {
-	logFile, err := os.Create(filepath.Join(dir, "temporal.log"))
+// DevServerConfig says how to start a dev server.
+type DevServerConfig struct {
+	Bin string // the Temporal CLI (TemporalBinary)
+	Dir string // where temporal.db and temporal.log go
+	// UIPort, when set, serves the Temporal UI there (otherwise headless);
+	// CodecEndpoint points the UI at a codec server.
+	UIPort        int
+	CodecEndpoint string
+}
+
+// StartDevServer starts the dev server on a free port, with mailwave's
+// pragmas and search attributes, its database (temporal.db) and log
+// (temporal.log) in the config's Dir. Its client encrypts with TestKeyRing,
+// and its own warnings go to the log too. It is the one way tests and
+// benchmarks start a dev server.
+func StartDevServer(ctx context.Context, cfg DevServerConfig) (*DevServer, error) {
+	logFile, err := os.Create(filepath.Join(cfg.Dir, "temporal.log"))
 	if err != nil {
 		return nil, err
 	}
@@ -102,15 +113,23 @@ func StartDevServer(ctx context.Context, bin, dir string) (*DevServer, error) {
 		_ = logFile.Close()
 		return nil, err
 	}
-	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath:  bin,
-		DBFilename:    filepath.Join(dir, "temporal.db"),
+	args := DevServerArgs()
+	if cfg.CodecEndpoint != "" {
+		args = append(args, "--ui-codec-endpoint", cfg.CodecEndpoint)
+	}
+	dso := testsuite.DevServerOptions{
+		ExistingPath:  cfg.Bin,
+		DBFilename:    filepath.Join(cfg.Dir, "temporal.db"),
 		LogLevel:      "error",
-		ExtraArgs:     DevServerArgs(),
+		ExtraArgs:     args,
 		ClientOptions: &opts,
 		Stdout:        logFile,
 		Stderr:        logFile,
-	})
+	}
+	if cfg.UIPort != 0 {
+		dso.EnableUI, dso.UIPort = true, strconv.Itoa(cfg.UIPort)
+	}
+	srv, err := testsuite.StartDevServer(ctx, dso)
 	if err != nil {
 		_ = logFile.Close()
 		return nil, fmt.Errorf("starting the Temporal dev server (its log: %s): %w", logFile.Name(), err)
@@ -134,14 +153,24 @@ func (s *DevServer) Stop() error {
 // missing is a test failure, never a skip.
 func NewDevServer(t testing.TB, dbDir string) *DevServer {
 	t.Helper()
-	bin, err := TemporalBinary()
-	if err != nil {
-		t.Fatal(err)
+	return NewDevServerWith(t, DevServerConfig{Dir: dbDir})
+}
+
+// NewDevServerWith is NewDevServer with the UI and codec settings of cfg
+// (its Bin and Dir default to TemporalBinary and a t.TempDir()).
+func NewDevServerWith(t testing.TB, cfg DevServerConfig) *DevServer {
+	t.Helper()
+	if cfg.Bin == "" {
+		bin, err := TemporalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Bin = bin
 	}
-	if dbDir == "" {
-		dbDir = t.TempDir()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
 	}
-	srv, err := StartDevServer(context.Background(), bin, dbDir)
+	srv, err := StartDevServer(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
