@@ -7,7 +7,6 @@ DATA ?= $(CURDIR)/data
 TEMPORAL := $(BIN)/temporal
 WORKFLOWCHECK_VERSION := v0.6.0
 STATICCHECK_VERSION := v0.8.2
-export MAILWAVE_KEY_SECRET ?= demo-secret-change-me-in-production
 
 .PHONY: all build temporal dev-server demo stop test check vet staticcheck workflowcheck compose-check bench bench-copy clean
 

@@ -13,6 +13,8 @@ import (
 	"net/mail"
 	"os"
 	"strings"
+
+	"mailwave/internal/secretfile"
 )
 
 // MinSecretLen is the shortest deployment secret accepted, in bytes.
@@ -34,20 +36,39 @@ func NewKeyer(secret []byte) (*Keyer, error) {
 	return &Keyer{secret: append([]byte(nil), secret...)}, nil
 }
 
-// LoadSecret reads the secret from a file when path is set, else from the
-// environment.
+// PublishedSecret is the demo secret earlier versions of mailwave's Makefile
+// set: it is in mailwave's source, so it protects nothing and is refused.
+const PublishedSecret = "demo-secret-change-me-in-production"
+
+// LoadSecret reads the secret from a file when path is set (a regular file
+// that neither group nor others may read), else from the environment.
 func LoadSecret(path string) ([]byte, error) {
-	if path != "" {
-		b, err := os.ReadFile(path)
+	var secret []byte
+	switch v := os.Getenv(SecretEnv); {
+	case path != "":
+		b, err := secretfile.Read(path)
 		if err != nil {
 			return nil, fmt.Errorf("key secret file: %w", err)
 		}
-		return []byte(strings.TrimSpace(string(b))), nil
+		secret = []byte(strings.TrimSpace(string(b)))
+	case v != "":
+		secret = []byte(v)
+	default:
+		return nil, fmt.Errorf("no key secret: set %s or pass --key-secret-file", SecretEnv)
 	}
-	if v := os.Getenv(SecretEnv); v != "" {
-		return []byte(v), nil
+	if string(secret) == PublishedSecret {
+		return nil, errors.New("the key secret is the demo secret published in mailwave's source: make your own (openssl rand -hex 32)")
 	}
-	return nil, fmt.Errorf("no key secret: set %s or pass --key-secret-file", SecretEnv)
+	return secret, nil
+}
+
+// Fingerprint identifies the secret without revealing it: a deployment
+// records it once, and a starter or worker with another secret (whose keys
+// would not match the mailboxes already started) is refused.
+func (k *Keyer) Fingerprint() string {
+	mac := hmac.New(sha256.New, k.secret)
+	mac.Write([]byte("mailwave key secret fingerprint v1"))
+	return hex.EncodeToString(mac.Sum(nil))[:16]
 }
 
 // Key returns the opaque key of an address: 32 hex characters (128 bits).

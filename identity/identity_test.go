@@ -62,3 +62,29 @@ func TestSecretRules(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "from-the-environment-1", string(s))
 }
+
+// A secret file must be private; the published demo secret is refused; a
+// fingerprint names a secret without revealing it.
+func TestSecretHandling(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secret")
+	require.NoError(t, os.WriteFile(path, []byte("a-real-deployment-secret-0123\n"), 0o644))
+	_, err := LoadSecret(path)
+	assert.ErrorContains(t, err, "group and others must have no access")
+	require.NoError(t, os.Chmod(path, 0o600))
+	secret, err := LoadSecret(path)
+	require.NoError(t, err)
+	assert.Equal(t, "a-real-deployment-secret-0123", string(secret))
+
+	t.Setenv(SecretEnv, PublishedSecret)
+	_, err = LoadSecret("")
+	assert.ErrorContains(t, err, "demo secret published in mailwave's source")
+
+	a, err := NewKeyer([]byte("a-real-deployment-secret-0123"))
+	require.NoError(t, err)
+	b, err := NewKeyer([]byte("another-deployment-secret-99"))
+	require.NoError(t, err)
+	assert.Len(t, a.Fingerprint(), 16)
+	assert.Equal(t, a.Fingerprint(), a.Fingerprint())
+	assert.NotEqual(t, a.Fingerprint(), b.Fingerprint())
+	assert.NotContains(t, a.Fingerprint(), "deployment")
+}

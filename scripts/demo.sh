@@ -39,11 +39,15 @@ mkdir -p "$DATA"
 
 # This demo's secrets, made afresh, readable by this user only: the payload
 # key ring (every client seals payloads with it; the codec server opens them
-# for the UI) and the codec server's token.
+# for the UI), the codec server's token and the mailbox key secret.
 (umask 077
  "$BIN/starter" codec-key new --id demo-1 >"$DATA/codec-keys"
- head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$DATA/codec-token")
+ head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$DATA/codec-token"
+ head -c 32 /dev/urandom | base64 | tr -d '/+=' >"$DATA/key-secret")
 export MAILWAVE_CODEC_KEY_FILE=$DATA/codec-keys
+# The mailbox key secret of this demo's deployment (made afresh each time).
+export MAILWAVE_KEY_SECRET_FILE=$DATA/key-secret
+unset MAILWAVE_KEY_SECRET
 CODEC_PORT=${CODEC_PORT:-8234}
 "$BIN/codecserver" --listen "127.0.0.1:$CODEC_PORT" --token-file "$DATA/codec-token" \
   --ui-origin "http://localhost:8233,http://127.0.0.1:8233" >"$DATA/codecserver.log" 2>&1 &

@@ -139,6 +139,11 @@ func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time
 	if err != nil {
 		return in, err
 	}
+	if !o.dryRun {
+		if err := rosters.CheckFingerprint(ctx, keyer.Fingerprint()); err != nil {
+			return in, err
+		}
+	}
 	in = contract.WaveInput{
 		WaveID:       o.wave,
 		Total:        len(mailboxes),

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/contract"
+	"mailwave/internal/codec"
 	"mailwave/internal/config"
 	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
@@ -166,4 +168,14 @@ func TestWaveCommandsOnARealServer(t *testing.T) {
 	assert.Contains(t, out, "refused       #2", "mailboxes running in small-2 are refused in small-3")
 	assert.Contains(t, out, "mailboxes     3 (started 0, refused 3)")
 	assert.Contains(t, out, "already being migrated in wave small-2")
+
+	// A starter with another key secret would key the same mailboxes
+	// differently: refused before anything starts.
+	cmd := exec.Command(os.Args[0], append([]string{"wave", "launch", "--wave", "other-secret", "--mailboxes", small, "--migrate-at", "+1h",
+		"--notice-lead", "30m", "--reminder-lead", "10m", "--waves-dir", wavesDir}, server...)...)
+	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET=a-different-secret-4567", codec.KeysEnv+"="+testkit.TestKeys)
+	b, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(b), "but this deployment began with")
+	assert.NoFileExists(t, filepath.Join(wavesDir, "other-secret.csv"))
 }

@@ -67,7 +67,7 @@ func TestBuild(t *testing.T) {
 func TestWriteReadRoundTrip(t *testing.T) {
 	rows, err := Parse(strings.NewReader("address,org,display_name\n"+
 		"jo@trust.nhs.example,\"Trust, A\",\"Jo \"\"JB\"\" Bloggs\"\n"+
-		"sam@trust.nhs.example,B,\"two\nlines\"\n"+
+		"sam@trust.nhs.example,B,\"Sam, \"\"two commas\"\", Smith\"\n"+
 		"al@trust.nhs.example,,\n"), "in.csv")
 	require.NoError(t, err)
 	want, err := Build(rows, testKeyer(t))

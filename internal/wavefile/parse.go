@@ -27,6 +27,15 @@ const (
 // maxListedProblems is how many problems ParseError.Error lists in full.
 const maxListedProblems = 20
 
+// Limits on an operator's input: a roster of the whole programme (2.1
+// million mailboxes) fits well within them; anything beyond is refused
+// rather than read.
+const (
+	MaxInputBytes     = 1 << 30
+	MaxOrgBytes       = 64
+	MaxDisplayNameLen = 256
+)
+
 var utf8BOM = []byte("\ufeff")
 
 // Row is one mailbox of an input CSV.
@@ -82,7 +91,7 @@ func (e *ParseError) Error() string {
 // what follows it cannot be read reliably. Errors reading r are returned as
 // they are.
 func Parse(r io.Reader, name string) ([]Row, error) {
-	br := bufio.NewReader(r)
+	br := bufio.NewReader(&lineCap{r: bufio.NewReader(io.LimitReader(r, MaxInputBytes+1)), max: MaxLineBytes})
 	if head, _ := br.Peek(len(utf8BOM)); bytes.Equal(head, utf8BOM) {
 		_, _ = br.Discard(len(utf8BOM))
 	}
@@ -110,10 +119,17 @@ func Parse(r io.Reader, name string) ([]Row, error) {
 			break
 		}
 		if err != nil {
+			if errors.Is(err, errLineTooLong) {
+				line, _ := cr.FieldPos(0)
+				return nil, p.fail(line+1, "a line is longer than %d bytes: not a mailbox list", MaxLineBytes)
+			}
 			if !p.syntaxError(err) {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
 			break
+		}
+		if off := cr.InputOffset(); off > MaxInputBytes {
+			return nil, p.fail(0, "is larger than %d bytes: not a mailbox list", MaxInputBytes)
 		}
 		line, _ := cr.FieldPos(0)
 		p.readRow(line, record)
@@ -218,6 +234,20 @@ func (p *parser) readRow(line int, record []string) {
 		p.add(line, "has %d fields; the header has %d", len(record), p.nFields)
 		return
 	}
+	for i, f := range record {
+		if strings.ContainsFunc(f, isControl) {
+			p.add(line, "field %d holds a control character (a line break, tab or other non-printing character)", i+1)
+			return
+		}
+	}
+	if p.org >= 0 && len(field(record, p.org)) > MaxOrgBytes {
+		p.add(line, "the org is longer than %d bytes", MaxOrgBytes)
+		return
+	}
+	if p.displayName >= 0 && len(field(record, p.displayName)) > MaxDisplayNameLen {
+		p.add(line, "the display name is longer than %d bytes", MaxDisplayNameLen)
+		return
+	}
 	raw := strings.TrimSpace(record[p.address])
 	if raw == "" {
 		p.add(line, "the address is empty")
@@ -248,3 +278,7 @@ func field(record []string, i int) string {
 	}
 	return strings.TrimSpace(record[i])
 }
+
+// isControl is a character no mailbox list field may hold: C0 controls
+// (line breaks and tabs among them), DEL and C1 controls.
+func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }

@@ -237,3 +237,35 @@ func BenchmarkParse100k(b *testing.B) {
 		}
 	}
 }
+
+// An operator's list is bounded: control characters (a line break in a
+// quoted field among them), overlong org and display names, and overlong
+// lines are refused, naming the line, never quoting the value.
+func TestParseRefusesWhatNoMailboxListHolds(t *testing.T) {
+	long := strings.Repeat("n", MaxDisplayNameLen+1)
+	in := "address,org,display_name\n" +
+		"ok@trust.nhs.example,trust,Ok\n" +
+		"nl@trust.nhs.example,trust,\"two\nlines\"\n" +
+		"tab@trust.nhs.example,tr\tust,Tab\n" +
+		"esc@trust.nhs.example,trust,\x1b[31mred\n" +
+		"org@trust.nhs.example," + strings.Repeat("o", MaxOrgBytes+1) + ",Org\n" +
+		"name@trust.nhs.example,trust," + long + "\n"
+	_, err := Parse(strings.NewReader(in), "in.csv")
+	var pe *ParseError
+	require.ErrorAs(t, err, &pe)
+	msg := err.Error()
+	for _, want := range []string{
+		"in.csv line 3: field 3 holds a control character",
+		"in.csv line 5: field 2 holds a control character",
+		"in.csv line 6: field 3 holds a control character",
+		"in.csv line 7: the org is longer than 64 bytes",
+		"in.csv line 8: the display name is longer than 256 bytes",
+	} {
+		assert.Contains(t, msg, want)
+	}
+	assert.NotContains(t, msg, long)
+	assert.NotContains(t, msg, "red")
+
+	_, err = Parse(strings.NewReader("address\n"+strings.Repeat("a", MaxLineBytes+1)+"@x.example\n"), "big.csv")
+	assert.ErrorContains(t, err, "longer than 4096 bytes")
+}

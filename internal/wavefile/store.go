@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"mailwave/contract"
 )
@@ -70,6 +71,40 @@ func (s *Store) Remove(_ context.Context, waveID string) error {
 	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("removing the roster of wave %s: %w", waveID, err)
+	}
+	return nil
+}
+
+// fingerprintFile records, in the store, the fingerprint of the key secret
+// the deployment's mailbox keys are made with.
+const fingerprintFile = ".key-secret-fingerprint"
+
+// CheckFingerprint records fp as the deployment's key secret fingerprint
+// if none is recorded yet, and otherwise refuses one that differs: keys made
+// with another secret would not match the mailboxes already started.
+func (s *Store) CheckFingerprint(_ context.Context, fp string) error {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return err
+	}
+	p := filepath.Join(s.dir, fingerprintFile)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err == nil {
+		_, werr := f.WriteString(fp + "\n")
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		return werr
+	}
+	if !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	if got := strings.TrimSpace(string(b)); got != fp {
+		return fmt.Errorf("the key secret's fingerprint is %s, but this deployment began with %s (%s): "+
+			"mailbox keys made with another secret would not match the mailboxes already started; use the deployment's secret", fp, got, p)
 	}
 	return nil
 }

@@ -90,3 +90,15 @@ func TestStoreRefusesWhatIsNotARoster(t *testing.T) {
 		}
 	}
 }
+
+// The first fingerprint is recorded; the same one passes; another is
+// refused, naming both and the record.
+func TestStoreKeepsTheDeploymentsFingerprint(t *testing.T) {
+	ctx := context.Background()
+	s := wavefile.NewStore(filepath.Join(t.TempDir(), "waves"))
+	require.NoError(t, s.CheckFingerprint(ctx, "aaaa1111"))
+	require.NoError(t, s.CheckFingerprint(ctx, "aaaa1111"))
+	err := s.CheckFingerprint(ctx, "bbbb2222")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "fingerprint is bbbb2222, but this deployment began with aaaa1111")
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"mailwave/contract"
+	"mailwave/identity"
 	"mailwave/internal/config"
 )
 
@@ -30,6 +31,11 @@ type Config struct {
 
 	// WavesDir is the roster store: a wave's roster is <WavesDir>/<wave>.csv.
 	WavesDir string
+	// KeySecretFile, or $MAILWAVE_KEY_SECRET, is the deployment's mailbox key
+	// secret. The worker does not need it; given, it is checked against the
+	// fingerprint the deployment recorded, so a worker configured for
+	// another deployment refuses to start.
+	KeySecretFile string
 
 	MaxConcurrentActivities      int
 	MaxConcurrentLocalActivities int
@@ -55,6 +61,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.Sim.ThrottleRetryAfter, "sim-throttle-retry-after", 5*time.Second, "sim: the retry-after of a throttling answer")
 	fs.Float64Var(&c.Sim.NotFoundRate, "sim-not-found-rate", 0, "sim: share of mailboxes missing at the source")
 	fs.StringVar(&c.WavesDir, "waves-dir", "data/waves", "the roster store, where `starter wave launch --waves-dir` wrote each wave's roster")
+	fs.StringVar(&c.KeySecretFile, "key-secret-file", "", "the deployment's mailbox key secret (or $"+identity.SecretEnv+"), checked against the deployment's fingerprint")
 	fs.IntVar(&c.MaxConcurrentActivities, "max-activities", 200, "activities run at once by this worker")
 	fs.IntVar(&c.MaxConcurrentLocalActivities, "max-local-activities", 200, "local activities run at once by this worker")
 	fs.IntVar(&c.MaxConcurrentWorkflowTasks, "max-workflow-tasks", 100, "workflow tasks run at once by this worker")

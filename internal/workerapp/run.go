@@ -6,11 +6,13 @@ package workerapp
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"mailwave/activities"
+	"mailwave/identity"
 	"mailwave/internal/wavefile"
 	"mailwave/workflows"
 )
@@ -36,6 +38,20 @@ func Run(ctx context.Context, c Config, tc client.Client) error {
 	if err != nil {
 		return err
 	}
+	rosters := wavefile.NewStore(c.WavesDir)
+	if c.KeySecretFile != "" || os.Getenv(identity.SecretEnv) != "" {
+		secret, err := identity.LoadSecret(c.KeySecretFile)
+		if err != nil {
+			return err
+		}
+		keyer, err := identity.NewKeyer(secret)
+		if err != nil {
+			return err
+		}
+		if err := rosters.CheckFingerprint(ctx, keyer.Fingerprint()); err != nil {
+			return err
+		}
+	}
 	w := worker.New(tc, c.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize:      c.MaxConcurrentActivities,
 		MaxConcurrentLocalActivityExecutionSize: c.MaxConcurrentLocalActivities,
@@ -44,7 +60,7 @@ func Run(ctx context.Context, c Config, tc client.Client) error {
 	})
 	workflows.Register(w)
 	acts.Register(w)
-	activities.NewWave(tc, wavefile.NewStore(c.WavesDir)).Register(w)
+	activities.NewWave(tc, rosters).Register(w)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("starting the worker on task queue %q: %w", c.TaskQueue, err)
 	}
