@@ -85,8 +85,9 @@ func TestWaveCommandsOnARealServer(t *testing.T) {
 	_, err := sim.Generate(filepath.Join(dir, "estate"), sim.GenerateOptions{Seed: 5, Mailboxes: 3})
 	require.NoError(t, err)
 	srv := testkit.NewDevServer(t, "")
+	outboxDir := filepath.Join(dir, "outbox")
 	testkit.StartWorker(t, srv.Client(), workerapp.Config{
-		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
+		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: outboxDir,
 		Estate: "sim", Sim: config.Sim{Dir: filepath.Join(dir, "estate"), Instant: true},
 		WavesDir:                filepath.Join(dir, "waves"),
 		MaxConcurrentActivities: 20, MaxConcurrentLocalActivities: 20, MaxConcurrentWorkflowTasks: 20,
@@ -168,6 +169,38 @@ func TestWaveCommandsOnARealServer(t *testing.T) {
 	assert.Contains(t, out, "refused       #2", "mailboxes running in small-2 are refused in small-3")
 	assert.Contains(t, out, "mailboxes     3 (started 0, refused 3)")
 	assert.Contains(t, out, "already being migrated in wave small-2")
+
+	// Purge: not while the wave runs; a finished wave's roster goes, but
+	// not the notice files of its mailboxes now running in small-2.
+	out, code = starter("wave", "purge", "--wave", "small-2", "--waves-dir", wavesDir, "--outbox-dir", outboxDir)
+	assert.NotZero(t, code)
+	assert.Contains(t, out, "still running")
+	before, err := filepath.Glob(filepath.Join(outboxDir, "*.eml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, before)
+	out, code = starter("wave", "purge", "--wave", "small", "--waves-dir", wavesDir, "--outbox-dir", outboxDir)
+	require.Zero(t, code, out)
+	assert.Contains(t, out, "purged wave small: its roster (3 mailboxes), 0 outbox messages")
+	assert.Contains(t, out, "kept the notice files of 3 mailboxes")
+	assert.NoFileExists(t, filepath.Join(wavesDir, "small.csv"))
+	assert.FileExists(t, filepath.Join(wavesDir, "small-2.csv"))
+	after, err := filepath.Glob(filepath.Join(outboxDir, "*.eml"))
+	require.NoError(t, err)
+	assert.Equal(t, before, after)
+
+	// A finished wave whose mailbox runs nowhere else loses its notices.
+	solo := writeCSV(t, "solo.csv", "address\nsolo@trust.nhs.example\n")
+	out, code = starter("wave", "launch", "--wave", "solo", "--mailboxes", solo, "--migrate-at", "+4s",
+		"--notice-lead", "3s", "--reminder-lead", "2s", "--waves-dir", wavesDir)
+	require.Zero(t, code, out)
+	out, code = starter("wave", "status", "--wave", "solo", "--watch")
+	require.Zero(t, code, out)
+	out, code = starter("wave", "purge", "--wave", "solo", "--waves-dir", wavesDir, "--outbox-dir", outboxDir)
+	require.Zero(t, code, out)
+	assert.Contains(t, out, "purged wave solo: its roster (1 mailboxes), 3 outbox messages") // T-14, T-1, the admin's failure notice
+	gone, err := filepath.Glob(filepath.Join(outboxDir, "*.eml"))
+	require.NoError(t, err)
+	assert.Equal(t, before, gone, "solo's three are gone, small's kept")
 
 	// A starter with another key secret would key the same mailboxes
 	// differently: refused before anything starts.

@@ -63,6 +63,19 @@ func (s *Store) Get(_ context.Context, waveID string, indexes []int) ([]Mailbox,
 	return s.reader.Get(p, indexes)
 }
 
+// All returns every mailbox of the wave's roster.
+func (s *Store) All(_ context.Context, waveID string) ([]Mailbox, error) {
+	p, err := s.Path(waveID)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.reader.Count(p)
+	if err != nil {
+		return nil, err
+	}
+	return s.reader.Rows(p, 0, n)
+}
+
 // Remove deletes a wave's roster; one already gone is not an error.
 func (s *Store) Remove(_ context.Context, waveID string) error {
 	p, err := s.Path(waveID)

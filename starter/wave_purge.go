@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+
+	"mailwave/contract"
+	"mailwave/internal/control"
+	"mailwave/internal/wavefile"
+	"mailwave/mail/notices"
+)
+
+// newWavePurgeCmd removes what a finished wave left on disk that names its
+// staff: its roster (addresses and names) and its mailboxes' notice files.
+func newWavePurgeCmd(a *app) *cobra.Command {
+	var wave, wavesDir, outboxDir, ledgerDir string
+	cmd := &cobra.Command{
+		Use:   "purge",
+		Short: "Remove a finished wave's roster and its mailboxes' notice files (outbox messages, sent ledger)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.purgeWave(cmd.Context(), wave, wavesDir, outboxDir, ledgerDir)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&wave, "wave", "", "the wave (required)")
+	f.StringVar(&wavesDir, "waves-dir", "data/waves", "the roster store the wave was launched with")
+	f.StringVar(&outboxDir, "outbox-dir", "", "the outbox notifier's directory, whose messages for the wave go too")
+	f.StringVar(&ledgerDir, "ledger-dir", "", "the SMTP notifier's sent ledger, whose records for the wave go too")
+	_ = cmd.MarkFlagRequired("wave")
+	return cmd
+}
+
+func (a *app) purgeWave(ctx context.Context, wave, wavesDir, outboxDir, ledgerDir string) error {
+	c, status, err := a.waveTarget(ctx, wave)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return fmt.Errorf("wave %s is still running: purge it once it has finished (or cancel it first)", wave)
+	}
+	store := wavefile.NewStore(wavesDir)
+	rows, err := store.All(ctx, wave)
+	if err != nil {
+		return fmt.Errorf("reading wave %s's roster: %w", wave, err)
+	}
+	removed := map[string]int{}
+	skipped := 0
+	for i, row := range rows {
+		if (i+1)%10000 == 0 {
+			fmt.Fprintf(a.out, "purging wave %s: %d of %d mailboxes\n", wave, i+1, len(rows))
+		}
+		// Notice files are a mailbox's, not a wave's: one running again (in
+		// another wave, or on its own) keeps them, its ledger proving the
+		// T-14 notice before its cutover.
+		run, err := control.Describe(ctx, c, contract.MailboxWorkflowID(row.Key))
+		var notFound *serviceerror.NotFound
+		switch {
+		case errors.As(err, &notFound):
+		case err != nil:
+			return err
+		case run.Running:
+			skipped++
+			continue
+		}
+		for _, d := range []struct{ dir, suffix, what string }{
+			{outboxDir, notices.OutboxSuffix, "outbox messages"}, {ledgerDir, notices.LedgerSuffix, "ledger records"},
+		} {
+			if d.dir == "" {
+				continue
+			}
+			n, err := notices.RemoveFiles(d.dir, row.Key, d.suffix)
+			removed[d.what] += n
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if err := store.Remove(ctx, wave); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.out, "purged wave %s: its roster (%d mailboxes), %d outbox messages, %d ledger records; kept the notice files of %d mailboxes migrating again elsewhere\n",
+		wave, len(rows), removed["outbox messages"], removed["ledger records"], skipped)
+	return nil
+}
