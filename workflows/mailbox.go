@@ -110,8 +110,9 @@ func (m *mailbox) setup(ctx workflow.Context) error {
 	sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalSlotGrant), func(c workflow.ReceiveChannel, _ bool) {
 		var g contract.SlotGrant
 		c.Receive(ctx, &g)
-		if g.WaveID != m.in.WaveID {
-			workflow.GetLogger(ctx).Warn("slot grant from another wave ignored", "mailbox", m.state.Key, "wave", g.WaveID)
+		if g.WaveID != m.in.WaveID || g.Index != m.in.WaveIndex {
+			workflow.GetLogger(ctx).Warn("slot grant for another mailbox ignored", "mailbox", m.state.Key,
+				"wave", g.WaveID, "index", g.Index)
 			return
 		}
 		m.state.Granted = true

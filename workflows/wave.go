@@ -83,7 +83,9 @@ func (w *wave) setup(ctx workflow.Context) error {
 		var d contract.MailboxDone
 		c.Receive(ctx, &d)
 		w.signals++
-		w.onDone(ctx, d)
+		if w.fromItsMailbox(ctx, d) {
+			w.onDone(ctx, d)
+		}
 	})
 	w.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalPause), func(c workflow.ReceiveChannel, _ bool) {
 		var req contract.PauseRequest

@@ -525,3 +525,26 @@ func TestWaveCancelDuringARetryLeavesNoMailboxWaiting(t *testing.T) {
 	res := h.run()
 	assert.Equal(t, 40, res.Migrated+res.NeedsSupport+res.Cancelled, "%+v", res)
 }
+
+// A done report whose key is not the mailbox's at that index (a forged
+// signal) is ignored: it frees no slot and settles no mailbox, whether the
+// index holds a slot or has not been granted one yet.
+func TestWaveIgnoresForgedDoneReports(t *testing.T) {
+	h := newWaveHarness(t, 40, 4)
+	T := h.in.MigrateAt.Sub(h.start)
+	forged := func(i int) contract.MailboxDone {
+		return contract.MailboxDone{Index: i, Key: "forged", Outcome: contract.OutcomeNeedsSupport, Granted: true}
+	}
+	h.ops = []op{
+		{at: T + time.Minute, name: contract.SignalMailboxDone, arg: forged(0)},  // holding a slot
+		{at: T + time.Minute, name: contract.SignalMailboxDone, arg: forged(39)}, // not granted yet
+		{at: T + 2*time.Minute, name: queryOp},
+	}
+	res := h.run()
+	assert.Equal(t, 40, res.Migrated)
+	assert.Zero(t, res.NeedsSupport)
+	require.Len(t, h.progress, 1)
+	assert.Equal(t, 4, h.progress[0].Active, "the forged report freed no slot")
+	assert.Zero(t, h.progress[0].NeedsSupport)
+	assert.Equal(t, 4, h.maxActive)
+}
