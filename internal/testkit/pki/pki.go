@@ -37,12 +37,21 @@ type Pair struct {
 // NewCA makes a CA whose files live in a t.TempDir().
 func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := NewCAIn(t.TempDir(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ca
+}
+
+// NewCAIn makes a CA whose files live in dir.
+func NewCAIn(dir, name string) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
+		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: name, Organization: []string{"mailwave tests"}},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(10 * 24 * time.Hour),
@@ -52,16 +61,14 @@ func NewCA(t testing.TB, name string) *CA {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	dir := t.TempDir()
 	ca := &CA{cert: cert, key: key, CertFile: filepath.Join(dir, "ca.pem"), dir: dir}
-	write(t, ca.CertFile, "CERTIFICATE", der, 0o644)
-	return ca
+	return ca, write(ca.CertFile, "CERTIFICATE", der, 0o644)
 }
 
 // Pool is a cert pool holding only this CA.
@@ -73,60 +80,72 @@ func (ca *CA) Pool() *x509.CertPool {
 
 // Server issues a server certificate for localhost, 127.0.0.1 and ::1.
 func (ca *CA) Server(t testing.TB, name string) Pair {
-	return ca.issue(t, name, x509.ExtKeyUsageServerAuth)
-}
-
-// Client issues a client certificate (mTLS) with the given common name.
-func (ca *CA) Client(t testing.TB, name string) Pair {
-	return ca.issue(t, name, x509.ExtKeyUsageClientAuth)
-}
-
-func (ca *CA) issue(t testing.TB, name string, usage x509.ExtKeyUsage) Pair {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p, err := ca.Issue(name, true)
 	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(t),
-		Subject:      pkix.Name{CommonName: name, Organization: []string{"mailwave tests"}},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(10 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-	}
-	if usage == x509.ExtKeyUsageServerAuth {
-		tmpl.DNSNames = []string{"localhost", name}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := Pair{CertFile: filepath.Join(ca.dir, name+".pem"), KeyFile: filepath.Join(ca.dir, name+"-key.pem")}
-	write(t, p.CertFile, "CERTIFICATE", der, 0o644)
-	write(t, p.KeyFile, "PRIVATE KEY", keyDER, 0o600)
-	if p.TLS, err = tls.LoadX509KeyPair(p.CertFile, p.KeyFile); err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
-func serial(t testing.TB) *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+// Client issues a client certificate (mTLS) with the given common name.
+func (ca *CA) Client(t testing.TB, name string) Pair {
+	t.Helper()
+	p, err := ca.Issue(name, false)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return p
+}
+
+// Issue issues a certificate for a server (localhost and loopback, and
+// name) or a client (mTLS, common name name), with files name.pem and
+// name-key.pem (mode 0600) in the CA's directory.
+func (ca *CA) Issue(name string, server bool) (Pair, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return Pair{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: name, Organization: []string{"mailwave tests"}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(10 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if server {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+		tmpl.DNSNames = []string{"localhost", name}
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		return Pair{}, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return Pair{}, err
+	}
+	p := Pair{CertFile: filepath.Join(ca.dir, name+".pem"), KeyFile: filepath.Join(ca.dir, name+"-key.pem")}
+	if err := write(p.CertFile, "CERTIFICATE", der, 0o644); err != nil {
+		return Pair{}, err
+	}
+	if err := write(p.KeyFile, "PRIVATE KEY", keyDER, 0o600); err != nil {
+		return Pair{}, err
+	}
+	p.TLS, err = tls.LoadX509KeyPair(p.CertFile, p.KeyFile)
+	return p, err
+}
+
+func serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		panic(err) // crypto/rand does not fail on Linux
 	}
 	return n
 }
 
-func write(t testing.TB, path, typ string, der []byte, mode os.FileMode) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
-		t.Fatal(err)
-	}
+func write(path, typ string, der []byte, mode os.FileMode) error {
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode)
 }
