@@ -5,10 +5,14 @@ TEMPORAL_VERSION := v1.5.1
 BIN := $(CURDIR)/bin
 DATA ?= $(CURDIR)/data
 TEMPORAL := $(BIN)/temporal
+# The Temporal server itself (the production shape), at the version the
+# pinned CLI's dev server embeds, with its SQL schema tool.
+TEMPORAL_SERVER_VERSION := v1.29.1
+TEMPORAL_SERVER := $(BIN)/temporal-server/server
 WORKFLOWCHECK_VERSION := v0.6.0
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build temporal dev-server demo stop test check vet staticcheck workflowcheck compose-check bench bench-copy clean
+.PHONY: all build temporal temporal-server dev-server demo stop test check vet staticcheck workflowcheck compose-check bench bench-copy clean
 
 all: build
 
@@ -23,6 +27,11 @@ build:
 temporal: $(TEMPORAL)
 $(TEMPORAL):
 	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION)
+
+temporal-server: $(TEMPORAL_SERVER)
+$(TEMPORAL_SERVER):
+	GOBIN=$(BIN)/temporal-server $(GO) install go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION) \
+		go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION)
 
 # The embedded default: a dev server on a SQLite file in WAL mode, with
 # mailwave's search attributes (from the contract, through the starter), the
@@ -47,7 +56,7 @@ stop:
 # The tests: static checks, then every test, with the race detector. The
 # IMAP tests start their own Dovecot servers; here a missing Dovecot fails
 # them rather than skipping them.
-test: check $(TEMPORAL)
+test: check $(TEMPORAL) $(TEMPORAL_SERVER)
 	MAILWAVE_REQUIRE_DOVECOT=1 $(GO) test -race -count=1 -timeout 30m ./...
 
 check: vet staticcheck workflowcheck compose-check
