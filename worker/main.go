@@ -60,6 +60,7 @@ func newRootCmd() *cobra.Command {
 			defer c.Close()
 			z.Info("worker starting", zap.String("address", temporal.Address), zap.String("namespace", temporal.Namespace),
 				zap.String("taskQueue", cfg.TaskQueue), zap.String("notifier", cfg.Notifier), zap.String("estate", cfg.Estate))
+			cfg.Warn = func(msg string) { z.Warn(msg) }
 			err = workerapp.Run(cmd.Context(), cfg, c)
 			z.Info("worker stopped")
 			return err

@@ -41,6 +41,9 @@ type Org struct {
 	Source  IMAP
 	Target  IMAP
 	Copy    Copy
+	// CatchAll takes mailboxes of any organisation name (the worker's flags
+	// make one: the simulated estate serves every organisation alike).
+	CatchAll bool
 	// Sim, when set, makes the simulated estate the organisation's copier
 	// in place of Source and Target (the worker's flags without --config).
 	Sim *Sim
@@ -185,6 +188,10 @@ func Load(path string) (*File, error) {
 	}
 	l := &loader{file: path, dir: filepath.Dir(abs)}
 	f := l.load(data)
+	if l.overflow != nil {
+		// The rest would be noise: keys the merges did not bring in.
+		return nil, Problems{*l.overflow}
+	}
 	if len(l.probs) > 0 {
 		// Stable, so that problems on one line keep the order of the walk.
 		slices.SortStableFunc(l.probs, func(a, b Problem) int { return a.Line - b.Line })
@@ -514,7 +521,9 @@ func checkURL(s *section, k string) string {
 	return v
 }
 
-// OrgFor finds a mailbox's organisation: by org name (case-insensitive),
+// OrgFor finds a mailbox's organisation: by org name (case-insensitive; an
+// org name the file does not know is an error, unless an organisation is a
+// catch-all),
 // else by the address's domain, else the default. The error names the
 // domain but never the address.
 func (f *File) OrgFor(org, address string) (*Org, error) {
@@ -524,6 +533,14 @@ func (f *File) OrgFor(org, address string) (*Org, error) {
 				return &f.Orgs[i], nil
 			}
 		}
+		for i := range f.Orgs {
+			if f.Orgs[i].CatchAll {
+				return &f.Orgs[i], nil
+			}
+		}
+		// A mailbox named for an organisation the file does not know is
+		// never handed another organisation's servers and credentials.
+		return nil, fmt.Errorf("organisation %q is not in %s", org, f.Path)
 	}
 	domain := ""
 	if at := strings.LastIndexByte(address, '@'); at >= 0 {

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -77,6 +78,7 @@ organisations:
       templates_dir: templates
       smtp:
         host: smtp.a.example
+        insecure_skip_verify: true
         username: migration
         password_secret: smtp-pw
         ledger_dir: ledger
@@ -146,7 +148,7 @@ func TestLoadValidFile(t *testing.T) {
 	assert.Equal(t, Notifier{
 		Kind: "smtp", From: "Migration <migration@a.example>", TemplatesDir: filepath.Join(dir, "templates"),
 		SMTP: SMTP{
-			Host: "smtp.a.example", Port: 587, Security: "starttls", Username: "migration",
+			Host: "smtp.a.example", Port: 587, Security: "starttls", InsecureSkipVerify: true, Username: "migration",
 			PasswordSecret: "smtp-pw", AuthMechanism: "plain", LedgerDir: filepath.Join(dir, "ledger"),
 		},
 	}, a.Notifier)
@@ -378,6 +380,7 @@ func TestOrgFor(t *testing.T) {
 		{Name: "trust-b", Domains: []string{"b.example"}},
 	}}
 	withDefault := &File{Path: "mailwave.yaml", Orgs: append(append([]Org(nil), two.Orgs...), Org{Name: "rest", Default: true})}
+	catchAll := &File{Path: "flags", Orgs: []Org{{Name: "all", Default: true, CatchAll: true}}}
 
 	for _, tc := range []struct {
 		name          string
@@ -386,11 +389,14 @@ func TestOrgFor(t *testing.T) {
 		want, wantErr string
 	}{
 		{"by name, any case", two, "trust-a", "x@b.example", "Trust-A", ""},
-		{"by domain, any case", two, "unknown", "x@B.Example", "trust-b", ""},
+		{"by domain, any case", two, "", "x@B.Example", "trust-b", ""},
 		{"by domain, no org", two, "", "x@a.example", "Trust-A", ""},
-		{"default", withDefault, "nobody", "x@c.example", "rest", ""},
-		{"none", two, "nobody", "someone@c.example", "",
-			`no organisation in mailwave.yaml matches org "nobody" or the address's domain "c.example", and none is the default`},
+		{"default", withDefault, "", "x@c.example", "rest", ""},
+		{"an unknown org is an error, never another organisation's servers", withDefault, "nobody", "someone@a.example", "",
+			`organisation "nobody" is not in mailwave.yaml`},
+		{"a catch-all takes any org", catchAll, "org008", "x@c.example", "all", ""},
+		{"none", two, "", "someone@c.example", "",
+			`no organisation in mailwave.yaml matches org "" or the address's domain "c.example", and none is the default`},
 		{"none, no domain", two, "", "someone", "",
 			`no organisation in mailwave.yaml matches org "" or the address's domain (the address has none), and none is the default`},
 	} {
@@ -443,4 +449,85 @@ func TestLoadWrongTypes(t *testing.T) {
 		path + `:11: organisations[1].router.transport_map.command[1]: expected a string, got a mapping`,
 		path + `:11: organisations[1].router.transport_map.command_timeout: -1s must be more than zero`,
 	}, loadProblems(t, path))
+}
+
+// laughs is a "billion laughs" of merge keys: each anchor merges the one
+// before it ten times, so the last stands for 10^levels mappings.
+func laughs(levels int) string {
+	var b strings.Builder
+	b.WriteString("x0: &l0 {host: h}\n")
+	for i := 1; i <= levels; i++ {
+		fmt.Fprintf(&b, "x%d: &l%d {<<: [", i, i)
+		for j := range 10 {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "*l%d", i-1)
+		}
+		b.WriteString("]}\n")
+	}
+	return b.String()
+}
+
+func TestLoadRefusesMergesWithoutBound(t *testing.T) {
+	for _, c := range []struct {
+		name, doc, want string
+	}{
+		{"a billion laughs", laughs(9) + `organisations:
+  - name: a
+    source: {<<: *l9, auth: {password_secret: p}}
+    target: {host: t, auth: {password_secret: p}}
+    notifier: {kind: outbox, from: a@a.example, outbox: {dir: o}}
+    router: {kind: sim, sim: {dir: estate}}
+`, "organisations[0].source: merge keys (<<) bring in more than 100000 entries in all: refused"},
+		{"many organisations merging one another", laughs(4) + `org: &org
+  name: a
+  source: {<<: *l4, auth: {password_secret: p}}
+  target: {<<: *l4, auth: {password_secret: p}}
+  notifier: {kind: outbox, from: a@a.example, outbox: {dir: o}}
+  router: {kind: sim, sim: {dir: estate}}
+organisations: [` + strings.TrimSuffix(strings.Repeat("*org, ", 20), ", ") + `]
+`, "merge keys (<<) bring in more than 100000 entries in all: refused"},
+		{"merges nested deeply", "d0: &d0 {host: h}\n" + func() string {
+			var b strings.Builder
+			for i := 1; i <= 12; i++ {
+				fmt.Fprintf(&b, "d%d: &d%d {<<: *d%d}\n", i, i, i-1)
+			}
+			return b.String()
+		}() + `organisations:
+  - name: a
+    source: {<<: *d12, auth: {password_secret: p}}
+    target: {host: t, auth: {password_secret: p}}
+    notifier: {kind: outbox, from: a@a.example, outbox: {dir: o}}
+    router: {kind: sim, sim: {dir: estate}}
+`, "organisations[0].source: merge keys nested too deeply (more than 10 merges within merges)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := write(t, t.TempDir(), "c.yaml", c.doc)
+			start := time.Now()
+			done := make(chan error, 1)
+			go func() {
+				_, err := Load(path)
+				done <- err
+			}()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(2 * time.Second):
+				t.Fatal("Load still running after 2s: the merges are not bounded")
+			}
+			took := time.Since(start)
+			var probs Problems
+			require.ErrorAs(t, err, &probs)
+			found := 0
+			for _, p := range probs {
+				if strings.Contains(p.String(), c.want) {
+					found++
+				}
+			}
+			assert.Equal(t, 1, found, "reported once: %v", err)
+			assert.Less(t, len(probs), 20, "no flood of problems: %v", err)
+			assert.Less(t, took, 250*time.Millisecond)
+		})
+	}
 }

@@ -23,7 +23,20 @@ type loader struct {
 	file  string // as named in messages
 	dir   string // absolute directory that relative paths resolve against
 	probs Problems
+	// merged counts what merge keys have brought in so far: mappings and
+	// their entries. Anchors merged into anchors merged into anchors grow
+	// exponentially with the document (a "billion laughs"); past
+	// maxMerged the walk refuses the rest.
+	merged   int
+	overflow *Problem // set once maxMerged is passed: then the only problem
 }
+
+// Bounds on merge keys (<<: *anchor). A real configuration merges a few
+// shared blocks into each organisation: tens of entries per organisation.
+const (
+	maxMerged     = 100000 // mappings and entries brought in by merges, in the whole file
+	maxMergeDepth = 10     // merges within merged mappings
+)
 
 func (l *loader) add(line int, path, format string, args ...any) {
 	l.probs = append(l.probs, Problem{File: l.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
@@ -91,9 +104,24 @@ func (l *loader) section(n *yaml.Node, path string, line int, known []string) *s
 
 // collect reads a mapping's keys into s. Merge keys (<<: *anchor) are
 // honoured: explicit keys win over merged ones, earlier merges over later.
+// What merges bring in is bounded by maxMerged and maxMergeDepth.
 func (s *section) collect(n *yaml.Node, known []string, merged bool, depth int) {
-	if depth > 20 {
-		s.l.add(n.Line, s.path, "merge keys nested too deeply")
+	if s.l.overflow != nil {
+		// What is left of the walk would only report what the merges
+		// were to bring in.
+		return
+	}
+	if merged {
+		s.l.merged += 1 + len(n.Content)/2
+		if s.l.merged > maxMerged {
+			s.l.overflow = &Problem{File: s.l.file, Line: n.Line, Path: s.path, Msg: fmt.Sprintf(
+				"merge keys (<<) bring in more than %d entries in all: refused (anchors merged into anchors grow without bound); "+
+					"write the shared settings out, or merge fewer times", maxMerged)}
+			return
+		}
+	}
+	if depth > maxMergeDepth {
+		s.l.add(n.Line, s.path, "merge keys nested too deeply (more than %d merges within merges)", maxMergeDepth)
 		return
 	}
 	var merges []*yaml.Node

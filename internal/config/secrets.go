@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"mailwave/internal/secretfile"
 )
 
 // SecretEnvPrefix starts the environment variable that holds a secret.
@@ -23,15 +25,17 @@ type Secrets struct {
 
 // Secrets reads the configuration's secrets_file, if any: a YAML mapping of
 // secret name to value. The file is read once; a changed value needs a worker
-// restart. Keep the file readable only by the worker's user (mode 0600):
-// mailwave does not check its permissions, since secret mounts (Kubernetes,
-// Docker) set their own.
+// restart. It must be a regular file (a symbolic link to one, as secret
+// mounts make, will do) that neither group nor others may access (mode 0600
+// or 0400), else it is refused unread, with its mode and the chmod that
+// fixes it; a secret mount must be given such a mode (Kubernetes:
+// defaultMode 0400).
 func (f *File) Secrets() (*Secrets, error) {
 	s := &Secrets{file: f.SecretsFile, values: map[string]string{}}
 	if f.SecretsFile == "" {
 		return s, nil
 	}
-	data, err := os.ReadFile(f.SecretsFile)
+	data, err := secretfile.Read(f.SecretsFile)
 	if err != nil {
 		return nil, fmt.Errorf("secrets file: %w", err)
 	}

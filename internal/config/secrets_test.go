@@ -1,8 +1,11 @@
 package config
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -98,5 +101,47 @@ func TestExpand(t *testing.T) {
 		require.Error(t, err)
 		assert.False(t, strings.Contains(err.Error(), "jo.smith") || strings.Contains(err.Error(), "a.example"),
 			"the error must not quote the address: %v", err)
+	}
+}
+
+func TestSecretsFileMustBePrivate(t *testing.T) {
+	dir := t.TempDir()
+	for _, perm := range []os.FileMode{0o644, 0o640, 0o604, 0o660, 0o601} {
+		p := write(t, dir, "secrets.yaml", "smtp-pw: sekrit\n")
+		require.NoError(t, os.Chmod(p, perm))
+		_, err := (&File{SecretsFile: p}).Secrets()
+		require.Error(t, err, "%04o", perm)
+		assert.Equal(t, fmt.Sprintf("secrets file: %s has mode %04o: group and others must have no access (chmod 600 %s)", p, perm, p), err.Error())
+		assert.NotContains(t, err.Error(), "sekrit")
+	}
+	for _, perm := range []os.FileMode{0o600, 0o400} {
+		p := write(t, dir, "secrets.yaml", "smtp-pw: sekrit\n")
+		require.NoError(t, os.Chmod(p, perm))
+		s, err := (&File{SecretsFile: p}).Secrets()
+		require.NoError(t, err, "%04o", perm)
+		v, err := s.Lookup("smtp-pw")
+		require.NoError(t, err)
+		assert.Equal(t, "sekrit", v)
+	}
+
+	// A link to a private file, as secret mounts make, is read.
+	p := write(t, dir, "real.yaml", "smtp-pw: linked\n")
+	link := filepath.Join(dir, "link.yaml")
+	require.NoError(t, os.Symlink(p, link))
+	s, err := (&File{SecretsFile: link}).Secrets()
+	require.NoError(t, err)
+	v, err := s.Lookup("smtp-pw")
+	require.NoError(t, err)
+	assert.Equal(t, "linked", v)
+
+	// Neither a directory nor a FIFO (which would block the read) is a
+	// secrets file.
+	sub := filepath.Join(dir, "sub")
+	require.NoError(t, os.Mkdir(sub, 0o700))
+	fifo := filepath.Join(dir, "fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	for _, p := range []string{sub, fifo} {
+		_, err := (&File{SecretsFile: p}).Secrets()
+		require.EqualError(t, err, "secrets file: "+p+" is not a regular file")
 	}
 }

@@ -3,6 +3,7 @@ package workerapp
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -36,6 +37,9 @@ type Config struct {
 	// fingerprint the deployment recorded, so a worker configured for
 	// another deployment refuses to start.
 	KeySecretFile string
+
+	// Warn logs a start-up warning; nil writes it to standard error.
+	Warn func(msg string)
 
 	MaxConcurrentActivities      int
 	MaxConcurrentLocalActivities int
@@ -92,9 +96,10 @@ func (c Config) File() (*config.File, error) {
 	return &config.File{
 		Path: flagsSource,
 		Orgs: []config.Org{{
-			Name:    "default",
-			Default: true,
-			Sim:     &estate,
+			Name:     "default",
+			Default:  true,
+			CatchAll: true,
+			Sim:      &estate,
 			Notifier: config.Notifier{
 				Kind: "outbox", From: c.From, TemplatesDir: c.TemplatesDir,
 				Outbox: config.Outbox{Dir: c.OutboxDir},
@@ -119,4 +124,13 @@ func (c Config) flagError(err error) error {
 		return err
 	}
 	return fmt.Errorf("%s: %w", flag, pe.err)
+}
+
+// warn logs a start-up warning through Warn, else on standard error.
+func (c Config) warn(msg string) {
+	if c.Warn != nil {
+		c.Warn(msg)
+		return
+	}
+	fmt.Fprintln(os.Stderr, "worker: warning:", msg)
 }

@@ -36,7 +36,13 @@ type orgs struct {
 	file  *config.File
 	ports map[string]*orgPorts // by organisation name
 	order []string             // organisation names in file order
+	// warnings are settings that work but weaken security (certificate
+	// checks off), for the worker to log loudly at start-up.
+	warnings []string
 }
+
+// warner is a connector that reports weakened settings.
+type warner interface{ Warnings() []string }
 
 var (
 	_ activities.Copier   = (*orgs)(nil)
@@ -60,6 +66,13 @@ func buildPorts(f *config.File) (*orgs, error) {
 		}
 		o.ports[org.Name] = p
 		o.order = append(o.order, org.Name)
+		for _, c := range []any{p.copier, p.notifier, p.router} {
+			if w, ok := c.(warner); ok {
+				for _, msg := range w.Warnings() {
+					o.warnings = append(o.warnings, fmt.Sprintf("organisation %q: %s", org.Name, msg))
+				}
+			}
+		}
 	}
 	return o, nil
 }
@@ -222,7 +235,8 @@ func buildSender(n config.Notifier, tpl *notices.Templates, secrets *config.Secr
 		}
 		return smtpnotify.New(smtpnotify.Options{
 			Host: n.SMTP.Host, Port: n.SMTP.Port, Security: n.SMTP.Security, CAFile: n.SMTP.CAFile,
-			Username: n.SMTP.Username, Password: password, AuthMechanism: n.SMTP.AuthMechanism,
+			InsecureSkipVerify: n.SMTP.InsecureSkipVerify,
+			Username:           n.SMTP.Username, Password: password, AuthMechanism: n.SMTP.AuthMechanism,
 			From: n.From, AdminContact: n.AdminContact, Templates: tpl, LedgerDir: n.SMTP.LedgerDir,
 		})
 	case "outbox":

@@ -20,6 +20,14 @@ import (
 // BuildActivities makes the mailbox's activities over the ports the
 // configuration names.
 func BuildActivities(c Config) (*activities.Activities, error) {
+	o, err := c.ports()
+	if err != nil {
+		return nil, err
+	}
+	return activities.New(o, o, o), nil
+}
+
+func (c Config) ports() (*orgs, error) {
 	f, err := c.File()
 	if err != nil {
 		return nil, err
@@ -28,16 +36,20 @@ func BuildActivities(c Config) (*activities.Activities, error) {
 	if err != nil {
 		return nil, c.flagError(err)
 	}
-	return activities.New(o, o, o), nil
+	return o, nil
 }
 
 // Run polls the task queue until ctx ends, then stops, giving running
 // activities ShutdownTimeout to finish.
 func Run(ctx context.Context, c Config, tc client.Client) error {
-	acts, err := BuildActivities(c)
+	o, err := c.ports()
 	if err != nil {
 		return err
 	}
+	for _, w := range o.warnings {
+		c.warn("INSECURE SETTING: " + w)
+	}
+	acts := activities.New(o, o, o)
 	rosters := wavefile.NewStore(c.WavesDir)
 	if c.KeySecretFile != "" || os.Getenv(identity.SecretEnv) != "" {
 		secret, err := identity.LoadSecret(c.KeySecretFile)

@@ -31,18 +31,18 @@ type folder struct {
 var virtual = []imap.MailboxAttr{imap.MailboxAttrAll, imap.MailboxAttrFlagged, imap.MailboxAttrImportant}
 
 // list returns a server's selectable folders of the user's own (not other
-// users' or shared namespaces, not virtual folders) and its hierarchy
-// delimiter.
-func list(cn *conn) ([]*imap.ListData, rune, error) {
-	var foreign []string
+// users' or shared namespaces, not virtual folders), its hierarchy
+// delimiter, and its other users' and shared namespaces.
+func list(cn *conn) ([]*imap.ListData, rune, []imap.NamespaceDescriptor, error) {
+	var foreign []imap.NamespaceDescriptor
 	if cn.c.Caps().Has(imap.CapNamespace) {
 		ns, err := cn.c.Namespace().Wait()
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
 		for _, d := range append(ns.Other, ns.Shared...) {
 			if d.Prefix != "" {
-				foreign = append(foreign, d.Prefix)
+				foreign = append(foreign, d)
 			}
 		}
 	}
@@ -52,7 +52,7 @@ func list(cn *conn) ([]*imap.ListData, rune, error) {
 	}
 	all, err := cn.c.List("", "*", opts).Collect()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
 	delim := rune(0)
 	out := all[:0]
@@ -62,7 +62,7 @@ func list(cn *conn) ([]*imap.ListData, rune, error) {
 		}
 		if slices.Contains(l.Attrs, imap.MailboxAttrNoSelect) || slices.Contains(l.Attrs, imap.MailboxAttrNonExistent) ||
 			slices.ContainsFunc(l.Attrs, func(a imap.MailboxAttr) bool { return slices.Contains(virtual, a) }) ||
-			slices.ContainsFunc(foreign, func(p string) bool { return strings.HasPrefix(l.Mailbox, p) }) {
+			slices.ContainsFunc(foreign, func(d imap.NamespaceDescriptor) bool { return strings.HasPrefix(l.Mailbox, d.Prefix) }) {
 			continue
 		}
 		out = append(out, l)
@@ -70,7 +70,25 @@ func list(cn *conn) ([]*imap.ListData, rune, error) {
 	if delim == 0 {
 		delim = '/'
 	}
-	return out, delim, nil
+	return out, delim, foreign, nil
+}
+
+// inNamespace returns the namespace of those given that name falls under:
+// below its prefix, or its root (the prefix without its delimiter, e.g.
+// "Shared" for "Shared/"). Case is ignored, erring on the side of caution:
+// some servers ignore it too.
+func inNamespace(name string, namespaces []imap.NamespaceDescriptor) (imap.NamespaceDescriptor, bool) {
+	for _, d := range namespaces {
+		root := d.Prefix
+		if d.Delim != 0 {
+			root = strings.TrimSuffix(root, string(d.Delim))
+		}
+		if strings.HasPrefix(strings.ToLower(name), strings.ToLower(d.Prefix)) ||
+			root != "" && strings.EqualFold(name, root) {
+			return d, true
+		}
+	}
+	return imap.NamespaceDescriptor{}, false
 }
 
 func specialOf(l *imap.ListData) imap.MailboxAttr {
@@ -84,19 +102,47 @@ func specialOf(l *imap.ListData) imap.MailboxAttr {
 	return ""
 }
 
-// planFolders maps every source folder to a target folder and creates
-// those the target lacks: the rename map first, then INBOX, then a
-// special-use folder to the target's folder of that use, else the same path
-// with the target's delimiter. Folders come back INBOX first, then by name.
+// planFolders maps every source folder to a target folder (mapFolders)
+// and creates those the target lacks. Nothing is created unless every
+// folder has its place.
 func (c *Copier) planFolders(src, tgt *conn, key string) ([]folder, error) {
-	srcList, srcDelim, err := list(src)
+	srcList, srcDelim, _, err := list(src)
 	if err != nil {
 		return nil, err
 	}
-	tgtList, tgtDelim, err := list(tgt)
+	tgtList, tgtDelim, tgtForeign, err := list(tgt)
 	if err != nil {
 		return nil, err
 	}
+	out, creates, err := c.mapFolders(srcList, srcDelim, tgtList, tgtDelim, tgtForeign, key)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range creates {
+		if err := create(tgt, n.name, n.special, n.withUse); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// newFolder is a target folder to create, with its special use where the
+// target has no folder of that use yet.
+type newFolder struct {
+	name    string
+	special imap.MailboxAttr
+	withUse bool
+}
+
+// mapFolders maps every source folder to a target folder: the rename map
+// first, then INBOX, then a special-use folder to the target's folder of
+// that use, else the same path with the target's delimiter. It refuses, for
+// good, two source folders going to one target folder, and a target folder
+// under the target's other users' or shared namespaces (foreign): that
+// would write the mailbox into someone else's. Folders come back INBOX
+// first, then by name, with the target folders to create in order.
+func (c *Copier) mapFolders(srcList []*imap.ListData, srcDelim rune, tgtList []*imap.ListData, tgtDelim rune,
+	foreign []imap.NamespaceDescriptor, key string) ([]folder, []newFolder, error) {
 	exists := make(map[string]bool, len(tgtList))
 	bySpecial := make(map[imap.MailboxAttr]string)
 	for _, l := range tgtList {
@@ -108,6 +154,7 @@ func (c *Copier) planFolders(src, tgt *conn, key string) ([]folder, error) {
 		}
 	}
 	var out []folder
+	var creates []newFolder
 	from := map[string]string{} // target folder -> the source folder going there
 	for _, l := range srcList {
 		f := folder{src: l.Mailbox, special: specialOf(l)}
@@ -125,19 +172,22 @@ func (c *Copier) planFolders(src, tgt *conn, key string) ([]folder, error) {
 			}
 			f.tgt = strings.Join(parts, string(tgtDelim))
 		}
+		if ns, ok := inNamespace(f.tgt, foreign); ok {
+			return nil, nil, activities.Permanent(contract.ErrTypeInvalidMailbox,
+				"mailbox %s: source folder %s would go to target folder %s, in the target's other users' or shared namespace %s; "+
+					"map it elsewhere in the folder map", key, label(f.src), label(f.tgt), label(ns.Prefix))
+		}
 		if other, taken := from[f.tgt]; taken {
 			// Two folders' messages in one would confuse the duplicate
 			// check and the verification of both: the rename map must
 			// tell them apart.
-			return nil, activities.Permanent(contract.ErrTypeInvalidMailbox,
+			return nil, nil, activities.Permanent(contract.ErrTypeInvalidMailbox,
 				"mailbox %s: source folders %s and %s would both go to target folder %s; add one to the folder map",
 				key, label(other), label(f.src), label(f.tgt))
 		}
 		from[f.tgt] = f.src
 		if !exists[f.tgt] {
-			if err := create(tgt, f.tgt, f.special, bySpecial[f.special] == ""); err != nil {
-				return nil, err
-			}
+			creates = append(creates, newFolder{name: f.tgt, special: f.special, withUse: bySpecial[f.special] == ""})
 			exists[f.tgt] = true
 			if f.special != "" && bySpecial[f.special] == "" {
 				bySpecial[f.special] = f.tgt
@@ -154,7 +204,7 @@ func (c *Copier) planFolders(src, tgt *conn, key string) ([]folder, error) {
 		}
 		return strings.Compare(a.src, b.src)
 	})
-	return out, nil
+	return out, creates, nil
 }
 
 // create makes a target folder, with its special use where the server can

@@ -22,7 +22,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -39,16 +41,20 @@ import (
 const (
 	SecurityTLS      = "tls"      // implicit TLS (port 993)
 	SecurityStartTLS = "starttls" // STARTTLS, required
-	SecurityNone     = "none"     // plain text: tests and trusted networks only
+	SecurityNone     = "none"     // plain text: a loopback host only (New refuses any other)
 )
 
 // Endpoint is one IMAP server.
 type Endpoint struct {
-	Host     string
-	Port     int
+	Host string
+	Port int
+	// Security is SecurityTLS, SecurityStartTLS or SecurityNone. Every
+	// login sends a password or a token, so SecurityNone is only for a
+	// loopback host (127.0.0.0/8, ::1, localhost).
 	Security string
 	// TLS is the client TLS configuration; nil means the system roots. Its
-	// ServerName defaults to Host.
+	// ServerName defaults to Host. With InsecureSkipVerify the Copier's
+	// Warnings say so.
 	TLS         *tls.Config
 	DialTimeout time.Duration
 }
@@ -68,6 +74,16 @@ func (e Endpoint) tlsConfig() *tls.Config {
 
 // Addr is host:port.
 func (e Endpoint) Addr() string { return net.JoinHostPort(e.Host, strconv.Itoa(e.Port)) }
+
+// isLoopback reports whether host is localhost or a loopback address
+// (127.0.0.0/8, ::1). A name is not resolved: only "localhost" counts.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 // Side is the source or the target.
 type Side string
@@ -130,14 +146,19 @@ type Options struct {
 // Copier copies mailboxes between two IMAP servers. It is safe for
 // concurrent use by many copy activities.
 type Copier struct {
-	o   Options
-	mem *semaphore.Weighted
+	o        Options
+	mem      *semaphore.Weighted
+	warnings []string
 }
 
 var _ activities.Copier = (*Copier)(nil)
 
-// New checks the options and applies the defaults.
+// New checks the options and applies the defaults. It refuses an endpoint
+// without TLS (SecurityNone) unless its host is loopback: every mechanism
+// sends a password or a token. What is allowed but unsafe is listed by
+// Warnings.
 func New(o Options) (*Copier, error) {
+	var warnings []string
 	for _, e := range []struct {
 		side Side
 		ep   *Endpoint
@@ -149,7 +170,16 @@ func New(o Options) (*Copier, error) {
 			return nil, fmt.Errorf("imapcopy: %s: port %d is not a port", e.side, e.ep.Port)
 		}
 		switch e.ep.Security {
-		case SecurityTLS, SecurityStartTLS, SecurityNone:
+		case SecurityTLS, SecurityStartTLS:
+			if e.ep.TLS != nil && e.ep.TLS.InsecureSkipVerify {
+				warnings = append(warnings, fmt.Sprintf("%s %s: certificate checks are OFF (insecure_skip_verify): "+
+					"anyone on the path can read the logins and the mail", e.side, e.ep.Addr()))
+			}
+		case SecurityNone:
+			if !isLoopback(e.ep.Host) {
+				return nil, fmt.Errorf("imapcopy: %s %s: security none sends the login's password or token in clear text; "+
+					"it is allowed only to a loopback host (127.0.0.1, ::1, localhost): use tls or starttls", e.side, e.ep.Addr())
+			}
 		default:
 			return nil, fmt.Errorf("imapcopy: %s: security %q: must be tls, starttls or none", e.side, e.ep.Security)
 		}
@@ -185,8 +215,14 @@ func New(o Options) (*Copier, error) {
 	if o.ThrottleDelay == 0 {
 		o.ThrottleDelay = 30 * time.Second
 	}
-	return &Copier{o: o, mem: semaphore.NewWeighted(o.MaxBytesInFlight)}, nil
+	return &Copier{o: o, mem: semaphore.NewWeighted(o.MaxBytesInFlight), warnings: warnings}, nil
 }
+
+// Warnings lists what New allowed but the operator should hear about, one
+// line each, e.g. "target imap.x.example:993: certificate checks are OFF
+// (insecure_skip_verify): ...". The builder logs them at start-up. They name
+// sides and hosts, never credentials.
+func (c *Copier) Warnings() []string { return slices.Clone(c.warnings) }
 
 // dialAppender opens the target's batch appender for a mailbox; nil if
 // the target cannot take batches (go-imap's APPEND is used instead).

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"mailwave/activities"
 	"mailwave/contract"
@@ -88,20 +90,56 @@ func fetchMeta(cn *conn, set imap.NumSet, withIDs bool) ([]meta, error) {
 	if withIDs {
 		opts.BodySection = []*imap.FetchItemBodySection{messageIDSection}
 	}
-	bufs, err := cn.c.Fetch(set, opts).Collect()
+	out, err := collectMeta(cn, cn.c.Fetch(set, opts))
 	if err != nil {
 		return nil, err
 	}
-	out := make([]meta, 0, len(bufs))
-	for _, b := range bufs {
-		m := meta{uid: b.UID, size: b.RFC822Size, date: b.InternalDate, flags: b.Flags}
-		for _, sec := range b.BodySection {
-			m.msgID = messageID(sec.Bytes)
+	slices.SortFunc(out, func(a, b meta) int { return cmp.Compare(a.uid, b.uid) })
+	return out, nil
+}
+
+// maxHeaderBytes bounds the header block fetched for a Message-ID: the
+// field is one line, and a server that sends more is not believed.
+const maxHeaderBytes = 64 << 10
+
+// collectMeta reads a FETCH's answers as they stream in, where go-imap's
+// Collect would buffer whatever literal the server sends: a header block
+// over maxHeaderBytes is refused, and the connection dropped rather than
+// read to its end.
+func collectMeta(cn *conn, cmd *imapclient.FetchCommand) ([]meta, error) {
+	defer cmd.Close()
+	var out []meta
+	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+		var m meta
+		for it := msg.Next(); it != nil; it = msg.Next() {
+			switch it := it.(type) {
+			case imapclient.FetchItemDataUID:
+				m.uid = it.UID
+			case imapclient.FetchItemDataRFC822Size:
+				m.size = it.Size
+			case imapclient.FetchItemDataInternalDate:
+				m.date = it.Time
+			case imapclient.FetchItemDataFlags:
+				m.flags = it.Flags
+			case imapclient.FetchItemDataBodySection:
+				if it.Literal == nil {
+					continue
+				}
+				header, err := readLiteral(it.Literal, maxHeaderBytes)
+				var tl *literalTooLarge
+				if errors.As(err, &tl) {
+					dropConn(cn.c, it.Literal)
+					return nil, fmt.Errorf("the %s sent a Message-ID header block of %d bytes, over the %d-byte limit: refused", cn.side, tl.size, tl.limit)
+				}
+				if err != nil {
+					return nil, err
+				}
+				m.msgID = messageID(header)
+			}
 		}
 		out = append(out, m)
 	}
-	slices.SortFunc(out, func(a, b meta) int { return cmp.Compare(a.uid, b.uid) })
-	return out, nil
+	return out, cmd.Close()
 }
 
 var messageIDSection = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
@@ -113,15 +151,13 @@ func addMessageIDs(cn *conn, ms []meta, lastUID uint32) error {
 		return nil
 	}
 	set := imap.UIDSet{imap.UIDRange{Start: ms[i].uid, Stop: ms[len(ms)-1].uid}}
-	bufs, err := cn.c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{messageIDSection}}).Collect()
+	got, err := collectMeta(cn, cn.c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{messageIDSection}}))
 	if err != nil {
 		return err
 	}
-	ids := make(map[imap.UID]string, len(bufs))
-	for _, b := range bufs {
-		for _, sec := range b.BodySection {
-			ids[b.UID] = messageID(sec.Bytes)
-		}
+	ids := make(map[imap.UID]string, len(got))
+	for _, m := range got {
+		ids[m.uid] = m.msgID
 	}
 	for k := i; k < len(ms); k++ {
 		ms[k].msgID = ids[ms[k].uid]

@@ -2,6 +2,7 @@ package imapcopy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -105,24 +106,45 @@ func dialAppender(ctx context.Context, ep Endpoint, cr Credentials) (*appender, 
 	return a, nil
 }
 
+// maxLine bounds one response line, the literals it carries not counted:
+// the longest a server has reason to send (CAPABILITY, a tagged answer) is
+// a few hundred bytes. A longer one is refused, so that a hostile or broken
+// server cannot make the appender buffer without end.
+const maxLine = 64 << 10
+
+// errLineTooLong refuses a response line over maxLine.
+var errLineTooLong = fmt.Errorf("the target sent a response line longer than %d bytes: refused", maxLine)
+
 // readLine reads one response line, with any literals it carries inlined
 // as "{n}" markers (their bytes are skipped: nothing we read needs them).
+// The line, its pieces between literals together, is at most maxLine bytes.
 func (a *appender) readLine() (string, error) {
-	var sb strings.Builder
+	var line []byte
 	for {
-		line, err := a.br.ReadString('\n')
-		if err != nil {
-			return "", err
+		start := len(line)
+		for {
+			// ReadSlice hands back at most the reader's buffer at a time,
+			// so nothing grows past maxLine before it is refused.
+			chunk, err := a.br.ReadSlice('\n')
+			if len(line)+len(chunk) > maxLine {
+				return "", errLineTooLong
+			}
+			line = append(line, chunk...)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, bufio.ErrBufferFull) {
+				return "", err
+			}
 		}
-		line = strings.TrimRight(line, "\r\n")
-		sb.WriteString(line)
-		if n, ok := literalSize(line); ok {
+		line = bytes.TrimRight(line, "\r\n")
+		if n, ok := literalSize(string(line[min(start, len(line)):])); ok {
 			if _, err := io.CopyN(io.Discard, a.br, n); err != nil {
 				return "", err
 			}
 			continue
 		}
-		return sb.String(), nil
+		return string(line), nil
 	}
 }
 

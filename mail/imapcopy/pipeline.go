@@ -187,10 +187,33 @@ func (j *job) fetchChunk(ctx context.Context, l *lane, f folder, tr *tracker, ch
 				if it.Literal == nil {
 					continue
 				}
-				body = make([]byte, it.Literal.Size())
-				if _, err := io.ReadFull(it.Literal, body); err != nil {
+				m, known := byUID[uid]
+				if !known {
+					// Not a message asked for, or its UID not (yet) given:
+					// go-imap discards the body unread. (It hands a UID
+					// FETCH's answer over only once it has seen the UID.)
+					continue
+				}
+				// The body may be no larger than the source listed for the
+				// message, which is within MaxMessageBytes (or it would be
+				// a bad item already): the memory taken for the chunk
+				// covers no more, and a server that sends more is broken or
+				// hostile.
+				var err error
+				if body, err = readLiteral(it.Literal, m.size); err != nil {
 					release()
-					return c.classify(err, Source, "fetch", j.key)
+					var tl *literalTooLarge
+					if !errors.As(err, &tl) {
+						return c.classify(err, Source, "fetch", j.key)
+					}
+					// Reading on, even only to discard, is at the server's
+					// pace for as long as it likes: drop the connection.
+					dropConn(l.src.c, it.Literal)
+					// Recorded in the checkpoint the activity heartbeats, so
+					// the retry copies the rest without it.
+					j.badItem(f, tr, m, fmt.Sprintf("the source sent %d bytes for it, over the %d bytes it listed", tl.size, tl.limit))
+					return fmt.Errorf("source fetch for mailbox %s folder %s UID %d: a message body of %d bytes, over the %d bytes listed for it: refused as a bad item; retrying without it",
+						j.key, label(f.src), m.uid, tl.size, tl.limit)
 				}
 			}
 		}
@@ -227,6 +250,49 @@ func (j *job) fetchChunk(ctx context.Context, l *lane, f folder, tr *tracker, ch
 	}
 	sent <- b
 	return nil
+}
+
+// literalTooLarge refuses a literal larger than the reader was allowed.
+type literalTooLarge struct {
+	size, limit int64
+}
+
+func (e *literalTooLarge) Error() string {
+	return fmt.Sprintf("a literal of %d bytes, over the limit of %d", e.size, e.limit)
+}
+
+// dropConn closes a connection while a literal of it is being read.
+// go-imap's reader waits until the literal is read to its end or fails, and
+// Close waits for that reader; so the connection is closed from aside, and
+// the literal read (into a small buffer, thrown away) until it fails.
+func dropConn(cl *imapclient.Client, lit io.Reader) {
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		_ = cl.Close()
+	}()
+	buf := make([]byte, 4<<10)
+	for {
+		if _, err := lit.Read(buf); err != nil {
+			break
+		}
+	}
+	<-closed
+}
+
+// readLiteral reads a literal whole, refusing one that announces more than
+// limit bytes before any of it is read or memory is taken for it: a server
+// cannot make the copier buffer more than it asked for.
+func readLiteral(lit imap.LiteralReader, limit int64) ([]byte, error) {
+	n := lit.Size()
+	if n < 0 || n > limit {
+		return nil, &literalTooLarge{size: n, limit: limit}
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(lit, b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // send puts a batch on the wire, within the worker's rate limit.

@@ -28,6 +28,11 @@ const DefaultCommandTimeout = 30 * time.Second
 // when the activity's context does.
 const lockPoll = 20 * time.Millisecond
 
+// newMapPerm is the mode of a transport map Cutover creates: the owner
+// writes, the group (Postfix's tools) reads, others nothing, since the map
+// lists addresses. An existing map keeps its own mode.
+const newMapPerm fs.FileMode = 0o640
+
 // maxStderr is how much of the command's stderr is kept; only the first
 // line is ever quoted.
 const maxStderr = 4 << 10
@@ -35,7 +40,8 @@ const maxStderr = 4 << 10
 // TransportMapOptions configures a TransportMap.
 type TransportMapOptions struct {
 	// Path is the transport map, e.g. /etc/postfix/transport. Its directory
-	// must exist; the file need not (nothing is cut over yet).
+	// must exist; the file need not (nothing is cut over yet), and is then
+	// created with mode 0640. An existing file keeps its mode.
 	Path string
 	// NextHop is the target's next hop, e.g. "smtp:[outlook.example]:25".
 	NextHop string
@@ -257,11 +263,12 @@ func (t *TransportMap) acquire(ctx context.Context) (func(), error) {
 	}, nil
 }
 
-// read returns the map's content and permissions; a missing map is empty.
+// read returns the map's content and permissions; a missing map is empty,
+// with the permissions a new map gets.
 func (t *TransportMap) read() ([]byte, fs.FileMode, error) {
 	f, err := os.Open(t.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0o644, nil
+		return nil, newMapPerm, nil
 	}
 	if err != nil {
 		return nil, 0, err

@@ -401,3 +401,34 @@ func TestNewTransportMapRejectsBadOptions(t *testing.T) {
 		})
 	}
 }
+
+func TestTransportMapFileMode(t *testing.T) {
+	ctx := context.Background()
+	jo := mailbox("k-jo", "jo.bloggs@trust.nhs.example")
+	mode := func(t *testing.T, path string) os.FileMode {
+		t.Helper()
+		fi, err := os.Stat(path)
+		require.NoError(t, err)
+		return fi.Mode().Perm()
+	}
+
+	t.Run("a new map is 0640", func(t *testing.T) {
+		// Whatever the umask, the mode is set, not masked.
+		old := syscall.Umask(0)
+		t.Cleanup(func() { syscall.Umask(old) })
+		path := filepath.Join(t.TempDir(), "transport")
+		require.NoError(t, newMap(t, path, nil).Cutover(ctx, jo))
+		assert.Equal(t, os.FileMode(0o640), mode(t, path))
+	})
+
+	for _, perm := range []os.FileMode{0o600, 0o644, 0o660} {
+		t.Run(fmt.Sprintf("an existing %04o map keeps its mode", perm), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "transport")
+			require.NoError(t, os.WriteFile(path, []byte("x@y.example "+sourceHop+"\n"), 0o600))
+			require.NoError(t, os.Chmod(path, perm))
+			require.NoError(t, newMap(t, path, nil).Cutover(ctx, jo))
+			assert.Contains(t, readFile(t, path), "jo.bloggs@trust.nhs.example "+targetHop)
+			assert.Equal(t, perm, mode(t, path))
+		})
+	}
+}

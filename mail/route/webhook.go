@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -36,9 +37,12 @@ type WebhookOptions struct {
 	// {"route":"target"|"source"}; 404 means the source.
 	StatusURL string
 	// Header is added to every request, e.g. Authorization: Bearer <token>,
-	// already resolved.
+	// already resolved. Its values are taken for secrets: with a Header,
+	// URL and StatusURL must be https, or http to a loopback host
+	// (127.0.0.0/8, ::1, localhost).
 	Header map[string]string
-	// Client makes the requests; a plain http.Client if nil.
+	// Client makes the requests; a plain http.Client if nil. Either way
+	// the Webhook uses a copy that follows no redirect.
 	Client *http.Client
 	// Attempts is how many times one call tries after a 5xx, a 408 or a
 	// network error; DefaultWebhookAttempts if zero.
@@ -62,6 +66,10 @@ type WebhookOptions struct {
 // Route asks StatusURL when there is one. Without it Route always reports
 // the source, so every cutover activity POSTs; the idempotency key keeps a
 // repeat harmless.
+//
+// A redirect is never followed: a 3xx answer is a permanent error naming
+// the status, so that the headers (a token) and the address go nowhere but
+// the configured URL.
 type Webhook struct {
 	url       *url.URL
 	statusURL *url.URL
@@ -74,17 +82,28 @@ type Webhook struct {
 
 var _ activities.Router = (*Webhook)(nil)
 
-// NewWebhook checks the options.
+// NewWebhook checks the options. It refuses to send Header over plain
+// http to a host other than loopback.
 func NewWebhook(o WebhookOptions) (*Webhook, error) {
 	u, err := absoluteURL("URL", o.URL)
 	if err != nil {
 		return nil, err
 	}
-	w := &Webhook{url: u, header: http.Header{}, client: o.Client,
+	w := &Webhook{url: u, header: http.Header{},
 		attempts: o.Attempts, backoff: o.Backoff, timeout: o.Timeout}
 	if o.StatusURL != "" {
 		if w.statusURL, err = absoluteURL("StatusURL", o.StatusURL); err != nil {
 			return nil, err
+		}
+	}
+	if len(o.Header) > 0 {
+		if err := headersSafe("URL", w.url); err != nil {
+			return nil, err
+		}
+		if w.statusURL != nil {
+			if err := headersSafe("StatusURL", w.statusURL); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for k, v := range o.Header {
@@ -114,10 +133,38 @@ func NewWebhook(o WebhookOptions) (*Webhook, error) {
 	if w.timeout == 0 {
 		w.timeout = DefaultWebhookTimeout
 	}
-	if w.client == nil {
-		w.client = &http.Client{}
+	// A copy, so that the caller's client keeps its own redirect policy.
+	client := http.Client{}
+	if o.Client != nil {
+		client = *o.Client
 	}
+	client.CheckRedirect = noRedirect
+	w.client = &client
 	return w, nil
+}
+
+// noRedirect makes an http.Client hand a 3xx answer back as it is.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// headersSafe refuses a URL that would carry the secret headers in clear
+// text: plain http to a host other than loopback. The URL is not quoted
+// (its query may hold a token), only its host.
+func headersSafe(option string, u *url.URL) error {
+	if u.Scheme == "https" || isLoopback(u.Hostname()) {
+		return nil
+	}
+	return fmt.Errorf("route: WebhookOptions.%s is plain http to %s, which is not loopback: "+
+		"the headers (secrets) are sent only over https; use an https URL", option, u.Hostname())
+}
+
+// isLoopback reports whether host is localhost or a loopback address
+// (127.0.0.0/8, ::1).
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // absoluteURL checks that s is an absolute http or https URL. The URL is
@@ -149,8 +196,8 @@ func IdempotencyKey(key string) string { return "mailwave-cutover-" + key }
 
 // Cutover asks the API to route the mailbox to the target. 5xx, 408 and
 // network errors are tried again within the call, then returned as a
-// retryable error; 429 is a *activities.ThrottledError; any other 4xx is a
-// permanent ErrTypeInvalidMailbox.
+// retryable error; 429 is a *activities.ThrottledError; any other 4xx, and
+// any 3xx (a redirect, not followed), is a permanent ErrTypeInvalidMailbox.
 func (w *Webhook) Cutover(ctx context.Context, m contract.MailboxRef) error {
 	if m.Key == "" || m.Address == "" {
 		return activities.Permanent(contract.ErrTypeInvalidMailbox, "webhook: mailbox %s has no key or no address", m.Key)
@@ -230,6 +277,11 @@ type response struct {
 func (r response) fail(op, key string) error {
 	status := statusLine(r.status)
 	switch {
+	case r.status/100 == 3:
+		// Following it would send the headers and the address elsewhere;
+		// the Location is not quoted (it may hold a token or the address).
+		return activities.Permanent(contract.ErrTypeInvalidMailbox,
+			"webhook: %s of mailbox %s: the API answered %s, a redirect, which is not followed: configure the URL it points to", op, key, status)
 	case r.status == http.StatusTooManyRequests:
 		return &activities.ThrottledError{
 			RetryAfter: parseRetryAfter(r.retryAfter, time.Now()),

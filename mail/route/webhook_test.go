@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -331,4 +332,67 @@ func TestWebhookPerRequestTimeout(t *testing.T) {
 	assert.Contains(t, err.Error(), "after 2 tries")
 	assert.False(t, errors.Is(err, context.DeadlineExceeded), "a slow request is an ordinary retryable failure")
 	assert.Less(t, time.Since(start), 5*time.Second)
+}
+
+func TestWebhookFollowsNoRedirect(t *testing.T) {
+	elsewhere, other := serve(t, reply{status: http.StatusNoContent})
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			a, srv := serve(t, reply{status: status, header: map[string]string{"Location": other.URL + "/cutover?to=jo.bloggs@trust.nhs.example"}})
+			// A caller's client that would follow redirects is tamed too.
+			w := newWebhook(t, route.WebhookOptions{URL: srv.URL, StatusURL: srv.URL + "/status", Client: &http.Client{}})
+
+			err := w.Cutover(context.Background(), jo)
+			typ, ok := activities.IsPermanent(err)
+			require.True(t, ok, "%v", err)
+			assert.Equal(t, contract.ErrTypeInvalidMailbox, typ)
+			assert.Contains(t, err.Error(), statusText(status))
+			assert.Contains(t, err.Error(), "redirect")
+			assert.NotContains(t, err.Error(), other.URL, "the Location is not quoted")
+			assertNoAddress(t, err)
+
+			_, err = w.Route(context.Background(), jo)
+			_, ok = activities.IsPermanent(err)
+			require.True(t, ok, "%v", err)
+			assert.Contains(t, err.Error(), statusText(status))
+
+			assert.Len(t, a.requests(), 2, "one try each, no retry")
+			assert.Empty(t, elsewhere.requests(), "the redirect is not followed")
+		})
+	}
+}
+
+func statusText(code int) string { return fmt.Sprintf("%d %s", code, http.StatusText(code)) }
+
+func TestNewWebhookSendsHeadersOnlyOverHTTPSOrLoopback(t *testing.T) {
+	secret := map[string]string{"Authorization": token}
+	for _, c := range []struct {
+		name      string
+		o         route.WebhookOptions
+		refusedIn string // the option named in the error; "" if accepted
+	}{
+		{"https", route.WebhookOptions{URL: "https://api.example/cutover", StatusURL: "https://api.example/status", Header: secret}, ""},
+		{"http to 127.0.0.1", route.WebhookOptions{URL: "http://127.0.0.1:8080/cutover", Header: secret}, ""},
+		{"http to 127.1.2.3", route.WebhookOptions{URL: "http://127.1.2.3/cutover", Header: secret}, ""},
+		{"http to ::1", route.WebhookOptions{URL: "http://[::1]:8080/cutover", Header: secret}, ""},
+		{"http to localhost", route.WebhookOptions{URL: "http://LocalHost:8080/cutover", Header: secret}, ""},
+		{"http without headers", route.WebhookOptions{URL: "http://api.example/cutover", Header: map[string]string{}}, ""},
+		{"http to a name", route.WebhookOptions{URL: "http://api.example/cutover?token=abc", Header: secret}, "URL"},
+		{"http to an address", route.WebhookOptions{URL: "http://10.0.0.7/cutover", Header: secret}, "URL"},
+		{"http to a name ending in localhost", route.WebhookOptions{URL: "http://localhost.evil.example/", Header: secret}, "URL"},
+		{"http status URL", route.WebhookOptions{URL: "https://api.example/cutover", StatusURL: "http://api.example/status?token=abc", Header: secret}, "StatusURL"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := route.NewWebhook(c.o)
+			if c.refusedIn == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "WebhookOptions."+c.refusedIn+" is plain http")
+			assert.Contains(t, err.Error(), "https")
+			assert.NotContains(t, err.Error(), "Bearer")
+			assert.NotContains(t, err.Error(), "token=abc")
+		})
+	}
 }

@@ -46,6 +46,8 @@ import (
 	"net"
 	"net/mail"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -95,6 +97,10 @@ type Options struct {
 	// CAFile is an optional PEM file of CA certificates, trusted as well as
 	// the system's (for a relay with a private CA).
 	CAFile string
+	// InsecureSkipVerify turns the check of the relay's certificate off
+	// (TLS and STARTTLS only): anyone on the path can then read the
+	// password and the notices. The Notifier's Warnings say so.
+	InsecureSkipVerify bool
 	// Username and Password are already-resolved secrets; an empty Username
 	// means no authentication.
 	Username, Password string
@@ -132,6 +138,7 @@ type Notifier struct {
 	ledgerDir string
 	timeout   time.Duration
 	helo      string
+	warnings  []string
 
 	// sending serialises sends of one notice (by ledger path) and nothing
 	// else, so a slow relay holds up only the retry of the same notice.
@@ -174,10 +181,20 @@ func New(o Options) (*Notifier, error) {
 		if err != nil {
 			return nil, fmt.Errorf("smtpnotify: CAFile: %w", err)
 		}
-		n.tlsConfig = &tls.Config{ServerName: o.Host, RootCAs: pool, MinVersion: tls.VersionTLS12}
+		n.tlsConfig = &tls.Config{
+			ServerName: o.Host, RootCAs: pool, MinVersion: tls.VersionTLS12,
+			InsecureSkipVerify: o.InsecureSkipVerify, //nolint:gosec // an operator's explicit choice, warned of
+		}
+		if o.InsecureSkipVerify {
+			n.warnings = append(n.warnings, fmt.Sprintf("smtp %s: certificate checks are OFF (insecure_skip_verify): "+
+				"anyone on the path can read the password and the notices", net.JoinHostPort(o.Host, strconv.Itoa(o.Port))))
+		}
 	case SecurityNone:
 		if o.CAFile != "" {
 			return nil, fmt.Errorf("smtpnotify: CAFile: set, but Security is %q", SecurityNone)
+		}
+		if o.InsecureSkipVerify {
+			return nil, fmt.Errorf("smtpnotify: InsecureSkipVerify: set, but Security is %q", SecurityNone)
 		}
 	default:
 		return nil, fmt.Errorf("smtpnotify: Security %q: must be %q, %q or %q", o.Security, SecurityTLS, SecurityStartTLS, SecurityNone)
@@ -224,6 +241,12 @@ func New(o Options) (*Notifier, error) {
 	}
 	return n, nil
 }
+
+// Warnings lists what New allowed but the operator should hear about, one
+// line each, e.g. "smtp relay.example:587: certificate checks are OFF
+// (insecure_skip_verify): ...". The builder logs them at start-up. They name
+// the relay, never a credential.
+func (n *Notifier) Warnings() []string { return slices.Clone(n.warnings) }
 
 func checkHost(host string) error {
 	if host == "" {

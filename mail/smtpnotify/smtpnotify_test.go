@@ -549,3 +549,45 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	})
 	assert.NoError(t, err)
 }
+
+// TestInsecureSkipVerify reaches a relay whose certificate is not trusted
+// (no CA file) only with InsecureSkipVerify, over STARTTLS and implicit
+// TLS, and says so in Warnings.
+func TestInsecureSkipVerify(t *testing.T) {
+	for _, security := range []string{smtpnotify.SecurityStartTLS, smtpnotify.SecurityTLS} {
+		t.Run(security, func(t *testing.T) {
+			ro := relayOptions()
+			ro.Security = security
+			r := smtptest.Start(t, ro)
+			o := options(t, r.Port)
+			o.Security, o.CAFile = security, ""
+
+			// Refused without it: the certificate is self-signed.
+			n, err := smtpnotify.New(o)
+			require.NoError(t, err)
+			assert.Empty(t, n.Warnings())
+			_, err = n.Send(context.Background(), notice(key, contract.NoticeT14))
+			var verr *tls.CertificateVerificationError
+			require.ErrorAs(t, err, &verr, "%v", err)
+			assert.Empty(t, r.Messages())
+
+			o.InsecureSkipVerify = true
+			n, err = smtpnotify.New(o)
+			require.NoError(t, err)
+			_, err = n.Send(context.Background(), notice(key, contract.NoticeT14))
+			require.NoError(t, err)
+			assert.Len(t, r.Messages(), 1)
+			assert.Equal(t, []string{"smtp " + r.Addr() + ": certificate checks are OFF (insecure_skip_verify): " +
+				"anyone on the path can read the password and the notices"}, n.Warnings())
+			for _, w := range n.Warnings() {
+				assert.NotContains(t, w, relayPass)
+			}
+		})
+	}
+
+	// Without TLS there is no certificate to skip: a mistake, refused.
+	o := options(t, 2525)
+	o.Security, o.CAFile, o.InsecureSkipVerify = smtpnotify.SecurityNone, "", true
+	_, err := smtpnotify.New(o)
+	require.EqualError(t, err, `smtpnotify: InsecureSkipVerify: set, but Security is "none"`)
+}

@@ -136,6 +136,9 @@ func Start(t testing.TB, o Options) *Server {
 	t.Cleanup(func() {
 		close(srv.closing)
 		_ = s.Close()
+		// Serve may not have registered the listener yet, so Close may
+		// not have closed it: close it here, or Serve waits forever.
+		_ = ln.Close()
 		<-done
 	})
 	return srv
