@@ -134,6 +134,10 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if host, _, _ := net.SplitHostPort(lis.Addr().String()); o.httpsCert == "" && !net.ParseIP(host).IsLoopback() {
+		z.Warn("INSECURE: the codec server listens beyond loopback over plain HTTP: the token and decoded payloads cross the network in clear; give --https-cert and --https-key",
+			zap.String("address", lis.Addr().String()))
+	}
 	z.Info("codec server listening", zap.String("address", lis.Addr().String()), zap.Strings("namespaces", o.namespaces),
 		zap.Strings("uiOrigins", o.origins), zap.Strings("keys", keys.IDs()), zap.Bool("https", o.httpsCert != ""))
 	done := make(chan error, 1)

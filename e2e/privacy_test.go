@@ -172,7 +172,9 @@ func infoLoggingClient(t *testing.T, ctx context.Context, hostPort, path string,
 	f, err := os.Create(path)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = f.Close() })
-	logger := tlog.NewStructuredLogger(slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	// As the worker's own logging does (connect.LogOptions): error texts
+	// only at debug.
+	logger := connect.Redacting(tlog.NewStructuredLogger(slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}))))
 	o := connect.Options{Address: hostPort, Keys: testkit.TestKeyRing(), Plaintext: plaintext}
 	c, err := o.Dial(ctx, logger)
 	require.NoError(t, err)

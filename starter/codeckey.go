@@ -13,7 +13,8 @@ import (
 
 // newCodecKeyCmd makes payload encryption keys: `codec-key new` prints one
 // key ring line, ID=BASE64. To rotate, put the new line first in the key
-// file of every worker, starter and codec server, and keep the old lines
+// file of every worker, starter and codec server (after adding it as a
+// second line everywhere first, for a rolling deployment), and keep the old lines
 // until no running workflow holds payloads sealed with them (14 days and
 // the retention period).
 func newCodecKeyCmd(a *app) *cobra.Command {

@@ -16,6 +16,7 @@ import (
 	"mailwave/contract"
 	"mailwave/identity"
 	"mailwave/internal/control"
+	"mailwave/internal/wavefile"
 )
 
 func newMailboxCmd(a *app) *cobra.Command {
@@ -30,6 +31,7 @@ type mailboxStartOptions struct {
 	migrateAt                       string
 	noticeLead, reminderLead        string
 	allowShortNotice                bool
+	wavesDir                        string
 }
 
 func newMailboxStartCmd(a *app) *cobra.Command {
@@ -51,6 +53,7 @@ func newMailboxStartCmd(a *app) *cobra.Command {
 	f.StringVar(&o.displayName, "display-name", "", "the user's name, for the notices")
 	f.StringVar(&o.org, "org", "", "the user's organisation")
 	f.StringVar(&o.wave, "wave", "", "the wave this mailbox belongs to, if any")
+	f.StringVar(&o.wavesDir, "waves-dir", "data/waves", "the roster store, where the deployment's key secret fingerprint is recorded")
 	_ = cmd.MarkFlagRequired("address")
 	_ = cmd.MarkFlagRequired("migrate-at")
 	return cmd
@@ -68,8 +71,18 @@ func (a *app) startMailbox(ctx context.Context, o mailboxStartOptions, now time.
 	if err := sched.check(now, o.allowShortNotice); err != nil {
 		return err
 	}
+	if o.wave != "" {
+		if err := checkWaveID(o.wave); err != nil {
+			return err
+		}
+	}
 	keyer, err := a.keyer()
 	if err != nil {
+		return err
+	}
+	// A key made with another secret would start a second migration of a
+	// mailbox already known by its deployment's key.
+	if err := wavefile.NewStore(o.wavesDir).CheckFingerprint(ctx, keyer.Fingerprint()); err != nil {
 		return err
 	}
 	key, err := keyer.Key(addr)

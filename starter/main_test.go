@@ -36,7 +36,8 @@ func TestMain(m *testing.M) {
 func runStarter(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET="+testSecret, codec.KeysEnv+"="+testkit.TestKeys)
+	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET="+testSecret, codec.KeysEnv+"="+testkit.TestKeys,
+		"MAILWAVE_WAVES_DIR="+t.TempDir()) // the roster store, unless a test names one
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
@@ -144,4 +145,23 @@ func TestMailboxCommandsOnARealServer(t *testing.T) {
 	out, code = starter("mailbox", "pause", "--address", roster[1].Address)
 	assert.NotZero(t, code)
 	assert.Contains(t, out, "has no running migration")
+}
+
+// `mailbox start` with another key secret than the deployment began with is
+// refused before it connects: its key would start a second migration.
+func TestMailboxStartRefusesAnotherKeySecret(t *testing.T) {
+	waves := t.TempDir()
+	args := []string{"mailbox", "start", "--address", "jo@trust.nhs.example", "--migrate-at", "+15d",
+		"--waves-dir", waves, "--temporal-address", "127.0.0.1:1", "--dial-timeout", "1s"}
+	out, code := runStarter(t, args...)
+	require.NotZero(t, code)
+	assert.Contains(t, out, "cannot reach the Temporal server", "the first secret is recorded, then the dial fails")
+
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET=another-secret-entirely-42",
+		codec.KeysEnv+"="+testkit.TestKeys)
+	b, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(b), "but this deployment began with")
+	assert.NotContains(t, string(b), "cannot reach", "refused before connecting")
 }

@@ -37,11 +37,26 @@ func newWavePurgeCmd(a *app) *cobra.Command {
 }
 
 func (a *app) purgeWave(ctx context.Context, wave, wavesDir, outboxDir, ledgerDir string) error {
-	c, status, err := a.waveTarget(ctx, wave)
+	if err := checkWaveID(wave); err != nil {
+		return err
+	}
+	c, err := a.dial(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	// A wave Temporal no longer knows (past the namespace's retention) has
+	// finished long ago: its roster may go all the same.
+	status := enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED
+	desc, err := c.DescribeWorkflowExecution(ctx, contract.WaveWorkflowID(wave), "")
+	var gone *serviceerror.NotFound
+	switch {
+	case errors.As(err, &gone):
+	case err != nil:
+		return fmt.Errorf("looking up wave %s: %w", wave, err)
+	default:
+		status = desc.GetWorkflowExecutionInfo().GetStatus()
+	}
 	if status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return fmt.Errorf("wave %s is still running: purge it once it has finished (or cancel it first)", wave)
 	}

@@ -31,9 +31,13 @@ const (
 const compressAbove = 256
 
 // maxPlaintext bounds what a decoded (and decompressed) payload may grow
-// to: Temporal refuses payloads over 2 MB, so anything far larger is not
-// one of ours.
-const maxPlaintext = 64 << 20
+// to, and maxDecoded what one Decode call may produce in all: Temporal
+// refuses payloads over 2 MB, so anything far larger is not one of ours
+// (and a codec server request of many small bombs is stopped too).
+const (
+	maxPlaintext = 64 << 20
+	maxDecoded   = 128 << 20
+)
 
 // Codec is a converter.PayloadCodec that seals payloads with the key ring's
 // current key and opens them with whichever key sealed them.
@@ -80,6 +84,7 @@ func (c *Codec) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 // encryption was on) is returned as it is.
 func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
 	out := make([]*commonpb.Payload, len(payloads))
+	total := 0
 	for i, p := range payloads {
 		if string(p.GetMetadata()[MetadataEncoding]) != EncodingEncrypted {
 			out[i] = p
@@ -110,6 +115,9 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 			}
 		default:
 			return nil, fmt.Errorf("codec: unknown compression %q", z)
+		}
+		if total += len(plain); total > maxDecoded {
+			return nil, fmt.Errorf("codec: the payloads decode to more than %d bytes", maxDecoded)
 		}
 		var orig commonpb.Payload
 		if err := proto.Unmarshal(plain, &orig); err != nil {

@@ -132,6 +132,7 @@ func TestKeyRingErrors(t *testing.T) {
 		if assert.Error(t, err, spec) {
 			assert.Contains(t, err.Error(), want, spec)
 			assert.NotContains(t, err.Error(), key(1), spec)
+			assert.NotContains(t, err.Error(), "AQEBAQEB", spec)
 		}
 	}
 }
@@ -156,4 +157,17 @@ func TestKeyFile(t *testing.T) {
 	r, err = codec.FromEnvOrFile("")
 	require.NoError(t, err)
 	assert.Equal(t, "k3", r.Current())
+}
+
+// Compression bombs: what one Decode call may inflate to is bounded in
+// all, not only per payload.
+func TestDecodeIsBoundedInAll(t *testing.T) {
+	c := codec.New(ring(t, "k1="+key(1)))
+	one, err := c.Encode([]*commonpb.Payload{{Data: make([]byte, 50<<20)}})
+	require.NoError(t, err)
+	assert.Less(t, len(one[0].Data), 1<<20, "zeros compress")
+	_, err = c.Decode([]*commonpb.Payload{one[0], one[0]})
+	require.NoError(t, err)
+	_, err = c.Decode([]*commonpb.Payload{one[0], one[0], one[0]})
+	assert.ErrorContains(t, err, "decode to more than")
 }

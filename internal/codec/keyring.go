@@ -53,7 +53,9 @@ func NewKeyRing(current string, keys map[string][]byte) (*KeyRing, error) {
 	r := &KeyRing{current: current, aeads: map[string]cipher.AEAD{}}
 	for id, key := range keys {
 		if !keyIDPattern.MatchString(id) {
-			return nil, fmt.Errorf("key ID %q: want 1-64 letters, digits, '.', '_' or '-'", id)
+			// Not quoted: a mistyped line may have key material where the
+			// ID belongs.
+			return nil, errors.New("a key ID is not 1-64 letters, digits, '.', '_' or '-'")
 		}
 		if len(key) != 32 {
 			return nil, fmt.Errorf("key %s: %d bytes, want 32 (AES-256)", id, len(key))
@@ -102,16 +104,21 @@ func ParseKeys(text string) (*KeyRing, error) {
 		}
 		for _, entry := range strings.FieldsFunc(line, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
 			n++
+			// Errors name the entry by number only: a line missing its ID
+			// would otherwise show its key (base64 padding holds '=').
 			id, b64, ok := strings.Cut(entry, "=")
-			if !ok || id == "" {
-				return nil, fmt.Errorf("entry %d: want ID=BASE64", n)
+			if !ok || !keyIDPattern.MatchString(id) || b64 == "" {
+				return nil, fmt.Errorf("entry %d: want ID=BASE64, the ID 1-64 letters, digits, '.', '_' or '-'", n)
 			}
 			key, err := base64.StdEncoding.DecodeString(b64)
 			if err != nil {
-				return nil, fmt.Errorf("key %s: not base64", id)
+				return nil, fmt.Errorf("entry %d: the key is not base64", n)
+			}
+			if len(key) != 32 {
+				return nil, fmt.Errorf("entry %d: the key is %d bytes, want 32 (AES-256)", n, len(key))
 			}
 			if _, dup := keys[id]; dup {
-				return nil, fmt.Errorf("key %s is given twice", id)
+				return nil, fmt.Errorf("entry %d: key ID %s is given twice", n, id)
 			}
 			keys[id] = key
 			if current == "" {

@@ -48,5 +48,5 @@ func (o *LogOptions) Build() (*zap.Logger, tlog.Logger, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return z, tlog.NewStructuredLogger(slog.New(zapslog.NewHandler(z.Core()))), nil
+	return z, Redacting(tlog.NewStructuredLogger(slog.New(zapslog.NewHandler(z.Core())))), nil
 }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 
 	"mailwave/contract"
 )
@@ -94,30 +97,68 @@ const fingerprintFile = ".key-secret-fingerprint"
 
 // CheckFingerprint records fp as the deployment's key secret fingerprint
 // if none is recorded yet, and otherwise refuses one that differs: keys made
-// with another secret would not match the mailboxes already started.
+// with another secret would not match the mailboxes already started. The
+// record appears whole (written aside, then linked into place), and is read
+// only as a small regular file holding a fingerprint.
 func (s *Store) CheckFingerprint(_ context.Context, fp string) error {
+	if !fingerprintPattern.MatchString(fp) {
+		return fmt.Errorf("%q is not a key secret fingerprint", fp)
+	}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return err
 	}
 	p := filepath.Join(s.dir, fingerprintFile)
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err == nil {
-		_, werr := f.WriteString(fp + "\n")
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
-		}
-		return werr
-	}
-	if !errors.Is(err, os.ErrExist) {
-		return err
-	}
-	b, err := os.ReadFile(p)
+	tmp, err := os.CreateTemp(s.dir, ".fingerprint-*")
 	if err != nil {
 		return err
 	}
-	if got := strings.TrimSpace(string(b)); got != fp {
+	defer func() { _ = os.Remove(tmp.Name()) }()
+	_, werr := tmp.WriteString(fp + "\n")
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return werr
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	if err := os.Link(tmp.Name(), p); err == nil {
+		return nil // the first: recorded
+	} else if !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	got, err := readFingerprint(p)
+	if err != nil {
+		return err
+	}
+	if got != fp {
 		return fmt.Errorf("the key secret's fingerprint is %s, but this deployment began with %s (%s): "+
 			"mailbox keys made with another secret would not match the mailboxes already started; use the deployment's secret", fp, got, p)
 	}
 	return nil
+}
+
+var fingerprintPattern = regexp.MustCompile(`^[0-9a-f]{16}$`)
+
+// readFingerprint reads a recorded fingerprint: a regular file (no link),
+// small, holding one; nothing else is quoted.
+func readFingerprint(p string) (string, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return "", fmt.Errorf("the deployment's key fingerprint %s: %w", p, err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || fi.Size() > 64 {
+		return "", fmt.Errorf("the deployment's key fingerprint %s is not a small regular file", p)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64))
+	if err != nil {
+		return "", err
+	}
+	got := strings.TrimSpace(string(b))
+	if !fingerprintPattern.MatchString(got) {
+		return "", fmt.Errorf("the deployment's key fingerprint %s does not hold a fingerprint", p)
+	}
+	return got, nil
 }

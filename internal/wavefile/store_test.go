@@ -96,9 +96,20 @@ func TestStoreRefusesWhatIsNotARoster(t *testing.T) {
 func TestStoreKeepsTheDeploymentsFingerprint(t *testing.T) {
 	ctx := context.Background()
 	s := wavefile.NewStore(filepath.Join(t.TempDir(), "waves"))
-	require.NoError(t, s.CheckFingerprint(ctx, "aaaa1111"))
-	require.NoError(t, s.CheckFingerprint(ctx, "aaaa1111"))
-	err := s.CheckFingerprint(ctx, "bbbb2222")
+	require.NoError(t, s.CheckFingerprint(ctx, "aaaa1111aaaa1111"))
+	require.NoError(t, s.CheckFingerprint(ctx, "aaaa1111aaaa1111"))
+	err := s.CheckFingerprint(ctx, "bbbb2222bbbb2222")
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "fingerprint is bbbb2222, but this deployment began with aaaa1111")
+	assert.Contains(t, err.Error(), "fingerprint is bbbb2222bbbb2222, but this deployment began with aaaa1111aaaa1111")
+
+	// A record replaced by a link to a secret is not read through, and
+	// nothing of the secret is quoted.
+	secret := filepath.Join(t.TempDir(), "secret")
+	require.NoError(t, os.WriteFile(secret, []byte(secretLine), 0o600))
+	rec := filepath.Join(s.Dir(), ".key-secret-fingerprint")
+	require.NoError(t, os.Remove(rec))
+	require.NoError(t, os.Symlink(secret, rec))
+	err = s.CheckFingerprint(ctx, "aaaa1111aaaa1111")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "hunter2")
 }
