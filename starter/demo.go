@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"mailwave/contract"
-	"mailwave/internal/wavefile"
+	"mailwave/internal/rosterstore"
 	"mailwave/mail/outbox"
 	"mailwave/mail/sim"
 )
@@ -81,7 +81,12 @@ func (a *app) demo(ctx context.Context, o demoOptions) error {
 	}
 	elapsed := time.Since(started)
 
-	rows, err := wavefile.NewStore(filepath.Join(o.dataDir, "waves")).Rows(ctx, in.WaveID, 0, in.Total)
+	rosters, err := rosterstore.Open(ctx, filepath.Join(o.dataDir, "waves"))
+	if err != nil {
+		return err
+	}
+	defer rosters.Close()
+	rows, err := rosters.Rows(ctx, in.WaveID, 0, in.Total)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ import (
 	"mailwave/contract"
 	"mailwave/identity"
 	"mailwave/internal/control"
-	"mailwave/internal/wavefile"
+	"mailwave/internal/rosterstore"
 )
 
 func newMailboxCmd(a *app) *cobra.Command {
@@ -53,7 +53,7 @@ func newMailboxStartCmd(a *app) *cobra.Command {
 	f.StringVar(&o.displayName, "display-name", "", "the user's name, for the notices")
 	f.StringVar(&o.org, "org", "", "the user's organisation")
 	f.StringVar(&o.wave, "wave", "", "the wave this mailbox belongs to, if any")
-	f.StringVar(&o.wavesDir, "waves-dir", "data/waves", "the roster store, where the deployment's key secret fingerprint is recorded")
+	f.StringVar(&o.wavesDir, "waves-dir", "data/waves", "the roster store (a directory, or a postgres:// URL), where the deployment's key secret fingerprint is recorded")
 	_ = cmd.MarkFlagRequired("address")
 	_ = cmd.MarkFlagRequired("migrate-at")
 	return cmd
@@ -82,7 +82,12 @@ func (a *app) startMailbox(ctx context.Context, o mailboxStartOptions, now time.
 	}
 	// A key made with another secret would start a second migration of a
 	// mailbox already known by its deployment's key.
-	if err := wavefile.NewStore(o.wavesDir).CheckFingerprint(ctx, keyer.Fingerprint()); err != nil {
+	rosters, err := rosterstore.Open(ctx, o.wavesDir)
+	if err != nil {
+		return err
+	}
+	defer rosters.Close()
+	if err := rosters.CheckFingerprint(ctx, keyer.Fingerprint()); err != nil {
 		return err
 	}
 	key, err := keyer.Key(addr)

@@ -16,6 +16,7 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/control"
+	"mailwave/internal/rosterstore"
 	"mailwave/internal/wavefile"
 )
 
@@ -57,7 +58,7 @@ number, and nothing starts until the file is clean.`,
 	f.IntVar(&o.concurrency, "concurrency", contract.DefaultCap, "mailboxes in copy or cutover at once")
 	f.Float64Var(&o.errorBudget, "error-budget", 100*contract.DefaultErrorBudget, "percent of finished mailboxes that may need support before the wave pauses itself")
 	f.Float64Var(&o.startRate, "start-rate", contract.DefaultStartRate, "mailbox workflows started per second")
-	f.StringVar(&o.wavesDir, "waves-dir", "data/waves", "the roster store: the wave's roster is written there as <wave>.csv, where the workers' --waves-dir finds it")
+	f.StringVar(&o.wavesDir, "waves-dir", "data/waves", "the roster store: a directory (the roster as <wave>.csv) or a postgres:// URL, where the workers' --waves-dir finds it")
 	f.BoolVar(&o.dryRun, "dry-run", false, "check everything and show the wave, but start nothing")
 	_ = cmd.MarkFlagRequired("wave")
 	_ = cmd.MarkFlagRequired("migrate-at")
@@ -134,11 +135,12 @@ func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time
 	if err != nil {
 		return in, err
 	}
-	rosters := wavefile.NewStore(o.wavesDir)
-	rosterPath, err := rosters.Path(o.wave)
+	rosters, err := rosterstore.Open(ctx, o.wavesDir)
 	if err != nil {
 		return in, err
 	}
+	defer rosters.Close()
+	rosterPath := rosters.Where(o.wave)
 	if !o.dryRun {
 		if err := rosters.CheckFingerprint(ctx, keyer.Fingerprint()); err != nil {
 			return in, err

@@ -11,7 +11,7 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/control"
-	"mailwave/internal/wavefile"
+	"mailwave/internal/rosterstore"
 	"mailwave/mail/notices"
 )
 
@@ -29,7 +29,7 @@ func newWavePurgeCmd(a *app) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&wave, "wave", "", "the wave (required)")
-	f.StringVar(&wavesDir, "waves-dir", "data/waves", "the roster store the wave was launched with")
+	f.StringVar(&wavesDir, "waves-dir", "data/waves", "the roster store the wave was launched with (a directory, or a postgres:// URL)")
 	f.StringVar(&outboxDir, "outbox-dir", "", "the outbox notifier's directory, whose messages for the wave go too")
 	f.StringVar(&ledgerDir, "ledger-dir", "", "the SMTP notifier's sent ledger, whose records for the wave go too")
 	_ = cmd.MarkFlagRequired("wave")
@@ -60,7 +60,11 @@ func (a *app) purgeWave(ctx context.Context, wave, wavesDir, outboxDir, ledgerDi
 	if status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return fmt.Errorf("wave %s is still running: purge it once it has finished (or cancel it first)", wave)
 	}
-	store := wavefile.NewStore(wavesDir)
+	store, err := rosterstore.Open(ctx, wavesDir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
 	rows, err := store.All(ctx, wave)
 	if err != nil {
 		return fmt.Errorf("reading wave %s's roster: %w", wave, err)

@@ -64,7 +64,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&c.Sim.ThrottleRate, "sim-throttle-rate", 0, "sim: chance of a throttling answer per copy batch or cutover")
 	fs.DurationVar(&c.Sim.ThrottleRetryAfter, "sim-throttle-retry-after", 5*time.Second, "sim: the retry-after of a throttling answer")
 	fs.Float64Var(&c.Sim.NotFoundRate, "sim-not-found-rate", 0, "sim: share of mailboxes missing at the source")
-	fs.StringVar(&c.WavesDir, "waves-dir", "data/waves", "the roster store, where `starter wave launch --waves-dir` wrote each wave's roster")
+	fs.StringVar(&c.WavesDir, "waves-dir", "data/waves", "the roster store, where `starter wave launch --waves-dir` wrote each wave's roster: a directory, or a postgres:// URL shared by a fleet")
 	fs.StringVar(&c.KeySecretFile, "key-secret-file", "", "the deployment's mailbox key secret (or $"+identity.SecretEnv+"), checked against the deployment's fingerprint")
 	fs.IntVar(&c.MaxConcurrentActivities, "max-activities", 200, "activities run at once by this worker")
 	fs.IntVar(&c.MaxConcurrentLocalActivities, "max-local-activities", 200, "local activities run at once by this worker")

@@ -13,7 +13,7 @@ import (
 
 	"mailwave/activities"
 	"mailwave/identity"
-	"mailwave/internal/wavefile"
+	"mailwave/internal/rosterstore"
 	"mailwave/workflows"
 )
 
@@ -50,7 +50,11 @@ func Run(ctx context.Context, c Config, tc client.Client) error {
 		c.warn("INSECURE SETTING: " + w)
 	}
 	acts := activities.New(o, o, o)
-	rosters := wavefile.NewStore(c.WavesDir)
+	rosters, err := rosterstore.Open(ctx, c.WavesDir)
+	if err != nil {
+		return err
+	}
+	defer rosters.Close()
 	if c.KeySecretFile != "" || os.Getenv(identity.SecretEnv) != "" {
 		secret, err := identity.LoadSecret(c.KeySecretFile)
 		if err != nil {
