@@ -215,4 +215,3 @@ func (p *Postgres) CheckFingerprint(ctx context.Context, fp string) error {
 	}
 	return nil
 }
-
