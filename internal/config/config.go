@@ -102,6 +102,7 @@ type SMTP struct {
 	PasswordSecret     string
 	AuthMechanism      string // plain or login
 	LedgerDir          string // records what was sent, so a retry does not send twice
+	LedgerURL          string // or a postgres:// database shared by a fleet, in place of LedgerDir
 }
 
 // Outbox writes notices as files instead of sending them.
@@ -166,7 +167,7 @@ var (
 	authKeys         = []string{"mechanism", "username", "master_user", "password_secret", "token_secret"}
 	copyKeys         = []string{"window", "max_message_bytes", "bad_item_limit", "bytes_per_second", "folder_map"}
 	notifierKeys     = []string{"kind", "from", "admin_contact", "templates_dir", "smtp", "outbox"}
-	smtpKeys         = []string{"host", "port", "security", "ca_file", "insecure_skip_verify", "username", "password_secret", "auth_mechanism", "ledger_dir"}
+	smtpKeys         = []string{"host", "port", "security", "ca_file", "insecure_skip_verify", "username", "password_secret", "auth_mechanism", "ledger_dir", "ledger_url"}
 	outboxKeys       = []string{"dir"}
 	routerKeys       = []string{"kind", "transport_map", "webhook", "sim"}
 	transportMapKeys = []string{"path", "next_hop", "command", "command_timeout"}
@@ -457,6 +458,14 @@ func smtpSection(s *section) SMTP {
 				s.problem(k, "not used without username")
 			}
 		}
+	}
+	if s.has("ledger_url") {
+		m.LedgerURL, _ = s.str("ledger_url")
+		if !strings.HasPrefix(m.LedgerURL, "postgres://") && !strings.HasPrefix(m.LedgerURL, "postgresql://") {
+			s.problem("ledger_url", "want a postgres:// URL (a database every worker reaches)")
+		}
+		s.unused("a ledger_url (give one of the two)", "ledger_dir")
+		return m
 	}
 	m.LedgerDir = s.requiredPath("ledger_dir")
 	return m

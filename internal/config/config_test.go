@@ -531,3 +531,27 @@ organisations: [` + strings.TrimSuffix(strings.Repeat("*org, ", 20), ", ") + `]
 		})
 	}
 }
+
+// The SMTP notifier's ledger is a directory or, for a fleet, a postgres://
+// database: one of the two.
+func TestLedgerURL(t *testing.T) {
+	dir := t.TempDir()
+	file := func(smtp string) string {
+		return `organisations:
+  - name: a
+    source: {host: h, auth: {password_secret: p}}
+    target: {host: h, auth: {password_secret: p}}
+    notifier: {kind: smtp, from: a@a.example, smtp: {host: m, ` + smtp + `}}
+    router: {kind: webhook, webhook: {url: "https://d.example/"}}
+`
+	}
+	f, err := Load(write(t, dir, "url.yaml", file(`ledger_url: "postgres://mailwave@db.example/mailwave"`)))
+	require.NoError(t, err)
+	assert.Equal(t, "postgres://mailwave@db.example/mailwave", f.Orgs[0].Notifier.SMTP.LedgerURL)
+	assert.Empty(t, f.Orgs[0].Notifier.SMTP.LedgerDir)
+
+	ps := loadProblems(t, write(t, dir, "both.yaml", file(`ledger_url: "postgres://db/m", ledger_dir: l`)))
+	assert.Contains(t, strings.Join(ps, "\n"), "ledger_dir: not used by a ledger_url")
+	ps = loadProblems(t, write(t, dir, "notpg.yaml", file(`ledger_url: "mysql://db/m"`)))
+	assert.Contains(t, strings.Join(ps, "\n"), "ledger_url: want a postgres:// URL")
+}

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"golang.org/x/time/rate"
 
 	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/config"
+	"mailwave/internal/rosterstore"
 	"mailwave/internal/tlsconf"
 	"mailwave/mail/imapcopy"
 	"mailwave/mail/notices"
@@ -227,6 +229,16 @@ func buildSender(n config.Notifier, tpl *notices.Templates, secrets *config.Secr
 	var err error
 	switch n.Kind {
 	case "smtp":
+		var ledger smtpnotify.Ledger
+		if n.SMTP.LedgerURL != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			l, err := rosterstore.OpenLedger(ctx, n.SMTP.LedgerURL)
+			if err != nil {
+				return nil, err
+			}
+			ledger = l
+		}
 		password := ""
 		if n.SMTP.PasswordSecret != "" {
 			if password, err = secrets.Lookup(n.SMTP.PasswordSecret); err != nil {
@@ -237,7 +249,7 @@ func buildSender(n config.Notifier, tpl *notices.Templates, secrets *config.Secr
 			Host: n.SMTP.Host, Port: n.SMTP.Port, Security: n.SMTP.Security, CAFile: n.SMTP.CAFile,
 			InsecureSkipVerify: n.SMTP.InsecureSkipVerify,
 			Username:           n.SMTP.Username, Password: password, AuthMechanism: n.SMTP.AuthMechanism,
-			From: n.From, AdminContact: n.AdminContact, Templates: tpl, LedgerDir: n.SMTP.LedgerDir,
+			From: n.From, AdminContact: n.AdminContact, Templates: tpl, LedgerDir: n.SMTP.LedgerDir, Ledger: ledger,
 		})
 	case "outbox":
 		return outbox.New(outbox.Options{Dir: n.Outbox.Dir, From: n.From, AdminContact: n.AdminContact, Templates: tpl})

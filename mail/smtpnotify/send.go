@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"time"
 
@@ -27,8 +26,7 @@ func (n *Notifier) Send(ctx context.Context, nt activities.Notice) (alreadySent 
 		return false, err
 	}
 	key := nt.Mailbox.Key
-	path, err := n.ledgerPath(key, nt.Kind)
-	if err != nil {
+	if err := checkRecord(key, nt.Kind); err != nil {
 		return false, err
 	}
 	msgID, err := notices.BareMessageID(nt.MessageID)
@@ -41,13 +39,13 @@ func (n *Notifier) Send(ctx context.Context, nt activities.Notice) (alreadySent 
 		return false, err
 	}
 
-	defer n.lock(path)()
+	defer n.lock(key + "-" + string(nt.Kind))()
 
 	wantID := "<" + msgID + ">"
-	switch id, err := readLedger(path); {
+	switch id, err := n.ledger.Recorded(ctx, key, nt.Kind); {
 	case err == nil && id == wantID:
 		return true, nil
-	case err == nil, errors.Is(err, fs.ErrNotExist):
+	case err == nil:
 		// Not sent, or a record of another message under this name: send.
 	default:
 		return false, fmt.Errorf("smtpnotify: mailbox %s: ledger: %w", key, err)
@@ -56,7 +54,7 @@ func (n *Notifier) Send(ctx context.Context, nt activities.Notice) (alreadySent 
 	if err := n.deliver(ctx, nt, msg); err != nil {
 		return false, err
 	}
-	if err := writeLedger(path, wantID, time.Now()); err != nil {
+	if err := n.ledger.Record(ctx, key, nt.Kind, wantID, time.Now()); err != nil {
 		return false, fmt.Errorf("smtpnotify: mailbox %s: %s notice sent but not recorded, a retry will send it again: %w", key, nt.Kind, err)
 	}
 	return false, nil
@@ -68,18 +66,14 @@ func (n *Notifier) Sent(ctx context.Context, key string, kind contract.NoticeKin
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	path, err := n.ledgerPath(key, kind)
-	if err != nil {
+	if err := checkRecord(key, kind); err != nil {
 		return false, err
 	}
-	switch _, err := readLedger(path); {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
-	default:
+	id, err := n.ledger.Recorded(ctx, key, kind)
+	if err != nil {
 		return false, fmt.Errorf("smtpnotify: mailbox %s: ledger: %w", key, err)
 	}
+	return id != "", nil
 }
 
 // lock takes the lock of one ledger record and returns its release.

@@ -115,8 +115,10 @@ type Options struct {
 	// Templates renders the notices; nil means the embedded defaults.
 	Templates *notices.Templates
 	// LedgerDir holds the record of each notice sent; it is created if
-	// missing. Required.
+	// missing. Ledger, when set, is used instead (a database shared by a
+	// fleet); one of the two is required.
 	LedgerDir string
+	Ledger    Ledger
 	// Timeout bounds the dial and each SMTP command; DefaultTimeout if zero.
 	Timeout time.Duration
 	// HELO is the name given in EHLO; the local host name if empty.
@@ -135,7 +137,7 @@ type Notifier struct {
 	from      *mail.Address
 	admin     *mail.Address // nil: failure notices cannot be sent
 	templates *notices.Templates
-	ledgerDir string
+	ledger    Ledger
 	timeout   time.Duration
 	helo      string
 	warnings  []string
@@ -163,7 +165,7 @@ func New(o Options) (*Notifier, error) {
 		username:  o.Username,
 		password:  o.Password,
 		templates: o.Templates,
-		ledgerDir: o.LedgerDir,
+		ledger:    o.Ledger,
 		timeout:   o.Timeout,
 		helo:      o.HELO,
 		sending:   make(map[string]*pathLock),
@@ -233,11 +235,17 @@ func New(o Options) (*Notifier, error) {
 			return nil, err
 		}
 	}
-	if o.LedgerDir == "" {
+	switch {
+	case o.Ledger != nil && o.LedgerDir != "":
+		return nil, errors.New("smtpnotify: LedgerDir and Ledger: give one")
+	case o.Ledger != nil:
+	case o.LedgerDir == "":
 		return nil, errors.New("smtpnotify: LedgerDir: required")
-	}
-	if err := os.MkdirAll(o.LedgerDir, 0o750); err != nil {
-		return nil, fmt.Errorf("smtpnotify: LedgerDir: %w", err)
+	default:
+		if err := os.MkdirAll(o.LedgerDir, 0o750); err != nil {
+			return nil, fmt.Errorf("smtpnotify: LedgerDir: %w", err)
+		}
+		n.ledger = dirLedger{dir: o.LedgerDir}
 	}
 	return n, nil
 }
