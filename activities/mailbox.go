@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -103,16 +104,27 @@ func (a *Activities) CopyMailbox(ctx context.Context, in CopyInput) (CopyResult,
 	}
 	progressed := false
 	last := prior.Checkpoint
+	var mu sync.Mutex
+	latest := CopyProgress{Checkpoint: prior.Checkpoint, Stats: prior.Stats}
+	stopBeating := heartbeatEvery(ctx, CopyHeartbeatEvery, func() {
+		mu.Lock()
+		p := latest
+		mu.Unlock()
+		activity.RecordHeartbeat(ctx, p)
+	})
 	stats, err := a.copier.Copy(ctx, CopyRequest{
 		Mailbox:    in.Mailbox,
 		Pass:       in.Pass,
 		Checkpoint: prior.Checkpoint,
 		Progress: func(cp contract.Checkpoint, s contract.CopyStats) {
-			progressed = true
-			last = cp.Clone()
-			activity.RecordHeartbeat(ctx, CopyProgress{Checkpoint: cp.Clone(), Stats: prior.Stats.Add(s)})
+			p := CopyProgress{Checkpoint: cp.Clone(), Stats: prior.Stats.Add(s)}
+			mu.Lock()
+			progressed, last, latest = true, cp.Clone(), p
+			mu.Unlock()
+			activity.RecordHeartbeat(ctx, p)
 		},
 	})
+	stopBeating()
 	if err != nil {
 		return CopyResult{}, copyRetryError(ctx, err, prior, progressed)
 	}
@@ -229,4 +241,34 @@ func toTemporal(err error) error {
 		})
 	}
 	return temporal.NewApplicationError(fmt.Sprint(err), contract.ErrTypeTransient, err)
+}
+
+// CopyHeartbeatEvery is how often a copy heartbeats its latest checkpoint
+// even when no batch has finished (a slow target, a large message): the
+// copy's heartbeat timeout can then be short, so a copy whose worker died
+// resumes on another within half a minute.
+const CopyHeartbeatEvery = 5 * time.Second
+
+// heartbeatEvery calls beat every interval until ctx ends or the returned
+// stop is called; stop returns once no beat is running.
+func heartbeatEvery(ctx context.Context, interval time.Duration, beat func()) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				beat()
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
 	"mailwave/internal/cliutil"
@@ -34,6 +35,7 @@ func newRootCmd() *cobra.Command {
 		temporal connect.Options
 		cfg      workerapp.Config
 		profile  string
+		cache    int
 	)
 	cmd := &cobra.Command{
 		Use:           "worker",
@@ -61,6 +63,9 @@ func newRootCmd() *cobra.Command {
 			z.Info("worker starting", zap.String("address", temporal.Address), zap.String("namespace", temporal.Namespace),
 				zap.String("taskQueue", cfg.TaskQueue), zap.String("notifier", cfg.Notifier), zap.String("estate", cfg.Estate))
 			cfg.Warn = func(msg string) { z.Warn(msg) }
+			// Waiting mailboxes leave the cache and replay when they wake:
+			// the worker's memory does not grow with a wave's size.
+			worker.SetStickyWorkflowCacheSize(cache)
 			err = workerapp.Run(cmd.Context(), cfg, c)
 			z.Info("worker stopped")
 			return err
@@ -68,6 +73,7 @@ func newRootCmd() *cobra.Command {
 	}
 	temporal.AddFlags(cmd.Flags())
 	cfg.AddFlags(cmd.Flags())
+	cmd.Flags().IntVar(&cache, "workflow-cache", 2000, "workflows kept in this worker's cache (the rest replay when they wake)")
 	cmd.Flags().StringVar(&profile, "cpu-profile", "", "write a CPU profile (go tool pprof) to this file until the worker stops")
 	return cmd
 }

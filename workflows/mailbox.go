@@ -408,8 +408,11 @@ func shortStepOptions(ctx workflow.Context) workflow.Context {
 // patient with a throttling target (its back-off sets the next retry delay).
 func copyOptions(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout:    12 * time.Hour,
-		HeartbeatTimeout:       2 * time.Minute,
+		StartToCloseTimeout: 12 * time.Hour,
+		// The copy heartbeats at least every 5 s (activities.
+		// CopyHeartbeatEvery): a copy whose worker died is retried, from
+		// its checkpoint, on another within about 20 s.
+		HeartbeatTimeout:       20 * time.Second,
 		ScheduleToCloseTimeout: 48 * time.Hour,
 		// A cancelled copy is over only when the copier has stopped: until
 		// then the mailbox keeps its slot, so the cap holds.
