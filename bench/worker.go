@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"mailwave/internal/testkit/kitfs"
 )
 
 // workerStopTimeout is how long the worker gets to stop after SIGTERM: a
@@ -68,7 +70,7 @@ func startWorker(argv []string, logPath string, onEarlyExit func(error)) (*worke
 		err := cmd.Wait()
 		close(w.exited)
 		if !w.stopping.Load() {
-			onEarlyExit(fmt.Errorf("%s exited early (%v); the end of its log:\n%s", filepath.Base(argv[0]), err, logTail(logPath)))
+			onEarlyExit(fmt.Errorf("%s exited early (%v); the end of its log:\n%s", filepath.Base(argv[0]), err, kitfs.Tail(logPath, 10)))
 		}
 	}()
 	return w, nil
@@ -115,15 +117,4 @@ func (w *workerProcess) peakRSSMB() (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("%s: no VmHWM line", path)
-}
-
-// logTail is the last few lines of a log file, for an error message.
-func logTail(path string) string {
-	const maxLines = 10
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-maxLines):], "\n")
 }

@@ -21,6 +21,7 @@ import (
 	"mailwave/contract"
 	"mailwave/internal/codec"
 	"mailwave/internal/connect"
+	"mailwave/internal/testkit/kitfs"
 	"mailwave/internal/workerapp"
 )
 
@@ -29,29 +30,7 @@ const BinEnv = "MAILWAVE_TEMPORAL_BIN"
 
 // TemporalBinary finds the pinned Temporal CLI: $MAILWAVE_TEMPORAL_BIN, else
 // bin/temporal at the module root.
-func TemporalBinary() (string, error) {
-	if p := os.Getenv(BinEnv); p != "" {
-		return p, nil
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			p := filepath.Join(dir, "bin", "temporal")
-			if _, err := os.Stat(p); err != nil {
-				return "", fmt.Errorf("no Temporal CLI at %s: run `make temporal` (or set %s)", p, BinEnv)
-			}
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory; set %s", BinEnv)
-		}
-		dir = parent
-	}
-}
+func TemporalBinary() (string, error) { return kitfs.Binary(BinEnv, "bin/temporal", "temporal") }
 
 // DevServerArgs are the dev server flags mailwave runs with: SQLite in WAL
 // mode and the search attributes registered.

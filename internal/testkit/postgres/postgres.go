@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mailwave/internal/testkit/kitfs"
 )
 
 // BinEnv overrides where PostgreSQL's programs (initdb, postgres) are.
@@ -166,7 +168,7 @@ func (s *Server) Restart(ctx context.Context) error {
 		}
 		select {
 		case <-s.done:
-			return fmt.Errorf("postgres exited at start; its log %s:\n%s", s.log, tail(s.log))
+			return fmt.Errorf("postgres exited at start; its log %s:\n%s", s.log, kitfs.Tail(s.log, 15))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
@@ -264,13 +266,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func tail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return strings.Join(lines[max(0, len(lines)-15):], "\n")
 }

@@ -29,6 +29,7 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/connect"
+	"mailwave/internal/testkit/kitfs"
 	"mailwave/internal/testkit/pki"
 	"mailwave/internal/testkit/postgres"
 )
@@ -69,29 +70,17 @@ func (s *Server) Connect() connect.Options {
 		TLSKey: s.Client.KeyFile, TLSServerName: "localhost", DialTimeout: 30 * time.Second}
 }
 
-// BinDir finds the directory holding the server and its SQL tool.
+// BinDir finds the directory holding the server and its SQL tool:
+// $MAILWAVE_TEMPORAL_SERVER_BIN, else bin/temporal-server at the module root.
 func BinDir() (string, error) {
-	if p := os.Getenv(BinEnv); p != "" {
-		return p, nil
-	}
-	dir, err := os.Getwd()
+	p, err := kitfs.Binary(BinEnv, "bin/temporal-server/server", "temporal-server")
 	if err != nil {
 		return "", err
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			p := filepath.Join(dir, "bin", "temporal-server")
-			if _, err := os.Stat(filepath.Join(p, "server")); err != nil {
-				return "", fmt.Errorf("no Temporal server at %s: run `make temporal-server` (or set %s)", p, BinEnv)
-			}
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory; set %s", BinEnv)
-		}
-		dir = parent
+	if os.Getenv(BinEnv) != "" {
+		return p, nil
 	}
+	return filepath.Dir(p), nil
 }
 
 // Start sets up the databases (once), writes the configuration and starts
@@ -316,7 +305,7 @@ func (s *Server) waitServing(ctx context.Context) error {
 		}
 		select {
 		case <-s.done:
-			return fmt.Errorf("the Temporal server exited at start; its log %s:\n%s", s.log, tail(s.log))
+			return fmt.Errorf("the Temporal server exited at start; its log %s:\n%s", s.log, kitfs.Tail(s.log, 20))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(500 * time.Millisecond):
@@ -415,13 +404,4 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, p)
 	}
 	return ports, nil
-}
-
-func tail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return strings.Join(lines[max(0, len(lines)-20):], "\n")
 }
