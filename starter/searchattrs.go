@@ -7,12 +7,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
 
 	"mailwave/contract"
 	"mailwave/internal/connect"
+	"mailwave/internal/control"
 )
 
 // newSearchAttributesCmd prints mailwave's search attributes (the one list,
@@ -57,45 +56,27 @@ func newSearchAttributesCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-// createSearchAttributes adds the search attributes the namespace lacks.
-// One already there with another type is an error naming both types.
+// createSearchAttributes adds the search attributes the namespace lacks,
+// saying which it created and which were there.
 func (a *app) createSearchAttributes(ctx context.Context) error {
 	c, err := a.dial(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	ns := a.temporal.Namespace
-	have, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns})
+	created, existing, err := control.EnsureSearchAttributes(ctx, c, a.temporal.Namespace)
 	if err != nil {
-		return fmt.Errorf("listing the search attributes of namespace %q: %w", ns, err)
+		return err
 	}
-	missing := map[string]enumspb.IndexedValueType{}
+	types := map[string]string{}
 	for _, k := range contract.SearchAttributes {
-		got, ok := have.GetCustomAttributes()[k.GetName()]
-		switch {
-		case !ok:
-			missing[k.GetName()] = k.GetValueType()
-		case got != k.GetValueType():
-			return fmt.Errorf("namespace %q has search attribute %s of type %s; mailwave needs %s",
-				ns, k.GetName(), got, contract.SearchAttributeType(k))
-		default:
-			fmt.Fprintf(a.out, "search attribute %s (%s) already exists\n", k.GetName(), contract.SearchAttributeType(k))
-		}
+		types[k.GetName()] = contract.SearchAttributeType(k)
 	}
-	if len(missing) == 0 {
-		return nil
+	for _, name := range existing {
+		fmt.Fprintf(a.out, "search attribute %s (%s) already exists\n", name, types[name])
 	}
-	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
-		Namespace: ns, SearchAttributes: missing,
-	})
-	if err != nil {
-		return fmt.Errorf("adding search attributes to namespace %q: %w", ns, err)
-	}
-	for _, k := range contract.SearchAttributes {
-		if _, ok := missing[k.GetName()]; ok {
-			fmt.Fprintf(a.out, "created search attribute %s (%s)\n", k.GetName(), contract.SearchAttributeType(k))
-		}
+	for _, name := range created {
+		fmt.Fprintf(a.out, "created search attribute %s (%s)\n", name, types[name])
 	}
 	return nil
 }

@@ -19,7 +19,6 @@ import (
 
 	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
 	"go.uber.org/zap"
 
@@ -117,19 +116,6 @@ func (o Options) ClientOptions(logger tlog.Logger) (client.Options, error) {
 		opts.Credentials = client.NewAPIKeyStaticCredentials(o.APIKey)
 	}
 	return opts, nil
-}
-
-// DataConverter is the converter the client options carry: the codec's, or
-// the SDK's default when Plaintext.
-func (o Options) DataConverter() (converter.DataConverter, error) {
-	opts, err := o.ClientOptions(nil)
-	if err != nil {
-		return nil, err
-	}
-	if opts.DataConverter == nil {
-		return converter.GetDefaultDataConverter(), nil
-	}
-	return opts.DataConverter, nil
 }
 
 // identity is Identity, or user@host: the operator's name in a wave's

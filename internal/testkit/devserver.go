@@ -116,9 +116,6 @@ func StartDevServer(ctx context.Context, cfg DevServerConfig) (*DevServer, error
 	return &DevServer{DevServer: srv, log: logFile}, nil
 }
 
-// LogPath is the server's log file.
-func (s *DevServer) LogPath() string { return s.log.Name() }
-
 // Stop closes the client, stops the server and closes its log.
 func (s *DevServer) Stop() error {
 	s.Client().Close()

@@ -21,14 +21,12 @@ import (
 	"text/template"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"mailwave/contract"
 	"mailwave/internal/connect"
+	"mailwave/internal/control"
 	"mailwave/internal/testkit/kitfs"
 	"mailwave/internal/testkit/pki"
 	"mailwave/internal/testkit/postgres"
@@ -332,19 +330,14 @@ func (s *Server) register(ctx context.Context) error {
 	if err != nil && !errors.As(err, &exists) {
 		return fmt.Errorf("registering namespace default: %w", err)
 	}
-	attrs := map[string]enumspb.IndexedValueType{}
-	for _, k := range contract.SearchAttributes {
-		attrs[k.GetName()] = k.GetValueType()
-	}
 	deadline := time.Now().Add(time.Minute)
 	for {
-		_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: "default", SearchAttributes: attrs})
-		var already *serviceerror.AlreadyExists
-		if err == nil || errors.As(err, &already) {
+		_, _, err = control.EnsureSearchAttributes(ctx, c, "default")
+		if err == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("adding search attributes: %w", err)
+			return err
 		}
 		time.Sleep(time.Second) // the namespace reaches the caches first
 	}
@@ -376,9 +369,6 @@ func (s *Server) Stop() {
 		s.Kill()
 	}
 }
-
-// Log is the server's log file.
-func (s *Server) Log() string { return s.log }
 
 // freePorts finds n free loopback ports below 32768: the server stores its
 // membership ports as a PostgreSQL smallint, which the kernel's ephemeral
