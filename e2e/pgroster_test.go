@@ -17,9 +17,7 @@ import (
 	"mailwave/internal/rosterstore"
 	"mailwave/internal/testkit"
 	"mailwave/internal/testkit/postgres"
-	"mailwave/internal/wavefile"
 	"mailwave/internal/workerapp"
-	"mailwave/mail/sim"
 )
 
 // A wave whose roster is in the shared PostgreSQL store is run by a worker
@@ -32,21 +30,10 @@ func TestWaveRosterInPostgres(t *testing.T) {
 	require.NoError(t, pg.Exec(ctx, "postgres", "CREATE DATABASE mailwave"))
 	dsn := pg.DSN("mailwave")
 
-	estate := filepath.Join(t.TempDir(), "estate")
-	_, err := sim.Generate(estate, sim.GenerateOptions{Seed: 11, Mailboxes: 30})
-	require.NoError(t, err)
-	est, err := sim.Open(estate, sim.Options{})
-	require.NoError(t, err)
-	roster, err := est.Roster()
-	require.NoError(t, err)
+	est := testkit.NewEstate(t, 11, 30)
 	keyer, err := identity.NewKeyer([]byte("pg-roster-secret-0123456"))
 	require.NoError(t, err)
-	rows := make([]wavefile.Row, len(roster))
-	for i, r := range roster {
-		rows[i] = wavefile.Row{Line: i + 2, Address: r.Address, Org: r.Org, DisplayName: r.DisplayName}
-	}
-	mailboxes, err := wavefile.Build(rows, keyer)
-	require.NoError(t, err)
+	mailboxes := est.Mailboxes(t, keyer)
 	store, err := rosterstore.Open(ctx, dsn)
 	require.NoError(t, err)
 	defer store.Close()
@@ -56,7 +43,7 @@ func TestWaveRosterInPostgres(t *testing.T) {
 	srv := testkit.NewDevServer(t, "")
 	testkit.StartWorker(t, srv.Client(), workerapp.Config{
 		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(private, "outbox"),
-		Estate: "sim", Sim: config.Sim{Dir: estate, Instant: true}, WavesDir: dsn,
+		Estate: "sim", Sim: config.Sim{Dir: est.Dir, Instant: true}, WavesDir: dsn,
 		MaxConcurrentActivities: 20, MaxConcurrentLocalActivities: 20, MaxConcurrentWorkflowTasks: 20, ShutdownTimeout: 5 * time.Second,
 	})
 	run, err := srv.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.WaveWorkflowID("pg-wave"), TaskQueue: contract.TaskQueue},
@@ -71,13 +58,8 @@ func TestWaveRosterInPostgres(t *testing.T) {
 	for _, e := range entries {
 		assert.NotEqual(t, ".csv", filepath.Ext(e.Name()), "no roster file in the worker's directory")
 	}
-	addresses := make([]string, len(roster))
-	for i, r := range roster {
-		addresses[i] = r.Address
-	}
-	rep, err := est.Verify(ctx, addresses)
-	require.NoError(t, err)
+	rep := est.VerifyAll(t, ctx)
 	assert.Zero(t, rep.Totals.Lost)
 	assert.Zero(t, rep.Totals.Duplicated)
-	assert.Equal(t, len(roster), rep.Totals.CutOver)
+	assert.Equal(t, len(est.Roster), rep.Totals.CutOver)
 }

@@ -28,7 +28,6 @@ import (
 	"mailwave/internal/testkit/smtptest"
 	"mailwave/internal/wavefile"
 	"mailwave/internal/workerapp"
-	"mailwave/mail/sim"
 )
 
 // patientFolder is a folder name holding a patient's name, as staff file
@@ -134,13 +133,7 @@ organisations:
 // switched off, a mailbox's address is found in history.
 func TestPrivacyScanSeesPlaintext(t *testing.T) {
 	dir := t.TempDir()
-	estate := filepath.Join(dir, "estate")
-	_, err := sim.Generate(estate, sim.GenerateOptions{Seed: 3, Mailboxes: 1})
-	require.NoError(t, err)
-	est, err := sim.Open(estate, sim.Options{})
-	require.NoError(t, err)
-	roster, err := est.Roster()
-	require.NoError(t, err)
+	est := testkit.NewEstate(t, 3, 1)
 
 	srv := testkit.NewDevServer(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -149,10 +142,10 @@ func TestPrivacyScanSeesPlaintext(t *testing.T) {
 	plain := infoLoggingClient(t, ctx, srv.FrontendHostPort(), workerLog, true)
 	testkit.StartWorker(t, plain, workerapp.Config{
 		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
-		Estate: "sim", Sim: config.Sim{Dir: estate, Instant: true}, WavesDir: filepath.Join(dir, "waves"),
+		Estate: "sim", Sim: config.Sim{Dir: est.Dir, Instant: true}, WavesDir: filepath.Join(dir, "waves"),
 		MaxConcurrentActivities: 5, MaxConcurrentLocalActivities: 5, MaxConcurrentWorkflowTasks: 5,
 	})
-	ref := contract.MailboxRef{Key: "plain-1", Address: roster[0].Address, DisplayName: roster[0].DisplayName}
+	ref := contract.MailboxRef{Key: "plain-1", Address: est.Roster[0].Address, DisplayName: est.Roster[0].DisplayName}
 	run, err := plain.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.MailboxWorkflowID(ref.Key), TaskQueue: contract.TaskQueue},
 		contract.MailboxWorkflowName, contract.MailboxInput{Mailbox: ref, MigrateAt: time.Now().Add(2 * time.Second),
 			NoticeLead: time.Second, ReminderLead: time.Second})

@@ -14,7 +14,6 @@ import (
 	"mailwave/internal/config"
 	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
-	"mailwave/mail/sim"
 )
 
 // A worker asked to stop in the middle of a copy lets it checkpoint: the
@@ -22,13 +21,7 @@ import (
 // already copied, nothing lost or copied twice) instead of starting over.
 func TestStoppedWorkerHandsItsCopyOn(t *testing.T) {
 	dir := t.TempDir()
-	estate := filepath.Join(dir, "estate")
-	_, err := sim.Generate(estate, sim.GenerateOptions{Seed: 21, Mailboxes: 1})
-	require.NoError(t, err)
-	est, err := sim.Open(estate, sim.Options{})
-	require.NoError(t, err)
-	roster, err := est.Roster()
-	require.NoError(t, err)
+	est := testkit.NewEstate(t, 21, 1)
 
 	srv := testkit.NewDevServer(t, "")
 	c := srv.Client()
@@ -37,7 +30,7 @@ func TestStoppedWorkerHandsItsCopyOn(t *testing.T) {
 	cfg := workerapp.Config{
 		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"), Estate: "sim",
 		// Slow enough that the copy is mid-way when the worker stops.
-		Sim:      config.Sim{Dir: estate, TimeScale: 1, BytesPerSecond: 8 << 20},
+		Sim:      config.Sim{Dir: est.Dir, TimeScale: 1, BytesPerSecond: 8 << 20},
 		WavesDir: filepath.Join(dir, "waves"), ShutdownTimeout: 2 * time.Second,
 		MaxConcurrentActivities: 5, MaxConcurrentLocalActivities: 5, MaxConcurrentWorkflowTasks: 5,
 	}
@@ -45,7 +38,7 @@ func TestStoppedWorkerHandsItsCopyOn(t *testing.T) {
 	firstDone := make(chan error, 1)
 	go func() { firstDone <- workerapp.Run(first, cfg, c) }()
 
-	ref := contract.MailboxRef{Key: "stop-1", Address: roster[0].Address}
+	ref := contract.MailboxRef{Key: "stop-1", Address: est.Roster[0].Address}
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.MailboxWorkflowID(ref.Key), TaskQueue: contract.TaskQueue},
 		contract.MailboxWorkflowName, contract.MailboxInput{Mailbox: ref, MigrateAt: time.Now().Add(2 * time.Second),
 			NoticeLead: time.Second, ReminderLead: time.Second / 2})
@@ -62,8 +55,7 @@ func TestStoppedWorkerHandsItsCopyOn(t *testing.T) {
 	st := queryState(t, c, run.GetID())
 	assert.Equal(t, int32(2), st.Attempts[contract.StepCopyBulk], "the bulk pass went on in a second attempt")
 	assert.Zero(t, res.Copied.Skipped, "it resumed from the checkpoint: nothing was found already copied")
-	rep, err := est.Verify(ctx, []string{roster[0].Address})
-	require.NoError(t, err)
+	rep := est.VerifyAll(t, ctx)
 	assert.Zero(t, rep.Totals.Lost)
 	assert.Zero(t, rep.Totals.Duplicated)
 	assert.Equal(t, 1, rep.Totals.CutOver)

@@ -26,21 +26,14 @@ type waveEnv struct {
 	t      *testing.T
 	c      client.Client
 	dir    string
-	estate *sim.Estate
-	roster []sim.RosterEntry
+	estate *testkit.Estate
 	keyer  *identity.Keyer
 }
 
 func newWaveEnv(t *testing.T, mailboxes int, seed int64) *waveEnv {
 	t.Helper()
 	dir := t.TempDir()
-	estateDir := filepath.Join(dir, "estate")
-	_, err := sim.Generate(estateDir, sim.GenerateOptions{Seed: seed, Mailboxes: mailboxes})
-	require.NoError(t, err)
-	est, err := sim.Open(estateDir, sim.Options{})
-	require.NoError(t, err)
-	roster, err := est.Roster()
-	require.NoError(t, err)
+	est := testkit.NewEstate(t, seed, mailboxes)
 	keyer, err := identity.NewKeyer([]byte("wave-integration-secret"))
 	require.NoError(t, err)
 
@@ -48,26 +41,21 @@ func newWaveEnv(t *testing.T, mailboxes int, seed int64) *waveEnv {
 	testkit.StartWorker(t, srv.Client(), workerapp.Config{
 		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
 		Estate: "sim",
-		Sim: config.Sim{Dir: estateDir, TimeScale: 1e6, BytesPerSecond: 1 << 30,
+		Sim: config.Sim{Dir: est.Dir, TimeScale: 1e6, BytesPerSecond: 1 << 30,
 			TransientRate: 0.01, ThrottleRate: 0.01, ThrottleRetryAfter: 200 * time.Millisecond},
 		WavesDir:                filepath.Join(dir, "waves"),
 		MaxConcurrentActivities: 100, MaxConcurrentLocalActivities: 100, MaxConcurrentWorkflowTasks: 50,
 		ShutdownTimeout: 5 * time.Second,
 	})
-	return &waveEnv{t: t, c: srv.Client(), dir: dir, estate: est, roster: roster, keyer: keyer}
+	return &waveEnv{t: t, c: srv.Client(), dir: dir, estate: est, keyer: keyer}
 }
 
 // launch writes the wave's mailbox file and starts the wave.
 func (e *waveEnv) launch(ctx context.Context, in contract.WaveInput) contract.WaveInput {
-	rows := make([]wavefile.Row, len(e.roster))
-	for i, r := range e.roster {
-		rows[i] = wavefile.Row{Line: i + 2, Address: r.Address, Org: r.Org, DisplayName: r.DisplayName}
-	}
-	mailboxes, err := wavefile.Build(rows, e.keyer)
-	require.NoError(e.t, err)
+	mailboxes := e.estate.Mailboxes(e.t, e.keyer)
 	in.Total = len(mailboxes)
 	require.NoError(e.t, wavefile.NewStore(filepath.Join(e.dir, "waves")).Write(ctx, in.WaveID, mailboxes))
-	_, err = e.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	_, err := e.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: contract.WaveWorkflowID(in.WaveID), TaskQueue: contract.TaskQueue,
 	}, contract.WaveWorkflowName, in)
 	require.NoError(e.t, err)
@@ -96,15 +84,7 @@ func (e *waveEnv) runs(ctx context.Context, wave string) []*workflowservice.List
 	return append(out, resp)
 }
 
-func (e *waveEnv) verify(ctx context.Context) sim.Report {
-	addresses := make([]string, len(e.roster))
-	for i, r := range e.roster {
-		addresses[i] = r.Address
-	}
-	rep, err := e.estate.Verify(ctx, addresses)
-	require.NoError(e.t, err)
-	return rep
-}
+func (e *waveEnv) verify(ctx context.Context) sim.Report { return e.estate.VerifyAll(e.t, ctx) }
 
 // TestWaveOnDevServer runs a wave of 2,000 mailboxes with 50 at a time on a
 // real dev server, pauses and resumes it in the middle, and checks through
@@ -195,7 +175,7 @@ func TestWaveContinuesAsNewOnDevServer(t *testing.T) {
 		}
 		recordRun(t, e.c, contract.WaveWorkflowID(in.WaveID), first, filepath.Join(*recordDir, "wave_first_run_continued.json"))
 		recordRun(t, e.c, contract.WaveWorkflowID(in.WaveID), last, filepath.Join(*recordDir, "wave_last_run_completed.json"))
-		mbx, err := e.keyer.Key(e.roster[0].Address)
+		mbx, err := e.keyer.Key(e.estate.Roster[0].Address)
 		require.NoError(t, err)
 		recordRun(t, e.c, contract.MailboxWorkflowID(mbx), "", filepath.Join(*recordDir, "mailbox_in_wave.json"))
 	}

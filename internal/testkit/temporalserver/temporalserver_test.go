@@ -17,7 +17,6 @@ import (
 	"mailwave/internal/testkit/postgres"
 	"mailwave/internal/testkit/temporalserver"
 	"mailwave/internal/workerapp"
-	"mailwave/mail/sim"
 )
 
 // The production shape: the Temporal server on PostgreSQL behind mTLS runs
@@ -46,20 +45,14 @@ func TestServerOnPostgresWithMTLS(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 
-	estate := filepath.Join(t.TempDir(), "estate")
-	_, err = sim.Generate(estate, sim.GenerateOptions{Seed: 5, Mailboxes: 2})
-	require.NoError(t, err)
-	est, err := sim.Open(estate, sim.Options{})
-	require.NoError(t, err)
-	roster, err := est.Roster()
-	require.NoError(t, err)
+	est := testkit.NewEstate(t, 5, 2)
 	testkit.StartWorker(t, c, workerapp.Config{
 		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(t.TempDir(), "outbox"),
-		Estate: "sim", Sim: config.Sim{Dir: estate, TimeScale: 3600, BytesPerSecond: 1 << 30}, WavesDir: t.TempDir(),
+		Estate: "sim", Sim: config.Sim{Dir: est.Dir, TimeScale: 3600, BytesPerSecond: 1 << 30}, WavesDir: t.TempDir(),
 		MaxConcurrentActivities: 5, MaxConcurrentLocalActivities: 5, MaxConcurrentWorkflowTasks: 5, ShutdownTimeout: 5 * time.Second,
 	})
 	var runs []client.WorkflowRun
-	for i, r := range roster {
+	for i, r := range est.Roster {
 		ref := contract.MailboxRef{Key: "pg-" + string(rune('a'+i)), Address: r.Address, Org: r.Org}
 		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.MailboxWorkflowID(ref.Key), TaskQueue: contract.TaskQueue},
 			contract.MailboxWorkflowName, contract.MailboxInput{Mailbox: ref, MigrateAt: time.Now().Add(8 * time.Second),
@@ -79,13 +72,8 @@ func TestServerOnPostgresWithMTLS(t *testing.T) {
 		require.NoError(t, run.Get(ctx, &res))
 		assert.Equal(t, contract.OutcomeMigrated, res.Outcome, "%+v", res)
 	}
-	addrs := make([]string, len(roster))
-	for i, r := range roster {
-		addrs[i] = r.Address
-	}
-	rep, err := est.Verify(ctx, addrs)
-	require.NoError(t, err)
+	rep := est.VerifyAll(t, ctx)
 	assert.Zero(t, rep.Totals.Lost)
 	assert.Zero(t, rep.Totals.Duplicated)
-	assert.Equal(t, len(roster), rep.Totals.CutOver)
+	assert.Equal(t, len(est.Roster), rep.Totals.CutOver)
 }
