@@ -41,8 +41,8 @@ func (s *Server) config(ids identities) string {
 	p("default_vsz_limit = 1G")
 
 	p("ssl = yes")
-	p("ssl_cert = <%s", s.CAFile)
-	p("ssl_key = <%s", filepath.Join(dir, "key.pem"))
+	p("ssl_cert = <%s", filepath.Join(dir, serverCertName+".pem"))
+	p("ssl_key = <%s", filepath.Join(dir, serverCertName+"-key.pem"))
 	p("disable_plaintext_auth = %s", yesNo(!o.Plaintext))
 
 	mechs := "plain login"
@@ -156,3 +156,6 @@ func yesNo(b bool) string {
 func quote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
+
+// serverCertName names the server's certificate files (pki.CA.Issue).
+const serverCertName = "dovecot-server"

@@ -26,6 +26,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"mailwave/internal/testkit/pki"
 )
 
 // Environment variables.
@@ -110,7 +112,7 @@ type Server struct {
 	Host       string // 127.0.0.1
 	Port       int    // IMAP, with STARTTLS
 	TLSPort    int    // IMAP over implicit TLS
-	CAFile     string // PEM of the self-signed certificate the server uses
+	CAFile     string // PEM of the test CA that signed the server's certificate
 	ConfigFile string // dovecot.conf
 	LogFile    string // dovecot.log: the server's log and its stdout/stderr
 	MailRoot   string // maildirs, one directory per user under it
@@ -238,7 +240,7 @@ func Start(dir string, o Options) (*Server, error) {
 	s := &Server{
 		Dir:        dir,
 		Host:       "127.0.0.1",
-		CAFile:     filepath.Join(dir, "cert.pem"),
+		CAFile:     filepath.Join(dir, "ca.pem"), // written by pki.NewCAIn
 		ConfigFile: filepath.Join(dir, "dovecot.conf"),
 		LogFile:    filepath.Join(dir, "dovecot.log"),
 		MailRoot:   filepath.Join(dir, "mail"),
@@ -422,7 +424,13 @@ func (s *Server) prepare(ids identities) error {
 			return err
 		}
 	}
-	if err := writeCertificate(s.CAFile, filepath.Join(s.Dir, "key.pem")); err != nil {
+	// A test CA (its certificate in CAFile) and the server's certificate
+	// for localhost and 127.0.0.1, signed by it (serverCert, serverKey).
+	ca, err := pki.NewCAIn(s.Dir, "mailwave test Dovecot CA")
+	if err != nil {
+		return err
+	}
+	if _, err := ca.Issue(serverCertName, true); err != nil {
 		return err
 	}
 	home := filepath.Join(s.Dir, "home")
