@@ -24,6 +24,8 @@ import (
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
+
+	"mailwave/internal/rosterstore"
 )
 
 // File is a loaded and validated configuration file.
@@ -461,7 +463,7 @@ func smtpSection(s *section) SMTP {
 	}
 	if s.has("ledger_url") {
 		m.LedgerURL, _ = s.str("ledger_url")
-		if !strings.HasPrefix(m.LedgerURL, "postgres://") && !strings.HasPrefix(m.LedgerURL, "postgresql://") {
+		if !rosterstore.IsPostgres(m.LedgerURL) {
 			s.problem("ledger_url", "want a postgres:// URL (a database every worker reaches)")
 		}
 		s.unused("a ledger_url (give one of the two)", "ledger_dir")
