@@ -172,6 +172,17 @@ func (a *Activities) Cutover(ctx context.Context, in CutoverInput) (CutoverResul
 	return CutoverResult{Attempt: attempt}, nil
 }
 
+// CutoverQueue names the task queue a mailbox's cutover runs on: its
+// organisation's routing host's, or "" where any worker may run it.
+func (a *Activities) CutoverQueue(_ context.Context, in CutoverInput) (string, error) {
+	hosts, ok := a.router.(RoutingHosts)
+	if !ok {
+		return "", nil
+	}
+	q, err := hosts.CutoverQueue(in.Mailbox)
+	return q, toTemporal(err)
+}
+
 // Retry delays of a copy after a transient failure. A long copy that meets
 // an occasional error resumes from its checkpoint after CopyResumeDelay; only
 // attempts in a row that copy nothing back off, doubling up to

@@ -64,6 +64,15 @@ type Router interface {
 	Cutover(ctx context.Context, m contract.MailboxRef) error
 }
 
+// RoutingHosts is a Router whose cutovers may run on another host: the
+// mail server's own, where a worker serves only the cutover on that host's
+// task queue.
+type RoutingHosts interface {
+	// CutoverQueue names the task queue of the mailbox's routing host, or
+	// "" where any worker may cut it over.
+	CutoverQueue(m contract.MailboxRef) (string, error)
+}
+
 // Rosters serves the wave rosters by wave ID (internal/wavefile's Store):
 // the roster a worker reads is the one its own configuration points to,
 // never a path named in a workflow input.

@@ -13,6 +13,13 @@ func (a *Activities) Register(r worker.ActivityRegistry) {
 	r.RegisterActivityWithOptions(a.SendNotice, activity.RegisterOptions{Name: contract.ActivitySendNotice})
 	r.RegisterActivityWithOptions(a.CopyMailbox, activity.RegisterOptions{Name: contract.ActivityCopyMailbox})
 	r.RegisterActivityWithOptions(a.Cutover, activity.RegisterOptions{Name: contract.ActivityCutover})
+	r.RegisterActivityWithOptions(a.CutoverQueue, activity.RegisterOptions{Name: contract.ActivityCutoverQueue})
+}
+
+// RegisterCutover puts only the cutover on a worker: the routing host's
+// worker, which serves that host's task queue and nothing else.
+func (a *Activities) RegisterCutover(r worker.ActivityRegistry) {
+	r.RegisterActivityWithOptions(a.Cutover, activity.RegisterOptions{Name: contract.ActivityCutover})
 }
 
 // Register puts the wave's activities on a worker under their contract

@@ -43,6 +43,9 @@ const (
 	ActivitySendNotice  = "SendNotice"
 	ActivityCopyMailbox = "CopyMailbox"
 	ActivityCutover     = "Cutover"
+	// ActivityCutoverQueue names the task queue a mailbox's cutover runs
+	// on: its organisation's routing host's, or "" where any worker may.
+	ActivityCutoverQueue = "CutoverQueue"
 	// The wave's: they start, read and cancel mailbox workflows.
 	ActivityStartMailboxes  = "StartMailboxes"
 	ActivityReadMailboxKeys = "ReadMailboxKeys"

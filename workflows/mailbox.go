@@ -35,6 +35,10 @@ const (
 	// changeAdminFailureNotice: a mailbox that needs support sends its
 	// organisation's admin a failure notice.
 	changeAdminFailureNotice = "admin-failure-notice"
+	// changeCutoverQueue: the cutover runs on the task queue of the
+	// organisation's routing host where it has one (asked of a local
+	// activity), as a regular activity that waits for that host's worker.
+	changeCutoverQueue = "cutover-router-queue"
 )
 
 type mailbox struct {
@@ -210,14 +214,46 @@ func (m *mailbox) migrate(ctx workflow.Context) error {
 	// over, so cutover and the success notice run to their end.
 	done, _ := workflow.NewDisconnectedContext(ctx)
 	m.enter(done, contract.StageCutover)
-	var cut activities.CutoverResult
-	err := workflow.ExecuteLocalActivity(shortStepOptions(done), contract.ActivityCutover,
-		activities.CutoverInput{Mailbox: m.in.Mailbox}).Get(done, &cut)
+	cut, err := m.cutover(done)
 	if err != nil {
 		return &stepError{step: contract.StepCutover, err: err}
 	}
 	m.state.Attempts[contract.StepCutover] = cut.Attempt
 	return m.sendNotice(done, contract.NoticeSuccess, contract.StageNoticeSuccess, contract.StepNoticeSuccess)
+}
+
+// cutover points the mailbox's mail at the target: on its organisation's
+// routing host, through that host's task queue, where it has one (the
+// transport map lives there); otherwise on this worker, as a local
+// activity. A routing host whose worker is down holds the cutover until it
+// is back: the activity has no schedule-to-start limit, and the mailbox
+// shows the cutover stage meanwhile.
+func (m *mailbox) cutover(ctx workflow.Context) (activities.CutoverResult, error) {
+	in := activities.CutoverInput{Mailbox: m.in.Mailbox}
+	var cut activities.CutoverResult
+	if workflow.GetVersion(ctx, changeCutoverQueue, workflow.DefaultVersion, 1) == 1 {
+		var queue string
+		if err := workflow.ExecuteLocalActivity(shortStepOptions(ctx), contract.ActivityCutoverQueue, in).Get(ctx, &queue); err != nil {
+			return cut, err
+		}
+		if queue != "" {
+			m.publish(ctx)
+			actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+				TaskQueue:           queue,
+				StartToCloseTimeout: time.Minute,
+				RetryPolicy: &temporal.RetryPolicy{
+					InitialInterval:    time.Second,
+					BackoffCoefficient: 2,
+					MaximumInterval:    5 * time.Minute,
+				},
+				Summary: "cutover on the routing host",
+			})
+			err := workflow.ExecuteActivity(actx, contract.ActivityCutover, in).Get(ctx, &cut)
+			return cut, err
+		}
+	}
+	err := workflow.ExecuteLocalActivity(shortStepOptions(ctx), contract.ActivityCutover, in).Get(ctx, &cut)
+	return cut, err
 }
 
 // waitUntil sleeps until t, showing stage meanwhile; a time already passed

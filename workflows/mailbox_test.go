@@ -267,6 +267,36 @@ func (s *MailboxSuite) TestCutoverNeverRunsWithoutTheNotice() {
 	s.Empty(s.callsOf("cutover"))
 }
 
+// An organisation whose routing lives on its mail server's host cuts over
+// there: a regular activity on that host's task queue. Others cut over on
+// the worker that runs the mailbox, as a local activity.
+func (s *MailboxSuite) TestCutoverRunsOnTheRoutingHostsQueue() {
+	for _, queue := range []string{"mta-1", ""} {
+		s.Run("queue "+queue, func() {
+			s.SetupTest()
+			s.expectNotices()
+			s.expectCopies()
+			s.env.OnActivity(contract.ActivityCutoverQueue, mock.Anything, mock.Anything).Return(queue, nil).Once()
+			var info activity.Info
+			s.env.OnActivity(contract.ActivityCutover, mock.Anything, mock.Anything).Return(
+				func(ctx context.Context, _ activities.CutoverInput) (activities.CutoverResult, error) {
+					info = activity.GetInfo(ctx)
+					return activities.CutoverResult{Attempt: 1}, nil
+				}).Once()
+			s.env.ExecuteWorkflow(MailboxMigration, s.input(20*24*time.Hour))
+
+			s.Equal(contract.OutcomeMigrated, s.result().Outcome)
+			if queue != "" {
+				s.Equal(queue, info.TaskQueue)
+				s.False(info.IsLocalActivity)
+			} else {
+				s.True(info.IsLocalActivity)
+			}
+			s.env.AssertExpectations(s.T())
+		})
+	}
+}
+
 func (s *MailboxSuite) TestCancelBeforeCutoverStopsCleanly() {
 	s.expectNotices()
 	in := s.input(20 * 24 * time.Hour)

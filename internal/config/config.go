@@ -114,7 +114,11 @@ type Outbox struct {
 
 // Router cuts a mailbox's mail over to the target.
 type Router struct {
-	Kind         string // transport_map, webhook or sim
+	Kind string // transport_map, webhook or sim
+	// TaskQueue, when set, is the task queue of the routing host (the mail
+	// server whose transport map this is): cutovers run there, on a worker
+	// started with --route-only, and no other worker builds this router.
+	TaskQueue    string
 	TransportMap TransportMap
 	Webhook      Webhook
 	Sim          Sim
@@ -171,7 +175,7 @@ var (
 	notifierKeys     = []string{"kind", "from", "admin_contact", "templates_dir", "smtp", "outbox"}
 	smtpKeys         = []string{"host", "port", "security", "ca_file", "insecure_skip_verify", "username", "password_secret", "auth_mechanism", "ledger_dir", "ledger_url"}
 	outboxKeys       = []string{"dir"}
-	routerKeys       = []string{"kind", "transport_map", "webhook", "sim"}
+	routerKeys       = []string{"kind", "task_queue", "transport_map", "webhook", "sim"}
 	transportMapKeys = []string{"path", "next_hop", "command", "command_timeout"}
 	webhookKeys      = []string{"url", "status_url", "header_secrets", "attempts", "timeout"}
 	simKeys          = []string{"dir"}
@@ -476,6 +480,13 @@ func smtpSection(s *section) SMTP {
 func routerSection(s *section) Router {
 	var r Router
 	r.Kind = s.enum("kind", "", "transport_map", "webhook", "sim")
+	if q, ok := s.str("task_queue"); ok {
+		if msg := TaskQueueProblem(q); msg != "" {
+			s.problem("task_queue", "%s", msg)
+		} else {
+			r.TaskQueue = q
+		}
+	}
 	if r.Kind == "" {
 		return r
 	}
@@ -573,4 +584,17 @@ func (f *File) OrgFor(org, address string) (*Org, error) {
 		return nil, fmt.Errorf("no organisation in %s matches org %q or the address's domain (the address has none), and none is the default", f.Path, org)
 	}
 	return nil, fmt.Errorf("no organisation in %s matches org %q or the address's domain %q, and none is the default", f.Path, org, domain)
+}
+
+// TaskQueueProblem says what is wrong with a task queue name, or "".
+func TaskQueueProblem(q string) string {
+	switch {
+	case strings.TrimSpace(q) == "":
+		return "must not be empty"
+	case len(q) > 200:
+		return "is longer than 200 bytes"
+	case strings.ContainsFunc(q, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsSpace(r) || !unicode.IsPrint(r) }):
+		return fmt.Sprintf("%q holds a space or a control character", q)
+	}
+	return ""
 }

@@ -30,6 +30,15 @@ type Config struct {
 	Estate string // "sim": the simulated estate is both copier and router
 	Sim    config.Sim
 
+	// RouteOnly makes this the worker of a routing host (the mail server
+	// whose transport map a cutover edits): it serves only the cutover, on
+	// TaskQueue, for the organisations whose router.task_queue names it.
+	RouteOnly bool
+	// CutoverQueue, for a worker configured by flags, is the task queue of
+	// the routing host that cuts the simulated estate over (router
+	// task_queue of a configuration file).
+	CutoverQueue string
+
 	// WavesDir is the roster store: a wave's roster is <WavesDir>/<wave>.csv.
 	WavesDir string
 	// KeySecretFile, or $MAILWAVE_KEY_SECRET, is the deployment's mailbox key
@@ -64,6 +73,8 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&c.Sim.ThrottleRate, "sim-throttle-rate", 0, "sim: chance of a throttling answer per copy batch or cutover")
 	fs.DurationVar(&c.Sim.ThrottleRetryAfter, "sim-throttle-retry-after", 5*time.Second, "sim: the retry-after of a throttling answer")
 	fs.Float64Var(&c.Sim.NotFoundRate, "sim-not-found-rate", 0, "sim: share of mailboxes missing at the source")
+	fs.BoolVar(&c.RouteOnly, "route-only", false, "be a routing host's worker: serve only the cutover, on --task-queue, for the organisations whose router task_queue names it")
+	fs.StringVar(&c.CutoverQueue, "cutover-queue", "", "without --config: cutovers run on this routing host's task queue (a worker started there with --route-only)")
 	fs.StringVar(&c.WavesDir, "waves-dir", "data/waves", "the roster store, where `starter wave launch --waves-dir` wrote each wave's roster: a directory, or a postgres:// URL shared by a fleet")
 	fs.StringVar(&c.KeySecretFile, "key-secret-file", "", "the deployment's mailbox key secret (or $"+identity.SecretEnv+"), checked against the deployment's fingerprint")
 	fs.IntVar(&c.MaxConcurrentActivities, "max-activities", 200, "activities run at once by this worker")
@@ -92,6 +103,11 @@ func (c Config) File() (*config.File, error) {
 	if c.Estate != "sim" {
 		return nil, fmt.Errorf("--estate %q: the estates are: sim (or use --config)", c.Estate)
 	}
+	if c.CutoverQueue != "" {
+		if msg := config.TaskQueueProblem(c.CutoverQueue); msg != "" {
+			return nil, fmt.Errorf("--cutover-queue: %s", msg)
+		}
+	}
 	estate := c.Sim
 	return &config.File{
 		Path: flagsSource,
@@ -104,7 +120,7 @@ func (c Config) File() (*config.File, error) {
 				Kind: "outbox", From: c.From, TemplatesDir: c.TemplatesDir,
 				Outbox: config.Outbox{Dir: c.OutboxDir},
 			},
-			Router: config.Router{Kind: "sim", Sim: estate},
+			Router: config.Router{Kind: "sim", Sim: estate, TaskQueue: c.CutoverQueue},
 		}},
 	}, nil
 }

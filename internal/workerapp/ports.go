@@ -38,6 +38,9 @@ type orgs struct {
 	file  *config.File
 	ports map[string]*orgPorts // by organisation name
 	order []string             // organisation names in file order
+	// routeQueue is the task queue of a routing host's worker, "" for a
+	// worker of the fleet.
+	routeQueue string
 	// warnings are settings that work but weaken security (certificate
 	// checks off), for the worker to log loudly at start-up.
 	warnings []string
@@ -50,19 +53,30 @@ var (
 	_ activities.Copier   = (*orgs)(nil)
 	_ activities.Notifier = (*orgs)(nil)
 	_ activities.Router   = (*orgs)(nil)
+
+	_ activities.RoutingHosts = (*orgs)(nil)
 )
 
 // buildPorts builds every organisation's connectors, so that a mistake
 // shows at start-up, not at a mailbox's T. It is the one place the ports
 // are made.
-func buildPorts(f *config.File) (*orgs, error) {
+//
+// routeQueue is "" for a worker of the fleet, which builds every
+// organisation's connectors except the routers that live on a routing host
+// (router.task_queue). A routing host's worker (--route-only) names its
+// task queue: it builds only the notifier (whose ledger the cutover
+// checks) and router of the organisations that cut over there.
+func buildPorts(f *config.File, routeQueue string) (*orgs, error) {
 	secrets, err := f.Secrets()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Path, err)
 	}
-	o := &orgs{file: f, ports: map[string]*orgPorts{}}
+	o := &orgs{file: f, ports: map[string]*orgPorts{}, routeQueue: routeQueue}
 	for _, org := range f.Orgs {
-		p, err := buildOrg(org, secrets)
+		if routeQueue != "" && org.Router.TaskQueue != routeQueue {
+			continue
+		}
+		p, err := buildOrg(org, secrets, routeQueue != "")
 		if err != nil {
 			return nil, fmt.Errorf("%s: organisation %q: %w", f.Path, org.Name, err)
 		}
@@ -75,6 +89,9 @@ func buildPorts(f *config.File) (*orgs, error) {
 				}
 			}
 		}
+	}
+	if routeQueue != "" && len(o.order) == 0 {
+		return nil, fmt.Errorf("%s: no organisation cuts over on task queue %q (router.task_queue)", f.Path, routeQueue)
 	}
 	return o, nil
 }
@@ -94,11 +111,21 @@ func (e *partError) Error() string {
 }
 func (e *partError) Unwrap() error { return e.err }
 
-func buildOrg(org config.Org, secrets *config.Secrets) (*orgPorts, error) {
+func buildOrg(org config.Org, secrets *config.Secrets, routeOnly bool) (*orgPorts, error) {
 	p := &orgPorts{}
 	var err error
 	if p.notifier, err = buildNotifier(org.Notifier, secrets); err != nil {
 		return nil, err
+	}
+	switch {
+	case routeOnly:
+		if p.router, err = buildRouter(org.Router, secrets); err != nil {
+			return nil, &partError{"router", err}
+		}
+		return p, nil
+	case org.Router.TaskQueue != "":
+		// The router lives on its host; this worker never touches it.
+		p.router = elsewhere{org: org.Name, queue: org.Router.TaskQueue}
 	}
 	var estate *sim.Estate
 	if org.Sim != nil {
@@ -108,6 +135,9 @@ func buildOrg(org config.Org, secrets *config.Secrets) (*orgPorts, error) {
 		p.copier = estate
 	} else if p.copier, err = buildCopier(org, secrets); err != nil {
 		return nil, &partError{"copier", err}
+	}
+	if p.router != nil {
+		return p, nil
 	}
 	if org.Router.Kind == "sim" && estate != nil && org.Router.Sim.Dir == org.Sim.Dir {
 		// One estate is both copier and router.
@@ -289,8 +319,46 @@ func (o *orgs) of(m contract.MailboxRef) (*orgPorts, error) {
 	if err != nil {
 		return nil, activities.Permanent(contract.ErrTypeInvalidMailbox, "mailbox %s: %v", m.Key, err)
 	}
-	return o.ports[org.Name], nil
+	p, ok := o.ports[org.Name]
+	if !ok {
+		// A routing host's worker asked for an organisation that cuts over
+		// elsewhere: the fleet's configuration and this host's disagree.
+		// Retried, so that the cutover goes on once they are made to agree.
+		where := "the fleet's workers"
+		if org.Router.TaskQueue != "" {
+			where = fmt.Sprintf("the routing host of task queue %q", org.Router.TaskQueue)
+		}
+		return nil, fmt.Errorf("mailbox %s: organisation %q cuts over on %s, not on this routing host (task queue %q)",
+			m.Key, org.Name, where, o.routeQueue)
+	}
+	return p, nil
 }
+
+// CutoverQueue names the task queue of the mailbox's organisation's
+// routing host, or "" where this worker cuts over itself.
+func (o *orgs) CutoverQueue(m contract.MailboxRef) (string, error) {
+	org, err := o.file.OrgFor(m.Org, m.Address)
+	if err != nil {
+		return "", activities.Permanent(contract.ErrTypeInvalidMailbox, "mailbox %s: %v", m.Key, err)
+	}
+	return org.Router.TaskQueue, nil
+}
+
+// elsewhere is the router of an organisation whose routing lives on
+// another host. A mailbox's cutover goes to that host's task queue, so this
+// is reached only by a cutover begun before routing hosts existed and
+// replayed here: it is retried, and an operator moves it on.
+type elsewhere struct{ org, queue string }
+
+func (e elsewhere) err(m contract.MailboxRef) error {
+	return fmt.Errorf("mailbox %s: organisation %q cuts over on its routing host (task queue %q), not on this worker", m.Key, e.org, e.queue)
+}
+
+func (e elsewhere) Route(_ context.Context, m contract.MailboxRef) (activities.Route, error) {
+	return "", e.err(m)
+}
+
+func (e elsewhere) Cutover(_ context.Context, m contract.MailboxRef) error { return e.err(m) }
 
 func (o *orgs) Copy(ctx context.Context, req activities.CopyRequest) (contract.CopyStats, error) {
 	p, err := o.of(req.Mailbox)

@@ -1,6 +1,7 @@
 package workerapp_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,8 +9,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
 
+	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/internal/config"
+	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
 )
 
@@ -82,4 +87,62 @@ func TestWorkerNamesTheFlagOfABadSetting(t *testing.T) {
 	cfg.TemplatesDir, cfg.Estate = "", "imap"
 	_, err = workerapp.BuildActivities(cfg)
 	assert.ErrorContains(t, err, `--estate "imap": the estates are: sim`)
+}
+
+// An organisation whose transport map lives on its mail server cuts over
+// there: the fleet's workers start without that file's directory and name
+// the routing host's task queue for its mailboxes; the routing host's
+// worker (--route-only) serves only the organisations routed through it.
+func TestRoutingHostsCutOverTheirOwnOrganisations(t *testing.T) {
+	dir := t.TempDir()
+	est := testkit.NewEstate(t, 1, 1)
+	t.Setenv("MAILWAVE_SECRET_PW", "not-a-real-password")
+	mta := filepath.Join(dir, "mta") // the mail server's host: not there for the fleet
+	path := filepath.Join(dir, "mailwave.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`organisations:
+  - name: trust-a
+    domains: [a.example]
+    source: {host: imap.a.example, auth: {password_secret: pw}}
+    target: {host: imap.target.example, auth: {password_secret: pw}}
+    notifier: {kind: outbox, from: migration@a.example, outbox: {dir: `+filepath.Join(dir, "outbox")+`}}
+    router:
+      kind: transport_map
+      task_queue: mta-a
+      transport_map: {path: `+filepath.Join(mta, "transport")+`, next_hop: "smtp:[mx.target.example]"}
+  - name: trust-b
+    domains: [b.example]
+    source: {host: imap.b.example, auth: {password_secret: pw}}
+    target: {host: imap.target.example, auth: {password_secret: pw}}
+    notifier: {kind: outbox, from: migration@b.example, outbox: {dir: `+filepath.Join(dir, "outbox")+`}}
+    router: {kind: sim, sim: {dir: `+est.Dir+`}}
+`), 0o600))
+
+	a := contract.MailboxRef{Key: "ka", Address: "someone@a.example"}
+	b := contract.MailboxRef{Key: "kb", Address: "someone@b.example"}
+	fleet, err := workerapp.BuildActivities(workerapp.Config{ConfigFile: path})
+	require.NoError(t, err, "the fleet never opens the routing host's transport map")
+	for ref, want := range map[contract.MailboxRef]string{a: "mta-a", b: ""} {
+		q, err := fleet.CutoverQueue(context.Background(), activities.CutoverInput{Mailbox: ref})
+		require.NoError(t, err)
+		assert.Equal(t, want, q, ref.Key)
+	}
+	var env testsuite.WorkflowTestSuite
+	cut := func(acts *activities.Activities, ref contract.MailboxRef) error {
+		e := env.NewTestActivityEnvironment()
+		acts.Register(e)
+		_, err := e.ExecuteActivity(contract.ActivityCutover, activities.CutoverInput{Mailbox: ref})
+		return err
+	}
+	assert.ErrorContains(t, cut(fleet, a), `organisation "trust-a" cuts over on its routing host (task queue "mta-a")`)
+
+	_, err = workerapp.BuildActivities(workerapp.Config{ConfigFile: path, RouteOnly: true, TaskQueue: "mta-z"})
+	assert.ErrorContains(t, err, `no organisation cuts over on task queue "mta-z"`)
+	_, err = workerapp.BuildActivities(workerapp.Config{ConfigFile: path, RouteOnly: true, TaskQueue: contract.TaskQueue})
+	assert.ErrorContains(t, err, "--route-only: --task-queue must name the routing host's task queue")
+
+	require.NoError(t, os.Mkdir(mta, 0o755))
+	host, err := workerapp.BuildActivities(workerapp.Config{ConfigFile: path, RouteOnly: true, TaskQueue: "mta-a"})
+	require.NoError(t, err)
+	assert.ErrorContains(t, cut(host, b), `organisation "trust-b" cuts over on the fleet's workers, not on this routing host (task queue "mta-a")`)
+	assert.ErrorContains(t, cut(host, a), "the T-14 notice was never sent", "the routing host checks the notice ledger too")
 }

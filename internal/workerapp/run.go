@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"mailwave/activities"
+	"mailwave/contract"
 	"mailwave/identity"
 	"mailwave/internal/rosterstore"
 	"mailwave/workflows"
@@ -32,7 +33,14 @@ func (c Config) ports() (*orgs, error) {
 	if err != nil {
 		return nil, err
 	}
-	o, err := buildPorts(f)
+	routeQueue := ""
+	if c.RouteOnly {
+		if c.TaskQueue == contract.TaskQueue {
+			return nil, fmt.Errorf("--route-only: --task-queue must name the routing host's task queue, not the fleet's %q", contract.TaskQueue)
+		}
+		routeQueue = c.TaskQueue
+	}
+	o, err := buildPorts(f, routeQueue)
 	if err != nil {
 		return nil, c.flagError(err)
 	}
@@ -50,6 +58,20 @@ func Run(ctx context.Context, c Config, tc client.Client) error {
 		c.warn("INSECURE SETTING: " + w)
 	}
 	acts := activities.New(o, o, o)
+	opts := worker.Options{
+		MaxConcurrentActivityExecutionSize:      c.MaxConcurrentActivities,
+		MaxConcurrentLocalActivityExecutionSize: c.MaxConcurrentLocalActivities,
+		MaxConcurrentWorkflowTaskExecutionSize:  c.MaxConcurrentWorkflowTasks,
+		WorkerStopTimeout:                       c.ShutdownTimeout,
+	}
+	if c.RouteOnly {
+		// A routing host's worker: the cutover and nothing else, no
+		// workflows and no roster store.
+		opts.DisableWorkflowWorker = true
+		w := worker.New(tc, c.TaskQueue, opts)
+		acts.RegisterCutover(w)
+		return runWorker(ctx, w, c.TaskQueue)
+	}
 	rosters, err := rosterstore.Open(ctx, c.WavesDir)
 	if err != nil {
 		return err
@@ -68,17 +90,17 @@ func Run(ctx context.Context, c Config, tc client.Client) error {
 			return err
 		}
 	}
-	w := worker.New(tc, c.TaskQueue, worker.Options{
-		MaxConcurrentActivityExecutionSize:      c.MaxConcurrentActivities,
-		MaxConcurrentLocalActivityExecutionSize: c.MaxConcurrentLocalActivities,
-		MaxConcurrentWorkflowTaskExecutionSize:  c.MaxConcurrentWorkflowTasks,
-		WorkerStopTimeout:                       c.ShutdownTimeout,
-	})
+	w := worker.New(tc, c.TaskQueue, opts)
 	workflows.Register(w)
 	acts.Register(w)
 	activities.NewWave(tc, rosters).Register(w)
+	return runWorker(ctx, w, c.TaskQueue)
+}
+
+// runWorker polls until ctx ends, then stops the worker.
+func runWorker(ctx context.Context, w worker.Worker, queue string) error {
 	if err := w.Start(); err != nil {
-		return fmt.Errorf("starting the worker on task queue %q: %w", c.TaskQueue, err)
+		return fmt.Errorf("starting the worker on task queue %q: %w", queue, err)
 	}
 	<-ctx.Done()
 	w.Stop()
