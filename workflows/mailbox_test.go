@@ -36,6 +36,8 @@ func TestMailboxSuite(t *testing.T) { suite.Run(t, new(MailboxSuite)) }
 
 func (s *MailboxSuite) SetupTest() {
 	s.env = s.NewTestWorkflowEnvironment()
+	// A mailbox that would wait for ever fails in the mock clock's time.
+	s.env.SetWorkflowRunTimeout(90 * 24 * time.Hour)
 	s.env.RegisterWorkflow(MailboxMigration)
 	activities.New(nil, nil, nil).Register(s.env)
 	s.env.RegisterActivityWithOptions(func(context.Context, activities.ReportDoneInput) error {
