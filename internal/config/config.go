@@ -168,7 +168,8 @@ const (
 
 var (
 	rootKeys         = []string{"secrets_file", "organisations"}
-	orgKeys          = []string{"name", "domains", "default", "source", "target", "copy", "notifier", "router"}
+	orgKeys          = []string{"name", "domains", "default", "source", "target", "copy", "sim", "notifier", "router"}
+	estateKeys       = []string{"dir", "time_scale", "bytes_per_second", "instant", "transient_rate", "throttle_rate", "throttle_retry_after", "not_found_rate"}
 	imapKeys         = []string{"host", "port", "security", "ca_file", "insecure_skip_verify", "auth"}
 	authKeys         = []string{"mechanism", "username", "master_user", "password_secret", "token_secret"}
 	copyKeys         = []string{"window", "max_message_bytes", "bad_item_limit", "bytes_per_second", "folder_map"}
@@ -293,6 +294,13 @@ func (l *loader) org(n *yaml.Node, i int) (Org, orgMeta) {
 	o.Default = s.boolean("default")
 	m.defaultLine = s.lineOf("default")
 
+	if sub, ok := s.sub("sim", estateKeys); ok {
+		// The simulated estate in place of a real source and target.
+		est := estateSection(sub)
+		o.Sim = &est
+		s.unused("sim", "source", "target", "copy")
+		return l.orgRest(s, o, m)
+	}
 	for _, side := range []struct {
 		key string
 		dst *IMAP
@@ -306,6 +314,11 @@ func (l *loader) org(n *yaml.Node, i int) (Org, orgMeta) {
 	}
 	cp, _ := s.sub("copy", copyKeys)
 	o.Copy = copySection(cp)
+	return l.orgRest(s, o, m)
+}
+
+// orgRest reads what every organisation has, whatever its copier.
+func (l *loader) orgRest(s *section, o Org, m orgMeta) (Org, orgMeta) {
 	if sub, ok := s.sub("notifier", notifierKeys); ok {
 		o.Notifier = notifierSection(sub)
 	} else {
@@ -475,6 +488,20 @@ func smtpSection(s *section) SMTP {
 	}
 	m.LedgerDir = s.requiredPath("ledger_dir")
 	return m
+}
+
+// estateSection reads the simulated estate of an organisation (sim):
+// tests, demonstrations and benchmarks of a fleet.
+func estateSection(s *section) Sim {
+	e := Sim{Dir: s.requiredPath("dir")}
+	e.TimeScale = s.number("time_scale", 3600, 0, 1e9)
+	e.BytesPerSecond = s.ranged("bytes_per_second", 1<<30, 0, -1, "must not be negative")
+	e.Instant = s.boolean("instant")
+	e.TransientRate = s.number("transient_rate", 0, 0, 1)
+	e.ThrottleRate = s.number("throttle_rate", 0, 0, 1)
+	e.ThrottleRetryAfter = s.duration("throttle_retry_after", 5*time.Second)
+	e.NotFoundRate = s.number("not_found_rate", 0, 0, 1)
+	return e
 }
 
 func routerSection(s *section) Router {

@@ -273,7 +273,7 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 		`mailwave.yaml:40: organisations[2].target: required`,
 		`mailwave.yaml:40: organisations[2].notifier: required`,
 		`mailwave.yaml:40: organisations[2].router: required`,
-		`mailwave.yaml:41: organisations[2].sorce: unknown key (expected one of name, domains, default, source, target, copy, notifier, router)`,
+		`mailwave.yaml:41: organisations[2].sorce: unknown key (expected one of name, domains, default, source, target, copy, sim, notifier, router)`,
 	}
 	assert.Equal(t, want, got)
 }
@@ -554,4 +554,48 @@ func TestLedgerURL(t *testing.T) {
 	assert.Contains(t, strings.Join(ps, "\n"), "ledger_dir: not used by a ledger_url")
 	ps = loadProblems(t, write(t, dir, "notpg.yaml", file(`ledger_url: "mysql://db/m"`)))
 	assert.Contains(t, strings.Join(ps, "\n"), "ledger_url: want a postgres:// URL")
+}
+
+// An organisation may be the simulated estate (for a fleet's tests and
+// demonstrations) and may cut over on its routing host's task queue; bad
+// values are named.
+func TestSimulatedEstateAndRoutingHost(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mailwave.yaml")
+	write := func(body string) {
+		require.NoError(t, os.WriteFile(path, []byte(body), 0o600))
+	}
+	write(`organisations:
+  - name: sim
+    default: true
+    sim: {dir: estate, time_scale: 7200, bytes_per_second: 1048576, not_found_rate: 0.01}
+    notifier: {kind: outbox, from: m@sim.example, outbox: {dir: outbox}}
+    router: {kind: sim, task_queue: mta-1, sim: {dir: estate}}
+`)
+	f, err := Load(path)
+	require.NoError(t, err)
+	o := f.Orgs[0]
+	require.NotNil(t, o.Sim)
+	assert.Equal(t, Sim{Dir: filepath.Join(dir, "estate"), TimeScale: 7200, BytesPerSecond: 1 << 20,
+		ThrottleRetryAfter: 5 * time.Second, NotFoundRate: 0.01}, *o.Sim)
+	assert.Equal(t, "mta-1", o.Router.TaskQueue)
+
+	write(`organisations:
+  - name: sim
+    default: true
+    sim: {dir: estate, time_scale: fast, not_found_rate: 2}
+    source: {host: imap.example}
+    notifier: {kind: outbox, from: m@sim.example, outbox: {dir: outbox}}
+    router: {kind: sim, task_queue: "mta 1", sim: {dir: estate}}
+`)
+	_, err = Load(path)
+	require.Error(t, err)
+	for _, want := range []string{
+		`:4: organisations[0].sim.time_scale: "fast" is not a number from 0 to 1e+09`,
+		`:4: organisations[0].sim.not_found_rate: "2" is not a number from 0 to 1`,
+		`:5: organisations[0].source: not used by sim`,
+		`:7: organisations[0].router.task_queue: "mta 1" holds a space or a control character`,
+	} {
+		assert.Contains(t, err.Error(), want)
+	}
 }

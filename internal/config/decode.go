@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -289,6 +290,20 @@ func (s *section) ranged(k string, def, lo, hi int64, what string) int64 {
 		s.problem(k, "%d %s", n, what)
 	}
 	return n
+}
+
+// number returns a real number within [lo, hi], def when absent.
+func (s *section) number(k string, def, lo, hi float64) float64 {
+	v, ok := s.str(k)
+	if !ok {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || f < lo || f > hi {
+		s.problem(k, "%q is not a number from %g to %g", v, lo, hi)
+		return def
+	}
+	return f
 }
 
 func (s *section) port(k string, def int) int {
