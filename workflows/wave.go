@@ -53,6 +53,11 @@ type wave struct {
 	toReconcile    []int
 	reconcileBusy  bool
 	reconcileArmed bool
+	// Signals to mailboxes: whether they go one at a time per mailbox
+	// (changeOrderedSignals, asked once per run), and those waiting for the
+	// one before them, by key (a key present: one is in flight).
+	ordered *bool
+	sending map[string][]queuedSignal
 }
 
 func newWave(ctx workflow.Context, in contract.WaveInput) *wave {
@@ -69,7 +74,7 @@ func newWave(ctx workflow.Context, in contract.WaveInput) *wave {
 	}
 	st.Runs++
 	in.State = nil
-	return &wave{in: in, st: st, keysFrom: -1}
+	return &wave{in: in, st: st, keysFrom: -1, sending: map[string][]queuedSignal{}}
 }
 
 func (w *wave) setup(ctx workflow.Context) error {

@@ -77,15 +77,59 @@ func (w *wave) keyOf(ctx workflow.Context, i int) (string, bool) {
 	return keys[i-from], true
 }
 
-// signal sends a signal to a mailbox, tracking it until it is delivered.
+// changeOrderedSignals: the signals to one mailbox go one at a time, each
+// sent once the one before it is delivered. Sent together, two signals can
+// arrive the other way round: a hold delivered after its release left the
+// mailbox held for ever, and its wave waiting for it. Runs begun before it
+// replay sending them at once.
+const changeOrderedSignals = "ordered-mailbox-signals"
+
+// queuedSignal is a signal waiting for the one before it to the same
+// mailbox.
+type queuedSignal struct {
+	name    string
+	arg     any
+	onError func(error)
+}
+
+// signal sends a signal to a mailbox, tracking it until it is delivered;
+// signals to one mailbox are delivered in the order sent. Queued signals
+// count as in flight, so the run does not continue as new before they go.
 func (w *wave) signal(ctx workflow.Context, key, name string, arg any, onError func(error)) {
+	if w.ordered == nil {
+		v := workflow.GetVersion(ctx, changeOrderedSignals, workflow.DefaultVersion, 1) == 1
+		w.ordered = &v
+	}
+	if *w.ordered {
+		if q, busy := w.sending[key]; busy {
+			w.inflight++
+			w.sending[key] = append(q, queuedSignal{name, arg, onError})
+			return
+		}
+		w.sending[key] = nil
+	}
+	w.send(ctx, key, queuedSignal{name, arg, onError})
+}
+
+func (w *wave) send(ctx workflow.Context, key string, s queuedSignal) {
 	w.inflight++
-	f := workflow.SignalExternalWorkflow(ctx, contract.MailboxWorkflowID(key), "", name, arg)
+	f := workflow.SignalExternalWorkflow(ctx, contract.MailboxWorkflowID(key), "", s.name, s.arg)
 	w.sel.AddFuture(f, func(f workflow.Future) {
 		w.inflight--
-		if err := f.Get(ctx, nil); err != nil && onError != nil {
-			onError(err)
+		if err := f.Get(ctx, nil); err != nil && s.onError != nil {
+			s.onError(err)
 		}
+		if !*w.ordered {
+			return
+		}
+		q := w.sending[key]
+		if len(q) == 0 {
+			delete(w.sending, key)
+			return
+		}
+		w.sending[key] = q[1:]
+		w.inflight--
+		w.send(ctx, key, q[0])
 	})
 }
 

@@ -49,9 +49,13 @@ type waveHarness struct {
 	started   map[int]bool
 	cancelled map[int]bool
 	runs      int
-	settled   int                          // finished mailboxes settled by reconcile
-	reports   map[int]contract.MailboxDone // the last report each mailbox sent
-	progress  []contract.WaveProgress
+	// signalDelay is how long a signal to a mailbox takes to be delivered;
+	// sends records each, by mailbox workflow ID.
+	signalDelay time.Duration
+	sends       map[string][]sent
+	settled     int                          // finished mailboxes settled by reconcile
+	reports     map[int]contract.MailboxDone // the last report each mailbox sent
+	progress    []contract.WaveProgress
 }
 
 type op struct {
@@ -61,6 +65,11 @@ type op struct {
 	fired bool
 	run   int       // the run it fired in
 	when  time.Time // and when
+}
+
+type sent struct {
+	name string
+	at   time.Time
 }
 
 type delivery struct {
@@ -94,7 +103,7 @@ func newWaveHarness(t *testing.T, total, cap int) *waveHarness {
 		},
 		earlyFail: map[int]bool{}, silent: map[int]bool{}, refuse: map[int]string{},
 		active: map[int]bool{}, done: map[int]bool{}, started: map[int]bool{}, cancelled: map[int]bool{},
-		reports: map[int]contract.MailboxDone{},
+		reports: map[int]contract.MailboxDone{}, sends: map[string][]sent{},
 	}
 }
 
@@ -199,6 +208,7 @@ func (h *waveHarness) onSignal(env *testsuite.TestWorkflowEnvironment) func(stri
 	return func(_, id, _, name string, arg any) error {
 		h.mu.Lock()
 		defer h.mu.Unlock()
+		h.sends[id] = append(h.sends[id], sent{name, env.Now()})
 		switch name {
 		case contract.SignalSlotGrant:
 			g := arg.(contract.SlotGrant)
@@ -241,7 +251,7 @@ func (h *waveHarness) run() contract.WaveResult {
 		env.RegisterActivityWithOptions(h.readKeys, activity.RegisterOptions{Name: contract.ActivityReadMailboxKeys})
 		env.RegisterActivityWithOptions(h.cancelMailboxes, activity.RegisterOptions{Name: contract.ActivityCancelMailboxes})
 		env.RegisterActivityWithOptions(h.reconcile, activity.RegisterOptions{Name: contract.ActivityReconcileMailboxes})
-		env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(h.onSignal(env))
+		env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(h.onSignal(env)).After(h.signalDelay)
 
 		// Signals the last run did not get, and mailboxes that fail before T.
 		carried := h.pending
@@ -394,6 +404,31 @@ func TestWavePauseHoldsAndResumeReleases(t *testing.T) {
 	assert.Equal(t, "looks wrong", h.progress[0].PauseReason)
 	assert.NotEmpty(t, h.holds, "the mailboxes holding slots were told to hold")
 	assert.Equal(t, 5, h.maxActive)
+}
+
+// Signals to one mailbox go one at a time: a release sent while its hold is
+// still on the way waits for it, so the two cannot arrive the other way
+// round and leave the mailbox held for ever.
+func TestWaveSignalsAMailboxInOrder(t *testing.T) {
+	h := newWaveHarness(t, 12, 4)
+	h.signalDelay = 30 * time.Second
+	T := h.in.MigrateAt.Sub(h.start)
+	h.ops = []op{
+		{at: T + 5*time.Minute, name: contract.SignalPause, arg: contract.PauseRequest{Reason: "a look"}},
+		{at: T + 5*time.Minute + time.Second, name: contract.SignalResume},
+	}
+	res := h.run()
+	assert.Equal(t, 12, res.Migrated)
+	pairs := 0
+	for id, s := range h.sends {
+		for i := 1; i < len(s); i++ {
+			assert.GreaterOrEqual(t, s[i].at.Sub(s[i-1].at), h.signalDelay, "%s: %s sent before %s was delivered", id, s[i].name, s[i-1].name)
+			if s[i-1].name == contract.SignalPause && s[i].name == contract.SignalResume {
+				pairs++
+			}
+		}
+	}
+	assert.Equal(t, 4, pairs, "each slot holder was held, then released")
 }
 
 func TestWaveSetCapTakesEffect(t *testing.T) {
