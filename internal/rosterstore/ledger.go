@@ -33,7 +33,7 @@ func OpenLedger(ctx context.Context, url string) (*Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("notice ledger: %w", err)
 	}
-	if _, err := pool.Exec(ctx, ledgerSchema); err != nil {
+	if err := createSchema(ctx, pool, ledgerSchema); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("notice ledger: creating its table: %w", err)
 	}

@@ -55,3 +55,32 @@ func TestLedgerSharedByAFleet(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, sent)
 }
+
+// A fleet's workers start together: each creates the missing tables of the
+// roster store and the ledger at once, and none fails on another's.
+func TestAFleetCreatesTheTablesTogether(t *testing.T) {
+	pg := postgres.StartT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, pg.Exec(ctx, "postgres", "CREATE DATABASE mailwave"))
+	errs := make(chan error, 16)
+	for range 8 {
+		go func() {
+			s, err := rosterstore.Open(ctx, pg.DSN("mailwave"))
+			if err == nil {
+				s.Close()
+			}
+			errs <- err
+		}()
+		go func() {
+			l, err := rosterstore.OpenLedger(ctx, pg.DSN("mailwave"))
+			if err == nil {
+				l.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 16 {
+		assert.NoError(t, <-errs)
+	}
+}
