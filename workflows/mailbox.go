@@ -453,10 +453,15 @@ func copyOptions(ctx workflow.Context) workflow.Context {
 		// A cancelled copy is over only when the copier has stopped: until
 		// then the mailbox keeps its slot, so the cap holds.
 		WaitForCancellation: true,
+		// The copier's own errors carry their retry delay (activities.
+		// copyRetryError: soon after progress, backing off without). The
+		// policy times only a retry after a timeout, when a worker died: it
+		// must not grow with the attempts an often-throttled copy has made,
+		// or a copy whose worker died late waits minutes to resume.
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    2 * time.Second,
 			BackoffCoefficient: 2,
-			MaximumInterval:    5 * time.Minute,
+			MaximumInterval:    5 * time.Second,
 		},
 	})
 }
