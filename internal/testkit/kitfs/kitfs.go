@@ -3,6 +3,7 @@
 package kitfs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,21 +17,31 @@ func Binary(env, rel, make string) (string, error) {
 	if p := os.Getenv(env); p != "" {
 		return p, nil
 	}
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", fmt.Errorf("%w; set %s", err, env)
+	}
+	p := filepath.Join(root, rel)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("no %s: run `make %s` (or set %s)", p, make, env)
+	}
+	return p, nil
+}
+
+// ModuleRoot is the first directory above the working directory holding
+// go.mod.
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			p := filepath.Join(dir, rel)
-			if _, err := os.Stat(p); err != nil {
-				return "", fmt.Errorf("no %s: run `make %s` (or set %s)", p, make, env)
-			}
-			return p, nil
+			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory; set %s", env)
+			return "", errors.New("no go.mod above the working directory")
 		}
 		dir = parent
 	}

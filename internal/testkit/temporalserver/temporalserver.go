@@ -280,7 +280,7 @@ func (s *Server) Restart(ctx context.Context) error {
 	cmd := exec.Command(filepath.Join(s.o.BinDir, "server"), "--root", s.o.Dir, "--config", "config",
 		"--env", "production", "--allow-no-auth", "start")
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // gone with the test
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
 		return err

@@ -1,0 +1,166 @@
+// Package fleet brings up mailwave's production shape on one machine:
+// PostgreSQL (Debian's), the Temporal server itself on it with its frontend
+// on mTLS, the roster store and notice ledger in a mailwave database on the
+// same PostgreSQL, a fleet of worker processes each in its own private
+// directory, and a routing host's worker. The fleet test, the benchmark
+// and `make production` use it.
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"mailwave/internal/codec"
+	"mailwave/internal/connect"
+	"mailwave/internal/testkit"
+	"mailwave/internal/testkit/postgres"
+	"mailwave/internal/testkit/proc"
+	"mailwave/internal/testkit/temporalserver"
+)
+
+// Options say what to bring up.
+type Options struct {
+	// Dir holds everything. PostgreSQL runs as the postgres user when
+	// started by root, so Dir and its parents must be traversable by others
+	// (not a t.TempDir()).
+	Dir       string
+	WorkerBin string // the worker binary (proc.Build or bin/worker)
+	// Config is the configuration file every worker shares, given the
+	// roster store's URL (also the notice ledger's).
+	Config func(dsn string) string
+	// Env is added to every worker's environment (secrets). Keys, the
+	// payload codec's key ring of the fleet's client, defaults to the test
+	// kit's, which the workers then get too; with another ring, Env must
+	// give it to them (MAILWAVE_CODEC_KEY_FILE).
+	Env  []string
+	Keys *codec.KeyRing
+}
+
+// Fleet is the production shape, running.
+type Fleet struct {
+	PG     *postgres.Server
+	Server *temporalserver.Server
+	Client client.Client // encrypting with the test key ring
+	DSN    string        // the roster store and notice ledger
+
+	o       Options
+	config  string
+	Workers []*proc.Proc
+	Router  *proc.Proc
+}
+
+// Start starts PostgreSQL with the mailwave database and the Temporal
+// server on it. Workers are started with StartWorker and StartRouter.
+func Start(ctx context.Context, o Options) (*Fleet, error) {
+	pgDir := filepath.Join(o.Dir, "postgres")
+	if err := os.MkdirAll(pgDir, 0o755); err != nil {
+		return nil, err
+	}
+	pg, err := postgres.Start(ctx, pgDir)
+	if err != nil {
+		return nil, err
+	}
+	f := &Fleet{PG: pg, DSN: pg.DSN("mailwave"), o: o}
+	if err := pg.Exec(ctx, "postgres", "CREATE DATABASE mailwave"); err != nil && !strings.Contains(err.Error(), "already exists") {
+		f.Stop()
+		return nil, err
+	}
+	if f.Server, err = temporalserver.Start(ctx, temporalserver.Options{Dir: filepath.Join(o.Dir, "temporal"), PG: pg}); err != nil {
+		f.Stop()
+		return nil, err
+	}
+	co := f.Server.Connect()
+	co.Keys = o.Keys
+	if co.Keys == nil {
+		co.Keys = testkit.TestKeyRing()
+		f.o.Env = append([]string{codec.KeysEnv + "=" + testkit.TestKeys}, o.Env...)
+	}
+	if f.Client, err = co.Dial(ctx, nil); err != nil {
+		f.Stop()
+		return nil, err
+	}
+	f.config = o.Config(f.DSN)
+	return f, nil
+}
+
+// ConnectArgs are the worker's and starter's flags to reach the server over
+// mTLS.
+func (f *Fleet) ConnectArgs() []string {
+	return ConnectArgs(f.Server.Connect())
+}
+
+// ConnectArgs are the flags of the connection options o.
+func ConnectArgs(o connect.Options) []string {
+	args := []string{"--temporal-address", o.Address}
+	for _, a := range [][2]string{{"--tls-ca", o.TLSCA}, {"--tls-cert", o.TLSCert}, {"--tls-key", o.TLSKey}, {"--tls-server-name", o.TLSServerName}} {
+		if a[1] != "" {
+			args = append(args, a[0], a[1])
+		}
+	}
+	return args
+}
+
+// StartWorker starts a worker of the fleet named name in its own directory
+// (Dir/name), with the shared configuration and the roster store.
+func (f *Fleet) StartWorker(name string, args ...string) (*proc.Proc, error) {
+	p, err := f.start(name, args...)
+	if err == nil {
+		f.Workers = append(f.Workers, p)
+	}
+	return p, err
+}
+
+// StartRouter starts the routing host's worker, serving only the cutovers
+// of queue, in its own directory (Dir/name).
+func (f *Fleet) StartRouter(name, queue string, args ...string) (*proc.Proc, error) {
+	p, err := f.start(name, append([]string{"--route-only", "--task-queue", queue}, args...)...)
+	if err == nil {
+		f.Router = p
+	}
+	return p, err
+}
+
+func (f *Fleet) start(name string, args ...string) (*proc.Proc, error) {
+	dir := f.WorkerDir(name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "mailwave.yaml"), []byte(f.config), 0o600); err != nil {
+		return nil, err
+	}
+	argv := append([]string{f.o.WorkerBin, "--config", "mailwave.yaml", "--waves-dir", f.DSN, "--identity", name,
+		"--log-level", "warn", "--shutdown-timeout", "5s"}, f.ConnectArgs()...)
+	return proc.Start(proc.Options{Name: name, Argv: append(argv, args...), Dir: dir, Env: f.o.Env})
+}
+
+// WorkerDir is a worker's private directory.
+func (f *Fleet) WorkerDir(name string) string { return filepath.Join(f.o.Dir, name) }
+
+// Stop stops the workers, then the server and PostgreSQL.
+func (f *Fleet) Stop() {
+	for _, p := range append(f.Workers, f.Router) {
+		if p != nil {
+			p.Stop(10 * time.Second)
+		}
+	}
+	if f.Client != nil {
+		f.Client.Close()
+	}
+	if f.Server != nil {
+		f.Server.Stop()
+	}
+	if f.PG != nil {
+		f.PG.Stop()
+	}
+}
+
+// String says where everything is.
+func (f *Fleet) String() string {
+	return fmt.Sprintf("Temporal frontend %s (mTLS), PostgreSQL %s, %d workers", f.Server.Frontend, f.DSN, len(f.Workers))
+}
