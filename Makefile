@@ -12,7 +12,7 @@ TEMPORAL_SERVER := $(BIN)/temporal-server/server
 WORKFLOWCHECK_VERSION := v0.6.0
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build temporal temporal-server dev-server demo stop test check vet staticcheck workflowcheck compose-check bench bench-copy clean
+.PHONY: all build temporal temporal-server dev-server demo stop production production-stop test bench-fleet check vet staticcheck workflowcheck compose-check bench bench-copy clean
 
 all: build
 
@@ -22,6 +22,7 @@ build:
 	$(GO) build -o $(BIN)/codecserver ./codecserver
 	$(GO) build -o $(BIN)/bench ./bench
 	$(GO) build -o $(BIN)/copybench ./bench/copybench
+	$(GO) build -o $(BIN)/production ./production
 
 # The pinned Temporal CLI (dev server + UI), built from the Go module proxy.
 temporal: $(TEMPORAL)
@@ -53,6 +54,17 @@ demo: build $(TEMPORAL)
 stop:
 	DATA=$(DATA) scripts/demo.sh stop
 
+# Production on one machine: PostgreSQL, the Temporal server itself on it
+# with mTLS, three workers and the routing host's worker, then a wave of N
+# simulated mailboxes (PROD_N, default 2,000) through them. Leaves them running;
+# `make production-stop` stops them.
+PROD_N ?= 2000
+production: build $(TEMPORAL_SERVER)
+	DATA=$(DATA)/production BIN=$(BIN) N=$(PROD_N) scripts/production.sh
+
+production-stop:
+	DATA=$(DATA)/production scripts/production.sh stop
+
 # The tests: static checks, then every test, with the race detector. The
 # IMAP tests start their own Dovecot servers; here a missing Dovecot fails
 # them rather than skipping them.
@@ -82,6 +94,12 @@ CONCURRENCY ?= 100
 bench: build $(TEMPORAL)
 	$(BIN)/bench -n $(N) -concurrency $(CONCURRENCY) -temporal $(TEMPORAL) -worker $(BIN)/worker -starter $(BIN)/starter
 
+# The fleet benchmark: a wave of N on WORKERS worker processes, on the dev
+# server and on the Temporal server on PostgreSQL with mTLS, in one run.
+WORKERS ?= 3
+bench-fleet: build $(TEMPORAL) $(TEMPORAL_SERVER)
+	$(BIN)/bench -fleet $(WORKERS) -n $(N) -concurrency $(CONCURRENCY) -temporal $(TEMPORAL) -worker $(BIN)/worker -starter $(BIN)/starter
+
 # The copy benchmark: mailwave's IMAP copier against mbsync (isync) on the
 # same generated mailbox, between Dovecot servers on loopback.
 MESSAGES ?= 5000
@@ -91,4 +109,4 @@ bench-copy: build
 	$(BIN)/copybench -messages $(MESSAGES) -mbytes $(MBYTES) -rounds $(ROUNDS)
 
 clean:
-	rm -rf $(BIN)/worker $(BIN)/starter $(BIN)/codecserver $(BIN)/bench $(BIN)/copybench
+	rm -rf $(BIN)/worker $(BIN)/starter $(BIN)/codecserver $(BIN)/bench $(BIN)/copybench $(BIN)/production

@@ -18,7 +18,7 @@ import (
 
 // demoOptions are the flags of `demo`.
 type demoOptions struct {
-	dataDir, uiURL                    string
+	dataDir, uiURL, wavesDir          string
 	seed                              int64
 	mailboxes, concurrency            int
 	migrateIn, noticeLead, remindLead time.Duration
@@ -36,7 +36,8 @@ func newDemoCmd(a *app) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data", "data", "the demo's data directory: estate/, outbox/ and waves/ (the worker's too)")
-	f.StringVar(&o.uiURL, "ui", "http://localhost:8233", "Temporal UI address, for the links printed")
+	f.StringVar(&o.uiURL, "ui", "http://localhost:8233", "Temporal UI address, for the links printed (none when empty)")
+	f.StringVar(&o.wavesDir, "waves-dir", "", "the roster store (default: the data directory's waves/; a postgres:// URL for a fleet)")
 	f.Int64Var(&o.seed, "seed", 42, "estate seed")
 	f.IntVar(&o.mailboxes, "mailboxes", 1000, "mailboxes in the estate and the wave")
 	f.IntVar(&o.concurrency, "concurrency", 50, "mailboxes in copy or cutover at once")
@@ -48,6 +49,9 @@ func newDemoCmd(a *app) *cobra.Command {
 
 func (a *app) demo(ctx context.Context, o demoOptions) error {
 	estateDir := filepath.Join(o.dataDir, "estate")
+	if o.wavesDir == "" {
+		o.wavesDir = filepath.Join(o.dataDir, "waves")
+	}
 	if _, err := sim.Generate(estateDir, sim.GenerateOptions{Seed: o.seed, Mailboxes: o.mailboxes}); err != nil {
 		return err
 	}
@@ -60,14 +64,16 @@ func (a *app) demo(ctx context.Context, o demoOptions) error {
 		wave: wave, roster: filepath.Join(estateDir, sim.RosterFile), samplePercent: 100, seed: o.seed,
 		migrateAt: "+" + o.migrateIn.String(), noticeLead: o.noticeLead.String(), remindLead: o.remindLead.String(),
 		allowShortNotice: true, concurrency: o.concurrency, errorBudget: 100 * contract.DefaultErrorBudget,
-		startRate: contract.DefaultStartRate, wavesDir: filepath.Join(o.dataDir, "waves"),
+		startRate: contract.DefaultStartRate, wavesDir: o.wavesDir,
 	}, time.Now().UTC())
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.out, "\nIn the Temporal UI (%s):\n  the wave        %s\n  its mailboxes   %s\n  needs support   %s\n\n",
-		o.uiURL, o.uiURL+"/namespaces/default/workflows/"+contract.WaveWorkflowID(wave),
-		waveQueryURL(o.uiURL, wave, ""), waveQueryURL(o.uiURL, wave, contract.StageNeedsSupport))
+	if o.uiURL != "" {
+		fmt.Fprintf(a.out, "\nIn the Temporal UI (%s):\n  the wave        %s\n  its mailboxes   %s\n  needs support   %s\n\n",
+			o.uiURL, o.uiURL+"/namespaces/default/workflows/"+contract.WaveWorkflowID(wave),
+			waveQueryURL(o.uiURL, wave, ""), waveQueryURL(o.uiURL, wave, contract.StageNeedsSupport))
+	}
 
 	c, err := a.dial(ctx)
 	if err != nil {
@@ -81,7 +87,7 @@ func (a *app) demo(ctx context.Context, o demoOptions) error {
 	}
 	elapsed := time.Since(started)
 
-	rosters, err := rosterstore.Open(ctx, filepath.Join(o.dataDir, "waves"))
+	rosters, err := rosterstore.Open(ctx, o.wavesDir)
 	if err != nil {
 		return err
 	}
