@@ -51,6 +51,7 @@ type options struct {
 	timeout        time.Duration
 	skipBaseline   bool
 	skipWave       bool
+	workers        int // > 0: the fleet benchmark, on that many worker processes
 }
 
 func parseFlags(args []string) (options, error) {
@@ -67,6 +68,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Minute, "give up after this long")
 	fs.BoolVar(&o.skipBaseline, "skip-baseline", false, "measure the wave only")
 	fs.BoolVar(&o.skipWave, "skip-wave", false, "measure the baseline only")
+	fs.IntVar(&o.workers, "fleet", 0, "the fleet benchmark instead: the wave on this many worker processes, on the dev server and then on the Temporal server on PostgreSQL with mTLS")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -118,6 +120,21 @@ func main() {
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if o.workers > 0 {
+		shapes, err := runFleet(ctx, o)
+		stop()
+		printFleetFigures(os.Stdout, o, shapes)
+		for _, s := range shapes {
+			if err == nil && s.wave != nil {
+				err = results{wave: s.wave}.check(o.n)
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	res, err := run(ctx, o)
 	stop()
 	printFigures(os.Stdout, o, res)
@@ -234,7 +251,7 @@ func run(ctx context.Context, o options) (res results, err error) {
 		if err != nil {
 			return res, err
 		}
-		res.wave, err = runWave(ctx, o, srv, d)
+		res.wave, err = runWave(ctx, o, srv.Client(), []string{"--temporal-address", srv.FrontendHostPort()}, d)
 		var rssErr error
 		if res.workerPeakMB, rssErr = w.peakRSSMB(); rssErr != nil {
 			logf("worker peak RSS: %v", rssErr)

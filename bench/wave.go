@@ -15,7 +15,6 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/control"
-	"mailwave/internal/testkit"
 	"mailwave/mail/sim"
 )
 
@@ -34,14 +33,14 @@ func (f *waveFigures) rate(n int) float64 { return float64(n) / f.elapsed.Second
 
 // runWave launches a wave over the whole estate with the starter, waits for
 // it to finish, then counts its runs and verifies the estate.
-func runWave(ctx context.Context, o options, srv *testkit.DevServer, d layout) (*waveFigures, error) {
+// c and connectArgs reach the server (the starter gets the flags).
+func runWave(ctx context.Context, o options, c client.Client, connectArgs []string, d layout) (*waveFigures, error) {
 	waveID := fmt.Sprintf("bench-%d", time.Now().Unix())
 	workflowID := contract.WaveWorkflowID(waveID)
-	c := srv.Client()
 
 	logf("wave %s: launching %d mailboxes, cap %d", waveID, o.n, o.concurrency)
 	start := time.Now()
-	launch := exec.CommandContext(ctx, o.starterBin, "wave", "launch",
+	launch := exec.CommandContext(ctx, o.starterBin, append([]string{"wave", "launch",
 		"--wave", waveID,
 		"--roster", filepath.Join(d.estate, sim.RosterFile),
 		"--sample-percent", "100",
@@ -52,8 +51,7 @@ func runWave(ctx context.Context, o options, srv *testkit.DevServer, d layout) (
 		"--allow-short-notice",
 		"--concurrency", strconv.Itoa(o.concurrency),
 		"--start-rate", strconv.FormatFloat(o.startRate, 'f', -1, 64),
-		"--waves-dir", d.waves,
-		"--temporal-address", srv.FrontendHostPort(),
+		"--waves-dir", d.waves}, connectArgs...)...,
 	)
 	launch.Env = childEnv()
 	launch.Stdout = os.Stderr // stdout carries the figures only
