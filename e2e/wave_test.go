@@ -86,17 +86,17 @@ func (e *waveEnv) runs(ctx context.Context, wave string) []*workflowservice.List
 
 func (e *waveEnv) verify(ctx context.Context) sim.Report { return e.estate.VerifyAll(e.t, ctx) }
 
-// TestWaveOnDevServer runs a wave of 2,000 mailboxes with 50 at a time on a
+// TestWaveOnDevServer runs a wave of 1,000 mailboxes with 50 at a time on a
 // real dev server, pauses and resumes it in the middle, and checks through
 // the verifier that nothing was lost or copied twice, and that no run of the
 // wave came near the history limit.
 func TestWaveOnDevServer(t *testing.T) {
-	const n, capacity = 2000, 50
+	const n, capacity = 1000, 50
 	e := newWaveEnv(t, n, 11)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	in := e.launch(ctx, contract.WaveInput{
-		WaveID: "it-2000", MigrateAt: time.Now().Add(8 * time.Second),
+		WaveID: "it-1000", MigrateAt: time.Now().Add(8 * time.Second),
 		NoticeLead: 4 * time.Second, ReminderLead: 2 * time.Second, Cap: capacity, StartRate: 500,
 	})
 
