@@ -103,6 +103,7 @@ func runShape(ctx context.Context, o options, shape, dir string) (shapeFigures, 
 			return fmt.Sprintf(`organisations:
   - name: simulated
     default: true
+    catch_all: true
     sim: {dir: %q, instant: true}
     notifier: {kind: outbox, from: "Migration <migration@nhs.example>", outbox: {dir: %q}}
     router: {kind: sim, sim: {dir: %q}}

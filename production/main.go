@@ -156,6 +156,7 @@ func up(ctx context.Context, o upOptions) error {
 			return fmt.Sprintf(`organisations:
   - name: simulated
     default: true
+    catch_all: true
     sim: {dir: %q, time_scale: %g%s}
     notifier: {kind: outbox, from: "Migration Team <migration@nhs.example>", outbox: {dir: %q}}
     router: {kind: sim, task_queue: %s, sim: {dir: %q}}

@@ -43,8 +43,9 @@ type Org struct {
 	Source  IMAP
 	Target  IMAP
 	Copy    Copy
-	// CatchAll takes mailboxes of any organisation name (the worker's flags
-	// make one: the simulated estate serves every organisation alike).
+	// CatchAll takes mailboxes of any organisation name the file does not
+	// know (catch_all: the worker's flags make one, the simulated estate
+	// serving every organisation alike).
 	CatchAll bool
 	// Sim, when set, makes the simulated estate the organisation's copier
 	// in place of Source and Target (the worker's flags without --config).
@@ -168,7 +169,7 @@ const (
 
 var (
 	rootKeys         = []string{"secrets_file", "organisations"}
-	orgKeys          = []string{"name", "domains", "default", "source", "target", "copy", "sim", "notifier", "router"}
+	orgKeys          = []string{"name", "domains", "default", "catch_all", "source", "target", "copy", "sim", "notifier", "router"}
 	estateKeys       = []string{"dir", "time_scale", "bytes_per_second", "instant", "transient_rate", "throttle_rate", "throttle_retry_after", "not_found_rate"}
 	imapKeys         = []string{"host", "port", "security", "ca_file", "insecure_skip_verify", "auth"}
 	authKeys         = []string{"mechanism", "username", "master_user", "password_secret", "token_secret"}
@@ -292,6 +293,7 @@ func (l *loader) org(n *yaml.Node, i int) (Org, orgMeta) {
 		m.domainLines = append(m.domainLines, lines[j])
 	}
 	o.Default = s.boolean("default")
+	o.CatchAll = s.boolean("catch_all")
 	m.defaultLine = s.lineOf("default")
 
 	if sub, ok := s.sub("sim", estateKeys); ok {
@@ -337,7 +339,7 @@ func (l *loader) orgRest(s *section, o Org, m orgMeta) (Org, orgMeta) {
 func (l *loader) crossCheck(orgs []Org, metas []orgMeta) {
 	names := map[string]int{}
 	domains := map[string]int{}
-	def := -1
+	def, catchAll := -1, -1
 	for i, o := range orgs {
 		path := fmt.Sprintf("organisations[%d]", i)
 		if o.Name != "" {
@@ -364,6 +366,13 @@ func (l *loader) crossCheck(orgs []Org, metas []orgMeta) {
 				l.add(metas[i].defaultLine, path+".default", "only one organisation may be the default; organisations[%d] (line %d) already is", def, metas[def].defaultLine)
 			} else {
 				def = i
+			}
+		}
+		if o.CatchAll {
+			if catchAll >= 0 {
+				l.add(metas[i].line, path+".catch_all", "only one organisation may catch all; organisations[%d] already does", catchAll)
+			} else {
+				catchAll = i
 			}
 		}
 	}

@@ -273,7 +273,7 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 		`mailwave.yaml:40: organisations[2].target: required`,
 		`mailwave.yaml:40: organisations[2].notifier: required`,
 		`mailwave.yaml:40: organisations[2].router: required`,
-		`mailwave.yaml:41: organisations[2].sorce: unknown key (expected one of name, domains, default, source, target, copy, sim, notifier, router)`,
+		`mailwave.yaml:41: organisations[2].sorce: unknown key (expected one of name, domains, default, catch_all, source, target, copy, sim, notifier, router)`,
 	}
 	assert.Equal(t, want, got)
 }
@@ -568,6 +568,7 @@ func TestSimulatedEstateAndRoutingHost(t *testing.T) {
 	write(`organisations:
   - name: sim
     default: true
+    catch_all: true
     sim: {dir: estate, time_scale: 7200, bytes_per_second: 1048576, not_found_rate: 0.01}
     notifier: {kind: outbox, from: m@sim.example, outbox: {dir: outbox}}
     router: {kind: sim, task_queue: mta-1, sim: {dir: estate}}
@@ -579,6 +580,9 @@ func TestSimulatedEstateAndRoutingHost(t *testing.T) {
 	assert.Equal(t, Sim{Dir: filepath.Join(dir, "estate"), TimeScale: 7200, BytesPerSecond: 1 << 20,
 		ThrottleRetryAfter: 5 * time.Second, NotFoundRate: 0.01}, *o.Sim)
 	assert.Equal(t, "mta-1", o.Router.TaskQueue)
+	other, err := f.OrgFor("trust-17", "someone@trust-17.example")
+	require.NoError(t, err, "catch_all takes an organisation the file does not know")
+	assert.Equal(t, "sim", other.Name)
 
 	write(`organisations:
   - name: sim
