@@ -362,7 +362,7 @@ func (f *faulty) timeResumes(ctx context.Context, copies map[string]int32, kille
 type fleetHistories struct {
 	cutovers         int
 	cutoverElsewhere []string
-	routerWaited     int             // cutovers that waited more than 5 s to start
+	routerWaited     int // cutovers that waited more than 5 s to start
 	timedOut         int // copies that went on after a heartbeat timeout (their worker died)
 }
 
