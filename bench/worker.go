@@ -7,12 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"mailwave/internal/testkit/kitfs"
+	"mailwave/internal/testkit/proc"
 )
 
 // workerStopTimeout is how long the worker gets to stop after SIGTERM: a
@@ -98,23 +98,6 @@ func (w *workerProcess) stop() {
 	}
 }
 
-// peakRSSMB is the worker's peak resident set so far, in MB: VmHWM in
-// /proc/PID/status (Linux only), so it must be read before the worker exits.
-func (w *workerProcess) peakRSSMB() (float64, error) {
-	path := fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(b)) {
-		// The line reads "VmHWM:     123456 kB".
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" && f[2] == "kB" {
-			kb, err := strconv.ParseFloat(f[1], 64)
-			if err != nil {
-				return 0, fmt.Errorf("%s: %w", path, err)
-			}
-			return kb / 1024, nil
-		}
-	}
-	return 0, fmt.Errorf("%s: no VmHWM line", path)
-}
+// peakRSSMB is the worker's peak resident set so far, in MB, so it must
+// be read before the worker exits.
+func (w *workerProcess) peakRSSMB() (float64, error) { return proc.VmHWM(w.cmd.Process.Pid) }

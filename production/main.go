@@ -176,15 +176,11 @@ func up(ctx context.Context, o upOptions) error {
 		return err
 	}
 	env := filepath.Join(o.dir, "connect.env")
-	co := f.Server.Connect()
-	lines := []string{
-		cliutil.EnvName("temporal-address") + "=" + co.Address,
-		cliutil.EnvName("tls-ca") + "=" + co.TLSCA,
-		cliutil.EnvName("tls-cert") + "=" + co.TLSCert,
-		cliutil.EnvName("tls-key") + "=" + co.TLSKey,
-		cliutil.EnvName("tls-server-name") + "=" + co.TLSServerName,
-		cliutil.EnvName("codec-key-file") + "=" + o.keyFile,
-		cliutil.EnvName("waves-dir") + "=" + f.DSN,
+	// The starter's flags, as its environment.
+	flags := append(f.ConnectArgs(), "--codec-key-file", o.keyFile, "--waves-dir", f.DSN)
+	var lines []string
+	for i := 0; i+1 < len(flags); i += 2 {
+		lines = append(lines, cliutil.EnvName(strings.TrimPrefix(flags[i], "--"))+"="+flags[i+1])
 	}
 	if err := os.WriteFile(env, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		return err

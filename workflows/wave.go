@@ -53,10 +53,8 @@ type wave struct {
 	toReconcile    []int
 	reconcileBusy  bool
 	reconcileArmed bool
-	// Signals to mailboxes: whether they go one at a time per mailbox
-	// (changeOrderedSignals, asked once per run), and those waiting for the
-	// one before them, by key (a key present: one is in flight).
-	ordered *bool
+	// Signals to mailboxes waiting for the one before them, by key (a key
+	// present: one is in flight; changeOrderedSignals).
 	sending map[string][]queuedSignal
 }
 

@@ -96,11 +96,7 @@ type queuedSignal struct {
 // signals to one mailbox are delivered in the order sent. Queued signals
 // count as in flight, so the run does not continue as new before they go.
 func (w *wave) signal(ctx workflow.Context, key, name string, arg any, onError func(error)) {
-	if w.ordered == nil {
-		v := workflow.GetVersion(ctx, changeOrderedSignals, workflow.DefaultVersion, 1) == 1
-		w.ordered = &v
-	}
-	if *w.ordered {
+	if workflow.GetVersion(ctx, changeOrderedSignals, workflow.DefaultVersion, 1) == 1 {
 		if q, busy := w.sending[key]; busy {
 			w.inflight++
 			w.sending[key] = append(q, queuedSignal{name, arg, onError})
@@ -119,10 +115,10 @@ func (w *wave) send(ctx workflow.Context, key string, s queuedSignal) {
 		if err := f.Get(ctx, nil); err != nil && s.onError != nil {
 			s.onError(err)
 		}
-		if !*w.ordered {
+		q, ordered := w.sending[key]
+		if !ordered {
 			return
 		}
-		q := w.sending[key]
 		if len(q) == 0 {
 			delete(w.sending, key)
 			return

@@ -144,19 +144,7 @@ func (p *Proc) signal(sig syscall.Signal, grace time.Duration) {
 }
 
 // Running says whether the process is alive.
-func (p *Proc) Running() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return false
-	}
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (p *Proc) Running() bool { return p.Pid() != 0 }
 
 // Starts is how many times the process was started.
 func (p *Proc) Starts() int {
@@ -167,12 +155,17 @@ func (p *Proc) Starts() int {
 
 // Pid is the running process's ID, or 0.
 func (p *Proc) Pid() int {
-	if !p.Running() {
-		return 0
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.cmd.Process.Pid
+	if p.cmd == nil {
+		return 0
+	}
+	select {
+	case <-p.exited:
+		return 0
+	default:
+		return p.cmd.Process.Pid
+	}
 }
 
 // notePeak keeps the running process's peak RSS before it goes.
