@@ -1,0 +1,255 @@
+// Package adapt finds, from a target's own answers, the byte rate it
+// accepts, so that a worker copies as fast as the target allows without
+// anyone guessing a figure and without the workers of a fleet talking to
+// each other.
+//
+// A cloud target limits the whole tenant at once, says so only by refusing
+// ("Request is throttled"), and changes its limit when it likes. Each
+// worker (per organisation) keeps one Rate and sends through it:
+//
+//   - at first the rate doubles every second until the target refuses (slow
+//     start), so a worker needs no starting figure;
+//   - each refused batch cuts the rate to Decrease times what was really
+//     being sent;
+//   - between refusals the rate climbs back quickly towards where the
+//     target last refused, then probes past it slowly, by Probe of that rate
+//     per second.
+//
+// Both the climb and the cut are in proportion to the rate, so the rule
+// alone would keep any split of the limit between workers. What evens the
+// shares out is that the target refuses whatever arrives while it is over
+// its limit: a worker sending twice as much meets twice the refusals and
+// is cut twice as often, until the shares are level (the rule TCP flows
+// meeting a loss rate follow). The configured bytes per second, when set,
+// is a ceiling, never the setting. The rate never climbs past twice what is
+// really being sent, so a copier that is slow for other reasons does not
+// build up a rate it could never use.
+package adapt
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+)
+
+// Options configure a Rate. Zero values take the defaults.
+type Options struct {
+	// Name labels the log lines (an organisation's configured name).
+	Name string
+	// Ceiling is the most bytes per second ever sent; 0 is none.
+	Ceiling float64
+	// Start is the first rate, in bytes per second (default 4 MiB/s, or
+	// the ceiling if lower).
+	Start float64
+	// Floor is the least rate a refusal can cut to (default 64 KiB/s).
+	Floor float64
+	// Decrease is the factor a refused batch multiplies the rate by
+	// (default 0.9).
+	Decrease float64
+	// Probe is how fast the rate climbs past the last refusal's rate, as a
+	// share of that rate per second (default 0.005: about one refused batch
+	// per worker every 20 s once settled).
+	Probe float64
+	// Recover is the time constant of the climb back to the last refusal's
+	// rate (default 3 s).
+	Recover time.Duration
+	// Logger gets a line at info on each cut and every LogEvery.
+	Logger   *zap.Logger
+	LogEvery time.Duration // default 30 s
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// Rate is one worker's adaptive send rate towards one target. It is safe
+// for concurrent use by every copy of the worker.
+type Rate struct {
+	o   Options
+	lim *rate.Limiter
+
+	mu         sync.Mutex
+	rate       float64   // the current rate, bytes per second
+	slowStart  bool      // no refusal yet
+	peak       float64   // the rate at the last refusal
+	lastGrow   time.Time // when the rate last grew
+	lastLog    time.Time
+	cuts       int
+	winStart   time.Time // the sending-rate window
+	winBytes   float64
+	sent       float64 // bytes per second sent in the last full window
+	sentAt     time.Time
+	accepted   int64
+	throttled  int64
+	totalBytes int64
+}
+
+// burst is the limiter's bucket: large enough for a big message to pass in
+// a few steps, small enough that a cut takes effect at once.
+const burst = 1 << 20
+
+// New makes a Rate with the options' defaults applied.
+func New(o Options) *Rate {
+	if o.Start <= 0 {
+		o.Start = 4 << 20
+	}
+	if o.Floor <= 0 {
+		o.Floor = 64 << 10
+	}
+	if o.Ceiling > 0 {
+		o.Start = min(o.Start, o.Ceiling)
+		o.Floor = min(o.Floor, o.Ceiling)
+	}
+	if o.Decrease <= 0 || o.Decrease >= 1 {
+		o.Decrease = 0.9
+	}
+	if o.Probe <= 0 {
+		o.Probe = 0.005
+	}
+	if o.Recover <= 0 {
+		o.Recover = 3 * time.Second
+	}
+	if o.LogEvery <= 0 {
+		o.LogEvery = 30 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	now := o.Now()
+	return &Rate{
+		o: o, lim: rate.NewLimiter(rate.Limit(o.Start), burst),
+		rate: o.Start, slowStart: true, lastGrow: now, lastLog: now, winStart: now,
+	}
+}
+
+// Wait blocks until n more bytes may be sent, and counts them as sent.
+func (r *Rate) Wait(ctx context.Context, n int) error {
+	for n > 0 {
+		step := min(n, burst)
+		if err := r.lim.WaitN(ctx, step); err != nil {
+			return err
+		}
+		r.mu.Lock()
+		r.countSent(r.o.Now(), float64(step))
+		r.mu.Unlock()
+		n -= step
+	}
+	return nil
+}
+
+// countSent keeps the rate really sent over windows of about a second.
+func (r *Rate) countSent(now time.Time, n float64) {
+	r.winBytes += n
+	if el := now.Sub(r.winStart); el >= time.Second {
+		r.sent, r.sentAt = r.winBytes/el.Seconds(), now
+		r.winStart, r.winBytes = now, 0
+	}
+}
+
+// Accepted records that the target took n bytes: the rate grows with the
+// time since it last grew.
+func (r *Rate) Accepted(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.o.Now()
+	r.accepted++
+	r.totalBytes += int64(n)
+	dt := min(now.Sub(r.lastGrow), time.Second).Seconds()
+	r.lastGrow = now
+	if dt <= 0 {
+		return
+	}
+	next := r.rate
+	switch {
+	case r.slowStart:
+		next *= math.Exp2(dt)
+	case r.rate < r.peak:
+		// Back towards the last refusal's rate, most of the way in a few
+		// Recover times, plus the probe.
+		next += (r.peak-r.rate)*(1-math.Exp(-dt/r.o.Recover.Seconds())) + r.o.Probe*r.peak*dt
+	default:
+		next += r.o.Probe * r.peak * dt
+	}
+	// Never more than twice what is really sent (a rate the copier cannot
+	// use is no information about the target).
+	if r.sent > 0 && now.Sub(r.sentAt) < 5*time.Second {
+		next = min(next, max(r.rate, 2*r.sent))
+	}
+	r.set(next)
+	r.maybeLog(now, "")
+}
+
+// Throttled records that the target refused a batch, and cuts the rate.
+// The copier calls it once per refused batch, however many of the batch's
+// messages were refused.
+func (r *Rate) Throttled() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.o.Now()
+	r.throttled++
+	base := r.rate
+	if r.sent > 0 && now.Sub(r.sentAt) < 5*time.Second && r.sent < base {
+		base = r.sent
+	}
+	r.peak = base
+	r.slowStart = false
+	r.lastGrow = now
+	r.cuts++
+	r.set(base * r.o.Decrease)
+	r.maybeLog(now, "throttled by the target")
+}
+
+// set applies a new rate within the floor and the ceiling.
+func (r *Rate) set(v float64) {
+	v = max(v, r.o.Floor)
+	if r.o.Ceiling > 0 {
+		v = min(v, r.o.Ceiling)
+	}
+	r.rate = v
+	r.lim.SetLimit(rate.Limit(v))
+}
+
+// maybeLog writes the rate at info on a cut and every LogEvery.
+func (r *Rate) maybeLog(now time.Time, why string) {
+	if why == "" && now.Sub(r.lastLog) < r.o.LogEvery {
+		return
+	}
+	r.lastLog = now
+	msg := "copy rate"
+	if why != "" {
+		msg = "copy rate cut: " + why
+	}
+	r.o.Logger.Info(msg,
+		zap.String("organisation", r.o.Name),
+		zap.Float64("bytes_per_second", math.Round(r.rate)),
+		zap.Float64("sent_bytes_per_second", math.Round(r.sent)),
+		zap.Float64("ceiling_bytes_per_second", r.o.Ceiling),
+		zap.Bool("slow_start", r.slowStart),
+		zap.Int("cuts", r.cuts))
+}
+
+// Snapshot is a Rate's state, for logs, metrics and tests.
+type Snapshot struct {
+	BytesPerSecond     float64 // the current rate
+	SentBytesPerSecond float64 // what was really sent, last window
+	SlowStart          bool
+	Cuts               int
+	Accepted           int64 // answers taken
+	Throttled          int64 // refusals
+	AcceptedBytes      int64
+}
+
+// Snapshot reads the current state.
+func (r *Rate) Snapshot() Snapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Snapshot{
+		BytesPerSecond: r.rate, SentBytesPerSecond: r.sent, SlowStart: r.slowStart,
+		Cuts: r.cuts, Accepted: r.accepted, Throttled: r.throttled, AcceptedBytes: r.totalBytes,
+	}
+}

@@ -1,0 +1,195 @@
+package adapt
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// clock is a hand-moved clock.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time      { return c.t }
+func (c *clock) add(d time.Duration) { c.t = c.t.Add(d) }
+func newClock() *clock               { return &clock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)} }
+func mib(v float64) float64          { return v * (1 << 20) }
+func (r *Rate) current() float64     { return r.Snapshot().BytesPerSecond }
+func (r *Rate) sentAs(bps float64, c *clock) {
+	r.winStart, r.winBytes = c.now().Add(-time.Second), 0
+	r.countSent(c.now(), bps)
+}
+
+// target models a limit of l bytes per second shared by two workers
+// sending in batches of 1 MiB: what they send over it in a second is
+// refused, batch by batch, each worker's share of the refused batches in
+// proportion to what it sent (whatever arrives while the target is over its
+// limit is refused).
+type target struct {
+	l       float64
+	owed    [2]float64 // fractions of refused batches carried to the next second
+	refused int
+	batches float64
+}
+
+func (tg *target) second(c *clock, rs [2]*Rate) (accepted [2]float64) {
+	var rates [2]float64
+	for i, r := range rs {
+		rates[i] = r.current()
+		r.sentAs(rates[i], c)
+	}
+	over := max(0, rates[0]+rates[1]-tg.l)
+	var refusals [2]int
+	for i := range rs {
+		tg.owed[i] += over * rates[i] / (rates[0] + rates[1]) / (1 << 20)
+		refusals[i] = int(tg.owed[i])
+		tg.owed[i] -= float64(refusals[i])
+		tg.batches += rates[i] / (1 << 20)
+		tg.refused += refusals[i]
+	}
+	const steps = 10
+	for step := range steps {
+		c.add(time.Second / steps)
+		for i, r := range rs {
+			if step < refusals[i] {
+				r.Throttled()
+			}
+			r.Accepted(int(rates[i] / steps))
+		}
+	}
+	for i := range rs {
+		accepted[i] = rates[i] - float64(refusals[i])*(1<<20)
+	}
+	return accepted
+}
+
+func TestSlowStartDoublesUntilTheFirstRefusal(t *testing.T) {
+	c := newClock()
+	r := New(Options{Now: c.now, Start: mib(1)})
+	for range 3 {
+		r.sentAs(r.current(), c)
+		c.add(time.Second)
+		r.Accepted(1 << 20)
+	}
+	assert.InDelta(t, mib(8), r.current(), mib(0.01), "doubles each second")
+	assert.True(t, r.Snapshot().SlowStart)
+	r.sentAs(r.current(), c)
+	r.Throttled()
+	assert.InDelta(t, mib(8)*0.9, r.current(), mib(0.01), "a refusal cuts to 0.9 of what was sent")
+	assert.False(t, r.Snapshot().SlowStart)
+	c.add(100 * time.Millisecond)
+	r.Throttled()
+	assert.InDelta(t, mib(8)*0.81, r.current(), mib(0.01), "each refused batch cuts")
+	assert.Equal(t, 2, r.Snapshot().Cuts)
+	assert.Equal(t, int64(2), r.Snapshot().Throttled)
+}
+
+func TestTheRateNeverPassesTheCeiling(t *testing.T) {
+	c := newClock()
+	r := New(Options{Now: c.now, Start: mib(1), Ceiling: mib(3)})
+	for range 10 {
+		r.sentAs(r.current(), c)
+		c.add(time.Second)
+		r.Accepted(1 << 20)
+	}
+	assert.Equal(t, mib(3), r.current())
+}
+
+func TestTheRateDoesNotOutgrowWhatIsSent(t *testing.T) {
+	c := newClock()
+	r := New(Options{Now: c.now, Start: mib(1)})
+	// The copier only manages 1.5 MiB/s whatever the rate allows.
+	for range 20 {
+		r.sentAs(mib(1.5), c)
+		c.add(time.Second)
+		r.Accepted(1 << 20)
+	}
+	assert.LessOrEqual(t, r.current(), mib(3))
+	r.Throttled()
+	assert.InDelta(t, mib(1.5)*0.9, r.current(), mib(0.01), "the cut is from what was really sent")
+}
+
+func TestARefusalWithoutFigureStillSlows(t *testing.T) {
+	c := newClock()
+	r := New(Options{Now: c.now, Start: mib(4)})
+	r.Throttled()
+	assert.Less(t, r.current(), mib(4))
+}
+
+// TestWorkersShareALimitTheyCannotSee runs two workers against one target
+// limit, one starting far ahead: both settle near half of it each, the
+// two together near the limit, refused seldom; and when the limit is
+// halved they follow within seconds.
+func TestWorkersShareALimitTheyCannotSee(t *testing.T) {
+	c := newClock()
+	rs := [2]*Rate{New(Options{Now: c.now, Start: mib(1)}), New(Options{Now: c.now, Start: mib(1)})}
+	for range 5 {
+		rs[0].sentAs(rs[0].current(), c)
+		c.add(time.Second)
+		rs[0].Accepted(1 << 20)
+	}
+	tg := &target{l: mib(20)}
+	var acc [2]float64
+	seconds := 0
+	run := func(n int, measure bool) {
+		for range n {
+			a := tg.second(c, rs)
+			if measure {
+				acc[0], acc[1] = acc[0]+a[0], acc[1]+a[1]
+				seconds++
+			}
+		}
+	}
+	run(600, false)
+	tg.refused, tg.batches = 0, 0
+	run(300, true)
+	total := (acc[0] + acc[1]) / float64(seconds)
+	share := float64(tg.refused) / tg.batches
+	t.Logf("shares %.2f and %.2f MiB/s of %.0f; %d of %.0f batches refused (%.3f)",
+		acc[0]/float64(seconds)/(1<<20), acc[1]/float64(seconds)/(1<<20), tg.l/(1<<20), tg.refused, tg.batches, share)
+	assert.Greater(t, total, 0.9*tg.l, "together near the limit")
+	assert.LessOrEqual(t, total, tg.l)
+	assert.Less(t, max(acc[0], acc[1])/min(acc[0], acc[1]), 1.2, "fair shares")
+	assert.Less(t, share, 0.02, "refused seldom")
+
+	tg.l /= 2
+	settled := -1
+	for s := range 60 {
+		run(1, false)
+		if rs[0].current()+rs[1].current() <= 1.1*tg.l {
+			settled = s
+			break
+		}
+	}
+	require.GreaterOrEqual(t, settled, 0, "the workers follow a halved limit")
+	assert.Less(t, settled, 15)
+}
+
+func TestTheRateIsLogged(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	c := newClock()
+	r := New(Options{Now: c.now, Name: "trust-a", Logger: zap.New(core), Start: mib(2)})
+	r.Throttled()
+	require.Equal(t, 1, logs.Len())
+	e := logs.All()[0]
+	assert.Contains(t, e.Message, "throttled")
+	assert.Equal(t, "trust-a", e.ContextMap()["organisation"])
+	c.add(31 * time.Second)
+	r.Accepted(1)
+	assert.Equal(t, 2, logs.Len(), "and every LogEvery")
+}
+
+func TestWaitPacesAndEndsWithItsContext(t *testing.T) {
+	r := New(Options{Start: 4 << 20, Ceiling: 4 << 20})
+	start := time.Now()
+	require.NoError(t, r.Wait(context.Background(), 6<<20))
+	el := time.Since(start)
+	assert.Greater(t, el, 900*time.Millisecond, "6 MiB at 4 MiB/s with a 1 MiB bucket")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	assert.Error(t, r.Wait(ctx, 64<<20))
+}
