@@ -63,6 +63,7 @@ func newRootCmd() *cobra.Command {
 			z.Info("worker starting", zap.String("address", temporal.Address), zap.String("namespace", temporal.Namespace),
 				zap.String("taskQueue", cfg.TaskQueue), zap.String("notifier", cfg.Notifier), zap.String("estate", cfg.Estate))
 			cfg.Warn = func(msg string) { z.Warn(msg) }
+			cfg.Logger = z
 			// Waiting mailboxes leave the cache and replay when they wake:
 			// the worker's memory does not grow with a wave's size.
 			worker.SetStickyWorkflowCacheSize(cache)

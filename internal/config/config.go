@@ -80,7 +80,7 @@ type Copy struct {
 	Window          int   // messages in flight per mailbox
 	MaxMessageBytes int64 // larger messages are bad items
 	BadItemLimit    int
-	BytesPerSecond  int64             // per worker; 0 is unlimited
+	BytesPerSecond  int64             // ceiling per worker (0: none); the rate adapts below it
 	FolderMap       map[string]string // source folder name -> target folder name
 }
 

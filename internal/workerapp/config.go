@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/spf13/pflag"
 
 	"mailwave/contract"
@@ -49,6 +51,9 @@ type Config struct {
 
 	// Warn logs a start-up warning; nil writes it to standard error.
 	Warn func(msg string)
+	// Logger gets what the worker reports as it runs (each organisation's
+	// copy rate); nil is none.
+	Logger *zap.Logger
 
 	MaxConcurrentActivities      int
 	MaxConcurrentLocalActivities int

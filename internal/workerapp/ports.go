@@ -8,19 +8,20 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/config"
 	"mailwave/internal/rosterstore"
 	"mailwave/internal/tlsconf"
+	"mailwave/mail/adapt"
 	"mailwave/mail/imapcopy"
 	"mailwave/mail/notices"
 	"mailwave/mail/outbox"
 	"mailwave/mail/route"
 	"mailwave/mail/sim"
 	"mailwave/mail/smtpnotify"
+
+	"go.uber.org/zap"
 )
 
 // orgPorts are one organisation's real connectors.
@@ -66,7 +67,7 @@ var (
 // (router.task_queue). A routing host's worker (--route-only) names its
 // task queue: it builds only the notifier (whose ledger the cutover
 // checks) and router of the organisations that cut over there.
-func buildPorts(f *config.File, routeQueue string) (*orgs, error) {
+func buildPorts(f *config.File, routeQueue string, log *zap.Logger) (*orgs, error) {
 	secrets, err := f.Secrets()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Path, err)
@@ -76,7 +77,7 @@ func buildPorts(f *config.File, routeQueue string) (*orgs, error) {
 		if routeQueue != "" && org.Router.TaskQueue != routeQueue {
 			continue
 		}
-		p, err := buildOrg(org, secrets, routeQueue != "")
+		p, err := buildOrg(org, secrets, routeQueue != "", log)
 		if err != nil {
 			return nil, fmt.Errorf("%s: organisation %q: %w", f.Path, org.Name, err)
 		}
@@ -111,7 +112,7 @@ func (e *partError) Error() string {
 }
 func (e *partError) Unwrap() error { return e.err }
 
-func buildOrg(org config.Org, secrets *config.Secrets, routeOnly bool) (*orgPorts, error) {
+func buildOrg(org config.Org, secrets *config.Secrets, routeOnly bool, log *zap.Logger) (*orgPorts, error) {
 	p := &orgPorts{}
 	var err error
 	if p.notifier, err = buildNotifier(org.Notifier, secrets); err != nil {
@@ -133,7 +134,7 @@ func buildOrg(org config.Org, secrets *config.Secrets, routeOnly bool) (*orgPort
 			return nil, &partError{"sim", err}
 		}
 		p.copier = estate
-	} else if p.copier, err = buildCopier(org, secrets); err != nil {
+	} else if p.copier, err = buildCopier(org, secrets, log); err != nil {
 		return nil, &partError{"copier", err}
 	}
 	if p.router != nil {
@@ -149,8 +150,9 @@ func buildOrg(org config.Org, secrets *config.Secrets, routeOnly bool) (*orgPort
 }
 
 // buildCopier makes the IMAP copier between the organisation's source and
-// target.
-func buildCopier(org config.Org, secrets *config.Secrets) (activities.Copier, error) {
+// target. Its rate adapts to the target's refusals, under the configured
+// bytes per second as a ceiling.
+func buildCopier(org config.Org, secrets *config.Secrets, log *zap.Logger) (activities.Copier, error) {
 	src, err := endpoint(org.Source)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
@@ -159,10 +161,6 @@ func buildCopier(org config.Org, secrets *config.Secrets) (activities.Copier, er
 	if err != nil {
 		return nil, fmt.Errorf("target: %w", err)
 	}
-	var limiter *rate.Limiter
-	if bps := org.Copy.BytesPerSecond; bps > 0 {
-		limiter = rate.NewLimiter(rate.Limit(bps), int(min(max(bps/10, 64<<10), 4<<20)))
-	}
 	return imapcopy.New(imapcopy.Options{
 		Source: src, Target: tgt,
 		Credentials:     credentials(org, secrets),
@@ -170,7 +168,7 @@ func buildCopier(org config.Org, secrets *config.Secrets) (activities.Copier, er
 		MaxMessageBytes: org.Copy.MaxMessageBytes,
 		BadItemLimit:    org.Copy.BadItemLimit,
 		FolderMap:       org.Copy.FolderMap,
-		Limiter:         limiter,
+		Rate:            adapt.New(adapt.Options{Name: org.Name, Ceiling: float64(org.Copy.BytesPerSecond), Logger: log}),
 	})
 }
 

@@ -40,7 +40,7 @@ func (c Config) ports() (*orgs, error) {
 		}
 		routeQueue = c.TaskQueue
 	}
-	o, err := buildPorts(f, routeQueue)
+	o, err := buildPorts(f, routeQueue, c.Logger)
 	if err != nil {
 		return nil, c.flagError(err)
 	}

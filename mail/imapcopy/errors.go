@@ -58,17 +58,51 @@ func throttled(ie *imap.Error) bool {
 	case imap.ResponseCodeUnavailable, imap.ResponseCodeInUse, imap.ResponseCodeLimit:
 		return true
 	}
-	t := strings.ToLower(ie.Text)
-	return strings.Contains(t, "throttl") || strings.Contains(t, "try again later") || strings.Contains(t, "too many")
+	return throttleText(ie.Text)
+}
+
+// throttleText reports whether an answer's text asks the client to slow
+// down.
+func throttleText(text string) bool {
+	t := strings.ToLower(text)
+	return strings.Contains(t, "throttl") || strings.Contains(t, "try again") || strings.Contains(t, "too many") ||
+		backoffHint.MatchString(text)
 }
 
 func (c *Copier) backoff(ie *imap.Error) time.Duration {
-	if m := backoffHint.FindStringSubmatch(ie.Text); m != nil {
-		if ms, err := strconv.ParseInt(m[1], 10, 64); err == nil && ms > 0 {
-			return time.Duration(ms) * time.Millisecond
-		}
+	if d, ok := hintedDelay(ie); ok {
+		return d
 	}
 	return c.o.ThrottleDelay
+}
+
+// hintedDelay is the back-off an answer names, if it names one.
+func hintedDelay(ie *imap.Error) (time.Duration, bool) {
+	if m := backoffHint.FindStringSubmatch(ie.Text); m != nil {
+		if ms, err := strconv.ParseInt(m[1], 10, 64); err == nil && ms > 0 {
+			return time.Duration(ms) * time.Millisecond, true
+		}
+	}
+	return 0, false
+}
+
+// throttledAnswer reports whether an APPEND's answer is the target asking
+// to slow down, and how long it asked to wait (throttleWait if it named no
+// delay).
+func (c *Copier) throttledAnswer(err error) (time.Duration, bool) {
+	var ie *imap.Error
+	if err == nil || !errors.As(err, &ie) || ie.Type == imap.StatusResponseTypeOK || !throttled(ie) {
+		return 0, false
+	}
+	if _, badItem := refused(err); badItem {
+		// e.g. Dovecot's "NO [LIMIT] Mail size is larger than ...": the
+		// message, not the pace.
+		return 0, false
+	}
+	if d, ok := hintedDelay(ie); ok {
+		return d, true
+	}
+	return throttleWait, true
 }
 
 // refused reports whether an APPEND's failure is the target refusing that
@@ -82,11 +116,11 @@ func refused(err error) (*imap.Error, bool) {
 		return nil, false
 	}
 	switch ie.Code {
-	case imap.ResponseCodeTooBig, imap.ResponseCodeLimit, imap.ResponseCodeParse, imap.ResponseCodeUnknownCTE:
+	case imap.ResponseCodeTooBig, imap.ResponseCodeParse, imap.ResponseCodeUnknownCTE:
 		return ie, true
-	case "":
-		t := strings.ToLower(ie.Text)
-		return ie, !strings.Contains(t, "throttl") && !strings.Contains(t, "try again") && !strings.Contains(t, "too many")
+	case imap.ResponseCodeLimit, "":
+		// [LIMIT] is a message over a size limit, or a rate limit.
+		return ie, !throttleText(ie.Text)
 	}
 	return nil, false
 }

@@ -86,3 +86,36 @@ func TestStatusErrorParsesTaggedAnswers(t *testing.T) {
 	_, err = quoted("a\r\nb")
 	assert.Error(t, err)
 }
+
+// TestThrottledAnswerIsThePaceNotTheMessage: an APPEND's refusal is taken
+// as throttling, to wait and send again, only when it asks for a slower
+// pace; a size refusal with the same [LIMIT] code is the message's.
+func TestThrottledAnswerIsThePaceNotTheMessage(t *testing.T) {
+	c := &Copier{}
+	no := func(code imap.ResponseCode, text string) error {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: code, Text: text}
+	}
+	for name, tc := range map[string]struct {
+		err  error
+		wait time.Duration // 0: not throttling
+	}{
+		"exchange back-off":        {no("", "Request is throttled. Suggested Backoff Time: 1500 milliseconds"), 1500 * time.Millisecond},
+		"limit code with back-off": {no(imap.ResponseCodeLimit, "Suggested Backoff Time: 20 milliseconds"), 20 * time.Millisecond},
+		"no figure":                {no(imap.ResponseCodeUnavailable, "try again later"), throttleWait},
+		"throttled, no figure":     {no("", "Request is throttled."), throttleWait},
+		"dovecot size limit":       {no(imap.ResponseCodeLimit, "Mail size is larger than the maximum size allowed by server configuration"), 0},
+		"bad message":              {no(imap.ResponseCodeParse, "Invalid message"), 0},
+		"accepted":                 {nil, 0},
+		"connection reset":         {errors.New("read: connection reset by peer"), 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			wait, ok := c.throttledAnswer(tc.err)
+			assert.Equal(t, tc.wait != 0, ok)
+			assert.Equal(t, tc.wait, wait)
+			if tc.wait != 0 {
+				_, one := refused(tc.err)
+				assert.False(t, one, "a throttled message is not a bad item")
+			}
+		})
+	}
+}

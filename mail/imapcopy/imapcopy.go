@@ -31,10 +31,10 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 	"golang.org/x/sync/semaphore"
-	"golang.org/x/time/rate"
 
 	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/adapt"
 )
 
 // Security is how a connection is protected.
@@ -128,16 +128,21 @@ type Options struct {
 	BadItemLimit int
 	// FolderMap renames source folders on the target, by source name.
 	FolderMap map[string]string
-	// Limiter, shared by every copy of the worker, bounds bytes per second
-	// appended to targets; nil is no limit.
-	Limiter *rate.Limiter
+	// Rate, shared by every copy of the worker towards this target, paces
+	// the bytes appended and learns from the target's refusals how fast it
+	// may go (package adapt); nil is no pacing.
+	Rate *adapt.Rate
 	// MaxBytesInFlight bounds message bytes held in memory by all copies of
 	// this Copier at once (default 32 MiB, or MaxMessageBytes if larger).
 	MaxBytesInFlight int64
 	// NoMultiAppend sends one APPEND per message even to a target that
-	// offers MULTIAPPEND and LITERAL+ (for comparison and for servers
-	// whose batches misbehave).
+	// offers MULTIAPPEND, still pipelined where it offers LITERAL+ (for
+	// comparison and for servers whose batches misbehave).
 	NoMultiAppend bool
+	// NoPipeline sends each message with go-imap's APPEND and waits for
+	// its answer before the next, even to a target that offers LITERAL+
+	// (for comparison).
+	NoPipeline bool
 	// ThrottleDelay is the retry delay after a server's back-off answer that
 	// names none (default 30 s).
 	ThrottleDelay time.Duration
@@ -224,18 +229,19 @@ func New(o Options) (*Copier, error) {
 // sides and hosts, never credentials.
 func (c *Copier) Warnings() []string { return slices.Clone(c.warnings) }
 
-// dialAppender opens the target's batch appender for a mailbox; nil if
-// the target cannot take batches (go-imap's APPEND is used instead).
+// dialAppender opens the target's pipelined appender for a mailbox; nil
+// if the target cannot take literals unasked (go-imap's APPEND is used
+// instead).
 func (c *Copier) dialAppender(ctx context.Context, m contract.MailboxRef) (*appender, error) {
-	if c.o.NoMultiAppend {
+	if c.o.NoPipeline {
 		return nil, nil
 	}
 	creds, err := c.o.Credentials(ctx, Target, m)
 	if err != nil {
 		return nil, fmt.Errorf("target credentials for mailbox %s: %w", m.Key, err)
 	}
-	a, err := dialAppender(ctx, c.o.Target, creds)
-	if errors.Is(err, errNoMultiAppend) {
+	a, err := dialAppender(ctx, c.o.Target, creds, c.o.NoMultiAppend)
+	if errors.Is(err, errNoLiteralPlus) {
 		return nil, nil
 	}
 	if err != nil {

@@ -15,12 +15,12 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/time/rate"
 
 	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/testkit/dovecot"
 	"mailwave/internal/testkit/imaptest"
+	"mailwave/mail/adapt"
 	"mailwave/mail/imapcopy"
 )
 
@@ -123,7 +123,8 @@ func folderNames(msgs []imaptest.Message) map[string]int {
 
 func TestFullCopyIsAnExactMatch(t *testing.T) {
 	t.Run("multiappend", func(t *testing.T) { testFullCopy(t, nil) })
-	t.Run("append", func(t *testing.T) { testFullCopy(t, func(o *imapcopy.Options) { o.NoMultiAppend = true }) })
+	t.Run("pipelined appends", func(t *testing.T) { testFullCopy(t, func(o *imapcopy.Options) { o.NoMultiAppend = true }) })
+	t.Run("append", func(t *testing.T) { testFullCopy(t, func(o *imapcopy.Options) { o.NoPipeline = true }) })
 }
 
 func testFullCopy(t *testing.T, mod func(*imapcopy.Options)) {
@@ -344,21 +345,28 @@ func TestOversizeMessageIsABadItemAndBlocksCutover(t *testing.T) {
 // TestMessageTheTargetRefusesIsABadItem has a target that refuses
 // messages over 5 MB. With MULTIAPPEND the batch holding the 10 MB message
 // is refused whole and the copier finds the one message by sending that
-// batch's messages one at a time. With one APPEND per message, go-imap drops
-// the connection after a refused synchronising literal, so the attempt
-// fails and the retry, from the attempt's last checkpoint as the activity
-// hands it on, finishes the copy; either way the message is one bad item.
+// batch's messages one at a time. Pipelined single APPENDs (LITERAL+, as to
+// Exchange) get the one refusal in mid-pipeline and go on. With go-imap's
+// APPEND, go-imap drops the connection after a refused synchronising
+// literal, so the attempt may fail and the retry, from the attempt's last
+// checkpoint as the activity hands it on, finishes the copy; every way the
+// message is one bad item.
 func TestMessageTheTargetRefusesIsABadItem(t *testing.T) {
-	for _, multi := range []bool{true, false} {
-		t.Run(fmt.Sprintf("multiappend=%v", multi), func(t *testing.T) {
+	for _, mode := range []string{"multiappend", "pipelined", "append"} {
+		t.Run(mode, func(t *testing.T) {
 			p := startPairWith(t, nil, func(o *dovecot.Options) { o.MaxMessageBytes = 5 << 20 })
 			p.seed(t)
 			src := snapshot(t, p.src)
-			c := p.copier(t, func(o *imapcopy.Options) { o.BadItemLimit = 1; o.NoMultiAppend = !multi; o.Window = 64 })
+			c := p.copier(t, func(o *imapcopy.Options) {
+				o.BadItemLimit, o.Window = 1, 64
+				o.NoMultiAppend, o.NoPipeline = mode != "multiappend", mode == "append"
+			})
 			var cp contract.Checkpoint
 			var total, last contract.CopyStats
 			var err error
+			attempts := 0
 			for attempt := 1; attempt <= 3; attempt++ {
+				attempts = attempt
 				last = contract.CopyStats{}
 				var stats contract.CopyStats
 				stats, err = c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk, Checkpoint: cp,
@@ -378,6 +386,9 @@ func TestMessageTheTargetRefusesIsABadItem(t *testing.T) {
 			assert.Contains(t, total.Bad[0].Reason, "the target refused it")
 			assert.Greater(t, total.Bad[0].Size, int64(5<<20))
 			assert.Len(t, snapshot(t, p.tgt), len(src)-1, "everything else is copied, once")
+			if mode != "append" {
+				assert.Equal(t, 1, attempts, "the copy goes on past the refusal")
+			}
 		})
 	}
 }
@@ -470,7 +481,7 @@ func TestHelperCopyProcess(t *testing.T) {
 		Credentials: fixedCredentials(imapcopy.MechPlain, user, password),
 		Window:      1, Lanes: 1,
 		// Slow enough to be killed mid-way.
-		Limiter: rateLimiter(2 << 20),
+		Rate: adapt.New(adapt.Options{Ceiling: 2 << 20}),
 	})
 	require.NoError(t, err)
 	_, err = c.Copy(context.Background(), activities.CopyRequest{
@@ -481,10 +492,6 @@ func TestHelperCopyProcess(t *testing.T) {
 		},
 	})
 	require.NoError(t, err)
-}
-
-func rateLimiter(bytesPerSecond int) *rate.Limiter {
-	return rate.NewLimiter(rate.Limit(bytesPerSecond), 64<<10)
 }
 
 // TestTLSAndXOAuth2 copies from a source over implicit TLS with a password

@@ -86,7 +86,7 @@ func TestAppenderRefusesAnEndlessLine(t *testing.T) {
 			defer cancel()
 			ep := Endpoint{Host: host, Port: port, Security: SecurityNone, DialTimeout: 5 * time.Second}
 			err := within(t, 5*time.Second, cancel, func() error {
-				_, err := dialAppender(ctx, ep, Credentials{Mechanism: MechPlain, Username: "u", Password: "p"})
+				_, err := dialAppender(ctx, ep, Credentials{Mechanism: MechPlain, Username: "u", Password: "p"}, false)
 				return err
 			})
 			require.ErrorIs(t, err, errLineTooLong)

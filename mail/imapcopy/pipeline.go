@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -45,14 +46,14 @@ func (j *job) pipeChunks(ctx context.Context, l *lane, f folder, tr *tracker, to
 	return err
 }
 
-// batch is one chunk's messages sent to the target: one MULTIAPPEND not
-// yet answered, or (without the extension) the answers to one APPEND per
-// message.
+// batch is one chunk's messages sent to the target: the answers still to
+// come (one for a MULTIAPPEND, else one per message), or (without the
+// appender) the answers to one synchronous APPEND per message.
 type batch struct {
-	items []item
-	held  int64 // memory taken for the chunk, given back once answered
-	multi <-chan error
-	errs  []error
+	items   []item
+	held    int64 // memory taken for the chunk, given back once answered
+	answers []<-chan error
+	errs    []error
 }
 
 // lanePipe runs a lane: chunks are fetched and sent to the target while
@@ -94,31 +95,126 @@ func (j *job) collect(ctx context.Context, l *lane, f folder, tr *tracker, sent 
 		}
 	}
 	for b := range sent {
-		switch {
-		case first != nil:
+		if first == nil {
 			// A lane that failed only drains; the retry goes on from the
 			// checkpoint.
-		case b.multi != nil:
-			err := <-b.multi
-			if _, refusedOne := refused(err); refusedOne && len(b.items) > 1 {
-				// MULTIAPPEND is all or nothing: find the message the
-				// target refuses by sending them one at a time.
-				for _, it := range b.items {
-					settle(it, j.appendOne(ctx, l, f, it))
-				}
-				break
+			errs, err := j.answered(ctx, l, f, b)
+			if err != nil {
+				first = err
 			}
-			for _, it := range b.items {
-				settle(it, err)
-			}
-		default:
 			for i, it := range b.items {
-				settle(it, b.errs[i])
+				if err == nil {
+					settle(it, errs[i])
+				}
 			}
 		}
 		j.c.mem.Release(b.held)
 	}
 	return first
+}
+
+// Throttling answered in the copy: the batch waits the delay the target
+// asked for (or throttleWait when it named none) and is sent again, at most
+// maxThrottledResends times; a longer delay, or more refusals, end the
+// attempt with a ThrottledError, and the activity's retry waits.
+const (
+	throttleWait        = time.Second
+	maxThrottleWait     = 15 * time.Second
+	maxThrottledResends = 10
+)
+
+// answered waits for a batch's answers, one error per message. A batch the
+// target refused for throttling is sent again after the delay it asked
+// for, and the worker's rate learns of the refusal; a MULTIAPPEND refused
+// for one bad message is sent again a message at a time to find it.
+func (j *job) answered(ctx context.Context, l *lane, f folder, b *batch) ([]error, error) {
+	errs := b.await(ctx)
+	if len(b.answers) == 1 && len(b.items) > 1 {
+		if _, refusedOne := refused(errs[0]); refusedOne {
+			// MULTIAPPEND is all or nothing: find the message the target
+			// refuses by sending them one at a time.
+			for i, it := range b.items {
+				errs[i] = j.appendOne(ctx, l, f, it)
+			}
+		}
+	}
+	for round := 0; ; round++ {
+		var again []int
+		var wait time.Duration
+		var took int
+		for i, err := range errs {
+			if err == nil {
+				took += len(b.items[i].body)
+			}
+			if d, ok := j.c.throttledAnswer(err); ok {
+				again, wait = append(again, i), max(wait, d)
+			}
+		}
+		if r := j.c.o.Rate; r != nil {
+			if took > 0 {
+				r.Accepted(took)
+			}
+			if len(again) > 0 {
+				r.Throttled()
+			}
+		}
+		if len(again) == 0 {
+			return errs, nil
+		}
+		if round == maxThrottledResends || wait > maxThrottleWait {
+			return nil, j.c.classify(errs[again[0]], Target, "append", j.key)
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+		resend := &batch{items: make([]item, len(again))}
+		for k, i := range again {
+			resend.items[k] = b.items[i]
+		}
+		if err := j.send(ctx, l, f, resend); err != nil {
+			return nil, err
+		}
+		for k, err := range resend.await(ctx) {
+			errs[again[k]] = err
+		}
+	}
+}
+
+// await collects a batch's answers, one error per message; a context
+// ended first is every message's answer.
+func (b *batch) await(ctx context.Context) []error {
+	if b.answers == nil {
+		return b.errs
+	}
+	errs := make([]error, len(b.items))
+	for i, ch := range b.answers {
+		var err error
+		select {
+		case err = <-ch:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if len(b.answers) == 1 {
+			for k := range errs {
+				errs[k] = err
+			}
+			break
+		}
+		errs[i] = err
+	}
+	return errs
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // appendOne appends one message through go-imap and waits for the answer.
@@ -132,9 +228,11 @@ func (j *job) appendOne(ctx context.Context, l *lane, f folder, it item) error {
 	if err == nil {
 		return errors.Join(werr, cerr)
 	}
-	if _, refusedOne := refused(err); refusedOne {
-		// It closes the connection just after handing back the answer, so
-		// the connection is replaced whether or not it is gone yet.
+	var ie *imap.Error
+	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
+		// It closes the connection just after handing back a refusal of the
+		// message (for its size or form, or throttling), so the connection
+		// is replaced whether or not it is gone yet.
 		cn, derr := j.c.dial(j.ctx, Target, j.req.Mailbox)
 		if derr != nil {
 			return derr
@@ -295,31 +393,27 @@ func readLiteral(lit imap.LiteralReader, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// send puts a batch on the wire, within the worker's rate limit.
+// send puts a batch on the wire, at the pace of the worker's rate.
 func (j *job) send(ctx context.Context, l *lane, f folder, b *batch) error {
-	if lim := j.c.o.Limiter; lim != nil {
+	if r := j.c.o.Rate; r != nil {
 		var n int
 		for _, it := range b.items {
 			n += len(it.body)
 		}
-		for n > 0 {
-			step := min(n, lim.Burst())
-			if err := lim.WaitN(ctx, step); err != nil {
-				return err
-			}
-			n -= step
+		if err := r.Wait(ctx, n); err != nil {
+			return err
 		}
 	}
 	if l.app != nil {
-		ch, err := l.app.send(f.tgt, b.items)
+		answers, err := l.app.send(f.tgt, b.items)
 		if err != nil {
 			return j.c.classify(err, Target, "append", j.key)
 		}
-		b.multi = ch
+		b.answers = answers
 		return nil
 	}
-	// Without batches, one message at a time: a synchronising literal costs
-	// a round trip each way, and a refused one costs the connection.
+	// Without the appender, one message at a time: a synchronising literal
+	// costs a round trip each way, and a refused one costs the connection.
 	for _, it := range b.items {
 		b.errs = append(b.errs, j.appendOne(ctx, l, f, it))
 	}
