@@ -148,14 +148,17 @@ type Webhook struct {
 // of kind sim sets only Dir; the worker's flags, which become an
 // organisation whose copier and router are the estate, set the rest.
 type Sim struct {
-	Dir                string
-	TimeScale          float64 // simulated seconds per real second
-	BytesPerSecond     int64   // the target's rate limit, for this worker
-	Instant            bool    // copies take no time (benchmarks)
-	TransientRate      float64 // chance of a transient error per copy batch or cutover
-	ThrottleRate       float64 // chance of a throttling answer per copy batch or cutover
-	ThrottleRetryAfter time.Duration
-	NotFoundRate       float64 // share of mailboxes missing at the source
+	Dir            string
+	TimeScale      float64 // simulated seconds per real second
+	BytesPerSecond int64   // the most this worker sends; a ceiling under a tenant limit
+	// TenantBytesPerSecond is the target tenant's limit, shared by every
+	// worker of the estate (0: none).
+	TenantBytesPerSecond int64
+	Instant              bool    // copies take no time (benchmarks)
+	TransientRate        float64 // chance of a transient error per copy batch or cutover
+	ThrottleRate         float64 // chance of a throttling answer per copy batch or cutover
+	ThrottleRetryAfter   time.Duration
+	NotFoundRate         float64 // share of mailboxes missing at the source
 }
 
 // Defaults.
@@ -170,7 +173,7 @@ const (
 var (
 	rootKeys         = []string{"secrets_file", "organisations"}
 	orgKeys          = []string{"name", "domains", "default", "catch_all", "source", "target", "copy", "sim", "notifier", "router"}
-	estateKeys       = []string{"dir", "time_scale", "bytes_per_second", "instant", "transient_rate", "throttle_rate", "throttle_retry_after", "not_found_rate"}
+	estateKeys       = []string{"dir", "time_scale", "bytes_per_second", "tenant_bytes_per_second", "instant", "transient_rate", "throttle_rate", "throttle_retry_after", "not_found_rate"}
 	imapKeys         = []string{"host", "port", "security", "ca_file", "insecure_skip_verify", "auth"}
 	authKeys         = []string{"mechanism", "username", "master_user", "password_secret", "token_secret"}
 	copyKeys         = []string{"window", "max_message_bytes", "bad_item_limit", "bytes_per_second", "folder_map"}
@@ -505,6 +508,7 @@ func estateSection(s *section) Sim {
 	e := Sim{Dir: s.requiredPath("dir")}
 	e.TimeScale = s.number("time_scale", 3600, 0, 1e9)
 	e.BytesPerSecond = s.ranged("bytes_per_second", 1<<30, 0, -1, "must not be negative")
+	e.TenantBytesPerSecond = s.ranged("tenant_bytes_per_second", 0, 0, -1, "must be 0 (none) or more")
 	e.Instant = s.boolean("instant")
 	e.TransientRate = s.number("transient_rate", 0, 0, 1)
 	e.ThrottleRate = s.number("throttle_rate", 0, 0, 1)

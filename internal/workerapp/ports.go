@@ -130,7 +130,7 @@ func buildOrg(org config.Org, secrets *config.Secrets, routeOnly bool, log *zap.
 	}
 	var estate *sim.Estate
 	if org.Sim != nil {
-		if estate, err = openSim(*org.Sim); err != nil {
+		if estate, err = openSim(*org.Sim, log); err != nil {
 			return nil, &partError{"sim", err}
 		}
 		p.copier = estate
@@ -173,11 +173,13 @@ func buildCopier(org config.Org, secrets *config.Secrets, log *zap.Logger) (acti
 }
 
 // openSim opens the simulated estate with its settings.
-func openSim(c config.Sim) (*sim.Estate, error) {
+func openSim(c config.Sim, log *zap.Logger) (*sim.Estate, error) {
 	return sim.Open(c.Dir, sim.Options{
-		TimeScale:      c.TimeScale,
-		BytesPerSecond: c.BytesPerSecond,
-		Instant:        c.Instant,
+		TimeScale:            c.TimeScale,
+		BytesPerSecond:       c.BytesPerSecond,
+		TenantBytesPerSecond: c.TenantBytesPerSecond,
+		Logger:               log,
+		Instant:              c.Instant,
 		Faults: sim.Faults{
 			TransientRate:      c.TransientRate,
 			ThrottleRate:       c.ThrottleRate,
@@ -306,7 +308,7 @@ func buildRouter(r config.Router, secrets *config.Secrets) (activities.Router, e
 			Attempts: r.Webhook.Attempts, Timeout: r.Webhook.Timeout,
 		})
 	case "sim":
-		return openSim(r.Sim)
+		return openSim(r.Sim, nil)
 	}
 	return nil, fmt.Errorf("unknown kind %q", r.Kind)
 }

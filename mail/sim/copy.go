@@ -112,7 +112,7 @@ func (e *Estate) copyBatch(ctx context.Context, key string, p *Profile, fi int, 
 		}
 	}
 
-	if err := e.throttle(ctx, b.stats.Bytes); err != nil {
+	if err := e.send(ctx, key, b.stats.Bytes); err != nil {
 		return batch{}, err
 	}
 	if err := e.injectFault(st, fmt.Sprintf("copy:%d:%d", fi, first)); err != nil {

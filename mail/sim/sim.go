@@ -19,10 +19,12 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
 	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/adapt"
 )
 
 // Options tune an opened estate.
@@ -33,6 +35,16 @@ type Options struct {
 	// BytesPerSecond is the target's rate limit in simulated bytes per
 	// second, shared by every copy through this Estate. 0 means no limit.
 	BytesPerSecond int64
+	// TenantBytesPerSecond is the target tenant's limit in simulated bytes
+	// per second, shared by every worker process that opens the estate
+	// (tenant.go); each process's copies then pace themselves by an
+	// adaptive rate (package adapt) under BytesPerSecond as its ceiling.
+	// 0 means no tenant limit. It applies only with a TimeScale and
+	// without Instant, and only when the estate's bucket file is new
+	// (SetTenantLimit changes it).
+	TenantBytesPerSecond int64
+	// Logger gets the adaptive rate's lines (nil: none).
+	Logger *zap.Logger
 	// Instant makes copies take no time at all, for benchmarks.
 	Instant bool
 	// BatchMessages and BatchBytes bound a copy batch, the unit that is made
@@ -80,6 +92,8 @@ type Estate struct {
 	opts     Options
 	index    map[string]int // address -> mailbox index
 	limiter  *rate.Limiter  // nil: no sleeping
+	tenant   *tenant        // the tenant limit; nil: none
+	rate     *adapt.Rate    // the pace towards the tenant limit
 	locks    keyLocks
 }
 
@@ -125,6 +139,14 @@ func Open(dir string, o Options) (*Estate, error) {
 		limit := float64(o.BytesPerSecond) * o.TimeScale
 		burst := int(min(max(limit/20, 64<<10), float64(o.BatchBytes)))
 		e.limiter = rate.NewLimiter(rate.Limit(limit), burst)
+	}
+	if !o.Instant && o.TimeScale > 0 && o.TenantBytesPerSecond > 0 {
+		if e.tenant, err = openTenant(dir, float64(o.TenantBytesPerSecond)*o.TimeScale); err != nil {
+			return nil, err
+		}
+		// The rate's own figures scale with the simulated time as well.
+		e.rate = adapt.New(adapt.Options{Name: "simulated target", Logger: o.Logger,
+			Ceiling: float64(o.BytesPerSecond) * o.TimeScale, Start: 4 << 20 * o.TimeScale, Floor: 64 << 10 * o.TimeScale})
 	}
 	return e, nil
 }
