@@ -336,7 +336,7 @@ func (c *conn) tooBig(tag string, lit literal) error {
 // MaxRefusals in a row.
 func (c *conn) refuse(tag string, wait time.Duration) error {
 	c.refusals++
-	no := tag + " NO " + throttledText(wait)
+	no := tag + " NO " + throttledText(wait, !c.p.o.NoBackoff)
 	if limit := c.p.o.MaxRefusals; limit > 0 && c.refusals >= limit {
 		return c.drop(fmt.Sprintf("Too many throttled requests (%d in a row)", c.refusals), no)
 	}

@@ -76,6 +76,10 @@ type Options struct {
 
 	// DialTimeout bounds connecting to the target. 0: DefaultDialTimeout.
 	DialTimeout time.Duration
+
+	// NoBackoff leaves the suggested back-off out of a refusal ("NO Request
+	// is throttled."), as some targets do.
+	NoBackoff bool
 }
 
 func (o Options) withDefaults() Options {
@@ -317,7 +321,10 @@ func ceilMillis(d time.Duration) time.Duration {
 }
 
 // throttledText is the refusal, as Exchange Online words it.
-func throttledText(backoff time.Duration) string {
+func throttledText(backoff time.Duration, figure bool) string {
+	if !figure {
+		return "Request is throttled."
+	}
 	return "Request is throttled. Suggested Backoff Time: " +
 		strconv.FormatInt(backoff.Milliseconds(), 10) + " milliseconds"
 }

@@ -1,0 +1,154 @@
+package imapcopy_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"mailwave/activities"
+	"mailwave/contract"
+	"mailwave/internal/testkit/dovecot"
+	"mailwave/internal/testkit/imaptest"
+	"mailwave/internal/testkit/throttleproxy"
+	"mailwave/mail/adapt"
+	"mailwave/mail/imapcopy"
+)
+
+// startBulkPair starts a pair whose source stores maildirs, and puts n
+// generated messages of about total bytes in three of its folders.
+func startBulkPair(t *testing.T, n int, total int64) (pair, int64) {
+	t.Helper()
+	p := startPairWith(t, func(o *dovecot.Options) { o.Storage = dovecot.Maildir }, nil)
+	folders := []string{"INBOX", "Archive", "Sent"}
+	_, size, err := imaptest.SeedMaildir(p.src, user, imaptest.BulkFolders(folders), imaptest.GenerateBulk(7, n, total, folders))
+	require.NoError(t, err)
+	return p, size
+}
+
+// behindProxy is the pair's copier with the target behind a throttling
+// proxy, and its adaptive rate.
+func (p pair) behindProxy(t *testing.T, o throttleproxy.Options, mod func(*imapcopy.Options)) (*imapcopy.Copier, *throttleproxy.Proxy, *adapt.Rate) {
+	t.Helper()
+	px, err := throttleproxy.Start(p.tgt.Addr(), o)
+	require.NoError(t, err)
+	t.Cleanup(func() { px.Close() })
+	r := adapt.New(adapt.Options{Name: "test"})
+	c := p.copier(t, func(co *imapcopy.Options) {
+		co.Target = imapcopy.Endpoint{Host: px.Host(), Port: px.Port(), Security: imapcopy.SecurityNone}
+		co.Window, co.Rate = 16, r
+		if mod != nil {
+			mod(co)
+		}
+	})
+	return c, px, r
+}
+
+// copyToEnd runs a bulk pass until it ends, each attempt from the last
+// checkpoint the one before reported, as the activity's retries do; only
+// throttling and lost connections may end an attempt.
+func copyToEnd(t *testing.T, c *imapcopy.Copier) (attempts int) {
+	t.Helper()
+	var cp contract.Checkpoint
+	for attempts = 1; ; attempts++ {
+		require.LessOrEqual(t, attempts, 50, "the copy never ended")
+		_, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk, Checkpoint: cp,
+			Progress: func(c contract.Checkpoint, _ contract.CopyStats) { cp = c }})
+		if err == nil {
+			return attempts
+		}
+		_, permanent := activities.IsPermanent(err)
+		require.False(t, permanent, "%v", err)
+		var thr *activities.ThrottledError
+		if errors.As(err, &thr) {
+			time.Sleep(min(thr.RetryAfter, 2*time.Second))
+		}
+		t.Logf("attempt %d: %v", attempts, err)
+	}
+}
+
+// TestCopyFindsTheTargetsLimit copies through a target limited to far less
+// than the copier can do, with no figure configured: the copy is an exact
+// match with nothing twice, the target refused seldom, and once the rate
+// has found the limit the target takes close to all it allows.
+func TestCopyFindsTheTargetsLimit(t *testing.T) {
+	p, size := startBulkPair(t, 1200, 20<<20)
+	const limit = 4 << 20
+	c, px, r := p.behindProxy(t, throttleproxy.Options{Limit: limit}, nil)
+
+	// The target's figures every half second, while the copy runs.
+	var mu sync.Mutex
+	var samples []throttleproxy.Stats
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			mu.Lock()
+			samples = append(samples, px.Stats())
+			mu.Unlock()
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	start := time.Now()
+	attempts := copyToEnd(t, c)
+	el := time.Since(start)
+	close(stop)
+	<-sampled
+
+	requireSame(t, p)
+	st := px.Stats()
+	assert.Equal(t, size, st.BytesAccepted, "every message passed the target once")
+	// From 2 s in (the rate has met the limit) to the last full sample.
+	var from, to throttleproxy.Stats
+	for _, s := range samples {
+		if from.At.IsZero() && s.At.Sub(start) >= 2*time.Second {
+			from = s
+		}
+		if s.BytesAccepted < size {
+			to = s
+		}
+	}
+	settled := to.RateSince(from) / limit
+	share := float64(st.AppendsRefused) / float64(st.AppendsRefused+st.AppendsAccepted)
+	t.Logf("%d MB in %s over %d attempt(s); settled at %.2f of the limit (%s to %s); %d of %d APPENDs refused (%.3f); %d dropped; rate %+v",
+		size>>20, el.Round(time.Millisecond), attempts, settled, from.At.Sub(start).Round(time.Millisecond), to.At.Sub(start).Round(time.Millisecond),
+		st.AppendsRefused, st.AppendsRefused+st.AppendsAccepted, share, st.Dropped, r.Snapshot())
+	assert.Positive(t, st.AppendsRefused, "the limit was met")
+	assert.Greater(t, settled, 0.8, "the rate settles near the limit")
+	assert.LessOrEqual(t, settled, 1.1)
+	assert.Less(t, share, 0.1, "refused seldom")
+}
+
+// TestCopyUnderDropsAndRefusalsWithoutFigures has a target that names no
+// back-off and drops a connection at its first refusal: every attempt that
+// meets it loses its connections; the copy still ends an exact match with
+// nothing twice, on every path of appending.
+func TestCopyUnderDropsAndRefusalsWithoutFigures(t *testing.T) {
+	for name, mod := range map[string]func(*imapcopy.Options){
+		"multiappend": nil,
+		"pipelined":   func(o *imapcopy.Options) { o.NoMultiAppend = true },
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, size := startBulkPair(t, 400, 6<<20)
+			c, px, r := p.behindProxy(t, throttleproxy.Options{Limit: 2 << 20, MaxRefusals: 1, NoBackoff: true}, mod)
+			attempts := copyToEnd(t, c)
+			requireSame(t, p)
+			st := px.Stats()
+			t.Logf("%d attempts; %d APPENDs refused, %d dropped; rate %+v", attempts, st.AppendsRefused, st.Dropped, r.Snapshot())
+			assert.Positive(t, st.Dropped, "connections were dropped")
+			assert.Positive(t, r.Snapshot().Cuts, "refusals without a figure still slow the copy")
+			assert.GreaterOrEqual(t, st.BytesAccepted, size)
+		})
+	}
+}
