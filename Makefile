@@ -12,7 +12,7 @@ TEMPORAL_SERVER := $(BIN)/temporal-server/server
 WORKFLOWCHECK_VERSION := v0.6.0
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build temporal temporal-server dev-server demo stop production production-stop test bench-fleet check vet staticcheck workflowcheck compose-check bench bench-copy clean
+.PHONY: all build temporal temporal-server dev-server demo stop production production-stop test bench-fleet bench-throttle check vet staticcheck workflowcheck compose-check bench bench-copy clean
 
 all: build
 
@@ -21,6 +21,7 @@ build:
 	$(GO) build -o $(BIN)/starter ./starter
 	$(GO) build -o $(BIN)/codecserver ./codecserver
 	$(GO) build -o $(BIN)/bench ./bench
+	$(GO) build -o $(BIN)/throttlebench ./bench/throttlebench
 	$(GO) build -o $(BIN)/copybench ./bench/copybench
 	$(GO) build -o $(BIN)/production ./production
 
@@ -97,6 +98,12 @@ bench: build $(TEMPORAL)
 # The fleet benchmark: a wave of N on WORKERS worker processes, on the dev
 # server and on the Temporal server on PostgreSQL with mTLS, in one run.
 WORKERS ?= 3
+# How two workers' adaptive rates share a target's hidden global limit: a
+# real Dovecot behind the test kit's throttling proxy (bench/throttlebench).
+LIMIT ?= 16
+bench-throttle: build
+	$(BIN)/throttlebench -limit $(LIMIT)
+
 bench-fleet: build $(TEMPORAL) $(TEMPORAL_SERVER)
 	$(BIN)/bench -fleet $(WORKERS) -n $(N) -concurrency $(CONCURRENCY) -temporal $(TEMPORAL) -worker $(BIN)/worker -starter $(BIN)/starter
 
@@ -109,4 +116,4 @@ bench-copy: build
 	$(BIN)/copybench -messages $(MESSAGES) -mbytes $(MBYTES) -rounds $(ROUNDS)
 
 clean:
-	rm -rf $(BIN)/worker $(BIN)/starter $(BIN)/codecserver $(BIN)/bench $(BIN)/copybench $(BIN)/production
+	rm -rf $(BIN)/worker $(BIN)/starter $(BIN)/codecserver $(BIN)/bench $(BIN)/copybench $(BIN)/production $(BIN)/throttlebench

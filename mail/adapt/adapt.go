@@ -11,9 +11,10 @@
 //     start), so a worker needs no starting figure;
 //   - each refused batch cuts the rate to Decrease times what was really
 //     being sent;
-//   - between refusals the rate climbs back quickly towards where the
-//     target last refused, then probes past it slowly, by Probe of that rate
-//     per second.
+//   - between refusals the rate climbs back quickly to just under where
+//     the target last refused (or well under, when that was lower than the
+//     time before: the limit fell, or other workers took more of it), then
+//     probes on slowly, by Probe of that rate per second.
 //
 // Both the climb and the cut are in proportion to the rate, so the rule
 // alone would keep any split of the limit between workers. What evens the
@@ -57,6 +58,9 @@ type Options struct {
 	// Recover is the time constant of the climb back to the last refusal's
 	// rate (default 3 s).
 	Recover time.Duration
+	// Fixed keeps the rate at Start whatever the target answers: a fixed
+	// setting, as an operator would guess one (benchmarks compare it).
+	Fixed bool
 	// Logger gets a line at info on each cut and every LogEvery.
 	Logger   *zap.Logger
 	LogEvery time.Duration // default 30 s
@@ -73,7 +77,8 @@ type Rate struct {
 	mu         sync.Mutex
 	rate       float64   // the current rate, bytes per second
 	slowStart  bool      // no refusal yet
-	peak       float64   // the rate at the last refusal
+	peak       float64   // where the rate climbs back to after a cut
+	refusedAt  float64   // the rate sent at the last refusal
 	lastGrow   time.Time // when the rate last grew
 	lastLog    time.Time
 	cuts       int
@@ -161,7 +166,7 @@ func (r *Rate) Accepted(n int) {
 	r.totalBytes += int64(n)
 	dt := min(now.Sub(r.lastGrow), time.Second).Seconds()
 	r.lastGrow = now
-	if dt <= 0 {
+	if dt <= 0 || r.o.Fixed {
 		return
 	}
 	next := r.rate
@@ -192,11 +197,21 @@ func (r *Rate) Throttled() {
 	defer r.mu.Unlock()
 	now := r.o.Now()
 	r.throttled++
+	if r.o.Fixed {
+		return
+	}
 	base := r.rate
 	if r.sent > 0 && now.Sub(r.sentAt) < 5*time.Second && r.sent < base {
 		base = r.sent
 	}
-	r.peak = base
+	// Back to just under where the target refused; when that was lower
+	// than last time, further under, to let go of a share quickly (CUBIC's
+	// fast convergence).
+	r.peak = base * (1 + r.o.Decrease) / 2
+	if base < r.refusedAt {
+		r.peak = base * r.o.Decrease
+	}
+	r.refusedAt = base
 	r.slowStart = false
 	r.lastGrow = now
 	r.cuts++

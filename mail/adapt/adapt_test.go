@@ -193,3 +193,14 @@ func TestWaitPacesAndEndsWithItsContext(t *testing.T) {
 	defer cancel()
 	assert.Error(t, r.Wait(ctx, 64<<20))
 }
+
+func TestAFixedRateStays(t *testing.T) {
+	c := newClock()
+	r := New(Options{Now: c.now, Start: mib(2), Fixed: true})
+	r.sentAs(mib(2), c)
+	c.add(time.Second)
+	r.Accepted(1 << 20)
+	r.Throttled()
+	assert.Equal(t, mib(2), r.current())
+	assert.Equal(t, int64(1), r.Snapshot().Throttled)
+}
