@@ -13,13 +13,23 @@ var (
 	SearchAttrWave       = temporal.NewSearchAttributeKeyKeyword("MailwaveWave")
 	SearchAttrStage      = temporal.NewSearchAttributeKeyKeyword("MailwaveStage")
 	SearchAttrStageSince = temporal.NewSearchAttributeKeyTime("MailwaveStageSince")
+	// SearchAttrOrg is the mailbox's organisation as configured (a trust's
+	// name, never a person's).
+	SearchAttrOrg = temporal.NewSearchAttributeKeyKeyword("MailwaveOrg")
+	// SearchAttrErrorType is the error type of a mailbox that needs support
+	// (e.g. MailboxNotFound, BadCredentials); unset otherwise.
+	SearchAttrErrorType = temporal.NewSearchAttributeKeyKeyword("MailwaveErrorType")
+	// SearchAttrPaused is true while a mailbox is held by a pause, set as
+	// soon as the pause arrives.
+	SearchAttrPaused = temporal.NewSearchAttributeKeyBool("MailwavePaused")
 )
 
 // SearchAttributes lists every search attribute mailwave uses, in the order
 // they are registered. This is the only place their names are written: the
 // dev server's flags, `starter search-attributes` and the deploy scripts
 // all come from it.
-var SearchAttributes = []temporal.SearchAttributeKey{SearchAttrStage, SearchAttrStageSince, SearchAttrWave}
+var SearchAttributes = []temporal.SearchAttributeKey{SearchAttrStage, SearchAttrStageSince, SearchAttrWave,
+	SearchAttrOrg, SearchAttrErrorType, SearchAttrPaused}
 
 // SearchAttributeType is the name the Temporal CLI and server give a search
 // attribute's type ("Keyword", "Datetime").

@@ -20,7 +20,8 @@ import (
 func TestSearchAttributesFromTheContract(t *testing.T) {
 	out, code := runStarter(t, "search-attributes")
 	require.Zero(t, code, out)
-	assert.Equal(t, "MailwaveStage=Keyword\nMailwaveStageSince=Datetime\nMailwaveWave=Keyword\n", out)
+	assert.Equal(t, "MailwaveStage=Keyword\nMailwaveStageSince=Datetime\nMailwaveWave=Keyword\n"+
+		"MailwaveOrg=Keyword\nMailwaveErrorType=Keyword\nMailwavePaused=Bool\n", out)
 
 	srv := testkit.NewDevServer(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
