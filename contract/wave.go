@@ -129,6 +129,9 @@ type WaveProgress struct {
 	Runs         int // runs so far (continue-as-new)
 	StartedAt    time.Time
 	Refusals     []Refusal `json:",omitempty"` // the first ones
+	// PublishedAt is when the wave wrote this into its memo (MemoProgress);
+	// zero in a query's answer, which is live.
+	PublishedAt time.Time `json:",omitempty"`
 }
 
 // WaveResult is how a wave ended.
