@@ -15,6 +15,10 @@ const (
 	MemoProgress = "progress"
 )
 
+// MetricMailboxesFinished counts mailboxes finished, tagged by outcome
+// (emitted by the workflow, so counted once, not on replay).
+const MetricMailboxesFinished = "mailwave_mailboxes_finished"
+
 // MailboxSummary is what a finished mailbox publishes in its memo for
 // reports: no address, no name, no folder names.
 type MailboxSummary struct {

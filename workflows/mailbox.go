@@ -2,6 +2,8 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -39,6 +41,10 @@ const (
 	// organisation's routing host where it has one (asked of a local
 	// activity), as a regular activity that waits for that host's worker.
 	changeCutoverQueue = "cutover-router-queue"
+	// changeOperatorVisibility: a mailbox publishes its organisation, a
+	// pause the moment it arrives, and how it ended (error type; a summary
+	// in its memo for reports) as search attributes and memo.
+	changeOperatorVisibility = "operator-visibility"
 )
 
 type mailbox struct {
@@ -46,6 +52,10 @@ type mailbox struct {
 	state     contract.MailboxState
 	startedAt time.Time
 	published contract.Stage // the stage last upserted as a search attribute
+	// visible: this run publishes what changeOperatorVisibility adds;
+	// pausedShown is the MailwavePaused value last upserted.
+	visible     bool
+	pausedShown bool
 	// checkpoint is where the last copy pass ended; the next pass starts there.
 	checkpoint contract.Checkpoint
 }
@@ -81,6 +91,7 @@ func newMailbox(ctx workflow.Context, in contract.MailboxInput) *mailbox {
 // setup registers the query and the pause/resume signals, and publishes the
 // first stage unless whoever started the workflow already set it.
 func (m *mailbox) setup(ctx workflow.Context) error {
+	m.visible = workflow.GetVersion(ctx, changeOperatorVisibility, workflow.DefaultVersion, 1) == 1
 	if err := workflow.SetQueryHandler(ctx, contract.QueryState, func() (contract.MailboxState, error) {
 		return m.state, nil
 	}); err != nil {
@@ -94,6 +105,7 @@ func (m *mailbox) setup(ctx workflow.Context) error {
 		} else {
 			m.state.Paused = on
 		}
+		m.showPaused(ctx)
 	}
 	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalPause), func(c workflow.ReceiveChannel, _ bool) {
@@ -126,21 +138,41 @@ func (m *mailbox) setup(ctx workflow.Context) error {
 			sel.Select(ctx)
 		}
 	})
+	m.details(ctx)
 	attrs := workflow.GetTypedSearchAttributes(ctx)
+	var updates []temporal.SearchAttributeUpdate
 	if v, ok := attrs.GetKeyword(contract.SearchAttrStage); ok {
 		m.published = contract.Stage(v)
 	} else {
 		m.published = m.state.Stage
-		updates := []temporal.SearchAttributeUpdate{
+		updates = append(updates,
 			contract.SearchAttrStage.ValueSet(string(m.state.Stage)),
-			contract.SearchAttrStageSince.ValueSet(m.state.StageSince),
-		}
+			contract.SearchAttrStageSince.ValueSet(m.state.StageSince))
 		if m.in.WaveID != "" {
 			updates = append(updates, contract.SearchAttrWave.ValueSet(m.in.WaveID))
 		}
-		return workflow.UpsertTypedSearchAttributes(ctx, updates...)
 	}
-	return nil
+	if _, ok := attrs.GetKeyword(contract.SearchAttrOrg); m.visible && !ok && m.in.Mailbox.Org != "" {
+		updates = append(updates, contract.SearchAttrOrg.ValueSet(m.in.Mailbox.Org))
+	}
+	if len(updates) == 0 {
+		return nil
+	}
+	return workflow.UpsertTypedSearchAttributes(ctx, updates...)
+}
+
+// showPaused publishes at once whether the mailbox is held (MailwavePaused),
+// so a pause shows within a workflow task, not at the next step.
+func (m *mailbox) showPaused(ctx workflow.Context) {
+	held := m.state.Paused || m.state.HeldByWave
+	m.details(ctx)
+	if !m.visible || held == m.pausedShown {
+		return
+	}
+	m.pausedShown = held
+	if err := workflow.UpsertTypedSearchAttributes(ctx, contract.SearchAttrPaused.ValueSet(held)); err != nil {
+		workflow.GetLogger(ctx).Warn("pause not published", "mailbox", m.state.Key, "error", err)
+	}
 }
 
 func (m *mailbox) run(ctx workflow.Context) contract.MailboxResult {
@@ -169,6 +201,7 @@ func (m *mailbox) run(ctx workflow.Context) contract.MailboxResult {
 	res.FinishedAt = workflow.Now(ctx)
 	m.state.Result = &res
 	m.publish(ctx)
+	m.publishEnd(ctx, res)
 	if res.Outcome == contract.OutcomeNeedsSupport {
 		m.tellAdmin(ctx, res)
 	}
@@ -362,6 +395,7 @@ func (m *mailbox) copy(ctx workflow.Context, pass contract.CopyPass, step contra
 	m.state.Attempts[step] = res.Attempt
 	m.state.Copied = m.state.Copied.Add(res.Stats)
 	m.checkpoint = res.Checkpoint
+	m.details(ctx)
 	return nil
 }
 
@@ -408,6 +442,7 @@ func (m *mailbox) enter(ctx workflow.Context, stage contract.Stage) {
 		return
 	}
 	m.state.Stage, m.state.StageSince = stage, workflow.Now(ctx)
+	m.details(ctx)
 }
 
 // publish upserts the stage as search attributes, so the UI can list e.g.
@@ -423,6 +458,84 @@ func (m *mailbox) publish(ctx workflow.Context) {
 		contract.SearchAttrStage.ValueSet(string(m.state.Stage)), contract.SearchAttrStageSince.ValueSet(m.state.StageSince)); err != nil {
 		workflow.GetLogger(ctx).Warn("stage not published", "mailbox", m.state.Key, "stage", string(m.state.Stage), "error", err)
 	}
+}
+
+// publishEnd publishes how the mailbox ended: its error type and no hold
+// as search attributes, its summary in its memo for reports, its details,
+// and the count of mailboxes finished by outcome as a metric.
+func (m *mailbox) publishEnd(ctx workflow.Context, res contract.MailboxResult) {
+	m.details(ctx)
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"outcome": string(res.Outcome)}).
+		Counter(contract.MetricMailboxesFinished).Inc(1)
+	if !m.visible {
+		return
+	}
+	var updates []temporal.SearchAttributeUpdate
+	if res.ErrorType != "" {
+		updates = append(updates, contract.SearchAttrErrorType.ValueSet(res.ErrorType))
+	}
+	if m.pausedShown {
+		m.pausedShown = false
+		updates = append(updates, contract.SearchAttrPaused.ValueSet(false))
+	}
+	if len(updates) > 0 {
+		if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
+			workflow.GetLogger(ctx).Warn("end not published", "mailbox", m.state.Key, "error", err)
+		}
+	}
+	summary := res.Summary(m.in.Mailbox.Org, m.in.WaveID, m.state.NoticesSent)
+	if err := workflow.UpsertMemo(ctx, map[string]any{contract.MemoSummary: summary}); err != nil {
+		workflow.GetLogger(ctx).Warn("summary not published", "mailbox", m.state.Key, "error", err)
+	}
+}
+
+// details keeps the mailbox's current details (shown in the Temporal UI,
+// through the payload codec like everything else) up to date: its stage
+// and since when, what it waits for, what it copied, how it ended. No
+// address, name, folder or server text: error types only.
+func (m *mailbox) details(ctx workflow.Context) {
+	st := m.state
+	const at = "2006-01-02 15:04 MST"
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s since %s", strings.ReplaceAll(string(st.Stage), "_", " "), st.StageSince.UTC().Format(at))
+	switch st.Stage {
+	case contract.StageScheduled:
+		fmt.Fprintf(&b, "; T-14 notice at %s", st.NoticeAt.UTC().Format(at))
+	case contract.StageWaitingT1:
+		fmt.Fprintf(&b, "; T-1 reminder at %s", st.ReminderAt.UTC().Format(at))
+	case contract.StageWaitingStart:
+		fmt.Fprintf(&b, "; migration at %s", st.MigrateAt.UTC().Format(at))
+	case contract.StageWaitingSlot:
+		b.WriteString("; waiting for a copy slot from wave " + st.WaveID)
+	case contract.StageCopying:
+		b.WriteString("; attempt, progress and last failure of the pass are under Pending Activities")
+	}
+	if n := len(st.NoticesSent); n > 0 {
+		fmt.Fprintf(&b, "\nnotices sent: %s", st.NoticesSent[0])
+		for _, k := range st.NoticesSent[1:] {
+			fmt.Fprintf(&b, ", %s", k)
+		}
+	}
+	if st.Copied.Items+st.Copied.Skipped+st.Copied.BadItems > 0 {
+		fmt.Fprintf(&b, "\ncopied: %.2f GB, %d messages (%d already there, %d bad items)",
+			float64(st.Copied.Bytes)/1e9, st.Copied.Items, st.Copied.Skipped, st.Copied.BadItems)
+	}
+	if st.Paused {
+		b.WriteString("\npaused by an operator: held at the next step until resumed")
+	}
+	if st.HeldByWave {
+		b.WriteString("\nheld by its wave (the wave is paused)")
+	}
+	if r := st.Result; r != nil {
+		fmt.Fprintf(&b, "\noutcome: %s", r.Outcome)
+		if r.FailedStep != "" {
+			fmt.Fprintf(&b, " at %s (%s)", r.FailedStep, r.ErrorType)
+		}
+		if g := contract.Grade(*r); g != "" {
+			fmt.Fprintf(&b, "; consistency %s", g)
+		}
+	}
+	workflow.SetCurrentDetails(ctx, b.String())
 }
 
 // shortStepOptions are for the notices and the cutover: short, idempotent

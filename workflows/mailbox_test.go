@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"github.com/stretchr/testify/suite"
+	sdkpb "go.temporal.io/api/sdk/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -319,15 +321,118 @@ func (s *MailboxSuite) TestSearchAttributesFollowTheStage() {
 		sa, isSA := args.Get(0).(temporal.SearchAttributes)
 		s.Require().True(isSA, "upsert of %T", args.Get(0))
 		v, ok := sa.GetKeyword(contract.SearchAttrStage)
-		s.True(ok, "every upsert carries the stage")
+		if !ok {
+			return // the organisation, a pause, an error type
+		}
 		_, ok = sa.GetTime(contract.SearchAttrStageSince)
-		s.True(ok, "every upsert carries the time the stage began")
+		s.True(ok, "every upsert of the stage carries the time it began")
 		stages = append(stages, v)
 	}).Return(nil)
+	s.env.OnUpsertMemo(mock.Anything).Return(nil)
 	s.env.ExecuteWorkflow(MailboxMigration, s.input(20*24*time.Hour))
 	s.Equal(contract.OutcomeMigrated, s.result().Outcome)
 	s.Equal([]string{"scheduled", "waiting_t1", "waiting_start", "copying", "migrated"}, stages,
 		"published where the mailbox blocks, not before each short local step")
+}
+
+// upserts records every search attribute upsert and memo upsert, as the
+// mock clock's times they happened at.
+type upserts struct {
+	attrs []temporal.SearchAttributes
+	at    []time.Time
+	memos []map[string]any
+}
+
+func (s *MailboxSuite) recordUpserts() *upserts {
+	u := &upserts{}
+	s.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+		u.attrs = append(u.attrs, args.Get(0).(temporal.SearchAttributes))
+		u.at = append(u.at, s.env.Now())
+	}).Return(nil)
+	s.env.OnUpsertMemo(mock.Anything).Run(func(args mock.Arguments) {
+		u.memos = append(u.memos, args.Get(0).(map[string]any))
+	}).Return(nil)
+	return u
+}
+
+// paused lists the MailwavePaused values upserted, with when.
+func (u *upserts) paused() (values []bool, at []time.Time) {
+	for i, sa := range u.attrs {
+		if v, ok := sa.GetBool(contract.SearchAttrPaused); ok {
+			values, at = append(values, v), append(at, u.at[i])
+		}
+	}
+	return values, at
+}
+
+// TestAPauseShowsAtOnce: a pause sent long before the next step shows in
+// MailwavePaused at the moment it arrives (not at the step), and the
+// resume clears it; the organisation is published at the start.
+func (s *MailboxSuite) TestAPauseShowsAtOnce() {
+	s.expectNotices()
+	s.expectCopies()
+	s.expectCutover()
+	u := s.recordUpserts()
+	in := s.input(20 * 24 * time.Hour)
+	in.Mailbox.Org = "trust-a"
+	start := s.env.Now()
+	pauseAt, resumeAt := 3*24*time.Hour, 4*24*time.Hour
+	var details string
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(contract.SignalPause, contract.PauseRequest{Reason: "asked by the trust"})
+	}, pauseAt)
+	s.env.RegisterDelayedCallback(func() {
+		v, err := s.env.QueryWorkflow("__temporal_workflow_metadata")
+		s.Require().NoError(err)
+		var md sdkpb.WorkflowMetadata
+		s.Require().NoError(v.Get(&md))
+		details = md.GetCurrentDetails()
+	}, pauseAt+time.Hour)
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(contract.SignalResume, nil)
+	}, resumeAt)
+	s.env.ExecuteWorkflow(MailboxMigration, in)
+	s.Equal(contract.OutcomeMigrated, s.result().Outcome)
+
+	values, at := u.paused()
+	s.Equal([]bool{true, false}, values)
+	s.Require().Len(at, 2)
+	s.Equal(start.Add(pauseAt), at[0], "the pause shows when it arrives, in the scheduled stage")
+	s.Equal(start.Add(resumeAt), at[1])
+	org, ok := u.attrs[0].GetKeyword(contract.SearchAttrOrg)
+	s.True(ok && org == "trust-a", "the organisation is published first: %v", u.attrs[0])
+	s.Contains(details, "scheduled since")
+	s.Contains(details, "paused by an operator")
+	s.NotContains(details, "asked by the trust", "the operator's free text stays out of the details")
+}
+
+// TestTheEndIsPublished: a mailbox that needs support publishes its error
+// type, and every finished mailbox its summary in its memo, graded, with
+// no address in it.
+func (s *MailboxSuite) TestTheEndIsPublished() {
+	s.expectNotices()
+	s.env.OnActivity(contract.ActivityCopyMailbox, mock.Anything, mock.Anything).Return(activities.CopyResult{},
+		temporal.NewNonRetryableApplicationError("mailbox k1 not found at source", contract.ErrTypeMailboxNotFound, nil)).Once()
+	u := s.recordUpserts()
+	in := s.input(20 * 24 * time.Hour)
+	in.Mailbox.Org = "trust-a"
+	s.env.ExecuteWorkflow(MailboxMigration, in)
+	s.Equal(contract.OutcomeNeedsSupport, s.result().Outcome)
+
+	last := u.attrs[len(u.attrs)-1]
+	et, ok := last.GetKeyword(contract.SearchAttrErrorType)
+	s.True(ok)
+	s.Equal(contract.ErrTypeMailboxNotFound, et)
+	s.Require().Len(u.memos, 1)
+	sum, ok := u.memos[0][contract.MemoSummary].(contract.MailboxSummary)
+	s.Require().True(ok, "%T", u.memos[0][contract.MemoSummary])
+	s.Equal("k1", sum.Key)
+	s.Equal("trust-a", sum.Org)
+	s.Equal("wave-1", sum.WaveID)
+	s.Equal(contract.StepCopyBulk, sum.FailedStep)
+	s.Equal(contract.ConsistencyPoor, sum.Consistency)
+	s.Equal([]contract.NoticeKind{contract.NoticeT14, contract.NoticeT1}, sum.NoticesSent)
+	s.NotContains(fmt.Sprintf("%+v", sum), "@")
 }
 
 func TestInputValidation(t *testing.T) {

@@ -56,6 +56,8 @@ type wave struct {
 	// Signals to mailboxes waiting for the one before them, by key (a key
 	// present: one is in flight; changeOrderedSignals).
 	sending map[string][]queuedSignal
+	// pub is what the wave last published (changeWaveVisibility).
+	pub publisher
 }
 
 func newWave(ctx workflow.Context, in contract.WaveInput) *wave {
@@ -76,6 +78,7 @@ func newWave(ctx workflow.Context, in contract.WaveInput) *wave {
 }
 
 func (w *wave) setup(ctx workflow.Context) error {
+	w.setupPublisher(ctx)
 	if err := workflow.SetQueryHandler(ctx, contract.QueryProgress, func() (contract.WaveProgress, error) {
 		return w.progress(), nil
 	}); err != nil {
@@ -139,8 +142,10 @@ func (w *wave) run(ctx workflow.Context) (contract.WaveResult, error) {
 		w.cancelNext(ctx)
 		w.reconcile(ctx)
 		if w.finished() && !w.sel.HasPending() {
+			w.publish(ctx, true)
 			return w.result(ctx), nil
 		}
+		w.publish(ctx, false)
 		if w.shouldContinueAsNew(ctx) {
 			return contract.WaveResult{}, w.continueAsNew(ctx)
 		}

@@ -56,6 +56,7 @@ type waveHarness struct {
 	settled     int                          // finished mailboxes settled by reconcile
 	reports     map[int]contract.MailboxDone // the last report each mailbox sent
 	progress    []contract.WaveProgress
+	published   []contract.WaveProgress // the memos the wave published
 }
 
 type op struct {
@@ -252,6 +253,11 @@ func (h *waveHarness) run() contract.WaveResult {
 		env.RegisterActivityWithOptions(h.cancelMailboxes, activity.RegisterOptions{Name: contract.ActivityCancelMailboxes})
 		env.RegisterActivityWithOptions(h.reconcile, activity.RegisterOptions{Name: contract.ActivityReconcileMailboxes})
 		env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(h.onSignal(env)).After(h.signalDelay)
+		env.OnUpsertMemo(mock.Anything).Run(func(args mock.Arguments) {
+			p, ok := args.Get(0).(map[string]any)[contract.MemoProgress].(contract.WaveProgress)
+			require.True(h.t, ok, "memo %v", args.Get(0))
+			h.published = append(h.published, p)
+		}).Return(nil).Maybe()
 
 		// Signals the last run did not get, and mailboxes that fail before T.
 		carried := h.pending
@@ -404,6 +410,36 @@ func TestWavePauseHoldsAndResumeReleases(t *testing.T) {
 	assert.Equal(t, "looks wrong", h.progress[0].PauseReason)
 	assert.NotEmpty(t, h.holds, "the mailboxes holding slots were told to hold")
 	assert.Equal(t, 5, h.maxActive)
+}
+
+// TestWavePublishesItsProgress: the wave's memo follows its progress, at
+// most every publishEvery while it changes, paused when paused, and ends
+// with the final counts, across its continue-as-new runs.
+func TestWavePublishesItsProgress(t *testing.T) {
+	h := newWaveHarness(t, 300, 20)
+	h.in.MaxSignalsPerRun = 60 // several runs
+	T := h.in.MigrateAt.Sub(h.start)
+	h.ops = []op{
+		{at: T + 30*time.Minute, name: contract.SignalPause, arg: contract.PauseRequest{Reason: "looks wrong"}},
+		{at: T + 5*time.Hour, name: contract.SignalResume},
+	}
+	res := h.run()
+	require.Equal(t, 300, res.Migrated)
+	require.Greater(t, h.runs, 1, "continued as new")
+	require.NotEmpty(t, h.published)
+	last := h.published[len(h.published)-1]
+	assert.Equal(t, 300, last.Migrated, "the last memo has the final counts")
+	assert.Equal(t, 0, last.Active)
+	var sawPaused bool
+	for i, p := range h.published {
+		assert.False(t, p.PublishedAt.IsZero())
+		sawPaused = sawPaused || (p.Paused && p.PauseReason == "looks wrong")
+		if i > 0 && p.Runs == h.published[i-1].Runs && i < len(h.published)-1 {
+			assert.GreaterOrEqual(t, p.PublishedAt.Sub(h.published[i-1].PublishedAt), publishEvery, "memo %d", i)
+		}
+	}
+	assert.True(t, sawPaused, "a memo shows the pause")
+	t.Logf("%d memos over %d runs", len(h.published), h.runs)
 }
 
 // Signals to one mailbox go one at a time: a release sent while its hold is

@@ -43,9 +43,16 @@ func StartMailbox(ctx context.Context, c client.Client, in contract.MailboxInput
 		contract.SearchAttrStage.ValueSet(string(contract.StageScheduled)),
 		contract.SearchAttrStageSince.ValueSet(now),
 	}
+	summary := "mailbox " + in.Mailbox.Key
 	if in.WaveID != "" {
 		attrs = append(attrs, contract.SearchAttrWave.ValueSet(in.WaveID))
+		summary += " of wave " + in.WaveID
 	}
+	if in.Mailbox.Org != "" {
+		attrs = append(attrs, contract.SearchAttrOrg.ValueSet(in.Mailbox.Org))
+		summary += ", organisation " + in.Mailbox.Org
+	}
+	summary += ", migration at " + in.MigrateAt.UTC().Format("2006-01-02 15:04 MST")
 	opts := client.StartWorkflowOptions{
 		ID:                       id,
 		TaskQueue:                contract.TaskQueue,
@@ -57,7 +64,7 @@ func StartMailbox(ctx context.Context, c client.Client, in contract.MailboxInput
 		// just been started.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes:                    temporal.NewSearchAttributes(attrs...),
-		StaticSummary:                            "mailbox " + in.Mailbox.Key,
+		StaticSummary:                            summary,
 	}
 	run, err := c.ExecuteWorkflow(ctx, opts, contract.MailboxWorkflowName, in)
 	if err == nil {
