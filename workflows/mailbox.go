@@ -497,28 +497,28 @@ func (m *mailbox) details(ctx workflow.Context) {
 	st := m.state
 	const at = "2006-01-02 15:04 MST"
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s since %s", strings.ReplaceAll(string(st.Stage), "_", " "), st.StageSince.UTC().Format(at))
+	b.WriteString(fmt.Sprintf("%s since %s", strings.ReplaceAll(string(st.Stage), "_", " "), st.StageSince.UTC().Format(at)))
 	switch st.Stage {
 	case contract.StageScheduled:
-		fmt.Fprintf(&b, "; T-14 notice at %s", st.NoticeAt.UTC().Format(at))
+		b.WriteString(fmt.Sprintf("; T-14 notice at %s", st.NoticeAt.UTC().Format(at)))
 	case contract.StageWaitingT1:
-		fmt.Fprintf(&b, "; T-1 reminder at %s", st.ReminderAt.UTC().Format(at))
+		b.WriteString(fmt.Sprintf("; T-1 reminder at %s", st.ReminderAt.UTC().Format(at)))
 	case contract.StageWaitingStart:
-		fmt.Fprintf(&b, "; migration at %s", st.MigrateAt.UTC().Format(at))
+		b.WriteString(fmt.Sprintf("; migration at %s", st.MigrateAt.UTC().Format(at)))
 	case contract.StageWaitingSlot:
 		b.WriteString("; waiting for a copy slot from wave " + st.WaveID)
 	case contract.StageCopying:
 		b.WriteString("; attempt, progress and last failure of the pass are under Pending Activities")
 	}
 	if n := len(st.NoticesSent); n > 0 {
-		fmt.Fprintf(&b, "\nnotices sent: %s", st.NoticesSent[0])
+		b.WriteString(fmt.Sprintf("\nnotices sent: %s", st.NoticesSent[0]))
 		for _, k := range st.NoticesSent[1:] {
-			fmt.Fprintf(&b, ", %s", k)
+			b.WriteString(fmt.Sprintf(", %s", k))
 		}
 	}
 	if st.Copied.Items+st.Copied.Skipped+st.Copied.BadItems > 0 {
-		fmt.Fprintf(&b, "\ncopied: %.2f GB, %d messages (%d already there, %d bad items)",
-			float64(st.Copied.Bytes)/1e9, st.Copied.Items, st.Copied.Skipped, st.Copied.BadItems)
+		b.WriteString(fmt.Sprintf("\ncopied: %.2f GB, %d messages (%d already there, %d bad items)",
+			float64(st.Copied.Bytes)/1e9, st.Copied.Items, st.Copied.Skipped, st.Copied.BadItems))
 	}
 	if st.Paused {
 		b.WriteString("\npaused by an operator: held at the next step until resumed")
@@ -527,12 +527,12 @@ func (m *mailbox) details(ctx workflow.Context) {
 		b.WriteString("\nheld by its wave (the wave is paused)")
 	}
 	if r := st.Result; r != nil {
-		fmt.Fprintf(&b, "\noutcome: %s", r.Outcome)
+		b.WriteString(fmt.Sprintf("\noutcome: %s", r.Outcome))
 		if r.FailedStep != "" {
-			fmt.Fprintf(&b, " at %s (%s)", r.FailedStep, r.ErrorType)
+			b.WriteString(fmt.Sprintf(" at %s (%s)", r.FailedStep, r.ErrorType))
 		}
 		if g := contract.Grade(*r); g != "" {
-			fmt.Fprintf(&b, "; consistency %s", g)
+			b.WriteString(fmt.Sprintf("; consistency %s", g))
 		}
 	}
 	workflow.SetCurrentDetails(ctx, b.String())

@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"fmt"
-	"reflect"
 	"strings"
 	"time"
 
@@ -45,7 +44,7 @@ func (w *wave) publish(ctx workflow.Context, final bool) {
 	p := w.progress()
 	p.Refusals = nil // listed by the query; the memo stays small
 	p.Copied.Bad = nil
-	if reflect.DeepEqual(p, w.pub.last) && !final {
+	if progressKeyOf(p) == progressKeyOf(w.pub.last) && !final {
 		return
 	}
 	now := workflow.Now(ctx)
@@ -71,17 +70,35 @@ func (w *wave) publish(ctx workflow.Context, final bool) {
 	workflow.SetCurrentDetails(ctx, waveDetails(p, now))
 }
 
+// progressKey is what of a wave's progress is worth publishing again,
+// comparable (workflow code cannot use reflect).
+type progressKey struct {
+	total, started, refused, waiting, active, migrated, needsSupport, cancelled, cap, runs int
+	items, bytes, skipped, badItems                                                        int64
+	paused, cancelling                                                                     bool
+	reason                                                                                 string
+}
+
+func progressKeyOf(p contract.WaveProgress) progressKey {
+	return progressKey{
+		total: p.Total, started: p.Started, refused: p.Refused, waiting: p.Waiting, active: p.Active,
+		migrated: p.Migrated, needsSupport: p.NeedsSupport, cancelled: p.Cancelled, cap: p.Cap, runs: p.Runs,
+		items: p.Copied.Items, bytes: p.Copied.Bytes, skipped: p.Copied.Skipped, badItems: p.Copied.BadItems,
+		paused: p.Paused, cancelling: p.Cancelling, reason: p.PauseReason,
+	}
+}
+
 // waveDetails is the wave's progress as the Temporal UI shows it (through
 // the payload codec): counts, cap, paused and why.
 func waveDetails(p contract.WaveProgress, now time.Time) string {
 	var b strings.Builder
 	done := p.Migrated + p.NeedsSupport + p.Cancelled
-	fmt.Fprintf(&b, "%d of %d mailboxes finished: %d migrated, %d need support, %d cancelled\n",
-		done, p.Total, p.Migrated, p.NeedsSupport, p.Cancelled)
-	fmt.Fprintf(&b, "started %d, waiting %d, copying or cutting over %d of a cap of %d; refused at start %d\n",
-		p.Started, p.Waiting, p.Active, p.Cap, p.Refused)
-	fmt.Fprintf(&b, "copied %.1f GB, %d messages; run %d; as of %s", float64(p.Copied.Bytes)/1e9, p.Copied.Items, p.Runs,
-		now.UTC().Format("2006-01-02 15:04:05 MST"))
+	b.WriteString(fmt.Sprintf("%d of %d mailboxes finished: %d migrated, %d need support, %d cancelled\n",
+		done, p.Total, p.Migrated, p.NeedsSupport, p.Cancelled))
+	b.WriteString(fmt.Sprintf("started %d, waiting %d, copying or cutting over %d of a cap of %d; refused at start %d\n",
+		p.Started, p.Waiting, p.Active, p.Cap, p.Refused))
+	b.WriteString(fmt.Sprintf("copied %.1f GB, %d messages; run %d; as of %s", float64(p.Copied.Bytes)/1e9, p.Copied.Items, p.Runs,
+		now.UTC().Format("2006-01-02 15:04:05 MST")))
 	switch {
 	case p.Cancelling:
 		b.WriteString("\ncancelling")
