@@ -15,8 +15,9 @@
 //     L, after a warm-up), throttled_share (refused APPENDs over all, the
 //     whole case), adapt_seconds (from the halving to the start of the
 //     first 10-second window that is within 10 % of the new L with under 2 %
-//     refused) and fair_share_spread (the two workers' bytes, max over min,
-//     minus 1);
+//     refused), fair_share_spread (the two workers' bytes after the
+//     warm-up at L, max over min, minus 1) and fair_share_spread_end (the
+//     same over the last 20 s, at L/2);
 //   - fixed_2x and fixed_quarter: a fixed rate per worker of twice L and of
 //     L/4, the settings an operator might guess (the same figures).
 //
@@ -179,6 +180,7 @@ type result struct {
 	achieved, share float64
 	adaptSeconds    float64 // -1: never; NaN: not measured
 	spread          float64
+	spreadEnd       float64   // over the last 20 s (adaptive: at L/2); NaN if not measured
 	rates           []float64 // each worker's rate at the end, bytes a second
 	copies          int
 }
@@ -194,13 +196,16 @@ func (r result) print(name string) {
 		fmt.Printf("%sadapt_seconds=%.0f\n", prefix, r.adaptSeconds)
 	}
 	fmt.Printf("%sfair_share_spread=%.3f\n", prefix, r.spread)
+	if !math.IsNaN(r.spreadEnd) {
+		fmt.Printf("%sfair_share_spread_end=%.3f\n", prefix, r.spreadEnd)
+	}
 	fmt.Printf("%scopies=%d\n", prefix, r.copies)
 }
 
 // runCase runs one case: fixed 0 is the adaptive rate, else each worker's
 // fixed rate.
 func runCase(o options, src, tgt *dovecot.Server, limit, fixed float64) (result, error) {
-	res := result{adaptSeconds: math.NaN()}
+	res := result{adaptSeconds: math.NaN(), spreadEnd: math.NaN()}
 	px, err := throttleproxy.Start(tgt.Addr(), throttleproxy.Options{Limit: limit})
 	if err != nil {
 		return res, err
@@ -299,6 +304,8 @@ func runCase(o options, src, tgt *dovecot.Server, limit, fixed float64) (result,
 	res.spread = spread(samples[from], samples[to], o.workers)
 	if fixed == 0 {
 		res.adaptSeconds = adaptSeconds(samples, index(samples, start, o.phase), limit/2)
+		end := len(samples) - 1
+		res.spreadEnd = spread(samples[index(samples, start, length-20*time.Second)], samples[end], o.workers)
 	}
 	logf("%d copies finished; achieved %.3f of L; %.4f refused; spread %.3f; rates at the end %s MiB/s", done, res.achieved, res.share, res.spread, rateList(rates))
 	return res, nil

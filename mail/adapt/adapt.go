@@ -9,8 +9,8 @@
 //
 //   - at first the rate doubles every second until the target refuses (slow
 //     start), so a worker needs no starting figure;
-//   - each refused batch cuts the rate to Decrease times what was really
-//     being sent;
+//   - a refusal cuts the rate to Decrease times what was really being sent
+//     (once: refusals in the next Quiet are of batches already in flight);
 //   - between refusals the rate climbs back quickly to just under where
 //     the target last refused (or well under, when that was lower than the
 //     time before: the limit fell, or other workers took more of it), then
@@ -51,6 +51,9 @@ type Options struct {
 	// Decrease is the factor a refused batch multiplies the rate by
 	// (default 0.9).
 	Decrease float64
+	// Quiet is how long after a cut further refusals are taken as answers
+	// to what was already in flight, and cut nothing (default 1 s).
+	Quiet time.Duration
 	// Probe is how fast the rate climbs past the last refusal's rate, as a
 	// share of that rate per second (default 0.005: about one refused batch
 	// per worker every 20 s once settled).
@@ -79,6 +82,7 @@ type Rate struct {
 	slowStart  bool      // no refusal yet
 	peak       float64   // where the rate climbs back to after a cut
 	refusedAt  float64   // the rate sent at the last refusal
+	lastCut    time.Time
 	lastGrow   time.Time // when the rate last grew
 	lastLog    time.Time
 	cuts       int
@@ -109,6 +113,9 @@ func New(o Options) *Rate {
 	}
 	if o.Decrease <= 0 || o.Decrease >= 1 {
 		o.Decrease = 0.9
+	}
+	if o.Quiet <= 0 {
+		o.Quiet = time.Second
 	}
 	if o.Probe <= 0 {
 		o.Probe = 0.005
@@ -197,9 +204,10 @@ func (r *Rate) Throttled() {
 	defer r.mu.Unlock()
 	now := r.o.Now()
 	r.throttled++
-	if r.o.Fixed {
+	if r.o.Fixed || (!r.lastCut.IsZero() && now.Sub(r.lastCut) < r.o.Quiet) {
 		return
 	}
+	r.lastCut = now
 	base := r.rate
 	if r.sent > 0 && now.Sub(r.sentAt) < 5*time.Second && r.sent < base {
 		base = r.sent

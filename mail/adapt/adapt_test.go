@@ -83,9 +83,13 @@ func TestSlowStartDoublesUntilTheFirstRefusal(t *testing.T) {
 	assert.False(t, r.Snapshot().SlowStart)
 	c.add(100 * time.Millisecond)
 	r.Throttled()
-	assert.InDelta(t, mib(8)*0.81, r.current(), mib(0.01), "each refused batch cuts")
+	assert.InDelta(t, mib(8)*0.9, r.current(), mib(0.01), "refusals of batches already in flight cut nothing more")
+	c.add(time.Second)
+	r.sentAs(r.current(), c)
+	r.Throttled()
+	assert.InDelta(t, mib(8)*0.81, r.current(), mib(0.01), "a refusal a second later cuts again")
 	assert.Equal(t, 2, r.Snapshot().Cuts)
-	assert.Equal(t, int64(2), r.Snapshot().Throttled)
+	assert.Equal(t, int64(3), r.Snapshot().Throttled)
 }
 
 func TestTheRateNeverPassesTheCeiling(t *testing.T) {
