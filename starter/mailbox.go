@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"sort"
 	"strings"
 	"time"
 
@@ -21,7 +19,7 @@ import (
 
 func newMailboxCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "mailbox", Short: "Start, inspect, pause and resume one mailbox's migration"}
-	cmd.AddCommand(newMailboxStartCmd(a), newMailboxStatusCmd(a), newMailboxSignalCmd(a, "pause"), newMailboxSignalCmd(a, "resume"))
+	cmd.AddCommand(newMailboxStartCmd(a), newMailboxStatusCmd(a), newMailboxListCmd(a), newMailboxSignalCmd(a, "pause"), newMailboxSignalCmd(a, "resume"))
 	return cmd
 }
 
@@ -149,26 +147,6 @@ func startMailboxWorkflow(ctx context.Context, c client.Client, in contract.Mail
 	return st.RunID, nil
 }
 
-func newMailboxStatusCmd(a *app) *cobra.Command {
-	var address string
-	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Show where a mailbox's migration is, its attempts and last error",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			key, c, err := a.mailboxTarget(cmd.Context(), address)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return mailboxStatus(cmd.Context(), c, key, a.out)
-		},
-	}
-	cmd.Flags().StringVar(&address, "address", "", "the mailbox's email address (required)")
-	_ = cmd.MarkFlagRequired("address")
-	return cmd
-}
-
 func newMailboxSignalCmd(a *app, verb string) *cobra.Command {
 	var address, reason string
 	signal := map[string]string{"pause": contract.SignalPause, "resume": contract.SignalResume}[verb]
@@ -221,80 +199,4 @@ func (a *app) mailboxTarget(ctx context.Context, address string) (string, client
 		return "", nil, err
 	}
 	return key, c, nil
-}
-
-// mailboxStatus prints a mailbox's state: the workflow's own view through
-// the query, and the server's view of any activity being retried.
-func mailboxStatus(ctx context.Context, c client.Client, key string, out io.Writer) error {
-	id := contract.MailboxWorkflowID(key)
-	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
-	var notFound *serviceerror.NotFound
-	if errors.As(err, &notFound) {
-		return fmt.Errorf("no migration found for mailbox %s (workflow %s)", key, id)
-	}
-	if err != nil {
-		return fmt.Errorf("describing workflow %s: %w", id, err)
-	}
-	info := desc.GetWorkflowExecutionInfo()
-	fmt.Fprintf(out, "mailbox   %s\nworkflow  %s (run %s)\nstatus    %s\n", key, id, info.GetExecution().GetRunId(), info.GetStatus())
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	v, err := c.QueryWorkflow(qctx, id, "", contract.QueryState)
-	if err != nil {
-		fmt.Fprintf(out, "state     unavailable (%v): is a worker running?\n", err)
-	} else {
-		var st contract.MailboxState
-		if err := v.Get(&st); err != nil {
-			return fmt.Errorf("decoding the state of %s: %w", id, err)
-		}
-		printState(out, st)
-	}
-	for _, pa := range desc.GetPendingActivities() {
-		fmt.Fprintf(out, "running   %s, attempt %d, state %s", pa.GetActivityType().GetName(), pa.GetAttempt(), pa.GetState())
-		if f := pa.GetLastFailure(); f != nil {
-			fmt.Fprintf(out, ", last failure: %s", f.GetMessage())
-		}
-		if t := pa.GetNextAttemptScheduleTime(); t != nil {
-			fmt.Fprintf(out, ", next attempt %s", t.AsTime().Format(time.RFC3339))
-		}
-		fmt.Fprintln(out)
-	}
-	return nil
-}
-
-func printState(out io.Writer, st contract.MailboxState) {
-	paused := ""
-	if st.Paused {
-		paused = " (paused)"
-	}
-	fmt.Fprintf(out, "stage     %s since %s%s\n", st.Stage, st.StageSince.Format(time.RFC3339), paused)
-	if st.WaveID != "" {
-		fmt.Fprintf(out, "wave      %s\n", st.WaveID)
-	}
-	fmt.Fprintf(out, "notice    %s\nreminder  %s\nmigrate   %s\n",
-		st.NoticeAt.Format(time.RFC3339), st.ReminderAt.Format(time.RFC3339), st.MigrateAt.Format(time.RFC3339))
-	kinds := make([]string, len(st.NoticesSent))
-	for i, k := range st.NoticesSent {
-		kinds[i] = string(k)
-	}
-	fmt.Fprintf(out, "sent      %s\n", strings.Join(kinds, ", "))
-	steps := make([]string, 0, len(st.Attempts))
-	for step := range st.Attempts {
-		steps = append(steps, string(step))
-	}
-	sort.Strings(steps)
-	for _, step := range steps {
-		fmt.Fprintf(out, "attempts  %s: %d\n", step, st.Attempts[contract.Step(step)])
-	}
-	fmt.Fprintf(out, "copied    %d items, %d bytes (%d already there)\n", st.Copied.Items, st.Copied.Bytes, st.Copied.Skipped)
-	if st.LastError != "" {
-		fmt.Fprintf(out, "error     %s\n", st.LastError)
-	}
-	if r := st.Result; r != nil {
-		fmt.Fprintf(out, "outcome   %s", r.Outcome)
-		if r.FailedStep != "" {
-			fmt.Fprintf(out, " at %s (%s)", r.FailedStep, r.ErrorType)
-		}
-		fmt.Fprintln(out)
-	}
 }

@@ -15,7 +15,7 @@ import (
 
 func newWaveCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "wave", Short: "Launch, watch, pause, resume and cancel a wave of mailboxes"}
-	cmd.AddCommand(newWaveLaunchCmd(a), newWaveStatusCmd(a),
+	cmd.AddCommand(newWaveLaunchCmd(a), newWaveStatusCmd(a), newWaveStuckCmd(a), newWaveReportCmd(a),
 		newWaveSignalCmd(a, "pause", contract.SignalPause, "Hold the wave: no mailbox enters copy; those mid-step finish the step and hold"),
 		newWaveSignalCmd(a, "resume", contract.SignalResume, "Resume a paused wave"),
 		newWaveSignalCmd(a, "cancel", contract.SignalCancel, "Cancel the wave: mailboxes not yet cut over stop cleanly"),

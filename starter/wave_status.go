@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,154 +15,308 @@ import (
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 
 	"mailwave/contract"
 	"mailwave/internal/control"
+	"mailwave/internal/printer"
 )
 
+// waveStatusOptions are the flags of `wave status`.
+type waveStatusOptions struct {
+	wave, csvPath string
+	watch         bool
+	every         time.Duration
+	queryTimeout  time.Duration
+	output        printer.Format
+}
+
 func newWaveStatusCmd(a *app) *cobra.Command {
-	var wave, csvPath string
-	var watch bool
-	var every time.Duration
+	var o waveStatusOptions
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show a wave's progress (--watch: a live progress bar until it ends; --csv: every mailbox's stage)",
-		Args:  cobra.NoArgs,
+		Short: "Show a wave's progress (--watch: until it ends; --csv: every mailbox's stage)",
+		Long: `Show a wave's progress. A running wave is asked (a query, answered by a
+worker) for at most --query-timeout; when no worker answers in time (none
+running, or all too busy), the progress the wave last published in its memo is
+shown, saying how old it is. A finished wave shows its result.
+--watch shows it again every --every until the wave ends: a progress bar in
+text, a document (json) or a line (jsonl) each time otherwise.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, _, err := a.waveTarget(cmd.Context(), wave)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if watch {
-				if _, err := watchWaveProgress(cmd.Context(), c, wave, every, a.out); err != nil {
-					return err
-				}
-			}
-			if err := printWaveStatus(cmd.Context(), c, wave, a.out); err != nil {
-				return err
-			}
-			if csvPath != "" {
-				n, err := writeWaveCSV(cmd.Context(), c, wave, csvPath)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(a.out, "%d mailboxes written to %s\n", n, csvPath)
-			}
-			return nil
+			return a.waveStatus(cmd, o)
 		},
 	}
-	cmd.Flags().StringVar(&wave, "wave", "", "the wave's ID (required)")
-	cmd.Flags().BoolVar(&watch, "watch", false, "show a live progress bar until the wave ends")
-	cmd.Flags().DurationVar(&every, "every", time.Second, "with --watch: how often to refresh")
-	cmd.Flags().StringVar(&csvPath, "csv", "", "write every mailbox of the wave (key, stage, since, status) to this CSV file")
+	f := cmd.Flags()
+	f.StringVar(&o.wave, "wave", "", "the wave's ID (required)")
+	f.BoolVar(&o.watch, "watch", false, "show the progress until the wave ends")
+	f.DurationVar(&o.every, "every", time.Second, "with --watch: how often to refresh")
+	f.DurationVar(&o.queryTimeout, "query-timeout", 3*time.Second, "how long to wait for the wave to answer before showing what it published (0: do not ask)")
+	f.StringVar(&o.csvPath, "csv", "", "write every mailbox of the wave (key, stage, since, status) to this CSV file")
+	addOutputFlag(cmd, &o.output)
 	_ = cmd.MarkFlagRequired("wave")
 	return cmd
 }
 
-// waveProgress asks a running wave for its progress; for a finished wave it
-// turns the result into the same shape.
-func waveProgress(ctx context.Context, c client.Client, wave string) (contract.WaveProgress, *contract.WaveResult, error) {
-	id := contract.WaveWorkflowID(wave)
-	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
-	if err != nil {
-		return contract.WaveProgress{}, nil, fmt.Errorf("looking up wave %s: %w", wave, err)
+func (a *app) waveStatus(cmd *cobra.Command, o waveStatusOptions) error {
+	if o.every <= 0 {
+		return fmt.Errorf("--every %s: give a length of time more than zero", o.every)
 	}
-	if desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		var res contract.WaveResult
-		if err := c.GetWorkflow(ctx, id, "").Get(ctx, &res); err != nil {
-			return contract.WaveProgress{}, nil, fmt.Errorf("wave %s ended without a result: %w", wave, err)
-		}
-		return contract.WaveProgress{
-			WaveID: wave, Total: res.Total, Started: res.Total - res.Refused, Refused: res.Refused,
-			Migrated: res.Migrated, NeedsSupport: res.NeedsSupport, Cancelled: res.Cancelled, Copied: res.Copied,
-			Runs: res.Runs, StartedAt: res.StartedAt, Refusals: res.Refusals,
-		}, &res, nil
+	if o.queryTimeout < 0 {
+		return fmt.Errorf("--query-timeout %s: a length of time cannot be negative", o.queryTimeout)
 	}
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	v, err := c.QueryWorkflow(qctx, id, "", contract.QueryProgress)
-	if err != nil {
-		return contract.WaveProgress{}, nil, fmt.Errorf("asking wave %s for its progress (is a worker running?): %w", wave, err)
-	}
-	var p contract.WaveProgress
-	if err := v.Get(&p); err != nil {
-		return p, nil, err
-	}
-	return p, nil, nil
-}
-
-func printWaveStatus(ctx context.Context, c client.Client, wave string, out io.Writer) error {
-	p, res, err := waveProgress(ctx, c, wave)
+	ctx := cmd.Context()
+	c, _, err := a.waveTarget(ctx, o.wave)
 	if err != nil {
 		return err
 	}
-	state := "running"
+	defer c.Close()
+	p := printerFor(cmd, o.output)
+	r := &waveReader{c: c, wave: o.wave, queryTimeout: o.queryTimeout}
 	switch {
-	case res != nil:
-		state = fmt.Sprintf("finished in %s", res.Duration.Round(time.Second))
-	case p.Cancelling:
-		state = "cancelling"
-	case p.Paused:
-		state = "paused: " + p.PauseReason
+	case o.watch && p.IsText():
+		if _, err := r.watchBar(ctx, o.every, p.Out); err != nil {
+			return err
+		}
+	case o.watch:
+		// Each poll is printed; the last one, the finished wave's, below.
+		if err := r.watchPrinted(ctx, o.every, p); err != nil {
+			return err
+		}
 	}
-	done := p.Migrated + p.NeedsSupport + p.Cancelled
-	fmt.Fprintf(out, "wave %s: %s\n", wave, state)
-	fmt.Fprintf(out, "  mailboxes     %d (started %d, refused %d)\n", p.Total, p.Started, p.Refused)
-	if res == nil {
-		fmt.Fprintf(out, "  waiting       %d\n  copying/cut   %d of %d at once\n", p.Waiting, p.Active, p.Cap)
+	st, err := r.status(ctx)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(out, "  migrated      %d\n  needs support %d\n  cancelled     %d\n", p.Migrated, p.NeedsSupport, p.Cancelled)
-	if done > 0 {
-		fmt.Fprintf(out, "  failure rate  %.2f%% of finished\n", 100*float64(p.NeedsSupport)/float64(max(1, p.Migrated+p.NeedsSupport)))
+	if err := p.Object(st); err != nil {
+		return err
 	}
-	fmt.Fprintf(out, "  copied        %d items, %.1f GB\n  runs          %d\n", p.Copied.Items, float64(p.Copied.Bytes)/1e9, p.Runs)
-	for _, r := range p.Refusals {
-		fmt.Fprintf(out, "  refused       #%d %s: %s\n", r.Index, r.Key, r.Reason)
-	}
-	if p.Refused > len(p.Refusals) {
-		fmt.Fprintf(out, "  refused       ... and %d more\n", p.Refused-len(p.Refusals))
+	if o.csvPath != "" {
+		n, err := writeWaveCSV(ctx, c, o.wave, o.csvPath)
+		if err != nil {
+			return err
+		}
+		note(cmd, p, "%d mailboxes written to %s", n, o.csvPath)
 	}
 	return nil
 }
 
-// watchWaveProgress shows a live progress bar until the wave ends.
-func watchWaveProgress(ctx context.Context, c client.Client, wave string, every time.Duration, out io.Writer) (contract.WaveResult, error) {
-	var bar *progressbar.ProgressBar
+// Where a wave's status came from.
+const (
+	sourceLive      = "live"      // the wave answered the progress query
+	sourcePublished = "published" // the progress it last published in its memo
+	sourceResult    = "result"    // the finished wave's result
+)
+
+// waveStatus is a wave's progress as `wave status` shows it, and where it
+// came from.
+type waveStatus struct {
+	Wave        string `json:"wave"`
+	State       string `json:"state"` // running, paused, cancelling, finished
+	PauseReason string `json:"pause_reason"`
+	Source      string `json:"source"`
+	// PublishedAt is when the wave published what is shown (source
+	// published), and PublishedAge how long before it was shown.
+	PublishedAt  *time.Time       `json:"published_at"`
+	PublishedAge *printer.Seconds `json:"published_age_seconds"`
+	Total        int              `json:"total"`
+	Started      int              `json:"started"`
+	Refused      int              `json:"refused"`
+	Waiting      int              `json:"waiting"`
+	Active       int              `json:"active"`
+	Cap          int              `json:"cap"`
+	Migrated     int              `json:"migrated"`
+	NeedsSupport int              `json:"needs_support"`
+	Cancelled    int              `json:"cancelled"`
+	// FailureRate is the share of finished mailboxes that need support.
+	FailureRate printer.Share    `json:"failure_rate"`
+	CopiedItems int64            `json:"copied_items"`
+	CopiedBytes printer.Bytes    `json:"copied_bytes"`
+	Runs        int              `json:"runs"`
+	StartedAt   time.Time        `json:"started_at"`
+	Duration    *printer.Seconds `json:"duration_seconds"` // a finished wave's
+	Refusals    []refusalRow     `json:"refusals"`         // the first ones
+	// MoreRefused are the refusals not listed.
+	MoreRefused int `json:"more_refused"`
+
+	result *contract.WaveResult
+}
+
+// refusalRow is a mailbox the wave would not start.
+type refusalRow struct {
+	Index  int    `json:"index"`
+	Key    string `json:"key"`
+	Reason string `json:"reason"`
+}
+
+// waveStatusOf is the progress p, got from source, as shown at now.
+func waveStatusOf(p contract.WaveProgress, res *contract.WaveResult, source string, now time.Time) waveStatus {
+	st := waveStatus{
+		Wave: p.WaveID, State: "running", PauseReason: p.PauseReason, Source: source,
+		Total: p.Total, Started: p.Started, Refused: p.Refused, Waiting: p.Waiting, Active: p.Active, Cap: p.Cap,
+		Migrated: p.Migrated, NeedsSupport: p.NeedsSupport, Cancelled: p.Cancelled,
+		CopiedItems: p.Copied.Items, CopiedBytes: printer.Bytes(p.Copied.Bytes), Runs: p.Runs, StartedAt: p.StartedAt,
+		Refusals: []refusalRow{}, MoreRefused: max(0, p.Refused-len(p.Refusals)), result: res,
+	}
+	switch {
+	case res != nil:
+		st.State = "finished"
+		d := printer.SecondsOf(res.Duration)
+		st.Duration = &d
+	case p.Cancelling:
+		st.State = "cancelling"
+	case p.Paused:
+		st.State = "paused"
+	}
+	if finished := p.Migrated + p.NeedsSupport; finished > 0 {
+		st.FailureRate = printer.Share(float64(p.NeedsSupport) / float64(finished))
+	}
+	if source == sourcePublished && !p.PublishedAt.IsZero() {
+		at, age := p.PublishedAt, printer.SecondsOf(now.Sub(p.PublishedAt))
+		st.PublishedAt, st.PublishedAge = &at, &age
+	}
+	for _, r := range p.Refusals {
+		st.Refusals = append(st.Refusals, refusalRow{Index: r.Index, Key: r.Key, Reason: r.Reason})
+	}
+	return st
+}
+
+// freshness says where the status came from, for people.
+func (st waveStatus) freshness() string {
+	switch {
+	case st.Source == sourceResult:
+		return "the wave's result"
+	case st.Source == sourceLive:
+		return "live"
+	case st.PublishedAt != nil:
+		return fmt.Sprintf("published %s (%s): the wave did not answer in time",
+			printer.Ago(time.Duration(*st.PublishedAge)*time.Second),
+			st.PublishedAt.UTC().Format(time.RFC3339))
+	default:
+		return "published, time unknown: the wave did not answer in time"
+	}
+}
+
+// WriteText shows the status as a block, every field of its JSON.
+func (st waveStatus) WriteText(w io.Writer) error {
+	state := st.State
+	switch {
+	case st.Duration != nil:
+		state = fmt.Sprintf("finished in %s", st.Duration.Text())
+	case st.State == "paused":
+		state = "paused: " + st.PauseReason
+	}
+	fmt.Fprintf(w, "wave %s: %s\n", st.Wave, state)
+	fmt.Fprintf(w, "  as of         %s\n", st.freshness())
+	fmt.Fprintf(w, "  mailboxes     %d (started %d, refused %d)\n", st.Total, st.Started, st.Refused)
+	fmt.Fprintf(w, "  waiting       %d\n  copying/cut   %d of %d at once\n", st.Waiting, st.Active, st.Cap)
+	fmt.Fprintf(w, "  migrated      %d\n  needs support %d\n  cancelled     %d\n", st.Migrated, st.NeedsSupport, st.Cancelled)
+	fmt.Fprintf(w, "  failure rate  %s of finished\n", st.FailureRate.Text())
+	fmt.Fprintf(w, "  copied        %d items, %s\n  runs          %d\n", st.CopiedItems, st.CopiedBytes.Text(), st.Runs)
+	if !st.StartedAt.IsZero() {
+		fmt.Fprintf(w, "  started       %s\n", st.StartedAt.UTC().Format(time.RFC3339))
+	}
+	for _, r := range st.Refusals {
+		fmt.Fprintf(w, "  refused       #%d %s: %s\n", r.Index, r.Key, r.Reason)
+	}
+	if st.MoreRefused > 0 {
+		fmt.Fprintf(w, "  refused       ... and %d more\n", st.MoreRefused)
+	}
+	return nil
+}
+
+// waveReader reads a wave's status: the live query while the wave answers
+// it in time, else what the wave published. After a query goes unanswered
+// it is not asked again for queryRest (the wave publishes about that
+// often), so a watch does not wait out the timeout on every poll.
+type waveReader struct {
+	c            client.Client
+	wave         string
+	queryTimeout time.Duration
+	quietUntil   time.Time
+}
+
+const queryRest = 15 * time.Second
+
+// status reads the wave's status now.
+func (r *waveReader) status(ctx context.Context) (waveStatus, error) {
+	id := contract.WaveWorkflowID(r.wave)
+	desc, err := r.c.DescribeWorkflow(ctx, id, "")
+	if err != nil {
+		return waveStatus{}, fmt.Errorf("looking up wave %s: %w", r.wave, err)
+	}
+	if desc.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return r.finished(ctx, id)
+	}
+	var queryErr error
+	if r.queryTimeout > 0 && time.Now().After(r.quietUntil) {
+		p, err := r.query(ctx, id)
+		if err == nil {
+			return waveStatusOf(p, nil, sourceLive, time.Now()), nil
+		}
+		r.quietUntil, queryErr = time.Now().Add(queryRest), err
+	}
+	var p contract.WaveProgress
+	if err := desc.GetMemoValue(contract.MemoProgress, &p); err != nil {
+		if errors.Is(err, temporal.ErrNoData) {
+			err = errors.New("it has published no progress in its memo (a wave started before it did so)")
+		}
+		if queryErr == nil {
+			queryErr = errors.New("not asked")
+		}
+		return waveStatus{}, fmt.Errorf("wave %s: no answer to the progress query (%v; is a worker running?), and %w", r.wave, queryErr, err)
+	}
+	return waveStatusOf(p, nil, sourcePublished, time.Now()), nil
+}
+
+// query asks the wave for its progress, waiting at most queryTimeout.
+func (r *waveReader) query(ctx context.Context, id string) (contract.WaveProgress, error) {
+	qctx, cancel := context.WithTimeout(ctx, r.queryTimeout)
+	defer cancel()
+	var p contract.WaveProgress
+	v, err := r.c.QueryWorkflow(qctx, id, "", contract.QueryProgress)
+	if err != nil {
+		return p, err
+	}
+	return p, v.Get(&p)
+}
+
+// finished turns a finished wave's result into a status.
+func (r *waveReader) finished(ctx context.Context, id string) (waveStatus, error) {
+	var res contract.WaveResult
+	if err := r.c.GetWorkflow(ctx, id, "").Get(ctx, &res); err != nil {
+		return waveStatus{}, fmt.Errorf("wave %s ended without a result: %w", r.wave, err)
+	}
+	p := contract.WaveProgress{
+		WaveID: r.wave, Total: res.Total, Started: res.Total - res.Refused, Refused: res.Refused,
+		Migrated: res.Migrated, NeedsSupport: res.NeedsSupport, Cancelled: res.Cancelled, Copied: res.Copied,
+		Runs: res.Runs, StartedAt: res.StartedAt, Refusals: res.Refusals,
+	}
+	return waveStatusOf(p, &res, sourceResult, time.Now()), nil
+}
+
+// watch calls show with the wave's status every interval until the wave
+// finishes, and returns its result. It rides out passing errors (a worker
+// restarting, the server busy); five in a row end it.
+func (r *waveReader) watch(ctx context.Context, every time.Duration, show func(waveStatus) error) (contract.WaveResult, error) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	failures := 0
 	for {
-		p, res, err := waveProgress(ctx, c, wave)
-		if err != nil {
-			// A watch rides out a passing error (a worker restarting);
-			// five in a row end it.
+		st, err := r.status(ctx)
+		switch {
+		case err != nil:
 			if failures++; failures == 5 {
 				return contract.WaveResult{}, err
 			}
-			select {
-			case <-ctx.Done():
-				return contract.WaveResult{}, ctx.Err()
-			case <-tick.C:
+		default:
+			failures = 0
+			if err := show(st); err != nil {
+				return contract.WaveResult{}, err
 			}
-			continue
-		}
-		failures = 0
-		if bar == nil {
-			bar = progressbar.NewOptions(p.Total, progressbar.OptionSetWriter(out), progressbar.OptionShowCount(),
-				progressbar.OptionSetElapsedTime(true), progressbar.OptionSetPredictTime(true), progressbar.OptionFullWidth())
-		}
-		state := ""
-		if p.Paused {
-			state = " PAUSED"
-		}
-		bar.Describe(fmt.Sprintf("%s: waiting %d, copying %d, migrated %d, needs support %d%s",
-			wave, p.Waiting, p.Active, p.Migrated, p.NeedsSupport, state))
-		_ = bar.Set(p.Migrated + p.NeedsSupport + p.Cancelled + p.Refused)
-		if res != nil {
-			_ = bar.Finish()
-			fmt.Fprintln(out)
-			return *res, nil
+			if st.result != nil {
+				return *st.result, nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -169,6 +324,52 @@ func watchWaveProgress(ctx context.Context, c client.Client, wave string, every 
 		case <-tick.C:
 		}
 	}
+}
+
+// watchPrinted prints the status at every poll but the last (the caller
+// prints the finished wave's).
+func (r *waveReader) watchPrinted(ctx context.Context, every time.Duration, p printer.Printer) error {
+	_, err := r.watch(ctx, every, func(st waveStatus) error {
+		if st.result != nil {
+			return nil
+		}
+		return p.Object(st)
+	})
+	return err
+}
+
+// watchBar shows a live progress bar until the wave ends.
+func (r *waveReader) watchBar(ctx context.Context, every time.Duration, out io.Writer) (contract.WaveResult, error) {
+	var bar *progressbar.ProgressBar
+	res, err := r.watch(ctx, every, func(st waveStatus) error {
+		if bar == nil {
+			bar = progressbar.NewOptions(st.Total, progressbar.OptionSetWriter(out), progressbar.OptionShowCount(),
+				progressbar.OptionSetElapsedTime(true), progressbar.OptionSetPredictTime(true), progressbar.OptionFullWidth())
+		}
+		state := ""
+		switch {
+		case st.State == "paused":
+			state = " PAUSED"
+		case st.Source == sourcePublished && st.PublishedAt != nil:
+			state = " (as published " + printer.Ago(time.Since(*st.PublishedAt)) + ")"
+		}
+		bar.Describe(fmt.Sprintf("%s: waiting %d, copying %d, migrated %d, needs support %d%s",
+			st.Wave, st.Waiting, st.Active, st.Migrated, st.NeedsSupport, state))
+		_ = bar.Set(st.Migrated + st.NeedsSupport + st.Cancelled + st.Refused)
+		if st.result != nil {
+			_ = bar.Finish()
+			fmt.Fprintln(out)
+		}
+		return nil
+	})
+	return res, err
+}
+
+// watchWaveProgress shows a live progress bar until the wave ends (the
+// demo's watch), asking the wave for at most 3 s each time.
+func watchWaveProgress(ctx context.Context, c client.Client, wave string, every time.Duration, out io.Writer) (contract.WaveResult, error) {
+	r := &waveReader{c: c, wave: wave, queryTimeout: 3 * time.Second}
+	return r.watchBar(ctx, every, out)
 }
 
 // writeWaveCSV lists every mailbox workflow of the wave with its stage.

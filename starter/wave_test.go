@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"mailwave/contract"
 	"mailwave/internal/codec"
 	"mailwave/internal/config"
+	"mailwave/internal/report"
 	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
@@ -140,12 +142,32 @@ func TestWaveCommandsOnARealServer(t *testing.T) {
 	require.Zero(t, code, out)
 	assert.Contains(t, out, "finished in")
 	assert.Contains(t, out, "needs support 3")
-	report, err := os.ReadFile(csvPath)
+	stageCSV, err := os.ReadFile(csvPath)
 	require.NoError(t, err)
-	lines := strings.Split(strings.TrimSpace(string(report)), "\n")
+	lines := strings.Split(strings.TrimSpace(string(stageCSV)), "\n")
 	assert.Equal(t, "key,workflow_id,status,stage,stage_since", lines[0])
 	assert.Len(t, lines, 4)
-	assert.NotContains(t, string(report), "@", "the report names mailboxes by key")
+	assert.NotContains(t, string(stageCSV), "@", "the report names mailboxes by key")
+
+	// The real workflows publish what the operator views read: the error
+	// type as a search attribute, the summary in the memo, the progress.
+	listed, errOut, code := runStarterSplit(t, append([]string{"mailbox", "list", "--wave", "small", "--error-type", "MailboxNotFound", "--output", "json"}, server...)...)
+	require.Zero(t, code, errOut)
+	var rows []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(listed), &rows), listed)
+	assert.Len(t, rows, 3)
+	summaryOut, errOut, code := runStarterSplit(t, append([]string{"wave", "report", "--wave", "small", "--output", "json"}, server...)...)
+	require.Zero(t, code, errOut)
+	var sum report.Summary
+	require.NoError(t, json.Unmarshal([]byte(summaryOut), &sum), summaryOut)
+	assert.Equal(t, report.OrgSummary{Org: report.AllOrgs, Mailboxes: 3, NeedsSupport: 3, SupportShare: 1, Budget: report.BudgetOver,
+		Poor: 3}, sum.Total, "MailboxNotFound in the bulk copy grades poor")
+	statusOut, errOut, code := runStarterSplit(t, append([]string{"wave", "status", "--wave", "small", "--output", "json"}, server...)...)
+	require.Zero(t, code, errOut)
+	var st map[string]any
+	require.NoError(t, json.Unmarshal([]byte(statusOut), &st), statusOut)
+	assert.Equal(t, "result", st["source"])
+	assert.Equal(t, "finished", st["state"])
 	out, code = starter("wave", "pause", "--wave", "small")
 	assert.NotZero(t, code)
 	assert.Contains(t, out, "has finished")

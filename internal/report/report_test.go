@@ -1,0 +1,70 @@
+package report
+
+import (
+	"bytes"
+	"encoding/csv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"mailwave/contract"
+	"mailwave/internal/printer"
+)
+
+var t0 = time.Date(2026, 12, 5, 20, 0, 0, 0, time.UTC)
+
+func finished(key, org string, outcome contract.Outcome, grade contract.Consistency, bytes int64, took time.Duration) Mailbox {
+	return FromSummary(contract.MailboxSummary{Key: key, Org: org, WaveID: "w1", Outcome: outcome, Consistency: grade,
+		SourceItems: 10, TargetItems: 10, Bytes: bytes, StartedAt: t0, FinishedAt: t0.Add(took),
+		NoticesSent: []contract.NoticeKind{contract.NoticeT14, contract.NoticeT1}})
+}
+
+func TestSummaryPerOrganisationAgainstTheBudget(t *testing.T) {
+	mailboxes := []Mailbox{
+		finished("a1", "trust-a", contract.OutcomeMigrated, contract.ConsistencyPerfect, 1000, time.Minute),
+		finished("a2", "trust-a", contract.OutcomeMigrated, contract.ConsistencyGood, 2000, 3*time.Minute),
+		finished("a3", "trust-a", contract.OutcomeNeedsSupport, contract.ConsistencyPoor, 0, 2*time.Minute),
+		finished("b1", "trust-b", contract.OutcomeMigrated, contract.ConsistencyPerfect, 500, 10*time.Second),
+		{Key: "b2", Org: "trust-b", Outcome: OutcomeRemaining, Stage: "copying"},
+		{Key: "c1", Outcome: "terminated"},
+	}
+	s := Summarise("wave w1", mailboxes, 0.02, 2)
+	require.Len(t, s.Organisations, 3)
+	assert.Equal(t, OrgSummary{Org: NoOrg, Mailboxes: 1, Other: 1}, s.Organisations[0], "nothing finished: no verdict")
+	assert.Equal(t, OrgSummary{Org: "trust-a", Mailboxes: 3, Migrated: 2, NeedsSupport: 1, SupportShare: printer.Share(1.0 / 3),
+		Budget: BudgetOver, Bytes: 3000, Perfect: 1, Good: 1, Poor: 1}, s.Organisations[1])
+	assert.Equal(t, OrgSummary{Org: "trust-b", Mailboxes: 2, Migrated: 1, SupportShare: 0, Budget: BudgetWithin,
+		Remaining: 1, Bytes: 500, Perfect: 1}, s.Organisations[2])
+	assert.Equal(t, OrgSummary{Org: AllOrgs, Mailboxes: 6, Migrated: 3, NeedsSupport: 1, SupportShare: 0.25, Budget: BudgetOver,
+		Remaining: 1, Other: 1, Bytes: 3500, Perfect: 2, Good: 1, Poor: 1}, s.Total)
+	assert.Equal(t, []Slow{{Key: "a2", Org: "trust-a", Outcome: "migrated", Duration: 180}, {Key: "a3", Org: "trust-a", Outcome: "needs_support", Duration: 120}},
+		s.Slowest)
+
+	var text bytes.Buffer
+	require.NoError(t, s.WriteText(&text))
+	lines := strings.Split(text.String(), "\n")
+	assert.Equal(t, "wave w1: 6 mailboxes; support budget 2.00% of those finished", lines[0])
+	assert.Equal(t, []string{"ORG", "MAILBOXES", "MIGRATED", "NEEDS", "SUPPORT", "SUPPORT", "SHARE", "BUDGET", "CANCELLED", "REMAINING",
+		"OTHER", "BYTES", "PERFECT", "GOOD", "INVESTIGATE", "POOR"}, strings.Fields(lines[1]))
+	assert.Equal(t, []string{"trust-a", "3", "2", "1", "33.33%", "over", "0", "0", "0", "3.0", "kB", "1", "1", "0", "1"}, strings.Fields(lines[3]))
+	assert.Equal(t, []string{"(all)", "6", "3", "1", "25.00%", "over", "0", "1", "1", "3.5", "kB", "2", "1", "0", "1"}, strings.Fields(lines[5]))
+	assert.Contains(t, text.String(), "slowest (from start, the notice lead included):\n  KEY  ORG      OUTCOME        DURATION\n  a2   trust-a  migrated       3m0s")
+}
+
+func TestCSVHasARowPerMailbox(t *testing.T) {
+	var b bytes.Buffer
+	require.NoError(t, WriteCSV(&b, []Mailbox{
+		finished("a1", "trust-a", contract.OutcomeMigrated, contract.ConsistencyPerfect, 1000, 90*time.Second),
+		{Key: "b2", Org: "trust-b", Wave: "w1", Outcome: OutcomeRemaining, Stage: "copying"},
+	}))
+	recs, err := csv.NewReader(&b).ReadAll()
+	require.NoError(t, err)
+	require.Len(t, recs, 3)
+	assert.Equal(t, CSVHeader, recs[0])
+	assert.Equal(t, []string{"a1", "trust-a", "w1", "migrated", "", "", "", "10", "10", "1000", "0", "perfect", "90", "t14 t1",
+		"2026-12-05T20:00:00Z", "2026-12-05T20:01:30Z"}, recs[1])
+	assert.Equal(t, []string{"b2", "trust-b", "w1", "remaining", "copying", "", "", "", "", "", "", "", "", "", "", ""}, recs[2])
+}
