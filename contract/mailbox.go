@@ -35,6 +35,12 @@ const (
 	StageCancelled     Stage = "cancelled"
 )
 
+// Stages lists every stage, in the order a mailbox goes through them.
+var Stages = []Stage{
+	StageScheduled, StageNoticeT14, StageWaitingT1, StageNoticeT1, StageWaitingStart, StageWaitingSlot,
+	StageCopying, StageCutover, StageNoticeSuccess, StagePaused, StageMigrated, StageNeedsSupport, StageCancelled,
+}
+
 // Step names the activity a mailbox failed in.
 type Step string
 

@@ -37,7 +37,11 @@ type MailboxSummary struct {
 	Consistency Consistency  `json:",omitempty"`
 	NoticesSent []NoticeKind `json:",omitempty"`
 	StartedAt   time.Time
-	FinishedAt  time.Time
+	// CopyStartedAt is when the first copy pass began (zero if it never
+	// did): a migration's own duration runs from it to FinishedAt, not from
+	// the start, two weeks of notices earlier.
+	CopyStartedAt time.Time `json:",omitempty"`
+	FinishedAt    time.Time
 }
 
 // Consistency grades a mailbox's copy, like Exchange's Data Consistency
@@ -84,12 +88,13 @@ func Grade(r MailboxResult) Consistency {
 	}
 }
 
-// Summary is the result as a mailbox publishes it.
-func (r MailboxResult) Summary(org, wave string, notices []NoticeKind) MailboxSummary {
+// Summary is the result as a mailbox publishes it; copyStarted is when its
+// first copy pass began, if one did.
+func (r MailboxResult) Summary(org, wave string, notices []NoticeKind, copyStarted time.Time) MailboxSummary {
 	return MailboxSummary{
 		Key: r.Key, Org: org, WaveID: wave, Outcome: r.Outcome, FailedStep: r.FailedStep, ErrorType: r.ErrorType,
 		SourceItems: r.Copied.Items + r.Copied.Skipped + r.Copied.BadItems, TargetItems: r.Copied.Items + r.Copied.Skipped,
 		Bytes: r.Copied.Bytes, BadItems: r.Copied.BadItems, Consistency: Grade(r), NoticesSent: notices,
-		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+		StartedAt: r.StartedAt, CopyStartedAt: copyStarted, FinishedAt: r.FinishedAt,
 	}
 }

@@ -2,6 +2,7 @@ package contract
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -27,7 +28,7 @@ func TestGrade(t *testing.T) {
 		assert.Equal(t, tc.want, Grade(tc.r), name)
 	}
 	s := MailboxResult{Key: "k1", Outcome: OutcomeMigrated, Copied: CopyStats{Items: 700, Skipped: 200, BadItems: 1, Bytes: 900}}.
-		Summary("trust-a", "w1", []NoticeKind{NoticeT14})
+		Summary("trust-a", "w1", []NoticeKind{NoticeT14}, time.Time{})
 	assert.Equal(t, int64(901), s.SourceItems)
 	assert.Equal(t, int64(900), s.TargetItems)
 	assert.Equal(t, ConsistencyGood, s.Consistency)

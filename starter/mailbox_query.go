@@ -11,13 +11,8 @@ import (
 	"mailwave/contract"
 )
 
-// stages are the contract's stages, the values --stage accepts.
-var stages = []contract.Stage{
-	contract.StageScheduled, contract.StageNoticeT14, contract.StageWaitingT1, contract.StageNoticeT1,
-	contract.StageWaitingStart, contract.StageWaitingSlot, contract.StageCopying, contract.StageCutover,
-	contract.StageNoticeSuccess, contract.StagePaused, contract.StageMigrated, contract.StageNeedsSupport,
-	contract.StageCancelled,
-}
+// stages are the values --stage accepts.
+var stages = contract.Stages
 
 // workingStages are the stages in which a mailbox is doing something (an
 // activity runs) or is held: a mailbox in one of them for long is stuck.

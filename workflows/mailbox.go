@@ -56,6 +56,7 @@ type mailbox struct {
 	// pausedShown is the MailwavePaused value last upserted.
 	visible     bool
 	pausedShown bool
+	copyStarted time.Time // when the first copy pass began
 	// checkpoint is where the last copy pass ended; the next pass starts there.
 	checkpoint contract.Checkpoint
 }
@@ -383,6 +384,9 @@ func (m *mailbox) copy(ctx workflow.Context, pass contract.CopyPass, step contra
 	}
 	m.enter(ctx, contract.StageCopying)
 	m.publish(ctx)
+	if m.copyStarted.IsZero() {
+		m.copyStarted = workflow.Now(ctx)
+	}
 	var res activities.CopyResult
 	// The delta goes on from where the bulk pass ended, so it reads only
 	// what arrived since.
@@ -483,7 +487,7 @@ func (m *mailbox) publishEnd(ctx workflow.Context, res contract.MailboxResult) {
 			workflow.GetLogger(ctx).Warn("end not published", "mailbox", m.state.Key, "error", err)
 		}
 	}
-	summary := res.Summary(m.in.Mailbox.Org, m.in.WaveID, m.state.NoticesSent)
+	summary := res.Summary(m.in.Mailbox.Org, m.in.WaveID, m.state.NoticesSent, m.copyStarted)
 	if err := workflow.UpsertMemo(ctx, map[string]any{contract.MemoSummary: summary}); err != nil {
 		workflow.GetLogger(ctx).Warn("summary not published", "mailbox", m.state.Key, "error", err)
 	}

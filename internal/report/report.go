@@ -42,13 +42,21 @@ func FromSummary(s contract.MailboxSummary) Mailbox {
 	return Mailbox{Key: s.Key, Org: s.Org, Wave: s.WaveID, Outcome: string(s.Outcome), Summary: &s}
 }
 
-// Duration is how long a finished mailbox's workflow ran, from its start
-// (so the notice lead is in it) to its end; zero without a summary.
+// Duration is how long a finished mailbox's migration took: from its first
+// copy pass to its end (a summary without one, from the workflow's start,
+// so with the notice lead in it); zero without a summary.
 func (m Mailbox) Duration() time.Duration {
-	if m.Summary == nil || m.Summary.StartedAt.IsZero() || m.Summary.FinishedAt.IsZero() {
+	if m.Summary == nil || m.Summary.FinishedAt.IsZero() {
 		return 0
 	}
-	return m.Summary.FinishedAt.Sub(m.Summary.StartedAt)
+	from := m.Summary.CopyStartedAt
+	if from.IsZero() {
+		from = m.Summary.StartedAt
+	}
+	if from.IsZero() {
+		return 0
+	}
+	return m.Summary.FinishedAt.Sub(from)
 }
 
 // CSVHeader is the report CSV's header row.
@@ -249,6 +257,6 @@ func (s Summary) WriteText(w io.Writer) error {
 		_, err := fmt.Fprintln(w, "slowest: none finished yet")
 		return err
 	}
-	fmt.Fprintln(w, "slowest (from start, the notice lead included):")
+	fmt.Fprintln(w, "slowest (from the first copy pass to the end):")
 	return printer.WriteTable(w, s.Slowest, "  ")
 }
