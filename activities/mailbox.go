@@ -20,11 +20,13 @@ type Activities struct {
 	notifier Notifier
 	copier   Copier
 	router   Router
+	meter    *meter
 }
 
-// New builds the activities over their ports.
+// New builds the activities over their ports. They report no metrics
+// until WithMetrics.
 func New(n Notifier, c Copier, r Router) *Activities {
-	return &Activities{notifier: n, copier: c, router: r}
+	return &Activities{notifier: n, copier: c, router: r, meter: newMeter(nil)}
 }
 
 // SendNoticeInput asks for one notice to one mailbox.
@@ -55,7 +57,10 @@ func (a *Activities) SendNotice(ctx context.Context, in SendNoticeInput) (SendNo
 		Mailbox: in.Mailbox, Kind: in.Kind, MessageID: id, WaveID: in.WaveID, MigrateAt: in.MigrateAt, Failure: in.Failure,
 	})
 	if err != nil {
-		return SendNoticeResult{}, toTemporal(err)
+		return SendNoticeResult{}, a.fail(contract.ActivitySendNotice, err)
+	}
+	if !already {
+		a.meter.noticeSent(in.Kind)
 	}
 	activity.GetLogger(ctx).Info("notice sent", "mailbox", in.Mailbox.Key, "kind", string(in.Kind), "alreadySent", already)
 	return SendNoticeResult{MessageID: id, AlreadySent: already, Attempt: activity.GetInfo(ctx).Attempt}, nil
@@ -92,6 +97,7 @@ type CopyProgress struct {
 // CopyMailbox runs one copy pass. It heartbeats a checkpoint after every
 // durable step; a retry reads the last one and goes on from there.
 func (a *Activities) CopyMailbox(ctx context.Context, in CopyInput) (CopyResult, error) {
+	defer a.meter.copyStarted()()
 	prior := CopyProgress{Checkpoint: in.From}
 	resumed := false
 	if activity.HasHeartbeatDetails(ctx) {
@@ -103,6 +109,7 @@ func (a *Activities) CopyMailbox(ctx context.Context, in CopyInput) (CopyResult,
 		}
 	}
 	progressed := false
+	copied := a.meter.copyCounter(in.Pass)
 	last := prior.Checkpoint
 	var mu sync.Mutex
 	latest := CopyProgress{Checkpoint: prior.Checkpoint, Stats: prior.Stats}
@@ -118,6 +125,7 @@ func (a *Activities) CopyMailbox(ctx context.Context, in CopyInput) (CopyResult,
 		Checkpoint: prior.Checkpoint,
 		Progress: func(cp contract.Checkpoint, s contract.CopyStats) {
 			p := CopyProgress{Checkpoint: cp.Clone(), Stats: prior.Stats.Add(s)}
+			copied.saw(s)
 			mu.Lock()
 			progressed, last, latest = true, cp.Clone(), p
 			mu.Unlock()
@@ -126,8 +134,10 @@ func (a *Activities) CopyMailbox(ctx context.Context, in CopyInput) (CopyResult,
 	})
 	stopBeating()
 	if err != nil {
+		a.meter.throttled(contract.ActivityCopyMailbox, err)
 		return CopyResult{}, copyRetryError(ctx, err, prior, progressed)
 	}
+	copied.saw(stats)
 	total := prior.Stats.Add(stats)
 	activity.GetLogger(ctx).Info("copy pass done", "mailbox", in.Mailbox.Key, "pass", string(in.Pass),
 		"items", total.Items, "bytes", total.Bytes, "skipped", total.Skipped, "resumed", resumed)
@@ -152,22 +162,23 @@ func (a *Activities) Cutover(ctx context.Context, in CutoverInput) (CutoverResul
 	attempt := activity.GetInfo(ctx).Attempt
 	route, err := a.router.Route(ctx, in.Mailbox)
 	if err != nil {
-		return CutoverResult{}, toTemporal(err)
+		return CutoverResult{}, a.fail(contract.ActivityCutover, err)
 	}
 	if route == RouteTarget {
 		return CutoverResult{AlreadyDone: true, Attempt: attempt}, nil
 	}
 	sent, err := a.notifier.Sent(ctx, in.Mailbox.Key, contract.NoticeT14)
 	if err != nil {
-		return CutoverResult{}, toTemporal(err)
+		return CutoverResult{}, a.fail(contract.ActivityCutover, err)
 	}
 	if !sent {
 		return CutoverResult{}, toTemporal(Permanent(contract.ErrTypeNoticeNotSent,
 			"mailbox %s: the T-14 notice was never sent, so it may not be cut over", in.Mailbox.Key))
 	}
 	if err := a.router.Cutover(ctx, in.Mailbox); err != nil {
-		return CutoverResult{}, toTemporal(err)
+		return CutoverResult{}, a.fail(contract.ActivityCutover, err)
 	}
+	a.meter.cutover()
 	activity.GetLogger(ctx).Info("cut over", "mailbox", in.Mailbox.Key)
 	return CutoverResult{Attempt: attempt}, nil
 }
@@ -231,6 +242,13 @@ func transient(err error) bool {
 	var thr *ThrottledError
 	return err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
 		!errors.As(err, &perm) && !errors.As(err, &thr)
+}
+
+// fail is toTemporal for a failed attempt of the named activity, counting
+// a throttle reply.
+func (a *Activities) fail(activity string, err error) error {
+	a.meter.throttled(activity, err)
+	return toTemporal(err)
 }
 
 // toTemporal turns a port's error into what Temporal's retry machinery

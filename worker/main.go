@@ -1,7 +1,9 @@
 // Command worker runs mailwave's workflows and activities.
 //
 // Every flag can also be set in the environment: --sim-dir is
-// MAILWAVE_SIM_DIR. It stops cleanly on SIGINT or SIGTERM.
+// MAILWAVE_SIM_DIR. It stops cleanly on SIGINT or SIGTERM. With
+// --metrics-listen it serves the SDK's metrics and mailwave's to
+// Prometheus.
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 
 	"mailwave/internal/cliutil"
 	"mailwave/internal/connect"
+	"mailwave/internal/metrics/registry"
 	"mailwave/internal/workerapp"
 )
 
@@ -33,6 +36,7 @@ func main() {
 func newRootCmd() *cobra.Command {
 	var (
 		temporal connect.Options
+		metrics  registry.Options
 		cfg      workerapp.Config
 		profile  string
 		cache    int
@@ -54,14 +58,25 @@ func newRootCmd() *cobra.Command {
 				}
 				defer stop()
 			}
-			c, z, err := temporal.Connect(cmd.Context())
+			z, logger, err := temporal.Log.Build()
 			if err != nil {
 				return err
 			}
 			defer func() { _ = z.Sync() }()
+			reg, err := metrics.Start(func(err error) { z.Warn("metrics", zap.Error(err)) })
+			if err != nil {
+				return err
+			}
+			defer func() { _ = reg.Close() }()
+			temporal.Metrics, cfg.Metrics = reg.Handler(), reg.Handler()
+			c, err := temporal.Dial(cmd.Context(), logger)
+			if err != nil {
+				return err
+			}
 			defer c.Close()
 			z.Info("worker starting", zap.String("address", temporal.Address), zap.String("namespace", temporal.Namespace),
-				zap.String("taskQueue", cfg.TaskQueue), zap.String("notifier", cfg.Notifier), zap.String("estate", cfg.Estate))
+				zap.String("taskQueue", cfg.TaskQueue), zap.String("notifier", cfg.Notifier), zap.String("estate", cfg.Estate),
+				zap.String("metrics", metrics.Listen))
 			cfg.Warn = func(msg string) { z.Warn(msg) }
 			cfg.Logger = z
 			// Waiting mailboxes leave the cache and replay when they wake:
@@ -73,6 +88,7 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	temporal.AddFlags(cmd.Flags())
+	metrics.AddFlags(cmd.Flags())
 	cfg.AddFlags(cmd.Flags())
 	cmd.Flags().IntVar(&cache, "workflow-cache", 2000, "workflows kept in this worker's cache (the rest replay when they wake)")
 	cmd.Flags().StringVar(&profile, "cpu-profile", "", "write a CPU profile (go tool pprof) to this file until the worker stops")

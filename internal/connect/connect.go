@@ -4,7 +4,9 @@
 // starts, the rest dial through Dial).
 // The flags that fill it are its own: address, namespace, identity, TLS
 // (server CA, client certificate for mTLS, server name), API key, the
-// payload codec's key ring, and logging.
+// payload codec's key ring, and logging. A worker also hands it its metrics
+// handler (internal/metrics/registry), so the SDK's own metrics go where
+// mailwave's do.
 package connect
 
 import (
@@ -59,6 +61,12 @@ type Options struct {
 	// that the privacy tests can prove they notice plaintext.
 	Plaintext bool
 
+	// Metrics, when set, receives the client's and its workers' metrics
+	// (task slots, schedule-to-start latency, requests, and what workflows
+	// emit through workflow.GetMetricsHandler): the handler of a worker's
+	// internal/metrics/registry. Nil is none.
+	Metrics client.MetricsHandler
+
 	Log LogOptions
 }
 
@@ -79,9 +87,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 }
 
 // ClientOptions returns the client options for these settings, logging
-// through logger: the codec on payloads and failures, TLS and the API key.
-// HostPort is left empty when Address is (a dev server on a free port sets
-// its own).
+// through logger: the codec on payloads and failures, TLS, the API key and
+// the metrics handler. HostPort is left empty when Address is (a dev
+// server on a free port sets its own).
 func (o Options) ClientOptions(logger tlog.Logger) (client.Options, error) {
 	ns := o.Namespace
 	if ns == "" {
@@ -92,6 +100,8 @@ func (o Options) ClientOptions(logger tlog.Logger) (client.Options, error) {
 		Namespace: ns,
 		Identity:  o.identity(),
 		Logger:    logger,
+		// Nil is the SDK's no-op handler.
+		MetricsHandler: o.Metrics,
 	}
 	if !o.Plaintext {
 		keys := o.Keys

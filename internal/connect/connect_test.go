@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
@@ -145,4 +146,16 @@ func TestClientsEncryptPayloads(t *testing.T) {
 	assert.NotContains(t, string(p.Data), "alice")
 	require.NotNil(t, opts.FailureConverter)
 	assert.NotEmpty(t, opts.Identity)
+}
+
+// The worker's metrics handler reaches the client's options, so the SDK's
+// own metrics go to the worker's registry.
+func TestClientOptionsCarryTheMetricsHandler(t *testing.T) {
+	h := client.MetricsNopHandler.WithTags(map[string]string{"worker": "w1"})
+	opts, err := connect.Options{Keys: testkit.TestKeyRing(), Metrics: h}.ClientOptions(nil)
+	require.NoError(t, err)
+	assert.Equal(t, h, opts.MetricsHandler)
+	opts, err = connect.Options{Keys: testkit.TestKeyRing()}.ClientOptions(nil)
+	require.NoError(t, err)
+	assert.Nil(t, opts.MetricsHandler, "none: the SDK's no-op")
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
 	"github.com/spf13/pflag"
@@ -54,6 +55,10 @@ type Config struct {
 	// Logger gets what the worker reports as it runs (each organisation's
 	// copy rate); nil is none.
 	Logger *zap.Logger
+	// Metrics receives mailwave's own metrics (internal/metrics): the
+	// handler of the worker's registry, which its Temporal client shares
+	// (connect.Options.Metrics). Nil is none.
+	Metrics client.MetricsHandler
 
 	MaxConcurrentActivities      int
 	MaxConcurrentLocalActivities int

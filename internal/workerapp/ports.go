@@ -29,6 +29,10 @@ type orgPorts struct {
 	copier   activities.Copier
 	notifier activities.Notifier
 	router   activities.Router
+	// rate is the copier's adaptive rate towards the target, for the
+	// metrics; nil when the copier has none (a simulated estate without a
+	// tenant limit).
+	rate *adapt.Rate
 }
 
 // orgs sends each mailbox to its organisation's connectors, as the
@@ -133,9 +137,12 @@ func buildOrg(org config.Org, secrets *config.Secrets, routeOnly bool, log *zap.
 		if estate, err = openSim(*org.Sim, log); err != nil {
 			return nil, &partError{"sim", err}
 		}
-		p.copier = estate
-	} else if p.copier, err = buildCopier(org, secrets, log); err != nil {
-		return nil, &partError{"copier", err}
+		p.copier, p.rate = estate, estate.Rate()
+	} else {
+		p.rate = adapt.New(adapt.Options{Name: org.Name, Ceiling: float64(org.Copy.BytesPerSecond), Logger: log})
+		if p.copier, err = buildCopier(org, secrets, p.rate); err != nil {
+			return nil, &partError{"copier", err}
+		}
 	}
 	if p.router != nil {
 		return p, nil
@@ -150,9 +157,9 @@ func buildOrg(org config.Org, secrets *config.Secrets, routeOnly bool, log *zap.
 }
 
 // buildCopier makes the IMAP copier between the organisation's source and
-// target. Its rate adapts to the target's refusals, under the configured
-// bytes per second as a ceiling.
-func buildCopier(org config.Org, secrets *config.Secrets, log *zap.Logger) (activities.Copier, error) {
+// target. It sends through rate, which adapts to the target's refusals
+// under the configured bytes per second as a ceiling.
+func buildCopier(org config.Org, secrets *config.Secrets, rate *adapt.Rate) (activities.Copier, error) {
 	src, err := endpoint(org.Source)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
@@ -168,7 +175,7 @@ func buildCopier(org config.Org, secrets *config.Secrets, log *zap.Logger) (acti
 		MaxMessageBytes: org.Copy.MaxMessageBytes,
 		BadItemLimit:    org.Copy.BadItemLimit,
 		FolderMap:       org.Copy.FolderMap,
-		Rate:            adapt.New(adapt.Options{Name: org.Name, Ceiling: float64(org.Copy.BytesPerSecond), Logger: log}),
+		Rate:            rate,
 	})
 }
 

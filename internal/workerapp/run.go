@@ -57,7 +57,8 @@ func Run(ctx context.Context, c Config, tc client.Client) error {
 	for _, w := range o.warnings {
 		c.warn("INSECURE SETTING: " + w)
 	}
-	acts := activities.New(o, o, o)
+	acts := activities.New(o, o, o).WithMetrics(c.Metrics)
+	defer sampleRates(ctx, c.Metrics, o.rates(), RateSampleEvery)()
 	opts := worker.Options{
 		MaxConcurrentActivityExecutionSize:      c.MaxConcurrentActivities,
 		MaxConcurrentLocalActivityExecutionSize: c.MaxConcurrentLocalActivities,

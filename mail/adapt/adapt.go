@@ -78,10 +78,10 @@ type Rate struct {
 	lim *rate.Limiter
 
 	mu         sync.Mutex
-	rate       float64   // the current rate, bytes per second
-	slowStart  bool      // no refusal yet
-	peak       float64   // where the rate climbs back to after a cut
-	refusedAt  float64   // the rate sent at the last refusal
+	rate       float64 // the current rate, bytes per second
+	slowStart  bool    // no refusal yet
+	peak       float64 // where the rate climbs back to after a cut
+	refusedAt  float64 // the rate sent at the last refusal
 	lastCut    time.Time
 	lastGrow   time.Time // when the rate last grew
 	lastLog    time.Time
