@@ -107,6 +107,9 @@ func (s *Server) config(ids identities) string {
 	}
 	p("}")
 
+	if o.IMAPCapability != "" {
+		p("imap_capability = %s", o.IMAPCapability)
+	}
 	p("protocol imap {")
 	// The default 10 is too few for a copier's lanes plus the test's own
 	// connections, all from 127.0.0.1.

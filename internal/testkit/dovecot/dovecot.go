@@ -81,6 +81,14 @@ type Options struct {
 	// Dovecot 2.3 takes special use only from its configuration: it accepts
 	// CREATE ... (USE (...)) but ignores the USE list.
 	SpecialUse map[string]string
+
+	// IMAPCapability, when set, is Dovecot's imap_capability: the list the
+	// server advertises, before login and after, in place of its own (a
+	// leading "+" adds to its own lists instead). With a whole list,
+	// Dovecot 2.3.19 advertises SPECIAL-USE only if the list names it, and
+	// before login adds STARTTLS and the AUTH= mechanisms to it. The copy
+	// benchmark uses it for a target without MULTIAPPEND.
+	IMAPCapability string
 }
 
 // Storage is a Dovecot mailbox format.
@@ -317,6 +325,9 @@ func validate(o Options) error {
 	case "", SDBox, Maildir:
 	default:
 		return fmt.Errorf("dovecot: unknown storage %q", o.Storage)
+	}
+	if strings.ContainsAny(o.IMAPCapability, "\r\n\"#") {
+		return fmt.Errorf("dovecot: IMAPCapability %q may not contain a line break, '\"' or '#'", o.IMAPCapability)
 	}
 	for name, attr := range o.SpecialUse {
 		if name == "" || strings.ContainsAny(name, "\"\\\r\n") || !strings.HasPrefix(attr, `\`) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -309,8 +310,45 @@ func TestBadOptions(t *testing.T) {
 		"master without pw":  {Users: []dovecot.User{alice}, MasterUser: "m"},
 		"token for stranger": {Users: []dovecot.User{alice}, OAuth2Tokens: map[string]string{"bob": "t"}},
 		"duplicate user":     {Users: []dovecot.User{alice, alice}},
+		"capability line":    {Users: []dovecot.User{alice}, IMAPCapability: "IMAP4rev1\nssl = no"},
 	} {
 		_, err := dovecot.Start(t.TempDir(), o)
 		assert.Error(t, err, name)
 	}
+}
+
+// capList is a capability set as a sorted list of names.
+func capList(set imap.CapSet) []string {
+	var out []string
+	for c := range set {
+		out = append(out, string(c))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestIMAPCapability(t *testing.T) {
+	own := dovecot.StartT(t, dovecot.Options{Users: []dovecot.User{alice}, Plaintext: true})
+	c := dial(t, own.Addr())
+	ownBefore, err := c.Capability().Wait()
+	require.NoError(t, err)
+	require.NoError(t, c.Login(alice.Name, alice.Password).Wait())
+	caps, err := c.Capability().Wait()
+	require.NoError(t, err)
+	t.Logf("Dovecot's own list, before login: %v; after: %v", capList(ownBefore), capList(caps))
+	require.True(t, caps.Has(imap.CapMultiAppend), "Dovecot's own list: %v", capList(caps))
+	// Dovecot's own list after login, less MULTIAPPEND.
+	want := slices.DeleteFunc(capList(caps), func(c string) bool { return c == string(imap.CapMultiAppend) })
+
+	s := dovecot.StartT(t, dovecot.Options{Users: []dovecot.User{alice}, Plaintext: true, IMAPCapability: strings.Join(want, " ")})
+	c = dial(t, s.Addr())
+	before, err := c.Capability().Wait()
+	require.NoError(t, err)
+	assert.True(t, before.Has(imap.CapLiteralPlus), "before login: %v", capList(before))
+	assert.False(t, before.Has(imap.CapMultiAppend), "before login: %v", capList(before))
+	require.NoError(t, c.Login(alice.Name, alice.Password).Wait())
+	after, err := c.Capability().Wait()
+	require.NoError(t, err)
+	assert.Equal(t, want, capList(after))
+	t.Logf("with IMAPCapability, before login: %v; after: %v", capList(before), capList(after))
 }
