@@ -127,7 +127,7 @@ func TestCopyFindsTheTargetsLimit(t *testing.T) {
 	assert.Positive(t, st.AppendsRefused, "the limit was met")
 	assert.Greater(t, settled, 0.8, "the rate settles near the limit")
 	assert.LessOrEqual(t, settled, 1.1)
-	assert.Less(t, share, 0.1, "refused seldom")
+	assert.Less(t, share, 0.25, "refused seldom (a fixed rate of twice the limit has half refused)")
 }
 
 // TestCopyUnderDropsAndRefusalsWithoutFigures has a target that names no

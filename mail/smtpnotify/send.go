@@ -18,8 +18,10 @@ import (
 // Send sends the notice unless the ledger says it already went out with the
 // same Message-ID, in which case it makes no connection and reports
 // alreadySent. After the server accepts the message the ledger record is
-// written; if that fails the error says so, and the retry sends again (see
-// the package documentation). Sends of one notice within this process are
+// written, tried again for a while if the ledger is down; if that still
+// fails the error says so, a retry in this process records it without
+// sending, and a retry elsewhere sends again (see the package
+// documentation). Sends of one notice within this process are
 // serialised, so a retry racing the original cannot deliver twice.
 func (n *Notifier) Send(ctx context.Context, nt activities.Notice) (alreadySent bool, err error) {
 	if err := ctx.Err(); err != nil {
@@ -39,9 +41,15 @@ func (n *Notifier) Send(ctx context.Context, nt activities.Notice) (alreadySent 
 		return false, err
 	}
 
-	defer n.lock(key + "-" + string(nt.Kind))()
+	name := key + "-" + string(nt.Kind)
+	defer n.lock(name)()
 
 	wantID := "<" + msgID + ">"
+	if n.takeUnrecorded(name) == wantID {
+		// Accepted by the relay in an earlier attempt here, not recorded:
+		// record it now, never send it again.
+		return true, n.record(ctx, key, nt.Kind, name, wantID)
+	}
 	switch id, err := n.ledger.Recorded(ctx, key, nt.Kind); {
 	case err == nil && id == wantID:
 		return true, nil
@@ -54,10 +62,47 @@ func (n *Notifier) Send(ctx context.Context, nt activities.Notice) (alreadySent 
 	if err := n.deliver(ctx, nt, msg); err != nil {
 		return false, err
 	}
-	if err := n.ledger.Record(ctx, key, nt.Kind, wantID, time.Now()); err != nil {
-		return false, fmt.Errorf("smtpnotify: mailbox %s: %s notice sent but not recorded, a retry will send it again: %w", key, nt.Kind, err)
+	return false, n.record(ctx, key, nt.Kind, name, wantID)
+}
+
+// recordFor is how long a notice the relay accepted is tried to be
+// recorded before the attempt gives up (a ledger database restarting takes
+// seconds): a retry that finds no record sends the notice again.
+var recordFor = 45 * time.Second
+
+// record writes the ledger record of a notice the relay accepted, trying
+// again while the ledger is unreachable, even past the attempt's own
+// deadline. If it still fails, the notice is remembered in this process so
+// that a retry here records it instead of sending it twice.
+func (n *Notifier) record(ctx context.Context, key string, kind contract.NoticeKind, name, id string) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordFor)
+	defer cancel()
+	wait := 100 * time.Millisecond
+	for {
+		err := n.ledger.Record(rctx, key, kind, id, time.Now())
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-rctx.Done():
+			n.mu.Lock()
+			n.unrecorded[name] = id
+			n.mu.Unlock()
+			return fmt.Errorf("smtpnotify: mailbox %s: %s notice sent but not recorded (a retry in this worker records it; one elsewhere sends it again): %w", key, kind, err)
+		case <-time.After(wait):
+			wait = min(2*wait, 5*time.Second)
+		}
 	}
-	return false, nil
+}
+
+// takeUnrecorded returns (and forgets) the Message-ID of a notice this
+// process sent but could not record, or "".
+func (n *Notifier) takeUnrecorded(name string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	id := n.unrecorded[name]
+	delete(n.unrecorded, name)
+	return id
 }
 
 // Sent reports whether the ledger records the notice of that kind for that

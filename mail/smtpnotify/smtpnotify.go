@@ -146,6 +146,10 @@ type Notifier struct {
 	// else, so a slow relay holds up only the retry of the same notice.
 	mu      sync.Mutex
 	sending map[string]*pathLock
+	// unrecorded holds, by ledger path, the Message-ID of each notice the
+	// relay accepted but the ledger could not record (it was down): a
+	// retry in this process records it instead of sending it again.
+	unrecorded map[string]string
 }
 
 type pathLock struct {
@@ -159,16 +163,17 @@ var _ activities.Notifier = (*Notifier)(nil)
 // directory. Each error names the option at fault; secrets are never shown.
 func New(o Options) (*Notifier, error) {
 	n := &Notifier{
-		host:      o.Host,
-		port:      o.Port,
-		security:  o.Security,
-		username:  o.Username,
-		password:  o.Password,
-		templates: o.Templates,
-		ledger:    o.Ledger,
-		timeout:   o.Timeout,
-		helo:      o.HELO,
-		sending:   make(map[string]*pathLock),
+		host:       o.Host,
+		port:       o.Port,
+		security:   o.Security,
+		username:   o.Username,
+		password:   o.Password,
+		templates:  o.Templates,
+		ledger:     o.Ledger,
+		timeout:    o.Timeout,
+		helo:       o.HELO,
+		sending:    make(map[string]*pathLock),
+		unrecorded: make(map[string]string),
 	}
 	if err := checkHost(o.Host); err != nil {
 		return nil, err

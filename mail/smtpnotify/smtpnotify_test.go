@@ -591,3 +591,66 @@ func TestInsecureSkipVerify(t *testing.T) {
 	_, err := smtpnotify.New(o)
 	require.EqualError(t, err, `smtpnotify: InsecureSkipVerify: set, but Security is "none"`)
 }
+
+// flakyLedger is a ledger in memory that is down for its first down
+// Record calls, as a database restarting is.
+type flakyLedger struct {
+	mu      sync.Mutex
+	down    int
+	records map[string]string
+}
+
+func (l *flakyLedger) Recorded(_ context.Context, key string, kind contract.NoticeKind) (string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.records[key+"-"+string(kind)], nil
+}
+
+func (l *flakyLedger) Record(_ context.Context, key string, kind contract.NoticeKind, id string, _ time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.down > 0 {
+		l.down--
+		return errors.New("connection refused")
+	}
+	l.records[key+"-"+string(kind)] = id
+	return nil
+}
+
+// TestALedgerDownAfterTheRelayAcceptedSendsOnce: the relay accepts a
+// notice while the ledger is restarting; the record is tried again until it
+// is back, so no retry sends the notice a second time. A ledger down for
+// longer fails the attempt, and the retry in this worker records the notice
+// without sending it.
+func TestALedgerDownAfterTheRelayAcceptedSendsOnce(t *testing.T) {
+	ctx := context.Background()
+	t.Run("down briefly", func(t *testing.T) {
+		l := &flakyLedger{down: 3, records: map[string]string{}}
+		n, r, _ := setup(t, func(o *smtpnotify.Options) { o.LedgerDir, o.Ledger = "", l })
+		already, err := n.Send(ctx, notice(key, contract.NoticeSuccess))
+		require.NoError(t, err)
+		assert.False(t, already)
+		assert.Len(t, r.Messages(), 1)
+		sent, err := n.Sent(ctx, key, contract.NoticeSuccess)
+		require.NoError(t, err)
+		assert.True(t, sent, "recorded once the ledger was back")
+	})
+	t.Run("down for longer", func(t *testing.T) {
+		defer smtpnotify.SetRecordFor(300 * time.Millisecond)()
+		l := &flakyLedger{down: 1000, records: map[string]string{}}
+		n, r, _ := setup(t, func(o *smtpnotify.Options) { o.LedgerDir, o.Ledger = "", l })
+		_, err := n.Send(ctx, notice(key, contract.NoticeSuccess))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "sent but not recorded")
+		l.mu.Lock()
+		l.down = 0
+		l.mu.Unlock()
+		already, err := n.Send(ctx, notice(key, contract.NoticeSuccess))
+		require.NoError(t, err)
+		assert.True(t, already, "the retry recorded it")
+		assert.Len(t, r.Messages(), 1, "and sent nothing")
+		sent, err := n.Sent(ctx, key, contract.NoticeSuccess)
+		require.NoError(t, err)
+		assert.True(t, sent)
+	})
+}
