@@ -56,6 +56,7 @@ type mailbox struct {
 	// pausedShown is the MailwavePaused value last upserted.
 	visible     bool
 	pausedShown bool
+	ended       bool // the end is published: a later hold is not shown
 	copyStarted time.Time // when the first copy pass began
 	// checkpoint is where the last copy pass ended; the next pass starts there.
 	checkpoint contract.Checkpoint
@@ -153,6 +154,9 @@ func (m *mailbox) setup(ctx workflow.Context) error {
 			updates = append(updates, contract.SearchAttrWave.ValueSet(m.in.WaveID))
 		}
 	}
+	// What a run before a reset showed (a pause) is what the next change
+	// is judged against.
+	m.pausedShown, _ = attrs.GetBool(contract.SearchAttrPaused)
 	if _, ok := attrs.GetKeyword(contract.SearchAttrOrg); m.visible && !ok && m.in.Mailbox.Org != "" {
 		updates = append(updates, contract.SearchAttrOrg.ValueSet(m.in.Mailbox.Org))
 	}
@@ -167,7 +171,7 @@ func (m *mailbox) setup(ctx workflow.Context) error {
 func (m *mailbox) showPaused(ctx workflow.Context) {
 	held := m.state.Paused || m.state.HeldByWave
 	m.details(ctx)
-	if !m.visible || held == m.pausedShown {
+	if !m.visible || m.ended || held == m.pausedShown {
 		return
 	}
 	m.pausedShown = held
@@ -474,6 +478,7 @@ func (m *mailbox) publishEnd(ctx workflow.Context, res contract.MailboxResult) {
 	if !m.visible {
 		return
 	}
+	m.ended = true
 	var updates []temporal.SearchAttributeUpdate
 	if res.ErrorType != "" {
 		updates = append(updates, contract.SearchAttrErrorType.ValueSet(res.ErrorType))

@@ -31,6 +31,9 @@ type publisher struct {
 // setupPublisher decides, once per run, whether this run publishes.
 func (w *wave) setupPublisher(ctx workflow.Context) {
 	w.pub.on = workflow.GetVersion(ctx, changeWaveVisibility, workflow.DefaultVersion, 1) == 1
+	// Search attributes carry over continue-as-new: a pause the last run
+	// showed is what this run's first publication is judged against.
+	w.pub.pausedShown, _ = workflow.GetTypedSearchAttributes(ctx).GetBool(contract.SearchAttrPaused)
 }
 
 // publish writes the wave's progress to its memo when it has changed, at

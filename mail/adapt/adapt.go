@@ -83,6 +83,7 @@ type Rate struct {
 	peak       float64 // where the rate climbs back to after a cut
 	refusedAt  float64 // the rate sent at the last refusal
 	lastCut    time.Time
+	lastSent   time.Time // the last Wait
 	lastGrow   time.Time // when the rate last grew
 	lastLog    time.Time
 	cuts       int
@@ -94,6 +95,10 @@ type Rate struct {
 	throttled  int64
 	totalBytes int64
 }
+
+// idleGap is the longest time between two sends that still counts as
+// sending.
+const idleGap = time.Second
 
 // burst is the limiter's bucket: large enough for a big message to pass in
 // a few steps, small enough that a cut takes effect at once.
@@ -155,7 +160,13 @@ func (r *Rate) Wait(ctx context.Context, n int) error {
 }
 
 // countSent keeps the rate really sent over windows of about a second.
+// A pause in sending (a throttle waited out, no copy to do) starts a new
+// window, so idle time is not taken for a slow rate.
 func (r *Rate) countSent(now time.Time, n float64) {
+	if !r.lastSent.IsZero() && now.Sub(r.lastSent) > idleGap {
+		r.winStart, r.winBytes = now, 0
+	}
+	r.lastSent = now
 	r.winBytes += n
 	if el := now.Sub(r.winStart); el >= time.Second {
 		r.sent, r.sentAt = r.winBytes/el.Seconds(), now

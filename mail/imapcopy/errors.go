@@ -61,6 +61,12 @@ func throttled(ie *imap.Error) bool {
 	return throttleText(ie.Text)
 }
 
+// limitThrottle reports whether a [LIMIT] answer's text is about the pace
+// (throttled, a back-off figure) rather than the message.
+func limitThrottle(text string) bool {
+	return strings.Contains(strings.ToLower(text), "throttl") || backoffHint.MatchString(text)
+}
+
 // throttleText reports whether an answer's text asks the client to slow
 // down.
 func throttleText(text string) bool {
@@ -99,6 +105,9 @@ func (c *Copier) throttledAnswer(err error) (time.Duration, bool) {
 		// message, not the pace.
 		return 0, false
 	}
+	if ie.Code == imap.ResponseCodeLimit && !limitThrottle(ie.Text) {
+		return 0, false
+	}
 	if d, ok := hintedDelay(ie); ok {
 		return d, true
 	}
@@ -118,8 +127,11 @@ func refused(err error) (*imap.Error, bool) {
 	switch ie.Code {
 	case imap.ResponseCodeTooBig, imap.ResponseCodeParse, imap.ResponseCodeUnknownCTE:
 		return ie, true
-	case imap.ResponseCodeLimit, "":
-		// [LIMIT] is a message over a size limit, or a rate limit.
+	case imap.ResponseCodeLimit:
+		// [LIMIT] is a message over a size limit, or a rate limit: only a
+		// text that says throttled, or names a back-off, is the pace.
+		return ie, !limitThrottle(ie.Text)
+	case "":
 		return ie, !throttleText(ie.Text)
 	}
 	return nil, false

@@ -105,6 +105,7 @@ func TestThrottledAnswerIsThePaceNotTheMessage(t *testing.T) {
 		"throttled, no figure":     {no("", "Request is throttled."), throttleWait},
 		"dovecot size limit":       {no(imap.ResponseCodeLimit, "Mail size is larger than the maximum size allowed by server configuration"), 0},
 		"bad message":              {no(imap.ResponseCodeParse, "Invalid message"), 0},
+		"limit of the message":     {no(imap.ResponseCodeLimit, "Too many recipients in the message, try again with fewer"), 0},
 		"accepted":                 {nil, 0},
 		"connection reset":         {errors.New("read: connection reset by peer"), 0},
 	} {

@@ -123,30 +123,31 @@ const (
 	maxThrottledResends = 10
 )
 
-// answered waits for a batch's answers, one error per message. A batch the
-// target refused for throttling is sent again after the delay it asked
-// for, and the worker's rate learns of the refusal; a MULTIAPPEND refused
-// for one bad message is sent again a message at a time to find it.
+// answered waits for a batch's answers, one error per message. Through
+// the appender, a batch the target refused for throttling is sent again
+// after the delay it asked for, and the worker's rate learns of each
+// refusal and of what was taken; a MULTIAPPEND refused for one bad message
+// is sent again a message at a time to find it, after a re-send too.
+// Without the appender, send has already waited out throttling, in the
+// fetcher's goroutine, which alone uses the lane's go-imap connection.
 func (j *job) answered(ctx context.Context, l *lane, f folder, b *batch) ([]error, error) {
-	errs := b.await(ctx)
-	if len(b.answers) == 1 && len(b.items) > 1 {
-		if _, refusedOne := refused(errs[0]); refusedOne {
-			// MULTIAPPEND is all or nothing: find the message the target
-			// refuses by sending them one at a time.
-			for i, it := range b.items {
-				errs[i] = j.appendOne(ctx, l, f, it)
-			}
-		}
+	errs := j.awaitSplit(ctx, l, f, b)
+	if b.answers == nil {
+		return errs, nil
+	}
+	pending := make([]int, len(errs)) // the items whose answers are new
+	for i := range pending {
+		pending[i] = i
 	}
 	for round := 0; ; round++ {
 		var again []int
 		var wait time.Duration
 		var took int
-		for i, err := range errs {
-			if err == nil {
+		for _, i := range pending {
+			if errs[i] == nil {
 				took += len(b.items[i].body)
 			}
-			if d, ok := j.c.throttledAnswer(err); ok {
+			if d, ok := j.c.throttledAnswer(errs[i]); ok {
 				again, wait = append(again, i), max(wait, d)
 			}
 		}
@@ -174,10 +175,27 @@ func (j *job) answered(ctx context.Context, l *lane, f folder, b *batch) ([]erro
 		if err := j.send(ctx, l, f, resend); err != nil {
 			return nil, err
 		}
-		for k, err := range resend.await(ctx) {
+		for k, err := range j.awaitSplit(ctx, l, f, resend) {
 			errs[again[k]] = err
 		}
+		pending = again
 	}
+}
+
+// awaitSplit awaits a batch's answers; a MULTIAPPEND refused for one bad
+// message (it is all or nothing) is sent again a message at a time to
+// find it. Only the collector calls it, and only it uses the lane's go-imap
+// connection while the appender carries the batches.
+func (j *job) awaitSplit(ctx context.Context, l *lane, f folder, b *batch) []error {
+	errs := b.await(ctx)
+	if len(b.answers) == 1 && len(b.items) > 1 {
+		if _, refusedOne := refused(errs[0]); refusedOne {
+			for i, it := range b.items {
+				errs[i] = j.appendOne(ctx, l, f, it)
+			}
+		}
+	}
+	return errs
 }
 
 // await collects a batch's answers, one error per message; a context
@@ -415,9 +433,45 @@ func (j *job) send(ctx context.Context, l *lane, f folder, b *batch) error {
 	// Without the appender, one message at a time: a synchronising literal
 	// costs a round trip each way, and a refused one costs the connection.
 	for _, it := range b.items {
-		b.errs = append(b.errs, j.appendOne(ctx, l, f, it))
+		err, werr := j.appendWaitingOut(ctx, l, f, it)
+		if werr != nil {
+			return werr
+		}
+		b.errs = append(b.errs, err)
 	}
 	return nil
+}
+
+// appendWaitingOut appends one message through go-imap, waiting out the
+// target's throttling (at most maxThrottledResends times) and telling the
+// worker's rate. It returns the message's answer, or an error that ends
+// the lane (its context ended).
+func (j *job) appendWaitingOut(ctx context.Context, l *lane, f folder, it item) (answer, err error) {
+	for round := 0; ; round++ {
+		answer = j.appendOne(ctx, l, f, it)
+		r := j.c.o.Rate
+		wait, throttled := j.c.throttledAnswer(answer)
+		if r != nil && answer == nil {
+			r.Accepted(len(it.body))
+		}
+		if !throttled {
+			return answer, nil
+		}
+		if r != nil {
+			r.Throttled()
+		}
+		if round == maxThrottledResends || wait > maxThrottleWait {
+			return answer, nil
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+		if r != nil {
+			if err := r.Wait(ctx, len(it.body)); err != nil {
+				return nil, err
+			}
+		}
+	}
 }
 
 // appendFlags are the flags an APPEND may set: \Recent is the server's.

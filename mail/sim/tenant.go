@@ -56,7 +56,7 @@ type tenant struct {
 const tenantBurstSeconds = 1.0
 
 // openTenant opens (or creates) the estate's tenant bucket; limit, when not
-// zero, is set if the file is new.
+// zero, is set if the file is new or has no limit.
 func openTenant(dir string, limit float64) (*tenant, error) {
 	f, err := os.OpenFile(filepath.Join(dir, tenantFile), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -64,7 +64,7 @@ func openTenant(dir string, limit float64) (*tenant, error) {
 	}
 	t := &tenant{f: f}
 	err = t.update(func(s *tenantState, now time.Time) {
-		if s.At == 0 {
+		if s.At == 0 || (s.Limit == 0 && limit > 0) {
 			s.Limit, s.Tokens, s.At = limit, limit*tenantBurstSeconds, now.UnixNano()
 		}
 	})
@@ -138,8 +138,12 @@ func SetTenantLimit(dir string, bytesPerSecond float64) error {
 	})
 }
 
-// ReadTenantStats reads the tenant bucket's counters of the estate in dir.
+// ReadTenantStats reads the tenant bucket's counters of the estate in dir
+// (all zero if it has none yet; it makes none).
 func ReadTenantStats(dir string) (TenantStats, error) {
+	if _, err := os.Stat(filepath.Join(dir, tenantFile)); errors.Is(err, os.ErrNotExist) {
+		return TenantStats{At: time.Now()}, nil
+	}
 	t, err := openTenant(dir, 0)
 	if err != nil {
 		return TenantStats{}, err

@@ -67,12 +67,13 @@ func (n *Notifier) Send(ctx context.Context, nt activities.Notice) (alreadySent 
 
 // recordFor is how long a notice the relay accepted is tried to be
 // recorded before the attempt gives up (a ledger database restarting takes
-// seconds): a retry that finds no record sends the notice again.
-var recordFor = 45 * time.Second
+// seconds), within the notice activity's minute: a retry elsewhere that
+// finds no record sends the notice again.
+var recordFor = 20 * time.Second
 
 // record writes the ledger record of a notice the relay accepted, trying
-// again while the ledger is unreachable, even past the attempt's own
-// deadline. If it still fails, the notice is remembered in this process so
+// again while the ledger is unreachable, for recordFor even if the
+// attempt's context ends first. If it still fails, the notice is remembered in this process so
 // that a retry here records it instead of sending it twice.
 func (n *Notifier) record(ctx context.Context, key string, kind contract.NoticeKind, name, id string) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordFor)
