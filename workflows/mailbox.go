@@ -56,7 +56,7 @@ type mailbox struct {
 	// pausedShown is the MailwavePaused value last upserted.
 	visible     bool
 	pausedShown bool
-	ended       bool // the end is published: a later hold is not shown
+	ended       bool      // the end is published: a later hold is not shown
 	copyStarted time.Time // when the first copy pass began
 	// checkpoint is where the last copy pass ended; the next pass starts there.
 	checkpoint contract.Checkpoint
