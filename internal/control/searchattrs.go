@@ -3,9 +3,12 @@ package control
 import (
 	"context"
 	"fmt"
+	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"mailwave/contract"
@@ -43,4 +46,34 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, ns string) (cr
 		return nil, nil, fmt.Errorf("adding search attributes to namespace %q: %w", ns, err)
 	}
 	return created, existing, nil
+}
+
+// AwaitSearchAttributes waits until the server accepts a visibility query
+// that names every search attribute of the contract: a server answers
+// queries from a cache of its search attributes, which may lag their
+// registration by seconds.
+func AwaitSearchAttributes(ctx context.Context, c client.Client, ns string) error {
+	parts := make([]string, 0, len(contract.SearchAttributes))
+	for _, k := range contract.SearchAttributes {
+		v := "'x'"
+		switch k.GetValueType() {
+		case enumspb.INDEXED_VALUE_TYPE_BOOL:
+			v = "true"
+		case enumspb.INDEXED_VALUE_TYPE_DATETIME:
+			v = "'2000-01-01T00:00:00Z'"
+		}
+		parts = append(parts, k.GetName()+" = "+v)
+	}
+	query := strings.Join(parts, " AND ")
+	for {
+		_, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: ns, PageSize: 1, Query: query})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("namespace %q: the server does not yet take queries on mailwave's search attributes: %w", ns, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

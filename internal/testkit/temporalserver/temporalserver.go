@@ -334,7 +334,9 @@ func (s *Server) register(ctx context.Context) error {
 	for {
 		_, _, err = control.EnsureSearchAttributes(ctx, c, "default")
 		if err == nil {
-			return nil
+			actx, cancel := context.WithDeadline(ctx, deadline.Add(time.Minute))
+			defer cancel()
+			return control.AwaitSearchAttributes(actx, c, "default")
 		}
 		if time.Now().After(deadline) {
 			return err
