@@ -265,12 +265,15 @@ func (f *faulty) faults(ctx context.Context, migrateAt time.Time, done <-chan st
 	}
 	for i := 0; i < 12; i++ {
 		w := f.Workers[i%len(f.Workers)]
-		watch := i < 2*len(f.Workers) // the first two kills of each worker are timed
 		steps = append(steps, step{time.Duration(5+20*i) * time.Second, "kill " + w.Name, func() {
-			var copies map[string]int32
-			if watch {
+			// Every kill is timed: the worker is killed as soon as it holds
+			// a running copy (within 5 s), so that there is one to watch.
+			copies := f.copiesOn(ctx, w.Name, 10)
+			for try := 0; try < 10 && len(copies) == 0; try++ {
+				time.Sleep(500 * time.Millisecond)
 				copies = f.copiesOn(ctx, w.Name, 10)
 			}
+			watch := len(copies) > 0
 			w.Kill()
 			killed := time.Now()
 			time.Sleep(2 * time.Second)
