@@ -96,6 +96,20 @@ type Rate struct {
 	totalBytes int64
 }
 
+// The target's refusals are waited out inside a copy (the copier's and
+// the simulated estate's alike) at most MaxResends times in a row, each no
+// longer than MaxWait; past that the copy ends throttled and the
+// activity's retry waits.
+const (
+	MaxResends = 10
+	MaxWait    = 15 * time.Second
+)
+
+// GiveUp reports whether a copy refused for the round-th time in a row
+// (counting from 0) and asked to wait wait should stop waiting inside the
+// copy.
+func GiveUp(round int, wait time.Duration) bool { return round >= MaxResends || wait > MaxWait }
+
 // idleGap is the longest time between two sends that still counts as
 // sending.
 const idleGap = time.Second

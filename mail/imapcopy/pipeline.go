@@ -10,6 +10,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"mailwave/mail/adapt"
 )
 
 // pipeChunks copies the planned messages over the lane, in chunks of
@@ -113,15 +115,11 @@ func (j *job) collect(ctx context.Context, l *lane, f folder, tr *tracker, sent 
 	return first
 }
 
-// Throttling answered in the copy: the batch waits the delay the target
-// asked for (or throttleWait when it named none) and is sent again, at most
-// maxThrottledResends times; a longer delay, or more refusals, end the
-// attempt with a ThrottledError, and the activity's retry waits.
-const (
-	throttleWait        = time.Second
-	maxThrottleWait     = 15 * time.Second
-	maxThrottledResends = 10
-)
+// throttleWait is what a throttled batch waits when the target named no
+// delay, before it is sent again in the copy (as adapt.GiveUp allows; past
+// that the attempt ends with a ThrottledError and the activity's retry
+// waits).
+const throttleWait = time.Second
 
 // answered waits for a batch's answers, one error per message. Through
 // the appender, a batch the target refused for throttling is sent again
@@ -162,7 +160,7 @@ func (j *job) answered(ctx context.Context, l *lane, f folder, b *batch) ([]erro
 		if len(again) == 0 {
 			return errs, nil
 		}
-		if round == maxThrottledResends || wait > maxThrottleWait {
+		if adapt.GiveUp(round, wait) {
 			return nil, j.c.classify(errs[again[0]], Target, "append", j.key)
 		}
 		if err := sleep(ctx, wait); err != nil {
@@ -443,7 +441,7 @@ func (j *job) send(ctx context.Context, l *lane, f folder, b *batch) error {
 }
 
 // appendWaitingOut appends one message through go-imap, waiting out the
-// target's throttling (at most maxThrottledResends times) and telling the
+// target's throttling (as adapt.GiveUp allows) and telling the
 // worker's rate. It returns the message's answer, or an error that ends
 // the lane (its context ended).
 func (j *job) appendWaitingOut(ctx context.Context, l *lane, f folder, it item) (answer, err error) {
@@ -460,7 +458,7 @@ func (j *job) appendWaitingOut(ctx context.Context, l *lane, f folder, it item) 
 		if r != nil {
 			r.Throttled()
 		}
-		if round == maxThrottledResends || wait > maxThrottleWait {
+		if adapt.GiveUp(round, wait) {
 			return answer, nil
 		}
 		if err := sleep(ctx, wait); err != nil {

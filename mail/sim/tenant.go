@@ -156,14 +156,6 @@ func ReadTenantStats(dir string) (TenantStats, error) {
 	return out, err
 }
 
-// Tenant refusals are waited out in the copy this many times in a row at
-// most, each no longer than maxTenantWait; then the copy ends throttled
-// and the activity's retry waits.
-const (
-	maxTenantResends = 10
-	maxTenantWait    = 15 * time.Second
-)
-
 // send passes n bytes to the target: through the worker's adaptive rate and
 // the tenant's limit when the estate has one, else the fixed rate.
 func (e *Estate) send(ctx context.Context, key string, n int64) error {
@@ -183,7 +175,7 @@ func (e *Estate) send(ctx context.Context, key string, n int64) error {
 			return nil
 		}
 		e.rate.Throttled()
-		if i == maxTenantResends || wait > maxTenantWait {
+		if adapt.GiveUp(i, wait) {
 			return &activities.ThrottledError{RetryAfter: wait,
 				Err: fmt.Errorf("sim: target tenant limit for mailbox %s: Request is throttled. Suggested Backoff Time: %d milliseconds", key, wait.Milliseconds())}
 		}
