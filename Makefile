@@ -98,6 +98,7 @@ bench: build $(TEMPORAL)
 # The fleet benchmark: a wave of N on WORKERS worker processes, on the dev
 # server and on the Temporal server on PostgreSQL with mTLS, in one run.
 WORKERS ?= 3
+SHAPES ?= dev,postgres
 # How two workers' adaptive rates share a target's hidden global limit: a
 # real Dovecot behind the test kit's throttling proxy (bench/throttlebench).
 LIMIT ?= 16
@@ -105,7 +106,7 @@ bench-throttle: build
 	$(BIN)/throttlebench -limit $(LIMIT)
 
 bench-fleet: build $(TEMPORAL) $(TEMPORAL_SERVER)
-	$(BIN)/bench -fleet $(WORKERS) -n $(N) -concurrency $(CONCURRENCY) -temporal $(TEMPORAL) -worker $(BIN)/worker -starter $(BIN)/starter
+	$(BIN)/bench -fleet $(WORKERS) -shapes $(SHAPES) -n $(N) -concurrency $(CONCURRENCY) -temporal $(TEMPORAL) -worker $(BIN)/worker -starter $(BIN)/starter
 
 # The copy benchmark: mailwave's IMAP copier against mbsync (isync) on the
 # same generated mailbox, between Dovecot servers on loopback.

@@ -52,7 +52,7 @@ func runFleet(ctx context.Context, o options) ([]shapeFigures, error) {
 		_ = os.RemoveAll(dir)
 	}()
 	var out []shapeFigures
-	for _, shape := range []string{"dev", "postgres"} {
+	for _, shape := range o.shapes {
 		logf("fleet on the %s server: %d workers, %d mailboxes", shape, o.workers, o.n)
 		f, err := runShape(ctx, o, shape, filepath.Join(dir, shape))
 		if err != nil {

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -51,7 +52,8 @@ type options struct {
 	timeout        time.Duration
 	skipBaseline   bool
 	skipWave       bool
-	workers        int // > 0: the fleet benchmark, on that many worker processes
+	workers        int      // > 0: the fleet benchmark, on that many worker processes
+	shapes         []string // the fleet benchmark's server shapes, in order
 }
 
 func parseFlags(args []string) (options, error) {
@@ -69,8 +71,20 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.skipBaseline, "skip-baseline", false, "measure the wave only")
 	fs.BoolVar(&o.skipWave, "skip-wave", false, "measure the baseline only")
 	fs.IntVar(&o.workers, "fleet", 0, "the fleet benchmark instead: the wave on this many worker processes, on the dev server and then on the Temporal server on PostgreSQL with mTLS")
+	shapes := fs.String("shapes", "dev,postgres", "the fleet benchmark's servers, in order: dev (SQLite), postgres (the Temporal server on PostgreSQL with mTLS), or both")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	seen := map[string]bool{}
+	for _, s := range strings.Split(*shapes, ",") {
+		if s != "dev" && s != "postgres" {
+			return o, fmt.Errorf("-shapes: %q is not a server shape (dev or postgres)", s)
+		}
+		if seen[s] {
+			return o, fmt.Errorf("-shapes: %q named twice", s)
+		}
+		seen[s] = true
+		o.shapes = append(o.shapes, s)
 	}
 	switch {
 	case fs.NArg() > 0:
