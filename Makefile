@@ -99,6 +99,7 @@ bench: build $(TEMPORAL)
 # server and on the Temporal server on PostgreSQL with mTLS, in one run.
 WORKERS ?= 3
 SHAPES ?= dev,postgres
+WORKER_MEMORY_LIMIT ?=
 # How two workers' adaptive rates share a target's hidden global limit: a
 # real Dovecot behind the test kit's throttling proxy (bench/throttlebench).
 LIMIT ?= 16
@@ -106,7 +107,7 @@ bench-throttle: build
 	$(BIN)/throttlebench -limit $(LIMIT)
 
 bench-fleet: build $(TEMPORAL) $(TEMPORAL_SERVER)
-	$(BIN)/bench -fleet $(WORKERS) -shapes $(SHAPES) -n $(N) -concurrency $(CONCURRENCY) -temporal $(TEMPORAL) -worker $(BIN)/worker -starter $(BIN)/starter
+	$(BIN)/bench -fleet $(WORKERS) -shapes $(SHAPES) -worker-memory-limit '$(WORKER_MEMORY_LIMIT)' -n $(N) -concurrency $(CONCURRENCY) -temporal $(TEMPORAL) -worker $(BIN)/worker -starter $(BIN)/starter
 
 # The copy benchmark: mailwave's IMAP copier against mbsync (isync) on the
 # same generated mailbox, between Dovecot servers on loopback.

@@ -72,6 +72,10 @@ func runShape(ctx context.Context, o options, shape, dir string) (shapeFigures, 
 	if _, err := sim.Generate(d.estate, sim.GenerateOptions{Seed: o.seed, Mailboxes: o.n}); err != nil {
 		return fig, err
 	}
+	var env []string // the workers' own, on top of childEnv
+	if o.workerMemLimit != "" {
+		env = append(env, "GOMEMLIMIT="+o.workerMemLimit)
+	}
 	var workers []*proc.Proc
 	defer func() {
 		for _, w := range workers {
@@ -89,7 +93,7 @@ func runShape(ctx context.Context, o options, shape, dir string) (shapeFigures, 
 		for i := range o.workers {
 			name := fmt.Sprintf("worker-%d", i+1)
 			w, err := proc.Start(proc.Options{Name: name, Argv: mailwaveWorkerArgs(o.workerBin, srv.FrontendHostPort(), d),
-				Dir: filepath.Join(dir, name), Env: childEnv()})
+				Dir: filepath.Join(dir, name), Env: append(childEnv(), env...)})
 			if err != nil {
 				return fig, err
 			}
@@ -99,7 +103,7 @@ func runShape(ctx context.Context, o options, shape, dir string) (shapeFigures, 
 			return runWave(ctx, o, srv.Client(), []string{"--temporal-address", srv.FrontendHostPort()}, d)
 		}
 	case "postgres":
-		fl, err := fleet.Start(ctx, fleet.Options{Dir: dir, WorkerBin: o.workerBin, Config: func(string) string {
+		fl, err := fleet.Start(ctx, fleet.Options{Dir: dir, WorkerBin: o.workerBin, Env: env, Config: func(string) string {
 			return fmt.Sprintf(`organisations:
   - name: simulated
     default: true

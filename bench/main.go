@@ -54,6 +54,7 @@ type options struct {
 	skipWave       bool
 	workers        int      // > 0: the fleet benchmark, on that many worker processes
 	shapes         []string // the fleet benchmark's server shapes, in order
+	workerMemLimit string   // GOMEMLIMIT of the fleet's workers, or ""
 }
 
 func parseFlags(args []string) (options, error) {
@@ -71,6 +72,7 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.skipBaseline, "skip-baseline", false, "measure the wave only")
 	fs.BoolVar(&o.skipWave, "skip-wave", false, "measure the baseline only")
 	fs.IntVar(&o.workers, "fleet", 0, "the fleet benchmark instead: the wave on this many worker processes, on the dev server and then on the Temporal server on PostgreSQL with mTLS")
+	fs.StringVar(&o.workerMemLimit, "worker-memory-limit", "", "the fleet's workers' soft memory limit (GOMEMLIMIT, e.g. 200MiB), as a deployment sets it below its containers' memory")
 	shapes := fs.String("shapes", "dev,postgres", "the fleet benchmark's servers, in order: dev (SQLite), postgres (the Temporal server on PostgreSQL with mTLS), or both")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -2,6 +2,7 @@ package contract
 
 import (
 	"fmt"
+	"time"
 )
 
 // NoticeKind is one of the three user notices.
@@ -40,4 +41,16 @@ const MessageIDDomain = "notices.mailwave.invalid"
 // address.
 func NoticeMessageID(key string, kind NoticeKind) string {
 	return fmt.Sprintf("<%s.%s@%s>", kind, key, MessageIDDomain)
+}
+
+// NoticeClaimHeld is a notice ledger's answer when another worker holds the
+// claim to send a notice: it sends nothing until that claim is recorded,
+// released or has expired, so two workers never send one notice at once.
+type NoticeClaimHeld struct {
+	Owner string    // the worker holding the claim (host, process), never personal
+	Until time.Time // when the claim expires if its owner neither records nor releases it
+}
+
+func (e *NoticeClaimHeld) Error() string {
+	return fmt.Sprintf("being sent by %s (its claim expires %s)", e.Owner, e.Until.UTC().Format(time.RFC3339))
 }

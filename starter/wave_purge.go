@@ -90,6 +90,7 @@ func (a *app) purgeWave(ctx context.Context, wave, wavesDir, outboxDir, ledgerDi
 		}
 		for _, d := range []struct{ dir, suffix, what string }{
 			{outboxDir, notices.OutboxSuffix, "outbox messages"}, {ledgerDir, notices.LedgerSuffix, "ledger records"},
+			{ledgerDir, notices.ClaimSuffix, "ledger claims"}, // left by a worker killed while sending
 		} {
 			if d.dir == "" {
 				continue

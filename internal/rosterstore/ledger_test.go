@@ -2,6 +2,9 @@ package rosterstore_test
 
 import (
 	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,4 +86,82 @@ func TestAFleetCreatesTheTablesTogether(t *testing.T) {
 	for range 16 {
 		assert.NoError(t, <-errs)
 	}
+}
+
+// Workers of a fleet attempting the same notices at the same moment (a
+// local activity run again on another worker while the first still runs):
+// the ledger's claim lets one send each, the others wait while it is held
+// and then find it recorded. A claim its owner left (killed mid-send)
+// stops others only until it expires.
+func TestLedgerClaimsOneSenderAcrossAFleet(t *testing.T) {
+	pg := postgres.StartT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, pg.Exec(ctx, "postgres", "CREATE DATABASE mailwave"))
+	relay := smtptest.Start(t, smtptest.Options{})
+	var workers []*smtpnotify.Notifier
+	for range 6 {
+		l, err := rosterstore.OpenLedger(ctx, pg.DSN("mailwave"))
+		require.NoError(t, err)
+		t.Cleanup(l.Close)
+		n, err := smtpnotify.New(smtpnotify.Options{Host: "127.0.0.1", Port: relay.Port, Security: smtpnotify.SecurityNone,
+			From: "Migration <migration@trust.example>", Ledger: l, Timeout: 5 * time.Second, HELO: "worker.test"})
+		require.NoError(t, err)
+		workers = append(workers, n)
+	}
+	notice := func(key string, kind contract.NoticeKind) activities.Notice {
+		return activities.Notice{Mailbox: contract.MailboxRef{Key: key, Address: "jo@trust.example"}, Kind: kind,
+			MessageID: contract.NoticeMessageID(key, kind), MigrateAt: time.Now().Add(14 * 24 * time.Hour)}
+	}
+	keys := []string{"k-race-0", "k-race-1", "k-race-2", "k-race-3", "k-race-4"}
+	var wg sync.WaitGroup
+	var sent, heldSeen atomic.Int32
+	for _, n := range workers {
+		for _, k := range keys {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					already, err := n.Send(ctx, notice(k, contract.NoticeSuccess))
+					var held *contract.NoticeClaimHeld
+					if errors.As(err, &held) {
+						heldSeen.Add(1)
+						time.Sleep(5 * time.Millisecond)
+						continue
+					}
+					if !assert.NoError(t, err) {
+						return
+					}
+					if !already {
+						sent.Add(1)
+					}
+					return
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	assert.Equal(t, len(keys), len(relay.Messages()), "each notice delivered once")
+	assert.Equal(t, int32(len(keys)), sent.Load())
+	t.Logf("attempts that found another worker's claim: %d", heldSeen.Load())
+
+	// An abandoned claim: held, then expired and taken over.
+	l, err := rosterstore.OpenLedger(ctx, pg.DSN("mailwave"))
+	require.NoError(t, err)
+	defer l.Close()
+	recorded, err := l.Claim(ctx, "k-dead", contract.NoticeT1, "dead-host/1/0", 500*time.Millisecond)
+	require.NoError(t, err)
+	assert.Empty(t, recorded)
+	_, err = l.Claim(ctx, "k-dead", contract.NoticeT1, "other-host/2/0", time.Minute)
+	var held *contract.NoticeClaimHeld
+	require.ErrorAs(t, err, &held)
+	assert.Equal(t, "dead-host/1/0", held.Owner)
+	time.Sleep(700 * time.Millisecond)
+	_, err = l.Claim(ctx, "k-dead", contract.NoticeT1, "other-host/2/0", time.Minute)
+	require.NoError(t, err, "expired, taken over")
+	require.NoError(t, l.Record(ctx, "k-dead", contract.NoticeT1, "<id>", time.Now()))
+	recorded, err = l.Claim(ctx, "k-dead", contract.NoticeT1, "third/3/0", time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, "<id>", recorded, "recorded: no claim needed")
+	require.NoError(t, l.Release(ctx, "k-dead", contract.NoticeT1, "third/3/0"))
 }

@@ -14,6 +14,9 @@ import (
 const (
 	OutboxSuffix = ".eml"
 	LedgerSuffix = ".sent"
+	// ClaimSuffix marks the SMTP notifier's claim to send a notice
+	// (owner and expiry), kept only while it is being sent.
+	ClaimSuffix = ".claim"
 )
 
 // RemoveFiles deletes a mailbox's notice files of every kind (the outbox's

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"mailwave/activities"
@@ -28,7 +29,15 @@ type Ledger interface {
 	// Recorded returns the Message-ID recorded for the notice, or "" if
 	// none is.
 	Recorded(ctx context.Context, key string, kind contract.NoticeKind) (messageID string, err error)
-	// Record records that the notice went out with that Message-ID.
+	// Claim takes, for owner and for lease, the claim to send the notice,
+	// unless it is recorded (its Message-ID is returned) or another
+	// owner's claim has not expired (a *contract.NoticeClaimHeld error).
+	// An owner's own claim is renewed and an expired one taken over.
+	Claim(ctx context.Context, key string, kind contract.NoticeKind, owner string, lease time.Duration) (recorded string, err error)
+	// Release gives up owner's claim on a notice that was not sent.
+	Release(ctx context.Context, key string, kind contract.NoticeKind, owner string) error
+	// Record records that the notice went out with that Message-ID, and
+	// drops its claim.
 	Record(ctx context.Context, key string, kind contract.NoticeKind, messageID string, at time.Time) error
 }
 
@@ -43,11 +52,85 @@ func checkRecord(key string, kind contract.NoticeKind) error {
 	return nil
 }
 
-// dirLedger is a directory holding <key>-<kind>.sent per notice sent.
+// dirLedger is a directory holding <key>-<kind>.sent per notice sent and
+// <key>-<kind>.claim per notice being sent. Claims are read and written
+// under an flock of the directory itself: the workers of one host agree;
+// a fleet on many hosts uses the database ledger instead.
 type dirLedger struct{ dir string }
 
 func (d dirLedger) path(key string, kind contract.NoticeKind) string {
 	return filepath.Join(d.dir, key+"-"+string(kind)+ledgerSuffix)
+}
+
+func (d dirLedger) claimPath(key string, kind contract.NoticeKind) string {
+	return filepath.Join(d.dir, key+"-"+string(kind)+notices.ClaimSuffix)
+}
+
+// locked runs fn holding the directory's claim lock.
+func (d dirLedger) locked(fn func() error) error {
+	f, err := os.Open(d.dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close() // closing unlocks too
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("locking the ledger directory: %w", err)
+	}
+	return fn()
+}
+
+func (d dirLedger) Claim(_ context.Context, key string, kind contract.NoticeKind, owner string, lease time.Duration) (string, error) {
+	var recorded string
+	err := d.locked(func() error {
+		id, err := readLedger(d.path(key, kind))
+		switch {
+		case err == nil:
+			recorded = id
+			return nil
+		case !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
+		now := time.Now()
+		holder, until, err := readClaim(d.claimPath(key, kind))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return err
+		case holder != owner && now.Before(until):
+			return &contract.NoticeClaimHeld{Owner: holder, Until: until}
+		}
+		return atomicfile.Write(d.claimPath(key, kind), 0o640, func(w io.Writer) error {
+			_, err := fmt.Fprintf(w, "%s\n%s\n", owner, now.Add(lease).UTC().Format(time.RFC3339Nano))
+			return err
+		})
+	})
+	return recorded, err
+}
+
+func (d dirLedger) Release(_ context.Context, key string, kind contract.NoticeKind, owner string) error {
+	return d.locked(func() error {
+		holder, _, err := readClaim(d.claimPath(key, kind))
+		if err != nil || holder != owner {
+			return nil // none, or not ours
+		}
+		return os.Remove(d.claimPath(key, kind))
+	})
+}
+
+// readClaim returns a claim file's owner and expiry.
+func readClaim(path string) (owner string, until time.Time, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	owner, at, ok := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if ok {
+		until, err = time.Parse(time.RFC3339Nano, at)
+	}
+	if !ok || err != nil {
+		return "", time.Time{}, fmt.Errorf("%s: not a claim (owner, then expiry)", filepath.Base(path))
+	}
+	return owner, until, nil
 }
 
 func (d dirLedger) Recorded(_ context.Context, key string, kind contract.NoticeKind) (string, error) {
@@ -59,7 +142,13 @@ func (d dirLedger) Recorded(_ context.Context, key string, kind contract.NoticeK
 }
 
 func (d dirLedger) Record(_ context.Context, key string, kind contract.NoticeKind, messageID string, at time.Time) error {
-	return writeLedger(d.path(key, kind), messageID, at)
+	if err := writeLedger(d.path(key, kind), messageID, at); err != nil {
+		return err
+	}
+	if err := os.Remove(d.claimPath(key, kind)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // readLedger returns the Message-ID of a ledger record; fs.ErrNotExist

@@ -17,12 +17,16 @@ import (
 
 // Send sends the notice unless the ledger says it already went out with the
 // same Message-ID, in which case it makes no connection and reports
-// alreadySent. After the server accepts the message the ledger record is
-// written, tried again for a while if the ledger is down; if that still
-// fails the error says so, a retry in this process records it without
-// sending, and a retry elsewhere sends again (see the package
-// documentation). Sends of one notice within this process are
-// serialised, so a retry racing the original cannot deliver twice.
+// alreadySent. Before it connects it takes the ledger's claim on the
+// notice, so no two workers send it at once: while another worker holds
+// it, the attempt fails (a retry finds the notice recorded, or the claim
+// expired). After the server accepts the message the ledger record is
+// written before the connection is closed, tried again for a while if the
+// ledger is down; if that still fails the error says so, a retry in this
+// process records it without sending, and a retry elsewhere waits for the
+// claim to expire and then sends again (see the package documentation).
+// Sends of one notice within this process are serialised, so a retry
+// racing the original cannot deliver twice.
 func (n *Notifier) Send(ctx context.Context, nt activities.Notice) (alreadySent bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
@@ -50,20 +54,33 @@ func (n *Notifier) Send(ctx context.Context, nt activities.Notice) (alreadySent 
 		// record it now, never send it again.
 		return true, n.record(ctx, key, nt.Kind, name, wantID)
 	}
-	switch id, err := n.ledger.Recorded(ctx, key, nt.Kind); {
-	case err == nil && id == wantID:
-		return true, nil
-	case err == nil:
-		// Not sent, or a record of another message under this name: send.
-	default:
+	var held *contract.NoticeClaimHeld
+	switch id, err := n.ledger.Claim(ctx, key, nt.Kind, n.owner, claimFor); {
+	case errors.As(err, &held):
+		return false, fmt.Errorf("smtpnotify: mailbox %s: %s notice: %w", key, nt.Kind, err)
+	case err != nil:
 		return false, fmt.Errorf("smtpnotify: mailbox %s: ledger: %w", key, err)
+	case id == wantID:
+		return true, nil
 	}
-
-	if err := n.deliver(ctx, nt, msg); err != nil {
+	// Not sent, or a record of another message under this name: send.
+	quit, err := n.deliver(ctx, nt, msg)
+	if err != nil {
+		// Not accepted: let a retry anywhere send it at once. A release
+		// that fails leaves the claim to expire.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = n.ledger.Release(rctx, key, nt.Kind, n.owner)
 		return false, err
 	}
+	defer quit()
 	return false, n.record(ctx, key, nt.Kind, name, wantID)
 }
+
+// claimFor is how long a claim to send a notice lasts: longer than an
+// attempt (the notice activity's minute) and its record's retries, so a
+// claim expires only when its worker died or lost its ledger.
+var claimFor = 2 * time.Minute
 
 // recordFor is how long a notice the relay accepted is tried to be
 // recorded before the attempt gives up (a ledger database restarting takes
@@ -158,23 +175,25 @@ func (n *Notifier) message(nt activities.Notice) (*gomail.Msg, error) {
 	return msg, nil
 }
 
-// deliver dials the relay, sends msg and closes the connection. A message
-// the server accepted counts as delivered even if the goodbye then fails:
-// reporting an error would make the retry send it twice.
-func (n *Notifier) deliver(ctx context.Context, nt activities.Notice, msg *gomail.Msg) error {
+// deliver dials the relay and sends msg. A message the server accepted
+// counts as delivered even if the goodbye then fails: reporting an error
+// would make the retry send it twice. On success the caller calls quit
+// (which says goodbye and closes the connection) once it has recorded the
+// message, so that a worker dying in between has as little time as can be.
+func (n *Notifier) deliver(ctx context.Context, nt activities.Notice, msg *gomail.Msg) (quit func(), err error) {
 	// Our own dial keeps hold of the connection: go-mail leaves it open when
 	// EHLO or STARTTLS fails, and does not watch the context once connected.
 	// Closing it when ctx ends makes a cancelled activity stop at once.
 	var conn net.Conn
 	var stop func() bool
-	defer func() {
+	closeConn := func() {
 		if stop != nil {
 			stop()
 		}
 		if conn != nil {
 			_ = conn.Close() // usually closed already by QUIT; harmless then
 		}
-	}()
+	}
 	dial := func(dctx context.Context, network, addr string) (net.Conn, error) {
 		d := &net.Dialer{}
 		var c net.Conn
@@ -217,16 +236,26 @@ func (n *Notifier) deliver(ctx context.Context, nt activities.Notice, msg *gomai
 	}
 	client, err := gomail.NewClient(n.host, opts...)
 	if err != nil {
-		return fmt.Errorf("smtpnotify: mailbox %s: %s notice: client: %w", nt.Mailbox.Key, nt.Kind, err)
+		return nil, fmt.Errorf("smtpnotify: mailbox %s: %s notice: client: %w", nt.Mailbox.Key, nt.Kind, err)
 	}
 	// Each command is also bounded by the timeout.
-	err = client.DialAndSendWithContext(ctx, msg)
-	if msg.IsDelivered() {
-		return nil
+	sc, err := client.DialToSMTPClientWithContext(ctx)
+	if err != nil {
+		closeConn()
+		return nil, n.failed(ctx, nt, auth, fmt.Errorf("dial failed: %w", err))
 	}
+	quit = func() {
+		_ = client.CloseWithSMTPClient(sc)
+		closeConn()
+	}
+	err = client.SendWithSMTPClient(sc, msg)
+	if msg.IsDelivered() {
+		return quit, nil
+	}
+	quit()
 	if err == nil {
 		// Not expected from go-mail, but an unconfirmed send is not a send.
 		err = errors.New("the server did not confirm the message")
 	}
-	return n.failed(ctx, nt, auth, err)
+	return nil, n.failed(ctx, nt, auth, fmt.Errorf("send failed: %w", err))
 }

@@ -43,6 +43,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/mail"
 	"os"
@@ -150,6 +151,19 @@ type Notifier struct {
 	// relay accepted but the ledger could not record (it was down): a
 	// retry in this process records it instead of sending it again.
 	unrecorded map[string]string
+	// owner names this process in the ledger's claims.
+	owner string
+}
+
+// claimOwner names this process in ledger claims: host, process ID and a
+// random part, so a restarted worker (perhaps with the same process ID in
+// a new container) is another owner.
+func claimOwner() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown-host"
+	}
+	return fmt.Sprintf("%s/%d/%08x", host, os.Getpid(), rand.Uint32())
 }
 
 type pathLock struct {
@@ -174,6 +188,7 @@ func New(o Options) (*Notifier, error) {
 		helo:       o.HELO,
 		sending:    make(map[string]*pathLock),
 		unrecorded: make(map[string]string),
+		owner:      claimOwner(),
 	}
 	if err := checkHost(o.Host); err != nil {
 		return nil, err

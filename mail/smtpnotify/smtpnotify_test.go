@@ -606,6 +606,12 @@ func (l *flakyLedger) Recorded(_ context.Context, key string, kind contract.Noti
 	return l.records[key+"-"+string(kind)], nil
 }
 
+func (l *flakyLedger) Claim(ctx context.Context, key string, kind contract.NoticeKind, _ string, _ time.Duration) (string, error) {
+	return l.Recorded(ctx, key, kind)
+}
+
+func (l *flakyLedger) Release(context.Context, string, contract.NoticeKind, string) error { return nil }
+
 func (l *flakyLedger) Record(_ context.Context, key string, kind contract.NoticeKind, id string, _ time.Time) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -653,4 +659,121 @@ func TestALedgerDownAfterTheRelayAcceptedSendsOnce(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, sent)
 	})
+}
+
+// TestANoticeIsSentByOneWorkerAtOnce: two workers (notifiers with their
+// own owners) share the ledger. While one is sending a notice (the relay
+// holds its DATA), the other's attempt for the same notice fails naming
+// the claim and does not connect; once the first is done, the retry finds
+// it sent. A notice the relay refused releases its claim at once.
+func TestANoticeIsSentByOneWorkerAtOnce(t *testing.T) {
+	ctx := context.Background()
+	hold := make(chan struct{})
+	ro := relayOptions()
+	ro.Hold = hold
+	a, r, o := setupRelay(t, ro, nil)
+	b, err := smtpnotify.New(o)
+	require.NoError(t, err)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.Send(ctx, notice(key, contract.NoticeT14))
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return r.Conns() == 1 }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // into its DATA
+	_, err = b.Send(ctx, notice(key, contract.NoticeT14))
+	var held *contract.NoticeClaimHeld
+	require.ErrorAs(t, err, &held, "%v", err)
+	assert.NotEmpty(t, held.Owner)
+	assert.WithinDuration(t, time.Now().Add(2*time.Minute), held.Until, 5*time.Second)
+	assert.Equal(t, 1, r.Conns(), "the second worker did not connect")
+	assertNoAddress(t, err)
+
+	close(hold)
+	require.NoError(t, <-done)
+	already, err := b.Send(ctx, notice(key, contract.NoticeT14))
+	require.NoError(t, err)
+	assert.True(t, already)
+	assert.Len(t, r.Messages(), 1)
+
+	// Refused by the relay: the claim goes with the failure.
+	r.FailNextData(1, "")
+	_, err = a.Send(ctx, notice(key, contract.NoticeT1))
+	require.Error(t, err)
+	require.NotErrorAs(t, err, &held)
+	already, err = b.Send(ctx, notice(key, contract.NoticeT1))
+	require.NoError(t, err, "not held by the failed attempt")
+	assert.False(t, already)
+	assert.Len(t, r.Messages(), 2)
+}
+
+// TestAClaimLeftByADeadWorkerExpires: a worker killed while sending
+// leaves its claim; another waits until it expires and then sends (the
+// one notice a worker's death may cost twice, at least once).
+func TestAClaimLeftByADeadWorkerExpires(t *testing.T) {
+	defer smtpnotify.SetClaimFor(400 * time.Millisecond)()
+	ctx := context.Background()
+	a, r, o := setup(t, nil)
+	b, err := smtpnotify.New(o)
+	require.NoError(t, err)
+	require.NoError(t, smtpnotify.ClaimOnly(ctx, a, key, contract.NoticeSuccess)) // then "killed"
+
+	_, err = b.Send(ctx, notice(key, contract.NoticeSuccess))
+	var held *contract.NoticeClaimHeld
+	require.ErrorAs(t, err, &held)
+	assert.Empty(t, r.Messages())
+	time.Sleep(500 * time.Millisecond)
+	already, err := b.Send(ctx, notice(key, contract.NoticeSuccess))
+	require.NoError(t, err)
+	assert.False(t, already)
+	assert.Len(t, r.Messages(), 1)
+	entries, err := os.ReadDir(o.LedgerDir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		assert.NotContains(t, e.Name(), ".claim", "the record dropped the claim")
+	}
+}
+
+// TestWorkersRacingForOneNoticeDeliverItOnce: many workers attempt the
+// same notices at the same moment, each retrying while another holds the
+// claim, as the notice activity's retries do; the relay gets each once.
+func TestWorkersRacingForOneNoticeDeliverItOnce(t *testing.T) {
+	ctx := context.Background()
+	first, r, o := setupRelay(t, smtptest.Options{}, func(o *smtpnotify.Options) {
+		o.Security, o.CAFile, o.Username, o.Password = smtpnotify.SecurityNone, "", "", ""
+	})
+	workers := []*smtpnotify.Notifier{first}
+	for range 5 {
+		n, err := smtpnotify.New(o)
+		require.NoError(t, err)
+		workers = append(workers, n)
+	}
+	keys := []string{"0a1b2c3d4e5f6071", "1a1b2c3d4e5f6071", "2a1b2c3d4e5f6071", "3a1b2c3d4e5f6071"}
+	var wg sync.WaitGroup
+	var sentHere atomic.Int32
+	for _, n := range workers {
+		for _, k := range keys {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					already, err := n.Send(ctx, notice(k, contract.NoticeT14))
+					var held *contract.NoticeClaimHeld
+					if errors.As(err, &held) {
+						time.Sleep(5 * time.Millisecond)
+						continue
+					}
+					assert.NoError(t, err)
+					if !already {
+						sentHere.Add(1)
+					}
+					return
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	assert.Equal(t, len(keys), len(r.Messages()), "each notice delivered once")
+	assert.Equal(t, int32(len(keys)), sentHere.Load())
 }

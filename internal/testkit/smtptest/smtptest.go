@@ -40,6 +40,7 @@ type Message struct {
 	From string   // envelope sender (MAIL FROM)
 	To   []string // envelope recipients (RCPT TO), in order
 	Data []byte   // the message as sent in DATA
+	At   time.Time // when the relay accepted it
 }
 
 // Options say what the relay demands and how it misbehaves.
@@ -249,7 +250,7 @@ func (ss *session) Data(rd io.Reader) error {
 		}
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: msg}
 	}
-	ss.s.msgs = append(ss.s.msgs, Message{From: ss.from, To: append([]string(nil), ss.to...), Data: data})
+	ss.s.msgs = append(ss.s.msgs, Message{From: ss.from, To: append([]string(nil), ss.to...), Data: data, At: time.Now()})
 	return nil
 }
 
