@@ -60,6 +60,9 @@ type options struct {
 	mbytes      int // per source mailbox
 	messages    int // per source mailbox
 	keep        bool
+	cases       string
+	decrease    float64 // the adaptive rule's, 0: its default
+	step        float64 // KiB/s per second, 0: the default
 }
 
 func main() {
@@ -75,6 +78,9 @@ func main() {
 	flag.IntVar(&o.mbytes, "mbytes", 64, "MiB per source mailbox")
 	flag.IntVar(&o.messages, "messages", 1600, "messages per source mailbox")
 	flag.BoolVar(&o.keep, "keep", false, "keep the servers' directories")
+	flag.StringVar(&o.cases, "cases", "adaptive,fixed_2x,fixed_quarter", "the cases to run, in order")
+	flag.Float64Var(&o.decrease, "decrease", 0, "the adaptive rule's cut factor (0: mail/adapt's default), to explore the rule")
+	flag.Float64Var(&o.step, "step", 0, "the adaptive rule's step, KiB/s a second (0: mail/adapt's default), to explore the rule")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "throttlebench:", err)
@@ -109,7 +115,15 @@ func run(o options) error {
 		name string
 		rate float64
 	}
-	cases := []fixedCase{{"adaptive", 0}, {"fixed_2x", 2 * limit}, {"fixed_quarter", limit / 4}}
+	known := map[string]float64{"adaptive": 0, "fixed_2x": 2 * limit, "fixed_quarter": limit / 4}
+	var cases []fixedCase
+	for _, name := range strings.Split(o.cases, ",") {
+		r, ok := known[name]
+		if !ok {
+			return fmt.Errorf("-cases: %q is not a case (adaptive, fixed_2x, fixed_quarter)", name)
+		}
+		cases = append(cases, fixedCase{name, r})
+	}
 	for _, c := range cases {
 		tgt, err := startTarget(filepath.Join(dir, c.name), o)
 		if err != nil {
@@ -224,7 +238,7 @@ func runCase(o options, src, tgt *dovecot.Server, limit, fixed float64) (result,
 	var copyErr error
 	done := 0
 	for w := range o.workers {
-		ro := adapt.Options{Name: fmt.Sprintf("worker %d", w)}
+		ro := adapt.Options{Name: fmt.Sprintf("worker %d", w), Decrease: o.decrease, Step: o.step * (1 << 10)}
 		if fixed > 0 {
 			ro.Start, ro.Ceiling, ro.Fixed = fixed, fixed, true
 		}

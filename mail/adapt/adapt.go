@@ -5,26 +5,31 @@
 //
 // A cloud target limits the whole tenant at once, says so only by refusing
 // ("Request is throttled"), and changes its limit when it likes. Each
-// worker (per organisation) keeps one Rate and sends through it:
+// worker (per organisation) keeps one Rate and sends through it, by the
+// rule TCP flows sharing a link follow (additive increase, multiplicative
+// decrease):
 //
 //   - at first the rate doubles every second until the target refuses (slow
-//     start), so a worker needs no starting figure;
+//     start), so a worker needs no starting figure; the first refusal cuts
+//     from half the rate (what the target took a second before), which
+//     workers starting together share, rather than from what each
+//     happened to send in that second;
 //   - a refusal cuts the rate to Decrease times what was really being sent
 //     (once: refusals in the next Quiet are of batches already in flight);
 //   - between refusals the rate climbs back quickly to just under where
 //     the target last refused (or well under, when that was lower than the
-//     time before: the limit fell, or other workers took more of it), then
-//     probes on slowly, by Probe of that rate per second.
+//     time before: the limit fell, or other workers took more of it), and
+//     from there on by a fixed Step of bytes per second each second.
 //
-// Both the climb and the cut are in proportion to the rate, so the rule
-// alone would keep any split of the limit between workers. What evens the
-// shares out is that the target refuses whatever arrives while it is over
-// its limit: a worker sending twice as much meets twice the refusals and
-// is cut twice as often, until the shares are level (the rule TCP flows
-// meeting a loss rate follow). The configured bytes per second, when set,
-// is a ceiling, never the setting. The rate never climbs past twice what is
-// really being sent, so a copier that is slow for other reasons does not
-// build up a rate it could never use.
+// The fixed step is what evens the shares out: every worker climbs by the
+// same bytes per second, while a cut takes more from a worker sending
+// more, and the one sending more is the likelier to be refused, since the
+// target refuses whatever arrives while it is over its limit. The step is
+// a constant of the rule, the one figure all workers share without
+// talking. The configured bytes per second, when set, is a ceiling, never
+// the setting. The rate never climbs past twice what is really being sent,
+// so a copier that is slow for other reasons does not build up a rate it
+// could never use.
 package adapt
 
 import (
@@ -49,15 +54,16 @@ type Options struct {
 	// Floor is the least rate a refusal can cut to (default 64 KiB/s).
 	Floor float64
 	// Decrease is the factor a refused batch multiplies the rate by
-	// (default 0.9).
+	// (default 0.7).
 	Decrease float64
 	// Quiet is how long after a cut further refusals are taken as answers
-	// to what was already in flight, and cut nothing (default 1 s).
+	// to what was already in flight, and cut nothing, when the refused
+	// batch's sending time is not known (default 1 s).
 	Quiet time.Duration
-	// Probe is how fast the rate climbs past the last refusal's rate, as a
-	// share of that rate per second (default 0.005: about one refused batch
-	// per worker every 20 s once settled).
-	Probe float64
+	// Step is how fast the rate climbs past the point of its recovery
+	// after a refusal, in bytes per second each second (default 64 KiB/s:
+	// with a cut of 30 % of 8 MiB/s, a refusal every 10-20 s per worker).
+	Step float64
 	// Recover is the time constant of the climb back to the last refusal's
 	// rate (default 3 s).
 	Recover time.Duration
@@ -83,6 +89,7 @@ type Rate struct {
 	peak       float64 // where the rate climbs back to after a cut
 	refusedAt  float64 // the rate sent at the last refusal
 	lastCut    time.Time
+	takenSince bool // the target took a batch since the last cut
 	lastSent   time.Time // the last Wait
 	lastGrow   time.Time // when the rate last grew
 	lastLog    time.Time
@@ -131,13 +138,13 @@ func New(o Options) *Rate {
 		o.Floor = min(o.Floor, o.Ceiling)
 	}
 	if o.Decrease <= 0 || o.Decrease >= 1 {
-		o.Decrease = 0.9
+		o.Decrease = 0.7
 	}
 	if o.Quiet <= 0 {
 		o.Quiet = time.Second
 	}
-	if o.Probe <= 0 {
-		o.Probe = 0.005
+	if o.Step <= 0 {
+		o.Step = 64 << 10
 	}
 	if o.Recover <= 0 {
 		o.Recover = 3 * time.Second
@@ -196,6 +203,7 @@ func (r *Rate) Accepted(n int) {
 	now := r.o.Now()
 	r.accepted++
 	r.totalBytes += int64(n)
+	r.takenSince = true
 	dt := min(now.Sub(r.lastGrow), time.Second).Seconds()
 	r.lastGrow = now
 	if dt <= 0 || r.o.Fixed {
@@ -207,10 +215,10 @@ func (r *Rate) Accepted(n int) {
 		next *= math.Exp2(dt)
 	case r.rate < r.peak:
 		// Back towards the last refusal's rate, most of the way in a few
-		// Recover times, plus the probe.
-		next += (r.peak-r.rate)*(1-math.Exp(-dt/r.o.Recover.Seconds())) + r.o.Probe*r.peak*dt
+		// Recover times, plus the step.
+		next += (r.peak-r.rate)*(1-math.Exp(-dt/r.o.Recover.Seconds())) + r.o.Step*dt
 	default:
-		next += r.o.Probe * r.peak * dt
+		next += r.o.Step * dt
 	}
 	// Never more than twice what is really sent (a rate the copier cannot
 	// use is no information about the target).
@@ -221,20 +229,35 @@ func (r *Rate) Accepted(n int) {
 	r.maybeLog(now, "")
 }
 
-// Throttled records that the target refused a batch, and cuts the rate.
-// The copier calls it once per refused batch, however many of the batch's
-// messages were refused.
-func (r *Rate) Throttled() {
+// Throttled records that the target refused a batch sent just now (its
+// answer comes at once), and cuts the rate. The copier calls it, or
+// Refused, once per refused batch, however many of the batch's messages
+// were refused.
+func (r *Rate) Throttled() { r.Refused(time.Time{}) }
+
+// Now is the Rate's clock: the time to give Refused for a batch about to
+// be sent.
+func (r *Rate) Now() time.Time { return r.o.Now() }
+
+// Refused records that the target refused a batch sent at sentAt (zero if
+// not known), and cuts the rate unless the last cut already answers it.
+func (r *Rate) Refused(sentAt time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.o.Now()
 	r.throttled++
-	if r.o.Fixed || (!r.lastCut.IsZero() && now.Sub(r.lastCut) < r.o.Quiet) {
+	if r.o.Fixed || r.answered(now, sentAt) {
 		return
 	}
-	r.lastCut = now
+	r.lastCut, r.takenSince = now, false
 	base := r.rate
-	if r.sent > 0 && now.Sub(r.sentAt) < 5*time.Second && r.sent < base {
+	switch {
+	case r.slowStart:
+		// The rate doubled in the last second: half of it is what the
+		// target took. Workers that start together share that schedule;
+		// what each really sent in the second is noise of its copies.
+		base /= 2
+	case r.sent > 0 && now.Sub(r.sentAt) < 5*time.Second && r.sent < base:
 		base = r.sent
 	}
 	// Back to just under where the target refused; when that was lower
@@ -251,6 +274,31 @@ func (r *Rate) Throttled() {
 	r.set(base * r.o.Decrease)
 	r.maybeLog(now, "throttled by the target")
 }
+
+// answered reports whether a refusal is already answered by the last cut:
+// its batch was sent before the cut (it was in flight), or, its sending
+// time unknown, it came within Quiet of the cut; or nothing was taken
+// since the cut and it came within chaseFor (the same batch sent again
+// after its wait, racing the other workers' batches for the bucket's first
+// tokens: cutting again would make a refused worker the likeliest to be
+// refused again, the opposite of fair).
+func (r *Rate) answered(now, sentAt time.Time) bool {
+	if r.lastCut.IsZero() {
+		return false
+	}
+	since := now.Sub(r.lastCut)
+	switch {
+	case !sentAt.IsZero() && !sentAt.After(r.lastCut):
+		return true
+	case sentAt.IsZero() && since < r.o.Quiet:
+		return true
+	}
+	return !r.takenSince && since < chaseFor
+}
+
+// chaseFor is how long after a cut refusals with nothing taken in between
+// cut nothing more.
+const chaseFor = 5 * time.Second
 
 // set applies a new rate within the floor and the ceiling.
 func (r *Rate) set(v float64) {

@@ -77,19 +77,23 @@ func TestSlowStartDoublesUntilTheFirstRefusal(t *testing.T) {
 	}
 	assert.InDelta(t, mib(8), r.current(), mib(0.01), "doubles each second")
 	assert.True(t, r.Snapshot().SlowStart)
-	r.sentAs(r.current(), c)
+	r.sentAs(mib(7), c) // what this worker's copies managed in the last second
 	r.Throttled()
-	assert.InDelta(t, mib(8)*0.9, r.current(), mib(0.01), "a refusal cuts to 0.9 of what was sent")
+	assert.InDelta(t, mib(4)*0.7, r.current(), mib(0.01), "the first refusal cuts from half the rate (the rate a second before), not from what was sent")
 	assert.False(t, r.Snapshot().SlowStart)
 	c.add(100 * time.Millisecond)
 	r.Throttled()
-	assert.InDelta(t, mib(8)*0.9, r.current(), mib(0.01), "refusals of batches already in flight cut nothing more")
+	assert.InDelta(t, mib(4)*0.7, r.current(), mib(0.01), "refusals of batches already in flight cut nothing more")
 	c.add(time.Second)
 	r.sentAs(r.current(), c)
 	r.Throttled()
-	assert.InDelta(t, mib(8)*0.81, r.current(), mib(0.01), "a refusal a second later cuts again")
+	assert.InDelta(t, mib(4)*0.7, r.current(), mib(0.01), "the same batch refused again, nothing taken since: no cut (it chases the bucket's first tokens)")
+	r.Accepted(1 << 20)
+	r.sentAs(mib(4)*0.7, c)
+	r.Throttled()
+	assert.InDelta(t, mib(4)*0.49, r.current(), mib(0.01), "a refusal after the target took a batch cuts again, from what was sent")
 	assert.Equal(t, 2, r.Snapshot().Cuts)
-	assert.Equal(t, int64(3), r.Snapshot().Throttled)
+	assert.Equal(t, int64(4), r.Snapshot().Throttled)
 }
 
 func TestTheRateNeverPassesTheCeiling(t *testing.T) {
@@ -106,15 +110,17 @@ func TestTheRateNeverPassesTheCeiling(t *testing.T) {
 func TestTheRateDoesNotOutgrowWhatIsSent(t *testing.T) {
 	c := newClock()
 	r := New(Options{Now: c.now, Start: mib(1)})
+	r.Throttled() // out of slow start
+	c.add(time.Second)
 	// The copier only manages 1.5 MiB/s whatever the rate allows.
-	for range 20 {
+	for range 40 {
 		r.sentAs(mib(1.5), c)
 		c.add(time.Second)
 		r.Accepted(1 << 20)
 	}
 	assert.LessOrEqual(t, r.current(), mib(3))
 	r.Throttled()
-	assert.InDelta(t, mib(1.5)*0.9, r.current(), mib(0.01), "the cut is from what was really sent")
+	assert.InDelta(t, mib(1.5)*0.7, r.current(), mib(0.01), "the cut is from what was really sent")
 }
 
 func TestARefusalWithoutFigureStillSlows(t *testing.T) {
@@ -207,4 +213,28 @@ func TestAFixedRateStays(t *testing.T) {
 	r.Throttled()
 	assert.Equal(t, mib(2), r.current())
 	assert.Equal(t, int64(1), r.Snapshot().Throttled)
+}
+
+// TestARefusalOfABatchSentBeforeTheCutCutsNothing: batches in flight when
+// the rate was cut are answered by that cut, however late their refusals
+// come (a pipeline of batches, back-off waits); a batch sent after it and
+// refused cuts again.
+func TestARefusalOfABatchSentBeforeTheCutCutsNothing(t *testing.T) {
+	c := newClock()
+	r := New(Options{Now: c.now, Start: mib(8)})
+	r.Throttled() // out of slow start: 8/2 * 0.7
+	cut := r.current()
+	inFlight := r.Now().Add(-time.Millisecond)
+	c.add(3 * time.Second)
+	r.Accepted(1 << 20)
+	grown := r.current()
+	r.Refused(inFlight)
+	assert.Equal(t, grown, r.current(), "sent before the cut: answered by it")
+	assert.Equal(t, 1, r.Snapshot().Cuts)
+	sent := r.Now()
+	c.add(200 * time.Millisecond)
+	r.sentAs(cut, c)
+	r.Refused(sent)
+	assert.Less(t, r.current(), grown, "sent after the cut: cut again")
+	assert.Equal(t, 2, r.Snapshot().Cuts)
 }

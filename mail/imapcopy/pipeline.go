@@ -56,6 +56,7 @@ type batch struct {
 	held    int64 // memory taken for the chunk, given back once answered
 	answers []<-chan error
 	errs    []error
+	sentAt  time.Time // when it went on the wire, by the worker's rate's clock
 }
 
 // lanePipe runs a lane: chunks are fetched and sent to the target while
@@ -154,7 +155,7 @@ func (j *job) answered(ctx context.Context, l *lane, f folder, b *batch) ([]erro
 				r.Accepted(took)
 			}
 			if len(again) > 0 {
-				r.Throttled()
+				r.Refused(b.sentAt)
 			}
 		}
 		if len(again) == 0 {
@@ -173,6 +174,7 @@ func (j *job) answered(ctx context.Context, l *lane, f folder, b *batch) ([]erro
 		if err := j.send(ctx, l, f, resend); err != nil {
 			return nil, err
 		}
+		b.sentAt = resend.sentAt // the next round's refusals are of the re-sent batch
 		for k, err := range j.awaitSplit(ctx, l, f, resend) {
 			errs[again[k]] = err
 		}
@@ -419,6 +421,7 @@ func (j *job) send(ctx context.Context, l *lane, f folder, b *batch) error {
 		if err := r.Wait(ctx, n); err != nil {
 			return err
 		}
+		b.sentAt = r.Now()
 	}
 	if l.app != nil {
 		answers, err := l.app.send(f.tgt, b.items)
@@ -446,8 +449,12 @@ func (j *job) send(ctx context.Context, l *lane, f folder, b *batch) error {
 // the lane (its context ended).
 func (j *job) appendWaitingOut(ctx context.Context, l *lane, f folder, it item) (answer, err error) {
 	for round := 0; ; round++ {
-		answer = j.appendOne(ctx, l, f, it)
 		r := j.c.o.Rate
+		var sentAt time.Time
+		if r != nil {
+			sentAt = r.Now()
+		}
+		answer = j.appendOne(ctx, l, f, it)
 		wait, throttled := j.c.throttledAnswer(answer)
 		if r != nil && answer == nil {
 			r.Accepted(len(it.body))
@@ -456,7 +463,7 @@ func (j *job) appendWaitingOut(ctx context.Context, l *lane, f folder, it item) 
 			return answer, nil
 		}
 		if r != nil {
-			r.Throttled()
+			r.Refused(sentAt)
 		}
 		if adapt.GiveUp(round, wait) {
 			return answer, nil
