@@ -105,7 +105,7 @@ func (a *app) purgeWave(ctx context.Context, wave, wavesDir, outboxDir, ledgerDi
 	if err := store.Remove(ctx, wave); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.out, "purged wave %s: its roster (%d mailboxes), %d outbox messages, %d ledger records; kept the notice files of %d mailboxes migrating again elsewhere\n",
-		wave, len(rows), removed["outbox messages"], removed["ledger records"], skipped)
+	fmt.Fprintf(a.out, "purged wave %s: its roster (%d mailboxes), %d outbox messages, %d ledger records, %d ledger claims; kept the notice files of %d mailboxes migrating again elsewhere\n",
+		wave, len(rows), removed["outbox messages"], removed["ledger records"], removed["ledger claims"], skipped)
 	return nil
 }

@@ -23,8 +23,12 @@ func SetClaimFor(d time.Duration) (restore func()) {
 }
 
 // ClaimOnly takes n's claim on a notice and sends nothing, as a worker
-// killed in mid-send leaves it.
-func ClaimOnly(ctx context.Context, n *Notifier, key string, kind contract.NoticeKind) error {
-	_, err := n.ledger.Claim(ctx, key, kind, n.owner, claimFor)
-	return err
+// killed in mid-send leaves it; it returns the recorded Message-ID, if any.
+func ClaimOnly(ctx context.Context, n *Notifier, key string, kind contract.NoticeKind) (string, error) {
+	return n.ledger.Claim(ctx, key, kind, n.owner, claimFor)
+}
+
+// RecordOnly records a notice in n's ledger, as after the relay accepted it.
+func RecordOnly(ctx context.Context, n *Notifier, key string, kind contract.NoticeKind, id string) error {
+	return n.ledger.Record(ctx, key, kind, id, time.Now())
 }

@@ -82,14 +82,6 @@ func (d dirLedger) locked(fn func() error) error {
 func (d dirLedger) Claim(_ context.Context, key string, kind contract.NoticeKind, owner string, lease time.Duration) (string, error) {
 	var recorded string
 	err := d.locked(func() error {
-		id, err := readLedger(d.path(key, kind))
-		switch {
-		case err == nil:
-			recorded = id
-			return nil
-		case !errors.Is(err, fs.ErrNotExist):
-			return err
-		}
 		now := time.Now()
 		holder, until, err := readClaim(d.claimPath(key, kind))
 		switch {
@@ -98,6 +90,14 @@ func (d dirLedger) Claim(_ context.Context, key string, kind contract.NoticeKind
 			return err
 		case holder != owner && now.Before(until):
 			return &contract.NoticeClaimHeld{Owner: holder, Until: until}
+		}
+		id, err := readLedger(d.path(key, kind))
+		switch {
+		case err == nil:
+			recorded = id
+			return nil
+		case !errors.Is(err, fs.ErrNotExist):
+			return err
 		}
 		return atomicfile.Write(d.claimPath(key, kind), 0o640, func(w io.Writer) error {
 			_, err := fmt.Fprintf(w, "%s\n%s\n", owner, now.Add(lease).UTC().Format(time.RFC3339Nano))
@@ -141,14 +141,18 @@ func (d dirLedger) Recorded(_ context.Context, key string, kind contract.NoticeK
 	return id, err
 }
 
+// Record writes the record and drops the claim under the lock, so that a
+// Claim sees either the claim or the record, never neither.
 func (d dirLedger) Record(_ context.Context, key string, kind contract.NoticeKind, messageID string, at time.Time) error {
-	if err := writeLedger(d.path(key, kind), messageID, at); err != nil {
-		return err
-	}
-	if err := os.Remove(d.claimPath(key, kind)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
+	return d.locked(func() error {
+		if err := writeLedger(d.path(key, kind), messageID, at); err != nil {
+			return err
+		}
+		if err := os.Remove(d.claimPath(key, kind)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	})
 }
 
 // readLedger returns the Message-ID of a ledger record; fs.ErrNotExist

@@ -216,6 +216,9 @@ func (n *Notifier) deliver(ctx context.Context, nt activities.Notice, msg *gomai
 		gomail.WithPort(n.port),
 		gomail.WithTimeout(n.timeout),
 		gomail.WithDialContextFunc(dial),
+		// No RSET after the message: the record is written as soon as the
+		// server accepts it, before anything else on the connection.
+		gomail.WithoutRset(),
 	}
 	switch n.security {
 	case SecurityTLS:

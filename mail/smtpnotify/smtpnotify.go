@@ -5,20 +5,28 @@
 //
 // # Idempotency
 //
-// A send that already succeeded is not repeated on retry. Once the server
-// has accepted a message, a small record <key>-<kind>.sent (the Message-ID
-// and the time) is written atomically to the ledger directory, and Send reads
-// it before it connects. Sent answers from the same ledger; the cutover
-// consults it to prove that the T-14 notice went out, so the ledger must be
-// on storage that outlives the worker and is shared by every worker that
-// sends notices.
+// A send that already succeeded is not repeated on retry. Before it
+// connects, Send takes the ledger's claim on the notice (an owner naming
+// this process, and an expiry), so that two workers never send one notice
+// at once: a local activity run again on another worker while the first
+// still runs finds the claim held and fails, to be retried. Once the server
+// has accepted the message the ledger's record (the Message-ID and the
+// time) is written, before the connection's QUIT, and drops the claim; a
+// message the server refused releases it. Sent answers from the same
+// ledger; the cutover consults it to prove that the T-14 notice went out,
+// so the ledger must outlive the worker and be shared by every worker that
+// sends notices: a directory (<key>-<kind>.sent records, .claim claims
+// under an flock of the directory) for the workers of one host, the
+// database ledger for a fleet.
 //
-// One window is left open: if the server accepts a message and the process
-// dies (or the record cannot be written) before the record is on disk, the
-// retry sends the notice again. The copy carries the same Message-ID, so the
-// relay and the user's mail client can recognise it as a duplicate. Closing
-// the window would need the relay to report what it has accepted, which SMTP
-// cannot do.
+// One window is left open: if the process dies between the server's
+// acceptance and the record (milliseconds), its claim expires and another
+// worker sends the notice again; so does a retry on another worker after a
+// record that could not be written for recordFor (20 s: a ledger database
+// down that long), once the claim has expired. The copy carries the same Message-ID,
+// so the relay and the user's mail client can recognise it as a
+// duplicate. Closing the window would need the relay to report what it has
+// accepted, which SMTP cannot do.
 //
 // # Errors
 //

@@ -717,7 +717,8 @@ func TestAClaimLeftByADeadWorkerExpires(t *testing.T) {
 	a, r, o := setup(t, nil)
 	b, err := smtpnotify.New(o)
 	require.NoError(t, err)
-	require.NoError(t, smtpnotify.ClaimOnly(ctx, a, key, contract.NoticeSuccess)) // then "killed"
+	_, err = smtpnotify.ClaimOnly(ctx, a, key, contract.NoticeSuccess) // then "killed"
+	require.NoError(t, err)
 
 	_, err = b.Send(ctx, notice(key, contract.NoticeSuccess))
 	var held *contract.NoticeClaimHeld
@@ -776,4 +777,32 @@ func TestWorkersRacingForOneNoticeDeliverItOnce(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, len(keys), len(r.Messages()), "each notice delivered once")
 	assert.Equal(t, int32(len(keys)), sentHere.Load())
+}
+
+// TestTheDirectoryLedgerNeverShowsNeither: while one worker records a
+// notice it holds the claim to, another worker's claim sees the claim or
+// the record, never neither (which would let it send the notice again).
+func TestTheDirectoryLedgerNeverShowsNeither(t *testing.T) {
+	ctx := context.Background()
+	a, _, o := setup(t, nil)
+	b, err := smtpnotify.New(o)
+	require.NoError(t, err)
+	for i := range 300 {
+		k := fmt.Sprintf("%016x", i)
+		_, err := smtpnotify.ClaimOnly(ctx, a, k, contract.NoticeT1)
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() { done <- smtpnotify.RecordOnly(ctx, a, k, contract.NoticeT1, "<id>") }()
+		for {
+			recorded, err := smtpnotify.ClaimOnly(ctx, b, k, contract.NoticeT1)
+			var held *contract.NoticeClaimHeld
+			if errors.As(err, &held) {
+				continue
+			}
+			require.NoError(t, err)
+			require.Equal(t, "<id>", recorded, "mailbox %s: claimed with nothing recorded while the other worker was recording", k)
+			break
+		}
+		require.NoError(t, <-done)
+	}
 }
