@@ -37,9 +37,9 @@ const (
 
 // Message is one message the relay accepted.
 type Message struct {
-	From string   // envelope sender (MAIL FROM)
-	To   []string // envelope recipients (RCPT TO), in order
-	Data []byte   // the message as sent in DATA
+	From string    // envelope sender (MAIL FROM)
+	To   []string  // envelope recipients (RCPT TO), in order
+	Data []byte    // the message as sent in DATA
 	At   time.Time // when the relay accepted it
 }
 
