@@ -14,8 +14,10 @@
 //     from half the rate (what the target took a second before), which
 //     workers starting together share, rather than from what each
 //     happened to send in that second;
-//   - a refusal cuts the rate to Decrease times what was really being sent
-//     (once: refusals in the next Quiet are of batches already in flight);
+//   - a refusal cuts the rate to Decrease times what was really being sent,
+//     once: refusals in the next Quiet, and refusals of batches first sent
+//     before the cut (in flight, or sent again after their wait), cut
+//     nothing more;
 //   - between refusals the rate climbs back quickly to just under where
 //     the target last refused (or well under, when that was lower than the
 //     time before: the limit fell, or other workers took more of it), and
@@ -56,9 +58,8 @@ type Options struct {
 	// Decrease is the factor a refused batch multiplies the rate by
 	// (default 0.7).
 	Decrease float64
-	// Quiet is how long after a cut further refusals are taken as answers
-	// to what was already in flight, and cut nothing, when the refused
-	// batch's sending time is not known (default 1 s).
+	// Quiet is how long after a cut further refusals cut nothing, whenever
+	// their batches were sent (default 1 s).
 	Quiet time.Duration
 	// Step is how fast the rate climbs past the point of its recovery
 	// after a refusal, in bytes per second each second (default 64 KiB/s:
@@ -86,10 +87,12 @@ type Rate struct {
 	mu         sync.Mutex
 	rate       float64 // the current rate, bytes per second
 	slowStart  bool    // no refusal yet
+	markRate   float64 // in slow start: the rate at markAt, about a second ago
+	markAt     time.Time
+	prevMark   float64 // the mark before that
 	peak       float64 // where the rate climbs back to after a cut
 	refusedAt  float64 // the rate sent at the last refusal
 	lastCut    time.Time
-	takenSince bool // the target took a batch since the last cut
 	lastSent   time.Time // the last Wait
 	lastGrow   time.Time // when the rate last grew
 	lastLog    time.Time
@@ -203,7 +206,6 @@ func (r *Rate) Accepted(n int) {
 	now := r.o.Now()
 	r.accepted++
 	r.totalBytes += int64(n)
-	r.takenSince = true
 	dt := min(now.Sub(r.lastGrow), time.Second).Seconds()
 	r.lastGrow = now
 	if dt <= 0 || r.o.Fixed {
@@ -213,6 +215,9 @@ func (r *Rate) Accepted(n int) {
 	switch {
 	case r.slowStart:
 		next *= math.Exp2(dt)
+		if now.Sub(r.markAt) >= time.Second {
+			r.prevMark, r.markRate, r.markAt = r.markRate, r.rate, now
+		}
 	case r.rate < r.peak:
 		// Back towards the last refusal's rate, most of the way in a few
 		// Recover times, plus the step.
@@ -239,8 +244,9 @@ func (r *Rate) Throttled() { r.Refused(time.Time{}) }
 // be sent.
 func (r *Rate) Now() time.Time { return r.o.Now() }
 
-// Refused records that the target refused a batch sent at sentAt (zero if
-// not known), and cuts the rate unless the last cut already answers it.
+// Refused records that the target refused a batch first sent at sentAt
+// (zero if not known; a batch sent again after a refusal keeps its first
+// time), and cuts the rate unless the last cut already answers it.
 func (r *Rate) Refused(sentAt time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -249,15 +255,19 @@ func (r *Rate) Refused(sentAt time.Time) {
 	if r.o.Fixed || r.answered(now, sentAt) {
 		return
 	}
-	r.lastCut, r.takenSince = now, false
+	r.lastCut = now
 	base := r.rate
+	fresh := r.sent > 0 && now.Sub(r.sentAt) < 5*time.Second
 	switch {
-	case r.slowStart:
-		// The rate doubled in the last second: half of it is what the
-		// target took. Workers that start together share that schedule;
+	case r.slowStart && r.doubling():
+		// The rate has been doubling: half of it is what the target took
+		// a second ago. Workers that start together share that schedule;
 		// what each really sent in the second is noise of its copies.
 		base /= 2
-	case r.sent > 0 && now.Sub(r.sentAt) < 5*time.Second && r.sent < base:
+		if fresh && r.sent < base/2 {
+			base = r.sent // the copies use far less than the rate
+		}
+	case fresh && r.sent < base:
 		base = r.sent
 	}
 	// Back to just under where the target refused; when that was lower
@@ -275,30 +285,29 @@ func (r *Rate) Refused(sentAt time.Time) {
 	r.maybeLog(now, "throttled by the target")
 }
 
+// doubling reports whether slow start has been doubling the rate over
+// the last second or two, not held at the ceiling or at twice what is sent.
+func (r *Rate) doubling() bool {
+	ref := r.markRate
+	if r.o.Now().Sub(r.markAt) < time.Second/2 {
+		ref = r.prevMark // the mark was just taken: compare with the one before
+	}
+	return ref > 0 && r.rate >= 1.3*ref
+}
+
 // answered reports whether a refusal is already answered by the last cut:
-// its batch was sent before the cut (it was in flight), or, its sending
-// time unknown, it came within Quiet of the cut; or nothing was taken
-// since the cut and it came within chaseFor (the same batch sent again
-// after its wait, racing the other workers' batches for the bucket's first
-// tokens: cutting again would make a refused worker the likeliest to be
+// it came within Quiet of the cut (the cut has not yet shown in what the
+// target sees), or the refused batch was first sent before the cut (it
+// was in flight, or it is the same batch sent again after its wait,
+// racing the other workers' batches for the bucket's first tokens:
+// cutting again for it would make a refused worker the likeliest to be
 // refused again, the opposite of fair).
 func (r *Rate) answered(now, sentAt time.Time) bool {
 	if r.lastCut.IsZero() {
 		return false
 	}
-	since := now.Sub(r.lastCut)
-	switch {
-	case !sentAt.IsZero() && !sentAt.After(r.lastCut):
-		return true
-	case sentAt.IsZero() && since < r.o.Quiet:
-		return true
-	}
-	return !r.takenSince && since < chaseFor
+	return now.Sub(r.lastCut) < r.o.Quiet || (!sentAt.IsZero() && !sentAt.After(r.lastCut))
 }
-
-// chaseFor is how long after a cut refusals with nothing taken in between
-// cut nothing more.
-const chaseFor = 5 * time.Second
 
 // set applies a new rate within the floor and the ceiling.
 func (r *Rate) set(v float64) {

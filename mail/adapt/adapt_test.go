@@ -87,13 +87,9 @@ func TestSlowStartDoublesUntilTheFirstRefusal(t *testing.T) {
 	c.add(time.Second)
 	r.sentAs(r.current(), c)
 	r.Throttled()
-	assert.InDelta(t, mib(4)*0.7, r.current(), mib(0.01), "the same batch refused again, nothing taken since: no cut (it chases the bucket's first tokens)")
-	r.Accepted(1 << 20)
-	r.sentAs(mib(4)*0.7, c)
-	r.Throttled()
-	assert.InDelta(t, mib(4)*0.49, r.current(), mib(0.01), "a refusal after the target took a batch cuts again, from what was sent")
+	assert.InDelta(t, mib(4)*0.49, r.current(), mib(0.01), "a refusal a second later cuts again, from what was sent")
 	assert.Equal(t, 2, r.Snapshot().Cuts)
-	assert.Equal(t, int64(4), r.Snapshot().Throttled)
+	assert.Equal(t, int64(3), r.Snapshot().Throttled)
 }
 
 func TestTheRateNeverPassesTheCeiling(t *testing.T) {
@@ -215,26 +211,48 @@ func TestAFixedRateStays(t *testing.T) {
 	assert.Equal(t, int64(1), r.Snapshot().Throttled)
 }
 
-// TestARefusalOfABatchSentBeforeTheCutCutsNothing: batches in flight when
-// the rate was cut are answered by that cut, however late their refusals
-// come (a pipeline of batches, back-off waits); a batch sent after it and
+// TestARefusalOfABatchSentBeforeTheCutCutsNothing: batches first sent
+// before the rate was cut are answered by that cut, however late their
+// refusals come (a pipeline of batches in flight, or the same batch sent
+// again after its wait and refused again); a batch first sent after it and
 // refused cuts again.
 func TestARefusalOfABatchSentBeforeTheCutCutsNothing(t *testing.T) {
 	c := newClock()
 	r := New(Options{Now: c.now, Start: mib(8)})
-	r.Throttled() // out of slow start: 8/2 * 0.7
+	inFlight := r.Now()
+	c.add(time.Millisecond)
+	r.Refused(inFlight) // out of slow start: 8/2 * 0.7
 	cut := r.current()
-	inFlight := r.Now().Add(-time.Millisecond)
-	c.add(3 * time.Second)
-	r.Accepted(1 << 20)
-	grown := r.current()
-	r.Refused(inFlight)
-	assert.Equal(t, grown, r.current(), "sent before the cut: answered by it")
+	for range 3 { // in flight at the cut, then sent again and refused again
+		c.add(2 * time.Second)
+		r.Accepted(1 << 20)
+		grown := r.current()
+		r.Refused(inFlight)
+		assert.Equal(t, grown, r.current(), "first sent before the cut: answered by it")
+	}
 	assert.Equal(t, 1, r.Snapshot().Cuts)
 	sent := r.Now()
 	c.add(200 * time.Millisecond)
 	r.sentAs(cut, c)
 	r.Refused(sent)
-	assert.Less(t, r.current(), grown, "sent after the cut: cut again")
+	assert.InDelta(t, cut*0.7, r.current(), mib(0.01), "first sent after the cut: cut again")
 	assert.Equal(t, 2, r.Snapshot().Cuts)
+}
+
+// TestASlowStartHeldAtTheCeilingIsCutFromWhatWasSent: the first refusal
+// halves the rate only when slow start was really doubling it; a rate held
+// at the ceiling for a minute is cut from what was sent, like any other.
+func TestASlowStartHeldAtTheCeilingIsCutFromWhatWasSent(t *testing.T) {
+	c := newClock()
+	r := New(Options{Now: c.now, Start: mib(1), Ceiling: mib(8)})
+	for range 60 {
+		r.sentAs(r.current(), c)
+		c.add(time.Second)
+		r.Accepted(1 << 20)
+	}
+	require.Equal(t, mib(8), r.current())
+	require.True(t, r.Snapshot().SlowStart)
+	r.sentAs(mib(8), c)
+	r.Throttled()
+	assert.InDelta(t, mib(8)*0.7, r.current(), mib(0.01))
 }

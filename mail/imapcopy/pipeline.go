@@ -56,7 +56,7 @@ type batch struct {
 	held    int64 // memory taken for the chunk, given back once answered
 	answers []<-chan error
 	errs    []error
-	sentAt  time.Time // when it went on the wire, by the worker's rate's clock
+	sentAt  time.Time // when it first went on the wire, by the worker's rate's clock
 }
 
 // lanePipe runs a lane: chunks are fetched and sent to the target while
@@ -167,14 +167,13 @@ func (j *job) answered(ctx context.Context, l *lane, f folder, b *batch) ([]erro
 		if err := sleep(ctx, wait); err != nil {
 			return nil, err
 		}
-		resend := &batch{items: make([]item, len(again))}
+		resend := &batch{items: make([]item, len(again)), sentAt: b.sentAt}
 		for k, i := range again {
 			resend.items[k] = b.items[i]
 		}
 		if err := j.send(ctx, l, f, resend); err != nil {
 			return nil, err
 		}
-		b.sentAt = resend.sentAt // the next round's refusals are of the re-sent batch
 		for k, err := range j.awaitSplit(ctx, l, f, resend) {
 			errs[again[k]] = err
 		}
@@ -421,7 +420,9 @@ func (j *job) send(ctx context.Context, l *lane, f folder, b *batch) error {
 		if err := r.Wait(ctx, n); err != nil {
 			return err
 		}
-		b.sentAt = r.Now()
+		if b.sentAt.IsZero() {
+			b.sentAt = r.Now()
+		}
 	}
 	if l.app != nil {
 		answers, err := l.app.send(f.tgt, b.items)
@@ -448,12 +449,12 @@ func (j *job) send(ctx context.Context, l *lane, f folder, b *batch) error {
 // worker's rate. It returns the message's answer, or an error that ends
 // the lane (its context ended).
 func (j *job) appendWaitingOut(ctx context.Context, l *lane, f folder, it item) (answer, err error) {
+	r := j.c.o.Rate
+	var sentAt time.Time // the first send's: see adapt.Rate.Refused
+	if r != nil {
+		sentAt = r.Now()
+	}
 	for round := 0; ; round++ {
-		r := j.c.o.Rate
-		var sentAt time.Time
-		if r != nil {
-			sentAt = r.Now()
-		}
 		answer = j.appendOne(ctx, l, f, it)
 		wait, throttled := j.c.throttledAnswer(answer)
 		if r != nil && answer == nil {

@@ -162,9 +162,13 @@ func (e *Estate) send(ctx context.Context, key string, n int64) error {
 	if e.tenant == nil {
 		return e.throttle(ctx, n)
 	}
+	var first time.Time // the first send's: see adapt.Rate.Refused
 	for i := 0; ; i++ {
 		if err := e.rate.Wait(ctx, int(n)); err != nil {
 			return err
+		}
+		if first.IsZero() {
+			first = e.rate.Now()
 		}
 		ok, wait, err := e.tenant.take(n)
 		if err != nil {
@@ -174,7 +178,7 @@ func (e *Estate) send(ctx context.Context, key string, n int64) error {
 			e.rate.Accepted(int(n))
 			return nil
 		}
-		e.rate.Throttled()
+		e.rate.Refused(first)
 		if adapt.GiveUp(i, wait) {
 			return &activities.ThrottledError{RetryAfter: wait,
 				Err: fmt.Errorf("sim: target tenant limit for mailbox %s: Request is throttled. Suggested Backoff Time: %d milliseconds", key, wait.Milliseconds())}
