@@ -158,6 +158,7 @@ func (s *Server) Messages() []Message {
 			From: m.From,
 			To:   append([]string(nil), m.To...),
 			Data: append([]byte(nil), m.Data...),
+			At:   m.At,
 		}
 	}
 	return out
