@@ -285,6 +285,10 @@ func (l *loader) org(n *yaml.Node, i int) (Org, orgMeta) {
 	m := orgMeta{line: n.Line}
 	o.Name = s.need("name")
 	m.nameLine = s.lineOf("name")
+	if strings.Contains(o.Name, "@") {
+		// Shown in plain text: metrics labels, log lines.
+		l.add(m.nameLine, s.at("name"), "an organisation's name is shown in plain text (metrics, logs) and must not be an address")
+	}
 	doms, lines := s.list("domains")
 	for j, d := range doms {
 		d = strings.ToLower(d)

@@ -603,3 +603,18 @@ func TestSimulatedEstateAndRoutingHost(t *testing.T) {
 		assert.Contains(t, err.Error(), want)
 	}
 }
+
+// An organisation's name is shown in plain text (metrics labels, logs): an
+// address there is refused.
+func TestLoadRefusesAnAddressForAnOrganisationName(t *testing.T) {
+	dir := t.TempDir()
+	path := write(t, dir, "c.yaml", `organisations:
+  - name: jo.bloggs@trust.example
+    sim: {dir: d}
+    notifier: {kind: outbox, from: a@a.example, outbox: {dir: o}}
+    router: {kind: sim, sim: {dir: d}}
+`)
+	assert.Equal(t, []string{
+		path + `:2: organisations[0].name: an organisation's name is shown in plain text (metrics, logs) and must not be an address`,
+	}, loadProblems(t, path))
+}

@@ -244,6 +244,13 @@ func (p *parser) readRow(line int, record []string) {
 		p.add(line, "the org is longer than %d bytes", MaxOrgBytes)
 		return
 	}
+	if p.org >= 0 && strings.Contains(field(record, p.org), "@") {
+		// The org is shown in plain text (a search attribute, metrics,
+		// logs): an address in it, a column put in the wrong place, would
+		// leak.
+		p.add(line, "the org holds an @: it is shown in plain text and must name an organisation, never a person's address")
+		return
+	}
 	if p.displayName >= 0 && len(field(record, p.displayName)) > MaxDisplayNameLen {
 		p.add(line, "the display name is longer than %d bytes", MaxDisplayNameLen)
 		return

@@ -239,8 +239,9 @@ func BenchmarkParse100k(b *testing.B) {
 }
 
 // An operator's list is bounded: control characters (a line break in a
-// quoted field among them), overlong org and display names, and overlong
-// lines are refused, naming the line, never quoting the value.
+// quoted field among them), overlong org and display names, an org that
+// holds an address (shown in plain text), and overlong lines are refused,
+// naming the line, never quoting the value.
 func TestParseRefusesWhatNoMailboxListHolds(t *testing.T) {
 	long := strings.Repeat("n", MaxDisplayNameLen+1)
 	in := "address,org,display_name\n" +
@@ -249,7 +250,8 @@ func TestParseRefusesWhatNoMailboxListHolds(t *testing.T) {
 		"tab@trust.nhs.example,tr\tust,Tab\n" +
 		"esc@trust.nhs.example,trust,\x1b[31mred\n" +
 		"org@trust.nhs.example," + strings.Repeat("o", MaxOrgBytes+1) + ",Org\n" +
-		"name@trust.nhs.example,trust," + long + "\n"
+		"name@trust.nhs.example,trust," + long + "\n" +
+		"swapped@trust.nhs.example,jo.bloggs@trust.nhs.example,Trust\n"
 	_, err := Parse(strings.NewReader(in), "in.csv")
 	var pe *ParseError
 	require.ErrorAs(t, err, &pe)
@@ -260,9 +262,11 @@ func TestParseRefusesWhatNoMailboxListHolds(t *testing.T) {
 		"in.csv line 6: field 3 holds a control character",
 		"in.csv line 7: the org is longer than 64 bytes",
 		"in.csv line 8: the display name is longer than 256 bytes",
+		"in.csv line 9: the org holds an @",
 	} {
 		assert.Contains(t, msg, want)
 	}
+	assert.NotContains(t, msg, "jo.bloggs")
 	assert.NotContains(t, msg, long)
 	assert.NotContains(t, msg, "red")
 
