@@ -258,12 +258,14 @@ func (r *Rate) Refused(sentAt time.Time) {
 	r.lastCut = now
 	base := r.rate
 	fresh := r.sent > 0 && now.Sub(r.sentAt) < 5*time.Second
+	halved := false
 	switch {
 	case r.slowStart && r.doubling():
 		// The rate has been doubling: half of it is what the target took
 		// a second ago. Workers that start together share that schedule;
 		// what each really sent in the second is noise of its copies.
 		base /= 2
+		halved = true
 		if fresh && r.sent < base/2 {
 			base = r.sent // the copies use far less than the rate
 		}
@@ -272,9 +274,13 @@ func (r *Rate) Refused(sentAt time.Time) {
 	}
 	// Back to just under where the target refused; when that was lower
 	// than last time, further under, to let go of a share quickly (CUBIC's
-	// fast convergence).
+	// fast convergence). Leaving slow start, base is what the target took
+	// a second ago: back to it.
 	r.peak = base * (1 + r.o.Decrease) / 2
-	if base < r.refusedAt {
+	switch {
+	case r.slowStart && halved:
+		r.peak = base
+	case base < r.refusedAt:
 		r.peak = base * r.o.Decrease
 	}
 	r.refusedAt = base

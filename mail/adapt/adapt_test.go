@@ -256,3 +256,27 @@ func TestASlowStartHeldAtTheCeilingIsCutFromWhatWasSent(t *testing.T) {
 	r.Throttled()
 	assert.InDelta(t, mib(8)*0.7, r.current(), mib(0.01))
 }
+
+// TestLeavingSlowStartClimbsBackToWhatTheTargetTook: the first refusal
+// cuts from half the doubling rate (what the target took a second
+// before), and the rate climbs back to that within seconds, not to a
+// share under it, so a worker alone is soon near the limit.
+func TestLeavingSlowStartClimbsBackToWhatTheTargetTook(t *testing.T) {
+	c := newClock()
+	r := New(Options{Now: c.now, Start: mib(1)})
+	for range 4 {
+		r.sentAs(r.current(), c)
+		c.add(time.Second)
+		r.Accepted(1 << 20)
+	}
+	r.sentAs(r.current(), c)
+	r.Throttled() // at 16 MiB/s: the target took 8
+	assert.InDelta(t, mib(8)*0.7, r.current(), mib(0.01))
+	for range 10 {
+		r.sentAs(r.current(), c)
+		c.add(time.Second)
+		r.Accepted(1 << 20)
+	}
+	assert.Greater(t, r.current(), mib(8)*0.95, "back near what the target took")
+	assert.Less(t, r.current(), mib(8)*1.15)
+}
