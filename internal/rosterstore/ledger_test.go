@@ -2,9 +2,6 @@ package rosterstore_test
 
 import (
 	"context"
-	"errors"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +16,19 @@ import (
 	"mailwave/mail/smtpnotify"
 )
 
+// fleetNotifier is one worker's SMTP notifier, with its own connection to
+// the ledger in PostgreSQL.
+func fleetNotifier(t *testing.T, ctx context.Context, pg *postgres.Server, relay *smtptest.Server) *smtpnotify.Notifier {
+	t.Helper()
+	l, err := rosterstore.OpenLedger(ctx, pg.DSN("mailwave"))
+	require.NoError(t, err)
+	t.Cleanup(l.Close)
+	n, err := smtpnotify.New(smtpnotify.Options{Host: "127.0.0.1", Port: relay.Port, Security: smtpnotify.SecurityNone,
+		From: "Migration <migration@trust.example>", Ledger: l, Timeout: 5 * time.Second, HELO: "worker.test"})
+	require.NoError(t, err)
+	return n
+}
+
 // Two workers' SMTP notifiers sharing the ledger in PostgreSQL: what one
 // sent, the other neither sends again nor fails to find (the cutover's
 // proof of the T-14 notice on another host).
@@ -28,16 +38,7 @@ func TestLedgerSharedByAFleet(t *testing.T) {
 	defer cancel()
 	require.NoError(t, pg.Exec(ctx, "postgres", "CREATE DATABASE mailwave"))
 	relay := smtptest.Start(t, smtptest.Options{})
-	notifier := func() *smtpnotify.Notifier {
-		l, err := rosterstore.OpenLedger(ctx, pg.DSN("mailwave"))
-		require.NoError(t, err)
-		t.Cleanup(l.Close)
-		n, err := smtpnotify.New(smtpnotify.Options{Host: "127.0.0.1", Port: relay.Port, Security: smtpnotify.SecurityNone,
-			From: "Migration <migration@trust.example>", Ledger: l, Timeout: 5 * time.Second, HELO: "worker.test"})
-		require.NoError(t, err)
-		return n
-	}
-	a, b := notifier(), notifier()
+	a, b := fleetNotifier(t, ctx, pg, relay), fleetNotifier(t, ctx, pg, relay)
 	nt := activities.Notice{Mailbox: contract.MailboxRef{Key: "k-fleet", Address: "jo@trust.example"}, Kind: contract.NoticeT14,
 		MessageID: contract.NoticeMessageID("k-fleet", contract.NoticeT14), MigrateAt: time.Now().Add(14 * 24 * time.Hour)}
 
@@ -101,49 +102,19 @@ func TestLedgerClaimsOneSenderAcrossAFleet(t *testing.T) {
 	relay := smtptest.Start(t, smtptest.Options{})
 	var workers []*smtpnotify.Notifier
 	for range 6 {
-		l, err := rosterstore.OpenLedger(ctx, pg.DSN("mailwave"))
-		require.NoError(t, err)
-		t.Cleanup(l.Close)
-		n, err := smtpnotify.New(smtpnotify.Options{Host: "127.0.0.1", Port: relay.Port, Security: smtpnotify.SecurityNone,
-			From: "Migration <migration@trust.example>", Ledger: l, Timeout: 5 * time.Second, HELO: "worker.test"})
-		require.NoError(t, err)
-		workers = append(workers, n)
+		workers = append(workers, fleetNotifier(t, ctx, pg, relay))
 	}
 	notice := func(key string, kind contract.NoticeKind) activities.Notice {
 		return activities.Notice{Mailbox: contract.MailboxRef{Key: key, Address: "jo@trust.example"}, Kind: kind,
 			MessageID: contract.NoticeMessageID(key, kind), MigrateAt: time.Now().Add(14 * 24 * time.Hour)}
 	}
 	keys := []string{"k-race-0", "k-race-1", "k-race-2", "k-race-3", "k-race-4"}
-	var wg sync.WaitGroup
-	var sent, heldSeen atomic.Int32
-	for _, n := range workers {
-		for _, k := range keys {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					already, err := n.Send(ctx, notice(k, contract.NoticeSuccess))
-					var held *contract.NoticeClaimHeld
-					if errors.As(err, &held) {
-						heldSeen.Add(1)
-						time.Sleep(5 * time.Millisecond)
-						continue
-					}
-					if !assert.NoError(t, err) {
-						return
-					}
-					if !already {
-						sent.Add(1)
-					}
-					return
-				}
-			}()
-		}
-	}
-	wg.Wait()
+	sent, heldSeen := smtptest.Race(t, len(workers), keys, func(w int, k string) (bool, error) {
+		return workers[w].Send(ctx, notice(k, contract.NoticeSuccess))
+	})
 	assert.Equal(t, len(keys), len(relay.Messages()), "each notice delivered once")
-	assert.Equal(t, int32(len(keys)), sent.Load())
-	t.Logf("attempts that found another worker's claim: %d", heldSeen.Load())
+	assert.Equal(t, len(keys), sent)
+	t.Logf("attempts that found another worker's claim: %d", heldSeen)
 
 	// An abandoned claim: held, then expired and taken over.
 	l, err := rosterstore.OpenLedger(ctx, pg.DSN("mailwave"))

@@ -751,32 +751,11 @@ func TestWorkersRacingForOneNoticeDeliverItOnce(t *testing.T) {
 		workers = append(workers, n)
 	}
 	keys := []string{"0a1b2c3d4e5f6071", "1a1b2c3d4e5f6071", "2a1b2c3d4e5f6071", "3a1b2c3d4e5f6071"}
-	var wg sync.WaitGroup
-	var sentHere atomic.Int32
-	for _, n := range workers {
-		for _, k := range keys {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					already, err := n.Send(ctx, notice(k, contract.NoticeT14))
-					var held *contract.NoticeClaimHeld
-					if errors.As(err, &held) {
-						time.Sleep(5 * time.Millisecond)
-						continue
-					}
-					assert.NoError(t, err)
-					if !already {
-						sentHere.Add(1)
-					}
-					return
-				}
-			}()
-		}
-	}
-	wg.Wait()
+	sent, _ := smtptest.Race(t, len(workers), keys, func(w int, k string) (bool, error) {
+		return workers[w].Send(ctx, notice(k, contract.NoticeT14))
+	})
 	assert.Equal(t, len(keys), len(r.Messages()), "each notice delivered once")
-	assert.Equal(t, int32(len(keys)), sentHere.Load())
+	assert.Equal(t, len(keys), sent)
 }
 
 // TestTheDirectoryLedgerNeverShowsNeither: while one worker records a
