@@ -278,7 +278,7 @@ func (r *Rate) Refused(sentAt time.Time) {
 	// a second ago: back to it.
 	r.peak = base * (1 + r.o.Decrease) / 2
 	switch {
-	case r.slowStart && halved:
+	case halved:
 		r.peak = base
 	case base < r.refusedAt:
 		r.peak = base * r.o.Decrease
