@@ -58,12 +58,18 @@ func checkRecord(key string, kind contract.NoticeKind) error {
 // a fleet on many hosts uses the database ledger instead.
 type dirLedger struct{ dir string }
 
+// file names a notice's file of the kind the suffix says (notices'
+// LedgerSuffix, ClaimSuffix), as notices.RemoveFiles finds them.
+func (d dirLedger) file(key string, kind contract.NoticeKind, suffix string) string {
+	return filepath.Join(d.dir, key+"-"+string(kind)+suffix)
+}
+
 func (d dirLedger) path(key string, kind contract.NoticeKind) string {
-	return filepath.Join(d.dir, key+"-"+string(kind)+ledgerSuffix)
+	return d.file(key, kind, notices.LedgerSuffix)
 }
 
 func (d dirLedger) claimPath(key string, kind contract.NoticeKind) string {
-	return filepath.Join(d.dir, key+"-"+string(kind)+notices.ClaimSuffix)
+	return d.file(key, kind, notices.ClaimSuffix)
 }
 
 // locked runs fn holding the directory's claim lock.

@@ -90,7 +90,6 @@ const (
 )
 
 const (
-	ledgerSuffix = ".sent"
 	// ledgerIDField and ledgerAtField are the fields of a ledger record.
 	ledgerIDField = "Message-ID"
 	ledgerAtField = "Sent-At"
