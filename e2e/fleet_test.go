@@ -58,9 +58,10 @@ type faulty struct {
 // for a while. Then: every mailbox migrated but those missing at the
 // source, nothing lost or copied twice, at most one notice per kind per
 // mailbox at the relay (two only for a notice whose sender was killed
-// just after the relay accepted it), no run of the wave past 10,240 events, the wave's
-// counts equal to the verifier's, every cutover on the routing host, and a
-// killed worker's copies resumed elsewhere within 30 seconds.
+// just after the relay accepted it), no run of the wave past 10,240
+// events, the wave's counts equal to the verifier's, every cutover on the
+// routing host, and a killed worker's copies resumed elsewhere within 30
+// seconds.
 func TestFleetUnderFaults(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()

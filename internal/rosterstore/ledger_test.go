@@ -29,6 +29,12 @@ func fleetNotifier(t *testing.T, ctx context.Context, pg *postgres.Server, relay
 	return n
 }
 
+// fleetNotice is a notice of that kind to one mailbox.
+func fleetNotice(key string, kind contract.NoticeKind) activities.Notice {
+	return activities.Notice{Mailbox: contract.MailboxRef{Key: key, Address: "jo@trust.example"}, Kind: kind,
+		MessageID: contract.NoticeMessageID(key, kind), MigrateAt: time.Now().Add(14 * 24 * time.Hour)}
+}
+
 // Two workers' SMTP notifiers sharing the ledger in PostgreSQL: what one
 // sent, the other neither sends again nor fails to find (the cutover's
 // proof of the T-14 notice on another host).
@@ -39,8 +45,7 @@ func TestLedgerSharedByAFleet(t *testing.T) {
 	require.NoError(t, pg.Exec(ctx, "postgres", "CREATE DATABASE mailwave"))
 	relay := smtptest.Start(t, smtptest.Options{})
 	a, b := fleetNotifier(t, ctx, pg, relay), fleetNotifier(t, ctx, pg, relay)
-	nt := activities.Notice{Mailbox: contract.MailboxRef{Key: "k-fleet", Address: "jo@trust.example"}, Kind: contract.NoticeT14,
-		MessageID: contract.NoticeMessageID("k-fleet", contract.NoticeT14), MigrateAt: time.Now().Add(14 * 24 * time.Hour)}
+	nt := fleetNotice("k-fleet", contract.NoticeT14)
 
 	sent, err := b.Sent(ctx, "k-fleet", contract.NoticeT14)
 	require.NoError(t, err)
@@ -104,13 +109,9 @@ func TestLedgerClaimsOneSenderAcrossAFleet(t *testing.T) {
 	for range 6 {
 		workers = append(workers, fleetNotifier(t, ctx, pg, relay))
 	}
-	notice := func(key string, kind contract.NoticeKind) activities.Notice {
-		return activities.Notice{Mailbox: contract.MailboxRef{Key: key, Address: "jo@trust.example"}, Kind: kind,
-			MessageID: contract.NoticeMessageID(key, kind), MigrateAt: time.Now().Add(14 * 24 * time.Hour)}
-	}
 	keys := []string{"k-race-0", "k-race-1", "k-race-2", "k-race-3", "k-race-4"}
 	sent, heldSeen := smtptest.Race(t, len(workers), keys, func(w int, k string) (bool, error) {
-		return workers[w].Send(ctx, notice(k, contract.NoticeSuccess))
+		return workers[w].Send(ctx, fleetNotice(k, contract.NoticeSuccess))
 	})
 	assert.Equal(t, len(keys), len(relay.Messages()), "each notice delivered once")
 	assert.Equal(t, len(keys), sent)

@@ -19,6 +19,17 @@ func (c *clock) add(d time.Duration) { c.t = c.t.Add(d) }
 func newClock() *clock               { return &clock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)} }
 func mib(v float64) float64          { return v * (1 << 20) }
 func (r *Rate) current() float64     { return r.Snapshot().BytesPerSecond }
+
+// run has the worker send at its full rate for n seconds, each second's
+// batches taken by the target.
+func (r *Rate) run(c *clock, n int) {
+	for range n {
+		r.sentAs(r.current(), c)
+		c.add(time.Second)
+		r.Accepted(1 << 20)
+	}
+}
+
 func (r *Rate) sentAs(bps float64, c *clock) {
 	r.winStart, r.winBytes = c.now().Add(-time.Second), 0
 	r.countSent(c.now(), bps)
@@ -70,11 +81,7 @@ func (tg *target) second(c *clock, rs [2]*Rate) (accepted [2]float64) {
 func TestSlowStartDoublesUntilTheFirstRefusal(t *testing.T) {
 	c := newClock()
 	r := New(Options{Now: c.now, Start: mib(1)})
-	for range 3 {
-		r.sentAs(r.current(), c)
-		c.add(time.Second)
-		r.Accepted(1 << 20)
-	}
+	r.run(c, 3)
 	assert.InDelta(t, mib(8), r.current(), mib(0.01), "doubles each second")
 	assert.True(t, r.Snapshot().SlowStart)
 	r.sentAs(mib(7), c) // what this worker's copies managed in the last second
@@ -95,11 +102,7 @@ func TestSlowStartDoublesUntilTheFirstRefusal(t *testing.T) {
 func TestTheRateNeverPassesTheCeiling(t *testing.T) {
 	c := newClock()
 	r := New(Options{Now: c.now, Start: mib(1), Ceiling: mib(3)})
-	for range 10 {
-		r.sentAs(r.current(), c)
-		c.add(time.Second)
-		r.Accepted(1 << 20)
-	}
+	r.run(c, 10)
 	assert.Equal(t, mib(3), r.current())
 }
 
@@ -245,11 +248,7 @@ func TestARefusalOfABatchSentBeforeTheCutCutsNothing(t *testing.T) {
 func TestASlowStartHeldAtTheCeilingIsCutFromWhatWasSent(t *testing.T) {
 	c := newClock()
 	r := New(Options{Now: c.now, Start: mib(1), Ceiling: mib(8)})
-	for range 60 {
-		r.sentAs(r.current(), c)
-		c.add(time.Second)
-		r.Accepted(1 << 20)
-	}
+	r.run(c, 60)
 	require.Equal(t, mib(8), r.current())
 	require.True(t, r.Snapshot().SlowStart)
 	r.sentAs(mib(8), c)
@@ -264,19 +263,11 @@ func TestASlowStartHeldAtTheCeilingIsCutFromWhatWasSent(t *testing.T) {
 func TestLeavingSlowStartClimbsBackToWhatTheTargetTook(t *testing.T) {
 	c := newClock()
 	r := New(Options{Now: c.now, Start: mib(1)})
-	for range 4 {
-		r.sentAs(r.current(), c)
-		c.add(time.Second)
-		r.Accepted(1 << 20)
-	}
+	r.run(c, 4)
 	r.sentAs(r.current(), c)
 	r.Throttled() // at 16 MiB/s: the target took 8
 	assert.InDelta(t, mib(8)*0.7, r.current(), mib(0.01))
-	for range 10 {
-		r.sentAs(r.current(), c)
-		c.add(time.Second)
-		r.Accepted(1 << 20)
-	}
+	r.run(c, 10)
 	assert.Greater(t, r.current(), mib(8)*0.95, "back near what the target took")
 	assert.Less(t, r.current(), mib(8)*1.15)
 }
