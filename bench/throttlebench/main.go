@@ -290,8 +290,8 @@ func runCase(o options, src, tgt *dovecot.Server, limit, fixed float64) (result,
 		s := px.Stats()
 		samples = append(samples, s)
 		el := s.At.Sub(start)
-		logf("%s: %.1f MiB/s, %d APPENDs refused of %d; rates %s", el.Round(time.Second),
-			rateBetween(samples, len(samples)-2, len(samples)-1)/(1<<20), s.AppendsRefused, s.AppendsRefused+s.AppendsAccepted, rateList(rates))
+		logf("%s: %.1f MiB/s, %d APPENDs refused of %d, %d connections dropped; rates %s", el.Round(time.Second),
+			rateBetween(samples, len(samples)-2, len(samples)-1)/(1<<20), s.AppendsRefused, s.AppendsRefused+s.AppendsAccepted, s.Dropped, rateList(rates))
 		if fixed == 0 && !halved && el >= o.phase {
 			px.SetLimit(limit / 2)
 			halved = true

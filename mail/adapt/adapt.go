@@ -19,24 +19,38 @@
 //     before the cut (in flight, or sent again after their wait), cut
 //     nothing more;
 //   - between refusals the rate climbs back quickly to just under where
-//     the target last refused (or well under, when that was lower than the
-//     time before: the limit fell, or other workers took more of it), and
-//     from there on by a fixed Step of bytes per second each second.
+//     the target last refused, and from there on by a fixed Step of bytes
+//     per second each second;
+//   - a worker sends its bytes in batches of what its rate sends in about
+//     a Cadence (Batch), so a worker sending more sends bigger batches at
+//     the same pace.
 //
-// The fixed step is what evens the shares out: every worker climbs by the
-// same bytes per second, while a cut takes more from a worker sending
-// more, and the one sending more is the likelier to be refused, since the
-// target refuses whatever arrives while it is over its limit. The step is
-// a constant of the rule, the one figure all workers share without
-// talking. The configured bytes per second, when set, is a ceiling, never
-// the setting. The rate never climbs past twice what is really being sent,
-// so a copier that is slow for other reasons does not build up a rate it
+// Two things even the shares out. Every worker climbs by the same bytes a
+// second (the step is a constant of the rule, the one figure all workers
+// share without talking), while a cut takes more from a worker sending
+// more. And the refusals fall on the worker sending more more often than
+// in proportion to what it sends: a target running short of its allowance
+// refuses the batch that does not fit, and the bigger batches stop fitting
+// first. A refusal is the only thing a worker learns of the others, and
+// there are only a few a minute, so who gets them decides the shares; the
+// batch sizes vary at random by half either way, since batches of the same
+// size at the same pace would keep arriving in the same order, and the
+// worker whose batches come just after the other's would always find the
+// allowance taken. A refusal of a worker that was merely unlucky cuts it
+// no deeper than any other (there is no "fast convergence" that would
+// keep a worker refused twice lower still): the next refusals are the
+// likelier to fall on the other.
+//
+// The configured bytes per second, when set, is a ceiling, never the
+// setting. The rate never climbs past twice what is really being sent, so
+// a copier that is slow for other reasons does not build up a rate it
 // could never use.
 package adapt
 
 import (
 	"context"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -68,6 +82,10 @@ type Options struct {
 	// Recover is the time constant of the climb back to the last refusal's
 	// rate (default 3 s).
 	Recover time.Duration
+	// Cadence is how much sending time a batch holds on average: Batch is
+	// the rate times Cadence, times a random factor from 0.5 to 1.5
+	// (default 100 ms).
+	Cadence time.Duration
 	// Fixed keeps the rate at Start whatever the target answers: a fixed
 	// setting, as an operator would guess one (benchmarks compare it).
 	Fixed bool
@@ -91,7 +109,6 @@ type Rate struct {
 	markAt     time.Time
 	prevMark   float64 // the mark before that
 	peak       float64 // where the rate climbs back to after a cut
-	refusedAt  float64 // the rate sent at the last refusal
 	lastCut    time.Time
 	lastSent   time.Time // the last Wait
 	lastGrow   time.Time // when the rate last grew
@@ -152,6 +169,9 @@ func New(o Options) *Rate {
 	if o.Recover <= 0 {
 		o.Recover = 3 * time.Second
 	}
+	if o.Cadence <= 0 {
+		o.Cadence = 100 * time.Millisecond
+	}
 	if o.LogEvery <= 0 {
 		o.LogEvery = 30 * time.Second
 	}
@@ -166,6 +186,20 @@ func New(o Options) *Rate {
 		o: o, lim: rate.NewLimiter(rate.Limit(o.Start), burst),
 		rate: o.Start, slowStart: true, lastGrow: now, lastLog: now, winStart: now,
 	}
+}
+
+// minBatch is the least Batch: below it, a batch's command costs more than
+// its bytes.
+const minBatch = 64 << 10
+
+// Batch is how many message bytes the next batch should hold: what the
+// current rate sends in a Cadence, larger or smaller by up to half at
+// random (see the package doc), and at least 64 KiB. A batch still holds
+// at least one message, however large.
+func (r *Rate) Batch() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return max(int64(r.rate*r.o.Cadence.Seconds()*(0.5+rand.Float64())), minBatch)
 }
 
 // Wait blocks until n more bytes may be sent, and counts them as sent.
@@ -272,18 +306,12 @@ func (r *Rate) Refused(sentAt time.Time) {
 	case fresh && r.sent < base:
 		base = r.sent
 	}
-	// Back to just under where the target refused; when that was lower
-	// than last time, further under, to let go of a share quickly (CUBIC's
-	// fast convergence). Leaving slow start, base is what the target took
-	// a second ago: back to it.
+	// Back to just under where the target refused. Leaving slow start,
+	// base is what the target took a second ago: back to it.
 	r.peak = base * (1 + r.o.Decrease) / 2
-	switch {
-	case halved:
+	if halved {
 		r.peak = base
-	case base < r.refusedAt:
-		r.peak = base * r.o.Decrease
 	}
-	r.refusedAt = base
 	r.slowStart = false
 	r.lastGrow = now
 	r.cuts++

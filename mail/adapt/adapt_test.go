@@ -2,6 +2,7 @@ package adapt
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -270,4 +271,30 @@ func TestLeavingSlowStartClimbsBackToWhatTheTargetTook(t *testing.T) {
 	r.run(c, 10)
 	assert.Greater(t, r.current(), mib(8)*0.95, "back near what the target took")
 	assert.Less(t, r.current(), mib(8)*1.15)
+}
+
+func TestBatchesHoldWhatTheRateSendsInACadence(t *testing.T) {
+	c := newClock()
+	r := New(Options{Now: c.now, Start: mib(8), Cadence: 100 * time.Millisecond})
+	lo, hi, sum := math.Inf(1), 0.0, 0.0
+	const n = 2000
+	for range n {
+		b := float64(r.Batch())
+		lo, hi, sum = min(lo, b), max(hi, b), sum+b
+	}
+	assert.InDelta(t, mib(0.8), sum/n, mib(0.04), "on average a tenth of a second of 8 MiB/s")
+	assert.GreaterOrEqual(t, lo, mib(0.4))
+	assert.LessOrEqual(t, hi, mib(1.2))
+	assert.Greater(t, hi-lo, mib(0.6), "sizes vary, or two workers' batches would keep one order")
+
+	r.Throttled()
+	cut := r.current() / 10
+	require.Less(t, cut, mib(0.8))
+	for range 100 {
+		b := float64(r.Batch())
+		require.True(t, b >= 0.5*cut && b <= 1.5*cut, "a worker cut sends smaller batches: %.0f, not %.0f±50%%", b, cut)
+	}
+
+	slow := New(Options{Now: c.now, Start: 100 << 10})
+	assert.Equal(t, int64(64<<10), slow.Batch(), "never below 64 KiB")
 }

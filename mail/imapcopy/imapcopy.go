@@ -117,7 +117,9 @@ type Options struct {
 	Source, Target Endpoint
 	Credentials    CredentialsFunc
 	// Window is how many messages a lane fetches and appends at once (one
-	// MULTIAPPEND), at most 8 MiB of them (default 32).
+	// MULTIAPPEND), at most 8 MiB of them, and through a Rate at most
+	// about what the rate sends in a tenth of a second (adapt.Rate.Batch;
+	// always at least one message) (default 32).
 	Window int
 	// Lanes is how many folders of one mailbox are copied at once, each
 	// over its own pair of connections (default 2).
@@ -129,8 +131,8 @@ type Options struct {
 	// FolderMap renames source folders on the target, by source name.
 	FolderMap map[string]string
 	// Rate, shared by every copy of the worker towards this target, paces
-	// the bytes appended and learns from the target's refusals how fast it
-	// may go (package adapt); nil is no pacing.
+	// the bytes appended, sizes the batches, and learns from the target's
+	// refusals how fast it may go (package adapt); nil is no pacing.
 	Rate *adapt.Rate
 	// MaxBytesInFlight bounds message bytes held in memory by all copies of
 	// this Copier at once (default 32 MiB, or MaxMessageBytes if larger).

@@ -15,7 +15,9 @@ import (
 )
 
 // pipeChunks copies the planned messages over the lane, in chunks of
-// Window messages or batchBytes, whichever is less (and at least one).
+// Window messages or batchBytes, whichever is less, and through a rate no
+// more than its next Batch (always at least one message): a worker sending
+// more sends bigger batches at the same pace (see package adapt).
 func (j *job) pipeChunks(ctx context.Context, l *lane, f folder, tr *tracker, todo []meta) error {
 	if len(todo) == 0 {
 		return nil
@@ -23,8 +25,11 @@ func (j *job) pipeChunks(ctx context.Context, l *lane, f folder, tr *tracker, to
 	chunks := make(chan []meta)
 	go func() {
 		defer close(chunks)
-		limit := min(batchBytes, j.c.o.MaxBytesInFlight)
 		for len(todo) > 0 {
+			limit := min(batchBytes, j.c.o.MaxBytesInFlight)
+			if r := j.c.o.Rate; r != nil {
+				limit = min(limit, r.Batch())
+			}
 			n, size := 1, todo[0].size
 			for n < len(todo) && n < j.c.o.Window && size+todo[n].size <= limit {
 				size += todo[n].size

@@ -154,3 +154,31 @@ func TestCopyUnderDropsAndRefusalsWithoutFigures(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchesFollowTheRate: through a rate, a batch holds what the rate
+// sends in about a tenth of a second (adapt.Rate.Batch) rather than a
+// window of messages, so a worker sending more sends bigger batches at
+// the same pace, and a target short of its allowance refuses its batches
+// first.
+func TestBatchesFollowTheRate(t *testing.T) {
+	meanAppend := func(rate float64) float64 {
+		p, size := startBulkPair(t, 600, 12<<20)
+		px, err := throttleproxy.Start(p.tgt.Addr(), throttleproxy.Options{})
+		require.NoError(t, err)
+		t.Cleanup(func() { px.Close() })
+		c := p.copier(t, func(co *imapcopy.Options) {
+			co.Target = imapcopy.Endpoint{Host: px.Host(), Port: px.Port(), Security: imapcopy.SecurityNone}
+			co.Window = 256
+			co.Rate = adapt.New(adapt.Options{Name: "test", Start: rate, Ceiling: rate, Fixed: true})
+		})
+		copyToEnd(t, c)
+		requireSame(t, p)
+		st := px.Stats()
+		require.Equal(t, size, st.BytesAccepted)
+		return float64(st.BytesAccepted) / float64(st.AppendsAccepted)
+	}
+	slow, fast := meanAppend(6<<20), meanAppend(24<<20)
+	t.Logf("mean APPEND %.0f KiB at 6 MiB/s, %.0f KiB at 24 MiB/s", slow/1024, fast/1024)
+	assert.InDelta(t, 0.6*(1<<20), slow, 0.25*(1<<20), "a tenth of a second of 6 MiB/s, give or take the last batch of each folder")
+	assert.Greater(t, fast/slow, 2.5, "four times the rate, about four times the batch")
+}
