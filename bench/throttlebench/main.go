@@ -56,6 +56,7 @@ type options struct {
 	warm        time.Duration // not counted at the start of a case
 	workers     int
 	concurrency int // mailboxes each worker copies at once
+	window      int // the copier's Window (0: its default)
 	sources     int // source mailboxes
 	mbytes      int // per source mailbox
 	messages    int // per source mailbox
@@ -74,6 +75,7 @@ func main() {
 	flag.DurationVar(&o.warm, "warm", 15*time.Second, "the start of a case not counted in its rate")
 	flag.IntVar(&o.workers, "workers", 2, "workers, each with its own copier and rate")
 	flag.IntVar(&o.concurrency, "concurrency", 2, "mailboxes each worker copies at once")
+	flag.IntVar(&o.window, "window", 0, "the copier's Window, messages a batch holds at most (0: imapcopy's default)")
 	flag.IntVar(&o.sources, "sources", 4, "source mailboxes (copied again and again to new target mailboxes)")
 	flag.IntVar(&o.mbytes, "mbytes", 64, "MiB per source mailbox")
 	flag.IntVar(&o.messages, "messages", 1600, "messages per source mailbox")
@@ -247,6 +249,7 @@ func runCase(o options, src, tgt *dovecot.Server, limit, fixed float64) (result,
 			Source:      imapcopy.Endpoint{Host: "127.0.0.1", Port: src.Port, Security: imapcopy.SecurityNone},
 			Target:      imapcopy.Endpoint{Host: px.Host(), Port: px.Port(), Security: imapcopy.SecurityNone},
 			Credentials: credentials,
+			Window:      o.window,
 			Rate:        rates[w],
 		})
 		if err != nil {

@@ -31,7 +31,9 @@
 // more. And the refusals fall on the worker sending more more often than
 // in proportion to what it sends: a target running short of its allowance
 // refuses the batch that does not fit, and the bigger batches stop fitting
-// first. A refusal is the only thing a worker learns of the others, and
+// first (one MULTIAPPEND, or a group of pipelined LITERAL+ APPENDs whose
+// later messages find the allowance taken by the earlier; not a target
+// that has neither, where messages go one at a time). A refusal is the only thing a worker learns of the others, and
 // there are only a few a minute, so who gets them decides the shares; the
 // batch sizes vary at random by half either way, since batches of the same
 // size at the same pace would keep arriving in the same order, and the

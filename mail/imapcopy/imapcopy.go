@@ -6,9 +6,9 @@
 // For each folder it reads the source's message list, looks on the target
 // for messages a lost checkpoint did not record (by Message-ID and size,
 // or size and date for messages without one), then copies the rest over
-// Lanes pairs of connections: each lane fetches Window messages at a time
-// and appends them as they stream in, so memory is bounded by the window and
-// MaxBytesInFlight, never by the mailbox. After the folder it verifies the
+// Lanes pairs of connections: each lane fetches up to Window messages at a
+// time and appends them as they stream in, so memory is bounded by the
+// window and MaxBytesInFlight, never by the mailbox. After the folder it verifies the
 // target holds every source message up to the checkpoint; a mismatch blocks
 // cutover.
 //
@@ -117,9 +117,9 @@ type Options struct {
 	Source, Target Endpoint
 	Credentials    CredentialsFunc
 	// Window is how many messages a lane fetches and appends at once (one
-	// MULTIAPPEND), at most 8 MiB of them, and through a Rate at most
-	// about what the rate sends in a tenth of a second (adapt.Rate.Batch;
-	// always at least one message) (default 32).
+	// MULTIAPPEND), at most 8 MiB of them, and through a Rate no more than
+	// its next Batch, about what the rate sends in a Cadence (always at
+	// least one message) (default 32).
 	Window int
 	// Lanes is how many folders of one mailbox are copied at once, each
 	// over its own pair of connections (default 2).

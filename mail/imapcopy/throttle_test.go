@@ -156,8 +156,8 @@ func TestCopyUnderDropsAndRefusalsWithoutFigures(t *testing.T) {
 }
 
 // TestBatchesFollowTheRate: through a rate, a batch holds what the rate
-// sends in about a tenth of a second (adapt.Rate.Batch) rather than a
-// window of messages, so a worker sending more sends bigger batches at
+// sends in about a Cadence (adapt.Rate.Batch) rather than a window of
+// messages, so a worker sending more sends bigger batches at
 // the same pace, and a target short of its allowance refuses its batches
 // first.
 func TestBatchesFollowTheRate(t *testing.T) {
@@ -169,7 +169,9 @@ func TestBatchesFollowTheRate(t *testing.T) {
 		c := p.copier(t, func(co *imapcopy.Options) {
 			co.Target = imapcopy.Endpoint{Host: px.Host(), Port: px.Port(), Security: imapcopy.SecurityNone}
 			co.Window = 256
-			co.Rate = adapt.New(adapt.Options{Name: "test", Start: rate, Ceiling: rate, Fixed: true})
+			// A fortieth of a second: enough batches in each folder for the
+			// mean not to rest on a few random sizes.
+			co.Rate = adapt.New(adapt.Options{Name: "test", Start: rate, Ceiling: rate, Fixed: true, Cadence: 25 * time.Millisecond})
 		})
 		copyToEnd(t, c)
 		requireSame(t, p)
@@ -179,6 +181,6 @@ func TestBatchesFollowTheRate(t *testing.T) {
 	}
 	slow, fast := meanAppend(6<<20), meanAppend(24<<20)
 	t.Logf("mean APPEND %.0f KiB at 6 MiB/s, %.0f KiB at 24 MiB/s", slow/1024, fast/1024)
-	assert.InDelta(t, 0.6*(1<<20), slow, 0.25*(1<<20), "a tenth of a second of 6 MiB/s, give or take the last batch of each folder")
+	assert.InDelta(t, 0.15*(1<<20), slow, 0.06*(1<<20), "a fortieth of a second of 6 MiB/s, give or take a message and the last batch of each folder")
 	assert.Greater(t, fast/slow, 2.5, "four times the rate, about four times the batch")
 }
