@@ -28,20 +28,23 @@
 // Two things even the shares out. Every worker climbs by the same bytes a
 // second (the step is a constant of the rule, the one figure all workers
 // share without talking), while a cut takes more from a worker sending
-// more. And the refusals fall on the worker sending more more often than
-// in proportion to what it sends: a target running short of its allowance
-// refuses the batch that does not fit, and the bigger batches stop fitting
-// first (one MULTIAPPEND, or a group of pipelined LITERAL+ APPENDs whose
-// later messages find the allowance taken by the earlier; not a target
-// that has neither, where messages go one at a time). A refusal is the only thing a worker learns of the others, and
-// there are only a few a minute, so who gets them decides the shares; the
-// batch sizes vary at random by half either way, since batches of the same
-// size at the same pace would keep arriving in the same order, and the
-// worker whose batches come just after the other's would always find the
-// allowance taken. A refusal of a worker that was merely unlucky cuts it
-// no deeper than any other (there is no "fast convergence" that would
-// keep a worker refused twice lower still): the next refusals are the
-// likelier to fall on the other.
+// more. And a target running short of its allowance refuses the batch
+// that does not fit, and the bigger batches stop fitting first (one
+// MULTIAPPEND, or a group of pipelined LITERAL+ APPENDs whose later
+// messages find the allowance taken by the earlier; not a target that has
+// neither, where messages go one at a time), so the refusals fall the more
+// often on the worker sending more (in the benchmark, three cuts in four).
+// A refusal is the only thing a worker learns of the others, and there are
+// only a few a minute, so who gets them decides the shares over a minute
+// or so: fairness is a long-run property, and over a minute it is still
+// partly chance (the README has the figures). The batch sizes vary at
+// random by half either way, since batches of the same size at the same
+// pace would keep arriving in the same order, and the worker whose batches
+// come just after the other's would always find the allowance taken. A
+// refusal of a worker that was merely unlucky cuts it no deeper than any
+// other (there is no "fast convergence" that would keep a worker refused
+// twice lower still): the next refusals are the likelier to fall on the
+// other.
 //
 // The configured bytes per second, when set, is a ceiling, never the
 // setting. The rate never climbs past twice what is really being sent, so
