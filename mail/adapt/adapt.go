@@ -27,26 +27,25 @@
 //
 // Two things even the shares out. Every worker climbs by the same bytes a
 // second (the step is a constant of the rule, the one figure all workers
-// share without talking), while a cut takes more from a worker sending
-// more. And a target running short of its allowance refuses the batch
-// that does not fit, and the bigger batches stop fitting first (one
-// MULTIAPPEND, or a group of pipelined LITERAL+ APPENDs whose later
-// messages find the allowance taken by the earlier; not a target that has
-// neither, where messages go one at a time), so the refusals should fall
-// the more often on the worker sending more (measured, it is not yet
-// clear: 39 of 52 cuts in thirteen one-minute runs of the benchmark, 9 of
-// 16 in one four-minute run). A refusal is the only thing a worker learns
-// of the others, and there are only a few a minute, so who gets them
-// decides the shares: over a minute, and even over four, the shares are
-// still partly chance (the README has the figures). Smaller batches also
-// make a refusal cost less: one APPEND of about 23 a second at 16 MiB/s. The batch sizes vary at
-// random by half either way, since batches of the same size at the same
-// pace would keep arriving in the same order, and the worker whose batches
-// come just after the other's would always find the allowance taken. A
-// refusal of a worker that was merely unlucky cuts it no deeper than any
-// other (there is no "fast convergence" that would keep a worker refused
-// twice lower still): the next refusals are the likelier to fall on the
-// other.
+// share without talking), while a cut takes more from a worker sending more.
+// And a target running short of its allowance refuses the batch that does
+// not fit, and the bigger batches stop fitting first (one MULTIAPPEND, or a
+// group of pipelined LITERAL+ APPENDs whose later messages find the
+// allowance taken by the earlier; not a target that has neither, where
+// messages go one at a time), so the refusals should fall the more often on
+// the worker sending more (measured, it is not yet clear: 39 of 52 cuts in
+// thirteen one-minute runs of the benchmark, 9 of 16 in one four-minute
+// run). A refusal is the only thing a worker learns of the others, and there
+// are only a few a minute, so who gets them decides the shares: over a
+// minute, and even over four, the shares are still partly chance (the README
+// has the figures). Smaller batches also make a refusal cost less: one
+// APPEND of about 23 a second at 16 MiB/s. The batch sizes vary at random by
+// half either way, since batches of the same size at the same pace would
+// keep arriving in the same order, and the worker whose batches come just
+// after the other's would always find the allowance taken. A refusal of a
+// worker that was merely unlucky cuts it no deeper than any other (there is
+// no "fast convergence" that would keep a worker refused twice lower still):
+// the next refusals are the likelier to fall on the other.
 //
 // The configured bytes per second, when set, is a ceiling, never the
 // setting. The rate never climbs past twice what is really being sent, so

@@ -4,11 +4,11 @@
 // nothing twice.
 //
 // For each folder it reads the source's message list, looks on the target
-// for messages a lost checkpoint did not record (by Message-ID and size,
-// or size and date for messages without one), then copies the rest over
-// Lanes pairs of connections: each lane fetches up to Window messages at a
-// time and appends them as they stream in, so memory is bounded by the
-// window and MaxBytesInFlight, never by the mailbox. After the folder it verifies the
+// for messages a lost checkpoint did not record (by Message-ID and size, or
+// size and date for messages without one), then copies the rest over Lanes
+// pairs of connections: each lane fetches up to Window messages at a time
+// and appends them as they stream in, so memory is bounded by the window and
+// MaxBytesInFlight, never by the mailbox. After the folder it verifies the
 // target holds every source message up to the checkpoint; a mismatch blocks
 // cutover.
 //

@@ -157,9 +157,8 @@ func TestCopyUnderDropsAndRefusalsWithoutFigures(t *testing.T) {
 
 // TestBatchesFollowTheRate: through a rate, a batch holds what the rate
 // sends in about a Cadence (adapt.Rate.Batch) rather than a window of
-// messages, so a worker sending more sends bigger batches at
-// the same pace, and a target short of its allowance refuses its batches
-// first.
+// messages, so a worker sending more sends bigger batches at the same pace,
+// and a target short of its allowance refuses its batches first.
 func TestBatchesFollowTheRate(t *testing.T) {
 	meanAppend := func(rate float64) float64 {
 		p, size := startBulkPair(t, 600, 12<<20)
