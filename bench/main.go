@@ -29,7 +29,6 @@ import (
 
 	"mailwave/bench/baseline"
 	"mailwave/identity"
-	"mailwave/internal/codec"
 	"mailwave/internal/testkit"
 	"mailwave/mail/sim"
 )
@@ -324,7 +323,7 @@ func layoutOf(dir string) layout {
 // childEnv is the environment of the worker and the starter: ours plus the
 // shared key secret.
 func childEnv() []string {
-	return append(os.Environ(), identity.SecretEnv+"="+benchSecret, codec.KeysEnv+"="+testkit.TestKeys)
+	return append(append(os.Environ(), identity.SecretEnv+"="+benchSecret), testkit.TestKeysEnv()...)
 }
 
 // logf writes a diagnostic line to stderr.

@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/contract"
-	"mailwave/internal/codec"
 	"mailwave/internal/config"
 	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
@@ -36,8 +35,9 @@ func TestMain(m *testing.M) {
 func runStarter(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET="+testSecret, codec.KeysEnv+"="+testkit.TestKeys,
+	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET="+testSecret,
 		"MAILWAVE_WAVES_DIR="+t.TempDir()) // the roster store, unless a test names one
+	cmd.Env = append(cmd.Env, testkit.TestKeysEnv()...)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
@@ -158,8 +158,8 @@ func TestMailboxStartRefusesAnotherKeySecret(t *testing.T) {
 	assert.Contains(t, out, "cannot reach the Temporal server", "the first secret is recorded, then the dial fails")
 
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET=another-secret-entirely-42",
-		codec.KeysEnv+"="+testkit.TestKeys)
+	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET=another-secret-entirely-42")
+	cmd.Env = append(cmd.Env, testkit.TestKeysEnv()...)
 	b, err := cmd.CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(b), "but this deployment began with")

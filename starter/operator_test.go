@@ -24,7 +24,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"mailwave/contract"
-	"mailwave/internal/codec"
 	"mailwave/internal/printer"
 	"mailwave/internal/report"
 	"mailwave/internal/testkit"
@@ -109,7 +108,8 @@ func fakeWaveWorkflow(ctx workflow.Context, p contract.WaveProgress) (contract.W
 func runStarterSplit(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET="+testSecret, codec.KeysEnv+"="+testkit.TestKeys)
+	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET="+testSecret)
+	cmd.Env = append(cmd.Env, testkit.TestKeysEnv()...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

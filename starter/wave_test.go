@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/contract"
-	"mailwave/internal/codec"
 	"mailwave/internal/config"
 	"mailwave/internal/report"
 	"mailwave/internal/testkit"
@@ -228,7 +227,8 @@ func TestWaveCommandsOnARealServer(t *testing.T) {
 	// differently: refused before anything starts.
 	cmd := exec.Command(os.Args[0], append([]string{"wave", "launch", "--wave", "other-secret", "--mailboxes", small, "--migrate-at", "+1h",
 		"--notice-lead", "30m", "--reminder-lead", "10m", "--waves-dir", wavesDir}, server...)...)
-	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET=a-different-secret-4567", codec.KeysEnv+"="+testkit.TestKeys)
+	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET=a-different-secret-4567")
+	cmd.Env = append(cmd.Env, testkit.TestKeysEnv()...)
 	b, err := cmd.CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(b), "but this deployment began with")

@@ -159,6 +159,36 @@ func TestKeyFile(t *testing.T) {
 	assert.Equal(t, "k3", r.Current())
 }
 
+// The test key ring is published in mailwave's source: a process loading
+// its key ring refuses one that holds that key, under whatever ID and
+// wherever it is in the ring, unless the tests allow it.
+func TestThePublishedTestKeyIsRefused(t *testing.T) {
+	_, testKey, _ := strings.Cut(codec.TestKeys, "=")
+	t.Setenv(codec.AllowTestKeysEnv, "")
+	for _, spec := range []string{codec.TestKeys, "mine=" + testKey, "k1=" + key(1) + "\nold=" + testKey} {
+		t.Setenv(codec.KeysEnv, spec)
+		_, err := codec.FromEnvOrFile("")
+		require.ErrorIs(t, err, codec.ErrTestKey, spec)
+		assert.ErrorContains(t, err, "$"+codec.KeysEnv, "names where the ring came from")
+		assert.NotContains(t, err.Error(), testKey)
+
+		path := filepath.Join(t.TempDir(), "keys")
+		require.NoError(t, os.WriteFile(path, []byte(spec), 0o600))
+		_, err = codec.LoadKeyFile(path)
+		require.ErrorIs(t, err, codec.ErrTestKey, spec)
+		assert.ErrorContains(t, err, path)
+	}
+	t.Setenv(codec.KeysEnv, "k1="+key(1))
+	_, err := codec.FromEnvOrFile("")
+	require.NoError(t, err, "any other key is taken")
+
+	t.Setenv(codec.AllowTestKeysEnv, "1")
+	t.Setenv(codec.KeysEnv, codec.TestKeys)
+	r, err := codec.FromEnvOrFile("")
+	require.NoError(t, err, "the tests' child processes")
+	assert.Equal(t, "test-1", r.Current())
+}
+
 // Compression bombs: what one Decode call may inflate to is bounded in
 // all, not only per payload.
 func TestDecodeIsBoundedInAll(t *testing.T) {

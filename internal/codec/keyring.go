@@ -12,6 +12,7 @@
 package codec
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/base64"
@@ -30,6 +31,22 @@ import (
 // the current one.
 const KeysEnv = "MAILWAVE_CODEC_KEYS"
 
+// TestKeys is the key ring of mailwave's own tests and benchmarks, in the
+// form of $MAILWAVE_CODEC_KEYS. It is published in mailwave's source, so it
+// protects nothing: a key ring holding its key is refused where workers,
+// starters and the codec server load theirs (LoadKeyFile, FromEnvOrFile)
+// unless $MAILWAVE_ALLOW_TEST_KEYS is 1, which only the tests set.
+const TestKeys = "test-1=bWFpbHdhdmUtdGVzdC1rZXktMzItYnl0ZXMtbG9uZyE="
+
+// AllowTestKeysEnv, set to 1, lets a process load TestKeys' key (tests).
+const AllowTestKeysEnv = "MAILWAVE_ALLOW_TEST_KEYS"
+
+// testKey is TestKeys' key.
+var testKey = []byte("mailwave-test-key-32-bytes-long!")
+
+// ErrTestKey refuses a key ring that holds the published test key.
+var ErrTestKey = errors.New("the key ring holds mailwave's test key, which is published in its source and protects nothing: make a key of your own (starter codec-key new)")
+
 // keyIDPattern keeps key IDs short and printable: they travel in every
 // payload's metadata.
 var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -40,8 +57,9 @@ func ValidKeyID(id string) bool { return keyIDPattern.MatchString(id) }
 
 // KeyRing is a set of AES-256 keys by ID, one of them current.
 type KeyRing struct {
-	current string
-	aeads   map[string]cipher.AEAD
+	current   string
+	aeads     map[string]cipher.AEAD
+	published bool // it holds testKey
 }
 
 // NewKeyRing builds a key ring from 32-byte keys by ID; current names the
@@ -69,6 +87,7 @@ func NewKeyRing(current string, keys map[string][]byte) (*KeyRing, error) {
 			return nil, fmt.Errorf("key %s: %w", id, err)
 		}
 		r.aeads[id] = aead
+		r.published = r.published || bytes.Equal(key, testKey)
 	}
 	if _, ok := r.aeads[current]; !ok {
 		return nil, fmt.Errorf("the current key %q is not in the key ring (it has %s)", current, strings.Join(r.IDs(), ", "))
@@ -137,10 +156,22 @@ func LoadKeyFile(path string) (*KeyRing, error) {
 		return nil, fmt.Errorf("codec key file: %w", err)
 	}
 	r, err := ParseKeys(string(b))
+	if err == nil {
+		err = r.refusePublished()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("codec key file %s: %w", path, err)
 	}
 	return r, nil
+}
+
+// refusePublished refuses a key ring holding the published test key,
+// unless $MAILWAVE_ALLOW_TEST_KEYS is 1.
+func (r *KeyRing) refusePublished() error {
+	if r.published && os.Getenv(AllowTestKeysEnv) != "1" {
+		return ErrTestKey
+	}
+	return nil
 }
 
 // FromEnvOrFile loads the key ring from path when set, else from $KeysEnv;
@@ -151,6 +182,9 @@ func FromEnvOrFile(path string) (*KeyRing, error) {
 	}
 	if v, ok := os.LookupEnv(KeysEnv); ok && strings.TrimSpace(v) != "" {
 		r, err := ParseKeys(v)
+		if err == nil {
+			err = r.refusePublished()
+		}
 		if err != nil {
 			return nil, fmt.Errorf("$%s: %w", KeysEnv, err)
 		}

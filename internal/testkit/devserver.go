@@ -42,15 +42,19 @@ func DevServerArgs() []string {
 	return args
 }
 
-// TestKeys is the payload codec's key ring of every test and benchmark, in
-// the form of $MAILWAVE_CODEC_KEYS: child processes (worker, starter) get it
-// in their environment, and the dev server's client is built with it. It
-// protects nothing; real key rings come from a private file.
-const TestKeys = "test-1=bWFpbHdhdmUtdGVzdC1rZXktMzItYnl0ZXMtbG9uZyE="
+// TestKeysEnv is the environment a child process of a test (worker,
+// starter) loads the payload codec's key ring from: codec.TestKeys, the key
+// ring of every test and benchmark, and the permission to load a key ring
+// that is published. The dev server's client is built with the same ring
+// (TestKeyRing). It protects nothing; real key rings come from a private
+// file.
+func TestKeysEnv() []string {
+	return []string{codec.KeysEnv + "=" + codec.TestKeys, codec.AllowTestKeysEnv + "=1"}
+}
 
-// TestKeyRing is TestKeys parsed.
+// TestKeyRing is codec.TestKeys parsed.
 func TestKeyRing() *codec.KeyRing {
-	r, err := codec.ParseKeys(TestKeys)
+	r, err := codec.ParseKeys(codec.TestKeys)
 	if err != nil {
 		panic(err)
 	}

@@ -79,7 +79,7 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 	co.Keys = o.Keys
 	if co.Keys == nil {
 		co.Keys = testkit.TestKeyRing()
-		f.o.Env = append([]string{codec.KeysEnv + "=" + testkit.TestKeys}, o.Env...)
+		f.o.Env = append(testkit.TestKeysEnv(), o.Env...)
 	}
 	if f.Client, err = co.Dial(ctx, nil); err != nil {
 		f.Stop()
