@@ -16,6 +16,17 @@ import (
 	"mailwave/mail/smtpnotify"
 )
 
+// freshDatabase starts PostgreSQL with an empty database of that name,
+// and gives a context that ends with the test, or after a minute.
+func freshDatabase(t *testing.T, name string) (*postgres.Server, context.Context) {
+	t.Helper()
+	pg := postgres.StartT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	require.NoError(t, pg.Exec(ctx, "postgres", "CREATE DATABASE "+name))
+	return pg, ctx
+}
+
 // fleetNotifier is one worker's SMTP notifier, with its own connection to
 // the ledger in PostgreSQL.
 func fleetNotifier(t *testing.T, ctx context.Context, pg *postgres.Server, relay *smtptest.Server) *smtpnotify.Notifier {
@@ -39,10 +50,7 @@ func fleetNotice(key string, kind contract.NoticeKind) activities.Notice {
 // sent, the other neither sends again nor fails to find (the cutover's
 // proof of the T-14 notice on another host).
 func TestLedgerSharedByAFleet(t *testing.T) {
-	pg := postgres.StartT(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	require.NoError(t, pg.Exec(ctx, "postgres", "CREATE DATABASE mailwave"))
+	pg, ctx := freshDatabase(t, "mailwave")
 	relay := smtptest.Start(t, smtptest.Options{})
 	a, b := fleetNotifier(t, ctx, pg, relay), fleetNotifier(t, ctx, pg, relay)
 	nt := fleetNotice("k-fleet", contract.NoticeT14)
@@ -68,10 +76,7 @@ func TestLedgerSharedByAFleet(t *testing.T) {
 // A fleet's workers start together: each creates the missing tables of the
 // roster store and the ledger at once, and none fails on another's.
 func TestAFleetCreatesTheTablesTogether(t *testing.T) {
-	pg := postgres.StartT(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	require.NoError(t, pg.Exec(ctx, "postgres", "CREATE DATABASE mailwave"))
+	pg, ctx := freshDatabase(t, "mailwave")
 	errs := make(chan error, 16)
 	for range 8 {
 		go func() {
@@ -100,10 +105,7 @@ func TestAFleetCreatesTheTablesTogether(t *testing.T) {
 // and then find it recorded. A claim its owner left (killed mid-send)
 // stops others only until it expires.
 func TestLedgerClaimsOneSenderAcrossAFleet(t *testing.T) {
-	pg := postgres.StartT(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	require.NoError(t, pg.Exec(ctx, "postgres", "CREATE DATABASE mailwave"))
+	pg, ctx := freshDatabase(t, "mailwave")
 	relay := smtptest.Start(t, smtptest.Options{})
 	var workers []*smtpnotify.Notifier
 	for range 6 {

@@ -1,26 +1,20 @@
 package rosterstore_test
 
 import (
-	"context"
 	"io/fs"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"mailwave/internal/rosterstore"
-	"mailwave/internal/testkit/postgres"
 	"mailwave/internal/wavefile"
 )
 
 // Both stores keep the same promises: by wave ID only, written once, read
 // by page or by index, removed, and one key secret fingerprint.
 func TestStores(t *testing.T) {
-	pg := postgres.StartT(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	require.NoError(t, pg.Exec(ctx, "postgres", "CREATE DATABASE rosters"))
+	pg, ctx := freshDatabase(t, "rosters")
 	for name, spec := range map[string]string{"directory": t.TempDir(), "postgres": pg.DSN("rosters")} {
 		t.Run(name, func(t *testing.T) {
 			s, err := rosterstore.Open(ctx, spec)
