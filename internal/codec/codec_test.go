@@ -165,11 +165,12 @@ func TestKeyFile(t *testing.T) {
 func TestThePublishedTestKeyIsRefused(t *testing.T) {
 	_, testKey, _ := strings.Cut(codec.TestKeys, "=")
 	t.Setenv(codec.AllowTestKeysEnv, "")
-	for _, spec := range []string{codec.TestKeys, "mine=" + testKey, "k1=" + key(1) + "\nold=" + testKey} {
+	for id, spec := range map[string]string{"test-1": codec.TestKeys, "mine": "mine=" + testKey, "old": "k1=" + key(1) + "\nold=" + testKey} {
 		t.Setenv(codec.KeysEnv, spec)
 		_, err := codec.FromEnvOrFile("")
 		require.ErrorIs(t, err, codec.ErrTestKey, spec)
 		assert.ErrorContains(t, err, "$"+codec.KeysEnv, "names where the ring came from")
+		assert.ErrorContains(t, err, "key "+id+":", "and which key")
 		assert.NotContains(t, err.Error(), testKey)
 
 		path := filepath.Join(t.TempDir(), "keys")

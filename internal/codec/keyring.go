@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-
 	"regexp"
 	"slices"
 	"strings"
@@ -35,10 +34,12 @@ const KeysEnv = "MAILWAVE_CODEC_KEYS"
 // form of $MAILWAVE_CODEC_KEYS. It is published in mailwave's source, so it
 // protects nothing: a key ring holding its key is refused where workers,
 // starters and the codec server load theirs (LoadKeyFile, FromEnvOrFile)
-// unless $MAILWAVE_ALLOW_TEST_KEYS is 1, which only the tests set.
+// unless $MAILWAVE_ALLOW_TEST_KEYS is 1, which only the tests and
+// benchmarks set.
 const TestKeys = "test-1=bWFpbHdhdmUtdGVzdC1rZXktMzItYnl0ZXMtbG9uZyE="
 
-// AllowTestKeysEnv, set to 1, lets a process load TestKeys' key (tests).
+// AllowTestKeysEnv, set to 1, lets a process load TestKeys' key (tests and
+// benchmarks).
 const AllowTestKeysEnv = "MAILWAVE_ALLOW_TEST_KEYS"
 
 // testKey is TestKeys' key.
@@ -59,7 +60,7 @@ func ValidKeyID(id string) bool { return keyIDPattern.MatchString(id) }
 type KeyRing struct {
 	current   string
 	aeads     map[string]cipher.AEAD
-	published bool // it holds testKey
+	published string // the ID of testKey in the ring, if it is there
 }
 
 // NewKeyRing builds a key ring from 32-byte keys by ID; current names the
@@ -87,7 +88,9 @@ func NewKeyRing(current string, keys map[string][]byte) (*KeyRing, error) {
 			return nil, fmt.Errorf("key %s: %w", id, err)
 		}
 		r.aeads[id] = aead
-		r.published = r.published || bytes.Equal(key, testKey)
+		if bytes.Equal(key, testKey) {
+			r.published = id
+		}
 	}
 	if _, ok := r.aeads[current]; !ok {
 		return nil, fmt.Errorf("the current key %q is not in the key ring (it has %s)", current, strings.Join(r.IDs(), ", "))
@@ -168,8 +171,8 @@ func LoadKeyFile(path string) (*KeyRing, error) {
 // refusePublished refuses a key ring holding the published test key,
 // unless $MAILWAVE_ALLOW_TEST_KEYS is 1.
 func (r *KeyRing) refusePublished() error {
-	if r.published && os.Getenv(AllowTestKeysEnv) != "1" {
-		return ErrTestKey
+	if r.published != "" && os.Getenv(AllowTestKeysEnv) != "1" {
+		return fmt.Errorf("key %s: %w", r.published, ErrTestKey)
 	}
 	return nil
 }
