@@ -10,23 +10,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 	"unicode"
 
 	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/atomicfile"
+	"mailwave/internal/flock"
 )
 
 // DefaultCommandTimeout bounds the command when
 // TransportMapOptions.CommandTimeout is zero.
 const DefaultCommandTimeout = 30 * time.Second
-
-// lockPoll is how often a cutover waiting for another process's flock
-// tries again. Polling, rather than a blocking flock, lets the wait end
-// when the activity's context does.
-const lockPoll = 20 * time.Millisecond
 
 // newMapPerm is the mode of a transport map Cutover creates: the owner
 // writes, the group (Postfix's tools) reads, others nothing, since the map
@@ -225,40 +220,22 @@ func (t *TransportMap) Cutover(ctx context.Context, m contract.MailboxRef) error
 }
 
 // acquire takes the in-process lock, then the flock shared with other
-// processes. The flock belongs to this open of the lock file, so closing
-// it releases the lock. The lock file is never removed: a process could be
-// waiting on the old inode while another locks a new one.
+// processes, waiting for it no longer than ctx allows. The lock file is
+// never removed: a process could be waiting on the old inode while another
+// locks a new one.
 func (t *TransportMap) acquire(ctx context.Context) (func(), error) {
 	select {
 	case t.sem <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	f, err := os.OpenFile(t.lock, os.O_RDWR|os.O_CREATE, 0o644)
+	unlock, err := flock.Lock(ctx, t.lock, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		<-t.sem
 		return nil, err
 	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			<-t.sem
-			return nil, fmt.Errorf("flock %s: %w", t.lock, err)
-		}
-		select {
-		case <-time.After(lockPoll):
-		case <-ctx.Done():
-			f.Close()
-			<-t.sem
-			return nil, ctx.Err()
-		}
-	}
 	return func() {
-		f.Close()
+		unlock()
 		<-t.sem
 	}, nil
 }

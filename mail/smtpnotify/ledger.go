@@ -11,12 +11,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/atomicfile"
+	"mailwave/internal/flock"
 	"mailwave/mail/notices"
 )
 
@@ -72,22 +72,20 @@ func (d dirLedger) claimPath(key string, kind contract.NoticeKind) string {
 	return d.file(key, kind, notices.ClaimSuffix)
 }
 
-// locked runs fn holding the directory's claim lock.
-func (d dirLedger) locked(fn func() error) error {
-	f, err := os.Open(d.dir)
+// locked runs fn holding the directory's claim lock, waiting for another
+// process holding it no longer than ctx allows.
+func (d dirLedger) locked(ctx context.Context, fn func() error) error {
+	unlock, err := flock.Lock(ctx, d.dir, os.O_RDONLY, 0)
 	if err != nil {
-		return err
-	}
-	defer f.Close() // closing unlocks too
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		return fmt.Errorf("locking the ledger directory: %w", err)
 	}
+	defer unlock()
 	return fn()
 }
 
-func (d dirLedger) Claim(_ context.Context, key string, kind contract.NoticeKind, owner string, lease time.Duration) (string, error) {
+func (d dirLedger) Claim(ctx context.Context, key string, kind contract.NoticeKind, owner string, lease time.Duration) (string, error) {
 	var recorded string
-	err := d.locked(func() error {
+	err := d.locked(ctx, func() error {
 		now := time.Now()
 		holder, until, err := readClaim(d.claimPath(key, kind))
 		switch {
@@ -113,8 +111,8 @@ func (d dirLedger) Claim(_ context.Context, key string, kind contract.NoticeKind
 	return recorded, err
 }
 
-func (d dirLedger) Release(_ context.Context, key string, kind contract.NoticeKind, owner string) error {
-	return d.locked(func() error {
+func (d dirLedger) Release(ctx context.Context, key string, kind contract.NoticeKind, owner string) error {
+	return d.locked(ctx, func() error {
 		holder, _, err := readClaim(d.claimPath(key, kind))
 		if err != nil || holder != owner {
 			return nil // none, or not ours
@@ -149,8 +147,8 @@ func (d dirLedger) Recorded(_ context.Context, key string, kind contract.NoticeK
 
 // Record writes the record and drops the claim under the lock, so that a
 // Claim sees either the claim or the record, never neither.
-func (d dirLedger) Record(_ context.Context, key string, kind contract.NoticeKind, messageID string, at time.Time) error {
-	return d.locked(func() error {
+func (d dirLedger) Record(ctx context.Context, key string, kind contract.NoticeKind, messageID string, at time.Time) error {
+	return d.locked(ctx, func() error {
 		if err := writeLedger(d.path(key, kind), messageID, at); err != nil {
 			return err
 		}

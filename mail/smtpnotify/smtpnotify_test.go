@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -784,4 +785,29 @@ func TestTheDirectoryLedgerNeverShowsNeither(t *testing.T) {
 		}
 		require.NoError(t, <-done)
 	}
+}
+
+// TestALedgerLockedElsewhereWaitsNoLongerThanTheContext: another process
+// holding the directory ledger's lock (stopped, or on a hung disk) holds a
+// send up only as long as the activity's context allows; once it lets go,
+// the send goes on.
+func TestALedgerLockedElsewhereWaitsNoLongerThanTheContext(t *testing.T) {
+	a, r, o := setup(t, nil)
+	other, err := os.Open(o.LedgerDir)
+	require.NoError(t, err)
+	defer other.Close()
+	require.NoError(t, syscall.Flock(int(other.Fd()), syscall.LOCK_EX))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = a.Send(ctx, notice(key, contract.NoticeT14))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorContains(t, err, "locking the ledger directory")
+	assert.Empty(t, r.Messages(), "nothing sent without the claim")
+
+	require.NoError(t, syscall.Flock(int(other.Fd()), syscall.LOCK_UN))
+	already, err := a.Send(context.Background(), notice(key, contract.NoticeT14))
+	require.NoError(t, err)
+	assert.False(t, already)
+	assert.Len(t, r.Messages(), 1)
 }
