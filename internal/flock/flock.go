@@ -8,52 +8,79 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"syscall"
 )
 
+// turns holds a one-slot semaphore per lock path: the callers of this
+// process take turns before they ask the kernel, so at most one of them
+// at a time waits in the kernel for a path, holding an OS thread.
+var turns sync.Map // path -> chan struct{}
+
+func turn(path string) chan struct{} {
+	t, _ := turns.LoadOrStore(path, make(chan struct{}, 1))
+	return t.(chan struct{})
+}
+
 // Lock opens path (flag and perm as os.OpenFile's) and takes an exclusive
-// flock on it, waiting while another process holds it, until ctx ends.
-// unlock releases the lock and closes the file.
+// flock on it, waiting while another holds it, until ctx ends. unlock
+// releases the lock and closes the file.
 //
-// The wait is the kernel's (waiters are woken when the lock is let go),
-// in a goroutine of its own, so that it can be given up when the context
+// Callers in this process take turns first (a wait the context can end,
+// costing nothing while it lasts). The one whose turn it is waits for
+// another process in the kernel (woken when the lock is let go), in a
+// goroutine of its own, so that the wait can be given up when the context
 // ends (an activity cancelled, or its timeout passed). A wait given up
-// goes on in that goroutine, which closes the file, and so releases the
-// lock, as soon as it gets it.
+// goes on in that goroutine, which keeps the turn, and closes the file and
+// passes the turn on as soon as it gets the lock: however many callers give
+// up, one thread at most waits in the kernel for a path.
 func Lock(ctx context.Context, path string, flag int, perm os.FileMode) (unlock func(), err error) {
-	f, err := os.OpenFile(path, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	unlock = func() { f.Close() }
-	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-	if err == nil {
-		return unlock, nil
-	}
-	if !errors.Is(err, syscall.EWOULDBLOCK) {
-		f.Close()
+	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("flock %s: %w", path, err)
 	}
-	got := make(chan error) // unbuffered: a lock nobody takes is closed
+	t := turn(path)
+	select {
+	case t <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("flock %s: waiting for it: %w", path, ctx.Err())
+	}
+	f, err := os.OpenFile(path, flag, perm)
+	if err != nil {
+		<-t
+		return nil, err
+	}
+	release := func() {
+		f.Close()
+		<-t
+	}
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if err == nil {
+		return release, nil
+	}
+	if !errors.Is(err, syscall.EWOULDBLOCK) {
+		release()
+		return nil, fmt.Errorf("flock %s: %w", path, err)
+	}
+	got := make(chan error) // unbuffered: a lock nobody takes is released
 	given := make(chan struct{})
 	go func() {
 		err := flockWait(f)
 		select {
 		case got <- err:
 		case <-given:
-			f.Close() // nobody is waiting for it any more
+			release() // nobody is waiting for it any more
 		}
 	}()
 	select {
 	case err := <-got:
 		if err != nil {
-			f.Close()
+			release()
 			return nil, fmt.Errorf("flock %s: %w", path, err)
 		}
-		return unlock, nil
+		return release, nil
 	case <-ctx.Done():
 		close(given)
-		return nil, fmt.Errorf("flock %s: still held by another process: %w", path, ctx.Err())
+		return nil, fmt.Errorf("flock %s: waiting for it: %w", path, ctx.Err())
 	}
 }
 

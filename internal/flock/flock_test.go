@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"testing"
 	"time"
@@ -39,6 +40,31 @@ func free(path string) bool {
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
 }
 
+// lock calls flock.Lock with a context of timeout, and fails the test,
+// rather than hanging it, if Lock does not return within a few seconds of
+// that.
+func lock(t *testing.T, path string, timeout time.Duration) (func(), error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	type result struct {
+		unlock func()
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		unlock, err := flock.Lock(ctx, path, os.O_RDWR, 0)
+		done <- result{unlock, err}
+	}()
+	select {
+	case r := <-done:
+		return r.unlock, r.err
+	case <-time.After(timeout + 5*time.Second):
+		t.Fatalf("flock.Lock did not end with its context of %s", timeout)
+		return nil, nil
+	}
+}
+
 // A lock held elsewhere is waited for, and taken as soon as it is let go;
 // unlock lets it go in turn.
 func TestLockWaitsForTheOtherHolder(t *testing.T) {
@@ -47,7 +73,7 @@ func TestLockWaitsForTheOtherHolder(t *testing.T) {
 	let := time.AfterFunc(200*time.Millisecond, letGo)
 	defer let.Stop()
 	start := time.Now()
-	unlock, err := flock.Lock(context.Background(), path, os.O_RDWR, 0)
+	unlock, err := lock(t, path, 5*time.Second)
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond, "not before the other let go")
 	assert.False(t, free(path), "held")
@@ -55,23 +81,32 @@ func TestLockWaitsForTheOtherHolder(t *testing.T) {
 	assert.True(t, free(path), "let go")
 }
 
-// A wait ends with its context, naming the file; the wait given up does
-// not keep the lock once the other holder lets it go.
-func TestAWaitEndsWithItsContext(t *testing.T) {
+// Waits end with their contexts, naming the file. However many give up,
+// at most one goes on waiting in the kernel (holding an OS thread), and it
+// lets the lock go as soon as it has it: the next caller gets the lock.
+func TestWaitsEndWithTheirContexts(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "lock")
 	letGo := heldElsewhere(t, path)
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	_, err := flock.Lock(ctx, path, os.O_RDWR, 0)
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.ErrorContains(t, err, path)
+	threads := pprof.Lookup("threadcreate")
+	before := threads.Count()
+	for range 50 {
+		_, err := lock(t, path, 5*time.Millisecond)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.ErrorContains(t, err, path)
+	}
+	assert.LessOrEqual(t, threads.Count()-before, 5, "given-up waits do not each keep a thread")
 
 	letGo()
-	assert.Eventually(t, func() bool { return free(path) }, 5*time.Second, 10*time.Millisecond,
-		"the abandoned wait lets the lock go as soon as it has it")
-	unlock, err := flock.Lock(context.Background(), path, os.O_RDWR, 0)
-	require.NoError(t, err)
+	unlock, err := lock(t, path, 5*time.Second)
+	require.NoError(t, err, "the given-up wait let the lock go")
+	assert.False(t, free(path))
 	unlock()
+	assert.True(t, free(path))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = flock.Lock(ctx, path, os.O_RDWR, 0)
+	require.ErrorIs(t, err, context.Canceled, "an ended context, even with the lock free")
 }
 
 // A file that cannot be opened is an error naming it.

@@ -357,7 +357,9 @@ func TestTransportMapLockHonoursContext(t *testing.T) {
 	assert.NoFileExists(t, path)
 
 	require.NoError(t, syscall.Flock(int(f.Fd()), syscall.LOCK_UN))
-	require.NoError(t, m.Cutover(context.Background(), mailbox("k-jo", "jo.bloggs@trust.nhs.example")))
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, m.Cutover(ctx, mailbox("k-jo", "jo.bloggs@trust.nhs.example")), "the lock let go: the given-up wait passed it on")
 }
 
 func TestTransportMapRefusesUnusableAddress(t *testing.T) {

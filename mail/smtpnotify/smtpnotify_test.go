@@ -806,7 +806,9 @@ func TestALedgerLockedElsewhereWaitsNoLongerThanTheContext(t *testing.T) {
 	assert.Empty(t, r.Messages(), "nothing sent without the claim")
 
 	require.NoError(t, syscall.Flock(int(other.Fd()), syscall.LOCK_UN))
-	already, err := a.Send(context.Background(), notice(key, contract.NoticeT14))
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	already, err := a.Send(ctx, notice(key, contract.NoticeT14))
 	require.NoError(t, err)
 	assert.False(t, already)
 	assert.Len(t, r.Messages(), 1)
