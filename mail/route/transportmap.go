@@ -70,10 +70,6 @@ type TransportMap struct {
 	command []string
 	bin     string // Command[0] as found on PATH
 	timeout time.Duration
-	// sem is the in-process mutex. A channel rather than a sync.Mutex, so
-	// that a cutover queued behind a slow command can give up when its
-	// context ends.
-	sem chan struct{}
 }
 
 var _ activities.Router = (*TransportMap)(nil)
@@ -113,7 +109,6 @@ func NewTransportMap(o TransportMapOptions) (*TransportMap, error) {
 		pending: path + ".pending",
 		nextHop: o.NextHop,
 		timeout: o.CommandTimeout,
-		sem:     make(chan struct{}, 1),
 	}
 	if len(o.Command) > 0 {
 		if o.Command[0] == "" {
@@ -219,25 +214,13 @@ func (t *TransportMap) Cutover(ctx context.Context, m contract.MailboxRef) error
 	return nil
 }
 
-// acquire takes the in-process lock, then the flock shared with other
-// processes, waiting for it no longer than ctx allows. The lock file is
-// never removed: a process could be waiting on the old inode while another
-// locks a new one.
+// acquire takes the lock shared by the cutovers of this process and of
+// others (flock.Lock), waiting for it no longer than ctx allows: a cutover
+// queued behind a slow command gives up when its context ends. The lock
+// file is never removed: a process could be waiting on the old inode while
+// another locks a new one.
 func (t *TransportMap) acquire(ctx context.Context) (func(), error) {
-	select {
-	case t.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	unlock, err := flock.Lock(ctx, t.lock, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		<-t.sem
-		return nil, err
-	}
-	return func() {
-		unlock()
-		<-t.sem
-	}, nil
+	return flock.Lock(ctx, t.lock, os.O_RDWR|os.O_CREATE, 0o644)
 }
 
 // read returns the map's content and permissions; a missing map is empty,
