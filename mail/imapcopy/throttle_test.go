@@ -76,8 +76,11 @@ func copyToEnd(t *testing.T, c *imapcopy.Copier) (attempts int) {
 // match with nothing twice, the target refused seldom, and once the rate
 // has found the limit the target takes close to all it allows.
 func TestCopyFindsTheTargetsLimit(t *testing.T) {
-	p, size := startBulkPair(t, 1200, 20<<20)
-	const limit = 4 << 20
+	p, size := startBulkPair(t, 840, 14<<20)
+	// A quarter of what the copy does under -race on a loaded 2-core
+	// machine (about 9 MiB/s unthrottled), so a slow CI machine still
+	// meets it; half the rate an unconfigured copy starts at.
+	const limit = 2 << 20
 	c, px, r := p.behindProxy(t, throttleproxy.Options{Limit: limit}, nil)
 
 	// The target's figures every half second, while the copy runs.
@@ -142,8 +145,10 @@ func TestCopyUnderDropsAndRefusalsWithoutFigures(t *testing.T) {
 		"append":      func(o *imapcopy.Options) { o.NoPipeline = true },
 	} {
 		t.Run(name, func(t *testing.T) {
-			p, size := startBulkPair(t, 400, 6<<20)
-			c, px, r := p.behindProxy(t, throttleproxy.Options{Limit: 2 << 20, MaxRefusals: 1, NoBackoff: true}, mod)
+			// A ninth of what the copy does under -race on a loaded
+			// machine, so a slow CI machine still overdraws it at once.
+			p, size := startBulkPair(t, 200, 3<<20)
+			c, px, r := p.behindProxy(t, throttleproxy.Options{Limit: 1 << 20, MaxRefusals: 1, NoBackoff: true}, mod)
 			attempts := copyToEnd(t, c)
 			requireSame(t, p)
 			st := px.Stats()
