@@ -151,15 +151,20 @@ func TestAppendsPassUnderAGenerousLimit(t *testing.T) {
 
 func TestRefusalNamesTheBackoffThatWorks(t *testing.T) {
 	t.Parallel()
-	s, p := startPair(t, Options{Limit: 10000}) // burst: 10,000 bytes
+	// A burst of 10,000 bytes at 1,000 a second: the second APPEND below
+	// is refused unless two seconds pass between the two.
+	s, p := startPair(t, Options{Limit: 1000, Burst: 10000})
 	c := dial(t, p.Addr(), alice)
 
+	start := time.Now()
 	require.NoError(t, appendMsg(c, 6000))
 	err := appendMsg(c, 6000)
+	elapsed := time.Since(start)
 	wait := backoff(t, err)
-	// 4,000 bytes left of 6,000 needed at 10,000 a second: 200 ms, less
-	// what the time between the two has refilled.
-	assert.LessOrEqual(t, wait, 200*time.Millisecond)
+	// 4,000 bytes left of 6,000 needed at 1,000 a second: 2 s, less what
+	// the time between the two has refilled.
+	assert.LessOrEqual(t, wait, 2*time.Second)
+	assert.GreaterOrEqual(t, wait, 2*time.Second-elapsed)
 	assert.Equal(t, uint32(1), inbox(t, s, alice), "a refused APPEND stores nothing")
 
 	time.Sleep(wait)
@@ -251,7 +256,9 @@ func (rc *rawClient) closed() bool {
 
 func TestMultiappendIsAllOrNothing(t *testing.T) {
 	t.Parallel()
-	s, p := startPair(t, Options{Limit: 1000, Burst: 1500})
+	// 100 bytes a second: the second APPEND below is refused unless nine
+	// seconds pass after the first.
+	s, p := startPair(t, Options{Limit: 100, Burst: 1500})
 	rc := dialRaw(t, p.Addr())
 	rc.ok("l", `LOGIN alice "correct horse"`)
 
@@ -263,7 +270,7 @@ func TestMultiappendIsAllOrNothing(t *testing.T) {
 	assert.Regexp(t, `^a1 OK \[APPENDUID \d+ 1:2\]`, lines[len(lines)-1])
 	assert.Equal(t, uint32(2), inbox(t, s, alice))
 
-	// 300 bytes left of the 1,200 the same command needs, at 1,000 a second.
+	// 300 bytes left of the 1,200 the same command needs, at 100 a second.
 	rc.send("a2 APPEND " + multi)
 	lines = rc.until("a2")
 	require.Len(t, lines, 1, "nothing but the refusal")
@@ -294,7 +301,9 @@ func TestMultiappendIsAllOrNothing(t *testing.T) {
 
 func TestRefusalsInARowDropTheConnection(t *testing.T) {
 	t.Parallel()
-	s, p := startPair(t, Options{Limit: 1000}) // burst 1,000; MaxRefusals 3
+	// A burst of 1,000 refilled at 10 bytes a second: emptied, the bucket
+	// refuses 1,000 bytes for 100 s. MaxRefusals 3.
+	s, p := startPair(t, Options{Limit: 10, Burst: 1000})
 	c := dial(t, p.Addr(), alice)
 
 	require.NoError(t, appendMsg(c, 1000)) // empties the bucket
@@ -304,7 +313,7 @@ func TestRefusalsInARowDropTheConnection(t *testing.T) {
 	// An APPEND let through starts the count again.
 	p.SetLimit(0)
 	require.NoError(t, appendMsg(c, 1000))
-	p.SetLimit(1000) // a full bucket again
+	p.SetLimit(10) // a full bucket again
 	require.NoError(t, appendMsg(c, 1000))
 	backoff(t, appendMsg(c, 1000))
 	backoff(t, appendMsg(c, 1000))
@@ -393,12 +402,16 @@ func TestSetLimitWhileRunning(t *testing.T) {
 		require.NoError(t, appendMsg(c, 5000))
 	}
 
-	p.SetLimit(2000) // burst one second: 2,000 bytes, all the bucket now holds
-	assert.Equal(t, 2000.0, p.Limit())
-	require.NoError(t, appendMsg(c, 5000), "a message over the burst passes a full bucket, leaving it 3,000 in debt")
+	p.SetLimit(1000) // burst one second: 1,000 bytes, all the bucket now holds
+	assert.Equal(t, 1000.0, p.Limit())
+	start := time.Now()
+	require.NoError(t, appendMsg(c, 5000), "a message over the burst passes a full bucket, leaving it 4,000 in debt")
 	wait := backoff(t, appendMsg(c, 5000))
-	assert.Greater(t, wait, 2000*time.Millisecond, "the debt and a full bucket at 2,000 a second")
-	assert.LessOrEqual(t, wait, 2500*time.Millisecond)
+	elapsed := time.Since(start)
+	// The debt and a full bucket at 1,000 a second: 5 s, less what the
+	// time between the two has refilled.
+	assert.Greater(t, wait, 5*time.Second-elapsed, "the debt and a full bucket at 1,000 a second")
+	assert.LessOrEqual(t, wait, 5*time.Second)
 
 	p.SetLimit(0)
 	assert.Zero(t, p.Limit())
