@@ -109,9 +109,12 @@ func TestMailboxCommandsOnARealServer(t *testing.T) {
 	assert.NotZero(t, code)
 	assert.Contains(t, out, "no migration found")
 
-	out, code = starter("mailbox", "start", "--address", address, "--migrate-at", "+8s",
-		"--notice-lead", "4s", "--reminder-lead", "2s")
+	// T-1 comes 12 s after the start: the duplicate start and the pause
+	// below (two starter processes) have that long on a loaded machine.
+	out, code = starter("mailbox", "start", "--address", address, "--migrate-at", "+14s",
+		"--notice-lead", "6s", "--reminder-lead", "2s")
 	require.Zero(t, code, out)
+	reminderBy := time.Now().Add(12 * time.Second) // T-1, at the latest
 	assert.Contains(t, out, "started mailbox")
 	assert.NotContains(t, out, address, "the address is not echoed back")
 
@@ -125,7 +128,7 @@ func TestMailboxCommandsOnARealServer(t *testing.T) {
 		out, _ = starter("mailbox", "status", "--address", address)
 		return strings.Contains(out, "stage     paused")
 	}, 30*time.Second, 500*time.Millisecond, "the mailbox holds at a step boundary: %s", out)
-	time.Sleep(5 * time.Second) // past T-1: a running mailbox would have had its reminder by now
+	time.Sleep(time.Until(reminderBy.Add(3 * time.Second))) // past T-1: a running mailbox would have had its reminder by now
 	out, _ = starter("mailbox", "status", "--address", address)
 	assert.Contains(t, out, "stage     paused")
 	assert.NotContains(t, out, "t14, t1", "no reminder while held")
