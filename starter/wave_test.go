@@ -176,6 +176,12 @@ func TestWaveCommandsOnARealServer(t *testing.T) {
 	out, code = starter("wave", "launch", "--wave", "small-2", "--mailboxes", small, "--migrate-at", "+1h",
 		"--notice-lead", "30m", "--reminder-lead", "10m", "--waves-dir", wavesDir)
 	require.Zero(t, code, out)
+	// small-2 starts its mailboxes on its own time: small-3 is launched once
+	// it has, or it might take them first.
+	require.Eventually(t, func() bool {
+		out, _ = starter("wave", "status", "--wave", "small-2")
+		return strings.Contains(out, "mailboxes     3 (started 3, refused 0)")
+	}, 30*time.Second, 500*time.Millisecond, "small-2 did not start its mailboxes: %s", out)
 	out, code = starter("wave", "launch", "--wave", "small-3", "--mailboxes", small, "--migrate-at", "+1h",
 		"--notice-lead", "30m", "--reminder-lead", "10m", "--waves-dir", wavesDir)
 	require.Zero(t, code, out)
