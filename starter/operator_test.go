@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/csv"
@@ -107,9 +108,7 @@ func fakeWaveWorkflow(ctx workflow.Context, p contract.WaveProgress) (contract.W
 // output and error apart, and its exit code.
 func runStarterSplit(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET="+testSecret)
-	cmd.Env = append(cmd.Env, testkit.TestKeysEnv()...)
+	cmd := starterCommand(args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -119,6 +118,14 @@ func runStarterSplit(t *testing.T, args ...string) (string, string, int) {
 	}
 	require.NoError(t, err)
 	return stdout.String(), stderr.String(), 0
+}
+
+// starterCommand is the starter run as runStarterSplit runs it.
+func starterCommand(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "MAILWAVE_RUN_STARTER=1", "MAILWAVE_KEY_SECRET="+testSecret)
+	cmd.Env = append(cmd.Env, testkit.TestKeysEnv()...)
+	return cmd
 }
 
 // operatorEstate is the stand-ins of wave w1 (and one of w2), as started.
@@ -429,11 +436,25 @@ func TestOperatorViewsOnARealServer(t *testing.T) {
 		p := contract.WaveProgress{WaveID: "w-watch", Total: 4, Started: 4, Waiting: 4, Cap: 2, Runs: 1, StartedAt: now}
 		_, err := srv.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: fakeWaveQueue}, contract.WaveWorkflowName, p)
 		require.NoError(t, err)
-		finish := time.AfterFunc(2*time.Second, func() { _ = srv.Client().SignalWorkflow(ctx, id, "", signalFinish, nil) })
-		defer finish.Stop()
-		out, errOut, code := starter("wave", "status", "--wave", "w-watch", "--watch", "--every", "300ms", "--output", "jsonl")
-		require.Zero(t, code, errOut)
-		lines := strings.Split(strings.TrimSpace(out), "\n")
+		// The wave finishes once the watch has printed two lines of it
+		// running, however long the starter took to start.
+		cmd := starterCommand(append([]string{"wave", "status", "--wave", "w-watch", "--watch", "--every", "300ms", "--output", "jsonl"}, server...)...)
+		var errOut bytes.Buffer
+		cmd.Stderr = &errOut
+		stdout, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		hung := time.AfterFunc(time.Minute, func() { _ = cmd.Process.Kill() })
+		defer hung.Stop()
+		var lines []string
+		for sc := bufio.NewScanner(stdout); sc.Scan(); {
+			lines = append(lines, sc.Text())
+			if len(lines) == 2 {
+				require.NoError(t, srv.Client().SignalWorkflow(ctx, id, "", signalFinish, nil))
+			}
+		}
+		require.NoError(t, cmd.Wait(), errOut.String())
+		out := strings.Join(lines, "\n")
 		require.GreaterOrEqual(t, len(lines), 3, out)
 		for i, line := range lines {
 			var st map[string]any
