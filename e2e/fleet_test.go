@@ -246,7 +246,11 @@ func TestFleetUnderFaults(t *testing.T) {
 	worst := resumes[len(resumes)-1]
 	t.Logf("copies watched across their worker's kill: %d; resumed after median %s, worst %s",
 		len(resumes), resumes[len(resumes)/2].Round(time.Second), worst.Round(time.Second))
-	assert.Less(t, worst, 30*time.Second, "a killed worker's copy resumes on another within 30 s")
+	// The heartbeat timeout (20 s after the last heartbeat the server took,
+	// which may come before the kill) and a retry delay of at most 5 s,
+	// with room for a loaded machine: a retry delay that grew with the
+	// attempts would wait minutes.
+	assert.Less(t, worst, 45*time.Second, "a killed worker's copy resumes on another within 45 s")
 
 	// Nothing shared hides in a worker's private directory.
 	for _, w := range f.Workers {
