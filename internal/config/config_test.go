@@ -504,7 +504,6 @@ organisations: [` + strings.TrimSuffix(strings.Repeat("*org, ", 20), ", ") + `]
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := write(t, t.TempDir(), "c.yaml", c.doc)
-			start := time.Now()
 			done := make(chan error, 1)
 			go func() {
 				_, err := Load(path)
@@ -513,10 +512,11 @@ organisations: [` + strings.TrimSuffix(strings.Repeat("*org, ", 20), ", ") + `]
 			var err error
 			select {
 			case err = <-done:
+			// About 20 ms under -race; a billion laughs unbounded, minutes. The
+			// bound leaves a loaded machine a hundred times that.
 			case <-time.After(2 * time.Second):
 				t.Fatal("Load still running after 2s: the merges are not bounded")
 			}
-			took := time.Since(start)
 			var probs Problems
 			require.ErrorAs(t, err, &probs)
 			found := 0
@@ -527,7 +527,6 @@ organisations: [` + strings.TrimSuffix(strings.Repeat("*org, ", 20), ", ") + `]
 			}
 			assert.Equal(t, 1, found, "reported once: %v", err)
 			assert.Less(t, len(probs), 20, "no flood of problems: %v", err)
-			assert.Less(t, took, 250*time.Millisecond)
 		})
 	}
 }
