@@ -41,6 +41,7 @@ func TestLatencyProxyAddsRTT(t *testing.T) {
 	defer c.Close()
 	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
 	br := bufio.NewReader(c)
+	fastest := time.Duration(1<<63 - 1)
 	for range 3 {
 		t0 := time.Now()
 		_, err := c.Write([]byte("ping\n"))
@@ -50,6 +51,8 @@ func TestLatencyProxyAddsRTT(t *testing.T) {
 		rtt := time.Since(t0)
 		assert.Equal(t, "ping\n", line)
 		assert.GreaterOrEqual(t, rtt, proxyRTT*9/10)
-		assert.Less(t, rtt, 5*proxyRTT)
+		fastest = min(fastest, rtt)
 	}
+	// A loaded machine can stall any one round trip; not all three.
+	assert.Less(t, fastest, 5*proxyRTT, "the proxy adds about its RTT, not more")
 }
