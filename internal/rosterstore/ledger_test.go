@@ -123,14 +123,15 @@ func TestLedgerClaimsOneSenderAcrossAFleet(t *testing.T) {
 	l, err := rosterstore.OpenLedger(ctx, pg.DSN("mailwave"))
 	require.NoError(t, err)
 	defer l.Close()
-	recorded, err := l.Claim(ctx, "k-dead", contract.NoticeT1, "dead-host/1/0", 500*time.Millisecond)
+	// Held for 2 s: the next claim finds it held even on a loaded machine.
+	recorded, err := l.Claim(ctx, "k-dead", contract.NoticeT1, "dead-host/1/0", 2*time.Second)
 	require.NoError(t, err)
 	assert.Empty(t, recorded)
 	_, err = l.Claim(ctx, "k-dead", contract.NoticeT1, "other-host/2/0", time.Minute)
 	var held *contract.NoticeClaimHeld
 	require.ErrorAs(t, err, &held)
 	assert.Equal(t, "dead-host/1/0", held.Owner)
-	time.Sleep(700 * time.Millisecond)
+	time.Sleep(2200 * time.Millisecond)
 	_, err = l.Claim(ctx, "k-dead", contract.NoticeT1, "other-host/2/0", time.Minute)
 	require.NoError(t, err, "expired, taken over")
 	require.NoError(t, l.Record(ctx, "k-dead", contract.NoticeT1, "<id>", time.Now()))

@@ -713,7 +713,9 @@ func TestANoticeIsSentByOneWorkerAtOnce(t *testing.T) {
 // leaves its claim; another waits until it expires and then sends (the
 // one notice a worker's death may cost twice, at least once).
 func TestAClaimLeftByADeadWorkerExpires(t *testing.T) {
-	defer smtpnotify.SetClaimFor(400 * time.Millisecond)()
+	// Claims held for 2 s: the second worker finds it held even on a
+	// loaded machine.
+	defer smtpnotify.SetClaimFor(2 * time.Second)()
 	ctx := context.Background()
 	a, r, o := setup(t, nil)
 	b, err := smtpnotify.New(o)
@@ -725,7 +727,7 @@ func TestAClaimLeftByADeadWorkerExpires(t *testing.T) {
 	var held *contract.NoticeClaimHeld
 	require.ErrorAs(t, err, &held)
 	assert.Empty(t, r.Messages())
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(2100 * time.Millisecond)
 	already, err := b.Send(ctx, notice(key, contract.NoticeSuccess))
 	require.NoError(t, err)
 	assert.False(t, already)
