@@ -94,7 +94,10 @@ func TestWaitsEndWithTheirContexts(t *testing.T) {
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		assert.ErrorContains(t, err, path)
 	}
-	assert.LessOrEqual(t, threads.Count()-before, 5, "given-up waits do not each keep a thread")
+	// One wait in the kernel; a loaded machine, stalling threads in their
+	// syscalls, can make the runtime start a few more to run the rest (it
+	// reuses them after). One kept by each given-up wait would be 50.
+	assert.LessOrEqual(t, threads.Count()-before, 10, "given-up waits do not each keep a thread")
 
 	letGo()
 	unlock, err := lock(t, path, 5*time.Second)
