@@ -63,6 +63,7 @@ type options struct {
 	keep        bool
 	cases       string
 	decrease    float64 // the adaptive rule's, 0: its default
+	keepShare   float64 // the adaptive rule's Keep, 0: its default
 	step        float64 // KiB/s per second, 0: the default
 }
 
@@ -82,6 +83,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the servers' directories")
 	flag.StringVar(&o.cases, "cases", "adaptive,fixed_2x,fixed_quarter", "the cases to run, in order")
 	flag.Float64Var(&o.decrease, "decrease", 0, "the adaptive rule's cut factor (0: mail/adapt's default), to explore the rule")
+	flag.Float64Var(&o.keepShare, "keep-share", 0, "the adaptive rule's share of the refused rate it climbs back to quickly (0: mail/adapt's default), to explore the rule")
 	flag.Float64Var(&o.step, "step", 0, "the adaptive rule's step, KiB/s a second (0: mail/adapt's default), to explore the rule")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -240,7 +242,7 @@ func runCase(o options, src, tgt *dovecot.Server, limit, fixed float64) (result,
 	var copyErr error
 	done := 0
 	for w := range o.workers {
-		ro := adapt.Options{Name: fmt.Sprintf("worker %d", w), Decrease: o.decrease, Step: o.step * (1 << 10)}
+		ro := adapt.Options{Name: fmt.Sprintf("worker %d", w), Decrease: o.decrease, Keep: o.keepShare, Step: o.step * (1 << 10)}
 		if fixed > 0 {
 			ro.Start, ro.Ceiling, ro.Fixed = fixed, fixed, true
 		}

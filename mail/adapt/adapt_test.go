@@ -87,15 +87,15 @@ func TestSlowStartDoublesUntilTheFirstRefusal(t *testing.T) {
 	assert.True(t, r.Snapshot().SlowStart)
 	r.sentAs(mib(7), c) // what this worker's copies managed in the last second
 	r.Throttled()
-	assert.InDelta(t, mib(4)*0.7, r.current(), mib(0.01), "the first refusal cuts from half the rate (the rate a second before), not from what was sent")
+	assert.InDelta(t, mib(4)*slowStartCut, r.current(), mib(0.01), "the first refusal cuts from half the rate (the rate a second before), not from what was sent")
 	assert.False(t, r.Snapshot().SlowStart)
 	c.add(100 * time.Millisecond)
 	r.Throttled()
-	assert.InDelta(t, mib(4)*0.7, r.current(), mib(0.01), "refusals of batches already in flight cut nothing more")
+	assert.InDelta(t, mib(4)*slowStartCut, r.current(), mib(0.01), "refusals of batches already in flight cut nothing more")
 	c.add(time.Second)
 	r.sentAs(r.current(), c)
 	r.Throttled()
-	assert.InDelta(t, mib(4)*0.49, r.current(), mib(0.01), "a refusal a second later cuts again, from what was sent")
+	assert.InDelta(t, mib(4)*slowStartCut*0.6, r.current(), mib(0.01), "a refusal a second later cuts again, from what was sent")
 	assert.Equal(t, 2, r.Snapshot().Cuts)
 	assert.Equal(t, int64(3), r.Snapshot().Throttled)
 }
@@ -120,7 +120,7 @@ func TestTheRateDoesNotOutgrowWhatIsSent(t *testing.T) {
 	}
 	assert.LessOrEqual(t, r.current(), mib(3))
 	r.Throttled()
-	assert.InDelta(t, mib(1.5)*0.7, r.current(), mib(0.01), "the cut is from what was really sent")
+	assert.InDelta(t, mib(1.5)*0.6, r.current(), mib(0.01), "the cut is from what was really sent")
 }
 
 func TestARefusalWithoutFigureStillSlows(t *testing.T) {
@@ -179,6 +179,36 @@ func TestWorkersShareALimitTheyCannotSee(t *testing.T) {
 	assert.Less(t, settled, 15)
 }
 
+// TestAWorkerRefusedByChanceIsNotLeftFarBehind: two workers at the same
+// rate, and the target's refusals fall three times running on one of them,
+// ten seconds apart, as they may by chance. Each costs it the dip and the
+// climb back, and for good only a little (Keep): ten seconds after the
+// third it is at 0.77 of the other. With the rule before (a dip to 0.7 and
+// a climb back to 0.85 of the refused rate) it was at 0.56.
+func TestAWorkerRefusedByChanceIsNotLeftFarBehind(t *testing.T) {
+	c := newClock()
+	unlucky, other := New(Options{Now: c.now, Start: mib(8)}), New(Options{Now: c.now, Start: mib(8)})
+	for _, r := range []*Rate{unlucky, other} {
+		r.sentAs(mib(8), c)
+		r.Throttled() // both out of slow start at once
+	}
+	for s := 1; s <= 40; s++ {
+		c.add(time.Second)
+		for _, r := range []*Rate{unlucky, other} {
+			r.sentAs(r.current(), c)
+			r.Accepted(1 << 20)
+		}
+		if s%10 == 0 && s <= 30 {
+			unlucky.Throttled()
+		}
+	}
+	require.Equal(t, 4, unlucky.Snapshot().Cuts)
+	ratio := unlucky.current() / other.current()
+	t.Logf("%.2f and %.2f MiB/s", unlucky.current()/(1<<20), other.current()/(1<<20))
+	assert.Greater(t, ratio, 0.7, "three refusals cost the unlucky worker little for good")
+	assert.Less(t, ratio, 0.9, "but they cost it something")
+}
+
 func TestTheRateIsLogged(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	c := newClock()
@@ -225,7 +255,7 @@ func TestARefusalOfABatchSentBeforeTheCutCutsNothing(t *testing.T) {
 	r := New(Options{Now: c.now, Start: mib(8)})
 	inFlight := r.Now()
 	c.add(time.Millisecond)
-	r.Refused(inFlight) // out of slow start: 8/2 * 0.7
+	r.Refused(inFlight) // out of slow start: 8/2 * 0.5
 	cut := r.current()
 	for range 3 { // in flight at the cut, then sent again and refused again
 		c.add(2 * time.Second)
@@ -239,7 +269,7 @@ func TestARefusalOfABatchSentBeforeTheCutCutsNothing(t *testing.T) {
 	c.add(200 * time.Millisecond)
 	r.sentAs(cut, c)
 	r.Refused(sent)
-	assert.InDelta(t, cut*0.7, r.current(), mib(0.01), "first sent after the cut: cut again")
+	assert.InDelta(t, cut*0.6, r.current(), mib(0.01), "first sent after the cut: cut again")
 	assert.Equal(t, 2, r.Snapshot().Cuts)
 }
 
@@ -254,23 +284,27 @@ func TestASlowStartHeldAtTheCeilingIsCutFromWhatWasSent(t *testing.T) {
 	require.True(t, r.Snapshot().SlowStart)
 	r.sentAs(mib(8), c)
 	r.Throttled()
-	assert.InDelta(t, mib(8)*0.7, r.current(), mib(0.01))
+	assert.InDelta(t, mib(8)*0.6, r.current(), mib(0.01))
 }
 
-// TestLeavingSlowStartClimbsBackToWhatTheTargetTook: the first refusal
+// TestLeavingSlowStartClimbsBackBelowWhatTheTargetTook: the first refusal
 // cuts from half the doubling rate (what the target took a second
-// before), and the rate climbs back to that within seconds, not to a
-// share under it, so a worker alone is soon near the limit.
-func TestLeavingSlowStartClimbsBackToWhatTheTargetTook(t *testing.T) {
+// before, its saved allowance included), the rate climbs back within
+// seconds to 0.6 of that, safely under the limit however many workers
+// doubled together, and from there on by the step.
+func TestLeavingSlowStartClimbsBackBelowWhatTheTargetTook(t *testing.T) {
 	c := newClock()
 	r := New(Options{Now: c.now, Start: mib(1)})
 	r.run(c, 4)
 	r.sentAs(r.current(), c)
 	r.Throttled() // at 16 MiB/s: the target took 8
-	assert.InDelta(t, mib(8)*0.7, r.current(), mib(0.01))
+	assert.InDelta(t, mib(4), r.current(), mib(0.01))
 	r.run(c, 10)
-	assert.Greater(t, r.current(), mib(8)*0.95, "back near what the target took")
-	assert.Less(t, r.current(), mib(8)*1.15)
+	climbed := r.current()
+	assert.Greater(t, climbed, mib(8)*0.6+5*r.o.Step, "back to 0.6 of what the target took within seconds, then on by the step")
+	assert.LessOrEqual(t, climbed, mib(8)*0.6+10*r.o.Step)
+	r.run(c, 10)
+	assert.InDelta(t, climbed+10*r.o.Step, r.current(), mib(0.01), "then by the step alone")
 }
 
 func TestBatchesHoldWhatTheRateSendsInACadence(t *testing.T) {
