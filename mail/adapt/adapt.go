@@ -318,13 +318,17 @@ func (r *Rate) Refused(sentAt time.Time) {
 	base := r.rate
 	fresh := r.sent > 0 && now.Sub(r.sentAt) < 5*time.Second
 	cut, keep := r.o.Decrease, r.o.Keep // a dip, then back to just under where the target refused
+	if r.slowStart {
+		// Whatever held the rate, the target has just given out the
+		// allowance it had saved.
+		cut, keep = slowStartCut, slowStartKeep
+	}
 	switch {
 	case r.slowStart && r.doubling():
 		// The rate has been doubling: half of it is what the target took
 		// a second ago. Workers that start together share that schedule;
 		// what each really sent in the second is noise of its copies.
 		base /= 2
-		cut, keep = slowStartCut, slowStartKeep
 		if fresh && r.sent < base/2 {
 			base = r.sent // the copies use far less than the rate
 		}

@@ -275,7 +275,8 @@ func TestARefusalOfABatchSentBeforeTheCutCutsNothing(t *testing.T) {
 
 // TestASlowStartHeldAtTheCeilingIsCutFromWhatWasSent: the first refusal
 // halves the rate only when slow start was really doubling it; a rate held
-// at the ceiling for a minute is cut from what was sent, like any other.
+// at the ceiling for a minute is cut from what was sent, and as deep as
+// any leaving slow start (the target has just given out what it saved).
 func TestASlowStartHeldAtTheCeilingIsCutFromWhatWasSent(t *testing.T) {
 	c := newClock()
 	r := New(Options{Now: c.now, Start: mib(1), Ceiling: mib(8)})
@@ -284,7 +285,9 @@ func TestASlowStartHeldAtTheCeilingIsCutFromWhatWasSent(t *testing.T) {
 	require.True(t, r.Snapshot().SlowStart)
 	r.sentAs(mib(8), c)
 	r.Throttled()
-	assert.InDelta(t, mib(8)*0.6, r.current(), mib(0.01))
+	assert.InDelta(t, mib(8)*slowStartCut, r.current(), mib(0.01))
+	r.run(c, 10)
+	assert.Less(t, r.current(), mib(8)*slowStartKeep+10*r.o.Step, "back to 0.6 of it, then by the step")
 }
 
 // TestLeavingSlowStartClimbsBackBelowWhatTheTargetTook: the first refusal
