@@ -11,10 +11,11 @@
 //
 //   - at first the rate doubles every second until the target refuses (slow
 //     start), so a worker needs no starting figure; the first refusal cuts
-//     from half the rate (what the target took a second before), which
-//     workers starting together share, rather than from what each
-//     happened to send in that second, and the rate climbs back only to
-//     0.6 of that, under the limit (see slowStartKeep);
+//     from half the rate (what the target took a second before, while the
+//     rate was doubling), which workers starting together share, rather
+//     than from what each happened to send in that second, and the rate
+//     climbs back only to 0.6 of that, under the limit (see
+//     slowStartKeep);
 //   - a refusal cuts the rate to Decrease times what was really being sent
 //     for a moment, once: refusals in the next Quiet, and refusals of
 //     batches first sent before the cut (in flight, or sent again after
@@ -44,7 +45,7 @@
 // the rate is soon back to Keep, 0.975, of where it was refused. The rule
 // before climbed back to 0.85: a worker refused three times running, ten
 // seconds apart, was left at 0.56 of the other's rate, where it is now at
-// 0.77 (TestAWorkerRefusedByChanceIsNotLeftFarBehind). The README has the
+// 0.76 (TestAWorkerRefusedByChanceIsNotLeftFarBehind). The README has the
 // figures measured against the real proxy.
 //
 // Smaller batches also make a refusal cost less: one APPEND of about 23 a
@@ -86,12 +87,14 @@ type Options struct {
 	Floor float64
 	// Decrease is the factor a refused batch multiplies the rate by, for a
 	// moment (default 0.6): a deep dip ends the target's storm of
-	// refusals at once.
+	// refusals at once. The refusal that ends slow start cuts by
+	// slowStartCut instead.
 	Decrease float64
 	// Keep is the share of the rate at a refusal that the rate climbs back
 	// to quickly after the dip (default 0.975): what a refusal costs a
 	// worker for good is small, so that one worker refused more often
-	// than the other by chance is not left far below it.
+	// than the other by chance is not left far below it. After the
+	// refusal that ends slow start, it is slowStartKeep.
 	Keep float64
 	// Quiet is how long after a cut further refusals cut nothing, whenever
 	// their batches were sent (default 1 s).
@@ -346,14 +349,19 @@ func (r *Rate) Refused(sentAt time.Time) {
 // Leaving slow start, the rate is cut to slowStartCut of what the target
 // took a second before and climbs back quickly to slowStartKeep of it. That
 // is less than it took: while the workers doubled, the target also gave out
-// the allowance it had saved, so their halves add up to about 1.3 times its
-// limit, however many they are. Climbing back to all of it (the rule
-// before) had them refused again within seconds, and the refusals of that
-// second storm fell by chance, at times twice on one worker. From 0.6 the
-// workers climb by the same step, their shares as even as their starts,
-// and reach the limit together: against the proxy at 16 MiB/s, two
-// workers were not refused again for 45 s. A worker alone takes about a
-// minute longer to reach the limit.
+// the allowance it had saved, so their halves add up to more than its
+// limit, however many they are (about 1.3 times with a second's allowance
+// saved, as the proxy and Exchange's budgets have, and copiers that keep
+// up with the doubling). Climbing back to all of it (the rule before) had
+// them refused again within seconds, and the refusals of that second storm
+// fell by chance, at times twice on one worker. From 0.6 the workers
+// climb by the same step, their shares as even as their starts, and reach
+// the limit together: against the proxy at 16 MiB/s, two workers were not
+// refused again for 45 s. A worker alone takes longer to reach the limit:
+// a fifth of it at the step, 51 s at 16 MiB/s, more at a higher limit.
+// Whatever held a rate in slow start (the ceiling, or twice what the
+// copies sent), the refusal that ends it cuts as deep: the target has
+// just given out what it had saved all the same.
 const (
 	slowStartCut  = 0.5
 	slowStartKeep = 0.6
