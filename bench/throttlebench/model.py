@@ -9,10 +9,13 @@ What it models, after the Go code:
   - the proxy (internal/testkit/throttleproxy): one token bucket of L
     bytes a second, a second of burst, a command taking all of its bytes
     at once or refused with the back-off until they would fit;
-  - each worker's copier (mail/imapcopy): two lanes, each with up to three
-    MULTIAPPEND batches in flight, a batch being whole messages (at most
-    32) up to the rate's Batch; a refused batch is waited out and sent
-    again, through the rate, before the lane's later answers are read;
+  - each worker's copier (mail/imapcopy): the benchmark's two mailboxes at
+    once, each over two lanes (imapcopy's Lanes), each lane with up to four
+    MULTIAPPEND batches in flight (one awaited by the collector, two
+    queued, one sent while the fetcher waits to queue it), a batch being
+    whole messages (at most 32) up to the rate's Batch, through the rate a
+    MiB at a time; a refused batch is waited out and sent again, through
+    the rate, before the lane's later answers are read;
   - each worker's Rate (mail/adapt), line by line: slow start, the
     doubling test, the cut from half the doubling rate or from what was
     sent, Quiet and the batches sent before the cut, the dip and the climb
@@ -20,8 +23,9 @@ What it models, after the Go code:
     what is sent, the limiter's reservations;
   - the benchmark's messages: log-normal sizes (imaptest.GenerateBulk),
     1,600 a mailbox, 64 MiB.
-Not modelled: the source's fetch time beyond a fixed speed, the network,
-dropped connections' reconnects, CPU.
+Not modelled: mailboxes' and folders' ends (a lane here never runs dry),
+the source's fetch time beyond a fixed speed, the network, dropped
+connections' reconnects, CPU.
 
 Usage: model.py [name=key:value,key:value ...]  (N=runs in the environment)
 Each argument is a variant of the rule in place; keys are those of RULE and
@@ -46,7 +50,8 @@ RULE = dict(start=4 * MiB, decrease=0.6, keep=0.975, ss_cut=0.5, ss_keep=0.6,
 # The benchmark's scenario: seconds, the warm-up not counted, the limit
 # halved at `halve` (0: never), worker 1 starting `late` seconds after
 # worker 0, and each worker's start spread at random over `jitter` seconds.
-SCENARIO = dict(T=60.0, warm=15.0, L=16 * MiB, workers=2, halve=0.0, late=0.0, jitter=0.3)
+SCENARIO = dict(T=60.0, warm=15.0, L=16 * MiB, workers=2, halve=0.0, late=0.0, jitter=0.3,
+                lanes=4, in_flight=4)
 
 
 class Limiter:
@@ -86,13 +91,10 @@ class Rate:
     def batch(self):
         return max(int(self.rate * self.p['cadence'] * (0.5 + self.rng.random())), 64 * KiB)
 
-    def wait(self, n, now):
-        t = now
-        while n > 0:
-            step = min(n, MiB)
-            t = self.lim.reserve(step, t)
-            self.count_sent(t, step)
-            n -= step
+    def wait_step(self, n, now):
+        """One WaitN of Wait's loop: n at most a MiB; when it returns."""
+        t = self.lim.reserve(n, now)
+        self.count_sent(t, n)
         return t
 
     def count_sent(self, now, n):
@@ -201,7 +203,7 @@ def run(p, seed):
     refused = taken = 0
     for w in range(workers):
         start = rng.random() * p['jitter'] + (p['late'] if w == 1 else 0)
-        for k in range(2):
+        for k in range(int(p['lanes'])):
             lane = dict(w=w, src=sources[(2 * w + k) % 4], pos=rng.randrange(1600), queue=[], wire=0.0, blocked=False)
             push(start + rng.random() * 0.01, 'fetch', lane)
 
@@ -214,12 +216,9 @@ def run(p, seed):
         lane['pos'] += n
         return size
 
-    def send(lane, b, now):  # through the rate, then over the lane's wire
-        go = rates[lane['w']].wait(b['size'], now)
-        b.setdefault('sent_at', go)
-        lane['wire'] = max(go, lane['wire']) + b['size'] / (300 * MiB)
-        push(lane['wire'], 'arrive', b)
-        return go
+    def send(b, now):  # through the rate a MiB at a time, then on the wire
+        b['left'] = b['size']
+        push(now, 'step', b)
 
     def collect(lane, now):  # answers in order; a refusal is waited out first
         r = rates[lane['w']]
@@ -242,12 +241,25 @@ def run(p, seed):
             break
         if kind == 'fetch':
             lane = d
-            if len(lane['queue']) >= 3:
+            if len(lane['queue']) >= p['in_flight']:
                 lane['blocked'] = True
                 continue
-            b = dict(size=build(lane), lane=lane)
+            b = dict(size=build(lane), lane=lane, fetching=True)
             lane['queue'].append(b)
-            push(send(lane, b, t + b['size'] / (200 * MiB)), 'fetch', lane)
+            send(b, t + b['size'] / (200 * MiB))
+        elif kind == 'step':
+            b, lane = d, d['lane']
+            step = min(b['left'], MiB)
+            go = rates[lane['w']].wait_step(step, t)
+            b['left'] -= step
+            if b['left'] > 0:
+                push(go, 'step', b)
+                continue
+            b.setdefault('sent_at', go)
+            lane['wire'] = max(go, lane['wire']) + b['size'] / (300 * MiB)
+            push(lane['wire'], 'arrive', b)
+            if b.pop('fetching', False):
+                push(go, 'fetch', lane)  # the lane fetches its next batch
         elif kind == 'arrive':
             b, w = d, d['lane']['w']
             b['ok'], b['wait'] = bucket.take(b['size'], t)
@@ -264,7 +276,7 @@ def run(p, seed):
             d['answered'] = t
             collect(d['lane'], t)
         elif kind == 'resend':
-            send(d['lane'], d, t)
+            send(d, t)
 
     out = dict(spread=max(counted) / max(1, min(counted)) - 1,
                achieved=sum(counted) / ((halve or T) - warm) / L,
