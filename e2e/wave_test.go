@@ -119,6 +119,12 @@ func TestWaveOnDevServer(t *testing.T) {
 			held.Migrated, still.Migrated)
 		held = still
 	}
+	// And it stays stopped: a wave still running, finishing mailboxes in
+	// bursts, would not hold still for ten seconds more.
+	time.Sleep(10 * time.Second)
+	later := e.progress(ctx, in.WaveID)
+	assert.Equal(t, held.Migrated, later.Migrated, "nothing finishes while the wave is paused")
+	held = later
 	assert.True(t, held.Paused)
 	assert.LessOrEqual(t, held.Active, capacity)
 	assert.Less(t, held.Migrated, n)

@@ -446,6 +446,10 @@ func TestOperatorViewsOnARealServer(t *testing.T) {
 		require.NoError(t, cmd.Start())
 		hung := time.AfterFunc(time.Minute, func() { _ = cmd.Process.Kill() })
 		defer hung.Stop()
+		t.Cleanup(func() { // a failed require below leaves no watch running
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
 		var lines []string
 		for sc := bufio.NewScanner(stdout); sc.Scan(); {
 			lines = append(lines, sc.Text())
