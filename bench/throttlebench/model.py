@@ -131,7 +131,8 @@ class Rate:
 
     def refused(self, sent_at, now):
         p = self.p
-        if self.last_cut is not None and (now - self.last_cut < p['quiet'] or sent_at <= self.last_cut):
+        at = min(sent_at, now)  # refused at once; the collector may read it late
+        if self.last_cut is not None and at - self.last_cut < p['quiet']:
             return
         self.last_cut = now
         base = self.rate

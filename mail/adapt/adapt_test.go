@@ -273,6 +273,30 @@ func TestARefusalOfABatchSentBeforeTheCutCutsNothing(t *testing.T) {
 	assert.Equal(t, 2, r.Snapshot().Cuts)
 }
 
+// TestARefusalReadLateCountsFromWhenItsBatchWasSent: a copier reads a
+// lane's answers in order, and may read a refusal seconds after the target
+// gave it (after waiting out the refusal before it). A batch sent within
+// Quiet of the cut was refused in the same storm, however late it is read;
+// one sent later cuts again.
+func TestARefusalReadLateCountsFromWhenItsBatchWasSent(t *testing.T) {
+	c := newClock()
+	r := New(Options{Now: c.now, Start: mib(8)})
+	r.sentAs(mib(8), c)
+	r.Throttled()
+	require.Equal(t, 1, r.Snapshot().Cuts)
+	c.add(100 * time.Millisecond)
+	inStorm := r.Now() // sent just after the cut, refused at once
+	c.add(3 * time.Second)
+	r.Refused(inStorm) // read three seconds later
+	assert.Equal(t, 1, r.Snapshot().Cuts, "a refusal of the storm, read late, cuts nothing more")
+
+	later := r.Now() // sent 3.1 s after the cut
+	c.add(2 * time.Second)
+	r.Refused(later)
+	assert.Equal(t, 2, r.Snapshot().Cuts, "a refusal of a batch sent after Quiet cuts again")
+	assert.Equal(t, int64(3), r.Snapshot().Throttled)
+}
+
 // TestASlowStartHeldAtTheCeilingIsCutFromWhatWasSent: the first refusal
 // halves the rate only when slow start was really doubling it; a rate held
 // at the ceiling for a minute is cut from what was sent, and as deep as
