@@ -18,9 +18,9 @@ What it models, after the Go code:
     the rate, before the lane's later answers are read;
   - each worker's Rate (mail/adapt), line by line: slow start, the
     doubling test, the cut from half the doubling rate or from what was
-    sent, Quiet and the batches sent before the cut, the dip and the climb
-    back (Recover) to Keep of the refused rate, the Step, the cap at twice
-    what is sent, the limiter's reservations;
+    sent, Quiet counted from when the refused batch was sent, the dip and
+    the climb back (Recover) to Keep of the refused rate, the Step, the cap
+    at twice what is sent, the limiter's reservations;
   - the benchmark's messages: log-normal sizes (imaptest.GenerateBulk),
     1,600 a mailbox, 64 MiB.
 Not modelled: mailboxes' and folders' ends (a lane here never runs dry),
