@@ -357,8 +357,9 @@ func (r *Rate) Refused(sentAt time.Time) {
 // fell by chance, at times twice on one worker. From 0.6 the workers
 // climb by the same step, their shares as even as their starts, and reach
 // the limit together: against the proxy at 16 MiB/s, two workers were not
-// refused again for 45 s. A worker alone takes longer to reach the limit:
-// a fifth of it at the step, 51 s at 16 MiB/s, more at a higher limit.
+// refused again for 43 s or more. A worker alone takes longer to reach
+// the limit: a fifth of it at the step, 51 s at 16 MiB/s, more at a
+// higher limit.
 // Whatever held a rate in slow start (the ceiling, or twice what the
 // copies sent), the refusal that ends it cuts as deep: the target has
 // just given out what it had saved all the same.
