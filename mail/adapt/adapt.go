@@ -360,6 +360,7 @@ func (r *Rate) Refused(sentAt time.Time) {
 // refused again for 43 s or more. A worker alone takes longer to reach
 // the limit: a fifth of it at the step, 51 s at 16 MiB/s, more at a
 // higher limit.
+//
 // Whatever held a rate in slow start (the ceiling, or twice what the
 // copies sent), the refusal that ends it cuts as deep: the target has
 // just given out what it had saved all the same.
