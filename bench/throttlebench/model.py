@@ -28,11 +28,12 @@ the source's fetch time beyond a fixed speed, the network, dropped
 connections' reconnects, CPU.
 
 Usage: model.py [name=key:value,key:value ...]  (N=runs in the environment)
-Each argument is a variant of the rule in place; keys are those of RULE and
-SCENARIO below. For example, the rule before 2026-12-01's change:
+The rule in place runs first, as `now`; each argument is a variant of it,
+its keys those of RULE and SCENARIO below. For example, the factors before
+2026-12-01's change, a worker alone, and a worker starting 5 s late:
   N=100 python3 bench/throttlebench/model.py \
     before=decrease:0.7,keep:0.85,ss_cut:0.7,ss_keep:1 \
-    now= alone=workers:1 late=late:5,T:240,warm:60
+    alone=workers:1 late=late:5,T:240,warm:60
 """
 import heapq
 import math
@@ -309,7 +310,10 @@ def main():
             k, _, v = kv.partition(':')
             if k not in p:
                 sys.exit(f"model.py: unknown key {k!r} (known: {', '.join(p)})")
-            p[k] = float(v)
+            try:
+                p[k] = float(v)
+            except ValueError:
+                sys.exit(f"model.py: {k}:{v}: the value is not a number")
         res = [run(p, seed) for seed in range(n)]
         spreads = sorted(r['spread'] for r in res)
         line = (f"{name}: spread at most 0.2 in {sum(s <= 0.2 for s in spreads)} of {n}, median "
