@@ -23,6 +23,13 @@ type FolderCheckpoint struct {
 	// messages after it up to LastUID have their copies at or above
 	// TargetUIDNext.
 	TargetSinceUID uint32 `json:",omitempty"`
+	// TargetBaseUID is the target folder's next UID when the copy first
+	// saw it (with TargetUIDValidity): what lies below it was there before
+	// the copy and is never a duplicate, nor ever touched; a source message
+	// the folder holds more often than the source does, at or above it, is
+	// a copy this copy made twice. 0 in a checkpoint from before it was
+	// kept: the next attempt takes the target's next UID then.
+	TargetBaseUID uint32 `json:",omitempty"`
 	// Bad lists the UIDs (at or below LastUID) reported as bad items, so a
 	// resumed copy neither retries them nor counts them again.
 	Bad []uint32 `json:",omitempty"`
@@ -52,6 +59,11 @@ type CopyStats struct {
 	Bytes    int64
 	Skipped  int64
 	BadItems int64
+	// Duplicates counts the copies this copy found it had made twice (a
+	// connection lost with appends in flight that the server applied
+	// after the next attempt had looked) and removed before the folder
+	// verified. Duplicates it could not remove fail the verification.
+	Duplicates int64 `json:",omitempty"`
 	// Bad names the first MaxBadListed bad items, for the operator.
 	Bad []BadItem `json:",omitempty"`
 }
@@ -77,5 +89,5 @@ func (s CopyStats) Add(o CopyStats) CopyStats {
 		bad = nil
 	}
 	return CopyStats{Items: s.Items + o.Items, Bytes: s.Bytes + o.Bytes, Skipped: s.Skipped + o.Skipped,
-		BadItems: s.BadItems + o.BadItems, Bad: bad}
+		BadItems: s.BadItems + o.BadItems, Duplicates: s.Duplicates + o.Duplicates, Bad: bad}
 }

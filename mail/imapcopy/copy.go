@@ -195,6 +195,7 @@ func (j *job) copyFolder(ctx context.Context, first *lane, f folder) error {
 	fc, had := j.cp.Folders[f.src]
 	j.mu.Unlock()
 	sourceSame := had && fc.UIDValidity == sel.UIDValidity
+	prior := fc // what the checkpoint knew of the target folder
 	if !sourceSame {
 		// New folder, or UIDVALIDITY changed: the old UIDs mean nothing, so
 		// the folder is read again in full; the duplicate check below keeps
@@ -230,6 +231,16 @@ func (j *job) copyFolder(ctx context.Context, first *lane, f folder) error {
 		if tsel.NumMessages == 0 {
 			fc.TargetUIDNext, fc.TargetSinceUID = uint32(tsel.UIDNext), fc.LastUID
 		}
+	}
+	// Where the copy's own work begins on the target: kept while the
+	// target folder is the same one (a source whose UIDVALIDITY changed
+	// is copied again into the same folder), else the target's next UID
+	// now, before anything is appended.
+	switch {
+	case prior.TargetBaseUID > 0 && prior.TargetUIDValidity == tsel.UIDValidity:
+		fc.TargetBaseUID = prior.TargetBaseUID
+	default:
+		fc.TargetBaseUID = uint32(tsel.UIDNext)
 	}
 	// Messages on the target at or above TargetUIDNext may be copies from
 	// an attempt whose progress was lost: they are matched by Message-ID,
@@ -289,6 +300,8 @@ func (j *job) copyFolder(ctx context.Context, first *lane, f folder) error {
 	j.cp.Folders[f.src] = fc
 	j.stats.Skipped += int64(len(skipped))
 	j.mu.Unlock()
+	// The base goes to the heartbeat before anything is appended.
+	j.report(true)
 	for _, m := range skipped {
 		j.done(f, tr, m.uid)
 	}
@@ -300,13 +313,22 @@ func (j *job) copyFolder(ctx context.Context, first *lane, f folder) error {
 		return err
 	}
 
-	// Every message up to the snapshot is on the target now: the target's
-	// next UID bounds where a later pass looks for duplicates. The folder
-	// is selected again for it: a selected folder's view does not show
-	// what the batch appender's connection added.
-	tsel, err = first.tgt.selectFolder(f.tgt)
+	// Every message up to the snapshot is on the target now, and perhaps
+	// some twice: an earlier attempt's appends, sent on a connection that
+	// was lost, may have landed after this attempt looked. The folder is
+	// checked (and mended) before its next UID bounds where a later pass
+	// looks for duplicates. It is selected again for it: a selected
+	// folder's view does not show what the batch appender's connection
+	// added.
+	j.mu.Lock()
+	fc = j.cp.Folders[f.src]
+	if n := len(srcMeta); n > 0 {
+		fc.LastUID = max(fc.LastUID, uint32(srcMeta[n-1].uid))
+	}
+	j.mu.Unlock()
+	tsel, err = j.verify(first, f, srcMeta, fc)
 	if err != nil {
-		return c.classify(err, Target, "select", j.key)
+		return err
 	}
 	j.mu.Lock()
 	fc = j.cp.Folders[f.src]
@@ -319,5 +341,5 @@ func (j *job) copyFolder(ctx context.Context, first *lane, f folder) error {
 	j.cp.Folders[f.src] = fc
 	j.mu.Unlock()
 	j.report(true)
-	return j.verify(first, tsel, f, srcMeta, fc)
+	return nil
 }

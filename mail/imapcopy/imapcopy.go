@@ -340,6 +340,22 @@ func (cn *conn) selectFolder(name string) (*imap.SelectData, error) {
 	return data, nil
 }
 
+// removeUIDs removes messages of a folder by UID: it opens the folder
+// read-write, marks them \Deleted and expunges those UIDs alone (UID
+// EXPUNGE, RFC 4315), so a message the user marked \Deleted is never
+// expunged with them. The caller has checked that the server offers UIDPLUS.
+func (cn *conn) removeUIDs(name string, uids []imap.UID) error {
+	cn.selected = "" // read-write now: the next selectFolder opens it again
+	if _, err := cn.c.Select(name, nil).Wait(); err != nil {
+		return err
+	}
+	set := imap.UIDSetNum(uids...)
+	if err := cn.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		return err
+	}
+	return cn.c.UIDExpunge(set).Close()
+}
+
 // xoauth2 is the XOAUTH2 SASL mechanism (Google, Microsoft), which go-sasl
 // does not offer.
 type xoauth2 struct{ user, token string }

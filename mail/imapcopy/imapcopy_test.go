@@ -475,13 +475,19 @@ func TestHelperCopyProcess(t *testing.T) {
 		require.NoError(t, err)
 		return n
 	}
+	window := 1
+	if w := os.Getenv("MAILWAVE_HELPER_WINDOW"); w != "" {
+		window = port("MAILWAVE_HELPER_WINDOW")
+	}
 	c, err := imapcopy.New(imapcopy.Options{
 		Source:      imapcopy.Endpoint{Host: "127.0.0.1", Port: port("MAILWAVE_HELPER_SRC"), Security: imapcopy.SecurityNone},
 		Target:      imapcopy.Endpoint{Host: "127.0.0.1", Port: port("MAILWAVE_HELPER_TGT"), Security: imapcopy.SecurityNone},
 		Credentials: fixedCredentials(imapcopy.MechPlain, user, password),
-		Window:      1, Lanes: 1,
+		Window:      window, Lanes: 1,
 		// Slow enough to be killed mid-way.
-		Rate: adapt.New(adapt.Options{Ceiling: 2 << 20}),
+		Rate:          adapt.New(adapt.Options{Ceiling: 2 << 20}),
+		NoMultiAppend: os.Getenv("MAILWAVE_HELPER_NO_MULTIAPPEND") == "true",
+		NoPipeline:    os.Getenv("MAILWAVE_HELPER_NO_PIPELINE") == "true",
 	})
 	require.NoError(t, err)
 	_, err = c.Copy(context.Background(), activities.CopyRequest{

@@ -42,39 +42,192 @@ func (m meta) key() string {
 // does not open its messages.
 func (m meta) sizeDate() string { return fmt.Sprintf("sd\x00%d\x00%d", m.size, m.date.Unix()) }
 
-// verify checks that the target folder holds every source message up to
-// the checkpoint but the bad items, by identity and size.
-func (j *job) verify(first *lane, sel *imap.SelectData, f folder, srcMeta []meta, fc contract.FolderCheckpoint) error {
-	var tm []meta
-	var err error
-	if sel.NumMessages > 0 {
-		if tm, err = fetchMeta(first.tgt, imap.SeqSetNum(), false); err != nil {
-			return j.c.classify(err, Target, "fetch", j.key)
+// fullKey is a message's identity for deciding that two are the same
+// message: Message-ID (if it has one), size and INTERNALDATE, all kept by
+// the copy.
+func (m meta) fullKey() string {
+	return fmt.Sprintf("%s\x00%s", m.msgID, m.sizeDate())
+}
+
+// maxRepairs bounds the rounds of verifying and removing duplicates in one
+// folder: a second round finds none unless appends are still landing.
+const maxRepairs = 3
+
+// verify checks the target folder against the source up to the checkpoint,
+// but the bad items: every source message must be there (by size and
+// INTERNALDATE), and none more often than the source has it. A message
+// held more often is a copy this copy made twice when the extra copies lie
+// at or above the folder's base UID (fc.TargetBaseUID: what was on the
+// target before the copy is the user's, never a duplicate, never touched);
+// where the target can expunge by UID (UIDPLUS) the extra copies are
+// removed, newest first, and the folder checked again. It returns the
+// folder's state as last selected.
+func (j *job) verify(first *lane, f folder, srcMeta []meta, fc contract.FolderCheckpoint) (*imap.SelectData, error) {
+	var want []meta
+	var wantBytes int64
+	for _, m := range srcMeta {
+		if uint32(m.uid) <= fc.LastUID && !slices.Contains(fc.Bad, uint32(m.uid)) {
+			want = append(want, m)
+			wantBytes += m.size
 		}
 	}
-	have := multiset{}
-	var tgtBytes int64
-	for _, m := range tm {
-		have.add(m.sizeDate())
-		tgtBytes += m.size
-	}
-	var want, missing int
-	var wantBytes, missingBytes int64
-	for _, m := range srcMeta {
-		if uint32(m.uid) > fc.LastUID || slices.Contains(fc.Bad, uint32(m.uid)) {
+	for round := 1; ; round++ {
+		sel, err := first.tgt.selectFolder(f.tgt)
+		if err != nil {
+			return nil, j.c.classify(err, Target, "select", j.key)
+		}
+		var tm []meta
+		if sel.NumMessages > 0 {
+			if tm, err = fetchMeta(first.tgt, imap.SeqSetNum(), false); err != nil {
+				return nil, j.c.classify(err, Target, "fetch", j.key)
+			}
+		}
+		missing, missingBytes := missingFrom(want, tm)
+		extra, err := j.extraCopies(first, f, want, tm, imap.UID(fc.TargetBaseUID))
+		if err != nil {
+			return nil, err
+		}
+		if missing == 0 && len(extra) == 0 {
+			return sel, nil
+		}
+		canRemove := first.tgt.c.Caps().Has(imap.CapUIDPlus)
+		if missing == 0 && canRemove && round < maxRepairs && sel.UIDValidity == fc.TargetUIDValidity {
+			if err := first.tgt.removeUIDs(f.tgt, extra); err != nil {
+				return nil, j.c.classify(err, Target, "remove duplicates", j.key)
+			}
+			j.mu.Lock()
+			j.stats.Duplicates += int64(len(extra))
+			j.mu.Unlock()
 			continue
 		}
-		want++
-		wantBytes += m.size
+		var tgtBytes int64
+		for _, m := range tm {
+			tgtBytes += m.size
+		}
+		why := ""
+		switch {
+		case missing > 0:
+			why = "the copy is short"
+		case !canRemove:
+			why = "the target cannot expunge by UID (no UIDPLUS), so the extra copies were left"
+		default:
+			why = fmt.Sprintf("extra copies were still there after %d rounds of removing them", round-1)
+		}
+		return nil, activities.Permanent(contract.ErrTypeVerifyMismatch,
+			"mailbox %s folder %s: %d of %d source messages (%d of %d bytes) are not on the target, %d extra copies of source messages are (target has %d messages, %d bytes): %s",
+			j.key, label(f.src), missing, len(want), missingBytes, wantBytes, len(extra), len(tm), tgtBytes, why)
+	}
+}
+
+// missingFrom counts the wanted messages the target lacks, by size and
+// INTERNALDATE (both in the servers' indexes: checking a folder opens
+// none of its messages).
+func missingFrom(want, tm []meta) (n int, bytes int64) {
+	have := multiset{}
+	for _, m := range tm {
+		have.add(m.sizeDate())
+	}
+	for _, m := range want {
 		if !have.take(m.sizeDate()) {
-			missing++
-			missingBytes += m.size
+			n++
+			bytes += m.size
 		}
 	}
-	if missing > 0 {
-		return activities.Permanent(contract.ErrTypeVerifyMismatch,
-			"mailbox %s folder %s: %d of %d source messages (%d of %d bytes) are not on the target (target has %d messages, %d bytes)",
-			j.key, label(f.src), missing, want, missingBytes, wantBytes, len(tm), tgtBytes)
+	return n, bytes
+}
+
+// extraCopies finds the target's copies of source messages beyond the
+// source's count, at or above base: for each identity the target holds
+// more often than the source (and the source at least once), the newest
+// of those at or above base, as many as it holds too many. Size and date
+// pick the suspects from what verify read; their Message-IDs, read on both
+// sides for the suspects alone, decide, so two different messages of one
+// size and date are never taken for one.
+func (j *job) extraCopies(first *lane, f folder, want, tm []meta, base imap.UID) ([]imap.UID, error) {
+	srcN, tgtN := multiset{}, multiset{}
+	for _, m := range want {
+		srcN.add(m.sizeDate())
+	}
+	for _, m := range tm {
+		tgtN.add(m.sizeDate())
+	}
+	suspect := func(m meta) bool { k := m.sizeDate(); return srcN[k] > 0 && tgtN[k] > srcN[k] }
+	var tSus []meta
+	newer := false
+	for _, m := range tm {
+		if suspect(m) {
+			tSus = append(tSus, m)
+			newer = newer || m.uid >= base
+		}
+	}
+	if !newer {
+		return nil, nil // none the copy made
+	}
+	var sSus []meta
+	for _, m := range want {
+		if suspect(m) {
+			sSus = append(sSus, m)
+		}
+	}
+	if err := fillMessageIDs(first.tgt, tSus); err != nil {
+		return nil, j.c.classify(err, Target, "fetch", j.key)
+	}
+	if first.src.selected != f.src {
+		if _, err := first.src.selectFolder(f.src); err != nil {
+			return nil, j.c.classify(err, Source, "select", j.key)
+		}
+	}
+	if err := fillMessageIDs(first.src, sSus); err != nil {
+		return nil, j.c.classify(err, Source, "fetch", j.key)
+	}
+	srcFull := multiset{}
+	for _, m := range sSus {
+		srcFull.add(m.fullKey())
+	}
+	byKey := map[string][]meta{}
+	for _, m := range tSus {
+		byKey[m.fullKey()] = append(byKey[m.fullKey()], m)
+	}
+	var extra []imap.UID
+	for k, ms := range byKey {
+		over := len(ms) - srcFull[k]
+		if srcFull[k] == 0 || over <= 0 {
+			continue
+		}
+		// ms is in UID order: the newest first, and none below base.
+		for i := len(ms) - 1; i >= 0 && over > 0 && ms[i].uid >= base; i-- {
+			extra = append(extra, ms[i].uid)
+			over--
+		}
+	}
+	slices.Sort(extra)
+	return extra, nil
+}
+
+// fillMessageIDs reads the Message-IDs of ms (of the selected folder, in
+// UID order) that lack one.
+func fillMessageIDs(cn *conn, ms []meta) error {
+	var uids []imap.UID
+	for _, m := range ms {
+		if m.msgID == "" {
+			uids = append(uids, m.uid)
+		}
+	}
+	if len(uids) == 0 {
+		return nil
+	}
+	got, err := collectMeta(cn, cn.c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{messageIDSection}}))
+	if err != nil {
+		return err
+	}
+	ids := make(map[imap.UID]string, len(got))
+	for _, m := range got {
+		ids[m.uid] = m.msgID
+	}
+	for i := range ms {
+		if ms[i].msgID == "" {
+			ms[i].msgID = ids[ms[i].uid]
+		}
 	}
 	return nil
 }

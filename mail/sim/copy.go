@@ -77,7 +77,9 @@ func (e *Estate) copyBatch(ctx context.Context, key string, p *Profile, fi int, 
 	f := p.Folders[fi]
 	n := p.sourceCount(fi, st.DeltaArrived)
 	if last >= n {
-		return batch{last: last}, nil
+		// The folder is done: it is verified as an IMAP folder is, seeing
+		// what is missing and what was written twice.
+		return batch{last: last}, verifyFolder(key, fi, st.folder(f, false), n)
 	}
 	first := last + 1
 	t := st.folder(f, true)
@@ -147,4 +149,19 @@ func (e *Estate) deliverDelta(ctx context.Context, key string, index int) error 
 	}
 	st.DeltaArrived = true
 	return e.save(st)
+}
+
+// verifyFolder checks that a copied target folder holds each of the source's
+// first n messages exactly once.
+func verifyFolder(key string, fi int, t *store, n uint32) error {
+	var have, twice int64
+	if t != nil {
+		have, twice = t.UIDs.countUpTo(n), t.Duplicates
+	}
+	if have == int64(n) && twice == 0 {
+		return nil
+	}
+	return activities.Permanent(contract.ErrTypeVerifyMismatch,
+		"mailbox %s folder #%d: %d of %d source messages are not on the target, %d were written to it twice",
+		key, fi+1, int64(n)-have, n, twice)
 }

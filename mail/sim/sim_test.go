@@ -347,6 +347,43 @@ func TestOverlappingAttempts(t *testing.T) {
 	assert.Equal(t, p.Messages+int64(p.Delta), row.SourceItems)
 }
 
+// TestCopyVerifiesEachFolder: a target folder that lost a message, or was
+// given one twice (written here behind the copier's back), fails the pass
+// that finds it, naming the counts, as the IMAP copier's verification does.
+func TestCopyVerifiesEachFolder(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spoil func(*store)
+		want  string
+	}{
+		{"missing", func(s *store) { s.UIDs = uidSet{{2, s.UIDs[len(s.UIDs)-1][1]}} }, "1 of "},
+		{"twice", func(s *store) { s.write(1, 1) }, "0 of "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEstate(t, 60, Options{Instant: true})
+			m := ref(e, pick(t, e, 2000, 8000))
+			var cp contract.Checkpoint
+			_, err := e.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk,
+				Progress: func(c contract.Checkpoint, _ contract.CopyStats) { cp = c }})
+			require.NoError(t, err)
+			p, _ := e.Profile(m.Address)
+			st, err := e.load(m.Key, p.Index)
+			require.NoError(t, err)
+			tc.spoil(st.folder(p.Folders[0], false))
+			require.NoError(t, e.save(st))
+
+			_, err = e.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: contract.PassDelta, Checkpoint: cp})
+			typ, permanent := activities.IsPermanent(err)
+			require.True(t, permanent, "%v", err)
+			assert.Equal(t, contract.ErrTypeVerifyMismatch, typ)
+			assert.Contains(t, err.Error(), "folder #1: "+tc.want)
+			if tc.name == "twice" {
+				assert.Contains(t, err.Error(), "1 were written to it twice")
+			}
+		})
+	}
+}
+
 func TestCutoverIsIdempotent(t *testing.T) {
 	e := newEstate(t, 10, Options{})
 	m := ref(e, 1)

@@ -130,6 +130,7 @@ type Server struct {
 	MailUID, MailGID int
 
 	opts Options
+	ids  identities
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the master process has exited
 	err  error         // its exit status, valid after done
@@ -259,6 +260,7 @@ func Start(dir string, o Options) (*Server, error) {
 	if s.opts.Storage == "" {
 		s.opts.Storage = SDBox
 	}
+	s.ids = ids
 	if err := s.prepare(ids); err != nil {
 		return nil, err
 	}
@@ -471,6 +473,26 @@ func (s *Server) startOnce(ids identities) error {
 	if err != nil {
 		return err
 	}
+	return s.startOn(ids, port, tlsPort)
+}
+
+// Restart kills the server at once, as a crash or a host's restart does
+// (what it was writing is left as it was), and starts it again on the same
+// ports with the same mail, so its clients' connections break and new ones
+// find it where it was.
+func (s *Server) Restart() error {
+	_ = s.Stop()
+	var err error
+	for attempt := 1; attempt <= 20; attempt++ {
+		if err = s.startOn(s.ids, s.Port, s.TLSPort); err == nil || !strings.Contains(err.Error(), "in use") {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
+func (s *Server) startOn(ids identities, port, tlsPort int) error {
 	s.Port, s.TLSPort = port, tlsPort
 	if err := os.WriteFile(s.ConfigFile, []byte(s.config(ids)), 0o644); err != nil {
 		return err

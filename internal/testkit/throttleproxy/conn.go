@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,6 +40,13 @@ type conn struct {
 	saslMech string // AUTHENTICATE without an initial response: the next line is it
 
 	closeOnce sync.Once
+
+	// Injected faults (faults.go): hooks on the server's tagged answers,
+	// by tag, and the fault holding an APPEND of this connection.
+	hmu     sync.Mutex
+	hooks   map[string]func() (bool, error)
+	hooked  atomic.Bool
+	heldFor *fault
 }
 
 func newConn(p *Proxy, client, server net.Conn) *conn {
@@ -88,6 +96,13 @@ func (c *conn) run() {
 		c.closeBoth()
 	}()
 	err := c.clientLoop()
+	if errors.Is(err, errHeld) {
+		// The server side waits for the held APPEND; it ends once the
+		// server has answered it, or the proxy closes.
+		<-done
+		c.heldFor.finish()
+		return
+	}
 	if errors.Is(err, io.EOF) && c.closeWriteServer() == nil {
 		// The client has said all it will: the server answers what it
 		// has, then closes, which ends the server loop.
@@ -124,12 +139,24 @@ func (c *conn) serverLoop() error {
 		if _, err := c.sr.Peek(1); err != nil {
 			return err
 		}
+		copyIt, herr := true, error(nil)
+		if h := c.takeHook(); h != nil {
+			copyIt, herr = h()
+		}
 		c.wmu.Lock()
-		err := c.copyResponse()
-		if err == nil && c.sr.Buffered() == 0 {
-			err = c.cw.Flush()
+		var err error
+		if copyIt {
+			err = c.copyResponse(c.cw)
+			if err == nil && c.sr.Buffered() == 0 {
+				err = c.cw.Flush()
+			}
+		} else {
+			err = c.copyResponse(io.Discard)
 		}
 		c.wmu.Unlock()
+		if herr != nil {
+			return herr
+		}
 		if err != nil {
 			return err
 		}
@@ -138,9 +165,9 @@ func (c *conn) serverLoop() error {
 
 // copyResponse copies one response: a line, and if it ends in a literal,
 // the literal and the line that goes on after it, and so on.
-func (c *conn) copyResponse() error {
+func (c *conn) copyResponse(w io.Writer) error {
 	for {
-		tail, err := copyLine(c.cw, c.sr)
+		tail, err := copyLine(w, c.sr)
 		if err != nil {
 			return err
 		}
@@ -148,7 +175,7 @@ func (c *conn) copyResponse() error {
 		if !ok {
 			return nil
 		}
-		if err := copyN(c.cw, c.sr, lit.size); err != nil {
+		if err := copyN(w, c.sr, lit.size); err != nil {
 			return err
 		}
 	}
@@ -191,6 +218,7 @@ func (c *conn) command(line []byte) error {
 	case "AUTHENTICATE":
 		c.noteAuthenticate(cmd.args)
 	}
+	c.watchRelease(cmd.tag, string(trimEOL(line)))
 	return c.stream(line, false)
 }
 
@@ -296,12 +324,10 @@ func (c *conn) append(cmd command, first []byte) error {
 		return c.refuse(cmd.tag, wait)
 	}
 	c.refusals = 0
-	for _, part := range a.parts {
-		if _, err := c.sw.Write(part); err != nil {
-			return err
-		}
+	if f := c.p.strikes(); f != nil {
+		return c.strike(f, cmd.tag, a.parts)
 	}
-	return nil
+	return c.pass(a.parts)
 }
 
 // readLiteral reads a literal's bytes, first asking for them if the

@@ -19,6 +19,13 @@
 // unchanged, a whole response at a time, so the proxy's own answers never
 // land inside one.
 //
+// Inject arms a connection fault at an APPEND (faults.go): a reset before
+// the server reads it, a reset after the server applied it (the answer
+// lost), an APPEND held at a reset and delivered later, once another
+// connection's chosen command has been answered (so that a client that
+// looked at the target after the reset finds it there only afterwards),
+// or a call (a test restarts the server there).
+//
 // Limits, all for tests on loopback:
 //   - plain TCP only: STARTTLS (and COMPRESS) are refused with a tagged NO
 //     (the Dovecot test servers take plaintext logins on loopback);
@@ -110,6 +117,7 @@ type Stats struct {
 
 	Connections int64 // client connections accepted
 	Dropped     int64 // connections the proxy closed: refusals in a row, a command too big
+	Faults      int64 // injected faults that struck (Inject)
 
 	// UserBytes is BytesAccepted by login name, for connections that
 	// logged in with LOGIN or with AUTHENTICATE PLAIN or XOAUTH2.
@@ -131,6 +139,7 @@ type counters struct {
 	messagesAccepted, messagesRefused              atomic.Int64
 	bytesAccepted, bytesRefused                    atomic.Int64
 	connections, dropped                           atomic.Int64
+	faults                                         atomic.Int64
 }
 
 // Proxy is a running throttling proxy.
@@ -149,6 +158,7 @@ type Proxy struct {
 	closed    bool
 	conns     map[*conn]struct{}
 	userBytes map[string]int64
+	fault     *fault // armed by Inject
 }
 
 // Start listens on a free loopback port and proxies each connection to
@@ -213,6 +223,7 @@ func (p *Proxy) Stats() Stats {
 		BytesRefused:     p.n.bytesRefused.Load(),
 		Connections:      p.n.connections.Load(),
 		Dropped:          p.n.dropped.Load(),
+		Faults:           p.n.faults.Load(),
 	}
 	p.mu.Lock()
 	s.UserBytes = maps.Clone(p.userBytes)
