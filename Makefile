@@ -69,8 +69,14 @@ production-stop:
 # The tests: static checks, then every test, with the race detector. The
 # IMAP tests start their own Dovecot servers; here a missing Dovecot fails
 # them rather than skipping them.
+# The copier's fault matrix runs first, on its own, so that its size and
+# outcome are printed (go test shows a passing package's output only with -v).
 test: check $(TEMPORAL) $(TEMPORAL_SERVER)
-	MAILWAVE_REQUIRE_DOVECOT=1 $(GO) test -race -count=1 -timeout 30m ./...
+	@mkdir -p $(BIN); log=$(BIN)/faultmatrix.log; \
+	MAILWAVE_REQUIRE_DOVECOT=1 $(GO) test -race -count=1 -timeout 15m -v -run '^TestFaultMatrix$$' ./mail/imapcopy >$$log 2>&1 \
+		|| { tail -300 $$log; grep '^fault matrix:' $$log; exit 1; }; \
+	grep '^fault matrix:' $$log
+	MAILWAVE_REQUIRE_DOVECOT=1 $(GO) test -race -count=1 -timeout 30m -skip '^TestFaultMatrix$$' ./...
 
 check: vet staticcheck workflowcheck compose-check
 

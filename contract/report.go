@@ -34,6 +34,9 @@ type MailboxSummary struct {
 	TargetItems int64
 	Bytes       int64 // copied by this migration
 	BadItems    int64
+	// Duplicates are the extra copies the copy made and removed before its
+	// folders verified (see CopyStats.Duplicates).
+	Duplicates  int64        `json:",omitempty"`
 	Consistency Consistency  `json:",omitempty"`
 	NoticesSent []NoticeKind `json:",omitempty"`
 	StartedAt   time.Time
@@ -58,7 +61,8 @@ const (
 	// stopped after a verified copy (a notice or the cutover failed).
 	ConsistencyInvestigate Consistency = "investigate"
 	// ConsistencyPoor: the copy itself failed, or its verification found
-	// the target short.
+	// the target short, or holding a message more often than the source
+	// with extra copies it could not remove.
 	ConsistencyPoor Consistency = "poor"
 )
 
@@ -94,7 +98,7 @@ func (r MailboxResult) Summary(org, wave string, notices []NoticeKind, copyStart
 	return MailboxSummary{
 		Key: r.Key, Org: org, WaveID: wave, Outcome: r.Outcome, FailedStep: r.FailedStep, ErrorType: r.ErrorType,
 		SourceItems: r.Copied.Items + r.Copied.Skipped + r.Copied.BadItems, TargetItems: r.Copied.Items + r.Copied.Skipped,
-		Bytes: r.Copied.Bytes, BadItems: r.Copied.BadItems, Consistency: Grade(r), NoticesSent: notices,
+		Bytes: r.Copied.Bytes, BadItems: r.Copied.BadItems, Duplicates: r.Copied.Duplicates, Consistency: Grade(r), NoticesSent: notices,
 		StartedAt: r.StartedAt, CopyStartedAt: copyStarted, FinishedAt: r.FinishedAt,
 	}
 }

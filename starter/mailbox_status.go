@@ -233,8 +233,12 @@ func (st mailboxStatus) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "error     type %s\n", st.ErrorType)
 	}
 	if s := st.Summary; s != nil {
-		fmt.Fprintf(w, "summary   %s, consistency %s, %d of %d items at the target, %d bad, %s\n", s.Outcome, dash(string(s.Consistency)),
+		fmt.Fprintf(w, "summary   %s, consistency %s, %d of %d items at the target, %d bad, %s", s.Outcome, dash(string(s.Consistency)),
 			s.TargetItems, s.SourceItems, s.BadItems, printer.Bytes(s.Bytes).Text())
+		if s.Duplicates > 0 {
+			fmt.Fprintf(w, ", %d extra copies removed", s.Duplicates)
+		}
+		fmt.Fprintln(w)
 	}
 	for _, a := range st.Activities {
 		fmt.Fprintf(w, "running   %s, attempt %d, state %s", a.Activity, a.Attempt, a.State)

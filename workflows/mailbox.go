@@ -528,6 +528,9 @@ func (m *mailbox) details(ctx workflow.Context) {
 	if st.Copied.Items+st.Copied.Skipped+st.Copied.BadItems > 0 {
 		b.WriteString(fmt.Sprintf("\ncopied: %.2f GB, %d messages (%d already there, %d bad items)",
 			float64(st.Copied.Bytes)/1e9, st.Copied.Items, st.Copied.Skipped, st.Copied.BadItems))
+		if d := st.Copied.Duplicates; d > 0 {
+			b.WriteString(fmt.Sprintf("; %d extra copies made by a lost connection found and removed", d))
+		}
 	}
 	if st.Paused {
 		b.WriteString("\npaused by an operator: held at the next step until resumed")

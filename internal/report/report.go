@@ -61,7 +61,7 @@ func (m Mailbox) Duration() time.Duration {
 
 // CSVHeader is the report CSV's header row.
 var CSVHeader = []string{"key", "org", "wave", "outcome", "stage", "failed_step", "error_type", "source_items", "target_items",
-	"bytes", "bad_items", "consistency", "duration_seconds", "notices_sent", "started_at", "finished_at"}
+	"bytes", "bad_items", "duplicates_removed", "consistency", "duration_seconds", "notices_sent", "started_at", "finished_at"}
 
 // CSVRecord is a mailbox as a CSV row under CSVHeader. Counts are empty for
 // a mailbox without a summary; the notices are space-separated kinds.
@@ -77,7 +77,7 @@ func (m Mailbox) CSVRecord() []string {
 	}
 	return append(rec, string(s.FailedStep), s.ErrorType,
 		strconv.FormatInt(s.SourceItems, 10), strconv.FormatInt(s.TargetItems, 10),
-		strconv.FormatInt(s.Bytes, 10), strconv.FormatInt(s.BadItems, 10), string(s.Consistency),
+		strconv.FormatInt(s.Bytes, 10), strconv.FormatInt(s.BadItems, 10), strconv.FormatInt(s.Duplicates, 10), string(s.Consistency),
 		strconv.FormatInt(int64(printer.SecondsOf(m.Duration())), 10), strings.Join(notices, " "),
 		timeText(s.StartedAt), timeText(s.FinishedAt))
 }

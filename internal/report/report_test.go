@@ -58,15 +58,17 @@ func TestSummaryPerOrganisationAgainstTheBudget(t *testing.T) {
 
 func TestCSVHasARowPerMailbox(t *testing.T) {
 	var b bytes.Buffer
+	a1 := finished("a1", "trust-a", contract.OutcomeMigrated, contract.ConsistencyPerfect, 1000, 90*time.Second)
+	a1.Summary.Duplicates = 2 // found and removed: the target is exact
 	require.NoError(t, WriteCSV(&b, []Mailbox{
-		finished("a1", "trust-a", contract.OutcomeMigrated, contract.ConsistencyPerfect, 1000, 90*time.Second),
+		a1,
 		{Key: "b2", Org: "trust-b", Wave: "w1", Outcome: OutcomeRemaining, Stage: "copying"},
 	}))
 	recs, err := csv.NewReader(&b).ReadAll()
 	require.NoError(t, err)
 	require.Len(t, recs, 3)
 	assert.Equal(t, CSVHeader, recs[0])
-	assert.Equal(t, []string{"a1", "trust-a", "w1", "migrated", "", "", "", "10", "10", "1000", "0", "perfect", "90", "t14 t1",
+	assert.Equal(t, []string{"a1", "trust-a", "w1", "migrated", "", "", "", "10", "10", "1000", "0", "2", "perfect", "90", "t14 t1",
 		"2026-11-21T20:00:00Z", "2026-12-05T20:01:30Z"}, recs[1])
-	assert.Equal(t, []string{"b2", "trust-b", "w1", "remaining", "copying", "", "", "", "", "", "", "", "", "", "", ""}, recs[2])
+	assert.Equal(t, []string{"b2", "trust-b", "w1", "remaining", "copying", "", "", "", "", "", "", "", "", "", "", "", ""}, recs[2])
 }
