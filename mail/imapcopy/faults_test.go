@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -172,30 +173,37 @@ var faultMatrix = []faultCase{
 func TestFaultMatrix(t *testing.T) {
 	var mu sync.Mutex
 	var passed, failed []string
+	t.Cleanup(func() { // after every row, parallel ones included
+		fmt.Printf("fault matrix: %d faults x %d append paths = %d rows; %d ran: %d passed, %d failed\n",
+			len(faultMatrix), len(appendPaths), len(faultMatrix)*len(appendPaths), len(passed)+len(failed), len(passed), len(failed))
+		slices.Sort(failed)
+		for _, f := range failed {
+			fmt.Printf("fault matrix: FAILED %s\n", f)
+		}
+		if testing.Verbose() {
+			for _, fc := range faultMatrix {
+				fmt.Printf("fault matrix: %-14s %s\n", fc.name, fc.what)
+			}
+		}
+	})
 	for _, fc := range faultMatrix {
 		for _, path := range appendPaths {
 			name := fc.name + "/" + path.name
-			ran := false
-			ok := t.Run(name, func(t *testing.T) { ran = true; runFaultCase(t, fc, path.mod) })
-			mu.Lock()
-			switch {
-			case !ran: // not chosen by -run
-			case ok:
-				passed = append(passed, name)
-			default:
-				failed = append(failed, name)
-			}
-			mu.Unlock()
-		}
-	}
-	fmt.Printf("fault matrix: %d faults x %d append paths = %d rows; %d ran: %d passed, %d failed\n",
-		len(faultMatrix), len(appendPaths), len(faultMatrix)*len(appendPaths), len(passed)+len(failed), len(passed), len(failed))
-	for _, f := range failed {
-		fmt.Printf("fault matrix: FAILED %s\n", f)
-	}
-	if testing.Verbose() {
-		for _, fc := range faultMatrix {
-			fmt.Printf("fault matrix: %-14s %s\n", fc.name, fc.what)
+			t.Run(name, func(t *testing.T) {
+				// Rows wait more than they compute (on rates, restarts,
+				// a child process): two at a time.
+				t.Parallel()
+				t.Cleanup(func() {
+					mu.Lock()
+					defer mu.Unlock()
+					if t.Failed() {
+						failed = append(failed, name)
+					} else {
+						passed = append(passed, name)
+					}
+				})
+				runFaultCase(t, fc, path.mod)
+			})
 		}
 	}
 }
