@@ -11,21 +11,22 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 // Activities are mailwave's side effects, each reaching out through a port.
 // Register one value with the worker; workflows call the methods through a
 // nil *Activities.
 type Activities struct {
-	notifier Notifier
-	copier   Copier
-	router   Router
+	notifier port.Notifier
+	copier   port.Copier
+	router   port.Router
 	meter    *meter
 }
 
 // New builds the activities over their ports. They report no metrics
 // until WithMetrics.
-func New(n Notifier, c Copier, r Router) *Activities {
+func New(n port.Notifier, c port.Copier, r port.Router) *Activities {
 	return &Activities{notifier: n, copier: c, router: r, meter: newMeter(nil)}
 }
 
@@ -50,10 +51,10 @@ type SendNoticeResult struct {
 // after a crash is recognised by the notifier and not sent twice.
 func (a *Activities) SendNotice(ctx context.Context, in SendNoticeInput) (SendNoticeResult, error) {
 	if in.Mailbox.Key == "" || in.Kind == "" {
-		return SendNoticeResult{}, toTemporal(Permanent(contract.ErrTypeInvalidMailbox, "notice needs a mailbox key and a kind"))
+		return SendNoticeResult{}, toTemporal(port.Permanent(contract.ErrTypeInvalidMailbox, "notice needs a mailbox key and a kind"))
 	}
 	id := contract.NoticeMessageID(in.Mailbox.Key, in.Kind)
-	already, err := a.notifier.Send(ctx, Notice{
+	already, err := a.notifier.Send(ctx, port.Notice{
 		Mailbox: in.Mailbox, Kind: in.Kind, MessageID: id, WaveID: in.WaveID, MigrateAt: in.MigrateAt, Failure: in.Failure,
 	})
 	if err != nil {
@@ -119,7 +120,7 @@ func (a *Activities) CopyMailbox(ctx context.Context, in CopyInput) (CopyResult,
 		mu.Unlock()
 		activity.RecordHeartbeat(ctx, p)
 	})
-	stats, err := a.copier.Copy(ctx, CopyRequest{
+	stats, err := a.copier.Copy(ctx, port.CopyRequest{
 		Mailbox:    in.Mailbox,
 		Pass:       in.Pass,
 		Checkpoint: prior.Checkpoint,
@@ -164,7 +165,7 @@ func (a *Activities) Cutover(ctx context.Context, in CutoverInput) (CutoverResul
 	if err != nil {
 		return CutoverResult{}, a.fail(contract.ActivityCutover, err)
 	}
-	if route == RouteTarget {
+	if route == port.RouteTarget {
 		return CutoverResult{AlreadyDone: true, Attempt: attempt}, nil
 	}
 	sent, err := a.notifier.Sent(ctx, in.Mailbox.Key, contract.NoticeT14)
@@ -172,7 +173,7 @@ func (a *Activities) Cutover(ctx context.Context, in CutoverInput) (CutoverResul
 		return CutoverResult{}, a.fail(contract.ActivityCutover, err)
 	}
 	if !sent {
-		return CutoverResult{}, toTemporal(Permanent(contract.ErrTypeNoticeNotSent,
+		return CutoverResult{}, toTemporal(port.Permanent(contract.ErrTypeNoticeNotSent,
 			"mailbox %s: the T-14 notice was never sent, so it may not be cut over", in.Mailbox.Key))
 	}
 	if err := a.router.Cutover(ctx, in.Mailbox); err != nil {
@@ -186,7 +187,7 @@ func (a *Activities) Cutover(ctx context.Context, in CutoverInput) (CutoverResul
 // CutoverQueue names the task queue a mailbox's cutover runs on: its
 // organisation's routing host's, or "" where any worker may run it.
 func (a *Activities) CutoverQueue(_ context.Context, in CutoverInput) (string, error) {
-	hosts, ok := a.router.(RoutingHosts)
+	hosts, ok := a.router.(port.RoutingHosts)
 	if !ok {
 		return "", nil
 	}
@@ -238,8 +239,8 @@ func CopyRetryDelay(stalled int) time.Duration {
 // transient reports whether toTemporal makes err a plain retryable failure:
 // not a cancellation, a permanent failure or throttling.
 func transient(err error) bool {
-	var perm *PermanentError
-	var thr *ThrottledError
+	var perm *port.PermanentError
+	var thr *port.ThrottledError
 	return err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
 		!errors.As(err, &perm) && !errors.As(err, &thr)
 }
@@ -258,11 +259,11 @@ func toTemporal(err error) error {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	var perm *PermanentError
+	var perm *port.PermanentError
 	if errors.As(err, &perm) {
 		return temporal.NewNonRetryableApplicationError(perm.Error(), perm.Type, perm.Err)
 	}
-	var thr *ThrottledError
+	var thr *port.ThrottledError
 	if errors.As(err, &thr) {
 		return temporal.NewApplicationErrorWithOptions(thr.Error(), contract.ErrTypeThrottled, temporal.ApplicationErrorOptions{
 			NextRetryDelay: thr.RetryAfter,

@@ -13,19 +13,20 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 // fakeNotifier remembers what it sent.
 type fakeNotifier struct {
 	mu   sync.Mutex
-	sent map[string]Notice // by Message-ID
+	sent map[string]port.Notice // by Message-ID
 }
 
-func (f *fakeNotifier) Send(_ context.Context, n Notice) (bool, error) {
+func (f *fakeNotifier) Send(_ context.Context, n port.Notice) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.sent == nil {
-		f.sent = map[string]Notice{}
+		f.sent = map[string]port.Notice{}
 	}
 	_, already := f.sent[n.MessageID]
 	f.sent[n.MessageID] = n
@@ -41,22 +42,22 @@ func (f *fakeNotifier) Sent(_ context.Context, key string, kind contract.NoticeK
 
 // fakeRouter is a routing table.
 type fakeRouter struct {
-	routes   map[string]Route
+	routes   map[string]port.Route
 	cutovers int
 }
 
-func (f *fakeRouter) Route(_ context.Context, m contract.MailboxRef) (Route, error) {
+func (f *fakeRouter) Route(_ context.Context, m contract.MailboxRef) (port.Route, error) {
 	if r, ok := f.routes[m.Key]; ok {
 		return r, nil
 	}
-	return RouteSource, nil
+	return port.RouteSource, nil
 }
 
 func (f *fakeRouter) Cutover(_ context.Context, m contract.MailboxRef) error {
 	if f.routes == nil {
-		f.routes = map[string]Route{}
+		f.routes = map[string]port.Route{}
 	}
-	f.routes[m.Key] = RouteTarget
+	f.routes[m.Key] = port.RouteTarget
 	f.cutovers++
 	return nil
 }
@@ -70,7 +71,7 @@ type fakeCopier struct {
 	seen      []contract.Checkpoint
 }
 
-func (f *fakeCopier) Copy(ctx context.Context, req CopyRequest) (contract.CopyStats, error) {
+func (f *fakeCopier) Copy(ctx context.Context, req port.CopyRequest) (contract.CopyStats, error) {
 	f.seen = append(f.seen, req.Checkpoint.Clone())
 	cp := req.Checkpoint.Clone()
 	var s contract.CopyStats
@@ -105,7 +106,7 @@ func TestCutoverRefusesWithoutTheNotice(t *testing.T) {
 	assert.True(t, app.NonRetryable())
 	assert.Zero(t, r.cutovers, "nothing was cut over")
 
-	_, err = n.Send(context.Background(), Notice{Mailbox: mbx, Kind: contract.NoticeT14, MessageID: contract.NoticeMessageID(mbx.Key, contract.NoticeT14)})
+	_, err = n.Send(context.Background(), port.Notice{Mailbox: mbx, Kind: contract.NoticeT14, MessageID: contract.NoticeMessageID(mbx.Key, contract.NoticeT14)})
 	require.NoError(t, err)
 	v, err := env.ExecuteActivity(contract.ActivityCutover, CutoverInput{Mailbox: mbx})
 	require.NoError(t, err)
@@ -165,8 +166,8 @@ func TestCopyRetryDelays(t *testing.T) {
 	}{
 		{"progress then a transient error resumes soon", 3, errors.New("connection reset"), 4, contract.ErrTypeTransient, CopyResumeDelay, true},
 		{"no progress backs off", 0, errors.New("connection reset"), 2, contract.ErrTypeTransient, 8 * time.Second, true},
-		{"throttling honours the server", 0, &ThrottledError{RetryAfter: 42 * time.Second, Err: errors.New("slow down")}, 0, contract.ErrTypeThrottled, 42 * time.Second, true},
-		{"permanent is not retried", 0, Permanent(contract.ErrTypeMailboxNotFound, "mailbox abc123 not found"), 0, contract.ErrTypeMailboxNotFound, 0, false},
+		{"throttling honours the server", 0, &port.ThrottledError{RetryAfter: 42 * time.Second, Err: errors.New("slow down")}, 0, contract.ErrTypeThrottled, 42 * time.Second, true},
+		{"permanent is not retried", 0, port.Permanent(contract.ErrTypeMailboxNotFound, "mailbox abc123 not found"), 0, contract.ErrTypeMailboxNotFound, 0, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/metrics"
+	"mailwave/mail/port"
 )
 
 // meter is where the activities report mailwave's own metrics (named in
@@ -60,7 +61,7 @@ func (m *meter) addInFlight(d int64) {
 // throttled counts a throttle reply that ended an attempt of the activity,
 // and the delay it asked for; any other error counts nothing.
 func (m *meter) throttled(activity string, err error) {
-	var thr *ThrottledError
+	var thr *port.ThrottledError
 	if !errors.As(err, &thr) {
 		return
 	}

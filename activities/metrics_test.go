@@ -17,6 +17,7 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/metrics"
+	"mailwave/mail/port"
 )
 
 // recorder is a metrics handler that remembers every figure, by name and
@@ -87,7 +88,7 @@ func (r *recorder) Timer(name string) client.MetricsTimer {
 // come and go.
 func TestCopyCountsEachByteOnce(t *testing.T) {
 	rec := newRecorder()
-	throttle := &ThrottledError{RetryAfter: 42 * time.Second, Err: errors.New("slow down")}
+	throttle := &port.ThrottledError{RetryAfter: 42 * time.Second, Err: errors.New("slow down")}
 	c := &fakeCopier{total: 10, failAfter: 3, failWith: throttle}
 	env := activityEnv()
 	New(&fakeNotifier{}, c, &fakeRouter{}).WithMetrics(rec).Register(env)
@@ -149,8 +150,8 @@ func TestThrottledNotifierIsCounted(t *testing.T) {
 
 type throttledNotifier struct{}
 
-func (throttledNotifier) Send(context.Context, Notice) (bool, error) {
-	return false, &ThrottledError{RetryAfter: time.Minute, Err: errors.New("421 too many messages")}
+func (throttledNotifier) Send(context.Context, port.Notice) (bool, error) {
+	return false, &port.ThrottledError{RetryAfter: time.Minute, Err: errors.New("421 too many messages")}
 }
 
 func (throttledNotifier) Sent(context.Context, string, contract.NoticeKind) (bool, error) {

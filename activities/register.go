@@ -1,3 +1,10 @@
+// Package activities holds mailwave's side effects: the mailbox's (notices,
+// copy, cutover) and the wave's (starting, reading, reconciling and
+// cancelling its mailboxes, and a mailbox's report). The mailbox's reach the
+// outside world only through the ports of mail/port, whose implementations
+// live under mail/ and never import Temporal; the errors they return become
+// Temporal's here. The wave's reach Temporal through the worker's client
+// (internal/control) and the roster store through the Rosters port.
 package activities
 
 import (

@@ -17,6 +17,7 @@ import (
 	"mailwave/contract"
 	"mailwave/internal/control"
 	"mailwave/internal/wavefile"
+	"mailwave/mail/port"
 )
 
 // parallelStarts bounds the start requests in flight from one activity.
@@ -27,12 +28,12 @@ const parallelStarts = 8
 // roster store.
 type WaveActivities struct {
 	client  client.Client
-	rosters Rosters
+	rosters port.Rosters
 }
 
 // NewWave returns the wave's activities over a Temporal client and the
 // worker's roster store.
-func NewWave(c client.Client, rosters Rosters) *WaveActivities {
+func NewWave(c client.Client, rosters port.Rosters) *WaveActivities {
 	return &WaveActivities{client: c, rosters: rosters}
 }
 

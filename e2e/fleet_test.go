@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"mailwave/contract"
+	"mailwave/contract/searchattr"
 	"mailwave/identity"
 	"mailwave/internal/rosterstore"
 	"mailwave/internal/testkit"
@@ -341,7 +342,7 @@ func (f *faulty) faults(ctx context.Context, migrateAt time.Time, done <-chan st
 // the attempt it is in.
 func (f *faulty) copiesOn(ctx context.Context, worker string, n int) map[string]int32 {
 	out := map[string]int32{}
-	q := fmt.Sprintf("%s = '%s' AND ExecutionStatus = 'Running'", contract.SearchAttrStage.GetName(), contract.StageCopying)
+	q := fmt.Sprintf("%s = '%s' AND ExecutionStatus = 'Running'", searchattr.Stage.GetName(), contract.StageCopying)
 	resp, err := f.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 500})
 	if err != nil {
 		f.t.Logf("listing the copying mailboxes: %v", err)

@@ -10,9 +10,12 @@ import (
 
 // TestImportRules checks the layout's import rules (README, "Where things
 // are") on the packages' own (non-test) imports:
-//   - contract imports nothing of mailwave's;
+//   - contract imports nothing of mailwave's, nor of Temporal (its search
+//     attributes, Temporal's own type, are contract/searchattr);
 //   - workflows import only the contract and the activities' types;
-//   - activities and the mail implementations import no workflow code;
+//   - the ports (mail/port) import only the contract's data types;
+//   - no connector under mail/ reaches Temporal, the activities or workflow
+//     code, directly or through another package of ours;
 //   - no production package imports the test kit or "testing";
 //   - only the worker's wiring and the test kit import internal/workerapp.
 func TestImportRules(t *testing.T) {
@@ -39,9 +42,13 @@ func TestImportRules(t *testing.T) {
 			switch {
 			case pkg == "mailwave/contract" && mine:
 				t.Errorf("%s imports %s: the contract imports nothing of mailwave's", pkg, imp)
-			case pkg == "mailwave/workflows" && mine && imp != "mailwave/contract" && imp != "mailwave/activities":
+			case pkg == "mailwave/contract" && strings.HasPrefix(imp, "go.temporal.io/"):
+				t.Errorf("%s imports %s: the contract's data types import nothing of Temporal", pkg, imp)
+			case pkg == "mailwave/mail/port" && mine && imp != "mailwave/contract" && imp != "mailwave/internal/wavefile":
+				t.Errorf("%s imports %s: the ports import only the contract's data types", pkg, imp)
+			case pkg == "mailwave/workflows" && mine && imp != "mailwave/contract" && imp != "mailwave/contract/searchattr" && imp != "mailwave/activities":
 				t.Errorf("%s imports %s: workflows import only the contract and the activities' types", pkg, imp)
-			case (strings.HasPrefix(pkg, "mailwave/activities") || strings.HasPrefix(pkg, "mailwave/mail/")) && imp == "mailwave/workflows":
+			case strings.HasPrefix(pkg, "mailwave/activities") && imp == "mailwave/workflows":
 				t.Errorf("%s imports workflow code", pkg)
 			case !testOnly(pkg) && (imp == kit || strings.HasPrefix(imp, kit+"/") || imp == "testing"):
 				t.Errorf("production package %s imports %s", pkg, imp)
@@ -49,5 +56,26 @@ func TestImportRules(t *testing.T) {
 				t.Errorf("%s imports the worker's wiring", pkg)
 			}
 		}
+	}
+	// What each connector reaches through the packages of ours it imports.
+	for pkg := range imports {
+		if !strings.HasPrefix(pkg, "mailwave/mail/") {
+			continue
+		}
+		seen := map[string]bool{}
+		var walk func(p string, path []string)
+		walk = func(p string, path []string) {
+			for _, imp := range imports[p] {
+				via := append(path[:len(path):len(path)], imp)
+				switch {
+				case strings.HasPrefix(imp, "go.temporal.io/") || imp == "mailwave/activities" || imp == "mailwave/workflows":
+					t.Errorf("connector %s reaches %s: %s", pkg, imp, strings.Join(via, " -> "))
+				case strings.HasPrefix(imp, "mailwave/") && !seen[imp]:
+					seen[imp] = true
+					walk(imp, via)
+				}
+			}
+		}
+		walk(pkg, []string{pkg})
 	}
 }

@@ -17,12 +17,13 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/contract/searchattr"
 	"mailwave/identity"
 	"mailwave/internal/config"
 	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
+	"mailwave/mail/port"
 	"mailwave/mail/sim"
 )
 
@@ -110,7 +111,7 @@ func TestMailboxesEndToEnd(t *testing.T) {
 	for _, row := range rep.Rows {
 		assert.Equal(t, row.SourceItems, row.TargetItems, "mailbox %s", row.Key)
 		assert.Zero(t, row.Duplicates, "mailbox %s", row.Key)
-		assert.Equal(t, activities.RouteTarget, row.Route, "mailbox %s", row.Key)
+		assert.Equal(t, port.RouteTarget, row.Route, "mailbox %s", row.Key)
 		assert.Equal(t, 1, row.Cutovers, "mailbox %s", row.Key)
 	}
 
@@ -125,7 +126,7 @@ func TestMailboxesEndToEnd(t *testing.T) {
 
 	// No address reaches a workflow ID or a search attribute.
 	list, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Query: fmt.Sprintf("%s = 'it-wave'", contract.SearchAttrWave.GetName()), PageSize: 1000,
+		Query: fmt.Sprintf("%s = 'it-wave'", searchattr.Wave.GetName()), PageSize: 1000,
 	})
 	require.NoError(t, err)
 	require.Len(t, list.GetExecutions(), n)
@@ -134,7 +135,7 @@ func TestMailboxesEndToEnd(t *testing.T) {
 		for name, p := range ex.GetSearchAttributes().GetIndexedFields() {
 			assert.NotContains(t, string(p.GetData()), "@", "search attribute %s", name)
 		}
-		stage := ex.GetSearchAttributes().GetIndexedFields()[contract.SearchAttrStage.GetName()]
+		stage := ex.GetSearchAttributes().GetIndexedFields()[searchattr.Stage.GetName()]
 		assert.Equal(t, `"migrated"`, string(stage.GetData()))
 	}
 

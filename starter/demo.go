@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"mailwave/contract"
+	"mailwave/contract/searchattr"
 	"mailwave/internal/rosterstore"
 	"mailwave/mail/outbox"
 	"mailwave/mail/sim"
@@ -133,9 +134,9 @@ func (a *app) demo(ctx context.Context, o demoOptions) error {
 // waveQueryURL links to the Temporal UI's list of a wave's mailboxes,
 // optionally in one stage.
 func waveQueryURL(ui, wave string, stage contract.Stage) string {
-	q := fmt.Sprintf("%s = %q", contract.SearchAttrWave.GetName(), wave)
+	q := fmt.Sprintf("%s = %q", searchattr.Wave.GetName(), wave)
 	if stage != "" {
-		q += fmt.Sprintf(" AND %s = %q", contract.SearchAttrStage.GetName(), string(stage))
+		q += fmt.Sprintf(" AND %s = %q", searchattr.Stage.GetName(), string(stage))
 	}
 	return fmt.Sprintf("%s/namespaces/default/workflows?query=%s", ui, url.QueryEscape(q))
 }

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"mailwave/contract"
+	"mailwave/contract/searchattr"
 )
 
 // stages are the values --stage accepts.
@@ -87,22 +88,22 @@ func (f mailboxFilter) query(now time.Time) (string, error) {
 	}
 	q := []string{mailboxesQuery()}
 	if f.wave != "" {
-		q = append(q, equals(contract.SearchAttrWave.GetName(), f.wave))
+		q = append(q, equals(searchattr.Wave.GetName(), f.wave))
 	}
 	if f.stage != "" {
-		q = append(q, equals(contract.SearchAttrStage.GetName(), f.stage))
+		q = append(q, equals(searchattr.Stage.GetName(), f.stage))
 	}
 	if f.org != "" {
-		q = append(q, equals(contract.SearchAttrOrg.GetName(), f.org))
+		q = append(q, equals(searchattr.Org.GetName(), f.org))
 	}
 	if f.errorType != "" {
-		q = append(q, equals(contract.SearchAttrErrorType.GetName(), f.errorType))
+		q = append(q, equals(searchattr.ErrorType.GetName(), f.errorType))
 	}
 	if f.olderThan > 0 {
 		q = append(q, stageBefore(now.Add(-f.olderThan)))
 	}
 	if f.paused {
-		q = append(q, contract.SearchAttrPaused.GetName()+" = true")
+		q = append(q, searchattr.Paused.GetName()+" = true")
 	}
 	if f.running || (f.olderThan > 0 && f.stage == "") {
 		q = append(q, "ExecutionStatus = 'Running'")
@@ -128,8 +129,8 @@ func stuckQuery(wave string) (string, error) {
 		quoted[i] = quote(string(s))
 	}
 	return fmt.Sprintf("%s AND %s AND ExecutionStatus = 'Running' AND (%s IN (%s) OR %s = true)",
-		mailboxesQuery(), equals(contract.SearchAttrWave.GetName(), wave),
-		contract.SearchAttrStage.GetName(), strings.Join(quoted, ", "), contract.SearchAttrPaused.GetName()), nil
+		mailboxesQuery(), equals(searchattr.Wave.GetName(), wave),
+		searchattr.Stage.GetName(), strings.Join(quoted, ", "), searchattr.Paused.GetName()), nil
 }
 
 // reportQuery selects the mailboxes of a wave, or of the whole programme
@@ -141,11 +142,11 @@ func reportQuery(wave string) (string, error) {
 	if err := checkWaveID(wave); err != nil {
 		return "", err
 	}
-	return mailboxesQuery() + " AND " + equals(contract.SearchAttrWave.GetName(), wave), nil
+	return mailboxesQuery() + " AND " + equals(searchattr.Wave.GetName(), wave), nil
 }
 
 func stageBefore(t time.Time) string {
-	return fmt.Sprintf("%s < %s", contract.SearchAttrStageSince.GetName(), quote(t.UTC().Format(time.RFC3339Nano)))
+	return fmt.Sprintf("%s < %s", searchattr.StageSince.GetName(), quote(t.UTC().Format(time.RFC3339Nano)))
 }
 
 func equals(name, value string) string { return name + " = " + quote(value) }

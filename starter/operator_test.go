@@ -25,6 +25,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"mailwave/contract"
+	"mailwave/contract/searchattr"
 	"mailwave/internal/printer"
 	"mailwave/internal/report"
 	"mailwave/internal/testkit"
@@ -57,14 +58,14 @@ type fakeMailbox struct {
 
 func fakeMailboxWorkflow(ctx workflow.Context, in fakeMailbox) error {
 	updates := []temporal.SearchAttributeUpdate{
-		contract.SearchAttrStage.ValueSet(string(in.Stage)), contract.SearchAttrStageSince.ValueSet(in.StageSince),
-		contract.SearchAttrOrg.ValueSet(in.Org), contract.SearchAttrWave.ValueSet(in.Wave),
+		searchattr.Stage.ValueSet(string(in.Stage)), searchattr.StageSince.ValueSet(in.StageSince),
+		searchattr.Org.ValueSet(in.Org), searchattr.Wave.ValueSet(in.Wave),
 	}
 	if in.Paused {
-		updates = append(updates, contract.SearchAttrPaused.ValueSet(true))
+		updates = append(updates, searchattr.Paused.ValueSet(true))
 	}
 	if in.ErrorType != "" {
-		updates = append(updates, contract.SearchAttrErrorType.ValueSet(in.ErrorType))
+		updates = append(updates, searchattr.ErrorType.ValueSet(in.ErrorType))
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
 		return err

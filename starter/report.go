@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"mailwave/contract"
+	"mailwave/contract/searchattr"
 	"mailwave/internal/control"
 	"mailwave/internal/printer"
 	"mailwave/internal/report"
@@ -157,9 +158,9 @@ func reportMailbox(ex *workflowpb.WorkflowExecutionInfo, dc converter.DataConver
 	id := ex.GetExecution().GetWorkflowId()
 	var org, wave, stage string
 	fields := ex.GetSearchAttributes().GetIndexedFields()
-	decodeAttr(fields, contract.SearchAttrOrg.GetName(), &org)
-	decodeAttr(fields, contract.SearchAttrWave.GetName(), &wave)
-	decodeAttr(fields, contract.SearchAttrStage.GetName(), &stage)
+	decodeAttr(fields, searchattr.Org.GetName(), &org)
+	decodeAttr(fields, searchattr.Wave.GetName(), &wave)
+	decodeAttr(fields, searchattr.Stage.GetName(), &stage)
 	if p, ok := ex.GetMemo().GetFields()[contract.MemoSummary]; ok {
 		var s contract.MailboxSummary
 		if err := dc.FromPayload(p, &s); err != nil {

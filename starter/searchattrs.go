@@ -9,13 +9,13 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
 
-	"mailwave/contract"
+	"mailwave/contract/searchattr"
 	"mailwave/internal/connect"
 	"mailwave/internal/control"
 )
 
 // newSearchAttributesCmd prints mailwave's search attributes (the one list,
-// contract.SearchAttributes) for the Makefile, the demo and the deploy
+// searchattr.All) for the Makefile, the demo and the deploy
 // files, and creates them on a server.
 func newSearchAttributesCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
@@ -23,7 +23,7 @@ func newSearchAttributesCmd(a *app) *cobra.Command {
 		Short: "Print mailwave's search attributes, one NAME=TYPE a line",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			for _, sa := range contract.SearchAttributeFlags() {
+			for _, sa := range searchattr.Flags() {
 				fmt.Fprintln(a.out, sa)
 			}
 			return nil
@@ -69,8 +69,8 @@ func (a *app) createSearchAttributes(ctx context.Context) error {
 		return err
 	}
 	types := map[string]string{}
-	for _, k := range contract.SearchAttributes {
-		types[k.GetName()] = contract.SearchAttributeType(k)
+	for _, k := range searchattr.All {
+		types[k.GetName()] = searchattr.Type(k)
 	}
 	for _, name := range existing {
 		fmt.Fprintf(a.out, "search attribute %s (%s) already exists\n", name, types[name])

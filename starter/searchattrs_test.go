@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"mailwave/contract"
+	"mailwave/contract/searchattr"
 	"mailwave/internal/testkit"
 )
 
@@ -35,12 +35,12 @@ func TestSearchAttributesFromTheContract(t *testing.T) {
 	server := []string{"--temporal-address", srv.FrontendHostPort(), "--namespace", ns}
 	out, code = runStarter(t, append([]string{"search-attributes", "create", "--wait", "30s"}, server...)...)
 	require.Zero(t, code, out)
-	for _, k := range contract.SearchAttributes {
+	for _, k := range searchattr.All {
 		assert.Contains(t, out, "created search attribute "+k.GetName())
 	}
 	have, err := srv.Client().OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns})
 	require.NoError(t, err)
-	for _, k := range contract.SearchAttributes {
+	for _, k := range searchattr.All {
 		assert.Equal(t, k.GetValueType(), have.GetCustomAttributes()[k.GetName()], k.GetName())
 	}
 

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"mailwave/contract"
+	"mailwave/contract/searchattr"
 	"mailwave/internal/control"
 	"mailwave/internal/printer"
 )
@@ -62,12 +63,12 @@ func rowOf(ex *workflowpb.WorkflowExecutionInfo, now time.Time) mailboxRow {
 		running: ex.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING,
 	}
 	fields := ex.GetSearchAttributes().GetIndexedFields()
-	decodeAttr(fields, contract.SearchAttrOrg.GetName(), &r.Org)
-	decodeAttr(fields, contract.SearchAttrWave.GetName(), &r.Wave)
-	decodeAttr(fields, contract.SearchAttrStage.GetName(), &r.Stage)
-	decodeAttr(fields, contract.SearchAttrStageSince.GetName(), &r.Since)
-	decodeAttr(fields, contract.SearchAttrPaused.GetName(), &r.Paused)
-	decodeAttr(fields, contract.SearchAttrErrorType.GetName(), &r.ErrorType)
+	decodeAttr(fields, searchattr.Org.GetName(), &r.Org)
+	decodeAttr(fields, searchattr.Wave.GetName(), &r.Wave)
+	decodeAttr(fields, searchattr.Stage.GetName(), &r.Stage)
+	decodeAttr(fields, searchattr.StageSince.GetName(), &r.Since)
+	decodeAttr(fields, searchattr.Paused.GetName(), &r.Paused)
+	decodeAttr(fields, searchattr.ErrorType.GetName(), &r.ErrorType)
 	if !r.Since.IsZero() {
 		r.Age = printer.SecondsOf(max(0, now.Sub(r.Since))) // a clock ahead of ours is no time
 	}

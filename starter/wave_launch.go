@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"mailwave/contract"
+	"mailwave/contract/searchattr"
 	"mailwave/internal/control"
 	"mailwave/internal/rosterstore"
 	"mailwave/internal/wavefile"
@@ -218,7 +219,7 @@ func checkWaveIsNew(ctx context.Context, c client.Client, wave string) error {
 // migrated now, from the visibility store.
 func busyMailboxes(ctx context.Context, c client.Client) (map[string]bool, error) {
 	query := fmt.Sprintf("WorkflowType = '%s' AND (%s = '%s' OR ExecutionStatus = 'Running')",
-		contract.MailboxWorkflowName, contract.SearchAttrStage.GetName(), contract.StageMigrated)
+		contract.MailboxWorkflowName, searchattr.Stage.GetName(), contract.StageMigrated)
 	busy := map[string]bool{}
 	err := control.EachWorkflow(ctx, c, query, func(ex *workflowpb.WorkflowExecutionInfo) {
 		busy[contract.MailboxKeyOf(ex.GetExecution().GetWorkflowId())] = true

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"mailwave/contract"
+	"mailwave/contract/searchattr"
 	"mailwave/internal/control"
 	"mailwave/internal/printer"
 )
@@ -381,17 +382,17 @@ func writeWaveCSV(ctx context.Context, c client.Client, wave, path string) (int,
 	defer f.Close()
 	w := csv.NewWriter(f)
 	_ = w.Write([]string{"key", "workflow_id", "status", "stage", "stage_since"})
-	query := fmt.Sprintf("%s = '%s'", contract.SearchAttrWave.GetName(), wave)
+	query := fmt.Sprintf("%s = '%s'", searchattr.Wave.GetName(), wave)
 	dc := converter.GetDefaultDataConverter()
 	n := 0
 	err = control.EachWorkflow(ctx, c, query, func(ex *workflowpb.WorkflowExecutionInfo) {
 		fields := ex.GetSearchAttributes().GetIndexedFields()
 		var stage string
 		var since time.Time
-		if p, ok := fields[contract.SearchAttrStage.GetName()]; ok {
+		if p, ok := fields[searchattr.Stage.GetName()]; ok {
 			_ = dc.FromPayload(p, &stage)
 		}
-		if p, ok := fields[contract.SearchAttrStageSince.GetName()]; ok {
+		if p, ok := fields[searchattr.StageSince.GetName()]; ok {
 			_ = dc.FromPayload(p, &since)
 		}
 		id := ex.GetExecution().GetWorkflowId()

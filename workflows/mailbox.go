@@ -11,6 +11,7 @@ import (
 
 	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/contract/searchattr"
 )
 
 // MailboxMigration is one mailbox's whole migration:
@@ -143,22 +144,22 @@ func (m *mailbox) setup(ctx workflow.Context) error {
 	m.details(ctx)
 	attrs := workflow.GetTypedSearchAttributes(ctx)
 	var updates []temporal.SearchAttributeUpdate
-	if v, ok := attrs.GetKeyword(contract.SearchAttrStage); ok {
+	if v, ok := attrs.GetKeyword(searchattr.Stage); ok {
 		m.published = contract.Stage(v)
 	} else {
 		m.published = m.state.Stage
 		updates = append(updates,
-			contract.SearchAttrStage.ValueSet(string(m.state.Stage)),
-			contract.SearchAttrStageSince.ValueSet(m.state.StageSince))
+			searchattr.Stage.ValueSet(string(m.state.Stage)),
+			searchattr.StageSince.ValueSet(m.state.StageSince))
 		if m.in.WaveID != "" {
-			updates = append(updates, contract.SearchAttrWave.ValueSet(m.in.WaveID))
+			updates = append(updates, searchattr.Wave.ValueSet(m.in.WaveID))
 		}
 	}
 	// What a run before a reset showed (a pause) is what the next change
 	// is judged against.
-	m.pausedShown, _ = attrs.GetBool(contract.SearchAttrPaused)
-	if _, ok := attrs.GetKeyword(contract.SearchAttrOrg); m.visible && !ok && m.in.Mailbox.Org != "" {
-		updates = append(updates, contract.SearchAttrOrg.ValueSet(m.in.Mailbox.Org))
+	m.pausedShown, _ = attrs.GetBool(searchattr.Paused)
+	if _, ok := attrs.GetKeyword(searchattr.Org); m.visible && !ok && m.in.Mailbox.Org != "" {
+		updates = append(updates, searchattr.Org.ValueSet(m.in.Mailbox.Org))
 	}
 	if len(updates) == 0 {
 		return nil
@@ -175,7 +176,7 @@ func (m *mailbox) showPaused(ctx workflow.Context) {
 		return
 	}
 	m.pausedShown = held
-	if err := workflow.UpsertTypedSearchAttributes(ctx, contract.SearchAttrPaused.ValueSet(held)); err != nil {
+	if err := workflow.UpsertTypedSearchAttributes(ctx, searchattr.Paused.ValueSet(held)); err != nil {
 		workflow.GetLogger(ctx).Warn("pause not published", "mailbox", m.state.Key, "error", err)
 	}
 }
@@ -463,7 +464,7 @@ func (m *mailbox) publish(ctx workflow.Context) {
 	}
 	m.published = m.state.Stage
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
-		contract.SearchAttrStage.ValueSet(string(m.state.Stage)), contract.SearchAttrStageSince.ValueSet(m.state.StageSince)); err != nil {
+		searchattr.Stage.ValueSet(string(m.state.Stage)), searchattr.StageSince.ValueSet(m.state.StageSince)); err != nil {
 		workflow.GetLogger(ctx).Warn("stage not published", "mailbox", m.state.Key, "stage", string(m.state.Stage), "error", err)
 	}
 }
@@ -481,11 +482,11 @@ func (m *mailbox) publishEnd(ctx workflow.Context, res contract.MailboxResult) {
 	m.ended = true
 	var updates []temporal.SearchAttributeUpdate
 	if res.ErrorType != "" {
-		updates = append(updates, contract.SearchAttrErrorType.ValueSet(res.ErrorType))
+		updates = append(updates, searchattr.ErrorType.ValueSet(res.ErrorType))
 	}
 	if m.pausedShown {
 		m.pausedShown = false
-		updates = append(updates, contract.SearchAttrPaused.ValueSet(false))
+		updates = append(updates, searchattr.Paused.ValueSet(false))
 	}
 	if len(updates) > 0 {
 		if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {

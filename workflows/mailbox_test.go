@@ -18,6 +18,7 @@ import (
 
 	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/contract/searchattr"
 )
 
 type MailboxSuite struct {
@@ -320,11 +321,11 @@ func (s *MailboxSuite) TestSearchAttributesFollowTheStage() {
 	s.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
 		sa, isSA := args.Get(0).(temporal.SearchAttributes)
 		s.Require().True(isSA, "upsert of %T", args.Get(0))
-		v, ok := sa.GetKeyword(contract.SearchAttrStage)
+		v, ok := sa.GetKeyword(searchattr.Stage)
 		if !ok {
 			return // the organisation, a pause, an error type
 		}
-		_, ok = sa.GetTime(contract.SearchAttrStageSince)
+		_, ok = sa.GetTime(searchattr.StageSince)
 		s.True(ok, "every upsert of the stage carries the time it began")
 		stages = append(stages, v)
 	}).Return(nil)
@@ -358,7 +359,7 @@ func (s *MailboxSuite) recordUpserts() *upserts {
 // paused lists the MailwavePaused values upserted, with when.
 func (u *upserts) paused() (values []bool, at []time.Time) {
 	for i, sa := range u.attrs {
-		if v, ok := sa.GetBool(contract.SearchAttrPaused); ok {
+		if v, ok := sa.GetBool(searchattr.Paused); ok {
 			values, at = append(values, v), append(at, u.at[i])
 		}
 	}
@@ -399,7 +400,7 @@ func (s *MailboxSuite) TestAPauseShowsAtOnce() {
 	s.Require().Len(at, 2)
 	s.Equal(start.Add(pauseAt), at[0], "the pause shows when it arrives, in the scheduled stage")
 	s.Equal(start.Add(resumeAt), at[1])
-	org, ok := u.attrs[0].GetKeyword(contract.SearchAttrOrg)
+	org, ok := u.attrs[0].GetKeyword(searchattr.Org)
 	s.True(ok && org == "trust-a", "the organisation is published first: %v", u.attrs[0])
 	s.Contains(details, "scheduled since")
 	s.Contains(details, "paused by an operator")
@@ -420,7 +421,7 @@ func (s *MailboxSuite) TestTheEndIsPublished() {
 	s.Equal(contract.OutcomeNeedsSupport, s.result().Outcome)
 
 	last := u.attrs[len(u.attrs)-1]
-	et, ok := last.GetKeyword(contract.SearchAttrErrorType)
+	et, ok := last.GetKeyword(searchattr.ErrorType)
 	s.True(ok)
 	s.Equal(contract.ErrTypeMailboxNotFound, et)
 	s.Require().Len(u.memos, 1)

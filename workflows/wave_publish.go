@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"mailwave/contract"
+	"mailwave/contract/searchattr"
 )
 
 // changeWaveVisibility: a wave publishes its progress in its memo (so
@@ -33,7 +34,7 @@ func (w *wave) setupPublisher(ctx workflow.Context) {
 	w.pub.on = workflow.GetVersion(ctx, changeWaveVisibility, workflow.DefaultVersion, 1) == 1
 	// Search attributes carry over continue-as-new: a pause the last run
 	// showed is what this run's first publication is judged against.
-	w.pub.pausedShown, _ = workflow.GetTypedSearchAttributes(ctx).GetBool(contract.SearchAttrPaused)
+	w.pub.pausedShown, _ = workflow.GetTypedSearchAttributes(ctx).GetBool(searchattr.Paused)
 }
 
 // publish writes the wave's progress to its memo when it has changed, at
@@ -66,7 +67,7 @@ func (w *wave) publish(ctx workflow.Context, final bool) {
 	}
 	if p.Paused != w.pub.pausedShown {
 		w.pub.pausedShown = p.Paused
-		if err := workflow.UpsertTypedSearchAttributes(ctx, contract.SearchAttrPaused.ValueSet(p.Paused)); err != nil {
+		if err := workflow.UpsertTypedSearchAttributes(ctx, searchattr.Paused.ValueSet(p.Paused)); err != nil {
 			workflow.GetLogger(ctx).Warn("pause not published", "wave", w.in.WaveID, "error", err)
 		}
 	}

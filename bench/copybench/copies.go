@@ -12,10 +12,10 @@ import (
 	"syscall"
 	"time"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/testkit/proc"
 	"mailwave/mail/imapcopy"
+	"mailwave/mail/port"
 )
 
 // roundMailwave copies the source to a fresh target of the case with
@@ -113,7 +113,7 @@ func child(o options) error {
 	if err != nil {
 		return err
 	}
-	stats, err := c.Copy(context.Background(), activities.CopyRequest{
+	stats, err := c.Copy(context.Background(), port.CopyRequest{
 		Mailbox: contract.MailboxRef{Key: "bench"}, Pass: contract.PassBulk,
 		Progress: func(contract.Checkpoint, contract.CopyStats) {},
 	})

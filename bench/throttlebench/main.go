@@ -37,13 +37,13 @@ import (
 	"sync"
 	"time"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/testkit/dovecot"
 	"mailwave/internal/testkit/imaptest"
 	"mailwave/internal/testkit/throttleproxy"
 	"mailwave/mail/adapt"
 	"mailwave/mail/imapcopy"
+	"mailwave/mail/port"
 )
 
 const password = "bench-pw"
@@ -345,16 +345,16 @@ func credentials(_ context.Context, side imapcopy.Side, m contract.MailboxRef) (
 func copyToEnd(ctx context.Context, c *imapcopy.Copier, m contract.MailboxRef) error {
 	var cp contract.Checkpoint
 	for attempt := 1; ; attempt++ {
-		_, err := c.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk, Checkpoint: cp,
+		_, err := c.Copy(ctx, port.CopyRequest{Mailbox: m, Pass: contract.PassBulk, Checkpoint: cp,
 			Progress: func(c contract.Checkpoint, _ contract.CopyStats) { cp = c }})
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		if _, permanent := activities.IsPermanent(err); permanent || attempt == 100 {
+		if _, permanent := port.IsPermanent(err); permanent || attempt == 100 {
 			return err
 		}
 		wait := time.Second
-		var thr *activities.ThrottledError
+		var thr *port.ThrottledError
 		if errors.As(err, &thr) {
 			wait = min(thr.RetryAfter, 5*time.Second)
 		}

@@ -6,12 +6,12 @@ import (
 	"strings"
 	"time"
 
+	"mailwave/contract/searchattr"
+
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-
-	"mailwave/contract"
 )
 
 // EnsureSearchAttributes adds to namespace ns the contract's search
@@ -23,7 +23,7 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, ns string) (cr
 		return nil, nil, fmt.Errorf("listing the search attributes of namespace %q: %w", ns, err)
 	}
 	missing := map[string]enumspb.IndexedValueType{}
-	for _, k := range contract.SearchAttributes {
+	for _, k := range searchattr.All {
 		got, ok := have.GetCustomAttributes()[k.GetName()]
 		switch {
 		case !ok:
@@ -31,7 +31,7 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, ns string) (cr
 			created = append(created, k.GetName())
 		case got != k.GetValueType():
 			return nil, nil, fmt.Errorf("namespace %q has search attribute %s of type %s; mailwave needs %s",
-				ns, k.GetName(), got, contract.SearchAttributeType(k))
+				ns, k.GetName(), got, searchattr.Type(k))
 		default:
 			existing = append(existing, k.GetName())
 		}
@@ -53,8 +53,8 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, ns string) (cr
 // queries from a cache of its search attributes, which may lag their
 // registration by seconds.
 func AwaitSearchAttributes(ctx context.Context, c client.Client, ns string) error {
-	parts := make([]string, 0, len(contract.SearchAttributes))
-	for _, k := range contract.SearchAttributes {
+	parts := make([]string, 0, len(searchattr.All))
+	for _, k := range searchattr.All {
 		v := "'x'"
 		switch k.GetValueType() {
 		case enumspb.INDEXED_VALUE_TYPE_BOOL:

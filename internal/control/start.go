@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"mailwave/contract"
+	"mailwave/contract/searchattr"
 )
 
 // Start is the outcome of StartMailbox.
@@ -40,16 +41,16 @@ type Start struct {
 func StartMailbox(ctx context.Context, c client.Client, in contract.MailboxInput, retrySince time.Time, now time.Time) (Start, error) {
 	id := contract.MailboxWorkflowID(in.Mailbox.Key)
 	attrs := []temporal.SearchAttributeUpdate{
-		contract.SearchAttrStage.ValueSet(string(contract.StageScheduled)),
-		contract.SearchAttrStageSince.ValueSet(now),
+		searchattr.Stage.ValueSet(string(contract.StageScheduled)),
+		searchattr.StageSince.ValueSet(now),
 	}
 	summary := "mailbox " + in.Mailbox.Key
 	if in.WaveID != "" {
-		attrs = append(attrs, contract.SearchAttrWave.ValueSet(in.WaveID))
+		attrs = append(attrs, searchattr.Wave.ValueSet(in.WaveID))
 		summary += " of wave " + in.WaveID
 	}
 	if in.Mailbox.Org != "" {
-		attrs = append(attrs, contract.SearchAttrOrg.ValueSet(in.Mailbox.Org))
+		attrs = append(attrs, searchattr.Org.ValueSet(in.Mailbox.Org))
 		summary += ", organisation " + in.Mailbox.Org
 	}
 	summary += ", migration at " + in.MigrateAt.UTC().Format("2006-01-02 15:04 MST")
@@ -157,7 +158,7 @@ func Describe(ctx context.Context, c client.Client, id string) (Run, error) {
 		RunID:   info.GetExecution().GetRunId(),
 		Started: info.GetStartTime().AsTime(),
 	}
-	if payload, ok := info.GetSearchAttributes().GetIndexedFields()[contract.SearchAttrWave.GetName()]; ok {
+	if payload, ok := info.GetSearchAttributes().GetIndexedFields()[searchattr.Wave.GetName()]; ok {
 		_ = converter.GetDefaultDataConverter().FromPayload(payload, &p.Wave)
 	}
 	if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {

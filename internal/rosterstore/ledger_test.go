@@ -8,11 +8,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/rosterstore"
 	"mailwave/internal/testkit/postgres"
 	"mailwave/internal/testkit/smtptest"
+	"mailwave/mail/port"
 	"mailwave/mail/smtpnotify"
 )
 
@@ -41,8 +41,8 @@ func fleetNotifier(t *testing.T, ctx context.Context, pg *postgres.Server, relay
 }
 
 // fleetNotice is a notice of that kind to one mailbox.
-func fleetNotice(key string, kind contract.NoticeKind) activities.Notice {
-	return activities.Notice{Mailbox: contract.MailboxRef{Key: key, Address: "jo@trust.example"}, Kind: kind,
+func fleetNotice(key string, kind contract.NoticeKind) port.Notice {
+	return port.Notice{Mailbox: contract.MailboxRef{Key: key, Address: "jo@trust.example"}, Kind: kind,
 		MessageID: contract.NoticeMessageID(key, kind), MigrateAt: time.Now().Add(14 * 24 * time.Hour)}
 }
 

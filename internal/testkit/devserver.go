@@ -18,7 +18,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
-	"mailwave/contract"
+	"mailwave/contract/searchattr"
 	"mailwave/internal/codec"
 	"mailwave/internal/connect"
 	"mailwave/internal/testkit/kitfs"
@@ -36,7 +36,7 @@ func TemporalBinary() (string, error) { return kitfs.Binary(BinEnv, "bin/tempora
 // mode and the search attributes registered.
 func DevServerArgs() []string {
 	args := []string{"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"}
-	for _, sa := range contract.SearchAttributeFlags() {
+	for _, sa := range searchattr.Flags() {
 		args = append(args, "--search-attribute", sa)
 	}
 	return args

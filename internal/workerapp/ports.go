@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/config"
 	"mailwave/internal/rosterstore"
@@ -17,6 +16,7 @@ import (
 	"mailwave/mail/imapcopy"
 	"mailwave/mail/notices"
 	"mailwave/mail/outbox"
+	"mailwave/mail/port"
 	"mailwave/mail/route"
 	"mailwave/mail/sim"
 	"mailwave/mail/smtpnotify"
@@ -26,9 +26,9 @@ import (
 
 // orgPorts are one organisation's real connectors.
 type orgPorts struct {
-	copier   activities.Copier
-	notifier activities.Notifier
-	router   activities.Router
+	copier   port.Copier
+	notifier port.Notifier
+	router   port.Router
 	// rate is the copier's adaptive rate towards the target, for the
 	// metrics; nil when the copier has none (a simulated estate without a
 	// tenant limit).
@@ -55,11 +55,11 @@ type orgs struct {
 type warner interface{ Warnings() []string }
 
 var (
-	_ activities.Copier   = (*orgs)(nil)
-	_ activities.Notifier = (*orgs)(nil)
-	_ activities.Router   = (*orgs)(nil)
+	_ port.Copier   = (*orgs)(nil)
+	_ port.Notifier = (*orgs)(nil)
+	_ port.Router   = (*orgs)(nil)
 
-	_ activities.RoutingHosts = (*orgs)(nil)
+	_ port.RoutingHosts = (*orgs)(nil)
 )
 
 // buildPorts builds every organisation's connectors, so that a mistake
@@ -159,7 +159,7 @@ func buildOrg(org config.Org, secrets *config.Secrets, routeOnly bool, log *zap.
 // buildCopier makes the IMAP copier between the organisation's source and
 // target. It sends through rate, which adapts to the target's refusals
 // under the configured bytes per second as a ceiling.
-func buildCopier(org config.Org, secrets *config.Secrets, rate *adapt.Rate) (activities.Copier, error) {
+func buildCopier(org config.Org, secrets *config.Secrets, rate *adapt.Rate) (port.Copier, error) {
 	src, err := endpoint(org.Source)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
@@ -236,7 +236,7 @@ func credentials(org config.Org, secrets *config.Secrets) imapcopy.CredentialsFu
 		if err != nil {
 			// The name may be per user, so it can hold the address: say
 			// which template, never which name.
-			return imapcopy.Credentials{}, activities.Permanent(contract.ErrTypeBadCredentials,
+			return imapcopy.Credentials{}, port.Permanent(contract.ErrTypeBadCredentials,
 				"%s secret %q for mailbox %s is not set", side, strings.ReplaceAll(secretName, "@", "(at)"), m.Key)
 		}
 		c := imapcopy.Credentials{Mechanism: a.Mechanism, Username: user}
@@ -249,7 +249,7 @@ func credentials(org config.Org, secrets *config.Secrets) imapcopy.CredentialsFu
 	}
 }
 
-func buildNotifier(n config.Notifier, secrets *config.Secrets) (activities.Notifier, error) {
+func buildNotifier(n config.Notifier, secrets *config.Secrets) (port.Notifier, error) {
 	tpl, err := notices.Load(n.TemplatesDir)
 	if err != nil {
 		return nil, &partError{"templates", err}
@@ -262,7 +262,7 @@ func buildNotifier(n config.Notifier, secrets *config.Secrets) (activities.Notif
 }
 
 // buildSender makes the notifier of the configured kind.
-func buildSender(n config.Notifier, tpl *notices.Templates, secrets *config.Secrets) (activities.Notifier, error) {
+func buildSender(n config.Notifier, tpl *notices.Templates, secrets *config.Secrets) (port.Notifier, error) {
 	var err error
 	switch n.Kind {
 	case "smtp":
@@ -294,7 +294,7 @@ func buildSender(n config.Notifier, tpl *notices.Templates, secrets *config.Secr
 	return nil, fmt.Errorf("unknown kind %q", n.Kind)
 }
 
-func buildRouter(r config.Router, secrets *config.Secrets) (activities.Router, error) {
+func buildRouter(r config.Router, secrets *config.Secrets) (port.Router, error) {
 	switch r.Kind {
 	case "transport_map":
 		return route.NewTransportMap(route.TransportMapOptions{
@@ -324,7 +324,7 @@ func buildRouter(r config.Router, secrets *config.Secrets) (activities.Router, e
 func (o *orgs) of(m contract.MailboxRef) (*orgPorts, error) {
 	org, err := o.file.OrgFor(m.Org, m.Address)
 	if err != nil {
-		return nil, activities.Permanent(contract.ErrTypeInvalidMailbox, "mailbox %s: %v", m.Key, err)
+		return nil, port.Permanent(contract.ErrTypeInvalidMailbox, "mailbox %s: %v", m.Key, err)
 	}
 	p, ok := o.ports[org.Name]
 	if !ok {
@@ -346,7 +346,7 @@ func (o *orgs) of(m contract.MailboxRef) (*orgPorts, error) {
 func (o *orgs) CutoverQueue(m contract.MailboxRef) (string, error) {
 	org, err := o.file.OrgFor(m.Org, m.Address)
 	if err != nil {
-		return "", activities.Permanent(contract.ErrTypeInvalidMailbox, "mailbox %s: %v", m.Key, err)
+		return "", port.Permanent(contract.ErrTypeInvalidMailbox, "mailbox %s: %v", m.Key, err)
 	}
 	return org.Router.TaskQueue, nil
 }
@@ -361,13 +361,13 @@ func (e elsewhere) err(m contract.MailboxRef) error {
 	return fmt.Errorf("mailbox %s: organisation %q cuts over on its routing host (task queue %q), not on this worker", m.Key, e.org, e.queue)
 }
 
-func (e elsewhere) Route(_ context.Context, m contract.MailboxRef) (activities.Route, error) {
+func (e elsewhere) Route(_ context.Context, m contract.MailboxRef) (port.Route, error) {
 	return "", e.err(m)
 }
 
 func (e elsewhere) Cutover(_ context.Context, m contract.MailboxRef) error { return e.err(m) }
 
-func (o *orgs) Copy(ctx context.Context, req activities.CopyRequest) (contract.CopyStats, error) {
+func (o *orgs) Copy(ctx context.Context, req port.CopyRequest) (contract.CopyStats, error) {
 	p, err := o.of(req.Mailbox)
 	if err != nil {
 		return contract.CopyStats{}, err
@@ -375,7 +375,7 @@ func (o *orgs) Copy(ctx context.Context, req activities.CopyRequest) (contract.C
 	return p.copier.Copy(ctx, req)
 }
 
-func (o *orgs) Send(ctx context.Context, n activities.Notice) (bool, error) {
+func (o *orgs) Send(ctx context.Context, n port.Notice) (bool, error) {
 	p, err := o.of(n.Mailbox)
 	if err != nil {
 		return false, err
@@ -400,7 +400,7 @@ func (o *orgs) Sent(ctx context.Context, key string, kind contract.NoticeKind) (
 	return false, errors.Join(errs...)
 }
 
-func (o *orgs) Route(ctx context.Context, m contract.MailboxRef) (activities.Route, error) {
+func (o *orgs) Route(ctx context.Context, m contract.MailboxRef) (port.Route, error) {
 	p, err := o.of(m)
 	if err != nil {
 		return "", err

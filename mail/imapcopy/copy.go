@@ -10,8 +10,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"golang.org/x/sync/errgroup"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 // progressEvery spaces the checkpoints handed to the activity, which
@@ -26,7 +26,7 @@ type job struct {
 	// ctx is the whole copy's: connections made for it last until it ends.
 	ctx   context.Context
 	c     *Copier
-	req   activities.CopyRequest
+	req   port.CopyRequest
 	key   string
 	lanes []*lane
 
@@ -45,7 +45,7 @@ type lane struct {
 }
 
 // Copy runs one pass over a mailbox from req.Checkpoint.
-func (c *Copier) Copy(ctx context.Context, req activities.CopyRequest) (contract.CopyStats, error) {
+func (c *Copier) Copy(ctx context.Context, req port.CopyRequest) (contract.CopyStats, error) {
 	j := &job{ctx: ctx, c: c, req: req, key: req.Mailbox.Key, cp: req.Checkpoint.Clone(), lanes: make([]*lane, c.o.Lanes)}
 	defer j.closeLanes()
 	first, err := j.openLane(ctx, 0)
@@ -54,7 +54,7 @@ func (c *Copier) Copy(ctx context.Context, req activities.CopyRequest) (contract
 	}
 	folders, err := c.planFolders(first.src, first.tgt, j.key)
 	if err != nil {
-		if _, ok := activities.IsPermanent(err); ok {
+		if _, ok := port.IsPermanent(err); ok {
 			return j.stats, err
 		}
 		return j.stats, c.classify(err, Target, "folder setup", j.key)
@@ -75,7 +75,7 @@ func (c *Copier) Copy(ctx context.Context, req activities.CopyRequest) (contract
 		}
 	}
 	if len(bad) > c.o.BadItemLimit {
-		return j.snapshotStats(), activities.Permanent(contract.ErrTypeBadItems,
+		return j.snapshotStats(), port.Permanent(contract.ErrTypeBadItems,
 			"mailbox %s: %d bad items (limit %d): %s", j.key, len(bad), c.o.BadItemLimit, describeBad(bad, j.stats.Bad))
 	}
 	return j.snapshotStats(), nil

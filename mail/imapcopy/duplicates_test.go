@@ -8,12 +8,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/testkit/dovecot"
 	"mailwave/internal/testkit/imaptest"
 	"mailwave/internal/testkit/throttleproxy"
 	"mailwave/mail/imapcopy"
+	"mailwave/mail/port"
 )
 
 // lateAppendCopy copies the standard account with the target behind a
@@ -33,10 +33,10 @@ func lateAppendCopy(t *testing.T, p pair) (contract.CopyStats, error) {
 	var cp contract.Checkpoint
 	var total contract.CopyStats
 	for attempt := 1; attempt <= 10; attempt++ {
-		stats, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk, Checkpoint: cp,
+		stats, err := c.Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk, Checkpoint: cp,
 			Progress: func(c contract.Checkpoint, _ contract.CopyStats) { cp = c }})
 		total = total.Add(stats)
-		if _, permanent := activities.IsPermanent(err); err == nil || permanent {
+		if _, permanent := port.IsPermanent(err); err == nil || permanent {
 			select {
 			case <-delivered:
 			case <-time.After(5 * time.Second):
@@ -95,7 +95,7 @@ func TestDuplicatesATargetCannotExpungeFailTheVerification(t *testing.T) {
 	})
 	p.seed(t)
 	_, err := lateAppendCopy(t, p)
-	typ, permanent := activities.IsPermanent(err)
+	typ, permanent := port.IsPermanent(err)
 	require.True(t, permanent, "%v", err)
 	assert.Equal(t, contract.ErrTypeVerifyMismatch, typ)
 	assert.Contains(t, err.Error(), "0 of 16 source messages")

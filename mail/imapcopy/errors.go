@@ -11,8 +11,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 // backoffHint finds the back-off some services put in their answer, e.g.
@@ -29,7 +29,7 @@ func (c *Copier) classify(err error, side Side, what, key string) error {
 		return err
 	}
 	if errors.Is(err, errTokenRefused) {
-		return activities.Permanent(contract.ErrTypeBadCredentials, "%s refused the login of mailbox %s: %v", side, key, err)
+		return port.Permanent(contract.ErrTypeBadCredentials, "%s refused the login of mailbox %s: %v", side, key, err)
 	}
 	var ie *imap.Error
 	if !errors.As(err, &ie) {
@@ -39,15 +39,15 @@ func (c *Copier) classify(err error, side Side, what, key string) error {
 	switch {
 	case ie.Code == imap.ResponseCodeAuthenticationFailed || ie.Code == imap.ResponseCodeAuthorizationFailed ||
 		ie.Code == imap.ResponseCodeExpired || ie.Code == imap.ResponseCodePrivacyRequired:
-		return activities.Permanent(contract.ErrTypeBadCredentials, "%s refused the login of mailbox %s: %s", side, key, text)
+		return port.Permanent(contract.ErrTypeBadCredentials, "%s refused the login of mailbox %s: %s", side, key, text)
 	case ie.Code == imap.ResponseCodeOverQuota:
-		return activities.Permanent(contract.ErrTypeOverQuota, "%s is over quota for mailbox %s: %s", side, key, text)
+		return port.Permanent(contract.ErrTypeOverQuota, "%s is over quota for mailbox %s: %s", side, key, text)
 	case throttled(ie):
 		// Before the bare login NO below: "NO Too many connections, try
 		// again later" is a server asking for patience, not a wrong password.
-		return &activities.ThrottledError{RetryAfter: c.backoff(ie), Err: fmt.Errorf("%s %s for mailbox %s: %s", side, what, key, text)}
+		return &port.ThrottledError{RetryAfter: c.backoff(ie), Err: fmt.Errorf("%s %s for mailbox %s: %s", side, what, key, text)}
 	case what == "login" && ie.Type == imap.StatusResponseTypeNo && ie.Code == "":
-		return activities.Permanent(contract.ErrTypeBadCredentials, "%s refused the login of mailbox %s: %s", side, key, text)
+		return port.Permanent(contract.ErrTypeBadCredentials, "%s refused the login of mailbox %s: %s", side, key, text)
 	}
 	return fmt.Errorf("%s %s for mailbox %s: %s", side, what, key, text)
 }

@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 func TestClassify(t *testing.T) {
@@ -36,10 +36,10 @@ func TestClassify(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			err := c.classify(tc.err, Target, tc.what, "k1")
 			require.Error(t, err)
-			typ, permanent := activities.IsPermanent(err)
+			typ, permanent := port.IsPermanent(err)
 			assert.Equal(t, tc.permanent != "", permanent, "%v", err)
 			assert.Equal(t, tc.permanent, typ)
-			var thr *activities.ThrottledError
+			var thr *port.ThrottledError
 			if tc.throttle > 0 {
 				require.ErrorAs(t, err, &thr)
 				assert.Equal(t, tc.throttle, thr.RetryAfter)

@@ -19,12 +19,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/testkit/imaptest"
 	"mailwave/internal/testkit/throttleproxy"
 	"mailwave/mail/adapt"
 	"mailwave/mail/imapcopy"
+	"mailwave/mail/port"
 )
 
 // appendPaths are the copier's three ways of appending to a target:
@@ -239,16 +239,16 @@ func runFaultCase(t *testing.T, fc faultCase, path func(*imapcopy.Options)) {
 	var total contract.CopyStats
 	for attempt := 1; ; attempt++ {
 		require.LessOrEqual(t, attempt, 50, "the copy never ended")
-		stats, err := fx.c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk, Checkpoint: cp,
+		stats, err := fx.c.Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk, Checkpoint: cp,
 			Progress: func(c contract.Checkpoint, _ contract.CopyStats) { cp = c }})
 		total = total.Add(stats)
 		if err == nil {
 			break
 		}
-		typ, permanent := activities.IsPermanent(err)
+		typ, permanent := port.IsPermanent(err)
 		require.False(t, permanent, "%s: %v", typ, err)
 		failures++
-		var thr *activities.ThrottledError
+		var thr *port.ThrottledError
 		if errors.As(err, &thr) {
 			time.Sleep(min(thr.RetryAfter, 2*time.Second))
 		}

@@ -8,8 +8,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 // specialUses are the special-use attributes mapped by attribute, not name:
@@ -173,7 +173,7 @@ func (c *Copier) mapFolders(srcList []*imap.ListData, srcDelim rune, tgtList []*
 			f.tgt = strings.Join(parts, string(tgtDelim))
 		}
 		if ns, ok := inNamespace(f.tgt, foreign); ok {
-			return nil, nil, activities.Permanent(contract.ErrTypeInvalidMailbox,
+			return nil, nil, port.Permanent(contract.ErrTypeInvalidMailbox,
 				"mailbox %s: source folder %s would go to target folder %s, in the target's other users' or shared namespace %s; "+
 					"map it elsewhere in the folder map", key, label(f.src), label(f.tgt), label(ns.Prefix))
 		}
@@ -181,7 +181,7 @@ func (c *Copier) mapFolders(srcList []*imap.ListData, srcDelim rune, tgtList []*
 			// Two folders' messages in one would confuse the duplicate
 			// check and the verification of both: the rename map must
 			// tell them apart.
-			return nil, nil, activities.Permanent(contract.ErrTypeInvalidMailbox,
+			return nil, nil, port.Permanent(contract.ErrTypeInvalidMailbox,
 				"mailbox %s: source folders %s and %s would both go to target folder %s; add one to the folder map",
 				key, label(other), label(f.src), label(f.tgt))
 		}

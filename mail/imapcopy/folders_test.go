@@ -7,8 +7,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 func listed(names ...string) []*imap.ListData {
@@ -75,7 +75,7 @@ func TestMapFoldersRefusesTheTargetsSharedNamespaces(t *testing.T) {
 				}
 				return
 			}
-			typ, ok := activities.IsPermanent(err)
+			typ, ok := port.IsPermanent(err)
 			require.True(t, ok, "%v", err)
 			assert.Equal(t, contract.ErrTypeInvalidMailbox, typ)
 			assert.Contains(t, err.Error(), "mailbox k-alice")

@@ -1,4 +1,4 @@
-// Package imapcopy is an activities.Copier between two IMAP servers: every
+// Package imapcopy is an port.Copier between two IMAP servers: every
 // folder of a mailbox, with flags and INTERNALDATE, copied incrementally by
 // UID so that a retried or resumed copy goes on from its checkpoint and adds
 // nothing twice.
@@ -32,9 +32,9 @@ import (
 	"github.com/emersion/go-sasl"
 	"golang.org/x/sync/semaphore"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/mail/adapt"
+	"mailwave/mail/port"
 )
 
 // Security is how a connection is protected.
@@ -158,7 +158,7 @@ type Copier struct {
 	warnings []string
 }
 
-var _ activities.Copier = (*Copier)(nil)
+var _ port.Copier = (*Copier)(nil)
 
 // New checks the options and applies the defaults. It refuses an endpoint
 // without TLS (SecurityNone) unless its host is loopback: every mechanism

@@ -16,12 +16,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/testkit/dovecot"
 	"mailwave/internal/testkit/imaptest"
 	"mailwave/mail/adapt"
 	"mailwave/mail/imapcopy"
+	"mailwave/mail/port"
 )
 
 const (
@@ -131,7 +131,7 @@ func testFullCopy(t *testing.T, mod func(*imapcopy.Options)) {
 	p := startPair(t)
 	p.seed(t)
 	var progress int
-	stats, err := p.copier(t, mod).Copy(context.Background(), activities.CopyRequest{
+	stats, err := p.copier(t, mod).Copy(context.Background(), port.CopyRequest{
 		Mailbox: mailbox, Pass: contract.PassBulk,
 		Progress: func(contract.Checkpoint, contract.CopyStats) { progress++ },
 	})
@@ -160,7 +160,7 @@ func testFullCopy(t *testing.T, mod func(*imapcopy.Options)) {
 	assert.Contains(t, got["Sent"], imap.MailboxAttrSent)
 
 	// A second pass from nothing (a checkpoint lost) adds nothing.
-	again, err := p.copier(t, mod).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
+	again, err := p.copier(t, mod).Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	assert.Zero(t, again.Items)
 	assert.Equal(t, int64(len(src)), again.Skipped)
@@ -186,7 +186,7 @@ func TestSpecialUseMapsByAttributeAndRenameMap(t *testing.T) {
 
 	_, err = p.copier(t, func(o *imapcopy.Options) {
 		o.FolderMap = map[string]string{"Old Stuff": "Archive/Old"}
-	}).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
+	}).Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	got := folderNames(snapshot(t, p.tgt))
 	assert.Equal(t, 1, got["Sent"], "\\Sent goes to the target's \\Sent folder, whatever its name")
@@ -208,7 +208,7 @@ func TestDeltaBringsWhatArrivedAfterTheBulkPass(t *testing.T) {
 	p.seed(t)
 	c := p.copier(t, nil)
 	var last contract.Checkpoint
-	bulk, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk,
+	bulk, err := c.Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk,
 		Progress: func(cp contract.Checkpoint, _ contract.CopyStats) { last = cp }})
 	require.NoError(t, err)
 	require.Positive(t, bulk.Items)
@@ -223,7 +223,7 @@ func TestDeltaBringsWhatArrivedAfterTheBulkPass(t *testing.T) {
 	require.NoError(t, imaptest.Seed(cl, newMail, nil))
 	cl.Close()
 
-	delta, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta, Checkpoint: last})
+	delta, err := c.Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta, Checkpoint: last})
 	require.NoError(t, err)
 	assert.Equal(t, int64(len(newMail)), delta.Items, "the delta copies only what is new")
 	assert.Zero(t, delta.Skipped, "the delta does not even look at what the bulk pass copied")
@@ -235,7 +235,7 @@ func TestUIDValidityChangeRescansTheFolder(t *testing.T) {
 	p.seed(t)
 	c := p.copier(t, nil)
 	var last contract.Checkpoint
-	_, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk,
+	_, err := c.Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk,
 		Progress: func(cp contract.Checkpoint, _ contract.CopyStats) { last = cp }})
 	require.NoError(t, err)
 	before := last.Folders["Drafts"].UIDValidity
@@ -252,7 +252,7 @@ func TestUIDValidityChangeRescansTheFolder(t *testing.T) {
 	cl.Close()
 
 	var after contract.Checkpoint
-	delta, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta, Checkpoint: last,
+	delta, err := c.Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta, Checkpoint: last,
 		Progress: func(cp contract.Checkpoint, _ contract.CopyStats) { after = cp }})
 	require.NoError(t, err)
 	assert.NotEqual(t, before, after.Folders["Drafts"].UIDValidity)
@@ -290,9 +290,9 @@ func TestWrongCredentialsArePermanent(t *testing.T) {
 	p := startPair(t)
 	_, err := p.copier(t, func(o *imapcopy.Options) {
 		o.Credentials = fixedCredentials(imapcopy.MechPlain, user, "wrong")
-	}).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
+	}).Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	require.Error(t, err)
-	typ, permanent := activities.IsPermanent(err)
+	typ, permanent := port.IsPermanent(err)
 	assert.True(t, permanent, "%v", err)
 	assert.Equal(t, contract.ErrTypeBadCredentials, typ)
 	assert.NotContains(t, err.Error(), "@")
@@ -302,7 +302,7 @@ func TestWrongCredentialsArePermanent(t *testing.T) {
 	p.seed(t)
 	_, err = p.copier(t, func(o *imapcopy.Options) {
 		o.Credentials = fixedCredentials(imapcopy.MechLogin, user+"*admin", "admin-pw")
-	}).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
+	}).Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	requireSame(t, p)
 }
@@ -320,9 +320,9 @@ func TestOversizeMessageIsABadItemAndBlocksCutover(t *testing.T) {
 	require.Greater(t, big.Size, int64(9<<20), "the seed has a 10 MB message")
 
 	_, err := p.copier(t, func(o *imapcopy.Options) { o.MaxMessageBytes = 5 << 20 }).
-		Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
+		Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	require.Error(t, err)
-	typ, permanent := activities.IsPermanent(err)
+	typ, permanent := port.IsPermanent(err)
 	require.True(t, permanent, "%v", err)
 	assert.Equal(t, contract.ErrTypeBadItems, typ)
 	assert.Contains(t, err.Error(), strconv.Quote(big.Folder))
@@ -333,7 +333,7 @@ func TestOversizeMessageIsABadItemAndBlocksCutover(t *testing.T) {
 	// With a limit of one, the same copy succeeds and lists the item.
 	// (The target already has the rest: they are found, not copied again.)
 	stats, err := p.copier(t, func(o *imapcopy.Options) { o.MaxMessageBytes = 5 << 20; o.BadItemLimit = 1 }).
-		Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
+		Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), stats.BadItems)
 	require.Len(t, stats.Bad, 1)
@@ -369,13 +369,13 @@ func TestMessageTheTargetRefusesIsABadItem(t *testing.T) {
 				attempts = attempt
 				last = contract.CopyStats{}
 				var stats contract.CopyStats
-				stats, err = c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk, Checkpoint: cp,
+				stats, err = c.Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk, Checkpoint: cp,
 					Progress: func(c contract.Checkpoint, s contract.CopyStats) { cp, last = c, s }})
 				if err == nil {
 					total = total.Add(stats)
 					break
 				}
-				_, permanent := activities.IsPermanent(err)
+				_, permanent := port.IsPermanent(err)
 				require.False(t, permanent, "%v", err)
 				t.Logf("attempt %d: %v; checkpoint %+v; stats %+v", attempt, err, cp, last)
 				total = total.Add(last)
@@ -433,7 +433,7 @@ func TestKilledCopyResumesFromItsCheckpoint(t *testing.T) {
 	// Resume from the first checkpoint, not the last: a heartbeat the
 	// server never recorded leaves messages on the target that the
 	// checkpoint does not cover, and they must not be added twice.
-	stats, err := p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{
+	stats, err := p.copier(t, nil).Copy(context.Background(), port.CopyRequest{
 		Mailbox: mailbox, Pass: contract.PassBulk, Checkpoint: first,
 	})
 	require.NoError(t, err)
@@ -470,18 +470,18 @@ func TestHelperCopyProcess(t *testing.T) {
 	if os.Getenv("MAILWAVE_HELPER_COPY") != "1" {
 		t.Skip("run by TestKilledCopyResumesFromItsCheckpoint")
 	}
-	port := func(name string) int {
+	num := func(name string) int {
 		n, err := strconv.Atoi(os.Getenv(name))
 		require.NoError(t, err)
 		return n
 	}
 	window := 1
 	if w := os.Getenv("MAILWAVE_HELPER_WINDOW"); w != "" {
-		window = port("MAILWAVE_HELPER_WINDOW")
+		window = num("MAILWAVE_HELPER_WINDOW")
 	}
 	c, err := imapcopy.New(imapcopy.Options{
-		Source:      imapcopy.Endpoint{Host: "127.0.0.1", Port: port("MAILWAVE_HELPER_SRC"), Security: imapcopy.SecurityNone},
-		Target:      imapcopy.Endpoint{Host: "127.0.0.1", Port: port("MAILWAVE_HELPER_TGT"), Security: imapcopy.SecurityNone},
+		Source:      imapcopy.Endpoint{Host: "127.0.0.1", Port: num("MAILWAVE_HELPER_SRC"), Security: imapcopy.SecurityNone},
+		Target:      imapcopy.Endpoint{Host: "127.0.0.1", Port: num("MAILWAVE_HELPER_TGT"), Security: imapcopy.SecurityNone},
 		Credentials: fixedCredentials(imapcopy.MechPlain, user, password),
 		Window:      window, Lanes: 1,
 		// Slow enough to be killed mid-way.
@@ -490,7 +490,7 @@ func TestHelperCopyProcess(t *testing.T) {
 		NoPipeline:    os.Getenv("MAILWAVE_HELPER_NO_PIPELINE") == "true",
 	})
 	require.NoError(t, err)
-	_, err = c.Copy(context.Background(), activities.CopyRequest{
+	_, err = c.Copy(context.Background(), port.CopyRequest{
 		Mailbox: mailbox, Pass: contract.PassBulk,
 		Progress: func(cp contract.Checkpoint, _ contract.CopyStats) {
 			b, _ := json.Marshal(cp)
@@ -523,12 +523,12 @@ func TestTLSAndXOAuth2(t *testing.T) {
 			}
 		})
 	}
-	_, err = copier("bad-token").Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
-	typ, permanent := activities.IsPermanent(err)
+	_, err = copier("bad-token").Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
+	typ, permanent := port.IsPermanent(err)
 	require.True(t, permanent, "%v", err)
 	assert.Equal(t, contract.ErrTypeBadCredentials, typ)
 
-	_, err = copier("good-token").Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
+	_, err = copier("good-token").Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	requireSame(t, p)
 
@@ -537,9 +537,9 @@ func TestTLSAndXOAuth2(t *testing.T) {
 	// mailbox's permanent one.
 	_, err = p.copier(t, func(o *imapcopy.Options) {
 		o.Source = imapcopy.Endpoint{Host: "127.0.0.1", Port: p.src.TLSPort, Security: imapcopy.SecurityTLS}
-	}).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
+	}).Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
 	require.Error(t, err)
-	_, permanent = activities.IsPermanent(err)
+	_, permanent = port.IsPermanent(err)
 	assert.False(t, permanent)
 	assert.Contains(t, err.Error(), "certificate")
 }
@@ -560,7 +560,7 @@ func TestResumeDoesNotTakeANewMessageForAnOldCopy(t *testing.T) {
 	}
 	require.NoError(t, imaptest.Seed(cl, seed, nil))
 	var full contract.Checkpoint
-	_, err = p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk,
+	_, err = p.copier(t, nil).Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk,
 		Progress: func(cp contract.Checkpoint, _ contract.CopyStats) { full = cp }})
 	require.NoError(t, err)
 	assert.Greater(t, full.Folders["INBOX"].TargetUIDNext, uint32(1), "the target's next UID is read after the batches landed")
@@ -573,7 +573,7 @@ func TestResumeDoesNotTakeANewMessageForAnOldCopy(t *testing.T) {
 	inbox.LastUID, inbox.TargetUIDNext, inbox.TargetSinceUID = 2, 1, 0
 	lagging.Folders["INBOX"] = inbox
 
-	stats, err := p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta, Checkpoint: lagging})
+	stats, err := p.copier(t, nil).Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta, Checkpoint: lagging})
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), stats.Items, "the second b is copied")
 	assert.Equal(t, int64(1), stats.Skipped, "c is found on the target")
@@ -587,7 +587,7 @@ func TestRecreatedTargetFolderIsCopiedAgain(t *testing.T) {
 	p := startPair(t)
 	p.seed(t)
 	var last contract.Checkpoint
-	_, err := p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk,
+	_, err := p.copier(t, nil).Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk,
 		Progress: func(cp contract.Checkpoint, _ contract.CopyStats) { last = cp }})
 	require.NoError(t, err)
 	tc, err := imaptest.Dial(p.tgt.Addr(), user, password)
@@ -597,7 +597,7 @@ func TestRecreatedTargetFolderIsCopiedAgain(t *testing.T) {
 	require.NotEqual(t, before, after)
 	tc.Close()
 
-	_, err = p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta, Checkpoint: last})
+	_, err = p.copier(t, nil).Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta, Checkpoint: last})
 	require.NoError(t, err)
 	requireSame(t, p)
 }
@@ -614,8 +614,8 @@ func TestTwoSourceFoldersForOneTargetAreRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, imaptest.Seed(tc, nil, []imaptest.SeedFolder{{Name: "Sent"}}))
 	tc.Close()
-	_, err = p.copier(t, nil).Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
-	typ, permanent := activities.IsPermanent(err)
+	_, err = p.copier(t, nil).Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
+	typ, permanent := port.IsPermanent(err)
 	require.True(t, permanent, "%v", err)
 	assert.Equal(t, contract.ErrTypeInvalidMailbox, typ)
 	assert.Contains(t, err.Error(), `"Sent Items"`)

@@ -14,8 +14,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 // meta is what the copy knows of a message before fetching its body.
@@ -113,7 +113,7 @@ func (j *job) verify(first *lane, f folder, srcMeta []meta, fc contract.FolderCh
 		default:
 			why = fmt.Sprintf("extra copies were still there after %d rounds of removing them", round-1)
 		}
-		return nil, activities.Permanent(contract.ErrTypeVerifyMismatch,
+		return nil, port.Permanent(contract.ErrTypeVerifyMismatch,
 			"mailbox %s folder %s: %d of %d source messages (%d of %d bytes) are not on the target, %d extra copies of source messages are (target has %d messages, %d bytes): %s",
 			j.key, label(f.src), missing, len(want), missingBytes, wantBytes, len(extra), len(tm), tgtBytes, why)
 	}

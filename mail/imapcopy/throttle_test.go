@@ -10,13 +10,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/testkit/dovecot"
 	"mailwave/internal/testkit/imaptest"
 	"mailwave/internal/testkit/throttleproxy"
 	"mailwave/mail/adapt"
 	"mailwave/mail/imapcopy"
+	"mailwave/mail/port"
 )
 
 // startBulkPair starts a pair whose source stores maildirs, and puts n
@@ -56,14 +56,14 @@ func copyToEnd(t *testing.T, c *imapcopy.Copier) (attempts int) {
 	var cp contract.Checkpoint
 	for attempts = 1; ; attempts++ {
 		require.LessOrEqual(t, attempts, 50, "the copy never ended")
-		_, err := c.Copy(context.Background(), activities.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk, Checkpoint: cp,
+		_, err := c.Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk, Checkpoint: cp,
 			Progress: func(c contract.Checkpoint, _ contract.CopyStats) { cp = c }})
 		if err == nil {
 			return attempts
 		}
-		_, permanent := activities.IsPermanent(err)
+		_, permanent := port.IsPermanent(err)
 		require.False(t, permanent, "%v", err)
-		var thr *activities.ThrottledError
+		var thr *port.ThrottledError
 		if errors.As(err, &thr) {
 			time.Sleep(min(thr.RetryAfter, 2*time.Second))
 		}

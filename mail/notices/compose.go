@@ -8,8 +8,8 @@ import (
 
 	gomail "github.com/wneessen/go-mail"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 // Headers every composed notice carries besides the standard ones.
@@ -32,7 +32,7 @@ const (
 // end up in workflow histories and logs, so they name the mailbox by its
 // key. They carry no "notices:" prefix of their own (except those of
 // Render), so the caller adds its own.
-func (t *Templates) Compose(n activities.Notice, from, admin *mail.Address) (*gomail.Msg, error) {
+func (t *Templates) Compose(n port.Notice, from, admin *mail.Address) (*gomail.Msg, error) {
 	key := n.Mailbox.Key
 	if err := ValidKey(key); err != nil {
 		return nil, err
@@ -72,7 +72,7 @@ func (t *Templates) Compose(n activities.Notice, from, admin *mail.Address) (*go
 
 // recipient is the admin contact for a failure notice and the user for the
 // others.
-func recipient(n activities.Notice, admin *mail.Address) (*mail.Address, error) {
+func recipient(n port.Notice, admin *mail.Address) (*mail.Address, error) {
 	key := n.Mailbox.Key
 	if n.Kind == contract.NoticeFailure {
 		if admin == nil {

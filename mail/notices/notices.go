@@ -25,8 +25,8 @@ import (
 	texttemplate "text/template"
 	"time"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 //go:embed templates/*.tmpl
@@ -125,7 +125,7 @@ func Load(dir string) (*Templates, error) {
 // Render renders the notice for its kind. T-14 and T-1 notices need
 // MigrateAt; a success or failure notice may leave it zero. A failure notice
 // needs its Failure.
-func (t *Templates) Render(n activities.Notice) (Rendered, error) {
+func (t *Templates) Render(n port.Notice) (Rendered, error) {
 	kt, ok := t.kinds[n.Kind]
 	if !ok {
 		return Rendered{}, fmt.Errorf("notices: unknown notice kind %q", n.Kind)
@@ -222,7 +222,7 @@ func (kt kindTemplates) render(d Data) (Rendered, error) {
 	return Rendered{Subject: d.Subject, Text: text, HTML: buf.String()}, nil
 }
 
-func newData(n activities.Notice) Data {
+func newData(n port.Notice) Data {
 	d := Data{
 		Key:         n.Mailbox.Key,
 		DisplayName: strings.TrimSpace(n.Mailbox.DisplayName),
@@ -248,8 +248,8 @@ func newData(n activities.Notice) Data {
 }
 
 // sampleNotice is the data Load test-renders every template with.
-func sampleNotice(kind contract.NoticeKind) activities.Notice {
-	n := activities.Notice{
+func sampleNotice(kind contract.NoticeKind) port.Notice {
+	n := port.Notice{
 		Mailbox: contract.MailboxRef{
 			Key:         "0123456789abcdef",
 			Address:     "sample.user@example.invalid",

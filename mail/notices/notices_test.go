@@ -12,13 +12,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/mail/notices"
+	"mailwave/mail/port"
 )
 
-func notice(kind contract.NoticeKind) activities.Notice {
-	return activities.Notice{
+func notice(kind contract.NoticeKind) port.Notice {
+	return port.Notice{
 		Mailbox: contract.MailboxRef{
 			Key:         "a1b2c3",
 			Address:     "jo.bloggs@example.nhs.invalid",
@@ -137,7 +137,7 @@ func TestLoadMissingDir(t *testing.T) {
 	assert.Error(t, err)
 }
 
-func failureNotice() activities.Notice {
+func failureNotice() port.Notice {
 	n := notice(contract.NoticeFailure)
 	n.Failure = &contract.Failure{
 		Step:      "copy",
@@ -236,7 +236,7 @@ var (
 )
 
 // composed builds a notice and reads its header back with net/mail.
-func composed(t *testing.T, n activities.Notice) mail.Header {
+func composed(t *testing.T, n port.Notice) mail.Header {
 	t.Helper()
 	tpl, err := notices.Load("")
 	require.NoError(t, err)
@@ -294,23 +294,23 @@ func TestComposeRejects(t *testing.T) {
 	const addr = "jo.bloggs@example.nhs.invalid"
 
 	cases := map[string]struct {
-		edit    func(*activities.Notice)
+		edit    func(*port.Notice)
 		noAdmin bool
 		want    string
 	}{
-		"empty key":          {edit: func(n *activities.Notice) { n.Mailbox.Key = "" }, want: "empty mailbox key"},
-		"path key":           {edit: func(n *activities.Notice) { n.Mailbox.Key = "../x" }, want: "mailbox key"},
-		"empty address":      {edit: func(n *activities.Notice) { n.Mailbox.Address = "" }, want: "no recipient address"},
-		"bad address":        {edit: func(n *activities.Notice) { n.Mailbox.Address = "jo.bloggs@" }, want: "not a valid address"},
-		"named address":      {edit: func(n *activities.Notice) { n.Mailbox.Address = "Jo <" + addr + ">" }, want: "not a valid address"},
-		"no message id":      {edit: func(n *activities.Notice) { n.MessageID = "" }, want: "no Message-ID"},
-		"bad message id":     {edit: func(n *activities.Notice) { n.MessageID = "<a b@c>" }, want: "malformed Message-ID"},
-		"unknown kind":       {edit: func(n *activities.Notice) { n.Kind = "t7" }, want: "unknown notice kind"},
-		"header in wave":     {edit: func(n *activities.Notice) { n.WaveID = "w\r\nBcc: x@y" }, want: "wave ID"},
-		"no migrate time":    {edit: func(n *activities.Notice) { n.MigrateAt = time.Time{} }, want: "no migration time"},
-		"failure no details": {edit: func(n *activities.Notice) { n.Kind = contract.NoticeFailure }, want: "no failure details"},
+		"empty key":          {edit: func(n *port.Notice) { n.Mailbox.Key = "" }, want: "empty mailbox key"},
+		"path key":           {edit: func(n *port.Notice) { n.Mailbox.Key = "../x" }, want: "mailbox key"},
+		"empty address":      {edit: func(n *port.Notice) { n.Mailbox.Address = "" }, want: "no recipient address"},
+		"bad address":        {edit: func(n *port.Notice) { n.Mailbox.Address = "jo.bloggs@" }, want: "not a valid address"},
+		"named address":      {edit: func(n *port.Notice) { n.Mailbox.Address = "Jo <" + addr + ">" }, want: "not a valid address"},
+		"no message id":      {edit: func(n *port.Notice) { n.MessageID = "" }, want: "no Message-ID"},
+		"bad message id":     {edit: func(n *port.Notice) { n.MessageID = "<a b@c>" }, want: "malformed Message-ID"},
+		"unknown kind":       {edit: func(n *port.Notice) { n.Kind = "t7" }, want: "unknown notice kind"},
+		"header in wave":     {edit: func(n *port.Notice) { n.WaveID = "w\r\nBcc: x@y" }, want: "wave ID"},
+		"no migrate time":    {edit: func(n *port.Notice) { n.MigrateAt = time.Time{} }, want: "no migration time"},
+		"failure no details": {edit: func(n *port.Notice) { n.Kind = contract.NoticeFailure }, want: "no failure details"},
 		"failure no admin": {
-			edit:    func(n *activities.Notice) { n.Kind = contract.NoticeFailure },
+			edit:    func(n *port.Notice) { n.Kind = contract.NoticeFailure },
 			noAdmin: true, want: "no admin contact",
 		},
 	}

@@ -1,4 +1,4 @@
-// Package outbox is an activities.Notifier that writes each notice as an
+// Package outbox is an port.Notifier that writes each notice as an
 // RFC 5322 message file instead of sending it: <Dir>/<key>-<kind>.eml, kind
 // being one of the user notices or "failure" (to the admin contact). It is
 // for simulations, dry runs and sites that hand mail to another system.
@@ -20,10 +20,10 @@ import (
 	"path/filepath"
 	"slices"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/atomicfile"
 	"mailwave/mail/notices"
+	"mailwave/mail/port"
 )
 
 // DefaultFrom is the From address when Options.From is empty.
@@ -50,7 +50,7 @@ type Outbox struct {
 	templates *notices.Templates
 }
 
-var _ activities.Notifier = (*Outbox)(nil)
+var _ port.Notifier = (*Outbox)(nil)
 
 // New checks the options and creates the directory.
 func New(o Options) (*Outbox, error) {
@@ -87,7 +87,7 @@ func New(o Options) (*Outbox, error) {
 // reports alreadySent. Any other file under that name is replaced. Two
 // concurrent sends of one notice may both write and both report false; the
 // rename keeps the result a single whole file.
-func (o *Outbox) Send(ctx context.Context, n activities.Notice) (alreadySent bool, err error) {
+func (o *Outbox) Send(ctx context.Context, n port.Notice) (alreadySent bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}

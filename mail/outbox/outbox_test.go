@@ -14,17 +14,17 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/testkit/smtptest"
 	"mailwave/mail/notices"
 	"mailwave/mail/outbox"
+	"mailwave/mail/port"
 )
 
 const key = "9f86d081884c7d65"
 
-func notice(key string, kind contract.NoticeKind) activities.Notice {
-	return activities.Notice{
+func notice(key string, kind contract.NoticeKind) port.Notice {
+	return port.Notice{
 		Mailbox: contract.MailboxRef{
 			Key:         key,
 			Address:     "jo.bloggs@example.nhs.invalid",
@@ -157,19 +157,19 @@ func TestSendValidation(t *testing.T) {
 	const addr = "jo.bloggs@example.nhs.invalid"
 
 	cases := map[string]struct {
-		edit func(*activities.Notice)
+		edit func(*port.Notice)
 		want string
 	}{
-		"empty key":       {func(n *activities.Notice) { n.Mailbox.Key = "" }, "empty mailbox key"},
-		"path key":        {func(n *activities.Notice) { n.Mailbox.Key = "../x" }, "mailbox key"},
-		"empty address":   {func(n *activities.Notice) { n.Mailbox.Address = "" }, "no recipient address"},
-		"bad address":     {func(n *activities.Notice) { n.Mailbox.Address = "jo.bloggs@" }, "not a valid address"},
-		"named address":   {func(n *activities.Notice) { n.Mailbox.Address = "Jo <" + addr + ">" }, "not a valid address"},
-		"no message id":   {func(n *activities.Notice) { n.MessageID = "" }, "no Message-ID"},
-		"bad message id":  {func(n *activities.Notice) { n.MessageID = "<a b@c>" }, "malformed Message-ID"},
-		"unknown kind":    {func(n *activities.Notice) { n.Kind = "t7" }, "unknown notice kind"},
-		"header in wave":  {func(n *activities.Notice) { n.WaveID = "w\r\nBcc: x@y" }, "wave ID"},
-		"no migrate time": {func(n *activities.Notice) { n.MigrateAt = time.Time{} }, "no migration time"},
+		"empty key":       {func(n *port.Notice) { n.Mailbox.Key = "" }, "empty mailbox key"},
+		"path key":        {func(n *port.Notice) { n.Mailbox.Key = "../x" }, "mailbox key"},
+		"empty address":   {func(n *port.Notice) { n.Mailbox.Address = "" }, "no recipient address"},
+		"bad address":     {func(n *port.Notice) { n.Mailbox.Address = "jo.bloggs@" }, "not a valid address"},
+		"named address":   {func(n *port.Notice) { n.Mailbox.Address = "Jo <" + addr + ">" }, "not a valid address"},
+		"no message id":   {func(n *port.Notice) { n.MessageID = "" }, "no Message-ID"},
+		"bad message id":  {func(n *port.Notice) { n.MessageID = "<a b@c>" }, "malformed Message-ID"},
+		"unknown kind":    {func(n *port.Notice) { n.Kind = "t7" }, "unknown notice kind"},
+		"header in wave":  {func(n *port.Notice) { n.WaveID = "w\r\nBcc: x@y" }, "wave ID"},
+		"no migrate time": {func(n *port.Notice) { n.MigrateAt = time.Time{} }, "no migration time"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -261,7 +261,7 @@ func TestConcurrentSends(t *testing.T) {
 	}
 }
 
-func failureNotice(key string) activities.Notice {
+func failureNotice(key string) port.Notice {
 	n := notice(key, contract.NoticeFailure)
 	n.MigrateAt = time.Time{}
 	n.Failure = &contract.Failure{Step: "cutover", ErrorType: contract.ErrTypeNoticeNotSent, Reason: "T-14 notice was never sent"}

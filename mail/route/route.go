@@ -1,4 +1,4 @@
-// Package route holds activities.Router implementations used at cutover:
+// Package route holds port.Router implementations used at cutover:
 //
 //   - TransportMap rewrites an MTA (Postfix style) transport map file and
 //     runs a command such as postmap afterwards;

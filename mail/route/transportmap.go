@@ -13,10 +13,10 @@ import (
 	"time"
 	"unicode"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/atomicfile"
 	"mailwave/internal/flock"
+	"mailwave/mail/port"
 )
 
 // DefaultCommandTimeout bounds the command when
@@ -48,7 +48,7 @@ type TransportMapOptions struct {
 	CommandTimeout time.Duration
 }
 
-// TransportMap is an activities.Router over a Postfix style transport map:
+// TransportMap is an port.Router over a Postfix style transport map:
 // one "address nexthop" line per mailbox. A mailbox routes to the target
 // when its address has a line with the configured next hop.
 //
@@ -72,7 +72,7 @@ type TransportMap struct {
 	timeout time.Duration
 }
 
-var _ activities.Router = (*TransportMap)(nil)
+var _ port.Router = (*TransportMap)(nil)
 
 // NewTransportMap checks the options.
 func NewTransportMap(o TransportMapOptions) (*TransportMap, error) {
@@ -125,7 +125,7 @@ func NewTransportMap(o TransportMapOptions) (*TransportMap, error) {
 // Route reports the target when the mailbox's address has a line with the
 // next hop and no command is pending. A missing file means nothing is cut
 // over. It takes no lock: the file is only ever replaced by a rename.
-func (t *TransportMap) Route(ctx context.Context, m contract.MailboxRef) (activities.Route, error) {
+func (t *TransportMap) Route(ctx context.Context, m contract.MailboxRef) (port.Route, error) {
 	addr, err := mapKey(m)
 	if err != nil {
 		return "", err
@@ -139,16 +139,16 @@ func (t *TransportMap) Route(ctx context.Context, m contract.MailboxRef) (activi
 	}
 	e, ok := find(splitLines(content), addr)
 	if !ok || e.value != t.nextHop {
-		return activities.RouteSource, nil
+		return port.RouteSource, nil
 	}
 	pending, err := exists(t.pending)
 	if err != nil {
 		return "", fmt.Errorf("transport map: route of mailbox %s: %w", m.Key, err)
 	}
 	if pending {
-		return activities.RouteSource, nil
+		return port.RouteSource, nil
 	}
-	return activities.RouteTarget, nil
+	return port.RouteTarget, nil
 }
 
 // Cutover gives the mailbox's address a line with the next hop, replacing a
@@ -303,7 +303,7 @@ func mapKey(m contract.MailboxRef) (string, error) {
 	bad := at <= 0 || at == len(a)-1 || a[0] == '#' ||
 		strings.IndexFunc(a, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0
 	if bad {
-		return "", activities.Permanent(contract.ErrTypeInvalidMailbox,
+		return "", port.Permanent(contract.ErrTypeInvalidMailbox,
 			"transport map: mailbox %s: its address cannot be a transport map key", m.Key)
 	}
 	return a, nil

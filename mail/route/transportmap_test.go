@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 	"mailwave/mail/route"
 )
 
@@ -89,7 +89,7 @@ func TestTransportMapCutoverRewritesOnlyItsLine(t *testing.T) {
 
 	r, err := m.Route(ctx, jo)
 	require.NoError(t, err)
-	assert.Equal(t, activities.RouteSource, r, "a stale next hop is not the target")
+	assert.Equal(t, port.RouteSource, r, "a stale next hop is not the target")
 
 	// A stale line is replaced in place, the address written lowercased.
 	require.NoError(t, m.Cutover(ctx, jo))
@@ -102,12 +102,12 @@ func TestTransportMapCutoverRewritesOnlyItsLine(t *testing.T) {
 
 	for _, c := range []struct {
 		m    contract.MailboxRef
-		want activities.Route
+		want port.Route
 	}{
-		{jo, activities.RouteTarget},
-		{mailbox("k-jo", "JO.BLOGGS@TRUST.nhs.example"), activities.RouteTarget},
-		{other, activities.RouteSource},
-		{fresh, activities.RouteSource},
+		{jo, port.RouteTarget},
+		{mailbox("k-jo", "JO.BLOGGS@TRUST.nhs.example"), port.RouteTarget},
+		{other, port.RouteSource},
+		{fresh, port.RouteSource},
 	} {
 		r, err := m.Route(ctx, c.m)
 		require.NoError(t, err)
@@ -130,7 +130,7 @@ func TestTransportMapCutoverRewritesOnlyItsLine(t *testing.T) {
 	assert.Equal(t, 2, runs())
 	r, err = m.Route(ctx, fresh)
 	require.NoError(t, err)
-	assert.Equal(t, activities.RouteTarget, r)
+	assert.Equal(t, port.RouteTarget, r)
 
 	// Nothing left behind but the lock file.
 	entries, err := os.ReadDir(dir)
@@ -150,7 +150,7 @@ func TestTransportMapLineAlreadyThereInOtherCase(t *testing.T) {
 	jo := mailbox("k-jo", "jo.bloggs@trust.nhs.example")
 	r, err := m.Route(context.Background(), jo)
 	require.NoError(t, err)
-	assert.Equal(t, activities.RouteTarget, r)
+	assert.Equal(t, port.RouteTarget, r)
 	require.NoError(t, m.Cutover(context.Background(), jo))
 	assert.Equal(t, original, readFile(t, path))
 }
@@ -162,13 +162,13 @@ func TestTransportMapMissingFile(t *testing.T) {
 	jo := mailbox("k-jo", "jo.bloggs@trust.nhs.example")
 	r, err := m.Route(context.Background(), jo)
 	require.NoError(t, err)
-	assert.Equal(t, activities.RouteSource, r)
+	assert.Equal(t, port.RouteSource, r)
 
 	require.NoError(t, m.Cutover(context.Background(), jo))
 	assert.Equal(t, "jo.bloggs@trust.nhs.example "+targetHop+"\n", readFile(t, path))
 	r, err = m.Route(context.Background(), jo)
 	require.NoError(t, err)
-	assert.Equal(t, activities.RouteTarget, r)
+	assert.Equal(t, port.RouteTarget, r)
 }
 
 func TestTransportMapContinuationLines(t *testing.T) {
@@ -186,7 +186,7 @@ func TestTransportMapContinuationLines(t *testing.T) {
 
 	r, err := m.Route(ctx, mailbox("k-other", "other.person@trust.nhs.example"))
 	require.NoError(t, err)
-	assert.Equal(t, activities.RouteTarget, r, "a next hop on a continuation line counts")
+	assert.Equal(t, port.RouteTarget, r, "a next hop on a continuation line counts")
 
 	require.NoError(t, m.Cutover(ctx, mailbox("k-jo", "jo.bloggs@trust.nhs.example")))
 	assert.Equal(t, "jo.bloggs@trust.nhs.example "+targetHop+"\n"+
@@ -291,9 +291,9 @@ func TestTransportMapFailedCommandRunsAgain(t *testing.T) {
 
 	err := m.Cutover(ctx, jo)
 	require.Error(t, err)
-	_, permanent := activities.IsPermanent(err)
+	_, permanent := port.IsPermanent(err)
 	assert.False(t, permanent)
-	var thr *activities.ThrottledError
+	var thr *port.ThrottledError
 	assert.False(t, errors.As(err, &thr))
 	assert.Contains(t, err.Error(), `"sh"`)
 	assert.Contains(t, err.Error(), "exit status 3")
@@ -306,7 +306,7 @@ func TestTransportMapFailedCommandRunsAgain(t *testing.T) {
 
 	r, err := m.Route(ctx, jo)
 	require.NoError(t, err)
-	assert.Equal(t, activities.RouteSource, r, "not cut over while the command is pending")
+	assert.Equal(t, port.RouteSource, r, "not cut over while the command is pending")
 
 	// Still failing: the retry runs it again.
 	require.Error(t, m.Cutover(ctx, jo))
@@ -318,7 +318,7 @@ func TestTransportMapFailedCommandRunsAgain(t *testing.T) {
 	assert.NoFileExists(t, path+".pending")
 	r, err = m.Route(ctx, jo)
 	require.NoError(t, err)
-	assert.Equal(t, activities.RouteTarget, r)
+	assert.Equal(t, port.RouteTarget, r)
 
 	require.NoError(t, m.Cutover(ctx, jo))
 	assert.Equal(t, 3, runs(), "done: not run again")
@@ -367,12 +367,12 @@ func TestTransportMapRefusesUnusableAddress(t *testing.T) {
 	m := newMap(t, path, nil)
 	for _, a := range []string{"", "trust.nhs.example", "@trust.nhs.example", "jo@", "jo bloggs@trust.nhs.example", "jo@x\nevil@y z", "#jo@trust.nhs.example"} {
 		err := m.Cutover(context.Background(), mailbox("k-bad", a))
-		typ, ok := activities.IsPermanent(err)
+		typ, ok := port.IsPermanent(err)
 		assert.True(t, ok, "%q", a)
 		assert.Equal(t, contract.ErrTypeInvalidMailbox, typ)
 		assertNoAddress(t, err)
 		_, err = m.Route(context.Background(), mailbox("k-bad", a))
-		_, ok = activities.IsPermanent(err)
+		_, ok = port.IsPermanent(err)
 		assert.True(t, ok, "%q", a)
 	}
 	assert.NoFileExists(t, path)

@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 // Defaults of WebhookOptions.
@@ -55,7 +55,7 @@ type WebhookOptions struct {
 	Timeout time.Duration
 }
 
-// Webhook is an activities.Router over a directory's HTTP API.
+// Webhook is an port.Router over a directory's HTTP API.
 //
 // Cutover POSTs {"mailbox_key", "address", "org", "route": "target"} with
 // the header Idempotency-Key: mailwave-cutover-<key>, the same on every
@@ -80,7 +80,7 @@ type Webhook struct {
 	timeout   time.Duration
 }
 
-var _ activities.Router = (*Webhook)(nil)
+var _ port.Router = (*Webhook)(nil)
 
 // NewWebhook checks the options. It refuses to send Header over plain
 // http to a host other than loopback.
@@ -196,13 +196,13 @@ func IdempotencyKey(key string) string { return "mailwave-cutover-" + key }
 
 // Cutover asks the API to route the mailbox to the target. 5xx, 408 and
 // network errors are tried again within the call, then returned as a
-// retryable error; 429 is a *activities.ThrottledError; any other 4xx, and
+// retryable error; 429 is a *port.ThrottledError; any other 4xx, and
 // any 3xx (a redirect, not followed), is a permanent ErrTypeInvalidMailbox.
 func (w *Webhook) Cutover(ctx context.Context, m contract.MailboxRef) error {
 	if m.Key == "" || m.Address == "" {
-		return activities.Permanent(contract.ErrTypeInvalidMailbox, "webhook: mailbox %s has no key or no address", m.Key)
+		return port.Permanent(contract.ErrTypeInvalidMailbox, "webhook: mailbox %s has no key or no address", m.Key)
 	}
-	body, err := json.Marshal(cutoverBody{MailboxKey: m.Key, Address: m.Address, Org: m.Org, Route: string(activities.RouteTarget)})
+	body, err := json.Marshal(cutoverBody{MailboxKey: m.Key, Address: m.Address, Org: m.Org, Route: string(port.RouteTarget)})
 	if err != nil {
 		return fmt.Errorf("webhook: cutover of mailbox %s: %w", m.Key, err)
 	}
@@ -228,12 +228,12 @@ func (w *Webhook) Cutover(ctx context.Context, m contract.MailboxRef) error {
 
 // Route asks StatusURL where the mailbox's mail goes, or reports the
 // source when there is no StatusURL.
-func (w *Webhook) Route(ctx context.Context, m contract.MailboxRef) (activities.Route, error) {
+func (w *Webhook) Route(ctx context.Context, m contract.MailboxRef) (port.Route, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
 	if w.statusURL == nil {
-		return activities.RouteSource, nil
+		return port.RouteSource, nil
 	}
 	u := *w.statusURL
 	q := u.Query()
@@ -247,17 +247,17 @@ func (w *Webhook) Route(ctx context.Context, m contract.MailboxRef) (activities.
 	}
 	switch {
 	case res.status == http.StatusNotFound:
-		return activities.RouteSource, nil
+		return port.RouteSource, nil
 	case res.status/100 == 2:
 		var answer struct {
-			Route activities.Route `json:"route"`
+			Route port.Route `json:"route"`
 		}
 		// The decoding error is not quoted: it may echo the body.
 		if err := json.Unmarshal(res.body, &answer); err != nil {
 			return "", fmt.Errorf("webhook: route of mailbox %s: the status answer is not JSON", m.Key)
 		}
 		switch answer.Route {
-		case activities.RouteSource, activities.RouteTarget:
+		case port.RouteSource, port.RouteTarget:
 			return answer.Route, nil
 		}
 		return "", fmt.Errorf("webhook: route of mailbox %s: the status answer has no route of source or target", m.Key)
@@ -280,10 +280,10 @@ func (r response) fail(op, key string) error {
 	case r.status/100 == 3:
 		// Following it would send the headers and the address elsewhere;
 		// the Location is not quoted (it may hold a token or the address).
-		return activities.Permanent(contract.ErrTypeInvalidMailbox,
+		return port.Permanent(contract.ErrTypeInvalidMailbox,
 			"webhook: %s of mailbox %s: the API answered %s, a redirect, which is not followed: configure the URL it points to", op, key, status)
 	case r.status == http.StatusTooManyRequests:
-		return &activities.ThrottledError{
+		return &port.ThrottledError{
 			RetryAfter: parseRetryAfter(r.retryAfter, time.Now()),
 			Err:        fmt.Errorf("webhook: %s of mailbox %s: %s", op, key, status),
 		}
@@ -294,7 +294,7 @@ func (r response) fail(op, key string) error {
 		if s := bodySnippet(r.body); s != "" {
 			msg += " " + s
 		}
-		return activities.Permanent(contract.ErrTypeInvalidMailbox, "webhook refused mailbox %s: %s", key, msg)
+		return port.Permanent(contract.ErrTypeInvalidMailbox, "webhook refused mailbox %s: %s", key, msg)
 	default:
 		return fmt.Errorf("webhook: %s of mailbox %s: unexpected status %s", op, key, status)
 	}

@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 	"mailwave/mail/route"
 )
 
@@ -127,9 +127,9 @@ func TestWebhookGivesUpAfterAttempts(t *testing.T) {
 	err := w.Cutover(context.Background(), jo)
 	require.Error(t, err)
 	assert.Len(t, a.requests(), 4)
-	_, permanent := activities.IsPermanent(err)
+	_, permanent := port.IsPermanent(err)
 	assert.False(t, permanent)
-	var thr *activities.ThrottledError
+	var thr *port.ThrottledError
 	assert.False(t, errors.As(err, &thr))
 	assert.Contains(t, err.Error(), "500 Internal Server Error")
 	assert.Contains(t, err.Error(), "9f86d081")
@@ -143,7 +143,7 @@ func TestWebhookNetworkErrorIsRetryable(t *testing.T) {
 	w := newWebhook(t, route.WebhookOptions{URL: url + "/cutover?token=abc"})
 	err := w.Cutover(context.Background(), jo)
 	require.Error(t, err)
-	_, permanent := activities.IsPermanent(err)
+	_, permanent := port.IsPermanent(err)
 	assert.False(t, permanent)
 	assert.Contains(t, err.Error(), "after 3 tries")
 	assert.NotContains(t, err.Error(), "token=abc", "the URL is not quoted")
@@ -162,7 +162,7 @@ func TestWebhookClientErrorIsPermanent(t *testing.T) {
 			a, srv := serve(t, reply{status: 400, body: c.body})
 			w := newWebhook(t, route.WebhookOptions{URL: srv.URL})
 			err := w.Cutover(context.Background(), jo)
-			typ, ok := activities.IsPermanent(err)
+			typ, ok := port.IsPermanent(err)
 			require.True(t, ok, "%v", err)
 			assert.Equal(t, contract.ErrTypeInvalidMailbox, typ)
 			assert.Len(t, a.requests(), 1, "no retry")
@@ -192,7 +192,7 @@ func TestWebhookThrottled(t *testing.T) {
 	a, srv := serve(t, reply{status: 429, header: map[string]string{"Retry-After": "7"}})
 	w := newWebhook(t, route.WebhookOptions{URL: srv.URL})
 	err := w.Cutover(context.Background(), jo)
-	var thr *activities.ThrottledError
+	var thr *port.ThrottledError
 	require.ErrorAs(t, err, &thr)
 	assert.Equal(t, 7*time.Second, thr.RetryAfter)
 	assert.Len(t, a.requests(), 1, "the server's back-off is left to the retry policy")
@@ -203,7 +203,7 @@ func TestWebhookThrottledUntilDate(t *testing.T) {
 	at := time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)
 	_, srv := serve(t, reply{status: 429, header: map[string]string{"Retry-After": at}})
 	w := newWebhook(t, route.WebhookOptions{URL: srv.URL})
-	var thr *activities.ThrottledError
+	var thr *port.ThrottledError
 	require.ErrorAs(t, w.Cutover(context.Background(), jo), &thr)
 	assert.InDelta(t, 90, thr.RetryAfter.Seconds(), 2)
 }
@@ -253,8 +253,8 @@ func TestWebhookRouteAsksStatusURL(t *testing.T) {
 	t.Cleanup(srv.Close)
 	w := newWebhook(t, route.WebhookOptions{URL: srv.URL + "/cutover", StatusURL: srv.URL + "/status?tenant=nhs"})
 	ctx := context.Background()
-	for key, want := range map[string]activities.Route{
-		"k-target": activities.RouteTarget, "k-source": activities.RouteSource, "k-unknown": activities.RouteSource,
+	for key, want := range map[string]port.Route{
+		"k-target": port.RouteTarget, "k-source": port.RouteSource, "k-unknown": port.RouteSource,
 	} {
 		got, err := w.Route(ctx, contract.MailboxRef{Key: key, Address: "x@y.example"})
 		require.NoError(t, err, key)
@@ -263,7 +263,7 @@ func TestWebhookRouteAsksStatusURL(t *testing.T) {
 	_, err := w.Route(ctx, contract.MailboxRef{Key: "k-odd", Address: "x@y.example"})
 	require.Error(t, err)
 	_, err = w.Route(ctx, contract.MailboxRef{Key: "k-refused", Address: "x@y.example"})
-	typ, ok := activities.IsPermanent(err)
+	typ, ok := port.IsPermanent(err)
 	assert.True(t, ok)
 	assert.Equal(t, contract.ErrTypeInvalidMailbox, typ)
 
@@ -286,7 +286,7 @@ func TestWebhookRouteWithoutStatusURL(t *testing.T) {
 	w := newWebhook(t, route.WebhookOptions{URL: srv.URL})
 	got, err := w.Route(context.Background(), jo)
 	require.NoError(t, err)
-	assert.Equal(t, activities.RouteSource, got)
+	assert.Equal(t, port.RouteSource, got)
 	assert.Empty(t, a.requests())
 }
 
@@ -343,7 +343,7 @@ func TestWebhookFollowsNoRedirect(t *testing.T) {
 			w := newWebhook(t, route.WebhookOptions{URL: srv.URL, StatusURL: srv.URL + "/status", Client: &http.Client{}})
 
 			err := w.Cutover(context.Background(), jo)
-			typ, ok := activities.IsPermanent(err)
+			typ, ok := port.IsPermanent(err)
 			require.True(t, ok, "%v", err)
 			assert.Equal(t, contract.ErrTypeInvalidMailbox, typ)
 			assert.Contains(t, err.Error(), statusText(status))
@@ -352,7 +352,7 @@ func TestWebhookFollowsNoRedirect(t *testing.T) {
 			assertNoAddress(t, err)
 
 			_, err = w.Route(context.Background(), jo)
-			_, ok = activities.IsPermanent(err)
+			_, ok = port.IsPermanent(err)
 			require.True(t, ok, "%v", err)
 			assert.Contains(t, err.Error(), statusText(status))
 

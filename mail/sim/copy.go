@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 // Copy copies one pass of a mailbox from the source to the target, folder by
@@ -13,7 +13,7 @@ import (
 // are skipped, never written again. Each batch is durable before
 // req.Progress hears of it. A completed bulk pass makes the mailbox's delta
 // arrive at the source, unless it has been cut over.
-func (e *Estate) Copy(ctx context.Context, req activities.CopyRequest) (contract.CopyStats, error) {
+func (e *Estate) Copy(ctx context.Context, req port.CopyRequest) (contract.CopyStats, error) {
 	var stats contract.CopyStats
 	index, err := e.lookup(req.Mailbox)
 	if err != nil {
@@ -144,7 +144,7 @@ func (e *Estate) deliverDelta(ctx context.Context, key string, index int) error 
 	if err != nil {
 		return err
 	}
-	if st.DeltaArrived || st.route() == activities.RouteTarget {
+	if st.DeltaArrived || st.route() == port.RouteTarget {
 		return nil
 	}
 	st.DeltaArrived = true
@@ -161,7 +161,7 @@ func verifyFolder(key string, fi int, t *store, n uint32) error {
 	if have == int64(n) && twice == 0 {
 		return nil
 	}
-	return activities.Permanent(contract.ErrTypeVerifyMismatch,
+	return port.Permanent(contract.ErrTypeVerifyMismatch,
 		"mailbox %s folder #%d: %d of %d source messages are not on the target, %d were written to it twice",
 		key, fi+1, int64(n)-have, n, twice)
 }

@@ -3,13 +3,13 @@ package sim
 import (
 	"context"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 // Route returns where the mailbox's mail is delivered: the source until it
 // is cut over.
-func (e *Estate) Route(ctx context.Context, m contract.MailboxRef) (activities.Route, error) {
+func (e *Estate) Route(ctx context.Context, m contract.MailboxRef) (port.Route, error) {
 	index, err := e.lookup(m)
 	if err != nil {
 		return "", err
@@ -47,10 +47,10 @@ func (e *Estate) Cutover(ctx context.Context, m contract.MailboxRef) error {
 		}
 		return ferr
 	}
-	if st.route() == activities.RouteTarget {
+	if st.route() == port.RouteTarget {
 		st.CutoverNoops++
 	} else {
-		st.Route = activities.RouteTarget
+		st.Route = port.RouteTarget
 		st.Cutovers++
 	}
 	return e.save(st)

@@ -22,9 +22,9 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/mail/adapt"
+	"mailwave/mail/port"
 )
 
 // Options tune an opened estate.
@@ -98,8 +98,8 @@ type Estate struct {
 }
 
 var (
-	_ activities.Copier = (*Estate)(nil)
-	_ activities.Router = (*Estate)(nil)
+	_ port.Copier = (*Estate)(nil)
+	_ port.Router = (*Estate)(nil)
 )
 
 // Open opens the estate generated in dir.
@@ -204,11 +204,11 @@ func (e *Estate) lookupAddress(address string) (int, bool) {
 // address.
 func (e *Estate) lookup(m contract.MailboxRef) (int, error) {
 	if !validKey(m.Key) {
-		return 0, activities.Permanent(contract.ErrTypeInvalidMailbox, "invalid mailbox key (%d bytes)", len(m.Key))
+		return 0, port.Permanent(contract.ErrTypeInvalidMailbox, "invalid mailbox key (%d bytes)", len(m.Key))
 	}
 	i, ok := e.lookupAddress(m.Address)
 	if !ok || unit(hash(uint64(e.manifest.Seed), uint64(i), saltNotFound)) < e.opts.Faults.NotFoundRate {
-		return 0, activities.Permanent(contract.ErrTypeMailboxNotFound, "mailbox %s not found at source", m.Key)
+		return 0, port.Permanent(contract.ErrTypeMailboxNotFound, "mailbox %s not found at source", m.Key)
 	}
 	return i, nil
 }
@@ -260,7 +260,7 @@ func (e *Estate) injectFault(st *mailboxState, step string) error {
 	var err error
 	switch {
 	case u < f.ThrottleRate:
-		err = &activities.ThrottledError{RetryAfter: f.ThrottleRetryAfter, Err: fmt.Errorf("sim: target busy at %s of mailbox %s", step, st.Key)}
+		err = &port.ThrottledError{RetryAfter: f.ThrottleRetryAfter, Err: fmt.Errorf("sim: target busy at %s of mailbox %s", step, st.Key)}
 	case u < f.ThrottleRate+f.TransientRate:
 		err = fmt.Errorf("sim: transient failure at %s of mailbox %s", step, st.Key)
 	default:

@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 const testSeed = 42
@@ -66,14 +66,14 @@ func copyRetrying(t *testing.T, e *Estate, m contract.MailboxRef, pass contract.
 	for attempt := 0; ; attempt++ {
 		require.Less(t, attempt, 10_000, "copy never finished")
 		var seen contract.CopyStats
-		st, err := e.Copy(context.Background(), activities.CopyRequest{
+		st, err := e.Copy(context.Background(), port.CopyRequest{
 			Mailbox: m, Pass: pass, Checkpoint: cp,
 			Progress: func(c contract.Checkpoint, s contract.CopyStats) { cp, seen = c, s },
 		})
 		if err == nil {
 			return total.Add(st), errs
 		}
-		_, permanent := activities.IsPermanent(err)
+		_, permanent := port.IsPermanent(err)
 		require.False(t, permanent, "permanent error: %v", err)
 		require.Equal(t, seen, st, "stats returned on error match the last progress")
 		total = total.Add(st)
@@ -183,7 +183,7 @@ func TestFullMigration(t *testing.T) {
 	ctx := context.Background()
 
 	var progress int
-	st, err := e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk,
+	st, err := e.Copy(ctx, port.CopyRequest{Mailbox: m, Pass: contract.PassBulk,
 		Progress: func(contract.Checkpoint, contract.CopyStats) { progress++ }})
 	require.NoError(t, err)
 	assert.Equal(t, p.Messages, st.Items)
@@ -195,10 +195,10 @@ func TestFullMigration(t *testing.T) {
 	row := verifyOne(t, e, m)
 	assert.Equal(t, p.Messages+int64(p.Delta), row.SourceItems)
 	assert.Equal(t, int64(p.Delta), row.Missing)
-	assert.Equal(t, activities.RouteSource, row.Route)
+	assert.Equal(t, port.RouteSource, row.Route)
 
 	// A delta pass from an empty checkpoint skips the bulk and copies the delta.
-	st, err = e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: contract.PassDelta})
+	st, err = e.Copy(ctx, port.CopyRequest{Mailbox: m, Pass: contract.PassDelta})
 	require.NoError(t, err)
 	assert.Equal(t, int64(p.Delta), st.Items)
 	assert.Equal(t, p.Messages, st.Skipped)
@@ -206,17 +206,17 @@ func TestFullMigration(t *testing.T) {
 	require.NoError(t, e.Cutover(ctx, m))
 	route, err := e.Route(ctx, m)
 	require.NoError(t, err)
-	assert.Equal(t, activities.RouteTarget, route)
+	assert.Equal(t, port.RouteTarget, route)
 
 	// No more arrivals after cutover, even after another bulk pass.
-	_, err = e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
+	_, err = e.Copy(ctx, port.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
 	require.NoError(t, err)
 
 	r, err := e.Verify(ctx, nil)
 	require.NoError(t, err)
 	require.Len(t, r.Rows, 1)
 	assert.Equal(t, ReportRow{Key: m.Key, SourceItems: p.Messages + int64(p.Delta), TargetItems: p.Messages + int64(p.Delta),
-		Route: activities.RouteTarget, Cutovers: 1}, r.Rows[0])
+		Route: port.RouteTarget, Cutovers: 1}, r.Rows[0])
 	assert.True(t, r.OK(), r.Summary())
 	assert.Equal(t, Totals{Mailboxes: 1, CutOver: 1, SourceItems: r.Rows[0].SourceItems, TargetItems: r.Rows[0].SourceItems}, r.Totals)
 	assert.Contains(t, r.Summary(), "result: OK")
@@ -233,7 +233,7 @@ func TestCutoverWithoutDeltaLosesMail(t *testing.T) {
 	m := ref(e, pick(t, e, 1, 3000))
 	p, _ := e.Profile(m.Address)
 	ctx := context.Background()
-	_, err := e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
+	_, err := e.Copy(ctx, port.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	require.NoError(t, e.Cutover(ctx, m))
 	r, err := e.Verify(ctx, nil)
@@ -250,7 +250,7 @@ func interrupted(t *testing.T, e *Estate, m contract.MailboxRef, stopAfter int) 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var cps []contract.Checkpoint
-	_, err := e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk,
+	_, err := e.Copy(ctx, port.CopyRequest{Mailbox: m, Pass: contract.PassBulk,
 		Progress: func(c contract.Checkpoint, _ contract.CopyStats) {
 			cps = append(cps, c)
 			if len(cps) == stopAfter {
@@ -285,7 +285,7 @@ func TestResume(t *testing.T) {
 			e2, err := Open(e.Dir(), Options{Instant: true})
 			require.NoError(t, err)
 			assert.Equal(t, before, verifyOne(t, e2, m))
-			st, err := e2.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk, Checkpoint: tc.from(cps)})
+			st, err := e2.Copy(context.Background(), port.CopyRequest{Mailbox: m, Pass: contract.PassBulk, Checkpoint: tc.from(cps)})
 			require.NoError(t, err)
 			assert.Equal(t, p.Messages-before.TargetItems, st.Items)
 			if tc.skip {
@@ -312,7 +312,7 @@ func TestCheckpointOfOtherUIDValidityIsIgnored(t *testing.T) {
 	f := cp.Folders["INBOX"]
 	f.UIDValidity++
 	cp.Folders["INBOX"] = f
-	st, err := e.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk, Checkpoint: cp})
+	st, err := e.Copy(context.Background(), port.CopyRequest{Mailbox: m, Pass: contract.PassBulk, Checkpoint: cp})
 	require.NoError(t, err)
 	assert.Equal(t, int64(f.LastUID), st.Skipped, "restarted the folder, skipping what was there")
 	row := verifyOne(t, e, m)
@@ -329,7 +329,7 @@ func TestOverlappingAttempts(t *testing.T) {
 	for i := range stats {
 		wg.Go(func() {
 			var err error
-			stats[i], err = e.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
+			stats[i], err = e.Copy(context.Background(), port.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
 			assert.NoError(t, err)
 		})
 	}
@@ -363,7 +363,7 @@ func TestCopyVerifiesEachFolder(t *testing.T) {
 			e := newEstate(t, 60, Options{Instant: true})
 			m := ref(e, pick(t, e, 2000, 8000))
 			var cp contract.Checkpoint
-			_, err := e.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk,
+			_, err := e.Copy(context.Background(), port.CopyRequest{Mailbox: m, Pass: contract.PassBulk,
 				Progress: func(c contract.Checkpoint, _ contract.CopyStats) { cp = c }})
 			require.NoError(t, err)
 			p, _ := e.Profile(m.Address)
@@ -372,8 +372,8 @@ func TestCopyVerifiesEachFolder(t *testing.T) {
 			tc.spoil(st.folder(p.Folders[0], false))
 			require.NoError(t, e.save(st))
 
-			_, err = e.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: contract.PassDelta, Checkpoint: cp})
-			typ, permanent := activities.IsPermanent(err)
+			_, err = e.Copy(context.Background(), port.CopyRequest{Mailbox: m, Pass: contract.PassDelta, Checkpoint: cp})
+			typ, permanent := port.IsPermanent(err)
 			require.True(t, permanent, "%v", err)
 			assert.Equal(t, contract.ErrTypeVerifyMismatch, typ)
 			assert.Contains(t, err.Error(), "folder #1: "+tc.want)
@@ -390,12 +390,12 @@ func TestCutoverIsIdempotent(t *testing.T) {
 	ctx := context.Background()
 	route, err := e.Route(ctx, m)
 	require.NoError(t, err)
-	assert.Equal(t, activities.RouteSource, route)
+	assert.Equal(t, port.RouteSource, route)
 	require.NoError(t, e.Cutover(ctx, m))
 	require.NoError(t, e.Cutover(ctx, m))
 	route, err = e.Route(ctx, m)
 	require.NoError(t, err)
-	assert.Equal(t, activities.RouteTarget, route)
+	assert.Equal(t, port.RouteTarget, route)
 
 	st, err := e.load(m.Key, 1)
 	require.NoError(t, err)
@@ -410,14 +410,14 @@ func TestMailboxNotFound(t *testing.T) {
 	m := contract.MailboxRef{Key: "abcdef0123", Address: "nobody.here.000001@org000.nhs.example"}
 	check := func(err error) {
 		t.Helper()
-		typ, ok := activities.IsPermanent(err)
+		typ, ok := port.IsPermanent(err)
 		require.True(t, ok, "permanent: %v", err)
 		assert.Equal(t, contract.ErrTypeMailboxNotFound, typ)
 		assert.NotContains(t, err.Error(), m.Address)
 		assert.NotContains(t, err.Error(), "nobody")
 		assert.Contains(t, err.Error(), m.Key)
 	}
-	_, err := e.Copy(ctx, activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
+	_, err := e.Copy(ctx, port.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
 	check(err)
 	_, err = e.Route(ctx, m)
 	check(err)
@@ -430,13 +430,13 @@ func TestMailboxNotFound(t *testing.T) {
 	// A key that is not safe as a file name is refused.
 	bad := ref(e, 1)
 	bad.Key = "../x"
-	typ, _ := activities.IsPermanent(e.Cutover(ctx, bad))
+	typ, _ := port.IsPermanent(e.Cutover(ctx, bad))
 	assert.Equal(t, contract.ErrTypeInvalidMailbox, typ)
 	// A key already bound to another mailbox is refused.
 	other := ref(e, 2)
 	require.NoError(t, e.Cutover(ctx, other))
 	bad.Key = other.Key
-	typ, _ = activities.IsPermanent(e.Cutover(ctx, bad))
+	typ, _ = port.IsPermanent(e.Cutover(ctx, bad))
 	assert.Equal(t, contract.ErrTypeInvalidMailbox, typ)
 }
 
@@ -446,7 +446,7 @@ func TestNotFoundRate(t *testing.T) {
 		var out []int
 		for i := range 400 {
 			_, err := e.Route(context.Background(), ref(e, i))
-			if typ, ok := activities.IsPermanent(err); ok {
+			if typ, ok := port.IsPermanent(err); ok {
 				require.Equal(t, contract.ErrTypeMailboxNotFound, typ)
 				out = append(out, i)
 			} else {
@@ -465,11 +465,11 @@ func TestNotFoundRate(t *testing.T) {
 func TestThrottle(t *testing.T) {
 	e := newEstate(t, 60, Options{Instant: true, Faults: Faults{ThrottleRate: 1, ThrottleRetryAfter: 90 * time.Second}})
 	m := ref(e, pick(t, e, 1, 3000))
-	_, err := e.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
-	var thr *activities.ThrottledError
+	_, err := e.Copy(context.Background(), port.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
+	var thr *port.ThrottledError
 	require.ErrorAs(t, err, &thr)
 	assert.Equal(t, 90*time.Second, thr.RetryAfter)
-	_, permanent := activities.IsPermanent(err)
+	_, permanent := port.IsPermanent(err)
 	assert.False(t, permanent)
 
 	// Every step is throttled exactly MaxConsecutiveFaults times, then goes
@@ -510,7 +510,7 @@ func TestFaultsAreDeterministic(t *testing.T) {
 				errs = append(errs, err)
 			}
 			for _, err := range errs {
-				var thr *activities.ThrottledError
+				var thr *port.ThrottledError
 				kind := "transient"
 				if errors.As(err, &thr) {
 					kind = "throttled"
@@ -542,7 +542,7 @@ func TestRateLimit(t *testing.T) {
 	}
 	m := ref(probe, small)
 	start := time.Now()
-	st, err := probe.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
+	st, err := probe.Copy(context.Background(), port.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	instant := time.Since(start)
 
@@ -550,7 +550,7 @@ func TestRateLimit(t *testing.T) {
 	const scale = 3600.0
 	e := newEstate(t, 200, Options{TimeScale: scale, BytesPerSecond: int64(float64(st.Bytes) / want.Seconds() / scale)})
 	start = time.Now()
-	_, err = e.Copy(context.Background(), activities.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
+	_, err = e.Copy(context.Background(), port.CopyRequest{Mailbox: m, Pass: contract.PassBulk})
 	require.NoError(t, err)
 	limited := time.Since(start)
 	t.Logf("%d bytes: instant %v, limited %v", st.Bytes, instant, limited)
@@ -561,7 +561,7 @@ func TestRateLimit(t *testing.T) {
 	// The wait gives up with the context.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	_, err = e.Copy(ctx, activities.CopyRequest{Mailbox: ref(e, (small+1)%200), Pass: contract.PassBulk})
+	_, err = e.Copy(ctx, port.CopyRequest{Mailbox: ref(e, (small+1)%200), Pass: contract.PassBulk})
 	require.Error(t, err)
 }
 

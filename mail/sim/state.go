@@ -12,8 +12,8 @@ import (
 	"path/filepath"
 	"sync"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 // mailboxState is everything that changes about one mailbox: what has
@@ -25,7 +25,7 @@ type mailboxState struct {
 	// DeltaArrived is set when a bulk pass completes while mail still goes to
 	// the source: the profile's delta messages are then in the source INBOX.
 	DeltaArrived bool              `json:"delta_arrived,omitempty"`
-	Route        activities.Route  `json:"route,omitempty"`
+	Route        port.Route        `json:"route,omitempty"`
 	Cutovers     int               `json:"cutovers,omitempty"`      // cutovers that changed the route
 	CutoverNoops int               `json:"cutover_noops,omitempty"` // cutovers that found it done
 	Target       map[string]*store `json:"target,omitempty"`        // by folder name
@@ -43,9 +43,9 @@ type store struct {
 }
 
 // route returns the mailbox's route, the source by default.
-func (s *mailboxState) route() activities.Route {
+func (s *mailboxState) route() port.Route {
 	if s.Route == "" {
-		return activities.RouteSource
+		return port.RouteSource
 	}
 	return s.Route
 }
@@ -86,7 +86,7 @@ func (e *Estate) load(key string, index int) (*mailboxState, error) {
 		return nil, err
 	}
 	if st.Index != index || st.Key != key {
-		return nil, activities.Permanent(contract.ErrTypeInvalidMailbox, "mailbox key %s is bound to another mailbox", key)
+		return nil, port.Permanent(contract.ErrTypeInvalidMailbox, "mailbox key %s is bound to another mailbox", key)
 	}
 	return st, nil
 }

@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"mailwave/activities"
 	"mailwave/mail/adapt"
+	"mailwave/mail/port"
 )
 
 // The simulated target's tenant limit: one token bucket of bytes per second
@@ -180,7 +180,7 @@ func (e *Estate) send(ctx context.Context, key string, n int64) error {
 		}
 		e.rate.Refused(first)
 		if adapt.GiveUp(i, wait) {
-			return &activities.ThrottledError{RetryAfter: wait,
+			return &port.ThrottledError{RetryAfter: wait,
 				Err: fmt.Errorf("sim: target tenant limit for mailbox %s: Request is throttled. Suggested Backoff Time: %d milliseconds", key, wait.Milliseconds())}
 		}
 		t := time.NewTimer(wait)

@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 // TestWorkersShareTheTenantLimit opens one estate twice, as two worker
@@ -62,7 +62,7 @@ func TestWorkersShareTheTenantLimit(t *testing.T) {
 			for m := range queue {
 				st, errs := copyRetrying(t, workers[i%len(workers)], m, contract.PassBulk)
 				for _, err := range errs {
-					var thr *activities.ThrottledError
+					var thr *port.ThrottledError
 					assert.ErrorAs(t, err, &thr, "only throttling ends an attempt")
 				}
 				mu.Lock()

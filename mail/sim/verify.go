@@ -13,7 +13,7 @@ import (
 	"strings"
 	"sync"
 
-	"mailwave/activities"
+	"mailwave/mail/port"
 )
 
 // Report is the verifier's account of an estate: one row per mailbox, by
@@ -32,7 +32,7 @@ type ReportRow struct {
 	TargetItems int64
 	Missing     int64
 	Duplicates  int64
-	Route       activities.Route
+	Route       port.Route
 	Cutovers    int
 }
 
@@ -137,7 +137,7 @@ func (r *Report) add(row ReportRow) {
 	r.Rows = append(r.Rows, row)
 	t := &r.Totals
 	t.Mailboxes++
-	if row.Route == activities.RouteTarget {
+	if row.Route == port.RouteTarget {
 		t.CutOver++
 		t.Lost += row.Missing
 	} else {

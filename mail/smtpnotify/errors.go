@@ -11,13 +11,13 @@ import (
 	gomail "github.com/wneessen/go-mail"
 	"github.com/wneessen/go-mail/smtp"
 
-	"mailwave/activities"
 	"mailwave/contract"
+	"mailwave/mail/port"
 )
 
 // failed turns a failed delivery into an error for Temporal's retries (see
 // the package documentation).
-func (n *Notifier) failed(ctx context.Context, nt activities.Notice, auth *trackedAuth, err error) error {
+func (n *Notifier) failed(ctx context.Context, nt port.Notice, auth *trackedAuth, err error) error {
 	prefix := fmt.Sprintf("smtpnotify: mailbox %s: %s notice", nt.Mailbox.Key, nt.Kind)
 
 	// A SendError is about the message itself. Its own text lists the
@@ -40,14 +40,14 @@ func (n *Notifier) failed(ctx context.Context, nt activities.Notice, auth *track
 	if auth != nil && auth.started {
 		switch {
 		case isReply && reply.Code >= 500:
-			return activities.Permanent(contract.ErrTypeBadCredentials, "%s: the SMTP server refused authentication: %d %s", prefix, reply.Code, reply.Msg)
+			return port.Permanent(contract.ErrTypeBadCredentials, "%s: the SMTP server refused authentication: %d %s", prefix, reply.Code, reply.Msg)
 		case errors.Is(err, errMechanismNotOffered), errors.Is(err, smtp.ErrUnencrypted), errors.Is(err, smtp.ErrWrongHostname),
 			errors.Is(err, smtp.ErrUnexpectedServerChallange), errors.Is(err, smtp.ErrUnexpectedServerResponse):
-			return activities.Permanent(contract.ErrTypeBadCredentials, "%s: SMTP authentication: %v", prefix, err)
+			return port.Permanent(contract.ErrTypeBadCredentials, "%s: SMTP authentication: %v", prefix, err)
 		}
 	}
 	if isReply && askedToWait(reply.Code, reply.Msg) {
-		return &activities.ThrottledError{RetryAfter: ThrottleRetryAfter, Err: fmt.Errorf("%s: %w", prefix, err)}
+		return &port.ThrottledError{RetryAfter: ThrottleRetryAfter, Err: fmt.Errorf("%s: %w", prefix, err)}
 	}
 	// Connection, TLS and other replies before the message: about the relay,
 	// not this notice, so worth retrying. These texts carry no address.
@@ -66,12 +66,12 @@ func refused(prefix string, se *gomail.SendError) error {
 	}
 	switch {
 	case code >= 500 && code < 600 && slices.Contains(messageStages, se.Reason):
-		return activities.Permanent(contract.ErrTypeNoticeNotSent, "%s", what)
+		return port.Permanent(contract.ErrTypeNoticeNotSent, "%s", what)
 	case code == 0 && slices.Contains(badMessage, se.Reason):
-		return activities.Permanent(contract.ErrTypeNoticeNotSent, "%s", what)
+		return port.Permanent(contract.ErrTypeNoticeNotSent, "%s", what)
 	case askedToWait(code, se.Error()):
 		// se.Error() is only searched for the server's words, never returned.
-		return &activities.ThrottledError{RetryAfter: ThrottleRetryAfter, Err: errors.New(what)}
+		return &port.ThrottledError{RetryAfter: ThrottleRetryAfter, Err: errors.New(what)}
 	default:
 		return errors.New(what)
 	}

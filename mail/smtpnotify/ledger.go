@@ -13,11 +13,11 @@ import (
 	"strings"
 	"time"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/atomicfile"
 	"mailwave/internal/flock"
 	"mailwave/mail/notices"
+	"mailwave/mail/port"
 )
 
 // Ledger records which notices were sent: Send reads it before it connects
@@ -44,10 +44,10 @@ type Ledger interface {
 // checkRecord refuses a key or kind that cannot name a ledger record.
 func checkRecord(key string, kind contract.NoticeKind) error {
 	if err := notices.ValidKey(key); err != nil {
-		return activities.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: %v", err)
+		return port.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: %v", err)
 	}
 	if !slices.Contains(contract.AllNoticeKinds, kind) {
-		return activities.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: unknown notice kind %q", key, kind)
+		return port.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: unknown notice kind %q", key, kind)
 	}
 	return nil
 }

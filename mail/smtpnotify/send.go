@@ -10,9 +10,9 @@ import (
 
 	gomail "github.com/wneessen/go-mail"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/mail/notices"
+	"mailwave/mail/port"
 )
 
 // Send sends the notice unless the ledger says it already went out with the
@@ -27,7 +27,7 @@ import (
 // claim to expire and then sends again (see the package documentation).
 // Sends of one notice within this process are serialised, so a retry
 // racing the original cannot deliver twice.
-func (n *Notifier) Send(ctx context.Context, nt activities.Notice) (alreadySent bool, err error) {
+func (n *Notifier) Send(ctx context.Context, nt port.Notice) (alreadySent bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -37,7 +37,7 @@ func (n *Notifier) Send(ctx context.Context, nt activities.Notice) (alreadySent 
 	}
 	msgID, err := notices.BareMessageID(nt.MessageID)
 	if err != nil {
-		return false, activities.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: %v", key, err)
+		return false, port.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: %v", key, err)
 	}
 	// Build first, so a bad notice is an error even if the ledger has it.
 	msg, err := n.message(nt)
@@ -164,13 +164,13 @@ func (n *Notifier) lock(path string) (unlock func()) {
 // message builds the notice. Errors never include an address (see
 // notices.Templates.Compose). A notice that cannot be built never will be,
 // so those errors are permanent.
-func (n *Notifier) message(nt activities.Notice) (*gomail.Msg, error) {
+func (n *Notifier) message(nt port.Notice) (*gomail.Msg, error) {
 	if nt.Kind == contract.NoticeFailure && n.admin == nil {
-		return nil, activities.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: failure notice: no AdminContact configured", nt.Mailbox.Key)
+		return nil, port.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: failure notice: no AdminContact configured", nt.Mailbox.Key)
 	}
 	msg, err := n.templates.Compose(nt, n.from, n.admin)
 	if err != nil {
-		return nil, activities.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: %v", err)
+		return nil, port.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: %v", err)
 	}
 	return msg, nil
 }
@@ -180,7 +180,7 @@ func (n *Notifier) message(nt activities.Notice) (*gomail.Msg, error) {
 // would make the retry send it twice. On success the caller calls quit
 // (which says goodbye and closes the connection) once it has recorded the
 // message, so that a worker dying in between has as little time as can be.
-func (n *Notifier) deliver(ctx context.Context, nt activities.Notice, msg *gomail.Msg) (quit func(), err error) {
+func (n *Notifier) deliver(ctx context.Context, nt port.Notice, msg *gomail.Msg) (quit func(), err error) {
 	// Our own dial keeps hold of the connection: go-mail leaves it open when
 	// EHLO or STARTTLS fails, and does not watch the context once connected.
 	// Closing it when ctx ends makes a cancelled activity stop at once.

@@ -1,4 +1,4 @@
-// Package smtpnotify is an activities.Notifier that sends each notice by
+// Package smtpnotify is an port.Notifier that sends each notice by
 // SMTP through a relay: one connection per notice, opened and closed by Send.
 // User notices go to the user; a failure notice goes to the organisation's
 // admin contact.
@@ -37,7 +37,7 @@
 //   - a 5xx reply to AUTH, or a mechanism the server does not offer:
 //     permanent, activities.ErrTypeBadCredentials;
 //   - a 421, 450 or 451 reply that asks us to try later (rate limits, too
-//     many connections): *activities.ThrottledError with ThrottleRetryAfter,
+//     many connections): *port.ThrottledError with ThrottleRetryAfter,
 //     so that a busy relay is not hammered at the retry policy's pace;
 //   - any other 4xx reply, and every connection, timeout or TLS failure:
 //     a plain error, which Temporal retries.
@@ -61,9 +61,9 @@ import (
 	"sync"
 	"time"
 
-	"mailwave/activities"
 	"mailwave/internal/tlsconf"
 	"mailwave/mail/notices"
+	"mailwave/mail/port"
 )
 
 // Values of Options.Security.
@@ -178,7 +178,7 @@ type pathLock struct {
 	users int
 }
 
-var _ activities.Notifier = (*Notifier)(nil)
+var _ port.Notifier = (*Notifier)(nil)
 
 // New checks the options, loads the CA file and creates the ledger
 // directory. Each error names the option at fault; secrets are never shown.

@@ -19,10 +19,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/testkit/smtptest"
 	"mailwave/mail/notices"
+	"mailwave/mail/port"
 	"mailwave/mail/smtpnotify"
 )
 
@@ -35,8 +35,8 @@ const (
 	relayPass = "s3cret-relay-password"
 )
 
-func notice(key string, kind contract.NoticeKind) activities.Notice {
-	return activities.Notice{
+func notice(key string, kind contract.NoticeKind) port.Notice {
+	return port.Notice{
 		Mailbox: contract.MailboxRef{
 			Key:         key,
 			Address:     userAddr,
@@ -50,7 +50,7 @@ func notice(key string, kind contract.NoticeKind) activities.Notice {
 	}
 }
 
-func failureNotice(key string) activities.Notice {
+func failureNotice(key string) port.Notice {
 	n := notice(key, contract.NoticeFailure)
 	n.Failure = &contract.Failure{Step: "copy", ErrorType: contract.ErrTypeOverQuota, Reason: "target mailbox is over quota"}
 	return n
@@ -269,7 +269,7 @@ func TestFailureNoticeWithoutAdminContact(t *testing.T) {
 
 	_, err := n.Send(context.Background(), failureNotice(key))
 	require.Error(t, err)
-	typ, ok := activities.IsPermanent(err)
+	typ, ok := port.IsPermanent(err)
 	assert.True(t, ok)
 	assert.Equal(t, contract.ErrTypeNoticeNotSent, typ)
 	assert.Contains(t, err.Error(), "AdminContact")
@@ -284,7 +284,7 @@ func TestRecipientRejectedIsPermanent(t *testing.T) {
 
 	_, err := n.Send(ctx, notice(key, contract.NoticeT14))
 	require.Error(t, err)
-	typ, ok := activities.IsPermanent(err)
+	typ, ok := port.IsPermanent(err)
 	assert.True(t, ok, "a 550 is not retried: %v", err)
 	assert.Equal(t, contract.ErrTypeNoticeNotSent, typ)
 	assert.Contains(t, err.Error(), "550")
@@ -307,9 +307,9 @@ func TestTemporaryFailureThenSuccess(t *testing.T) {
 
 	_, err := n.Send(ctx, nt)
 	require.Error(t, err)
-	_, permanent := activities.IsPermanent(err)
+	_, permanent := port.IsPermanent(err)
 	assert.False(t, permanent, "a 451 is retried: %v", err)
-	var thr *activities.ThrottledError
+	var thr *port.ThrottledError
 	assert.False(t, errors.As(err, &thr), "a plain 451 is not throttling")
 	assert.Contains(t, err.Error(), "451")
 	assertNoAddress(t, err)
@@ -329,10 +329,10 @@ func TestTryAgainLaterIsThrottled(t *testing.T) {
 	r.FailNextData(1, "Too many messages from you, try again later")
 
 	_, err := n.Send(context.Background(), notice(key, contract.NoticeT14))
-	var thr *activities.ThrottledError
+	var thr *port.ThrottledError
 	require.ErrorAs(t, err, &thr)
 	assert.Equal(t, smtpnotify.ThrottleRetryAfter, thr.RetryAfter)
-	_, permanent := activities.IsPermanent(err)
+	_, permanent := port.IsPermanent(err)
 	assert.False(t, permanent)
 	assertNoAddress(t, err)
 }
@@ -342,7 +342,7 @@ func TestWrongPasswordIsPermanent(t *testing.T) {
 
 	_, err := n.Send(context.Background(), notice(key, contract.NoticeT14))
 	require.Error(t, err)
-	typ, ok := activities.IsPermanent(err)
+	typ, ok := port.IsPermanent(err)
 	assert.True(t, ok, "%v", err)
 	assert.Equal(t, contract.ErrTypeBadCredentials, typ)
 	assert.Contains(t, err.Error(), "535")
@@ -363,7 +363,7 @@ func TestAuthNotOfferedIsPermanent(t *testing.T) {
 	n, r, _ := setupRelay(t, smtptest.Options{Security: smtptest.SecurityStartTLS}, nil)
 
 	_, err := n.Send(context.Background(), notice(key, contract.NoticeT14))
-	typ, ok := activities.IsPermanent(err)
+	typ, ok := port.IsPermanent(err)
 	assert.True(t, ok, "%v", err)
 	assert.Equal(t, contract.ErrTypeBadCredentials, typ)
 	assert.Contains(t, err.Error(), "AUTH PLAIN")
@@ -377,7 +377,7 @@ func TestStartTLSNeedsTheCA(t *testing.T) {
 	require.Error(t, err)
 	var verr *tls.CertificateVerificationError
 	assert.ErrorAs(t, err, &verr, "a TLS error: %v", err)
-	_, permanent := activities.IsPermanent(err)
+	_, permanent := port.IsPermanent(err)
 	assert.False(t, permanent, "a TLS failure is about the relay and is retried")
 	assert.Empty(t, r.Messages())
 }
@@ -422,15 +422,15 @@ func TestPlainTextToLocalhost(t *testing.T) {
 func TestConnectionRefusedIsRetryable(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
+	free := ln.Addr().(*net.TCPAddr).Port
 	require.NoError(t, ln.Close())
 
-	o := options(t, port)
+	o := options(t, free)
 	n, err := smtpnotify.New(o)
 	require.NoError(t, err)
 	_, err = n.Send(context.Background(), notice(key, contract.NoticeT14))
 	require.Error(t, err)
-	_, permanent := activities.IsPermanent(err)
+	_, permanent := port.IsPermanent(err)
 	assert.False(t, permanent)
 	assert.Contains(t, err.Error(), key)
 	assertNoAddress(t, err)
@@ -461,20 +461,20 @@ func TestSendRejectsBadNotices(t *testing.T) {
 	ctx := context.Background()
 
 	cases := map[string]struct {
-		edit func(*activities.Notice)
+		edit func(*port.Notice)
 		want string
 	}{
-		"empty key":          {func(n *activities.Notice) { n.Mailbox.Key = "" }, "empty mailbox key"},
-		"path key":           {func(n *activities.Notice) { n.Mailbox.Key = "../x" }, "mailbox key"},
-		"unknown kind":       {func(n *activities.Notice) { n.Kind = "t7" }, "unknown notice kind"},
-		"empty address":      {func(n *activities.Notice) { n.Mailbox.Address = "" }, "no recipient address"},
-		"bad address":        {func(n *activities.Notice) { n.Mailbox.Address = "jo.bloggs@" }, "not a valid address"},
-		"named address":      {func(n *activities.Notice) { n.Mailbox.Address = "Jo <" + userAddr + ">" }, "not a valid address"},
-		"no message id":      {func(n *activities.Notice) { n.MessageID = "" }, "no Message-ID"},
-		"bad message id":     {func(n *activities.Notice) { n.MessageID = "<a b@c>" }, "malformed Message-ID"},
-		"header in wave":     {func(n *activities.Notice) { n.WaveID = "w\r\nBcc: x@y" }, "wave ID"},
-		"no migrate time":    {func(n *activities.Notice) { n.MigrateAt = time.Time{} }, "no migration time"},
-		"failure no details": {func(n *activities.Notice) { n.Kind = contract.NoticeFailure }, "no failure details"},
+		"empty key":          {func(n *port.Notice) { n.Mailbox.Key = "" }, "empty mailbox key"},
+		"path key":           {func(n *port.Notice) { n.Mailbox.Key = "../x" }, "mailbox key"},
+		"unknown kind":       {func(n *port.Notice) { n.Kind = "t7" }, "unknown notice kind"},
+		"empty address":      {func(n *port.Notice) { n.Mailbox.Address = "" }, "no recipient address"},
+		"bad address":        {func(n *port.Notice) { n.Mailbox.Address = "jo.bloggs@" }, "not a valid address"},
+		"named address":      {func(n *port.Notice) { n.Mailbox.Address = "Jo <" + userAddr + ">" }, "not a valid address"},
+		"no message id":      {func(n *port.Notice) { n.MessageID = "" }, "no Message-ID"},
+		"bad message id":     {func(n *port.Notice) { n.MessageID = "<a b@c>" }, "malformed Message-ID"},
+		"header in wave":     {func(n *port.Notice) { n.WaveID = "w\r\nBcc: x@y" }, "wave ID"},
+		"no migrate time":    {func(n *port.Notice) { n.MigrateAt = time.Time{} }, "no migration time"},
+		"failure no details": {func(n *port.Notice) { n.Kind = contract.NoticeFailure }, "no failure details"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -483,7 +483,7 @@ func TestSendRejectsBadNotices(t *testing.T) {
 			_, err := n.Send(ctx, nt)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), c.want)
-			typ, ok := activities.IsPermanent(err)
+			typ, ok := port.IsPermanent(err)
 			assert.True(t, ok, "a bad notice never improves")
 			assert.Equal(t, contract.ErrTypeNoticeNotSent, typ)
 			assert.NotContains(t, err.Error(), "jo.bloggs", "errors carry no address")

@@ -1,11 +1,9 @@
-// Package activities holds mailwave's side effects: the mailbox's (notices,
-// copy, cutover) and the wave's (starting, reading, reconciling and
-// cancelling its mailboxes, and a mailbox's report). The mailbox's reach the
-// outside world only through small interfaces (ports) defined here, whose
-// implementations live under mail/ and never import Temporal; the wave's
-// reach Temporal through the worker's client (internal/control) and the
-// roster store through the Rosters port.
-package activities
+// Package port holds the ports through which mailwave's side effects reach
+// the outside world (notices, the copy, the cutover, the wave rosters), the
+// types they carry and the errors they return. It imports nothing of
+// Temporal: a connector under mail/ depends on it alone, and the activities
+// turn its errors into Temporal's (activities.toTemporal).
+package port
 
 import (
 	"context"
