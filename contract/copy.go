@@ -39,11 +39,16 @@ type FolderCheckpoint struct {
 // handed back on a retry. Folder names are the source's names.
 type Checkpoint struct {
 	Folders map[string]FolderCheckpoint `json:",omitempty"`
+	// Interrupted is set by an attempt that ended in a failure, perhaps
+	// with appends in flight that the target may still apply: the next
+	// attempt checks every folder once more at its end, after its own
+	// folders' checks, for copies that landed late (and clears it).
+	Interrupted bool `json:",omitempty"`
 }
 
 // Clone returns a deep copy, safe to hand to a heartbeat.
 func (c Checkpoint) Clone() Checkpoint {
-	out := Checkpoint{Folders: make(map[string]FolderCheckpoint, len(c.Folders))}
+	out := Checkpoint{Folders: make(map[string]FolderCheckpoint, len(c.Folders)), Interrupted: c.Interrupted}
 	for k, v := range c.Folders {
 		v.Bad = slices.Clone(v.Bad)
 		out.Folders[k] = v

@@ -61,9 +61,23 @@ func (c *Copier) Copy(ctx context.Context, req port.CopyRequest) (contract.CopyS
 	}
 	if err := j.copyFolders(ctx, folders); err != nil {
 		// What was done before the failure is handed on, so the retry
-		// does not look for it again.
+		// does not look for it again; and that it failed, so the retry
+		// looks again at the end for what this attempt's lost appends
+		// added late.
+		j.mu.Lock()
+		j.cp.Interrupted = true
+		j.mu.Unlock()
 		j.report(true)
 		return j.snapshotStats(), err
+	}
+	if j.req.Checkpoint.Interrupted {
+		if err := j.verifyAgain(folders); err != nil {
+			j.report(true)
+			return j.snapshotStats(), err
+		}
+		j.mu.Lock()
+		j.cp.Interrupted = false
+		j.mu.Unlock()
 	}
 	j.report(true)
 	// Bad items are counted from the checkpoint, over every attempt, in
@@ -79,6 +93,41 @@ func (c *Copier) Copy(ctx context.Context, req port.CopyRequest) (contract.CopyS
 			"mailbox %s: %d bad items (limit %d): %s", j.key, len(bad), c.o.BadItemLimit, describeBad(bad, j.stats.Bad))
 	}
 	return j.snapshotStats(), nil
+}
+
+// verifyAgain checks every folder the checkpoint covers once more, after
+// the attempt's own checks: an attempt that failed before this one may
+// have left appends that the target applied only after this attempt had
+// checked their folder (on another lane, say).
+func (j *job) verifyAgain(folders []folder) error {
+	j.mu.Lock()
+	l := j.lanes[0]
+	j.mu.Unlock()
+	for _, f := range folders {
+		j.mu.Lock()
+		fc, ok := j.cp.Folders[f.src]
+		j.mu.Unlock()
+		if !ok {
+			continue
+		}
+		sel, err := l.src.selectFolder(f.src)
+		if err != nil {
+			return j.c.classify(err, Source, "select", j.key)
+		}
+		if sel.UIDValidity != fc.UIDValidity {
+			continue // copied afresh by the next pass
+		}
+		var srcMeta []meta
+		if sel.NumMessages > 0 {
+			if srcMeta, err = fetchMeta(l.src, imap.SeqSetNum(), false); err != nil {
+				return j.c.classify(err, Source, "fetch", j.key)
+			}
+		}
+		if _, err := j.verify(l, f, srcMeta, fc); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (j *job) openLane(ctx context.Context, i int) (*lane, error) {
@@ -300,7 +349,10 @@ func (j *job) copyFolder(ctx context.Context, first *lane, f folder) error {
 	j.cp.Folders[f.src] = fc
 	j.stats.Skipped += int64(len(skipped))
 	j.mu.Unlock()
-	// The base goes to the heartbeat before anything is appended.
+	// The base goes to the activity before anything is appended (the SDK
+	// may hold the heartbeat back a while; should it be lost, the next
+	// attempt takes the target's next UID then, higher: safe, it only
+	// counts more as the user's).
 	j.report(true)
 	for _, m := range skipped {
 		j.done(f, tr, m.uid)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -112,4 +113,45 @@ func TestDuplicatesATargetCannotExpungeFailTheVerification(t *testing.T) {
 	assert.Len(t, tgt, len(src), "no message the source lacks")
 	assert.Equal(t, 1, extra, "the duplicate is left, and nothing else touched")
 
+}
+
+// TestDifferentMessagesOfOneSizeAndDateAreNeverTakenForOne: two messages
+// without a Message-ID, of the same size and INTERNALDATE but different
+// text, are copied; then the user deletes one at the source, and puts a
+// third such message of their own on the target. The delta pass removes
+// nothing: none of them is a copy of another.
+func TestDifferentMessagesOfOneSizeAndDateAreNeverTakenForOne(t *testing.T) {
+	p := startPair(t)
+	date := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	raw := func(text string) []byte {
+		return []byte("From: a@example.com\r\nSubject: same size\r\n\r\n" + text + "\r\n")
+	}
+	a, b, u := raw("text A"), raw("text B"), raw("text U")
+	require.Equal(t, len(a), len(u))
+	sc, err := imaptest.Dial(p.src.Addr(), user, password)
+	require.NoError(t, err)
+	defer sc.Close()
+	require.NoError(t, imaptest.Seed(sc, []imaptest.SeedMessage{
+		{Folder: "INBOX", Raw: a, InternalDate: date}, {Folder: "INBOX", Raw: b, InternalDate: date},
+	}, nil))
+	c := p.copier(t, nil)
+	var cp contract.Checkpoint
+	_, err = c.Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk,
+		Progress: func(c contract.Checkpoint, _ contract.CopyStats) { cp = c }})
+	require.NoError(t, err)
+
+	// A is deleted at the source; U arrives on the target.
+	_, err = sc.Select("INBOX", nil).Wait()
+	require.NoError(t, err)
+	require.NoError(t, sc.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close())
+	require.NoError(t, sc.Expunge().Close())
+	tc, err := imaptest.Dial(p.tgt.Addr(), user, password)
+	require.NoError(t, err)
+	require.NoError(t, imaptest.Seed(tc, []imaptest.SeedMessage{{Folder: "INBOX", Raw: u, InternalDate: date}}, nil))
+	tc.Close()
+
+	stats, err := c.Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta, Checkpoint: cp})
+	require.NoError(t, err)
+	assert.Zero(t, stats.Duplicates)
+	assert.Len(t, snapshot(t, p.tgt), 3, "A, B and U are all still on the target")
 }

@@ -47,6 +47,13 @@ func isScan(line string) bool {
 	return strings.Contains(up, "FETCH") && strings.Contains(up, "HEADER.FIELDS (") && strings.Contains(up, "MESSAGE-ID")
 }
 
+// isCheck matches the target-side FETCH of a whole folder's index with
+// which an attempt checks a folder it has copied.
+func isCheck(line string) bool {
+	up := strings.ToUpper(line)
+	return strings.Contains(up, " FETCH 1:* (") && !strings.Contains(up, "UID FETCH") && !strings.Contains(up, "BODY")
+}
+
 // faultCase is one row of the fault matrix: the proxy's options, and what
 // the row does before the copy (arm a fault) and after each failed attempt.
 type faultCase struct {
@@ -102,6 +109,15 @@ var faultMatrix = []faultCase{
 		repairs: true,
 		arm: func(t *testing.T, fx *faultFixture) <-chan struct{} {
 			return fx.px.Inject(throttleproxy.Fault{Kind: throttleproxy.DeliverLate, At: 3, After: isScan})
+		},
+	},
+	{
+		name:    "late-after-check",
+		what:    "APPEND held at the reset, delivered after the next attempt checked its folder",
+		lanes:   1,
+		repairs: true,
+		arm: func(t *testing.T, fx *faultFixture) <-chan struct{} {
+			return fx.px.Inject(throttleproxy.Fault{Kind: throttleproxy.DeliverLate, At: 3, After: isCheck})
 		},
 	},
 	{

@@ -341,19 +341,31 @@ func (cn *conn) selectFolder(name string) (*imap.SelectData, error) {
 }
 
 // removeUIDs removes messages of a folder by UID: it opens the folder
-// read-write, marks them \Deleted and expunges those UIDs alone (UID
+// read-write, checks that it is still the folder those UIDs were read from
+// (uidValidity), marks them \Deleted and expunges those UIDs alone (UID
 // EXPUNGE, RFC 4315), so a message the user marked \Deleted is never
-// expunged with them. The caller has checked that the server offers UIDPLUS.
-func (cn *conn) removeUIDs(name string, uids []imap.UID) error {
+// expunged with them. If the expunge fails, the mark is taken off again
+// (as far as the connection allows), so no client's EXPUNGE takes them
+// later. The caller has checked that the server offers UIDPLUS.
+func (cn *conn) removeUIDs(name string, uidValidity uint32, uids []imap.UID) error {
 	cn.selected = "" // read-write now: the next selectFolder opens it again
-	if _, err := cn.c.Select(name, nil).Wait(); err != nil {
+	sel, err := cn.c.Select(name, nil).Wait()
+	if err != nil {
 		return err
+	}
+	if sel.UIDValidity != uidValidity {
+		return errFolderRemade
 	}
 	set := imap.UIDSetNum(uids...)
-	if err := cn.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+	deleted := []imap.Flag{imap.FlagDeleted}
+	if err := cn.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: deleted}, nil).Close(); err != nil {
 		return err
 	}
-	return cn.c.UIDExpunge(set).Close()
+	if err := cn.c.UIDExpunge(set).Close(); err != nil {
+		_ = cn.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsDel, Silent: true, Flags: deleted}, nil).Close()
+		return err
+	}
+	return nil
 }
 
 // xoauth2 is the XOAUTH2 SASL mechanism (Google, Microsoft), which go-sasl

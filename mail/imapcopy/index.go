@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -42,26 +45,25 @@ func (m meta) key() string {
 // does not open its messages.
 func (m meta) sizeDate() string { return fmt.Sprintf("sd\x00%d\x00%d", m.size, m.date.Unix()) }
 
-// fullKey is a message's identity for deciding that two are the same
-// message: Message-ID (if it has one), size and INTERNALDATE, all kept by
-// the copy.
-func (m meta) fullKey() string {
-	return fmt.Sprintf("%s\x00%s", m.msgID, m.sizeDate())
-}
-
 // maxRepairs bounds the rounds of verifying and removing duplicates in one
 // folder: a second round finds none unless appends are still landing.
 const maxRepairs = 3
 
+// errFolderRemade: the target folder was deleted and made again while it
+// was being copied; the retry copies it again.
+var errFolderRemade = errors.New("the target folder was made again (new UIDVALIDITY) while it was copied; retrying")
+
 // verify checks the target folder against the source up to the checkpoint,
 // but the bad items: every source message must be there (by size and
 // INTERNALDATE), and none more often than the source has it. A message
-// held more often is a copy this copy made twice when the extra copies lie
-// at or above the folder's base UID (fc.TargetBaseUID: what was on the
-// target before the copy is the user's, never a duplicate, never touched);
-// where the target can expunge by UID (UIDPLUS) the extra copies are
-// removed, newest first, and the folder checked again. It returns the
-// folder's state as last selected.
+// held more often, byte for byte (see extraCopies), is a copy this copy
+// made twice when the extra copies lie at or above the folder's base UID
+// (fc.TargetBaseUID: what was on the target before the copy is the user's,
+// never a duplicate, never touched). Where the target can expunge by UID
+// (UIDPLUS) the extra copies are removed, newest first, and the folder
+// checked again; otherwise, or if they keep coming back, the verification
+// fails for good, naming the counts. It returns the folder's state as last
+// selected.
 func (j *job) verify(first *lane, f folder, srcMeta []meta, fc contract.FolderCheckpoint) (*imap.SelectData, error) {
 	var want []meta
 	var wantBytes int64
@@ -75,6 +77,9 @@ func (j *job) verify(first *lane, f folder, srcMeta []meta, fc contract.FolderCh
 		sel, err := first.tgt.selectFolder(f.tgt)
 		if err != nil {
 			return nil, j.c.classify(err, Target, "select", j.key)
+		}
+		if sel.UIDValidity != fc.TargetUIDValidity {
+			return nil, fmt.Errorf("mailbox %s folder %s: %w", j.key, label(f.src), errFolderRemade)
 		}
 		var tm []meta
 		if sel.NumMessages > 0 {
@@ -91,8 +96,11 @@ func (j *job) verify(first *lane, f folder, srcMeta []meta, fc contract.FolderCh
 			return sel, nil
 		}
 		canRemove := first.tgt.c.Caps().Has(imap.CapUIDPlus)
-		if missing == 0 && canRemove && round < maxRepairs && sel.UIDValidity == fc.TargetUIDValidity {
-			if err := first.tgt.removeUIDs(f.tgt, extra); err != nil {
+		if missing == 0 && canRemove && round < maxRepairs {
+			if err := first.tgt.removeUIDs(f.tgt, fc.TargetUIDValidity, extra); err != nil {
+				if errors.Is(err, errFolderRemade) {
+					return nil, fmt.Errorf("mailbox %s folder %s: %w", j.key, label(f.src), err)
+				}
 				return nil, j.c.classify(err, Target, "remove duplicates", j.key)
 			}
 			j.mu.Lock()
@@ -136,14 +144,19 @@ func missingFrom(want, tm []meta) (n int, bytes int64) {
 	return n, bytes
 }
 
-// extraCopies finds the target's copies of source messages beyond the
-// source's count, at or above base: for each identity the target holds
-// more often than the source (and the source at least once), the newest
-// of those at or above base, as many as it holds too many. Size and date
-// pick the suspects from what verify read; their Message-IDs, read on both
-// sides for the suspects alone, decide, so two different messages of one
-// size and date are never taken for one.
+// extraCopies finds the target's extra copies of source messages at or
+// above base: for each message the target holds more often than the source
+// (and the source at least once), byte for byte and with the same
+// INTERNALDATE, the newest of those at or above base, as many as it holds
+// too many. Size and date pick the suspects from what verify read (almost
+// always none); the suspects alone are read whole on both sides and
+// compared by SHA-256, so two different messages are never taken for one,
+// whatever their Message-IDs, and mail that came to the target some other
+// way (with its own Received lines) is never the copy's.
 func (j *job) extraCopies(first *lane, f folder, want, tm []meta, base imap.UID) ([]imap.UID, error) {
+	if base == 0 {
+		return nil, nil // the target gave no next UID: nothing is known to be the copy's
+	}
 	srcN, tgtN := multiset{}, multiset{}
 	for _, m := range want {
 		srcN.add(m.sizeDate())
@@ -169,7 +182,8 @@ func (j *job) extraCopies(first *lane, f folder, want, tm []meta, base imap.UID)
 			sSus = append(sSus, m)
 		}
 	}
-	if err := fillMessageIDs(first.tgt, tSus); err != nil {
+	tDig, err := digests(first.tgt, tSus)
+	if err != nil {
 		return nil, j.c.classify(err, Target, "fetch", j.key)
 	}
 	if first.src.selected != f.src {
@@ -177,16 +191,18 @@ func (j *job) extraCopies(first *lane, f folder, want, tm []meta, base imap.UID)
 			return nil, j.c.classify(err, Source, "select", j.key)
 		}
 	}
-	if err := fillMessageIDs(first.src, sSus); err != nil {
+	sDig, err := digests(first.src, sSus)
+	if err != nil {
 		return nil, j.c.classify(err, Source, "fetch", j.key)
 	}
 	srcFull := multiset{}
 	for _, m := range sSus {
-		srcFull.add(m.fullKey())
+		srcFull.add(sDig[m.uid] + m.sizeDate())
 	}
 	byKey := map[string][]meta{}
 	for _, m := range tSus {
-		byKey[m.fullKey()] = append(byKey[m.fullKey()], m)
+		k := tDig[m.uid] + m.sizeDate()
+		byKey[k] = append(byKey[k], m)
 	}
 	var extra []imap.UID
 	for k, ms := range byKey {
@@ -204,32 +220,45 @@ func (j *job) extraCopies(first *lane, f folder, want, tm []meta, base imap.UID)
 	return extra, nil
 }
 
-// fillMessageIDs reads the Message-IDs of ms (of the selected folder, in
-// UID order) that lack one.
-func fillMessageIDs(cn *conn, ms []meta) error {
-	var uids []imap.UID
-	for _, m := range ms {
-		if m.msgID == "" {
-			uids = append(uids, m.uid)
+// digests reads the SHA-256 of each of ms's whole messages (of the selected
+// folder), streamed through the hash: nothing is held in memory, and a
+// server that sends more than the size it listed is refused.
+func digests(cn *conn, ms []meta) (map[imap.UID]string, error) {
+	out := make(map[imap.UID]string, len(ms))
+	if len(ms) == 0 {
+		return out, nil
+	}
+	sizes := make(map[imap.UID]int64, len(ms))
+	uids := make([]imap.UID, len(ms))
+	for i, m := range ms {
+		sizes[m.uid], uids[i] = m.size, m.uid
+	}
+	cmd := cn.c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+	defer cmd.Close()
+	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+		var uid imap.UID
+		for it := msg.Next(); it != nil; it = msg.Next() {
+			switch it := it.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = it.UID
+			case imapclient.FetchItemDataBodySection:
+				size, known := sizes[uid]
+				if it.Literal == nil || !known {
+					continue
+				}
+				if n := it.Literal.Size(); n > size {
+					dropConn(cn.c, it.Literal)
+					return nil, fmt.Errorf("the %s sent a message of %d bytes, over the %d bytes it listed: refused", cn.side, n, size)
+				}
+				h := sha256.New()
+				if _, err := io.Copy(h, it.Literal); err != nil {
+					return nil, err
+				}
+				out[uid] = hex.EncodeToString(h.Sum(nil)) + "\x00"
+			}
 		}
 	}
-	if len(uids) == 0 {
-		return nil
-	}
-	got, err := collectMeta(cn, cn.c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{messageIDSection}}))
-	if err != nil {
-		return err
-	}
-	ids := make(map[imap.UID]string, len(got))
-	for _, m := range got {
-		ids[m.uid] = m.msgID
-	}
-	for i := range ms {
-		if ms[i].msgID == "" {
-			ms[i].msgID = ids[ms[i].uid]
-		}
-	}
-	return nil
+	return out, cmd.Close()
 }
 
 // fetchMeta reads the metadata of a set of messages (all of them for an

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // FaultKind is a fault the proxy makes at an APPEND it lets through, the
@@ -86,12 +87,20 @@ var errFault = errors.New("throttleproxy reset the connection (an injected fault
 
 // Inject arms a fault. The channel is closed once it has struck and done
 // all it does (for DeliverLate: once the server has answered the held
-// APPEND). Arming another fault replaces one that has not struck.
+// APPEND). Arming another fault replaces one that has not struck; one that
+// has struck and holds an APPEND is kept until it is released, and Inject
+// panics (a test's mistake), as it does for a DeliverLate without After.
 func (p *Proxy) Inject(f Fault) <-chan struct{} {
+	if f.Kind == DeliverLate && f.After == nil {
+		panic("throttleproxy: a DeliverLate fault needs After, or its APPEND is held for ever")
+	}
 	ff := &fault{Fault: f, left: max(f.At, 1), struck: make(chan struct{})}
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fault != nil && p.fault.fired {
+		panic("throttleproxy: a fault still holds an APPEND; wait for it before arming another")
+	}
 	p.fault = ff
-	p.mu.Unlock()
 	return ff.struck
 }
 
@@ -134,6 +143,12 @@ func (c *conn) strike(f *fault, tag string, parts [][]byte) error {
 		return c.pass(parts)
 	case DeliverLate:
 		if err := c.sw.Flush(); err != nil {
+			c.p.mu.Lock()
+			if c.p.fault == f {
+				c.p.fault = nil
+			}
+			c.p.mu.Unlock()
+			f.finish()
 			return err
 		}
 		// What the server still answers on this connection is thrown away:
@@ -190,7 +205,12 @@ func (c *conn) watchRelease(tag, line string) {
 			h.c.closeBoth()
 			f.finish()
 		}
-		<-f.struck // the server has answered it (or its connection ended)
+		// Until the server has answered it (or its connection ended; the
+		// bound is a safety net, never met by a server that answers).
+		select {
+		case <-f.struck:
+		case <-time.After(time.Minute):
+		}
 		return true, nil
 	})
 }
