@@ -23,7 +23,7 @@ build:
 	$(GO) build -o $(BIN)/bench ./bench
 	$(GO) build -o $(BIN)/throttlebench ./bench/throttlebench
 	$(GO) build -o $(BIN)/copybench ./bench/copybench
-	$(GO) build -o $(BIN)/production ./production
+	$(GO) build -o $(BIN)/localfleet ./localfleet
 
 # The pinned Temporal CLI (dev server + UI), built from the Go module proxy.
 temporal: $(TEMPORAL)
@@ -124,4 +124,4 @@ bench-copy: build
 	$(BIN)/copybench -messages $(MESSAGES) -mbytes $(MBYTES) -rounds $(ROUNDS)
 
 clean:
-	rm -rf $(BIN)/worker $(BIN)/starter $(BIN)/codecserver $(BIN)/bench $(BIN)/copybench $(BIN)/production $(BIN)/throttlebench
+	rm -rf $(BIN)/worker $(BIN)/starter $(BIN)/codecserver $(BIN)/bench $(BIN)/copybench $(BIN)/localfleet $(BIN)/throttlebench

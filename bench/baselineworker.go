@@ -11,7 +11,7 @@ import (
 
 	"mailwave/bench/baseline"
 	"mailwave/internal/connect"
-	"mailwave/internal/testkit"
+	"mailwave/testkit"
 )
 
 // serveBaselineFlag makes this binary the baseline's worker: the baseline

@@ -9,10 +9,10 @@ import (
 	"strconv"
 	"time"
 
-	"mailwave/internal/testkit"
-	"mailwave/internal/testkit/fleet"
-	"mailwave/internal/testkit/proc"
 	"mailwave/mail/sim"
+	"mailwave/testkit"
+	"mailwave/testkit/fleet"
+	"mailwave/testkit/proc"
 )
 
 // fleetWorkerArgs are the limits of every worker of a fleet benchmark: the

@@ -29,8 +29,8 @@ import (
 
 	"mailwave/bench/baseline"
 	"mailwave/identity"
-	"mailwave/internal/testkit"
 	"mailwave/mail/sim"
+	"mailwave/testkit"
 )
 
 // benchSecret is the mailbox key secret the starter and the worker share.

@@ -11,8 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"mailwave/internal/testkit/kitfs"
-	"mailwave/internal/testkit/proc"
+	"mailwave/testkit/kitfs"
+	"mailwave/testkit/proc"
 )
 
 // workerStopTimeout is how long the worker gets to stop after SIGTERM: a

@@ -24,14 +24,14 @@ import (
 	"mailwave/contract/searchattr"
 	"mailwave/identity"
 	"mailwave/internal/rosterstore"
-	"mailwave/internal/testkit"
-	"mailwave/internal/testkit/dovecot"
-	"mailwave/internal/testkit/fleet"
-	"mailwave/internal/testkit/imaptest"
-	"mailwave/internal/testkit/proc"
-	"mailwave/internal/testkit/smtptest"
 	"mailwave/internal/wavefile"
 	"mailwave/mail/notices"
+	"mailwave/testkit"
+	"mailwave/testkit/dovecot"
+	"mailwave/testkit/fleet"
+	"mailwave/testkit/imaptest"
+	"mailwave/testkit/proc"
+	"mailwave/testkit/smtptest"
 )
 
 const (

@@ -16,7 +16,8 @@ import (
 //   - the ports (mail/port) import only the contract's data types;
 //   - no connector under mail/ reaches Temporal, the activities or workflow
 //     code, directly or through another package of ours;
-//   - no production package imports the test kit or "testing";
+//   - only the test kit, e2e, the benchmarks and the local fleet import the
+//     test kit (or "testing");
 //   - only the worker's wiring and the test kit import internal/workerapp.
 func TestImportRules(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "mailwave/...").CombinedOutput()
@@ -27,14 +28,16 @@ func TestImportRules(t *testing.T) {
 		imports[f[0]] = f[1:]
 	}
 	require.Contains(t, imports, "mailwave/workflows")
-	require.Contains(t, imports, "mailwave/internal/testkit")
+	require.Contains(t, imports, "mailwave/testkit")
 
-	const kit = "mailwave/internal/testkit"
+	const kit = "mailwave/testkit"
+	// The packages that may import the test kit: the kit itself, the
+	// end-to-end tests, the benchmarks, and the local fleet (the production
+	// shape on one machine, for trying it, built from the kit's servers,
+	// never deployed). Tests' own imports are not listed here.
 	testOnly := func(p string) bool {
-		// The production shape on one machine (production/) is for trying
-		// it, built from the test kit's servers; it is never deployed.
 		return p == "mailwave/e2e" || p == kit || strings.HasPrefix(p, kit+"/") ||
-			p == "mailwave/bench" || strings.HasPrefix(p, "mailwave/bench/") || p == "mailwave/production"
+			p == "mailwave/bench" || strings.HasPrefix(p, "mailwave/bench/") || p == "mailwave/localfleet"
 	}
 	for pkg, imps := range imports {
 		for _, imp := range imps {

@@ -21,10 +21,10 @@ import (
 	"mailwave/contract/searchattr"
 	"mailwave/identity"
 	"mailwave/internal/config"
-	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
 	"mailwave/mail/port"
 	"mailwave/mail/sim"
+	"mailwave/testkit"
 )
 
 // -record-histories DIR writes real histories for the replay tests.

@@ -21,9 +21,9 @@ import (
 	"mailwave/internal/connect"
 	"mailwave/internal/metrics"
 	"mailwave/internal/metrics/registry"
-	"mailwave/internal/testkit"
-	"mailwave/internal/testkit/prometheus"
 	"mailwave/internal/workerapp"
+	"mailwave/testkit"
+	"mailwave/testkit/prometheus"
 )
 
 // metricsRetryAfter is the injected throttle replies' delay.

@@ -15,9 +15,9 @@ import (
 	"mailwave/identity"
 	"mailwave/internal/config"
 	"mailwave/internal/rosterstore"
-	"mailwave/internal/testkit"
-	"mailwave/internal/testkit/postgres"
 	"mailwave/internal/workerapp"
+	"mailwave/testkit"
+	"mailwave/testkit/postgres"
 )
 
 // A wave whose roster is in the shared PostgreSQL store is run by a worker

@@ -22,12 +22,12 @@ import (
 	"mailwave/identity"
 	"mailwave/internal/config"
 	"mailwave/internal/connect"
-	"mailwave/internal/testkit"
-	"mailwave/internal/testkit/dovecot"
-	"mailwave/internal/testkit/imaptest"
-	"mailwave/internal/testkit/smtptest"
 	"mailwave/internal/wavefile"
 	"mailwave/internal/workerapp"
+	"mailwave/testkit"
+	"mailwave/testkit/dovecot"
+	"mailwave/testkit/imaptest"
+	"mailwave/testkit/smtptest"
 )
 
 // patientFolder is a folder name holding a patient's name, as staff file

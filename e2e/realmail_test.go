@@ -16,11 +16,11 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"mailwave/contract"
-	"mailwave/internal/testkit"
-	"mailwave/internal/testkit/dovecot"
-	"mailwave/internal/testkit/imaptest"
-	"mailwave/internal/testkit/smtptest"
 	"mailwave/internal/workerapp"
+	"mailwave/testkit"
+	"mailwave/testkit/dovecot"
+	"mailwave/testkit/imaptest"
+	"mailwave/testkit/smtptest"
 )
 
 // TestRealMailEndToEnd runs MailboxMigration through the real worker,

@@ -12,8 +12,8 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/config"
-	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
+	"mailwave/testkit"
 )
 
 // The routing host's worker alone cuts mailboxes over, on its task queue:

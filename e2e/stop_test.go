@@ -12,8 +12,8 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/config"
-	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
+	"mailwave/testkit"
 )
 
 // A worker asked to stop in the middle of a copy lets it checkpoint: the

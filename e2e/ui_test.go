@@ -22,8 +22,8 @@ import (
 	"mailwave/internal/codec"
 	"mailwave/internal/codecserver"
 	"mailwave/internal/config"
-	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
+	"mailwave/testkit"
 )
 
 // TestUIDecodesThroughTheCodecServer drives the Temporal UI in a real

@@ -15,10 +15,10 @@ import (
 	"mailwave/contract"
 	"mailwave/identity"
 	"mailwave/internal/config"
-	"mailwave/internal/testkit"
 	"mailwave/internal/wavefile"
 	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
+	"mailwave/testkit"
 )
 
 // waveEnv is a dev server, a worker and a simulated estate for wave tests.

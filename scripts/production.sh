@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Production on one machine: PostgreSQL, the Temporal server on it with mTLS,
-# three workers and the routing host's worker (bin/production up, in the
+# three workers and the routing host's worker (bin/localfleet up, in the
 # background), then a wave of N simulated mailboxes through them with the
 # starter, watched and verified. `scripts/production.sh stop` stops it all.
 # Called by `make production` / `make production-stop`.
@@ -35,7 +35,7 @@ mkdir -p "$DATA"
  head -c 32 /dev/urandom | base64 | tr -d '/+=' >"$DATA/key-secret")
 "$BIN/starter" estate generate --dir "$DATA/estate" --seed 42 --mailboxes "$N"
 
-"$BIN/production" up --dir "$DATA" --estate "$DATA/estate" --outbox "$DATA/outbox" \
+"$BIN/localfleet" up --dir "$DATA" --estate "$DATA/estate" --outbox "$DATA/outbox" \
   --codec-key-file "$DATA/codec-keys" --worker "$BIN/worker" >"$DATA/production.log" 2>&1 &
 echo $! >"$DATA/production.pid"
 echo "starting PostgreSQL, the Temporal server (mTLS), 3 workers and the routing host's worker (log $DATA/production.log)"

@@ -15,9 +15,9 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/config"
-	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
+	"mailwave/testkit"
 )
 
 const testSecret = "starter-test-secret-0123"

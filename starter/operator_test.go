@@ -28,7 +28,7 @@ import (
 	"mailwave/contract/searchattr"
 	"mailwave/internal/printer"
 	"mailwave/internal/report"
-	"mailwave/internal/testkit"
+	"mailwave/testkit"
 )
 
 // The operator views are tested against stand-ins for the mailbox and wave

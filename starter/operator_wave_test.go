@@ -19,9 +19,9 @@ import (
 	"mailwave/identity"
 	"mailwave/internal/config"
 	"mailwave/internal/report"
-	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
+	"mailwave/testkit"
 )
 
 // TestOperatorViewsOfARealWave runs a small wave of the simulated estate,

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"mailwave/contract/searchattr"
-	"mailwave/internal/testkit"
+	"mailwave/testkit"
 )
 
 // The search attributes printed are the contract's; `create` registers them

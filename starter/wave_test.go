@@ -16,9 +16,9 @@ import (
 	"mailwave/contract"
 	"mailwave/internal/config"
 	"mailwave/internal/report"
-	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
+	"mailwave/testkit"
 )
 
 // writeCSV writes a mailbox CSV in a temp dir.

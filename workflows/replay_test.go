@@ -8,7 +8,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"mailwave/internal/codec"
-	"mailwave/internal/testkit"
+	"mailwave/testkit"
 	"mailwave/workflows"
 )
 

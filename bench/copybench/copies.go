@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"mailwave/contract"
-	"mailwave/internal/testkit/proc"
 	"mailwave/mail/imapcopy"
 	"mailwave/mail/port"
+	"mailwave/testkit/proc"
 )
 
 // roundMailwave copies the source to a fresh target of the case with

@@ -43,8 +43,8 @@ import (
 	"syscall"
 	"time"
 
-	"mailwave/internal/testkit/dovecot"
-	"mailwave/internal/testkit/imaptest"
+	"mailwave/testkit/dovecot"
+	"mailwave/testkit/imaptest"
 )
 
 const (

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"mailwave/internal/testkit/dovecot"
+	"mailwave/testkit/dovecot"
 )
 
 // targetOptions configures a case's target server.

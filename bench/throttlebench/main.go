@@ -38,12 +38,12 @@ import (
 	"time"
 
 	"mailwave/contract"
-	"mailwave/internal/testkit/dovecot"
-	"mailwave/internal/testkit/imaptest"
-	"mailwave/internal/testkit/throttleproxy"
 	"mailwave/mail/adapt"
 	"mailwave/mail/imapcopy"
 	"mailwave/mail/port"
+	"mailwave/testkit/dovecot"
+	"mailwave/testkit/imaptest"
+	"mailwave/testkit/throttleproxy"
 )
 
 const password = "bench-pw"

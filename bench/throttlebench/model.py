@@ -6,7 +6,7 @@ runs. Its figures are the model's, not the benchmark's: the README quotes
 the benchmark's, and says where the model's were used.
 
 What it models, after the Go code:
-  - the proxy (internal/testkit/throttleproxy): one token bucket of L
+  - the proxy (testkit/throttleproxy): one token bucket of L
     bytes a second, a second of burst, a command taking all of its bytes
     at once or refused with the back-off until they would fit;
   - each worker's copier (mail/imapcopy): the benchmark's two mailboxes at

@@ -18,7 +18,7 @@ import (
 
 	"mailwave/internal/codec"
 	"mailwave/internal/codecserver"
-	"mailwave/internal/testkit"
+	"mailwave/testkit"
 )
 
 const (

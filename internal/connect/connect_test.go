@@ -20,8 +20,8 @@ import (
 
 	"mailwave/internal/codec"
 	"mailwave/internal/connect"
-	"mailwave/internal/testkit"
-	"mailwave/internal/testkit/pki"
+	"mailwave/testkit"
+	"mailwave/testkit/pki"
 )
 
 // frontend is a fake Temporal frontend behind TLS that demands a client

@@ -18,8 +18,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"mailwave/internal/metrics"
-	"mailwave/internal/testkit/kitfs"
-	"mailwave/internal/testkit/prometheus"
+	"mailwave/testkit/kitfs"
+	"mailwave/testkit/prometheus"
 )
 
 // deployFile is a file under deploy/ at the module root.

@@ -10,10 +10,10 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/rosterstore"
-	"mailwave/internal/testkit/postgres"
-	"mailwave/internal/testkit/smtptest"
 	"mailwave/mail/port"
 	"mailwave/mail/smtpnotify"
+	"mailwave/testkit/postgres"
+	"mailwave/testkit/smtptest"
 )
 
 // freshDatabase starts PostgreSQL with an empty database of that name,

@@ -14,8 +14,8 @@ import (
 	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/internal/config"
-	"mailwave/internal/testkit"
 	"mailwave/internal/workerapp"
+	"mailwave/testkit"
 )
 
 // A worker refuses to start on a bad configuration file, naming the file,

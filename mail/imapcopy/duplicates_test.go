@@ -10,11 +10,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/contract"
-	"mailwave/internal/testkit/dovecot"
-	"mailwave/internal/testkit/imaptest"
-	"mailwave/internal/testkit/throttleproxy"
 	"mailwave/mail/imapcopy"
 	"mailwave/mail/port"
+	"mailwave/testkit/dovecot"
+	"mailwave/testkit/imaptest"
+	"mailwave/testkit/throttleproxy"
 )
 
 // lateAppendCopy copies the standard account with the target behind a

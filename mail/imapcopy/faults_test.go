@@ -20,11 +20,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/contract"
-	"mailwave/internal/testkit/imaptest"
-	"mailwave/internal/testkit/throttleproxy"
 	"mailwave/mail/adapt"
 	"mailwave/mail/imapcopy"
 	"mailwave/mail/port"
+	"mailwave/testkit/imaptest"
+	"mailwave/testkit/throttleproxy"
 )
 
 // appendPaths are the copier's three ways of appending to a target:

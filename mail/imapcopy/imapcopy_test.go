@@ -17,11 +17,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/contract"
-	"mailwave/internal/testkit/dovecot"
-	"mailwave/internal/testkit/imaptest"
 	"mailwave/mail/adapt"
 	"mailwave/mail/imapcopy"
 	"mailwave/mail/port"
+	"mailwave/testkit/dovecot"
+	"mailwave/testkit/imaptest"
 )
 
 const (

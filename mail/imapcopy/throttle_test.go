@@ -11,12 +11,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/contract"
-	"mailwave/internal/testkit/dovecot"
-	"mailwave/internal/testkit/imaptest"
-	"mailwave/internal/testkit/throttleproxy"
 	"mailwave/mail/adapt"
 	"mailwave/mail/imapcopy"
 	"mailwave/mail/port"
+	"mailwave/testkit/dovecot"
+	"mailwave/testkit/imaptest"
+	"mailwave/testkit/throttleproxy"
 )
 
 // startBulkPair starts a pair whose source stores maildirs, and puts n

@@ -15,10 +15,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/contract"
-	"mailwave/internal/testkit/smtptest"
 	"mailwave/mail/notices"
 	"mailwave/mail/outbox"
 	"mailwave/mail/port"
+	"mailwave/testkit/smtptest"
 )
 
 const key = "9f86d081884c7d65"

@@ -20,10 +20,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/contract"
-	"mailwave/internal/testkit/smtptest"
 	"mailwave/mail/notices"
 	"mailwave/mail/port"
 	"mailwave/mail/smtpnotify"
+	"mailwave/testkit/smtptest"
 )
 
 const (
@@ -56,7 +56,7 @@ func failureNotice(key string) port.Notice {
 	return n
 }
 
-// --- an SMTP relay on loopback (internal/testkit/smtptest) ---
+// --- an SMTP relay on loopback (testkit/smtptest) ---
 
 // relayOptions are an authenticating relay's options.
 func relayOptions() smtptest.Options {

@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"mailwave/internal/testkit/kitfs"
+	"mailwave/testkit/kitfs"
 )
 
 // Environment variables.

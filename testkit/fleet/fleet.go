@@ -18,10 +18,10 @@ import (
 
 	"mailwave/internal/codec"
 	"mailwave/internal/connect"
-	"mailwave/internal/testkit"
-	"mailwave/internal/testkit/postgres"
-	"mailwave/internal/testkit/proc"
-	"mailwave/internal/testkit/temporalserver"
+	"mailwave/testkit"
+	"mailwave/testkit/postgres"
+	"mailwave/testkit/proc"
+	"mailwave/testkit/temporalserver"
 )
 
 // Options say what to bring up.

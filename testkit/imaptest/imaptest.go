@@ -1,5 +1,5 @@
 // Package imaptest has helpers for tests and benchmarks that talk to real
-// IMAP servers (see internal/testkit/dovecot): seeding mailboxes, and taking a
+// IMAP servers (see testkit/dovecot): seeding mailboxes, and taking a
 // snapshot of a whole account to compare source and target after a copy.
 package imaptest
 

@@ -17,7 +17,7 @@ func (s *Server) config(ids identities) string {
 	dir := s.Dir
 	o := s.opts
 
-	p("# Written by mailwave/internal/testkit/dovecot for a throwaway test server.")
+	p("# Written by mailwave/testkit/dovecot for a throwaway test server.")
 	p("base_dir = %s", filepath.Join(dir, "run"))
 	p("state_dir = %s", filepath.Join(dir, "state"))
 	// Distinct per server so that process titles tell servers apart.

@@ -27,7 +27,7 @@ import (
 	"syscall"
 	"time"
 
-	"mailwave/internal/testkit/pki"
+	"mailwave/testkit/pki"
 )
 
 // Environment variables.

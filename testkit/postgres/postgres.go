@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"mailwave/internal/testkit/kitfs"
+	"mailwave/testkit/kitfs"
 )
 
 // BinEnv overrides where PostgreSQL's programs (initdb, postgres) are.

@@ -27,9 +27,9 @@ import (
 
 	"mailwave/internal/connect"
 	"mailwave/internal/control"
-	"mailwave/internal/testkit/kitfs"
-	"mailwave/internal/testkit/pki"
-	"mailwave/internal/testkit/postgres"
+	"mailwave/testkit/kitfs"
+	"mailwave/testkit/pki"
+	"mailwave/testkit/postgres"
 )
 
 // Version is the server version: the one the pinned CLI's dev server

@@ -1,6 +1,6 @@
 // Package throttleproxy is an IMAP proxy for tests and benchmarks that
 // stands in front of a real IMAP server (a Dovecot from
-// internal/testkit/dovecot) and throttles APPENDs the way a cloud target
+// testkit/dovecot) and throttles APPENDs the way a cloud target
 // such as Exchange Online does: one global rate limit shared by every
 // connection, refusals that name a back-off, and connections dropped after
 // repeated refusals.

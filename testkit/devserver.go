@@ -21,8 +21,8 @@ import (
 	"mailwave/contract/searchattr"
 	"mailwave/internal/codec"
 	"mailwave/internal/connect"
-	"mailwave/internal/testkit/kitfs"
 	"mailwave/internal/workerapp"
+	"mailwave/testkit/kitfs"
 )
 
 // BinEnv overrides where the Temporal CLI binary is.

@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/internal/testkit/dovecot"
-	"mailwave/internal/testkit/imaptest"
+	"mailwave/testkit/dovecot"
+	"mailwave/testkit/imaptest"
 )
 
 var alice = dovecot.User{Name: "alice", Password: "correct horse"}
@@ -42,7 +42,7 @@ func dial(t *testing.T, s *dovecot.Server) *imapclient.Client {
 }
 
 // wantStandardFolders is what LIST shows after seeding StandardSeed into
-// Dovecot as internal/testkit/dovecot configures it.
+// Dovecot as testkit/dovecot configures it.
 var wantStandardFolders = []imaptest.Folder{
 	{Name: "Archive", SpecialUse: imap.MailboxAttrArchive},
 	{Name: "Archive/2019"},

@@ -13,10 +13,10 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/config"
-	"mailwave/internal/testkit"
-	"mailwave/internal/testkit/postgres"
-	"mailwave/internal/testkit/temporalserver"
 	"mailwave/internal/workerapp"
+	"mailwave/testkit"
+	"mailwave/testkit/postgres"
+	"mailwave/testkit/temporalserver"
 )
 
 // The production shape: the Temporal server on PostgreSQL behind mTLS runs

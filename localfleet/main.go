@@ -1,4 +1,4 @@
-// Command production brings mailwave's production shape up on one machine,
+// Command localfleet brings mailwave's production shape up on one machine,
 // for trying it and for the benchmark: Debian's PostgreSQL; the Temporal
 // server itself on it (not the dev server), its schema set up by Temporal's
 // own SQL tool and its frontend on mTLS; the roster store and notice ledger
@@ -10,7 +10,7 @@
 // It runs until interrupted, starting again any worker that dies, and
 // writes the starter's connection settings to DIR/connect.env:
 //
-//	production up --dir data/production --estate data/production/estate \
+//	localfleet up --dir data/production --estate data/production/estate \
 //	    --codec-key-file data/production/codec-keys
 //	set -a; . data/production/connect.env; set +a
 //	bin/starter wave status --wave W
@@ -32,10 +32,10 @@ import (
 
 	"mailwave/internal/cliutil"
 	"mailwave/internal/codec"
-	"mailwave/internal/testkit/fleet"
-	"mailwave/internal/testkit/pki"
-	"mailwave/internal/testkit/proc"
 	"mailwave/mail/sim"
+	"mailwave/testkit/fleet"
+	"mailwave/testkit/pki"
+	"mailwave/testkit/proc"
 )
 
 // routerQueue is the routing host's task queue.
@@ -45,7 +45,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCmd().ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "production:", err)
+		fmt.Fprintln(os.Stderr, "localfleet:", err)
 		os.Exit(1)
 	}
 }
@@ -58,7 +58,7 @@ type upOptions struct {
 }
 
 func newRootCmd() *cobra.Command {
-	root := &cobra.Command{Use: "production", Short: "mailwave's production shape on one machine", SilenceUsage: true, SilenceErrors: true}
+	root := &cobra.Command{Use: "localfleet", Short: "mailwave's production shape on one machine, a local fleet for trying it", SilenceUsage: true, SilenceErrors: true}
 	var o upOptions
 	up := &cobra.Command{
 		Use:   "up",
@@ -148,7 +148,7 @@ func up(ctx context.Context, o upOptions) error {
 	if o.faults {
 		faults = ", transient_rate: 0.01, throttle_rate: 0.01, throttle_retry_after: 2s, not_found_rate: 0.005"
 	}
-	fmt.Fprintln(os.Stderr, "production: starting PostgreSQL and the Temporal server (the first start sets up the schema)")
+	fmt.Fprintln(os.Stderr, "localfleet: starting PostgreSQL and the Temporal server (the first start sets up the schema)")
 	f, err := fleet.Start(ctx, fleet.Options{
 		Dir: o.dir, WorkerBin: o.worker, Keys: keys,
 		Env: []string{cliutil.EnvName("codec-key-file") + "=" + o.keyFile},
@@ -185,8 +185,8 @@ func up(ctx context.Context, o upOptions) error {
 	if err := os.WriteFile(env, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "production: up: %s, and the routing host's worker on task queue %s\n", f, routerQueue)
-	fmt.Fprintf(os.Stderr, "production: each worker's private directory and log under %s; the starter's settings in %s\n", o.dir, env)
+	fmt.Fprintf(os.Stderr, "localfleet: up: %s, and the routing host's worker on task queue %s\n", f, routerQueue)
+	fmt.Fprintf(os.Stderr, "localfleet: each worker's private directory and log under %s; the starter's settings in %s\n", o.dir, env)
 	return supervise(ctx, append(f.Workers, f.Router))
 }
 
@@ -198,7 +198,7 @@ func supervise(ctx context.Context, procs []*proc.Proc) error {
 	for {
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(os.Stderr, "production: stopping")
+			fmt.Fprintln(os.Stderr, "localfleet: stopping")
 			return nil
 		case <-tick.C:
 		}
@@ -206,7 +206,7 @@ func supervise(ctx context.Context, procs []*proc.Proc) error {
 			if p.Running() {
 				continue
 			}
-			fmt.Fprintf(os.Stderr, "production: %s exited; its log ends:\n%s\nproduction: starting it again\n", p.Name, p.LogTail(5))
+			fmt.Fprintf(os.Stderr, "localfleet: %s exited; its log ends:\n%s\nlocalfleet: starting it again\n", p.Name, p.LogTail(5))
 			if err := p.Restart(); err != nil {
 				return err
 			}

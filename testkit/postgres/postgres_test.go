@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"mailwave/internal/testkit/postgres"
+	"mailwave/testkit/postgres"
 )
 
 // The server starts, takes SQL, survives a kill and a restart with its

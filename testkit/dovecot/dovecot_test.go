@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/internal/testkit/dovecot"
+	"mailwave/testkit/dovecot"
 )
 
 var alice = dovecot.User{Name: "alice", Password: "correct horse"}

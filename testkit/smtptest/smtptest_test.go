@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"mailwave/internal/testkit/smtptest"
+	"mailwave/testkit/smtptest"
 )
 
 const msg = "Subject: hi\r\n\r\nhello\r\n"

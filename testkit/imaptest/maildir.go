@@ -18,7 +18,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"mailwave/internal/testkit/dovecot"
+	"mailwave/testkit/dovecot"
 )
 
 // maildirFlags are the Maildir info letters of the system flags.

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"mailwave/internal/testkit/kitfs"
+	"mailwave/testkit/kitfs"
 )
 
 // Build compiles one of mailwave's commands (e.g. "worker") with `go build`

@@ -19,8 +19,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/internal/testkit/dovecot"
-	"mailwave/internal/testkit/imaptest"
+	"mailwave/testkit/dovecot"
+	"mailwave/testkit/imaptest"
 )
 
 var (
