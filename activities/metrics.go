@@ -7,12 +7,12 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"mailwave/contract"
-	"mailwave/internal/metrics"
+	"mailwave/contract/metrics"
 	"mailwave/mail/port"
 )
 
 // meter is where the activities report mailwave's own metrics (named in
-// internal/metrics): the handler of the worker's registry, which its
+// contract/metrics): the handler of the worker's registry, which its
 // Temporal client shares, or nowhere. Its labels are fixed small sets (a
 // pass, a notice's kind, an activity's name): never a mailbox or an
 // organisation.

@@ -16,7 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"mailwave/contract"
-	"mailwave/internal/metrics"
+	"mailwave/contract/metrics"
 	"mailwave/mail/port"
 )
 

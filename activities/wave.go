@@ -16,8 +16,8 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/control"
-	"mailwave/internal/wavefile"
 	"mailwave/mail/port"
+	"mailwave/roster/wavefile"
 )
 
 // parallelStarts bounds the start requests in flight from one activity.

@@ -25,9 +25,9 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"mailwave/codec"
+	"mailwave/codec/codecserver"
 	"mailwave/internal/cliutil"
-	"mailwave/internal/codec"
-	"mailwave/internal/codecserver"
 	"mailwave/internal/connect"
 	"mailwave/internal/secretfile"
 )

@@ -18,7 +18,7 @@ import (
 //     code, directly or through another package of ours;
 //   - only the test kit, e2e, the benchmarks and the local fleet import the
 //     test kit (or "testing");
-//   - only the worker's wiring and the test kit import internal/workerapp.
+//   - only the worker's wiring and the test kit import worker/workerapp.
 func TestImportRules(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "mailwave/...").CombinedOutput()
 	require.NoError(t, err, string(out))
@@ -47,7 +47,7 @@ func TestImportRules(t *testing.T) {
 				t.Errorf("%s imports %s: the contract imports nothing of mailwave's", pkg, imp)
 			case pkg == "mailwave/contract" && strings.HasPrefix(imp, "go.temporal.io/"):
 				t.Errorf("%s imports %s: the contract's data types import nothing of Temporal", pkg, imp)
-			case pkg == "mailwave/mail/port" && mine && imp != "mailwave/contract" && imp != "mailwave/internal/wavefile":
+			case pkg == "mailwave/mail/port" && mine && imp != "mailwave/contract" && imp != "mailwave/roster/wavefile":
 				t.Errorf("%s imports %s: the ports import only the contract's data types", pkg, imp)
 			case pkg == "mailwave/workflows" && mine && imp != "mailwave/contract" && imp != "mailwave/contract/searchattr" && imp != "mailwave/activities":
 				t.Errorf("%s imports %s: workflows import only the contract and the activities' types", pkg, imp)
@@ -55,7 +55,7 @@ func TestImportRules(t *testing.T) {
 				t.Errorf("%s imports workflow code", pkg)
 			case !testOnly(pkg) && (imp == kit || strings.HasPrefix(imp, kit+"/") || imp == "testing"):
 				t.Errorf("production package %s imports %s", pkg, imp)
-			case imp == "mailwave/internal/workerapp" && pkg != "mailwave/worker" && pkg != kit:
+			case imp == "mailwave/worker/workerapp" && pkg != "mailwave/worker" && pkg != kit:
 				t.Errorf("%s imports the worker's wiring", pkg)
 			}
 		}

@@ -20,11 +20,11 @@ import (
 	"mailwave/contract"
 	"mailwave/contract/searchattr"
 	"mailwave/identity"
-	"mailwave/internal/config"
-	"mailwave/internal/workerapp"
 	"mailwave/mail/port"
 	"mailwave/mail/sim"
 	"mailwave/testkit"
+	"mailwave/worker/config"
+	"mailwave/worker/workerapp"
 )
 
 // -record-histories DIR writes real histories for the replay tests.

@@ -16,14 +16,14 @@ import (
 	tlog "go.temporal.io/sdk/log"
 
 	"mailwave/contract"
+	"mailwave/contract/metrics"
 	"mailwave/identity"
-	"mailwave/internal/config"
 	"mailwave/internal/connect"
-	"mailwave/internal/metrics"
-	"mailwave/internal/metrics/registry"
-	"mailwave/internal/workerapp"
 	"mailwave/testkit"
 	"mailwave/testkit/prometheus"
+	"mailwave/worker/config"
+	"mailwave/worker/registry"
+	"mailwave/worker/workerapp"
 )
 
 // metricsRetryAfter is the injected throttle replies' delay.

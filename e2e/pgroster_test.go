@@ -13,11 +13,11 @@ import (
 
 	"mailwave/contract"
 	"mailwave/identity"
-	"mailwave/internal/config"
-	"mailwave/internal/rosterstore"
-	"mailwave/internal/workerapp"
+	"mailwave/roster/rosterstore"
 	"mailwave/testkit"
 	"mailwave/testkit/postgres"
+	"mailwave/worker/config"
+	"mailwave/worker/workerapp"
 )
 
 // A wave whose roster is in the shared PostgreSQL store is run by a worker

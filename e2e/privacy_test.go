@@ -20,14 +20,14 @@ import (
 
 	"mailwave/contract"
 	"mailwave/identity"
-	"mailwave/internal/config"
 	"mailwave/internal/connect"
-	"mailwave/internal/wavefile"
-	"mailwave/internal/workerapp"
+	"mailwave/roster/wavefile"
 	"mailwave/testkit"
 	"mailwave/testkit/dovecot"
 	"mailwave/testkit/imaptest"
 	"mailwave/testkit/smtptest"
+	"mailwave/worker/config"
+	"mailwave/worker/workerapp"
 )
 
 // patientFolder is a folder name holding a patient's name, as staff file

@@ -16,11 +16,11 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"mailwave/contract"
-	"mailwave/internal/workerapp"
 	"mailwave/testkit"
 	"mailwave/testkit/dovecot"
 	"mailwave/testkit/imaptest"
 	"mailwave/testkit/smtptest"
+	"mailwave/worker/workerapp"
 )
 
 // TestRealMailEndToEnd runs MailboxMigration through the real worker,

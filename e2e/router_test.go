@@ -11,9 +11,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"mailwave/contract"
-	"mailwave/internal/config"
-	"mailwave/internal/workerapp"
 	"mailwave/testkit"
+	"mailwave/worker/config"
+	"mailwave/worker/workerapp"
 )
 
 // The routing host's worker alone cuts mailboxes over, on its task queue:

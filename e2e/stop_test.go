@@ -11,9 +11,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"mailwave/contract"
-	"mailwave/internal/config"
-	"mailwave/internal/workerapp"
 	"mailwave/testkit"
+	"mailwave/worker/config"
+	"mailwave/worker/workerapp"
 )
 
 // A worker asked to stop in the middle of a copy lets it checkpoint: the

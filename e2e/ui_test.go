@@ -17,13 +17,13 @@ import (
 	sdkpb "go.temporal.io/api/sdk/v1"
 	"go.temporal.io/sdk/client"
 
+	"mailwave/codec"
+	"mailwave/codec/codecserver"
 	"mailwave/contract"
 	"mailwave/identity"
-	"mailwave/internal/codec"
-	"mailwave/internal/codecserver"
-	"mailwave/internal/config"
-	"mailwave/internal/workerapp"
 	"mailwave/testkit"
+	"mailwave/worker/config"
+	"mailwave/worker/workerapp"
 )
 
 // TestUIDecodesThroughTheCodecServer drives the Temporal UI in a real

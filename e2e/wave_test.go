@@ -14,11 +14,11 @@ import (
 
 	"mailwave/contract"
 	"mailwave/identity"
-	"mailwave/internal/config"
-	"mailwave/internal/wavefile"
-	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
+	"mailwave/roster/wavefile"
 	"mailwave/testkit"
+	"mailwave/worker/config"
+	"mailwave/worker/workerapp"
 )
 
 // waveEnv is a dev server, a worker and a simulated estate for wave tests.

@@ -30,8 +30,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"mailwave/codec"
 	"mailwave/internal/cliutil"
-	"mailwave/internal/codec"
 	"mailwave/mail/sim"
 	"mailwave/testkit/fleet"
 	"mailwave/testkit/pki"

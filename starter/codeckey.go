@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"mailwave/internal/codec"
+	"mailwave/codec"
 )
 
 // newCodecKeyCmd makes payload encryption keys: `codec-key new` prints one

@@ -12,9 +12,9 @@ import (
 
 	"mailwave/contract"
 	"mailwave/contract/searchattr"
-	"mailwave/internal/rosterstore"
 	"mailwave/mail/outbox"
 	"mailwave/mail/sim"
+	"mailwave/roster/rosterstore"
 )
 
 // demoOptions are the flags of `demo`.

@@ -14,7 +14,7 @@ import (
 	"mailwave/contract"
 	"mailwave/identity"
 	"mailwave/internal/control"
-	"mailwave/internal/rosterstore"
+	"mailwave/roster/rosterstore"
 )
 
 func newMailboxCmd(a *app) *cobra.Command {

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
-	"mailwave/internal/printer"
+	"mailwave/starter/printer"
 )
 
 // mailboxListOptions are the flags of `mailbox list`.

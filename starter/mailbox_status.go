@@ -16,7 +16,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"mailwave/contract"
-	"mailwave/internal/printer"
+	"mailwave/starter/printer"
 )
 
 func newMailboxStatusCmd(a *app) *cobra.Command {

@@ -14,10 +14,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/contract"
-	"mailwave/internal/config"
-	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
 	"mailwave/testkit"
+	"mailwave/worker/config"
+	"mailwave/worker/workerapp"
 )
 
 const testSecret = "starter-test-secret-0123"

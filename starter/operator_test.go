@@ -26,8 +26,8 @@ import (
 
 	"mailwave/contract"
 	"mailwave/contract/searchattr"
-	"mailwave/internal/printer"
-	"mailwave/internal/report"
+	"mailwave/starter/printer"
+	"mailwave/starter/report"
 	"mailwave/testkit"
 )
 

@@ -17,11 +17,11 @@ import (
 
 	"mailwave/contract"
 	"mailwave/identity"
-	"mailwave/internal/config"
-	"mailwave/internal/report"
-	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
+	"mailwave/starter/report"
 	"mailwave/testkit"
+	"mailwave/worker/config"
+	"mailwave/worker/workerapp"
 )
 
 // TestOperatorViewsOfARealWave runs a small wave of the simulated estate,

@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
-	"mailwave/internal/printer"
+	"mailwave/starter/printer"
 )
 
 // addOutputFlag adds --output to a status, list or report command.

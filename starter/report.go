@@ -17,8 +17,8 @@ import (
 	"mailwave/contract"
 	"mailwave/contract/searchattr"
 	"mailwave/internal/control"
-	"mailwave/internal/printer"
-	"mailwave/internal/report"
+	"mailwave/starter/printer"
+	"mailwave/starter/report"
 )
 
 // slowestShown is how many of the slowest mailboxes a report names.

@@ -22,7 +22,7 @@ import (
 	"mailwave/contract"
 	"mailwave/contract/searchattr"
 	"mailwave/internal/control"
-	"mailwave/internal/printer"
+	"mailwave/starter/printer"
 )
 
 // describeAtOnce bounds the DescribeWorkflowExecution calls in flight.

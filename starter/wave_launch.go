@@ -17,8 +17,8 @@ import (
 	"mailwave/contract"
 	"mailwave/contract/searchattr"
 	"mailwave/internal/control"
-	"mailwave/internal/rosterstore"
-	"mailwave/internal/wavefile"
+	"mailwave/roster/rosterstore"
+	"mailwave/roster/wavefile"
 )
 
 // waveLaunchOptions are the flags of `wave launch`.

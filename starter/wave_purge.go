@@ -11,8 +11,8 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/control"
-	"mailwave/internal/rosterstore"
 	"mailwave/mail/notices"
+	"mailwave/roster/rosterstore"
 )
 
 // newWavePurgeCmd removes what a finished wave left on disk that names its

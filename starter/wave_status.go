@@ -20,7 +20,7 @@ import (
 	"mailwave/contract"
 	"mailwave/contract/searchattr"
 	"mailwave/internal/control"
-	"mailwave/internal/printer"
+	"mailwave/starter/printer"
 )
 
 // waveStatusOptions are the flags of `wave status`.

@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"mailwave/contract"
-	"mailwave/internal/printer"
+	"mailwave/starter/printer"
 )
 
 // waveStuckOptions are the flags of `wave stuck`.

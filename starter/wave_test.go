@@ -14,11 +14,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/contract"
-	"mailwave/internal/config"
-	"mailwave/internal/report"
-	"mailwave/internal/workerapp"
 	"mailwave/mail/sim"
+	"mailwave/starter/report"
 	"mailwave/testkit"
+	"mailwave/worker/config"
+	"mailwave/worker/workerapp"
 )
 
 // writeCSV writes a mailbox CSV in a temp dir.

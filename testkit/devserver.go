@@ -18,11 +18,11 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
+	"mailwave/codec"
 	"mailwave/contract/searchattr"
-	"mailwave/internal/codec"
 	"mailwave/internal/connect"
-	"mailwave/internal/workerapp"
 	"mailwave/testkit/kitfs"
+	"mailwave/worker/workerapp"
 )
 
 // BinEnv overrides where the Temporal CLI binary is.

@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"mailwave/identity"
-	"mailwave/internal/wavefile"
 	"mailwave/mail/sim"
+	"mailwave/roster/wavefile"
 )
 
 // Estate is a simulated estate generated for a test.

@@ -20,8 +20,8 @@ import (
 
 	"mailwave/internal/cliutil"
 	"mailwave/internal/connect"
-	"mailwave/internal/metrics/registry"
-	"mailwave/internal/workerapp"
+	"mailwave/worker/registry"
+	"mailwave/worker/workerapp"
 )
 
 func main() {

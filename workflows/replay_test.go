@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/worker"
 
-	"mailwave/internal/codec"
+	"mailwave/codec"
 	"mailwave/testkit"
 	"mailwave/workflows"
 )

@@ -5,7 +5,7 @@
 // The flags that fill it are its own: address, namespace, identity, TLS
 // (server CA, client certificate for mTLS, server name), API key, the
 // payload codec's key ring, and logging. A worker also hands it its metrics
-// handler (internal/metrics/registry), so the SDK's own metrics go where
+// handler (worker/registry), so the SDK's own metrics go where
 // mailwave's do.
 package connect
 
@@ -24,7 +24,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.uber.org/zap"
 
-	"mailwave/internal/codec"
+	"mailwave/codec"
 	"mailwave/internal/secretfile"
 	"mailwave/internal/tlsconf"
 )
@@ -64,7 +64,7 @@ type Options struct {
 	// Metrics, when set, receives the client's and its workers' metrics
 	// (task slots, schedule-to-start latency, requests, and what workflows
 	// emit through workflow.GetMetricsHandler): the handler of a worker's
-	// internal/metrics/registry. Nil is none.
+	// worker/registry. Nil is none.
 	Metrics client.MetricsHandler
 
 	Log LogOptions

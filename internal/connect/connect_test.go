@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
-	"mailwave/internal/codec"
+	"mailwave/codec"
 	"mailwave/internal/connect"
 	"mailwave/testkit"
 	"mailwave/testkit/pki"

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"mailwave/contract"
-	"mailwave/internal/wavefile"
+	"mailwave/roster/wavefile"
 )
 
 // Notice is one message to one user.
@@ -71,7 +71,7 @@ type RoutingHosts interface {
 	CutoverQueue(m contract.MailboxRef) (string, error)
 }
 
-// Rosters serves the wave rosters by wave ID (internal/wavefile's Store):
+// Rosters serves the wave rosters by wave ID (roster/wavefile's Store):
 // the roster a worker reads is the one its own configuration points to,
 // never a path named in a workflow input.
 type Rosters interface {

@@ -16,7 +16,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"mailwave/internal/codec"
+	"mailwave/codec"
 	"mailwave/internal/connect"
 	"mailwave/testkit"
 	"mailwave/testkit/postgres"

@@ -12,11 +12,11 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"mailwave/contract"
-	"mailwave/internal/config"
-	"mailwave/internal/workerapp"
 	"mailwave/testkit"
 	"mailwave/testkit/postgres"
 	"mailwave/testkit/temporalserver"
+	"mailwave/worker/config"
+	"mailwave/worker/workerapp"
 )
 
 // The production shape: the Temporal server on PostgreSQL behind mTLS runs

@@ -7,8 +7,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/internal/rosterstore"
-	"mailwave/internal/wavefile"
+	"mailwave/roster/rosterstore"
+	"mailwave/roster/wavefile"
 )
 
 // Both stores keep the same promises: by wave ID only, written once, read

@@ -14,7 +14,7 @@ import (
 	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/identity"
-	"mailwave/internal/rosterstore"
+	"mailwave/roster/rosterstore"
 	"mailwave/workflows"
 )
 

@@ -7,7 +7,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"mailwave/internal/metrics"
+	"mailwave/contract/metrics"
 	"mailwave/mail/adapt"
 )
 

@@ -13,9 +13,9 @@ import (
 
 	"mailwave/activities"
 	"mailwave/contract"
-	"mailwave/internal/config"
-	"mailwave/internal/workerapp"
 	"mailwave/testkit"
+	"mailwave/worker/config"
+	"mailwave/worker/workerapp"
 )
 
 // A worker refuses to start on a bad configuration file, naming the file,

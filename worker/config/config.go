@@ -25,7 +25,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"mailwave/internal/rosterstore"
+	"mailwave/roster/rosterstore"
 )
 
 // File is a loaded and validated configuration file.

@@ -16,8 +16,8 @@ import (
 	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"mailwave/internal/codec"
-	"mailwave/internal/codecserver"
+	"mailwave/codec"
+	"mailwave/codec/codecserver"
 	"mailwave/testkit"
 )
 

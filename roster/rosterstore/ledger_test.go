@@ -9,9 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/contract"
-	"mailwave/internal/rosterstore"
 	"mailwave/mail/port"
 	"mailwave/mail/smtpnotify"
+	"mailwave/roster/rosterstore"
 	"mailwave/testkit/postgres"
 	"mailwave/testkit/smtptest"
 )

@@ -1,5 +1,5 @@
 // Package registry is a worker's metrics registry: the handler the
-// Temporal client and mailwave's code emit to (internal/metrics names
+// Temporal client and mailwave's code emit to (contract/metrics names
 // mailwave's), a tally scope over tally's Prometheus reporter with the
 // SDK's Prometheus naming, and the HTTP server Prometheus scrapes. Only the
 // worker (and the tests) import it, so the starter links no Prometheus

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"mailwave/contract"
-	"mailwave/internal/config"
-	"mailwave/internal/rosterstore"
 	"mailwave/internal/tlsconf"
 	"mailwave/mail/adapt"
 	"mailwave/mail/imapcopy"
@@ -20,6 +18,8 @@ import (
 	"mailwave/mail/route"
 	"mailwave/mail/sim"
 	"mailwave/mail/smtpnotify"
+	"mailwave/roster/rosterstore"
+	"mailwave/worker/config"
 
 	"go.uber.org/zap"
 )

@@ -1,6 +1,6 @@
 // Package rosterstore opens the store of wave rosters (and the
 // deployment's key secret fingerprint) that the starter writes and every
-// worker reads, by wave ID: a directory on one host (internal/wavefile), or
+// worker reads, by wave ID: a directory on one host (roster/wavefile), or
 // PostgreSQL for a fleet of workers on many hosts, which then share nothing
 // but Temporal and this database.
 package rosterstore
@@ -9,7 +9,7 @@ import (
 	"context"
 	"strings"
 
-	"mailwave/internal/wavefile"
+	"mailwave/roster/wavefile"
 )
 
 // Store is a roster store. Rosters are written once and read by index.

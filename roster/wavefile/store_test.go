@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"mailwave/internal/wavefile"
+	"mailwave/roster/wavefile"
 )
 
 const secretLine = "MAILWAVE_SECRET_SMTP_PW=hunter2-do-not-leak"

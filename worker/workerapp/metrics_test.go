@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
-	"mailwave/internal/metrics"
+	"mailwave/contract/metrics"
 )
 
 // gauges is a metrics handler that keeps each gauge's last value, by its

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"mailwave/contract"
-	"mailwave/internal/wavefile"
+	"mailwave/roster/wavefile"
 )
 
 // schema is created if missing. A roster row is the mailbox at an index of

@@ -1,7 +1,7 @@
 // Package metrics names the metrics a worker serves to Prometheus on its
 // --metrics-listen address: mailwave's own, and the SDK's that the
 // dashboard (deploy/grafana) shows. The registry that serves them is
-// internal/metrics/registry.
+// worker/registry.
 //
 // The registry uses the SDK's Prometheus naming: a counter's name gets
 // "_total" and a timer's "_seconds" unless it has them already, and timers

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/contract"
-	"mailwave/internal/printer"
+	"mailwave/starter/printer"
 )
 
 var t0 = time.Date(2026, 12, 5, 20, 0, 0, 0, time.UTC)

@@ -13,7 +13,7 @@ import (
 
 	"mailwave/contract"
 	"mailwave/identity"
-	"mailwave/internal/config"
+	"mailwave/worker/config"
 )
 
 // Config is everything the worker needs besides the Temporal connection.
@@ -55,7 +55,7 @@ type Config struct {
 	// Logger gets what the worker reports as it runs (each organisation's
 	// copy rate); nil is none.
 	Logger *zap.Logger
-	// Metrics receives mailwave's own metrics (internal/metrics): the
+	// Metrics receives mailwave's own metrics (contract/metrics): the
 	// handler of the worker's registry, which its Temporal client shares
 	// (connect.Options.Metrics). Nil is none.
 	Metrics client.MetricsHandler

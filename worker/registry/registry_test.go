@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/contract"
-	"mailwave/internal/metrics"
-	"mailwave/internal/metrics/registry"
+	"mailwave/contract/metrics"
+	"mailwave/worker/registry"
 )
 
 // errs collects what a registry reports.

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"mailwave/contract"
-	"mailwave/internal/printer"
+	"mailwave/starter/printer"
 )
 
 // OutcomeRemaining is a mailbox still running: no summary yet.

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
-	"mailwave/internal/metrics"
+	"mailwave/contract/metrics"
 	"mailwave/testkit/kitfs"
 	"mailwave/testkit/prometheus"
 )
