@@ -40,19 +40,37 @@ type Org struct {
 	Name    string
 	Domains []string // lower case
 	Default bool
-	Source  IMAP
-	Target  IMAP
-	Copy    Copy
+	// Copier copies the organisation's mailboxes: its kind, and that
+	// kind's settings. Copy tunes it.
+	Copier Copier
+	Copy   Copy
 	// CatchAll takes mailboxes of any organisation name the file does not
 	// know (catch_all: the worker's flags make one, the simulated estate
 	// serving every organisation alike).
 	CatchAll bool
-	// Sim, when set, makes the simulated estate the organisation's copier
-	// in place of Source and Target (the worker's flags without --config).
-	Sim *Sim
 	// Notifier sends the users' notices; Router cuts over their mail.
 	Notifier Notifier
 	Router   Router
+}
+
+// Copier kinds. A new kind is one connector package under mail/, one case
+// here and in the decoder, and one line in the worker's table of copier
+// constructors (worker/workerapp).
+const (
+	CopierIMAP = "imap" // between two IMAP servers (mail/imapcopy)
+	CopierSim  = "sim"  // the simulated estate in place of both (mail/sim)
+)
+
+// CopierKinds lists the kinds a configuration may name.
+var CopierKinds = []string{CopierIMAP, CopierSim}
+
+// Copier is how an organisation's mailboxes are copied. Only the settings
+// of its Kind are set.
+type Copier struct {
+	Kind   string
+	Source IMAP // imap: the old server
+	Target IMAP // imap: the new service
+	Sim    Sim  // sim: the estate's directory and settings
 }
 
 // IMAP is one IMAP endpoint.
@@ -172,7 +190,8 @@ const (
 
 var (
 	rootKeys         = []string{"secrets_file", "organisations"}
-	orgKeys          = []string{"name", "domains", "default", "catch_all", "source", "target", "copy", "sim", "notifier", "router"}
+	orgKeys          = []string{"name", "domains", "default", "catch_all", "copier", "source", "target", "copy", "sim", "notifier", "router"}
+	copierKeys       = []string{"kind", "source", "target", "sim"}
 	estateKeys       = []string{"dir", "time_scale", "bytes_per_second", "tenant_bytes_per_second", "instant", "transient_rate", "throttle_rate", "throttle_retry_after", "not_found_rate"}
 	imapKeys         = []string{"host", "port", "security", "ca_file", "insecure_skip_verify", "auth"}
 	authKeys         = []string{"mechanism", "username", "master_user", "password_secret", "token_secret"}
@@ -303,27 +322,65 @@ func (l *loader) org(n *yaml.Node, i int) (Org, orgMeta) {
 	o.CatchAll = s.boolean("catch_all")
 	m.defaultLine = s.lineOf("default")
 
-	if sub, ok := s.sub("sim", estateKeys); ok {
-		// The simulated estate in place of a real source and target.
-		est := estateSection(sub)
-		o.Sim = &est
-		s.unused("sim", "source", "target", "copy")
-		return l.orgRest(s, o, m)
+	o.Copier = l.copier(s)
+	if o.Copier.Kind == CopierSim {
+		s.unused("the simulated estate", "copy")
+	} else {
+		cp, _ := s.sub("copy", copyKeys)
+		o.Copy = copySection(cp)
 	}
-	for _, side := range []struct {
-		key string
-		dst *IMAP
-	}{{"source", &o.Source}, {"target", &o.Target}} {
-		sub, ok := s.sub(side.key, imapKeys)
-		if !ok {
-			s.missing(side.key, "required")
-			continue
-		}
-		*side.dst = imapSection(sub)
-	}
-	cp, _ := s.sub("copy", copyKeys)
-	o.Copy = copySection(cp)
 	return l.orgRest(s, o, m)
+}
+
+// copier reads an organisation's copier: a copier section with its kind,
+// as the notifier and router have,
+//
+//	copier: {kind: imap, source: {...}, target: {...}}
+//	copier: {kind: sim, sim: {dir: ...}}
+//
+// or, as files written before it had a kind, source and target (imap) or
+// sim at the organisation's level.
+func (l *loader) copier(org *section) Copier {
+	var c Copier
+	s, ok := org.sub("copier", copierKeys)
+	if ok {
+		for _, k := range []string{"source", "target", "sim"} {
+			if !org.blank(k) {
+				org.problem(k, "give it under copier, beside the copier's kind, not at the organisation's level as well")
+			}
+		}
+		c.Kind = s.enum("kind", "", CopierKinds...)
+	} else {
+		// The layout before copier had a kind.
+		s = org
+		c.Kind = CopierIMAP
+		if org.has("sim") {
+			c.Kind = CopierSim
+		}
+	}
+	switch c.Kind {
+	case CopierSim:
+		if sub, ok := s.sub("sim", estateKeys); ok {
+			c.Sim = estateSection(sub)
+		} else {
+			s.missing("sim", "required for the sim copier")
+		}
+		s.unused("the sim copier", "source", "target")
+	case CopierIMAP:
+		for _, side := range []struct {
+			key string
+			dst *IMAP
+		}{{"source", &c.Source}, {"target", &c.Target}} {
+			sub, ok := s.sub(side.key, imapKeys)
+			if !ok {
+				s.missing(side.key, "required for the imap copier")
+				continue
+			}
+			*side.dst = imapSection(sub)
+		}
+		s.unused("the imap copier", "sim")
+	}
+	return c
 }
 
 // orgRest reads what every organisation has, whatever its copier.

@@ -139,11 +139,11 @@ func TestLoadValidFile(t *testing.T) {
 	assert.Equal(t, IMAP{
 		Host: "imap.a.example", Port: 993, Security: "tls", CAFile: filepath.Join(dir, "certs/ca.pem"),
 		Auth: Auth{Mechanism: "plain", Username: "{address}", PasswordSecret: "imap-src"},
-	}, a.Source)
+	}, a.Copier.Source)
 	assert.Equal(t, IMAP{
 		Host: "imap.new.example", Port: 143, Security: "starttls",
 		Auth: Auth{Mechanism: "xoauth2", Username: "{local}@new.example", TokenSecret: "tok-{local}"},
-	}, a.Target)
+	}, a.Copier.Target)
 	assert.Equal(t, Copy{Window: 16, MaxMessageBytes: 36700160}, a.Copy)
 	assert.Equal(t, Notifier{
 		Kind: "smtp", From: "Migration <migration@a.example>", TemplatesDir: filepath.Join(dir, "templates"),
@@ -161,13 +161,13 @@ func TestLoadValidFile(t *testing.T) {
 
 	b := f.Orgs[1]
 	assert.True(t, b.Default)
-	assert.Equal(t, a.Source, b.Source, "the alias gives the same endpoint")
+	assert.Equal(t, a.Copier.Source, b.Copier.Source, "the alias gives the same endpoint")
 	// Merged from the anchor, with host and security overridden and the
 	// port defaulted for the new security.
 	assert.Equal(t, IMAP{
-		Host: "imap.b.example", Port: 143, Security: "none", CAFile: a.Source.CAFile,
+		Host: "imap.b.example", Port: 143, Security: "none", CAFile: a.Copier.Source.CAFile,
 		Auth: Auth{Mechanism: "plain", Username: "{address}", PasswordSecret: "imap-src"},
-	}, b.Target)
+	}, b.Copier.Target)
 	assert.Equal(t, Copy{Window: 4, MaxMessageBytes: 1000, BadItemLimit: 5, BytesPerSecond: 1_000_000,
 		FolderMap: map[string]string{"INBOX.Old": "Archive/Old"}}, b.Copy)
 	assert.Equal(t, Notifier{Kind: "outbox", From: "b@b.example", AdminContact: "it@b.example",
@@ -187,9 +187,9 @@ func TestLoadExample(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, f.Orgs, 2)
 	assert.Equal(t, "trust-a", f.Orgs[0].Name)
-	assert.Equal(t, f.Orgs[0].Source, f.Orgs[1].Source)
-	assert.Equal(t, "imap.new.trust-b.example", f.Orgs[1].Target.Host)
-	assert.Equal(t, "migrator", f.Orgs[1].Target.Auth.MasterUser)
+	assert.Equal(t, f.Orgs[0].Copier.Source, f.Orgs[1].Copier.Source)
+	assert.Equal(t, "imap.new.trust-b.example", f.Orgs[1].Copier.Target.Host)
+	assert.Equal(t, "migrator", f.Orgs[1].Copier.Target.Auth.MasterUser)
 }
 
 const badFile = `secrets_file: secrets.yaml
@@ -269,11 +269,11 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 		`mailwave.yaml:39: organisations[1].router.webhook.url: "ftp://x" is not an absolute http(s) URL`,
 		`mailwave.yaml:39: organisations[1].router.webhook.attempts: 0 is not in 1-100`,
 		`mailwave.yaml:39: organisations[1].router.webhook.timeout: "5" is not a duration (e.g. 30s, 2m)`,
-		`mailwave.yaml:40: organisations[2].source: required`,
-		`mailwave.yaml:40: organisations[2].target: required`,
+		`mailwave.yaml:40: organisations[2].source: required for the imap copier`,
+		`mailwave.yaml:40: organisations[2].target: required for the imap copier`,
 		`mailwave.yaml:40: organisations[2].notifier: required`,
 		`mailwave.yaml:40: organisations[2].router: required`,
-		`mailwave.yaml:41: organisations[2].sorce: unknown key (expected one of name, domains, default, catch_all, source, target, copy, sim, notifier, router)`,
+		`mailwave.yaml:41: organisations[2].sorce: unknown key (expected one of name, domains, default, catch_all, copier, source, target, copy, sim, notifier, router)`,
 	}
 	assert.Equal(t, want, got)
 }
@@ -295,7 +295,7 @@ func TestLoadEmptyStrings(t *testing.T) {
 `
 	f, err := Load(write(t, dir, "ok.yaml", ok))
 	require.NoError(t, err)
-	assert.Equal(t, "", f.Orgs[0].Source.Auth.TokenSecret)
+	assert.Equal(t, "", f.Orgs[0].Copier.Source.Auth.TokenSecret)
 	assert.Equal(t, "", f.Orgs[0].Notifier.SMTP.AuthMechanism, "no login, so no mechanism")
 
 	path := write(t, dir, "bad.yaml", strings.Replace(strings.Replace(ok, "password_secret: p,", "password_secret: \"\",", 1),
@@ -575,9 +575,9 @@ func TestSimulatedEstateAndRoutingHost(t *testing.T) {
 	f, err := Load(path)
 	require.NoError(t, err)
 	o := f.Orgs[0]
-	require.NotNil(t, o.Sim)
+	require.Equal(t, CopierSim, o.Copier.Kind)
 	assert.Equal(t, Sim{Dir: filepath.Join(dir, "estate"), TimeScale: 7200, BytesPerSecond: 1 << 20,
-		ThrottleRetryAfter: 5 * time.Second, NotFoundRate: 0.01}, *o.Sim)
+		ThrottleRetryAfter: 5 * time.Second, NotFoundRate: 0.01}, o.Copier.Sim)
 	assert.Equal(t, "mta-1", o.Router.TaskQueue)
 	other, err := f.OrgFor("trust-17", "someone@trust-17.example")
 	require.NoError(t, err, "catch_all takes an organisation the file does not know")
@@ -596,7 +596,7 @@ func TestSimulatedEstateAndRoutingHost(t *testing.T) {
 	for _, want := range []string{
 		`:4: organisations[0].sim.time_scale: "fast" is not a number from 0 to 1e+09`,
 		`:4: organisations[0].sim.not_found_rate: "2" is not a number from 0 to 1`,
-		`:5: organisations[0].source: not used by sim`,
+		`:5: organisations[0].source: not used by the sim copier`,
 		`:7: organisations[0].router.task_queue: "mta 1" holds a space or a control character`,
 	} {
 		assert.Contains(t, err.Error(), want)
@@ -616,4 +616,48 @@ func TestLoadRefusesAnAddressForAnOrganisationName(t *testing.T) {
 	assert.Equal(t, []string{
 		path + `:2: organisations[0].name: an organisation's name is shown in plain text (metrics, logs) and must not be an address`,
 	}, loadProblems(t, path))
+}
+
+// TestCopierHasAKind: the copier is chosen by its kind, as the notifier
+// and router are; the layout from before (source and target, or sim, at
+// the organisation's level) means the same; mixing the two, an unknown
+// kind and a kind without its settings are named.
+func TestCopierHasAKind(t *testing.T) {
+	dir := t.TempDir()
+	load := func(org string) (*File, error) {
+		path := filepath.Join(dir, "mailwave.yaml")
+		body := "organisations:\n  - name: trust-a\n" + org +
+			"    notifier: {kind: outbox, from: m@a.example, outbox: {dir: outbox}}\n    router: {kind: sim, sim: {dir: estate}}\n"
+		require.NoError(t, os.WriteFile(path, []byte(body), 0o600))
+		return Load(path)
+	}
+	imap := "{host: 127.0.0.1, security: none, auth: {username: \"{address}\", password_secret: pw}}"
+
+	kinded, err := load("    copier: {kind: imap, source: " + imap + ", target: " + imap + "}\n    copy: {window: 8}\n")
+	require.NoError(t, err)
+	legacy, err := load("    source: " + imap + "\n    target: " + imap + "\n    copy: {window: 8}\n")
+	require.NoError(t, err)
+	assert.Equal(t, CopierIMAP, kinded.Orgs[0].Copier.Kind)
+	assert.Equal(t, legacy.Orgs[0], kinded.Orgs[0], "the layout from before means the same")
+	assert.Equal(t, "127.0.0.1", kinded.Orgs[0].Copier.Target.Host)
+	assert.Equal(t, 8, kinded.Orgs[0].Copy.Window)
+
+	sim, err := load("    copier: {kind: sim, sim: {dir: estate}}\n")
+	require.NoError(t, err)
+	assert.Equal(t, CopierSim, sim.Orgs[0].Copier.Kind)
+	assert.Equal(t, filepath.Join(dir, "estate"), sim.Orgs[0].Copier.Sim.Dir)
+
+	for name, tc := range map[string]struct{ org, want string }{
+		"unknown kind":     {"    copier: {kind: graph}\n", `copier.kind: "graph" is not one of imap, sim`},
+		"no kind":          {"    copier: {source: " + imap + "}\n", "copier.kind: required (one of imap, sim)"},
+		"settings missing": {"    copier: {kind: imap, source: " + imap + "}\n", "copier.target: required for the imap copier"},
+		"another kind's":   {"    copier: {kind: sim, sim: {dir: estate}, source: " + imap + "}\n", "copier.source: not used by the sim copier"},
+		"both layouts":     {"    copier: {kind: sim, sim: {dir: estate}}\n    source: " + imap + "\n", "organisations[0].source: give it under copier"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := load(tc.org)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
 }

@@ -126,7 +126,7 @@ func (c Config) File() (*config.File, error) {
 			Name:     "default",
 			Default:  true,
 			CatchAll: true,
-			Sim:      &estate,
+			Copier:   config.Copier{Kind: config.CopierSim, Sim: estate},
 			Notifier: config.Notifier{
 				Kind: "outbox", From: c.From, TemplatesDir: c.TemplatesDir,
 				Outbox: config.Outbox{Dir: c.OutboxDir},

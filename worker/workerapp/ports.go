@@ -132,22 +132,19 @@ func buildOrg(org config.Org, secrets *config.Secrets, routeOnly bool, log *zap.
 		// The router lives on its host; this worker never touches it.
 		p.router = elsewhere{org: org.Name, queue: org.Router.TaskQueue}
 	}
-	var estate *sim.Estate
-	if org.Sim != nil {
-		if estate, err = openSim(*org.Sim, log); err != nil {
-			return nil, &partError{"sim", err}
-		}
-		p.copier, p.rate = estate, estate.Rate()
-	} else {
-		p.rate = adapt.New(adapt.Options{Name: org.Name, Ceiling: float64(org.Copy.BytesPerSecond), Logger: log})
-		if p.copier, err = buildCopier(org, secrets, p.rate); err != nil {
-			return nil, &partError{"copier", err}
-		}
+	build, ok := copierKinds[org.Copier.Kind]
+	if !ok {
+		return nil, &partError{"copier", fmt.Errorf("organisation %s: no copier of kind %q (kinds: %s)", org.Name, org.Copier.Kind, strings.Join(config.CopierKinds, ", "))}
 	}
+	c, err := build(org, secrets, log)
+	if err != nil {
+		return nil, err
+	}
+	p.copier, p.rate = c.copier, c.rate
 	if p.router != nil {
 		return p, nil
 	}
-	if org.Router.Kind == "sim" && estate != nil && org.Router.Sim.Dir == org.Sim.Dir {
+	if estate := c.estate; org.Router.Kind == "sim" && estate != nil && org.Router.Sim.Dir == org.Copier.Sim.Dir {
 		// One estate is both copier and router.
 		p.router = estate
 	} else if p.router, err = buildRouter(org.Router, secrets); err != nil {
@@ -156,19 +153,36 @@ func buildOrg(org config.Org, secrets *config.Secrets, routeOnly bool, log *zap.
 	return p, nil
 }
 
-// buildCopier makes the IMAP copier between the organisation's source and
-// target. It sends through rate, which adapts to the target's refusals
-// under the configured bytes per second as a ceiling.
-func buildCopier(org config.Org, secrets *config.Secrets, rate *adapt.Rate) (port.Copier, error) {
-	src, err := endpoint(org.Source)
+// builtCopier is a copier built for an organisation: the port, the rate
+// it sends through (sampled for the metrics), and the simulated estate
+// when it is one (which may serve as the router too).
+type builtCopier struct {
+	copier port.Copier
+	rate   *adapt.Rate
+	estate *sim.Estate
+}
+
+// copierKinds builds each kind of copier the configuration may name
+// (config.CopierKinds): a new connector is one line here.
+var copierKinds = map[string]func(org config.Org, secrets *config.Secrets, log *zap.Logger) (builtCopier, error){
+	config.CopierIMAP: buildIMAPCopier,
+	config.CopierSim:  buildSimCopier,
+}
+
+// buildIMAPCopier makes the IMAP copier between the organisation's source
+// and target. It sends through a rate that adapts to the target's
+// refusals, under the configured bytes per second as a ceiling.
+func buildIMAPCopier(org config.Org, secrets *config.Secrets, log *zap.Logger) (builtCopier, error) {
+	rate := adapt.New(adapt.Options{Name: org.Name, Ceiling: float64(org.Copy.BytesPerSecond), Logger: log})
+	src, err := endpoint(org.Copier.Source)
 	if err != nil {
-		return nil, fmt.Errorf("source: %w", err)
+		return builtCopier{}, &partError{"copier", fmt.Errorf("source: %w", err)}
 	}
-	tgt, err := endpoint(org.Target)
+	tgt, err := endpoint(org.Copier.Target)
 	if err != nil {
-		return nil, fmt.Errorf("target: %w", err)
+		return builtCopier{}, &partError{"copier", fmt.Errorf("target: %w", err)}
 	}
-	return imapcopy.New(imapcopy.Options{
+	c, err := imapcopy.New(imapcopy.Options{
 		Source: src, Target: tgt,
 		Credentials:     credentials(org, secrets),
 		Window:          org.Copy.Window,
@@ -177,6 +191,19 @@ func buildCopier(org config.Org, secrets *config.Secrets, rate *adapt.Rate) (por
 		FolderMap:       org.Copy.FolderMap,
 		Rate:            rate,
 	})
+	if err != nil {
+		return builtCopier{}, &partError{"copier", err}
+	}
+	return builtCopier{copier: c, rate: rate}, nil
+}
+
+// buildSimCopier opens the simulated estate as the copier.
+func buildSimCopier(org config.Org, _ *config.Secrets, log *zap.Logger) (builtCopier, error) {
+	estate, err := openSim(org.Copier.Sim, log)
+	if err != nil {
+		return builtCopier{}, &partError{"sim", err}
+	}
+	return builtCopier{copier: estate, rate: estate.Rate(), estate: estate}, nil
 }
 
 // openSim opens the simulated estate with its settings.
@@ -212,9 +239,9 @@ func endpoint(c config.IMAP) (imapcopy.Endpoint, error) {
 // here, in the worker, and never travel in a workflow's input or history.
 func credentials(org config.Org, secrets *config.Secrets) imapcopy.CredentialsFunc {
 	return func(_ context.Context, side imapcopy.Side, m contract.MailboxRef) (imapcopy.Credentials, error) {
-		ep := org.Source
+		ep := org.Copier.Source
 		if side == imapcopy.Target {
-			ep = org.Target
+			ep = org.Copier.Target
 		}
 		a := ep.Auth
 		user, err := config.Expand(a.Username, m.Address)
