@@ -67,13 +67,18 @@ type progress struct {
 }
 
 func newProgress(w io.Writer) *progress {
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		if st, err := f.Stat(); err == nil {
-			tty = st.Mode()&os.ModeCharDevice != 0
-		}
+	return &progress{w: w, tty: isTerminal(w), start: time.Now()}
+}
+
+// isTerminal reports whether w is a terminal (a character device), where a
+// line may be redrawn in place.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
 	}
-	return &progress{w: w, tty: tty, start: time.Now()}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // show sets what the progress line says, printing it when due.

@@ -42,7 +42,8 @@ worker) for at most --query-timeout; when no worker answers in time (none
 running, or all too busy), the progress the wave last published in its memo is
 shown, saying how old it is. A finished wave shows its result.
 --watch shows it again every --every until the wave ends: a progress bar in
-text, a document (json) or a line (jsonl) each time otherwise.`,
+text on a terminal (a plain line every 5 s written to a file or a pipe), a
+document (json) or a line (jsonl) each time otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.waveStatus(cmd, o)
@@ -339,14 +340,20 @@ func (r *waveReader) watchPrinted(ctx context.Context, every time.Duration, p pr
 	return err
 }
 
-// watchBar shows a live progress bar until the wave ends.
+// plainEvery spaces the progress lines written where no terminal reads
+// them (a log file, a pipe).
+const plainEvery = 5 * time.Second
+
+// watchBar shows the wave's progress until it ends: a live bar on a
+// terminal; elsewhere (the demo's and the production run's logs, a pipe) a
+// plain line every few seconds, and one at the end, instead of a bar
+// redrawn thousands of times.
 func (r *waveReader) watchBar(ctx context.Context, every time.Duration, out io.Writer) (contract.WaveResult, error) {
 	var bar *progressbar.ProgressBar
+	tty := isTerminal(out)
+	start := time.Now()
+	var printed time.Time
 	res, err := r.watch(ctx, every, func(st waveStatus) error {
-		if bar == nil {
-			bar = progressbar.NewOptions(st.Total, progressbar.OptionSetWriter(out), progressbar.OptionShowCount(),
-				progressbar.OptionSetElapsedTime(true), progressbar.OptionSetPredictTime(true), progressbar.OptionFullWidth())
-		}
 		state := ""
 		switch {
 		case st.State == "paused":
@@ -354,9 +361,26 @@ func (r *waveReader) watchBar(ctx context.Context, every time.Duration, out io.W
 		case st.Source == sourcePublished && st.PublishedAt != nil:
 			state = " (as published " + printer.Ago(time.Since(*st.PublishedAt)) + ")"
 		}
-		bar.Describe(fmt.Sprintf("%s: waiting %d, copying %d, migrated %d, needs support %d%s",
-			st.Wave, st.Waiting, st.Active, st.Migrated, st.NeedsSupport, state))
-		_ = bar.Set(st.Migrated + st.NeedsSupport + st.Cancelled + st.Refused)
+		text := fmt.Sprintf("%s: waiting %d, copying %d, migrated %d, needs support %d%s",
+			st.Wave, st.Waiting, st.Active, st.Migrated, st.NeedsSupport, state)
+		done := st.Migrated + st.NeedsSupport + st.Cancelled + st.Refused
+		if !tty {
+			if st.result != nil || printed.IsZero() || time.Since(printed) >= plainEvery {
+				printed = time.Now()
+				share := 0.0
+				if st.Total > 0 {
+					share = 100 * float64(done) / float64(st.Total)
+				}
+				fmt.Fprintf(out, "%s; %d of %d done (%.1f%%), %s elapsed\n", text, done, st.Total, share, time.Since(start).Round(time.Second))
+			}
+			return nil
+		}
+		if bar == nil {
+			bar = progressbar.NewOptions(st.Total, progressbar.OptionSetWriter(out), progressbar.OptionShowCount(),
+				progressbar.OptionSetElapsedTime(true), progressbar.OptionSetPredictTime(true), progressbar.OptionFullWidth())
+		}
+		bar.Describe(text)
+		_ = bar.Set(done)
 		if st.result != nil {
 			_ = bar.Finish()
 			fmt.Fprintln(out)

@@ -141,6 +141,10 @@ func TestWaveCommandsOnARealServer(t *testing.T) {
 	require.Zero(t, code, out)
 	assert.Contains(t, out, "finished in")
 	assert.Contains(t, out, "needs support 3")
+	// Not a terminal: plain progress lines, no bar redrawn in place.
+	assert.Contains(t, out, "small: waiting ")
+	assert.Regexp(t, `3 of 3 done \(100\.0%\), \d+s elapsed\n`, out)
+	assert.NotContains(t, out, "\r", "no bar frames")
 	stageCSV, err := os.ReadFile(csvPath)
 	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSpace(string(stageCSV)), "\n")
