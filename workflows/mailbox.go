@@ -33,10 +33,11 @@ func MailboxMigration(ctx workflow.Context, in contract.MailboxInput) (contract.
 }
 
 // Change IDs for workflow.GetVersion: each names a change to the commands a
-// mailbox issues, so runs begun before it replay as they ran.
+// mailbox issues, so runs begun before it replay as they ran. VERSIONING.md
+// lists them with their dates, their histories and when each may go.
 const (
 	// changeAdminFailureNotice: a mailbox that needs support sends its
-	// organisation's admin a failure notice.
+	// organisation's admin a failure notice. Its old branch is retired.
 	changeAdminFailureNotice = "admin-failure-notice"
 	// changeCutoverQueue: the cutover runs on the task queue of the
 	// organisation's routing host where it has one (asked of a local
@@ -411,12 +412,10 @@ func (m *mailbox) copy(ctx workflow.Context, pass contract.CopyPass, step contra
 // tellAdmin sends the organisation's admin the failure notice of a mailbox
 // that needs support. It is best effort: a notifier that cannot send it
 // leaves the result as it is, and the operator still sees the mailbox in
-// the UI and the wave's report. Histories recorded before the notice
-// existed replay without it.
+// the UI and the wave's report. The branch without it is retired (see
+// VERSIONING.md): a run begun before the notice existed no longer replays.
 func (m *mailbox) tellAdmin(ctx workflow.Context, res contract.MailboxResult) {
-	if workflow.GetVersion(ctx, changeAdminFailureNotice, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		return
-	}
+	workflow.GetVersion(ctx, changeAdminFailureNotice, 1, 1)
 	done, _ := workflow.NewDisconnectedContext(ctx)
 	lctx := workflow.WithLocalActivityOptions(done, workflow.LocalActivityOptions{
 		StartToCloseTimeout:    time.Minute,
