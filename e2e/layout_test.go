@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestImportRules checks the layout's import rules (README, "Where things
+// TestImportRules checks the layout's import rules (docs/layout.md, "Where things
 // are") on the packages' own (non-test) imports:
 //   - contract imports nothing of mailwave's, nor of Temporal (its search
 //     attributes, Temporal's own type, are contract/searchattr);

@@ -13,7 +13,7 @@ import (
 )
 
 // TestReplayRecordedHistories replays real histories recorded on the dev
-// server (see README: "Recording histories") with the workflows the worker
+// server (see docs/versioning.md, "Recording histories") with the workflows the worker
 // registers (Register) and the converters every client carries (the
 // payload codec): histories recorded before encryption hold plain
 // payloads, which the codec reads as they are. A change to a workflow that

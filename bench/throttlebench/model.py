@@ -2,7 +2,7 @@
 """A discrete-event model of throttlebench's adaptive case, to search
 mail/adapt's rule in seconds where the real benchmark takes two minutes a
 run and four to six cuts a run tell two rules apart only over dozens of
-runs. Its figures are the model's, not the benchmark's: the README quotes
+runs. Its figures are the model's, not the benchmark's: bench/throttlebench/NOTES.md quotes
 the benchmark's, and says where the model's were used.
 
 What it models, after the Go code:

@@ -45,7 +45,7 @@
 // the rate is soon back to Keep, 0.975, of where it was refused. The rule
 // before climbed back to 0.85: a worker refused three times running, ten
 // seconds apart, was left at 0.56 of the other's rate, where it is now at
-// 0.76 (TestAWorkerRefusedByChanceIsNotLeftFarBehind). The README has the
+// 0.76 (TestAWorkerRefusedByChanceIsNotLeftFarBehind). bench/throttlebench/NOTES.md has the
 // figures measured against the real proxy.
 //
 // Smaller batches also make a refusal cost less: one APPEND of about 23 a
