@@ -24,7 +24,7 @@ import (
 // and writes it once the server has accepted a message; Sent (the cutover's
 // proof of the T-14 notice) reads it. Every worker that sends notices must
 // see the same ledger: a directory on shared storage (the default, a file
-// per notice), or a database (roster/rosterstore's Ledger) for a fleet.
+// per notice), or a database (PostgresLedger, pgledger.go) for a fleet.
 type Ledger interface {
 	// Recorded returns the Message-ID recorded for the notice, or "" if
 	// none is.

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"mailwave/contract"
+	"mailwave/internal/pgschema"
 	"mailwave/roster/wavefile"
 )
 
@@ -45,27 +46,11 @@ func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("roster store: %w", err)
 	}
-	if err := createSchema(ctx, pool, schema); err != nil {
+	if err := pgschema.Create(ctx, pool, schema); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("roster store: creating its tables: %w", err)
 	}
 	return &Postgres{pool: pool}, nil
-}
-
-// schemaLock is the advisory lock held while creating tables.
-const schemaLock = 0x6d61696c77617665 // "mailwave"
-
-// createSchema runs the statements creating missing tables under an
-// advisory lock: a fleet's workers start together, and PostgreSQL's
-// CREATE TABLE IF NOT EXISTS fails on a race with its own twin.
-func createSchema(ctx context.Context, pool *pgxpool.Pool, ddl string) error {
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(schemaLock)); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, ddl)
-		return err
-	})
 }
 
 // Close closes the pool.

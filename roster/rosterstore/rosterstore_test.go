@@ -9,12 +9,13 @@ import (
 
 	"mailwave/roster/rosterstore"
 	"mailwave/roster/wavefile"
+	"mailwave/testkit/postgres"
 )
 
 // Both stores keep the same promises: by wave ID only, written once, read
 // by page or by index, removed, and one key secret fingerprint.
 func TestStores(t *testing.T) {
-	pg, ctx := freshDatabase(t, "rosters")
+	pg, ctx := postgres.WithDatabase(t, "rosters")
 	for name, spec := range map[string]string{"directory": t.TempDir(), "postgres": pg.DSN("rosters")} {
 		t.Run(name, func(t *testing.T) {
 			s, err := rosterstore.Open(ctx, spec)

@@ -106,6 +106,19 @@ func StartT(t testing.TB) *Server {
 	return s
 }
 
+// WithDatabase is StartT with an empty database of that name, and a context
+// that ends with the test, or after a minute.
+func WithDatabase(t testing.TB, name string) (*Server, context.Context) {
+	t.Helper()
+	s := StartT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	if err := s.Exec(ctx, "postgres", "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	return s, ctx
+}
+
 // command runs a PostgreSQL program as the server's OS user.
 func (s *Server) command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	prog := filepath.Join(s.bin, name)

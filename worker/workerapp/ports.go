@@ -18,7 +18,6 @@ import (
 	"mailwave/mail/route"
 	"mailwave/mail/sim"
 	"mailwave/mail/smtpnotify"
-	"mailwave/roster/rosterstore"
 	"mailwave/worker/config"
 
 	"go.uber.org/zap"
@@ -297,7 +296,7 @@ func buildSender(n config.Notifier, tpl *notices.Templates, secrets *config.Secr
 		if n.SMTP.LedgerURL != "" {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			l, err := rosterstore.OpenLedger(ctx, n.SMTP.LedgerURL)
+			l, err := smtpnotify.OpenPostgresLedger(ctx, n.SMTP.LedgerURL)
 			if err != nil {
 				return nil, err
 			}

@@ -1,4 +1,4 @@
-package rosterstore_test
+package smtpnotify_test
 
 import (
 	"context"
@@ -16,22 +16,11 @@ import (
 	"mailwave/testkit/smtptest"
 )
 
-// freshDatabase starts PostgreSQL with an empty database of that name,
-// and gives a context that ends with the test, or after a minute.
-func freshDatabase(t *testing.T, name string) (*postgres.Server, context.Context) {
-	t.Helper()
-	pg := postgres.StartT(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	require.NoError(t, pg.Exec(ctx, "postgres", "CREATE DATABASE "+name))
-	return pg, ctx
-}
-
 // fleetNotifier is one worker's SMTP notifier, with its own connection to
 // the ledger in PostgreSQL.
 func fleetNotifier(t *testing.T, ctx context.Context, pg *postgres.Server, relay *smtptest.Server) *smtpnotify.Notifier {
 	t.Helper()
-	l, err := rosterstore.OpenLedger(ctx, pg.DSN("mailwave"))
+	l, err := smtpnotify.OpenPostgresLedger(ctx, pg.DSN("mailwave"))
 	require.NoError(t, err)
 	t.Cleanup(l.Close)
 	n, err := smtpnotify.New(smtpnotify.Options{Host: "127.0.0.1", Port: relay.Port, Security: smtpnotify.SecurityNone,
@@ -50,7 +39,7 @@ func fleetNotice(key string, kind contract.NoticeKind) port.Notice {
 // sent, the other neither sends again nor fails to find (the cutover's
 // proof of the T-14 notice on another host).
 func TestLedgerSharedByAFleet(t *testing.T) {
-	pg, ctx := freshDatabase(t, "mailwave")
+	pg, ctx := postgres.WithDatabase(t, "mailwave")
 	relay := smtptest.Start(t, smtptest.Options{})
 	a, b := fleetNotifier(t, ctx, pg, relay), fleetNotifier(t, ctx, pg, relay)
 	nt := fleetNotice("k-fleet", contract.NoticeT14)
@@ -76,7 +65,7 @@ func TestLedgerSharedByAFleet(t *testing.T) {
 // A fleet's workers start together: each creates the missing tables of the
 // roster store and the ledger at once, and none fails on another's.
 func TestAFleetCreatesTheTablesTogether(t *testing.T) {
-	pg, ctx := freshDatabase(t, "mailwave")
+	pg, ctx := postgres.WithDatabase(t, "mailwave")
 	errs := make(chan error, 16)
 	for range 8 {
 		go func() {
@@ -87,7 +76,7 @@ func TestAFleetCreatesTheTablesTogether(t *testing.T) {
 			errs <- err
 		}()
 		go func() {
-			l, err := rosterstore.OpenLedger(ctx, pg.DSN("mailwave"))
+			l, err := smtpnotify.OpenPostgresLedger(ctx, pg.DSN("mailwave"))
 			if err == nil {
 				l.Close()
 			}
@@ -105,7 +94,7 @@ func TestAFleetCreatesTheTablesTogether(t *testing.T) {
 // and then find it recorded. A claim its owner left (killed mid-send)
 // stops others only until it expires.
 func TestLedgerClaimsOneSenderAcrossAFleet(t *testing.T) {
-	pg, ctx := freshDatabase(t, "mailwave")
+	pg, ctx := postgres.WithDatabase(t, "mailwave")
 	relay := smtptest.Start(t, smtptest.Options{})
 	var workers []*smtpnotify.Notifier
 	for range 6 {
@@ -120,7 +109,7 @@ func TestLedgerClaimsOneSenderAcrossAFleet(t *testing.T) {
 	t.Logf("attempts that found another worker's claim: %d", heldSeen)
 
 	// An abandoned claim: held, then expired and taken over.
-	l, err := rosterstore.OpenLedger(ctx, pg.DSN("mailwave"))
+	l, err := smtpnotify.OpenPostgresLedger(ctx, pg.DSN("mailwave"))
 	require.NoError(t, err)
 	defer l.Close()
 	// Held for 2 s: the next claim finds it held even on a loaded machine.

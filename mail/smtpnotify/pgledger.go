@@ -1,4 +1,4 @@
-package rosterstore
+package smtpnotify
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"mailwave/contract"
+	"mailwave/internal/pgschema"
 )
 
 const ledgerSchema = `
@@ -28,30 +29,30 @@ CREATE TABLE IF NOT EXISTS mailwave_notice_claims (
 	PRIMARY KEY (key, kind)
 );`
 
-// Ledger is the SMTP notifier's record of the notices sent, in PostgreSQL,
+// PostgresLedger is the SMTP notifier's record of the notices sent, in PostgreSQL,
 // so that every worker of a fleet sees what any of them sent (a retry on
 // another host sends nothing twice, and a cutover anywhere finds its T-14
 // notice). It holds opaque keys and Message-IDs only.
-type Ledger struct{ pool *pgxpool.Pool }
+type PostgresLedger struct{ pool *pgxpool.Pool }
 
-// OpenLedger connects and creates the table if missing.
-func OpenLedger(ctx context.Context, url string) (*Ledger, error) {
+// OpenPostgresLedger connects and creates the table if missing.
+func OpenPostgresLedger(ctx context.Context, url string) (*PostgresLedger, error) {
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("notice ledger: %w", err)
 	}
-	if err := createSchema(ctx, pool, ledgerSchema); err != nil {
+	if err := pgschema.Create(ctx, pool, ledgerSchema); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("notice ledger: creating its table: %w", err)
 	}
-	return &Ledger{pool: pool}, nil
+	return &PostgresLedger{pool: pool}, nil
 }
 
 // Close closes the pool.
-func (l *Ledger) Close() { l.pool.Close() }
+func (l *PostgresLedger) Close() { l.pool.Close() }
 
 // Recorded returns the Message-ID recorded for the notice, or "".
-func (l *Ledger) Recorded(ctx context.Context, key string, kind contract.NoticeKind) (string, error) {
+func (l *PostgresLedger) Recorded(ctx context.Context, key string, kind contract.NoticeKind) (string, error) {
 	var id string
 	err := l.pool.QueryRow(ctx, `SELECT message_id FROM mailwave_notice_ledger WHERE key = $1 AND kind = $2`, key, string(kind)).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -68,7 +69,7 @@ func (l *Ledger) Recorded(ctx context.Context, key string, kind contract.NoticeK
 // claim has not expired (a *contract.NoticeClaimHeld error). An owner's own
 // claim is renewed; an expired one is taken over. Expiry is judged by the
 // database's clock, so the workers' clocks need not agree.
-func (l *Ledger) Claim(ctx context.Context, key string, kind contract.NoticeKind, owner string, lease time.Duration) (string, error) {
+func (l *PostgresLedger) Claim(ctx context.Context, key string, kind contract.NoticeKind, owner string, lease time.Duration) (string, error) {
 	var recorded string
 	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
 		// The claim first, in one statement: of two workers claiming at
@@ -114,7 +115,7 @@ func (l *Ledger) Claim(ctx context.Context, key string, kind contract.NoticeKind
 }
 
 // Release gives up owner's claim on a notice that was not sent.
-func (l *Ledger) Release(ctx context.Context, key string, kind contract.NoticeKind, owner string) error {
+func (l *PostgresLedger) Release(ctx context.Context, key string, kind contract.NoticeKind, owner string) error {
 	_, err := l.pool.Exec(ctx, `DELETE FROM mailwave_notice_claims WHERE key = $1 AND kind = $2 AND owner = $3`, key, string(kind), owner)
 	if err != nil {
 		return fmt.Errorf("notice ledger: %w", err)
@@ -124,7 +125,7 @@ func (l *Ledger) Release(ctx context.Context, key string, kind contract.NoticeKi
 
 // Record records that the notice went out with that Message-ID, and drops
 // its claim, in one transaction.
-func (l *Ledger) Record(ctx context.Context, key string, kind contract.NoticeKind, messageID string, at time.Time) error {
+func (l *PostgresLedger) Record(ctx context.Context, key string, kind contract.NoticeKind, messageID string, at time.Time) error {
 	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO mailwave_notice_ledger (key, kind, message_id, sent_at) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (key, kind) DO UPDATE SET message_id = EXCLUDED.message_id, sent_at = EXCLUDED.sent_at`,
