@@ -20,7 +20,10 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -167,8 +170,15 @@ func up(ctx context.Context, o upOptions) error {
 		return err
 	}
 	defer f.Stop()
+	// Each build of the worker is a version of the Worker Deployment, named
+	// by the binary's hash: runs stay pinned to the build that started
+	// them, and the workers of a new binary become the current version.
+	build, err := buildID(o.worker)
+	if err != nil {
+		return err
+	}
 	for i := range o.workers {
-		if _, err := f.StartWorker(fmt.Sprintf("worker-%d", i+1)); err != nil {
+		if _, err := f.StartWorker(fmt.Sprintf("worker-%d", i+1), "--build-id", build, "--set-current"); err != nil {
 			return err
 		}
 	}
@@ -188,6 +198,21 @@ func up(ctx context.Context, o upOptions) error {
 	fmt.Fprintf(os.Stderr, "localfleet: up: %s, and the routing host's worker on task queue %s\n", f, routerQueue)
 	fmt.Fprintf(os.Stderr, "localfleet: each worker's private directory and log under %s; the starter's settings in %s\n", o.dir, env)
 	return supervise(ctx, append(f.Workers, f.Router))
+}
+
+// buildID names a worker binary's build: "w-" and the start of its
+// SHA-256.
+func buildID(bin string) (string, error) {
+	f, err := os.Open(bin)
+	if err != nil {
+		return "", fmt.Errorf("the worker binary: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("the worker binary: %w", err)
+	}
+	return "w-" + hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
 // supervise starts again any worker that dies, as a service manager

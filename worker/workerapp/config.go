@@ -60,6 +60,18 @@ type Config struct {
 	// (connect.Options.Metrics). Nil is none.
 	Metrics client.MetricsHandler
 
+	// BuildID, when set, makes this worker one build of the Worker
+	// Deployment DeploymentName: each workflow run stays pinned to the
+	// build that started it (its whole life, fourteen days of notices and
+	// the copy), so a change to the workflows needs no GetVersion once
+	// every worker is versioned (workflows/VERSIONING.md). Empty: an
+	// unversioned worker, as before.
+	DeploymentName string
+	BuildID        string
+	// SetCurrent makes this build the deployment's current version once
+	// its pollers are seen: new runs go to it, running ones stay on theirs.
+	SetCurrent bool
+
 	MaxConcurrentActivities      int
 	MaxConcurrentLocalActivities int
 	MaxConcurrentWorkflowTasks   int
@@ -88,6 +100,9 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.CutoverQueue, "cutover-queue", "", "without --config: cutovers run on this routing host's task queue (a worker started there with --route-only)")
 	fs.StringVar(&c.WavesDir, "waves-dir", "data/waves", "the roster store, where `starter wave launch --waves-dir` wrote each wave's roster: a directory, or a postgres:// URL shared by a fleet")
 	fs.StringVar(&c.KeySecretFile, "key-secret-file", "", "the deployment's mailbox key secret (or $"+identity.SecretEnv+"), checked against the deployment's fingerprint")
+	fs.StringVar(&c.DeploymentName, "deployment", "mailwave", "with --build-id: the Worker Deployment this worker is a build of")
+	fs.StringVar(&c.BuildID, "build-id", "", "this worker's build in the Worker Deployment: runs stay pinned to the build that started them (empty: unversioned)")
+	fs.BoolVar(&c.SetCurrent, "set-current", false, "with --build-id: make this build the deployment's current version once it polls (new runs go to it)")
 	fs.IntVar(&c.MaxConcurrentActivities, "max-activities", 200, "activities run at once by this worker")
 	fs.IntVar(&c.MaxConcurrentLocalActivities, "max-local-activities", 200, "local activities run at once by this worker")
 	fs.IntVar(&c.MaxConcurrentWorkflowTasks, "max-workflow-tasks", 100, "workflow tasks run at once by this worker")

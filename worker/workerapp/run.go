@@ -7,9 +7,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"go.uber.org/zap"
 
 	"mailwave/activities"
 	"mailwave/contract"
@@ -91,11 +95,62 @@ func Run(ctx context.Context, c Config, tc client.Client) error {
 			return err
 		}
 	}
+	if c.BuildID != "" {
+		if err := checkDeployment(c.DeploymentName, c.BuildID); err != nil {
+			return err
+		}
+		opts.DeploymentOptions = worker.DeploymentOptions{
+			UseVersioning:             true,
+			Version:                   worker.WorkerDeploymentVersion{DeploymentName: c.DeploymentName, BuildID: c.BuildID},
+			DefaultVersioningBehavior: workflow.VersioningBehaviorPinned,
+		}
+	}
 	w := worker.New(tc, c.TaskQueue, opts)
 	workflows.Register(w)
 	acts.Register(w)
 	activities.NewWave(tc, rosters).Register(w)
+	if c.BuildID != "" && c.SetCurrent {
+		go c.becomeCurrent(ctx, tc)
+	}
 	return runWorker(ctx, w, c.TaskQueue)
+}
+
+// checkDeployment refuses a deployment name or build ID the server would
+// refuse later, or that would not read well in its UI.
+func checkDeployment(name, build string) error {
+	for _, f := range []struct{ flag, v string }{{"--deployment", name}, {"--build-id", build}} {
+		if len(f.v) == 0 || len(f.v) > 100 || strings.ContainsFunc(f.v, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+		}) {
+			return fmt.Errorf("%s %q: 1-100 letters, digits, '-', '_' or '.'", f.flag, f.v)
+		}
+	}
+	return nil
+}
+
+// becomeCurrent makes this build the deployment's current version. The
+// server knows a version only once its workers poll, so it tries again
+// every half second for up to two minutes.
+func (c Config) becomeCurrent(ctx context.Context, tc client.Client) {
+	h := tc.WorkerDeploymentClient().GetHandle(c.DeploymentName)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		_, err := h.SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{BuildID: c.BuildID})
+		if err == nil {
+			if c.Logger != nil {
+				c.Logger.Info("this build is the deployment's current version: new runs start on it",
+					zap.String("deployment", c.DeploymentName), zap.String("build_id", c.BuildID))
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			c.warn(fmt.Sprintf("build %s could not be made the current version of deployment %s: %v", c.BuildID, c.DeploymentName, err))
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // runWorker polls until ctx ends, then stops the worker.
