@@ -4,6 +4,7 @@ package pgschema
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -11,6 +12,20 @@ import (
 
 // lock is the advisory lock held while creating tables.
 const lock = 0x6d61696c77617665 // "mailwave"
+
+// Open connects a pool to url and creates the tables ddl makes if they are
+// missing; what names the store in errors ("roster store").
+func Open(ctx context.Context, url, ddl, what string) (*pgxpool.Pool, error) {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := Create(ctx, pool, ddl); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%s: creating its tables: %w", what, err)
+	}
+	return pool, nil
+}
 
 // Create runs the statements creating missing tables under an advisory
 // lock: a fleet's workers start together, and PostgreSQL's CREATE TABLE IF

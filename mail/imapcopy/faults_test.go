@@ -83,6 +83,11 @@ type faultFixture struct {
 	path func(*imapcopy.Options)
 }
 
+// inject arms one fault on the row's proxy.
+func inject(f throttleproxy.Fault) func(*testing.T, *faultFixture) <-chan struct{} {
+	return func(_ *testing.T, fx *faultFixture) <-chan struct{} { return fx.px.Inject(f) }
+}
+
 // remade are the folders the UIDVALIDITY rows make again (INBOX cannot
 // be deleted): Sent is copied beside INBOX from the start.
 var remade = []string{"Sent", "Drafts"}
@@ -91,34 +96,26 @@ var faultMatrix = []faultCase{
 	{
 		name: "reset-unread",
 		what: "reset before the server reads an APPEND",
-		arm: func(t *testing.T, fx *faultFixture) <-chan struct{} {
-			return fx.px.Inject(throttleproxy.Fault{Kind: throttleproxy.ResetBeforeSend, At: 3})
-		},
+		arm:  inject(throttleproxy.Fault{Kind: throttleproxy.ResetBeforeSend, At: 3}),
 	},
 	{
 		name: "reset-applied",
 		what: "reset after the server applied an APPEND, before its answer",
-		arm: func(t *testing.T, fx *faultFixture) <-chan struct{} {
-			return fx.px.Inject(throttleproxy.Fault{Kind: throttleproxy.ResetAfterApply, At: 3})
-		},
+		arm:  inject(throttleproxy.Fault{Kind: throttleproxy.ResetAfterApply, At: 3}),
 	},
 	{
 		name:    "late-append",
 		what:    "APPEND held at the reset, delivered after the next attempt's scan",
 		lanes:   1,
 		repairs: true,
-		arm: func(t *testing.T, fx *faultFixture) <-chan struct{} {
-			return fx.px.Inject(throttleproxy.Fault{Kind: throttleproxy.DeliverLate, At: 3, After: isScan})
-		},
+		arm:     inject(throttleproxy.Fault{Kind: throttleproxy.DeliverLate, At: 3, After: isScan}),
 	},
 	{
 		name:    "late-after-check",
 		what:    "APPEND held at the reset, delivered after the next attempt checked its folder",
 		lanes:   1,
 		repairs: true,
-		arm: func(t *testing.T, fx *faultFixture) <-chan struct{} {
-			return fx.px.Inject(throttleproxy.Fault{Kind: throttleproxy.DeliverLate, At: 3, After: isCheck})
-		},
+		arm:     inject(throttleproxy.Fault{Kind: throttleproxy.DeliverLate, At: 3, After: isCheck}),
 	},
 	{
 		name: "server-restart",
@@ -149,9 +146,7 @@ var faultMatrix = []faultCase{
 	{
 		name: "uidvalidity",
 		what: "source folder's UIDVALIDITY changed after a reset",
-		arm: func(t *testing.T, fx *faultFixture) <-chan struct{} {
-			return fx.px.Inject(throttleproxy.Fault{Kind: throttleproxy.ResetAfterApply, At: 3})
-		},
+		arm:  inject(throttleproxy.Fault{Kind: throttleproxy.ResetAfterApply, At: 3}),
 		failed: func(t *testing.T, fx *faultFixture, n int) {
 			if n == 1 {
 				for _, f := range remade {
@@ -163,9 +158,7 @@ var faultMatrix = []faultCase{
 	{
 		name: "target-remade",
 		what: "target folder deleted and made again after a reset",
-		arm: func(t *testing.T, fx *faultFixture) <-chan struct{} {
-			return fx.px.Inject(throttleproxy.Fault{Kind: throttleproxy.ResetAfterApply, At: 3})
-		},
+		arm:  inject(throttleproxy.Fault{Kind: throttleproxy.ResetAfterApply, At: 3}),
 		failed: func(t *testing.T, fx *faultFixture, n int) {
 			if n == 1 {
 				tc, err := imaptest.Dial(fx.p.tgt.Addr(), user, password)

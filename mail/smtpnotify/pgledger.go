@@ -37,13 +37,9 @@ type PostgresLedger struct{ pool *pgxpool.Pool }
 
 // OpenPostgresLedger connects and creates the table if missing.
 func OpenPostgresLedger(ctx context.Context, url string) (*PostgresLedger, error) {
-	pool, err := pgxpool.New(ctx, url)
+	pool, err := pgschema.Open(ctx, url, ledgerSchema, "notice ledger")
 	if err != nil {
-		return nil, fmt.Errorf("notice ledger: %w", err)
-	}
-	if err := pgschema.Create(ctx, pool, ledgerSchema); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("notice ledger: creating its table: %w", err)
+		return nil, err
 	}
 	return &PostgresLedger{pool: pool}, nil
 }

@@ -42,13 +42,9 @@ type Postgres struct{ pool *pgxpool.Pool }
 
 // OpenPostgres connects and creates the tables if missing.
 func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
-	pool, err := pgxpool.New(ctx, url)
+	pool, err := pgschema.Open(ctx, url, schema, "roster store")
 	if err != nil {
-		return nil, fmt.Errorf("roster store: %w", err)
-	}
-	if err := pgschema.Create(ctx, pool, schema); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("roster store: creating its tables: %w", err)
+		return nil, err
 	}
 	return &Postgres{pool: pool}, nil
 }
