@@ -393,7 +393,7 @@ func TestOperatorViewsOnARealServer(t *testing.T) {
 			got[rec[0]] = rec
 		}
 		assert.Equal(t, want, got)
-		assert.Equal(t, []string{"a-migrated-2", "trust-a", "w1", "migrated", "", "", "", "300", "298", "9000000", "2", "good", "5700",
+		assert.Equal(t, []string{"a-migrated-2", "trust-a", "w1", "migrated", "", "", "", "300", "298", "9000000", "2", "0", "good", "5700",
 			"t14 t1 success", "2026-12-05T20:00:00Z", "2026-12-05T21:35:00Z"}, got["a-migrated-2"])
 
 		var sum report.Summary
