@@ -1,0 +1,88 @@
+package graph
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestWindowNeverHoldsMoreThanItsLimit: whatever arrives, a sliding window
+// admits nothing that would put more than its limit in any span, and says
+// exactly when the next fits.
+func TestWindowNeverHoldsMoreThanItsLimit(t *testing.T) {
+	w := window{limit: 150, span: 5 * time.Second}
+	t0 := time.Unix(1_700_000_000, 0)
+	assert.Zero(t, w.wait(t0, 100))
+	w.add(t0, 100)
+	assert.Zero(t, w.wait(t0.Add(time.Second), 50))
+	w.add(t0.Add(time.Second), 50)
+	// Full: 10 more fits once the first 100 leave, at t0+5s.
+	assert.Equal(t, 4*time.Second, w.wait(t0.Add(time.Second), 10))
+	// 120 more needs the 50 gone too, at t0+6s.
+	assert.Equal(t, 5*time.Second, w.wait(t0.Add(time.Second), 120))
+	assert.Zero(t, w.wait(t0.Add(5*time.Second), 100))
+	assert.Equal(t, int64(50), w.sum, "the first left the window")
+}
+
+// TestBudgetKeepsTheDocumentedLimits: at most Concurrent requests at once,
+// no more uploaded in a window than the budget, and nothing before a
+// Retry-After has passed.
+func TestBudgetKeepsTheDocumentedLimits(t *testing.T) {
+	b, err := NewBudgets(Limits{Concurrent: 4, UploadBytes: 1000, UploadWindow: 400 * time.Millisecond,
+		Requests: 1000, RequestWindow: time.Minute})
+	require.NoError(t, err)
+	m := b.For("k-1")
+	ctx := context.Background()
+
+	// Eight requests at once: never more than four hold a slot.
+	var in, most atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			release, err := m.Acquire(ctx, 0)
+			assert.NoError(t, err)
+			n := in.Add(1)
+			for {
+				old := most.Load()
+				if n <= old || most.CompareAndSwap(old, n) {
+					break
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+			in.Add(-1)
+			release()
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, int32(4), most.Load())
+
+	// 2,500 bytes against 1,000 per 400 ms: at least two windows pass.
+	start := time.Now()
+	for range 5 {
+		release, err := m.Acquire(ctx, 500)
+		require.NoError(t, err)
+		release()
+	}
+	assert.GreaterOrEqual(t, time.Since(start), 800*time.Millisecond)
+
+	// A request larger than the whole budget can never go.
+	_, err = m.Acquire(ctx, 1001)
+	assert.ErrorContains(t, err, "over the upload budget")
+
+	// Retry-After: nothing before it.
+	m.RetryAfter(300 * time.Millisecond)
+	start = time.Now()
+	release, err := m.Acquire(ctx, 0)
+	require.NoError(t, err)
+	release()
+	assert.GreaterOrEqual(t, time.Since(start), 290*time.Millisecond)
+
+	// Another mailbox has budgets of its own.
+	assert.NotSame(t, m, b.For("k-2"))
+	assert.Same(t, m, b.For("k-1"))
+}

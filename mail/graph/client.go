@@ -1,0 +1,196 @@
+// Package graph writes mail into Exchange Online through Microsoft Graph:
+// app-only tokens that renew themselves (token.go), the documented limits
+// per mailbox kept by the client rather than found by refusal (budget.go),
+// and the calls a copy makes: folders found or made by path, messages
+// created as non-draft items carrying their source's identity, found again
+// by it, and removed. It imports nothing of Temporal.
+package graph
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"mailwave/contract"
+	"mailwave/mail/port"
+)
+
+// DefaultGraphURL is the public cloud's Graph.
+const DefaultGraphURL = "https://graph.microsoft.com/v1.0"
+
+// Client calls Graph for one application.
+type Client struct {
+	http    *http.Client
+	base    string
+	tokens  *TokenSource
+	budgets *Budgets
+	// MaxRounds bounds the refusals (429, 503) one call waits out before it
+	// gives up with a ThrottledError (default 8).
+	MaxRounds int
+}
+
+// NewClient calls Graph at base ("" is DefaultGraphURL) with tokens from
+// src, keeping budgets per mailbox; hc nil is http.DefaultClient.
+func NewClient(hc *http.Client, base string, src *TokenSource, budgets *Budgets) *Client {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	if base == "" {
+		base = DefaultGraphURL
+	}
+	return &Client{http: hc, base: strings.TrimSuffix(base, "/"), tokens: src, budgets: budgets, MaxRounds: 8}
+}
+
+// Mailbox is one mailbox's calls: by its address (the user principal
+// name, which Graph needs) and its key (what errors and budgets name).
+type Mailbox struct {
+	c      *Client
+	upn    string
+	key    string
+	budget *Budget
+}
+
+// Mailbox is the mailbox of m.
+func (c *Client) Mailbox(m contract.MailboxRef) *Mailbox {
+	return &Mailbox{c: c, upn: m.Address, key: m.Key, budget: c.budgets.For(m.Key)}
+}
+
+// apiError is Graph's error body.
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// StatusError is a refusal Graph answered, by status and code.
+type StatusError struct {
+	Status int
+	Code   string
+	Msg    string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("graph answered %d %s: %s", e.Status, e.Code, e.Msg)
+}
+
+// do makes one call: within the mailbox's budget, with a token (asked for
+// again once after a 401), waiting out 429 and 503 for exactly their
+// Retry-After (no request to the mailbox before it), and decodes the
+// answer into out (nil: none).
+func (m *Mailbox) do(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	refreshed := false
+	for round := 0; ; round++ {
+		status, data, hdr, err := m.send(ctx, method, path, body)
+		if err != nil {
+			return err
+		}
+		switch {
+		case status >= 200 && status < 300:
+			if out == nil || len(data) == 0 {
+				return nil
+			}
+			if err := json.Unmarshal(data, out); err != nil {
+				return fmt.Errorf("mailbox %s: graph's answer to %s: %w", m.key, method, err)
+			}
+			return nil
+		case status == http.StatusUnauthorized && !refreshed:
+			refreshed = true
+			continue
+		case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
+			wait := retryAfter(hdr.Get("Retry-After"))
+			m.budget.RetryAfter(wait)
+			if round+1 >= m.c.MaxRounds {
+				return &port.ThrottledError{RetryAfter: wait, Err: fmt.Errorf("mailbox %s: %w", m.key, statusError(status, data))}
+			}
+			continue
+		}
+		return m.classify(statusError(status, data))
+	}
+}
+
+// send puts one request on the wire under the budget.
+func (m *Mailbox) send(ctx context.Context, method, path string, body []byte) (int, []byte, http.Header, error) {
+	release, err := m.budget.Acquire(ctx, int64(len(body)))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer release()
+	tok, err := m.c.tokens.Token(ctx)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, m.c.base+"/users/"+url.PathEscape(m.upn)+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	tok.SetAuthHeader(req)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := m.c.http.Do(req)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("mailbox %s: graph %s: %w", m.key, method, scrub(err, m.upn))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("mailbox %s: reading graph's answer: %w", m.key, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		m.c.tokens.Invalidate(tok)
+	}
+	return resp.StatusCode, data, resp.Header, nil
+}
+
+// scrub takes the mailbox's address out of a transport error (which names
+// the URL).
+func scrub(err error, upn string) error {
+	return errors.New(strings.ReplaceAll(strings.ReplaceAll(err.Error(), url.PathEscape(upn), "<mailbox>"), upn, "<mailbox>"))
+}
+
+func statusError(status int, data []byte) *StatusError {
+	var e apiError
+	_ = json.Unmarshal(data, &e)
+	return &StatusError{Status: status, Code: e.Error.Code, Msg: firstLine(e.Error.Message)}
+}
+
+// classify turns a refusal into the ports' errors: a mailbox that is not
+// there, or a token refused twice, is permanent; a body too large is the
+// caller's bad item; anything else is retried.
+func (m *Mailbox) classify(e *StatusError) error {
+	switch {
+	case e.Status == http.StatusNotFound && (e.Code == "ErrorInvalidUser" || e.Code == "MailboxNotEnabledForRESTAPI" || e.Code == "ResourceNotFound"):
+		return port.Permanent(contract.ErrTypeMailboxNotFound, "mailbox %s: not found at the target (%s)", m.key, e.Code)
+	case e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden:
+		return port.Permanent(contract.ErrTypeBadCredentials, "mailbox %s: the target refused the application (%d %s): consent or permission missing", m.key, e.Status, e.Code)
+	}
+	return fmt.Errorf("mailbox %s: %w", m.key, e)
+}
+
+// retryAfter reads Retry-After in seconds (at least one second).
+func retryAfter(v string) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 1 {
+		return time.Second
+	}
+	return time.Duration(n) * time.Second
+}
+
+// asStatus finds a StatusError in err.
+func asStatus(err error, target **StatusError) bool { return errors.As(err, target) }

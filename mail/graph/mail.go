@@ -1,0 +1,166 @@
+package graph
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// SourceProperty is mailwave's own single-value extended property: each
+// item a copy creates carries its source's identity in it, so a retried
+// batch, a resumed copy or a re-run finds what is already there. Its
+// value names a folder's UIDVALIDITY and a UID, never anything personal.
+const SourceProperty = "String {5d3b8a56-6c1e-4b55-9a0e-6d61696c7761} Name mailwaveSource"
+
+// MAPI properties set at creation: a message created with its flags is
+// not a draft, and keeps its dates.
+const (
+	propFlags    = "Integer 0x0E07"    // PR_MESSAGE_FLAGS
+	propSent     = "SystemTime 0x0039" // PR_CLIENT_SUBMIT_TIME
+	propReceived = "SystemTime 0x0E06" // PR_MESSAGE_DELIVERY_TIME
+	flagRead     = 0x1                 // MSGFLAG_READ (MSGFLAG_UNSENT, 0x8, left clear: not a draft)
+)
+
+// WellKnown is the Exchange well-known folder an IMAP folder maps to: INBOX
+// and the special-use folders (RFC 6154); "" for any other.
+func WellKnown(name, specialUse string) string {
+	if strings.EqualFold(name, "INBOX") {
+		return "inbox"
+	}
+	return map[string]string{`\Sent`: "sentitems", `\Drafts`: "drafts", `\Trash`: "deleteditems",
+		`\Junk`: "junkemail", `\Archive`: "archive"}[specialUse]
+}
+
+type folderJSON struct {
+	ID          string `json:"id"`
+	DisplayName string `json:"displayName"`
+}
+
+// Folder finds the folder at path under the mailbox's root, making what is
+// missing; a well-known name ("inbox", "sentitems", ...) starts it there
+// instead, and path then names its subfolders.
+func (m *Mailbox) Folder(ctx context.Context, wellKnown string, path []string) (string, error) {
+	start := "msgfolderroot"
+	if wellKnown != "" {
+		start = wellKnown
+	}
+	var f folderJSON
+	if err := m.do(ctx, http.MethodGet, "/mailFolders/"+url.PathEscape(start), nil, &f); err != nil {
+		return "", err
+	}
+	for _, name := range path {
+		child, err := m.child(ctx, f.ID, name)
+		if err != nil {
+			return "", err
+		}
+		f = child
+	}
+	return f.ID, nil
+}
+
+// child finds or makes one subfolder by name.
+func (m *Mailbox) child(ctx context.Context, parent, name string) (folderJSON, error) {
+	find := func() (folderJSON, bool, error) {
+		var list struct{ Value []folderJSON }
+		q := url.Values{"$filter": {"displayName eq '" + strings.ReplaceAll(name, "'", "''") + "'"}}
+		err := m.do(ctx, http.MethodGet, "/mailFolders/"+url.PathEscape(parent)+"/childFolders?"+q.Encode(), nil, &list)
+		if err != nil || len(list.Value) == 0 {
+			return folderJSON{}, false, err
+		}
+		return list.Value[0], true, nil
+	}
+	f, ok, err := find()
+	if err != nil || ok {
+		return f, err
+	}
+	err = m.do(ctx, http.MethodPost, "/mailFolders/"+url.PathEscape(parent)+"/childFolders", map[string]string{"displayName": name}, &f)
+	if se := (*StatusError)(nil); err != nil && asStatus(err, &se) && se.Status == http.StatusConflict {
+		// Made meanwhile (another attempt): take it.
+		f, ok, err = find()
+		if err == nil && !ok {
+			err = fmt.Errorf("mailbox %s: a folder refused as existing is not there", m.key)
+		}
+	}
+	return f, err
+}
+
+// Item is a message to create: its JSON (subject, body, addresses,
+// headers, small attachments, categories), its identity at the source, and
+// what becomes its MAPI properties.
+type Item struct {
+	Source   string
+	JSON     map[string]any
+	Read     bool
+	Sent     time.Time
+	Received time.Time
+}
+
+// Create creates the item in the folder as a non-draft message carrying
+// its source's identity and dates, and returns its ID. Create alone may
+// make a second item if an earlier call's answer was lost: CreateOnce
+// looks first.
+func (m *Mailbox) Create(ctx context.Context, folder string, it Item) (string, error) {
+	msg := make(map[string]any, len(it.JSON)+1)
+	for k, v := range it.JSON {
+		msg[k] = v
+	}
+	flags := 0
+	if it.Read {
+		flags |= flagRead
+	}
+	props := []map[string]string{
+		{"id": SourceProperty, "value": it.Source},
+		{"id": propFlags, "value": fmt.Sprint(flags)},
+	}
+	if !it.Sent.IsZero() {
+		props = append(props, map[string]string{"id": propSent, "value": it.Sent.UTC().Format(time.RFC3339)})
+	}
+	if !it.Received.IsZero() {
+		props = append(props, map[string]string{"id": propReceived, "value": it.Received.UTC().Format(time.RFC3339)})
+	}
+	msg["singleValueExtendedProperties"] = props
+	var out struct{ ID string }
+	if err := m.do(ctx, http.MethodPost, "/mailFolders/"+url.PathEscape(folder)+"/messages", msg, &out); err != nil {
+		return "", err
+	}
+	return out.ID, nil
+}
+
+// Find lists the items of the folder that carry that source identity.
+func (m *Mailbox) Find(ctx context.Context, folder, source string) ([]string, error) {
+	q := url.Values{
+		"$filter": {"singleValueExtendedProperties/Any(ep: ep/id eq '" + SourceProperty + "' and ep/value eq '" + strings.ReplaceAll(source, "'", "''") + "')"},
+		"$select": {"id"},
+	}
+	var list struct{ Value []struct{ ID string } }
+	if err := m.do(ctx, http.MethodGet, "/mailFolders/"+url.PathEscape(folder)+"/messages?"+q.Encode(), nil, &list); err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(list.Value))
+	for i, v := range list.Value {
+		ids[i] = v.ID
+	}
+	return ids, nil
+}
+
+// CreateOnce creates the item unless the folder holds it already (a
+// retried batch, a resumed copy); created says which.
+func (m *Mailbox) CreateOnce(ctx context.Context, folder string, it Item) (id string, created bool, err error) {
+	ids, err := m.Find(ctx, folder, it.Source)
+	if err != nil || len(ids) > 0 {
+		if len(ids) > 0 {
+			id = ids[0]
+		}
+		return id, false, err
+	}
+	id, err = m.Create(ctx, folder, it)
+	return id, err == nil, err
+}
+
+// Delete removes an item (an extra copy the copy made).
+func (m *Mailbox) Delete(ctx context.Context, id string) error {
+	return m.do(ctx, http.MethodDelete, "/messages/"+url.PathEscape(id), nil, nil)
+}
