@@ -1,12 +1,16 @@
 package graph
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"mailwave/mail/port"
 )
 
 // SourceProperty is mailwave's own single-value extended property: each
@@ -163,4 +167,68 @@ func (m *Mailbox) CreateOnce(ctx context.Context, folder string, it Item) (id st
 // Delete removes an item (an extra copy the copy made).
 func (m *Mailbox) Delete(ctx context.Context, id string) error {
 	return m.do(ctx, http.MethodDelete, "/messages/"+url.PathEscape(id), nil, nil)
+}
+
+// uploadChunk is what one request of an upload session carries: a multiple
+// of 320 KiB, as the service asks, under the 4 MB a request may carry.
+const uploadChunk = 10 * 320 << 10
+
+// Attach adds a large attachment to a message through an upload session,
+// in chunks, each within the mailbox's budget.
+func (m *Mailbox) Attach(ctx context.Context, message string, a Attachment) error {
+	if len(a.Data) > MaxAttachmentBytes {
+		return fmt.Errorf("mailbox %s: %w (%d bytes)", m.key, ErrTooLarge, len(a.Data))
+	}
+	var session struct {
+		UploadURL string `json:"uploadUrl"`
+	}
+	in := map[string]any{"AttachmentItem": map[string]any{"attachmentType": "file", "name": a.Name, "size": len(a.Data),
+		"contentType": a.ContentType, "isInline": a.Inline, "contentId": a.ContentID}}
+	if err := m.do(ctx, http.MethodPost, "/messages/"+url.PathEscape(message)+"/attachments/createUploadSession", in, &session); err != nil {
+		return err
+	}
+	for off := 0; off < len(a.Data); off += uploadChunk {
+		end := min(off+uploadChunk, len(a.Data))
+		if err := m.put(ctx, session.UploadURL, a.Data[off:end], off, len(a.Data)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// put sends one chunk to an upload session's URL (which carries its own
+// authorisation: no token goes with it), waiting out refusals as do does.
+func (m *Mailbox) put(ctx context.Context, uploadURL string, chunk []byte, off, total int) error {
+	for round := 0; ; round++ {
+		release, err := m.budget.Acquire(ctx, int64(len(chunk)))
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, uploadURL, bytes.NewReader(chunk))
+		if err != nil {
+			release()
+			return err
+		}
+		req.Header.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+len(chunk)-1, total))
+		resp, err := m.c.http.Do(req)
+		if err != nil {
+			release()
+			return fmt.Errorf("mailbox %s: uploading an attachment: %w", m.key, scrub(err, m.upn))
+		}
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		release()
+		switch {
+		case resp.StatusCode >= 200 && resp.StatusCode < 300:
+			return nil
+		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
+			wait := retryAfter(resp.Header.Get("Retry-After"))
+			m.budget.RetryAfter(wait)
+			if round+1 >= m.c.MaxRounds {
+				return &port.ThrottledError{RetryAfter: wait, Err: fmt.Errorf("mailbox %s: %w", m.key, statusError(resp.StatusCode, data))}
+			}
+		default:
+			return m.classify(statusError(resp.StatusCode, data))
+		}
+	}
 }

@@ -73,8 +73,9 @@ type Server struct {
 	refused map[string]int
 	// early counts requests that came before the Retry-After the mailbox
 	// was last given.
-	early  int
-	issued int
+	early    int
+	issued   int
+	sessions map[string]*session
 }
 
 type mailbox struct {
@@ -112,6 +113,22 @@ type Message struct {
 	Size     int64             // bytes of the request that made it
 	IsDraft  bool
 	Received time.Time
+	// Uploaded are the attachments that came through upload sessions.
+	Uploaded []Uploaded
+}
+
+// Uploaded is an attachment sent through an upload session.
+type Uploaded struct {
+	Name string
+	Data []byte
+}
+
+// session is an upload session in progress.
+type session struct {
+	msg  *Message
+	name string
+	size int
+	data []byte
 }
 
 var wellKnown = []string{"inbox", "sentitems", "drafts", "deleteditems", "junkemail", "archive"}
@@ -124,7 +141,7 @@ func Start(o Options) *Server {
 	if o.Limits == (Limits{}) {
 		o.Limits = Documented
 	}
-	s := &Server{o: o, tokens: map[string]time.Time{}, boxes: map[string]*mailbox{}, refused: map[string]int{}}
+	s := &Server{o: o, tokens: map[string]time.Time{}, boxes: map[string]*mailbox{}, refused: map[string]int{}, sessions: map[string]*session{}}
 	for _, upn := range o.Mailboxes {
 		m := &mailbox{folders: map[string]*Folder{}}
 		root := &Folder{ID: newID(), DisplayName: "Top of Information Store", WellKnown: "msgfolderroot"}
@@ -138,6 +155,7 @@ func Start(o Options) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", s.token)
 	mux.HandleFunc("/v1.0/users/{user}/{rest...}", s.graph)
+	mux.HandleFunc("PUT /upload/{user}/{session}", s.upload)
 	s.Server = httptest.NewTLSServer(mux)
 	return s
 }
@@ -304,15 +322,22 @@ func (s *Server) graph(w http.ResponseWriter, r *http.Request) {
 // admit checks the token and the limits, and counts the request.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, size int64) (*mailbox, func(), bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	exp, ok := s.tokens[tok]
+	s.mu.Unlock()
 	if !ok || time.Now().After(exp) {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		graphError(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
 		return nil, nil, false
 	}
-	m := s.boxes[strings.ToLower(r.PathValue("user"))]
+	return s.limit(w, r.PathValue("user"), size)
+}
+
+// limit applies the mailbox's limits to a request of size bytes.
+func (s *Server) limit(w http.ResponseWriter, user string, size int64) (*mailbox, func(), bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.boxes[strings.ToLower(user)]
 	if m == nil {
 		graphError(w, http.StatusNotFound, "ErrorInvalidUser", "The requested user is invalid.")
 		return nil, nil, false
@@ -407,6 +432,29 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, m *mailbox, body 
 			return
 		}
 		s.messages(w, r, f, body)
+	case len(parts) == 4 && parts[0] == "messages" && parts[2] == "attachments" && parts[3] == "createUploadSession":
+		msg := m.message(parts[1])
+		if msg == nil {
+			graphError(w, http.StatusNotFound, "ErrorItemNotFound", "The specified object was not found in the store.")
+			return
+		}
+		var in struct {
+			AttachmentItem struct {
+				Name string
+				Size int
+			}
+		}
+		if err := json.Unmarshal(body, &in); err != nil || in.AttachmentItem.Size < 1 {
+			graphError(w, http.StatusBadRequest, "ErrorInvalidRequest", "AttachmentItem with a size is required")
+			return
+		}
+		if in.AttachmentItem.Size > 150<<20 {
+			graphError(w, http.StatusRequestEntityTooLarge, "ErrorAttachmentSizeLimitExceeded", "The attachment is over 150 MB.")
+			return
+		}
+		id := newID()
+		s.sessions[id] = &session{msg: msg, name: in.AttachmentItem.Name, size: in.AttachmentItem.Size}
+		writeJSON(w, http.StatusCreated, map[string]any{"uploadUrl": s.URL + "/upload/" + url.PathEscape(r.PathValue("user")) + "/" + id})
 	case len(parts) == 2 && parts[0] == "messages" && r.Method == http.MethodDelete:
 		for _, f := range m.folders {
 			for i, msg := range f.Messages {
@@ -421,6 +469,56 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, m *mailbox, body 
 	default:
 		graphError(w, http.StatusBadRequest, "BadRequest", "fakegraph does not serve "+r.Method+" "+r.URL.Path)
 	}
+}
+
+func (m *mailbox) message(id string) *Message {
+	for _, f := range m.folders {
+		for _, msg := range f.Messages {
+			if msg.ID == id {
+				return msg
+			}
+		}
+	}
+	return nil
+}
+
+// upload takes a chunk of an upload session (no token: the URL is the
+// authorisation), counted against the mailbox's limits.
+func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 60<<20))
+	if err != nil {
+		graphError(w, http.StatusBadRequest, "BadRequest", err.Error())
+		return
+	}
+	s.mu.Lock()
+	sess := s.sessions[r.PathValue("session")]
+	s.mu.Unlock()
+	if sess == nil {
+		graphError(w, http.StatusNotFound, "ErrorItemNotFound", "No such upload session.")
+		return
+	}
+	m, release, ok := s.limit(w, r.PathValue("user"), int64(len(body)))
+	if !ok {
+		return
+	}
+	defer release()
+	var from, to, total int
+	if _, err := fmt.Sscanf(r.Header.Get("Content-Range"), "bytes %d-%d/%d", &from, &to, &total); err != nil ||
+		total != sess.size || from != len(sess.data) || to-from+1 != len(body) {
+		graphError(w, http.StatusRequestedRangeNotSatisfiable, "InvalidRange", "The Content-Range does not follow what was received.")
+		return
+	}
+	_ = m
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess.data = append(sess.data, body...)
+	if len(sess.data) < sess.size {
+		writeJSON(w, http.StatusOK, map[string]any{"nextExpectedRanges": []string{fmt.Sprintf("%d-", len(sess.data))}})
+		return
+	}
+	sess.msg.Uploaded = append(sess.msg.Uploaded, Uploaded{Name: sess.name, Data: sess.data})
+	delete(s.sessions, r.PathValue("session"))
+	w.WriteHeader(http.StatusCreated)
 }
 
 func (m *mailbox) folder(idOrName string) *Folder {
