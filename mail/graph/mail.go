@@ -232,3 +232,55 @@ func (m *Mailbox) put(ctx context.Context, uploadURL string, chunk []byte, off, 
 		}
 	}
 }
+
+// Sources lists the folder's items that carry a source identity, by
+// identity: what a copy made there (two IDs for one identity are a copy
+// made twice). Pages of 500 are followed to the end.
+func (m *Mailbox) Sources(ctx context.Context, folder string) (map[string][]string, error) {
+	q := url.Values{
+		"$select": {"id"},
+		"$expand": {"singleValueExtendedProperties($filter=id eq '" + SourceProperty + "')"},
+		"$top":    {"500"},
+	}
+	path := "/mailFolders/" + url.PathEscape(folder) + "/messages?" + q.Encode()
+	out := map[string][]string{}
+	for path != "" {
+		var page struct {
+			Value []struct {
+				ID    string `json:"id"`
+				Props []struct {
+					ID    string `json:"id"`
+					Value string `json:"value"`
+				} `json:"singleValueExtendedProperties"`
+			} `json:"value"`
+			Next string `json:"@odata.nextLink"`
+		}
+		if err := m.do(ctx, http.MethodGet, path, nil, &page); err != nil {
+			return nil, err
+		}
+		for _, v := range page.Value {
+			for _, p := range v.Props {
+				if strings.EqualFold(p.ID, SourceProperty) {
+					out[p.Value] = append(out[p.Value], v.ID)
+				}
+			}
+		}
+		path = ""
+		if page.Next != "" {
+			prefix := m.c.base + "/users/" + url.PathEscape(m.upn)
+			rest, ok := strings.CutPrefix(page.Next, prefix)
+			if !ok {
+				return nil, fmt.Errorf("mailbox %s: graph's next page is not under the mailbox", m.key)
+			}
+			path = rest
+		}
+	}
+	return out, nil
+}
+
+// SetSource changes the source identity an item carries (a message whose
+// large attachments have all arrived loses its "partial" mark).
+func (m *Mailbox) SetSource(ctx context.Context, id, source string) error {
+	in := map[string]any{"singleValueExtendedProperties": []map[string]string{{"id": SourceProperty, "value": source}}}
+	return m.do(ctx, http.MethodPatch, "/messages/"+url.PathEscape(id), in, nil)
+}

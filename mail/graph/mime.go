@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	_ "github.com/emersion/go-message/charset" // bodies and headers in the charsets mail uses
 	"github.com/emersion/go-message/mail"
@@ -41,6 +42,8 @@ type Attachment struct {
 type Converted struct {
 	JSON  map[string]any
 	Large []Attachment
+	// Sent is the message's Date header (zero if it has none).
+	Sent time.Time
 }
 
 // ErrTooLarge is a message Graph cannot take: an attachment over the
@@ -62,6 +65,7 @@ func FromMIME(raw []byte, flags []string) (Converted, error) {
 	if s, err := h.Subject(); err == nil {
 		msg["subject"] = s
 	}
+	sent, _ := h.Date()
 	if id, err := h.MessageID(); err == nil && id != "" {
 		msg["internetMessageId"] = "<" + id + ">"
 	}
@@ -132,7 +136,9 @@ func FromMIME(raw []byte, flags []string) (Converted, error) {
 	if len(cats) > 0 {
 		msg["categories"] = cats
 	}
-	return place(msg, atts)
+	c, err := place(msg, atts)
+	c.Sent = sent
+	return c, err
 }
 
 // protocolKeywords are IMAP keywords that say what happened to a message,

@@ -170,29 +170,11 @@ func New(o Options) (*Copier, error) {
 		side Side
 		ep   *Endpoint
 	}{{Source, &o.Source}, {Target, &o.Target}} {
-		if e.ep.Host == "" {
-			return nil, fmt.Errorf("imapcopy: %s: no host", e.side)
+		w, err := checkEndpoint(e.side, e.ep)
+		if err != nil {
+			return nil, err
 		}
-		if e.ep.Port < 1 || e.ep.Port > 65535 {
-			return nil, fmt.Errorf("imapcopy: %s: port %d is not a port", e.side, e.ep.Port)
-		}
-		switch e.ep.Security {
-		case SecurityTLS, SecurityStartTLS:
-			if e.ep.TLS != nil && e.ep.TLS.InsecureSkipVerify {
-				warnings = append(warnings, fmt.Sprintf("%s %s: certificate checks are OFF (insecure_skip_verify): "+
-					"anyone on the path can read the logins and the mail", e.side, e.ep.Addr()))
-			}
-		case SecurityNone:
-			if !isLoopback(e.ep.Host) {
-				return nil, fmt.Errorf("imapcopy: %s %s: security none sends the login's password or token in clear text; "+
-					"it is allowed only to a loopback host (127.0.0.1, ::1, localhost): use tls or starttls", e.side, e.ep.Addr())
-			}
-		default:
-			return nil, fmt.Errorf("imapcopy: %s: security %q: must be tls, starttls or none", e.side, e.ep.Security)
-		}
-		if e.ep.DialTimeout == 0 {
-			e.ep.DialTimeout = 30 * time.Second
-		}
+		warnings = append(warnings, w...)
 	}
 	if o.Credentials == nil {
 		return nil, errors.New("imapcopy: no credentials source")
@@ -223,6 +205,36 @@ func New(o Options) (*Copier, error) {
 		o.ThrottleDelay = 30 * time.Second
 	}
 	return &Copier{o: o, mem: semaphore.NewWeighted(o.MaxBytesInFlight), warnings: warnings}, nil
+}
+
+// checkEndpoint refuses an endpoint without a host, a port or TLS (but on
+// loopback), says what is allowed but unsafe, and applies the defaults.
+func checkEndpoint(side Side, ep *Endpoint) ([]string, error) {
+	var warnings []string
+	if ep.Host == "" {
+		return nil, fmt.Errorf("imapcopy: %s: no host", side)
+	}
+	if ep.Port < 1 || ep.Port > 65535 {
+		return nil, fmt.Errorf("imapcopy: %s: port %d is not a port", side, ep.Port)
+	}
+	switch ep.Security {
+	case SecurityTLS, SecurityStartTLS:
+		if ep.TLS != nil && ep.TLS.InsecureSkipVerify {
+			warnings = append(warnings, fmt.Sprintf("%s %s: certificate checks are OFF (insecure_skip_verify): "+
+				"anyone on the path can read the logins and the mail", side, ep.Addr()))
+		}
+	case SecurityNone:
+		if !isLoopback(ep.Host) {
+			return nil, fmt.Errorf("imapcopy: %s %s: security none sends the login's password or token in clear text; "+
+				"it is allowed only to a loopback host (127.0.0.1, ::1, localhost): use tls or starttls", side, ep.Addr())
+		}
+	default:
+		return nil, fmt.Errorf("imapcopy: %s: security %q: must be tls, starttls or none", side, ep.Security)
+	}
+	if ep.DialTimeout == 0 {
+		ep.DialTimeout = 30 * time.Second
+	}
+	return warnings, nil
 }
 
 // Warnings lists what New allowed but the operator should hear about, one

@@ -206,6 +206,32 @@ func (s *Server) Stats() Stats {
 	return Stats{TokensIssued: s.issued, Refused: r, Early: s.early}
 }
 
+// Duplicate makes a second item like an existing one, identity and all,
+// as a create request applied twice would.
+func (s *Server) Duplicate(upn, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.boxes[strings.ToLower(upn)]
+	if m == nil {
+		return fmt.Errorf("fakegraph: no mailbox %s", upn)
+	}
+	for _, f := range m.folders {
+		for _, msg := range f.Messages {
+			if msg.ID == id {
+				c := *msg
+				c.ID = newID()
+				c.Props = map[string]string{}
+				for k, v := range msg.Props {
+					c.Props[k] = v
+				}
+				f.Messages = append(f.Messages, &c)
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("fakegraph: no item %s", id)
+}
+
 // Folders lists a mailbox's folders (nil for an unknown one).
 func (s *Server) Folders(upn string) []*Folder {
 	s.mu.Lock()
@@ -455,6 +481,23 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, m *mailbox, body 
 		id := newID()
 		s.sessions[id] = &session{msg: msg, name: in.AttachmentItem.Name, size: in.AttachmentItem.Size}
 		writeJSON(w, http.StatusCreated, map[string]any{"uploadUrl": s.URL + "/upload/" + url.PathEscape(r.PathValue("user")) + "/" + id})
+	case len(parts) == 2 && parts[0] == "messages" && r.Method == http.MethodPatch:
+		msg := m.message(parts[1])
+		if msg == nil {
+			graphError(w, http.StatusNotFound, "ErrorItemNotFound", "The specified object was not found in the store.")
+			return
+		}
+		var in struct {
+			Props []struct{ ID, Value string } `json:"singleValueExtendedProperties"`
+		}
+		if err := json.Unmarshal(body, &in); err != nil {
+			graphError(w, http.StatusBadRequest, "ErrorInvalidRequest", err.Error())
+			return
+		}
+		for _, p := range in.Props {
+			msg.Props[strings.ToLower(p.ID)] = p.Value
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"id": msg.ID})
 	case len(parts) == 2 && parts[0] == "messages" && r.Method == http.MethodDelete:
 		for _, f := range m.folders {
 			for i, msg := range f.Messages {
@@ -609,19 +652,45 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, f *Folder, bod
 		writeJSON(w, http.StatusCreated, map[string]any{"id": msg.ID, "isDraft": msg.IsDraft})
 		return
 	}
-	q, err := url.QueryUnescape(r.URL.Query().Get("$filter"))
-	if err != nil {
-		graphError(w, http.StatusBadRequest, "BadRequest", err.Error())
-		return
-	}
-	id, value, ok := propFilter(q)
+	query := r.URL.Query()
+	id, value, filtered := propFilter(query.Get("$filter"))
+	expand, expanding := expandFilter(query.Get("$expand"))
 	var out []any
 	for _, msg := range f.Messages {
-		if !ok || msg.Props[strings.ToLower(id)] == value {
-			out = append(out, map[string]any{"id": msg.ID})
+		if filtered && msg.Props[strings.ToLower(id)] != value {
+			continue
 		}
+		item := map[string]any{"id": msg.ID}
+		if v, ok := msg.Props[strings.ToLower(expand)]; expanding && ok {
+			item["singleValueExtendedProperties"] = []any{map[string]string{"id": expand, "value": v}}
+		}
+		out = append(out, item)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"value": out})
+	top, skip := len(out), 0
+	fmt.Sscan(query.Get("$top"), &top)
+	fmt.Sscan(query.Get("$skip"), &skip)
+	page := map[string]any{}
+	if skip < len(out) {
+		out = out[skip:]
+	} else {
+		out = nil
+	}
+	if top > 0 && len(out) > top {
+		out = out[:top]
+		query.Set("$skip", fmt.Sprint(skip+top))
+		page["@odata.nextLink"] = s.URL + r.URL.Path + "?" + query.Encode()
+	}
+	page["value"] = out
+	writeJSON(w, http.StatusOK, page)
+}
+
+// expandFilter reads singleValueExtendedProperties($filter=id eq 'ID').
+func expandFilter(q string) (string, bool) {
+	rest, ok := strings.CutPrefix(q, "singleValueExtendedProperties($filter=id eq '")
+	if !ok || !strings.HasSuffix(rest, "')") {
+		return "", false
+	}
+	return strings.TrimSuffix(rest, "')"), true
 }
 
 // propFilter reads singleValueExtendedProperties/Any(ep: ep/id eq 'ID' and

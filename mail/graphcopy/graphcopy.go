@@ -1,0 +1,329 @@
+// Package graphcopy is a copier from an IMAP source into Exchange Online
+// through Microsoft Graph: every folder of a mailbox (INBOX and the
+// special-use folders into their well-known places), each message created
+// from its MIME as a non-draft item with its dates, read state, flag and
+// categories, large attachments through upload sessions.
+//
+// Exactly once: each item carries its source's identity (the folder's
+// UIDVALIDITY and the message's UID, in an extended property of
+// mailwave's own). An attempt lists what the folder holds by identity
+// before it copies, so a retried batch, a worker killed mid-copy and a
+// re-run create nothing twice; a message with large attachments carries a
+// partial mark until its last attachment is in, and a partial one found
+// later is removed and made again. After each folder the verification
+// lists it again: a source message missing fails it, an identity held
+// twice (an answer lost, the request applied) has its extra copies removed
+// (they are the copy's own: the user's mail carries no such identity).
+//
+// Graph's documented limits are kept by mail/graph's budgets; the adaptive
+// rate finds the tenant's own on top. It imports nothing of Temporal.
+package graphcopy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"mailwave/contract"
+	"mailwave/mail/adapt"
+	"mailwave/mail/graph"
+	"mailwave/mail/imapcopy"
+	"mailwave/mail/port"
+)
+
+// Options configure a Copier.
+type Options struct {
+	Source *imapcopy.Reader
+	Graph  *graph.Client
+	// FolderMap moves source folders elsewhere on the target, by source
+	// name, to a path ("Archive/Old").
+	FolderMap map[string]string
+	// BadItemLimit: more bad items than this fail the copy (default 0).
+	BadItemLimit int
+	// Rate, shared by the worker's copies of the organisation, learns the
+	// tenant's undocumented limit from its refusals; nil is none.
+	Rate *adapt.Rate
+	// Batch is how many messages are read from the source at once
+	// (default 16).
+	Batch int
+}
+
+// Copier copies mailboxes into Graph. Safe for concurrent use.
+type Copier struct{ o Options }
+
+var _ port.Copier = (*Copier)(nil)
+
+// New checks the options.
+func New(o Options) (*Copier, error) {
+	if o.Source == nil || o.Graph == nil {
+		return nil, errors.New("graphcopy: a source reader and a Graph client are required")
+	}
+	if o.BadItemLimit < 0 {
+		return nil, errors.New("graphcopy: the bad-item limit must not be negative")
+	}
+	if o.Batch == 0 {
+		o.Batch = 16
+	}
+	return &Copier{o: o}, nil
+}
+
+// partial marks the identity of an item whose large attachments are not
+// all in yet.
+const partial = "~partial"
+
+func identity(uidValidity, uid uint32) string {
+	return strconv.FormatUint(uint64(uidValidity), 10) + "." + strconv.FormatUint(uint64(uid), 10)
+}
+
+// job is one pass over one mailbox.
+type job struct {
+	c        *Copier
+	req      port.CopyRequest
+	src      *imapcopy.Mailbox
+	tgt      *graph.Mailbox
+	mu       sync.Mutex
+	cp       contract.Checkpoint
+	stats    contract.CopyStats
+	reported time.Time
+}
+
+// Copy runs one pass from req.Checkpoint.
+func (c *Copier) Copy(ctx context.Context, req port.CopyRequest) (contract.CopyStats, error) {
+	src, err := c.o.Source.Open(ctx, req.Mailbox)
+	if err != nil {
+		return contract.CopyStats{}, err
+	}
+	defer src.Close()
+	j := &job{c: c, req: req, src: src, tgt: c.o.Graph.Mailbox(req.Mailbox), cp: req.Checkpoint.Clone()}
+	if j.cp.Folders == nil {
+		j.cp.Folders = map[string]contract.FolderCheckpoint{}
+	}
+	folders, err := src.Folders()
+	if err != nil {
+		return j.stats, err
+	}
+	slices.SortFunc(folders, func(a, b imapcopy.SourceFolder) int { return strings.Compare(a.Name, b.Name) })
+	for _, f := range folders {
+		if err := j.folder(ctx, f); err != nil {
+			j.report(true)
+			return j.stats, err
+		}
+	}
+	j.report(true)
+	var bad []contract.BadItem
+	for _, f := range folders {
+		for _, uid := range j.cp.Folders[f.Name].Bad {
+			bad = append(bad, contract.BadItem{Folder: f.Name, UID: uid})
+		}
+	}
+	if len(bad) > c.o.BadItemLimit {
+		return j.stats, port.Permanent(contract.ErrTypeBadItems, "mailbox %s: %d bad items (limit %d)", req.Mailbox.Key, len(bad), c.o.BadItemLimit)
+	}
+	return j.stats, nil
+}
+
+// report hands the checkpoint to the activity, at most every 250 ms
+// unless forced.
+func (j *job) report(force bool) {
+	if j.req.Progress == nil || (!force && time.Since(j.reported) < 250*time.Millisecond) {
+		return
+	}
+	j.reported = time.Now()
+	j.req.Progress(j.cp.Clone(), j.stats)
+}
+
+// target is where a source folder goes: its well-known folder, its mapped
+// path, or its own path under the root.
+func (j *job) target(ctx context.Context, f imapcopy.SourceFolder) (string, error) {
+	if to, ok := j.c.o.FolderMap[f.Name]; ok {
+		return j.tgt.Folder(ctx, "", strings.Split(to, "/"))
+	}
+	if wk := graph.WellKnown(f.Name, f.SpecialUse); wk != "" {
+		return j.tgt.Folder(ctx, wk, nil)
+	}
+	return j.tgt.Folder(ctx, "", f.Path)
+}
+
+// folder copies one folder above its checkpoint and verifies it.
+func (j *job) folder(ctx context.Context, f imapcopy.SourceFolder) error {
+	uv, msgs, err := j.src.Select(f.Name)
+	if err != nil {
+		return err
+	}
+	fc := j.cp.Folders[f.Name]
+	if fc.UIDValidity != uv {
+		fc = contract.FolderCheckpoint{UIDValidity: uv}
+	}
+	folderID, err := j.target(ctx, f)
+	if err != nil {
+		return err
+	}
+	present, err := j.tgt.Sources(ctx, folderID)
+	if err != nil {
+		return err
+	}
+	// Partial items (an attempt ended before their last attachment) are
+	// removed: the message is made again whole.
+	for id, ids := range present {
+		if strings.HasSuffix(id, partial) {
+			for _, gid := range ids {
+				if err := j.tgt.Delete(ctx, gid); err != nil {
+					return err
+				}
+			}
+			delete(present, id)
+		}
+	}
+	var todo []imapcopy.SourceMessage
+	for _, m := range msgs {
+		if m.UID > fc.LastUID && !slices.Contains(fc.Bad, m.UID) {
+			todo = append(todo, m)
+		}
+	}
+	j.setFolder(f.Name, fc)
+	for len(todo) > 0 {
+		n := min(j.c.o.Batch, len(todo))
+		err := j.src.Fetch(todo[:n], func(m imapcopy.SourceMessage, body []byte) error {
+			return j.message(ctx, f, folderID, uv, m, body, present)
+		})
+		if err != nil {
+			return err
+		}
+		todo = todo[n:]
+	}
+	j.report(true)
+	return j.verify(ctx, f, folderID, uv, msgs)
+}
+
+func (j *job) setFolder(name string, fc contract.FolderCheckpoint) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.cp.Folders[name] = fc
+}
+
+// settle moves the folder's checkpoint over a message.
+func (j *job) settle(name string, uid uint32, bad bool) {
+	j.mu.Lock()
+	fc := j.cp.Folders[name]
+	fc.LastUID = max(fc.LastUID, uid)
+	if bad {
+		fc.Bad = append(fc.Bad, uid)
+	}
+	j.cp.Folders[name] = fc
+	j.mu.Unlock()
+	j.report(false)
+}
+
+// message creates one message, unless the folder holds it already.
+func (j *job) message(ctx context.Context, f imapcopy.SourceFolder, folderID string, uv uint32, m imapcopy.SourceMessage, body []byte, present map[string][]string) error {
+	id := identity(uv, m.UID)
+	if len(present[id]) > 0 {
+		j.stats.Skipped++
+		j.settle(f.Name, m.UID, false)
+		return nil
+	}
+	conv, err := graph.FromMIME(body, m.Flags)
+	if errors.Is(err, graph.ErrTooLarge) {
+		j.bad(f, m, err.Error())
+		return nil
+	}
+	if err != nil {
+		j.bad(f, m, "the message cannot be read: "+err.Error())
+		return nil
+	}
+	if r := j.c.o.Rate; r != nil {
+		if err := r.Wait(ctx, len(body)); err != nil {
+			return err
+		}
+	}
+	it := graph.Item{Source: id, JSON: conv.JSON, Read: slices.Contains(m.Flags, `\Seen`), Sent: conv.Sent, Received: m.Date}
+	if len(conv.Large) > 0 {
+		it.Source = id + partial
+	}
+	gid, err := j.tgt.Create(ctx, folderID, it)
+	var se *graph.StatusError
+	if errors.As(err, &se) && (se.Status == http.StatusRequestEntityTooLarge || se.Status == http.StatusBadRequest) {
+		j.bad(f, m, fmt.Sprintf("the target refused it: %d %s", se.Status, se.Code))
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(conv.Large) > 0 {
+		for _, a := range conv.Large {
+			if err := j.tgt.Attach(ctx, gid, a); err != nil {
+				return err
+			}
+		}
+		if err := j.tgt.SetSource(ctx, gid, id); err != nil {
+			return err
+		}
+	}
+	if r := j.c.o.Rate; r != nil {
+		r.Accepted(len(body))
+	}
+	j.stats.Items++
+	j.stats.Bytes += m.Size
+	j.settle(f.Name, m.UID, false)
+	return nil
+}
+
+// bad records a message that will not be copied, and why.
+func (j *job) bad(f imapcopy.SourceFolder, m imapcopy.SourceMessage, why string) {
+	j.stats.BadItems++
+	if len(j.stats.Bad) < contract.MaxBadListed {
+		j.stats.Bad = append(j.stats.Bad, contract.BadItem{Folder: imapcopy.FolderShown(f.Name), UID: m.UID, Size: m.Size, Reason: why})
+	}
+	j.settle(f.Name, m.UID, true)
+}
+
+// verify lists the folder again: every source message up to the
+// checkpoint (but the bad ones) must be there once. Extra copies of one
+// are the copy's own and are removed; a missing one fails the folder.
+func (j *job) verify(ctx context.Context, f imapcopy.SourceFolder, folderID string, uv uint32, msgs []imapcopy.SourceMessage) error {
+	present, err := j.tgt.Sources(ctx, folderID)
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	fc := j.cp.Folders[f.Name]
+	j.mu.Unlock()
+	missing, want := 0, 0
+	for _, m := range msgs {
+		if m.UID > fc.LastUID || slices.Contains(fc.Bad, m.UID) {
+			continue
+		}
+		want++
+		ids := present[identity(uv, m.UID)]
+		if len(ids) == 0 {
+			missing++
+			continue
+		}
+		for _, extra := range ids[1:] {
+			if err := j.tgt.Delete(ctx, extra); err != nil {
+				return err
+			}
+			j.stats.Duplicates++
+		}
+	}
+	for id, ids := range present {
+		if strings.HasSuffix(id, partial) {
+			for _, gid := range ids {
+				if err := j.tgt.Delete(ctx, gid); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if missing > 0 {
+		return port.Permanent(contract.ErrTypeVerifyMismatch, "mailbox %s folder %s: %d of %d source messages are not on the target",
+			j.req.Mailbox.Key, imapcopy.FolderLabel(f.Name), missing, want)
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package graphcopy_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
+
+	"mailwave/contract"
+	"mailwave/mail/graph"
+	"mailwave/mail/graphcopy"
+	"mailwave/mail/imapcopy"
+	"mailwave/mail/port"
+	"mailwave/testkit/dovecot"
+	"mailwave/testkit/fakegraph"
+	"mailwave/testkit/imaptest"
+)
+
+const (
+	user, password = "alice", "alice-pw"
+	upn            = "alice@trust.nhs.example"
+)
+
+var mailbox = contract.MailboxRef{Key: "k-alice", Address: upn}
+
+type env struct {
+	src    *dovecot.Server
+	graph  *fakegraph.Server
+	copier *graphcopy.Copier
+}
+
+// setup is a Dovecot source holding the standard account and a fake Graph
+// target, with the copier between them.
+func setup(t *testing.T) *env {
+	t.Helper()
+	src := dovecot.StartT(t, dovecot.Options{Users: []dovecot.User{{Name: user, Password: password}}, Plaintext: true})
+	cl, err := imaptest.Dial(src.Addr(), user, password)
+	require.NoError(t, err)
+	folders, msgs := imaptest.StandardSeed()
+	require.NoError(t, imaptest.Seed(cl, msgs, folders))
+	cl.Close()
+
+	g := fakegraph.Start(fakegraph.Options{Tenant: "t", ClientID: "app", Secret: "pw", Mailboxes: []string{upn}})
+	t.Cleanup(g.Close)
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, g.Client())
+	tokens, err := graph.NewTokens(ctx).Source(graph.App{Tenant: "t", ClientID: "app", Secret: "pw", LoginURL: g.LoginURL()}, graph.ScopeGraph)
+	require.NoError(t, err)
+	budgets, err := graph.NewBudgets(graph.DefaultLimits)
+	require.NoError(t, err)
+	reader, err := imapcopy.NewReader(imapcopy.Endpoint{Host: "127.0.0.1", Port: src.Port, Security: imapcopy.SecurityNone},
+		func(context.Context, imapcopy.Side, contract.MailboxRef) (imapcopy.Credentials, error) {
+			return imapcopy.Credentials{Mechanism: imapcopy.MechPlain, Username: user, Password: password}, nil
+		})
+	require.NoError(t, err)
+	c, err := graphcopy.New(graphcopy.Options{Source: reader, Graph: graph.NewClient(g.Client(), g.GraphURL(), tokens, budgets)})
+	require.NoError(t, err)
+	return &env{src: src, graph: g, copier: c}
+}
+
+// items counts the target's items by folder (well-known name, or display
+// name) and by source identity.
+func (e *env) items() (byFolder map[string]int, byIdentity map[string]int, all []*fakegraph.Message) {
+	byFolder, byIdentity = map[string]int{}, map[string]int{}
+	for _, f := range e.graph.Folders(upn) {
+		name := f.WellKnown
+		if name == "" {
+			name = f.DisplayName
+		}
+		for _, m := range f.Messages {
+			byFolder[name]++
+			byIdentity[m.Props[strings.ToLower(graph.SourceProperty)]]++
+			all = append(all, m)
+		}
+	}
+	return byFolder, byIdentity, all
+}
+
+// TestTheStandardAccountIntoGraph: every folder and message of the
+// standard account lands in Graph once, non-draft, with its dates, read
+// state, flag and keywords, INBOX and the special-use folders in their
+// well-known places, the 10 MB message's attachment through an upload
+// session; a second pass creates nothing.
+func TestTheStandardAccountIntoGraph(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	var cp contract.Checkpoint
+	stats, err := e.copier.Copy(ctx, port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk,
+		Progress: func(c contract.Checkpoint, _ contract.CopyStats) { cp = c }})
+	require.NoError(t, err)
+	_, msgs := imaptest.StandardSeed()
+	assert.Equal(t, int64(len(msgs)), stats.Items)
+	assert.Zero(t, stats.BadItems)
+
+	byFolder, byIdentity, all := e.items()
+	want := map[string]int{}
+	for _, m := range msgs {
+		want[m.Folder]++
+	}
+	assert.Equal(t, want["INBOX"], byFolder["inbox"])
+	assert.Equal(t, want["Sent"], byFolder["sentitems"])
+	assert.Equal(t, want["Drafts"], byFolder["drafts"])
+	assert.Equal(t, want["Trash"], byFolder["deleteditems"])
+	assert.Equal(t, want[imaptest.FolderArchive9], byFolder["2019"], "Archive/2019 under the archive's path")
+	for id, n := range byIdentity {
+		assert.Equal(t, 1, n, "identity %s once", id)
+	}
+	uploaded, flagged, read := 0, 0, 0
+	for _, m := range all {
+		assert.False(t, m.IsDraft, "created as non-draft")
+		assert.NotEmpty(t, m.Props["systemtime 0x0e06"], "received date kept")
+		uploaded += len(m.Uploaded)
+		if f, ok := m.JSON["flag"].(map[string]any); ok && f["flagStatus"] == "flagged" {
+			flagged++
+		}
+		if m.Props["integer 0x0e07"] == "1" {
+			read++
+		}
+	}
+	assert.Equal(t, 1, uploaded, "the large scan through an upload session")
+	assert.Positive(t, flagged)
+	assert.Positive(t, read)
+
+	again, err := e.copier.Copy(ctx, port.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta, Checkpoint: contract.Checkpoint{}})
+	require.NoError(t, err)
+	assert.Zero(t, again.Items, "a re-run from nothing creates nothing")
+	assert.Equal(t, int64(len(msgs)), again.Skipped)
+	delta, err := e.copier.Copy(ctx, port.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta, Checkpoint: cp})
+	require.NoError(t, err)
+	assert.Zero(t, delta.Items+delta.Skipped, "the delta does not even look at what the checkpoint covers")
+}
+
+// TestAKilledCopyAndADuplicateMakeNothingTwice: a copy cancelled part way
+// and resumed from its first checkpoint (its later heartbeats lost) adds
+// nothing twice; an extra copy of an item (a request applied whose answer
+// was lost) is removed by the verification.
+func TestAKilledCopyAndADuplicateMakeNothingTwice(t *testing.T) {
+	e := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var first contract.Checkpoint
+	reports := 0
+	_, err := e.copier.Copy(ctx, port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk,
+		Progress: func(c contract.Checkpoint, _ contract.CopyStats) {
+			if reports++; reports == 1 {
+				first = c
+			}
+			if reports == 4 {
+				cancel()
+			}
+		}})
+	require.Error(t, err, "cancelled mid-copy")
+	_, before, _ := e.items()
+	require.NotEmpty(t, before)
+
+	stats, err := e.copier.Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk, Checkpoint: first})
+	require.NoError(t, err)
+	assert.Positive(t, stats.Skipped, "found what the lost checkpoints had copied")
+	_, byIdentity, all := e.items()
+	_, msgs := imaptest.StandardSeed()
+	assert.Len(t, all, len(msgs))
+	for id, n := range byIdentity {
+		assert.Equal(t, 1, n, "identity %s once", id)
+	}
+
+	// A request applied twice: the same identity on two items.
+	dup := all[0]
+	require.NoError(t, e.graph.Duplicate(upn, dup.ID))
+	stats, err = e.copier.Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta})
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), stats.Duplicates, "the extra copy is removed")
+	_, _, all = e.items()
+	assert.Len(t, all, len(msgs))
+}
+

@@ -1,0 +1,169 @@
+package imapcopy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"mailwave/contract"
+)
+
+// Reader reads mailboxes at an IMAP source for a copier whose target is
+// not IMAP (Exchange Online through Graph): the same login, folder list,
+// message lists from the server's index and bounded body reads as the IMAP
+// copier's own.
+type Reader struct {
+	c        *Copier
+	warnings []string
+}
+
+// NewReader checks the source endpoint as New does.
+func NewReader(source Endpoint, creds CredentialsFunc) (*Reader, error) {
+	w, err := checkEndpoint(Source, &source)
+	if err != nil {
+		return nil, err
+	}
+	if creds == nil {
+		return nil, errors.New("imapcopy: no credentials source")
+	}
+	return &Reader{c: &Copier{o: Options{Source: source, Credentials: creds, ThrottleDelay: 30 * time.Second}}, warnings: w}, nil
+}
+
+// Warnings are what NewReader allowed but is unsafe.
+func (r *Reader) Warnings() []string { return slices.Clone(r.warnings) }
+
+// SourceFolder is a folder of the mailbox: its name at the source, its path
+// (the name split at the server's delimiter) and its special use (\Sent,
+// \Drafts, \Trash, \Junk, \Archive), if any.
+type SourceFolder struct {
+	Name       string
+	Path       []string
+	SpecialUse string
+}
+
+// SourceMessage is a message as the source's index lists it.
+type SourceMessage struct {
+	UID   uint32
+	Size  int64
+	Date  time.Time
+	Flags []string
+}
+
+// Mailbox is one mailbox's source, logged in.
+type Mailbox struct {
+	r   *Reader
+	cn  *conn
+	key string
+}
+
+// Open logs in to the mailbox's source; the connection ends with ctx.
+func (r *Reader) Open(ctx context.Context, m contract.MailboxRef) (*Mailbox, error) {
+	cn, err := r.c.dial(ctx, Source, m)
+	if err != nil {
+		return nil, err
+	}
+	return &Mailbox{r: r, cn: cn, key: m.Key}, nil
+}
+
+// Close logs out.
+func (s *Mailbox) Close() { s.cn.close() }
+
+// Folders lists the mailbox's own selectable folders (not other users' or
+// shared namespaces, not virtual ones).
+func (s *Mailbox) Folders() ([]SourceFolder, error) {
+	l, delim, _, err := list(s.cn)
+	if err != nil {
+		return nil, s.r.c.classify(err, Source, "list", s.key)
+	}
+	out := make([]SourceFolder, 0, len(l))
+	for _, f := range l {
+		out = append(out, SourceFolder{Name: f.Mailbox, Path: strings.Split(f.Mailbox, string(delim)), SpecialUse: string(specialOf(f))})
+	}
+	return out, nil
+}
+
+// Select opens a folder and lists its messages in UID order.
+func (s *Mailbox) Select(name string) (uidValidity uint32, msgs []SourceMessage, err error) {
+	sel, err := s.cn.selectFolder(name)
+	if err != nil {
+		return 0, nil, s.r.c.classify(err, Source, "select", s.key)
+	}
+	if sel.NumMessages == 0 {
+		return sel.UIDValidity, nil, nil
+	}
+	ms, err := fetchMeta(s.cn, imap.SeqSetNum(), false)
+	if err != nil {
+		return 0, nil, s.r.c.classify(err, Source, "fetch", s.key)
+	}
+	msgs = make([]SourceMessage, len(ms))
+	for i, m := range ms {
+		flags := make([]string, 0, len(m.flags))
+		for _, f := range m.flags {
+			if !strings.EqualFold(string(f), `\Recent`) {
+				flags = append(flags, string(f))
+			}
+		}
+		msgs[i] = SourceMessage{UID: uint32(m.uid), Size: m.size, Date: m.date, Flags: flags}
+	}
+	return sel.UIDValidity, msgs, nil
+}
+
+// Fetch reads the bodies of msgs (of the folder selected last), calling
+// each in turn. A body larger than its listed size is refused before it
+// is read (the connection dropped); a message expunged meanwhile is
+// missing from the calls.
+func (s *Mailbox) Fetch(msgs []SourceMessage, each func(m SourceMessage, body []byte) error) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	byUID := make(map[imap.UID]SourceMessage, len(msgs))
+	uids := make([]imap.UID, len(msgs))
+	for i, m := range msgs {
+		byUID[imap.UID(m.UID)], uids[i] = m, imap.UID(m.UID)
+	}
+	fetch := s.cn.c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+	defer fetch.Close()
+	for msg := fetch.Next(); msg != nil; msg = fetch.Next() {
+		var uid imap.UID
+		for it := msg.Next(); it != nil; it = msg.Next() {
+			switch it := it.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = it.UID
+			case imapclient.FetchItemDataBodySection:
+				m, known := byUID[uid]
+				if it.Literal == nil || !known {
+					continue
+				}
+				body, err := readLiteral(it.Literal, m.Size)
+				var tl *literalTooLarge
+				if errors.As(err, &tl) {
+					dropConn(s.cn.c, it.Literal)
+					return fmt.Errorf("source fetch for mailbox %s UID %d: a body of %d bytes, over the %d bytes listed: refused", s.key, m.UID, tl.size, tl.limit)
+				}
+				if err != nil {
+					return s.r.c.classify(err, Source, "fetch", s.key)
+				}
+				if err := each(m, body); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if err := fetch.Close(); err != nil {
+		return s.r.c.classify(err, Source, "fetch", s.key)
+	}
+	return nil
+}
+
+// FolderLabel is a folder's name as errors and reports show it: quoted, or
+// a description in place of a name that holds an address.
+func FolderLabel(name string) string { return label(name) }
+
+// FolderShown is a folder's name as a bad item lists it.
+func FolderShown(name string) string { return shown(name) }
