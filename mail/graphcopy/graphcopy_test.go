@@ -173,4 +173,3 @@ func TestAKilledCopyAndADuplicateMakeNothingTwice(t *testing.T) {
 	_, _, all = e.items()
 	assert.Len(t, all, len(msgs))
 }
-
