@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -44,6 +45,9 @@ type App struct {
 	Cert     *x509.Certificate
 	Key      crypto.Signer // RSA: the assertion is RS256
 	LoginURL string        // "" is DefaultLoginURL
+	// HTTP, if set, carries the token requests (extra CAs, a proxy); nil
+	// is the Tokens' own, else http.DefaultClient.
+	HTTP *http.Client
 }
 
 // tokenURL is the tenant's token endpoint.
@@ -140,7 +144,10 @@ func (s *TokenSource) Token(ctx context.Context) (*oauth2.Token, error) {
 			"client_assertion":      {assertion},
 		}
 	}
-	if s.ctx != nil {
+	switch {
+	case s.app.HTTP != nil:
+		ctx = context.WithValue(ctx, oauth2.HTTPClient, s.app.HTTP)
+	case s.ctx != nil:
 		if hc := s.ctx.Value(oauth2.HTTPClient); hc != nil {
 			ctx = context.WithValue(ctx, oauth2.HTTPClient, hc)
 		}

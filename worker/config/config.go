@@ -57,20 +57,43 @@ type Org struct {
 // here and in the decoder, and one line in the worker's table of copier
 // constructors (worker/workerapp).
 const (
-	CopierIMAP = "imap" // between two IMAP servers (mail/imapcopy)
-	CopierSim  = "sim"  // the simulated estate in place of both (mail/sim)
+	CopierIMAP  = "imap"  // between two IMAP servers (mail/imapcopy)
+	CopierGraph = "graph" // from an IMAP source into Exchange Online through Microsoft Graph (mail/graphcopy)
+	CopierSim   = "sim"   // the simulated estate in place of both (mail/sim)
 )
 
 // CopierKinds lists the kinds a configuration may name.
-var CopierKinds = []string{CopierIMAP, CopierSim}
+var CopierKinds = []string{CopierIMAP, CopierGraph, CopierSim}
 
 // Copier is how an organisation's mailboxes are copied. Only the settings
 // of its Kind are set.
 type Copier struct {
 	Kind   string
-	Source IMAP // imap: the old server
-	Target IMAP // imap: the new service
-	Sim    Sim  // sim: the estate's directory and settings
+	Source IMAP  // imap, graph: the old server
+	Target IMAP  // imap: the new service
+	Graph  Graph // graph: the tenant and the application
+	Sim    Sim   // sim: the estate's directory and settings
+}
+
+// Graph is Exchange Online reached through Microsoft Graph: the tenant,
+// the application registered in it with its client secret (a secret's
+// name) or a certificate and key (PEM files), the base URLs (for national
+// clouds and tests), and the limits per mailbox, the documented ones by
+// default.
+type Graph struct {
+	Tenant          string
+	ClientID        string
+	ClientSecret    string // a secret's name
+	CertificateFile string
+	KeyFile         string
+	GraphURL        string
+	LoginURL        string
+	CAFile          string // extra CAs for both, PEM
+	Concurrent      int
+	UploadBytes     int64
+	UploadWindow    time.Duration
+	Requests        int
+	RequestWindow   time.Duration
 }
 
 // IMAP is one IMAP endpoint.
@@ -189,9 +212,11 @@ const (
 )
 
 var (
-	rootKeys         = []string{"secrets_file", "organisations"}
-	orgKeys          = []string{"name", "domains", "default", "catch_all", "copier", "source", "target", "copy", "sim", "notifier", "router"}
-	copierKeys       = []string{"kind", "source", "target", "sim"}
+	rootKeys   = []string{"secrets_file", "organisations"}
+	orgKeys    = []string{"name", "domains", "default", "catch_all", "copier", "source", "target", "copy", "sim", "notifier", "router"}
+	copierKeys = []string{"kind", "source", "target", "graph", "sim"}
+	graphKeys  = []string{"tenant", "client_id", "client_secret", "certificate_file", "key_file", "graph_url", "login_url", "ca_file",
+		"concurrent", "upload_bytes", "upload_window", "requests", "request_window"}
 	estateKeys       = []string{"dir", "time_scale", "bytes_per_second", "tenant_bytes_per_second", "instant", "transient_rate", "throttle_rate", "throttle_retry_after", "not_found_rate"}
 	imapKeys         = []string{"host", "port", "security", "ca_file", "insecure_skip_verify", "auth"}
 	authKeys         = []string{"mechanism", "username", "master_user", "password_secret", "token_secret"}
@@ -344,7 +369,7 @@ func (l *loader) copier(org *section) Copier {
 	var c Copier
 	s, ok := org.sub("copier", copierKeys)
 	if ok {
-		for _, k := range []string{"source", "target", "sim"} {
+		for _, k := range []string{"source", "target", "graph", "sim"} {
 			if !org.blank(k) {
 				org.problem(k, "give it under copier, beside the copier's kind, not at the organisation's level as well")
 			}
@@ -359,13 +384,25 @@ func (l *loader) copier(org *section) Copier {
 		}
 	}
 	switch c.Kind {
+	case CopierGraph:
+		if sub, ok := s.sub("source", imapKeys); ok {
+			c.Source = imapSection(sub)
+		} else {
+			s.missing("source", "required for the graph copier")
+		}
+		if sub, ok := s.sub("graph", graphKeys); ok {
+			c.Graph = graphSection(sub)
+		} else {
+			s.missing("graph", "required for the graph copier")
+		}
+		s.unused("the graph copier", "target", "sim")
 	case CopierSim:
 		if sub, ok := s.sub("sim", estateKeys); ok {
 			c.Sim = estateSection(sub)
 		} else {
 			s.missing("sim", "required for the sim copier")
 		}
-		s.unused("the sim copier", "source", "target")
+		s.unused("the sim copier", "source", "target", "graph")
 	case CopierIMAP:
 		for _, side := range []struct {
 			key string
@@ -378,7 +415,7 @@ func (l *loader) copier(org *section) Copier {
 			}
 			*side.dst = imapSection(sub)
 		}
-		s.unused("the imap copier", "sim")
+		s.unused("the imap copier", "graph", "sim")
 	}
 	return c
 }
@@ -630,6 +667,24 @@ func routerSection(s *section) Router {
 		r.Sim.Dir = sub.requiredPath("dir")
 	}
 	return r
+}
+
+// graphSection reads the graph copier's tenant, application and limits.
+func graphSection(s *section) Graph {
+	g := Graph{Tenant: s.need("tenant"), ClientID: s.need("client_id"), ClientSecret: s.template("client_secret"),
+		GraphURL: checkURL(s, "graph_url"), LoginURL: checkURL(s, "login_url"), CAFile: s.caFile("ca_file")}
+	if !s.blank("certificate_file") || !s.blank("key_file") {
+		g.CertificateFile, g.KeyFile = s.requiredPath("certificate_file"), s.requiredPath("key_file")
+		s.unused("a certificate", "client_secret")
+	} else {
+		s.require("client_secret", "required (or certificate_file and key_file)")
+	}
+	g.Concurrent = int(s.ranged("concurrent", 4, 1, 64, "is not in 1-64"))
+	g.UploadBytes = s.ranged("upload_bytes", 150_000_000, 1, -1, "must be more than zero")
+	g.UploadWindow = s.duration("upload_window", 5*time.Minute)
+	g.Requests = int(s.ranged("requests", 10_000, 1, -1, "must be more than zero"))
+	g.RequestWindow = s.duration("request_window", 10*time.Minute)
+	return g
 }
 
 func checkURL(s *section, k string) string {

@@ -647,9 +647,19 @@ func TestCopierHasAKind(t *testing.T) {
 	assert.Equal(t, CopierSim, sim.Orgs[0].Copier.Kind)
 	assert.Equal(t, filepath.Join(dir, "estate"), sim.Orgs[0].Copier.Sim.Dir)
 
+	g, err := load("    copier: {kind: graph, source: " + imap + ", graph: {tenant: contoso, client_id: app, client_secret: graph-secret, requests: 500, request_window: 1m}}\n")
+	require.NoError(t, err)
+	assert.Equal(t, Graph{Tenant: "contoso", ClientID: "app", ClientSecret: "graph-secret", Concurrent: 4,
+		UploadBytes: 150_000_000, UploadWindow: 5 * time.Minute, Requests: 500, RequestWindow: time.Minute}, g.Orgs[0].Copier.Graph,
+		"the documented limits by default")
+
 	for name, tc := range map[string]struct{ org, want string }{
-		"unknown kind":     {"    copier: {kind: graph}\n", `copier.kind: "graph" is not one of imap, sim`},
-		"no kind":          {"    copier: {source: " + imap + "}\n", "copier.kind: required (one of imap, sim)"},
+		"unknown kind": {"    copier: {kind: ews}\n", `copier.kind: "ews" is not one of imap, graph, sim`},
+		"no kind":      {"    copier: {source: " + imap + "}\n", "copier.kind: required (one of imap, graph, sim)"},
+		"graph without its tenant": {"    copier: {kind: graph, source: " + imap + ", graph: {client_id: app, client_secret: graph-secret}}\n",
+			"copier.graph.tenant: required"},
+		"graph without a secret": {"    copier: {kind: graph, source: " + imap + ", graph: {tenant: t, client_id: app}}\n",
+			"copier.graph.client_secret: required (or certificate_file and key_file)"},
 		"settings missing": {"    copier: {kind: imap, source: " + imap + "}\n", "copier.target: required for the imap copier"},
 		"another kind's":   {"    copier: {kind: sim, sim: {dir: estate}, source: " + imap + "}\n", "copier.source: not used by the sim copier"},
 		"both layouts":     {"    copier: {kind: sim, sim: {dir: estate}}\n    source: " + imap + "\n", "organisations[0].source: give it under copier"},

@@ -2,15 +2,20 @@ package workerapp
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
 	"mailwave/contract"
 	"mailwave/internal/tlsconf"
 	"mailwave/mail/adapt"
+	"mailwave/mail/graph"
+	"mailwave/mail/graphcopy"
 	"mailwave/mail/imapcopy"
 	"mailwave/mail/notices"
 	"mailwave/mail/outbox"
@@ -76,11 +81,12 @@ func buildPorts(f *config.File, routeQueue string, log *zap.Logger) (*orgs, erro
 		return nil, fmt.Errorf("%s: %w", f.Path, err)
 	}
 	o := &orgs{file: f, ports: map[string]*orgPorts{}, routeQueue: routeQueue}
+	env := buildEnv{secrets: secrets, log: log, tokens: graph.NewTokens(context.Background())}
 	for _, org := range f.Orgs {
 		if routeQueue != "" && org.Router.TaskQueue != routeQueue {
 			continue
 		}
-		p, err := buildOrg(org, secrets, routeQueue != "", log)
+		p, err := buildOrg(org, env, routeQueue != "")
 		if err != nil {
 			return nil, fmt.Errorf("%s: organisation %q: %w", f.Path, org.Name, err)
 		}
@@ -115,7 +121,17 @@ func (e *partError) Error() string {
 }
 func (e *partError) Unwrap() error { return e.err }
 
-func buildOrg(org config.Org, secrets *config.Secrets, routeOnly bool, log *zap.Logger) (*orgPorts, error) {
+// buildEnv is what every organisation's connectors are built with: the
+// secrets, the logger, and the worker's one cache of app-only tokens (one
+// per tenant, application and scope, shared by every organisation).
+type buildEnv struct {
+	secrets *config.Secrets
+	log     *zap.Logger
+	tokens  *graph.Tokens
+}
+
+func buildOrg(org config.Org, env buildEnv, routeOnly bool) (*orgPorts, error) {
+	secrets := env.secrets
 	p := &orgPorts{}
 	var err error
 	if p.notifier, err = buildNotifier(org.Notifier, secrets); err != nil {
@@ -135,7 +151,7 @@ func buildOrg(org config.Org, secrets *config.Secrets, routeOnly bool, log *zap.
 	if !ok {
 		return nil, &partError{"copier", fmt.Errorf("organisation %s: no copier of kind %q (kinds: %s)", org.Name, org.Copier.Kind, strings.Join(config.CopierKinds, ", "))}
 	}
-	c, err := build(org, secrets, log)
+	c, err := build(org, env)
 	if err != nil {
 		return nil, err
 	}
@@ -163,15 +179,17 @@ type builtCopier struct {
 
 // copierKinds builds each kind of copier the configuration may name
 // (config.CopierKinds): a new connector is one line here.
-var copierKinds = map[string]func(org config.Org, secrets *config.Secrets, log *zap.Logger) (builtCopier, error){
-	config.CopierIMAP: buildIMAPCopier,
-	config.CopierSim:  buildSimCopier,
+var copierKinds = map[string]func(org config.Org, env buildEnv) (builtCopier, error){
+	config.CopierIMAP:  buildIMAPCopier,
+	config.CopierGraph: buildGraphCopier,
+	config.CopierSim:   buildSimCopier,
 }
 
 // buildIMAPCopier makes the IMAP copier between the organisation's source
 // and target. It sends through a rate that adapts to the target's
 // refusals, under the configured bytes per second as a ceiling.
-func buildIMAPCopier(org config.Org, secrets *config.Secrets, log *zap.Logger) (builtCopier, error) {
+func buildIMAPCopier(org config.Org, env buildEnv) (builtCopier, error) {
+	secrets, log := env.secrets, env.log
 	rate := adapt.New(adapt.Options{Name: org.Name, Ceiling: float64(org.Copy.BytesPerSecond), Logger: log})
 	src, err := endpoint(org.Copier.Source)
 	if err != nil {
@@ -196,8 +214,71 @@ func buildIMAPCopier(org config.Org, secrets *config.Secrets, log *zap.Logger) (
 	return builtCopier{copier: c, rate: rate}, nil
 }
 
+// buildGraphCopier makes the copier from the organisation's IMAP source
+// into Exchange Online through Graph, keeping the configured (by default
+// the documented) limits per mailbox, under an adaptive rate for the
+// tenant's own.
+func buildGraphCopier(org config.Org, env buildEnv) (builtCopier, error) {
+	secrets, log := env.secrets, env.log
+	g := org.Copier.Graph
+	hc := &http.Client{Timeout: 5 * time.Minute}
+	if g.CAFile != "" {
+		pool, err := tlsconf.CertPool(g.CAFile)
+		if err != nil {
+			return builtCopier{}, &partError{"copier", fmt.Errorf("graph: %w", err)}
+		}
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, Proxy: http.ProxyFromEnvironment}
+	}
+	app := graph.App{Tenant: g.Tenant, ClientID: g.ClientID, LoginURL: g.LoginURL, HTTP: hc}
+	if g.CertificateFile != "" {
+		pair, err := tls.LoadX509KeyPair(g.CertificateFile, g.KeyFile)
+		if err != nil {
+			return builtCopier{}, &partError{"copier", fmt.Errorf("graph: the application's certificate: %w", err)}
+		}
+		if app.Cert, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+			return builtCopier{}, &partError{"copier", fmt.Errorf("graph: the application's certificate: %w", err)}
+		}
+		signer, ok := pair.PrivateKey.(crypto.Signer)
+		if !ok {
+			return builtCopier{}, &partError{"copier", errors.New("graph: the application's key cannot sign")}
+		}
+		app.Key = signer
+	} else {
+		v, err := secrets.Lookup(g.ClientSecret)
+		if err != nil {
+			return builtCopier{}, &partError{"copier", fmt.Errorf("graph: the client secret %q: %w", g.ClientSecret, err)}
+		}
+		app.Secret = v
+	}
+	tokens, err := env.tokens.Source(app, graph.ScopeGraph)
+	if err != nil {
+		return builtCopier{}, &partError{"copier", err}
+	}
+	budgets, err := graph.NewBudgets(graph.Limits{Concurrent: g.Concurrent, UploadBytes: g.UploadBytes, UploadWindow: g.UploadWindow,
+		Requests: g.Requests, RequestWindow: g.RequestWindow, Margin: graph.DefaultLimits.Margin})
+	if err != nil {
+		return builtCopier{}, &partError{"copier", err}
+	}
+	src, err := endpoint(org.Copier.Source)
+	if err != nil {
+		return builtCopier{}, &partError{"copier", fmt.Errorf("source: %w", err)}
+	}
+	reader, err := imapcopy.NewReader(src, credentials(org, secrets))
+	if err != nil {
+		return builtCopier{}, &partError{"copier", err}
+	}
+	rate := adapt.New(adapt.Options{Name: org.Name, Ceiling: float64(org.Copy.BytesPerSecond), Logger: log})
+	c, err := graphcopy.New(graphcopy.Options{Source: reader, Rate: rate, BadItemLimit: org.Copy.BadItemLimit, FolderMap: org.Copy.FolderMap,
+		Graph: graph.NewClient(hc, g.GraphURL, tokens, budgets)})
+	if err != nil {
+		return builtCopier{}, &partError{"copier", err}
+	}
+	return builtCopier{copier: c, rate: rate}, nil
+}
+
 // buildSimCopier opens the simulated estate as the copier.
-func buildSimCopier(org config.Org, _ *config.Secrets, log *zap.Logger) (builtCopier, error) {
+func buildSimCopier(org config.Org, env buildEnv) (builtCopier, error) {
+	log := env.log
 	estate, err := openSim(org.Copier.Sim, log)
 	if err != nil {
 		return builtCopier{}, &partError{"sim", err}
