@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -34,7 +35,11 @@ type env struct {
 
 // setup is a Dovecot source holding the standard account and a fake Graph
 // target, with the copier between them.
-func setup(t *testing.T) *env {
+func setup(t *testing.T) *env { return setupWith(t, fakegraph.Options{}) }
+
+// setupWith is setup with the fake's options changed (its tenant,
+// application and mailboxes are setup's).
+func setupWith(t *testing.T, o fakegraph.Options) *env {
 	t.Helper()
 	src := dovecot.StartT(t, dovecot.Options{Users: []dovecot.User{{Name: user, Password: password}}, Plaintext: true})
 	cl, err := imaptest.Dial(src.Addr(), user, password)
@@ -43,7 +48,8 @@ func setup(t *testing.T) *env {
 	require.NoError(t, imaptest.Seed(cl, msgs, folders))
 	cl.Close()
 
-	g := fakegraph.Start(fakegraph.Options{Tenant: "t", ClientID: "app", Secret: "pw", Mailboxes: []string{upn}})
+	o.Tenant, o.ClientID, o.Secret, o.Mailboxes = "t", "app", "pw", []string{upn}
+	g := fakegraph.Start(o)
 	t.Cleanup(g.Close)
 	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, g.Client())
 	tokens, err := graph.NewTokens(ctx).Source(graph.App{Tenant: "t", ClientID: "app", Secret: "pw", LoginURL: g.LoginURL()}, graph.ScopeGraph)
@@ -172,4 +178,47 @@ func TestAKilledCopyAndADuplicateMakeNothingTwice(t *testing.T) {
 	assert.Equal(t, int64(1), stats.Duplicates, "the extra copy is removed")
 	_, _, all = e.items()
 	assert.Len(t, all, len(msgs))
+}
+
+// TestACopyThroughExpiringTokensAndRefusals: tokens that live two seconds,
+// each request taking 30 ms, and the service answering 503 (Retry-After
+// 1 s) to five requests along the way: the copy ends exact, on renewed
+// tokens, and no request came before a Retry-After.
+func TestACopyThroughExpiringTokensAndRefusals(t *testing.T) {
+	e := setupWith(t, fakegraph.Options{TokenTTL: 2 * time.Second, Latency: 30 * time.Millisecond})
+	ctx := context.Background()
+	e.graph.Fail503(2, time.Second)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(1500 * time.Millisecond)
+		e.graph.Fail503(3, time.Second)
+	}()
+	stats, err := e.copier.Copy(ctx, port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
+	<-done
+	require.NoError(t, err)
+	_, msgs := imaptest.StandardSeed()
+	assert.Equal(t, int64(len(msgs)), stats.Items)
+	_, byIdentity, all := e.items()
+	assert.Len(t, all, len(msgs))
+	for id, n := range byIdentity {
+		assert.Equal(t, 1, n, "identity %s once", id)
+	}
+	st := e.graph.Stats()
+	assert.GreaterOrEqual(t, st.Refused["ServiceUnavailable"], 2)
+	assert.Zero(t, st.Early, "no request before its Retry-After")
+	assert.GreaterOrEqual(t, st.TokensIssued, 2, "tokens renewed during the copy")
+}
+
+// TestARevokedApplicationFailsTheMailboxForGood: the tenant revokes the
+// application's secret: the copy fails with BadCredentials, naming the
+// mailbox's key and no address.
+func TestARevokedApplicationFailsTheMailboxForGood(t *testing.T) {
+	e := setup(t)
+	e.graph.RevokeSecret()
+	_, err := e.copier.Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
+	typ, permanent := port.IsPermanent(err)
+	require.True(t, permanent, "%v", err)
+	assert.Equal(t, contract.ErrTypeBadCredentials, typ)
+	assert.NotContains(t, err.Error(), "@")
 }
