@@ -327,3 +327,27 @@ func (j *job) verify(ctx context.Context, f imapcopy.SourceFolder, folderID stri
 	}
 	return nil
 }
+
+// CheckTarget proves the mailbox's target: its Inbox read, and a tiny
+// message created in Deleted Items and removed again.
+func (c *Copier) CheckTarget(ctx context.Context, m contract.MailboxRef) error {
+	tgt := c.o.Graph.Mailbox(m)
+	if _, err := tgt.Folder(ctx, "inbox", nil); err != nil {
+		return fmt.Errorf("reading the inbox: %w", err)
+	}
+	bin, err := tgt.Folder(ctx, "deleteditems", nil)
+	if err != nil {
+		return fmt.Errorf("reading deleted items: %w", err)
+	}
+	id, err := tgt.Create(ctx, bin, graph.Item{Source: "mailwave-target-check",
+		JSON: map[string]any{"subject": "mailwave target check", "body": map[string]string{"contentType": "text", "content": "A check by the migration; removed at once."}}})
+	if err != nil {
+		return fmt.Errorf("writing a test message: %w", err)
+	}
+	if err := tgt.Delete(ctx, id); err != nil {
+		return fmt.Errorf("removing the test message: %w", err)
+	}
+	return nil
+}
+
+var _ port.TargetChecker = (*Copier)(nil)

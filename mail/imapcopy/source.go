@@ -167,3 +167,35 @@ func FolderLabel(name string) string { return label(name) }
 
 // FolderShown is a folder's name as a bad item lists it.
 func FolderShown(name string) string { return shown(name) }
+
+// CheckTarget proves the mailbox's target: a login, INBOX read, and a tiny
+// message appended and expunged again by its UID (a target without UIDPLUS
+// is only read: nothing is written that could not be taken back alone).
+func (c *Copier) CheckTarget(ctx context.Context, m contract.MailboxRef) error {
+	tgt, err := c.dial(ctx, Target, m)
+	if err != nil {
+		return err
+	}
+	defer tgt.close()
+	if _, err := tgt.selectFolder("INBOX"); err != nil {
+		return c.classify(err, Target, "select", m.Key)
+	}
+	if !tgt.c.Caps().Has(imap.CapUIDPlus) {
+		return nil
+	}
+	msg := []byte("From: mailwave <noreply@invalid>\r\nSubject: mailwave target check\r\n\r\nA check by the migration; removed at once.\r\n")
+	cmd := tgt.c.Append("INBOX", int64(len(msg)), &imap.AppendOptions{Flags: []imap.Flag{imap.FlagSeen, imap.FlagDeleted}})
+	_, werr := cmd.Write(msg)
+	cerr := cmd.Close()
+	data, err := cmd.Wait()
+	if err = errors.Join(err, werr, cerr); err != nil {
+		return c.classify(err, Target, "append", m.Key)
+	}
+	if data.UID == 0 {
+		return fmt.Errorf("target for mailbox %s: the test message's UID was not given back; remove \"mailwave target check\" by hand", m.Key)
+	}
+	if err := tgt.removeUIDs("INBOX", data.UIDValidity, []imap.UID{data.UID}); err != nil {
+		return c.classify(err, Target, "remove the test message", m.Key)
+	}
+	return nil
+}

@@ -47,6 +47,14 @@ type Copier interface {
 	Copy(ctx context.Context, req CopyRequest) (contract.CopyStats, error)
 }
 
+// TargetChecker is a copier that can prove its target for one mailbox
+// before a wave: one read and one tiny write, removed again. The error
+// says plainly what is wrong (consent or permission missing, the mailbox
+// not found, throttled).
+type TargetChecker interface {
+	CheckTarget(ctx context.Context, m contract.MailboxRef) error
+}
+
 // Route is where mail for a mailbox is delivered.
 type Route string
 

@@ -18,6 +18,7 @@ import (
 	"mailwave/activities"
 	"mailwave/contract"
 	"mailwave/identity"
+	"mailwave/mail/port"
 	"mailwave/roster/rosterstore"
 	"mailwave/workflows"
 )
@@ -161,4 +162,23 @@ func runWorker(ctx context.Context, w worker.Worker, queue string) error {
 	<-ctx.Done()
 	w.Stop()
 	return nil
+}
+
+// CheckTarget proves an organisation's target for one mailbox before a
+// wave, with the worker's own configuration and secrets: one read and one
+// tiny write, removed again. The mailbox is named by key in errors.
+func CheckTarget(ctx context.Context, c Config, m contract.MailboxRef) error {
+	o, err := c.ports()
+	if err != nil {
+		return err
+	}
+	p, err := o.of(m)
+	if err != nil {
+		return err
+	}
+	check, ok := p.copier.(port.TargetChecker)
+	if !ok {
+		return fmt.Errorf("organisation %s: its copier has no target to check (the simulated estate)", m.Org)
+	}
+	return check.CheckTarget(ctx, m)
 }
