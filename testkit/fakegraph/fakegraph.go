@@ -75,6 +75,7 @@ type Server struct {
 	// was last given.
 	early    int
 	issued   int
+	requests int
 	sessions map[string]*session
 }
 
@@ -189,6 +190,9 @@ func (s *Server) Fail503(n int, retryAfter time.Duration) {
 type Stats struct {
 	TokensIssued int
 	Refused      map[string]int // by error code
+	// Requests counts the Graph requests that reached a mailbox's limits
+	// (admitted or refused for them).
+	Requests int
 	// Early counts requests to a mailbox that came before the Retry-After
 	// it was last given (more than 200 ms after it was given: not already
 	// on their way): a client that honours it has none.
@@ -203,7 +207,7 @@ func (s *Server) Stats() Stats {
 	for k, v := range s.refused {
 		r[k] = v
 	}
-	return Stats{TokensIssued: s.issued, Refused: r, Early: s.early}
+	return Stats{TokensIssued: s.issued, Refused: r, Early: s.early, Requests: s.requests}
 }
 
 // Duplicate makes a second item like an existing one, identity and all,
@@ -369,6 +373,7 @@ func (s *Server) limit(w http.ResponseWriter, user string, size int64) (*mailbox
 		return nil, nil, false
 	}
 	now := time.Now()
+	s.requests++
 	if now.Before(m.notBefore) && now.Sub(m.refusedAt) > inFlightGrace {
 		s.early++
 	}
