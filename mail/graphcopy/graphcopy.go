@@ -30,6 +30,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"mailwave/contract"
 	"mailwave/mail/adapt"
 	"mailwave/mail/graph"
@@ -50,9 +52,15 @@ type Options struct {
 	// tenant's undocumented limit from its refusals; nil is none.
 	Rate *adapt.Rate
 	// Batch is how many messages are read from the source at once
-	// (default 16).
+	// (default 16, and at most batchBytes of them).
 	Batch int
+	// Concurrent is how many of a batch are created at once (default 4,
+	// Graph's requests at once per mailbox).
+	Concurrent int
 }
+
+// batchBytes bounds the message bytes a copy holds at once.
+const batchBytes = 32 << 20
 
 // Copier copies mailboxes into Graph. Safe for concurrent use.
 type Copier struct{ o Options }
@@ -69,6 +77,9 @@ func New(o Options) (*Copier, error) {
 	}
 	if o.Batch == 0 {
 		o.Batch = 16
+	}
+	if o.Concurrent == 0 {
+		o.Concurrent = 4
 	}
 	return &Copier{o: o}, nil
 }
@@ -135,7 +146,10 @@ func (j *job) report(force bool) {
 		return
 	}
 	j.reported = time.Now()
-	j.req.Progress(j.cp.Clone(), j.stats)
+	j.mu.Lock()
+	cp, st := j.cp.Clone(), j.stats
+	j.mu.Unlock()
+	j.req.Progress(cp, st)
 }
 
 // target is where a source folder goes: its well-known folder, its mapped
@@ -188,13 +202,35 @@ func (j *job) folder(ctx context.Context, f imapcopy.SourceFolder) error {
 	}
 	j.setFolder(f.Name, fc)
 	for len(todo) > 0 {
-		n := min(j.c.o.Batch, len(todo))
+		// A batch: up to Batch messages and batchBytes, read at once, then
+		// created up to Concurrent at a time (Graph's 4 per mailbox); the
+		// checkpoint moves over the batch once all of it is settled.
+		n, size := 1, todo[0].Size
+		for n < len(todo) && n < j.c.o.Batch && size+todo[n].Size <= batchBytes {
+			size += todo[n].Size
+			n++
+		}
+		type fetched struct {
+			m    imapcopy.SourceMessage
+			body []byte
+		}
+		var got []fetched
 		err := j.src.Fetch(todo[:n], func(m imapcopy.SourceMessage, body []byte) error {
-			return j.message(ctx, f, folderID, uv, m, body, present)
+			got = append(got, fetched{m, body})
+			return nil
 		})
 		if err != nil {
 			return err
 		}
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(j.c.o.Concurrent)
+		for _, x := range got {
+			g.Go(func() error { return j.message(gctx, f, folderID, uv, x.m, x.body, present) })
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		j.settle(f.Name, todo[n-1].UID, nil)
 		todo = todo[n:]
 	}
 	j.report(true)
@@ -207,14 +243,13 @@ func (j *job) setFolder(name string, fc contract.FolderCheckpoint) {
 	j.cp.Folders[name] = fc
 }
 
-// settle moves the folder's checkpoint over a message.
-func (j *job) settle(name string, uid uint32, bad bool) {
+// settle moves the folder's checkpoint over a batch, whose bad items it
+// records.
+func (j *job) settle(name string, last uint32, bad []uint32) {
 	j.mu.Lock()
 	fc := j.cp.Folders[name]
-	fc.LastUID = max(fc.LastUID, uid)
-	if bad {
-		fc.Bad = append(fc.Bad, uid)
-	}
+	fc.LastUID = max(fc.LastUID, last)
+	fc.Bad = append(fc.Bad, bad...)
 	j.cp.Folders[name] = fc
 	j.mu.Unlock()
 	j.report(false)
@@ -224,8 +259,9 @@ func (j *job) settle(name string, uid uint32, bad bool) {
 func (j *job) message(ctx context.Context, f imapcopy.SourceFolder, folderID string, uv uint32, m imapcopy.SourceMessage, body []byte, present map[string][]string) error {
 	id := identity(uv, m.UID)
 	if len(present[id]) > 0 {
+		j.mu.Lock()
 		j.stats.Skipped++
-		j.settle(f.Name, m.UID, false)
+		j.mu.Unlock()
 		return nil
 	}
 	conv, err := graph.FromMIME(body, m.Flags)
@@ -268,19 +304,29 @@ func (j *job) message(ctx context.Context, f imapcopy.SourceFolder, folderID str
 	if r := j.c.o.Rate; r != nil {
 		r.Accepted(len(body))
 	}
+	j.mu.Lock()
 	j.stats.Items++
 	j.stats.Bytes += m.Size
-	j.settle(f.Name, m.UID, false)
+	j.mu.Unlock()
 	return nil
 }
 
-// bad records a message that will not be copied, and why.
+// bad records a message that will not be copied, and why: in the
+// checkpoint at once (the checkpoint's LastUID moves over it with its
+// batch), so a retry neither tries it again nor counts it twice.
 func (j *job) bad(f imapcopy.SourceFolder, m imapcopy.SourceMessage, why string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	fc := j.cp.Folders[f.Name]
+	if slices.Contains(fc.Bad, m.UID) {
+		return
+	}
+	fc.Bad = append(fc.Bad, m.UID)
+	j.cp.Folders[f.Name] = fc
 	j.stats.BadItems++
 	if len(j.stats.Bad) < contract.MaxBadListed {
 		j.stats.Bad = append(j.stats.Bad, contract.BadItem{Folder: imapcopy.FolderShown(f.Name), UID: m.UID, Size: m.Size, Reason: why})
 	}
-	j.settle(f.Name, m.UID, true)
 }
 
 // verify lists the folder again: every source message up to the
