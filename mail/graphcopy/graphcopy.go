@@ -98,6 +98,7 @@ type job struct {
 	req      port.CopyRequest
 	src      *imapcopy.Mailbox
 	tgt      *graph.Mailbox
+	pmu      sync.Mutex // held while Progress runs: reports go one at a time, in order
 	mu       sync.Mutex
 	cp       contract.Checkpoint
 	stats    contract.CopyStats
@@ -142,11 +143,17 @@ func (c *Copier) Copy(ctx context.Context, req port.CopyRequest) (contract.CopyS
 // report hands the checkpoint to the activity, at most every 250 ms
 // unless forced.
 func (j *job) report(force bool) {
-	if j.req.Progress == nil || (!force && time.Since(j.reported) < 250*time.Millisecond) {
+	if j.req.Progress == nil {
+		return
+	}
+	j.pmu.Lock()
+	defer j.pmu.Unlock()
+	j.mu.Lock()
+	if !force && time.Since(j.reported) < 250*time.Millisecond {
+		j.mu.Unlock()
 		return
 	}
 	j.reported = time.Now()
-	j.mu.Lock()
 	cp, st := j.cp.Clone(), j.stats
 	j.mu.Unlock()
 	j.req.Progress(cp, st)
@@ -201,37 +208,40 @@ func (j *job) folder(ctx context.Context, f imapcopy.SourceFolder) error {
 		}
 	}
 	j.setFolder(f.Name, fc)
-	for len(todo) > 0 {
-		// A batch: up to Batch messages and batchBytes, read at once, then
-		// created up to Concurrent at a time (Graph's 4 per mailbox); the
-		// checkpoint moves over the batch once all of it is settled.
+	// The messages are read in batches (up to Batch messages and
+	// batchBytes) and created up to Concurrent at a time (Graph's 4 per
+	// mailbox) as they are read, with no pause between batches: a budget
+	// left unused while a batch's last message waits is time lost for
+	// good. The checkpoint moves over the settled prefix.
+	tr := newTracker(todo)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(j.c.o.Concurrent)
+	for len(todo) > 0 && gctx.Err() == nil {
 		n, size := 1, todo[0].Size
 		for n < len(todo) && n < j.c.o.Batch && size+todo[n].Size <= batchBytes {
 			size += todo[n].Size
 			n++
 		}
-		type fetched struct {
-			m    imapcopy.SourceMessage
-			body []byte
-		}
-		var got []fetched
 		err := j.src.Fetch(todo[:n], func(m imapcopy.SourceMessage, body []byte) error {
-			got = append(got, fetched{m, body})
+			g.Go(func() error {
+				if err := j.message(gctx, f, folderID, uv, m, body, present); err != nil {
+					return err
+				}
+				if last, moved := tr.settle(m.UID); moved {
+					j.settle(f.Name, last)
+				}
+				return nil
+			})
 			return nil
 		})
 		if err != nil {
+			_ = g.Wait()
 			return err
 		}
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(j.c.o.Concurrent)
-		for _, x := range got {
-			g.Go(func() error { return j.message(gctx, f, folderID, uv, x.m, x.body, present) })
-		}
-		if err := g.Wait(); err != nil {
-			return err
-		}
-		j.settle(f.Name, todo[n-1].UID, nil)
 		todo = todo[n:]
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	j.report(true)
 	return j.verify(ctx, f, folderID, uv, msgs)
@@ -243,16 +253,52 @@ func (j *job) setFolder(name string, fc contract.FolderCheckpoint) {
 	j.cp.Folders[name] = fc
 }
 
-// settle moves the folder's checkpoint over a batch, whose bad items it
-// records.
-func (j *job) settle(name string, last uint32, bad []uint32) {
+// settle moves the folder's checkpoint over the settled prefix.
+func (j *job) settle(name string, last uint32) {
 	j.mu.Lock()
 	fc := j.cp.Folders[name]
 	fc.LastUID = max(fc.LastUID, last)
-	fc.Bad = append(fc.Bad, bad...)
 	j.cp.Folders[name] = fc
 	j.mu.Unlock()
 	j.report(false)
+}
+
+// tracker knows which of a folder's planned messages are settled, and how
+// far the settled prefix reaches: creates finish out of order.
+type tracker struct {
+	mu   sync.Mutex
+	uids []uint32
+	at   map[uint32]int
+	done []bool
+	next int
+}
+
+func newTracker(ms []imapcopy.SourceMessage) *tracker {
+	t := &tracker{uids: make([]uint32, len(ms)), at: make(map[uint32]int, len(ms)), done: make([]bool, len(ms))}
+	for i, m := range ms {
+		t.uids[i], t.at[m.UID] = m.UID, i
+	}
+	return t
+}
+
+// settle marks uid done, and returns the last UID of the settled prefix
+// if it grew.
+func (t *tracker) settle(uid uint32) (uint32, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i, ok := t.at[uid]
+	if !ok {
+		return 0, false
+	}
+	t.done[i] = true
+	start := t.next
+	for t.next < len(t.done) && t.done[t.next] {
+		t.next++
+	}
+	if t.next == start {
+		return 0, false
+	}
+	return t.uids[t.next-1], true
 }
 
 // message creates one message, unless the folder holds it already.

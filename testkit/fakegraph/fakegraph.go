@@ -76,6 +76,7 @@ type Server struct {
 	early    int
 	issued   int
 	requests int
+	uploaded int64
 	sessions map[string]*session
 }
 
@@ -190,6 +191,8 @@ func (s *Server) Fail503(n int, retryAfter time.Duration) {
 type Stats struct {
 	TokensIssued int
 	Refused      map[string]int // by error code
+	// Uploaded is the request bytes admitted, over every mailbox.
+	Uploaded int64
 	// Requests counts the Graph requests that reached a mailbox's limits
 	// (admitted or refused for them).
 	Requests int
@@ -207,7 +210,7 @@ func (s *Server) Stats() Stats {
 	for k, v := range s.refused {
 		r[k] = v
 	}
-	return Stats{TokensIssued: s.issued, Refused: r, Early: s.early, Requests: s.requests}
+	return Stats{TokensIssued: s.issued, Refused: r, Early: s.early, Requests: s.requests, Uploaded: s.uploaded}
 }
 
 // Duplicate makes a second item like an existing one, identity and all,
@@ -419,6 +422,7 @@ func (s *Server) limit(w http.ResponseWriter, user string, size int64) (*mailbox
 	m.requests = append(m.requests, now)
 	if size > 0 {
 		m.uploads = append(m.uploads, upload{now, size})
+		s.uploaded += size
 	}
 	m.inFlight++
 	return m, func() {
