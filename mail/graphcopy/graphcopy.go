@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"mailwave/contract"
+	"mailwave/internal/prefix"
 	"mailwave/mail/adapt"
 	"mailwave/mail/graph"
 	"mailwave/mail/imapcopy"
@@ -213,7 +214,11 @@ func (j *job) folder(ctx context.Context, f imapcopy.SourceFolder) error {
 	// mailbox) as they are read, with no pause between batches: a budget
 	// left unused while a batch's last message waits is time lost for
 	// good. The checkpoint moves over the settled prefix.
-	tr := newTracker(todo)
+	uids := make([]uint32, len(todo))
+	for i, m := range todo {
+		uids[i] = m.UID
+	}
+	tr := prefix.New(uids)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(j.c.o.Concurrent)
 	for len(todo) > 0 && gctx.Err() == nil {
@@ -227,7 +232,7 @@ func (j *job) folder(ctx context.Context, f imapcopy.SourceFolder) error {
 				if err := j.message(gctx, f, folderID, uv, m, body, present); err != nil {
 					return err
 				}
-				if last, moved := tr.settle(m.UID); moved {
+				if last, moved := tr.Settle(m.UID); moved {
 					j.settle(f.Name, last)
 				}
 				return nil
@@ -261,44 +266,6 @@ func (j *job) settle(name string, last uint32) {
 	j.cp.Folders[name] = fc
 	j.mu.Unlock()
 	j.report(false)
-}
-
-// tracker knows which of a folder's planned messages are settled, and how
-// far the settled prefix reaches: creates finish out of order.
-type tracker struct {
-	mu   sync.Mutex
-	uids []uint32
-	at   map[uint32]int
-	done []bool
-	next int
-}
-
-func newTracker(ms []imapcopy.SourceMessage) *tracker {
-	t := &tracker{uids: make([]uint32, len(ms)), at: make(map[uint32]int, len(ms)), done: make([]bool, len(ms))}
-	for i, m := range ms {
-		t.uids[i], t.at[m.UID] = m.UID, i
-	}
-	return t
-}
-
-// settle marks uid done, and returns the last UID of the settled prefix
-// if it grew.
-func (t *tracker) settle(uid uint32) (uint32, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	i, ok := t.at[uid]
-	if !ok {
-		return 0, false
-	}
-	t.done[i] = true
-	start := t.next
-	for t.next < len(t.done) && t.done[t.next] {
-		t.next++
-	}
-	if t.next == start {
-		return 0, false
-	}
-	return t.uids[t.next-1], true
 }
 
 // message creates one message, unless the folder holds it already.

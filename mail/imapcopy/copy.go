@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"mailwave/contract"
+	"mailwave/internal/prefix"
 	"mailwave/mail/port"
 )
 
@@ -341,7 +342,7 @@ func (j *job) copyFolder(ctx context.Context, first *lane, f folder) error {
 			todo = append(todo, m)
 		}
 	}
-	tr := newTracker(order)
+	tr := prefix.New(order)
 	j.mu.Lock()
 	if j.cp.Folders == nil {
 		j.cp.Folders = map[string]contract.FolderCheckpoint{}

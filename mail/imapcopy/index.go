@@ -11,7 +11,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -377,43 +376,4 @@ func (s multiset) take(k string) bool {
 	}
 	s[k]--
 	return true
-}
-
-// tracker knows which of a folder's planned UIDs are settled and how far
-// the settled prefix reaches: the checkpoint may only move over a prefix,
-// since lanes finish out of order.
-type tracker struct {
-	mu    sync.Mutex
-	uids  []imap.UID
-	index map[imap.UID]int
-	done  []bool
-	next  int
-}
-
-func newTracker(uids []imap.UID) *tracker {
-	t := &tracker{uids: uids, index: make(map[imap.UID]int, len(uids)), done: make([]bool, len(uids))}
-	for i, u := range uids {
-		t.index[u] = i
-	}
-	return t
-}
-
-// settle marks uid done and returns the last UID of the settled prefix if
-// the prefix grew.
-func (t *tracker) settle(uid imap.UID) (imap.UID, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	i, ok := t.index[uid]
-	if !ok {
-		return 0, false
-	}
-	t.done[i] = true
-	start := t.next
-	for t.next < len(t.done) && t.done[t.next] {
-		t.next++
-	}
-	if t.next == start {
-		return 0, false
-	}
-	return t.uids[t.next-1], true
 }

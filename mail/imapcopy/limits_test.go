@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailwave/contract"
+	"mailwave/internal/prefix"
 )
 
 // fakeServer accepts one connection on loopback and runs script on it; the
@@ -205,7 +206,7 @@ func TestFetchRefusesABodyLargerThanListed(t *testing.T) {
 				_, _ = io.WriteString(w, c.answer)
 				return false
 			})
-			tr := newTracker([]imap.UID{5, 6})
+			tr := prefix.New([]imap.UID{5, 6})
 			sent := make(chan *batch, 1)
 			err := within(t, 5*time.Second, func() { l.src.c.Close() }, func() error {
 				return j.fetchChunk(context.Background(), l, inbox, tr, chunk, sent)
@@ -231,7 +232,7 @@ func TestFetchTakesBodiesOfTheListedSize(t *testing.T) {
 	chunk := []meta{{uid: 5, size: 5}, {uid: 6, size: 3}}
 	sent := make(chan *batch, 1)
 	err := within(t, 5*time.Second, func() { l.src.c.Close() }, func() error {
-		return j.fetchChunk(context.Background(), l, folder{src: "INBOX", tgt: "INBOX"}, newTracker([]imap.UID{5, 6}), chunk, sent)
+		return j.fetchChunk(context.Background(), l, folder{src: "INBOX", tgt: "INBOX"}, prefix.New([]imap.UID{5, 6}), chunk, sent)
 	})
 	require.NoError(t, err)
 	require.Len(t, sent, 1)

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"mailwave/internal/prefix"
 	"mailwave/mail/adapt"
 )
 
@@ -18,7 +19,7 @@ import (
 // Window messages or batchBytes, whichever is less, and through a rate no
 // more than its next Batch (always at least one message): a worker sending
 // more sends bigger batches at the same pace (see package adapt).
-func (j *job) pipeChunks(ctx context.Context, l *lane, f folder, tr *tracker, todo []meta) error {
+func (j *job) pipeChunks(ctx context.Context, l *lane, f folder, tr *prefix.Tracker[imap.UID], todo []meta) error {
 	if len(todo) == 0 {
 		return nil
 	}
@@ -67,7 +68,7 @@ type batch struct {
 // lanePipe runs a lane: chunks are fetched and sent to the target while
 // the answers to earlier ones are collected behind, so the source, the
 // target and the copier work at once.
-func (j *job) lanePipe(ctx context.Context, l *lane, f folder, tr *tracker, chunks <-chan []meta) error {
+func (j *job) lanePipe(ctx context.Context, l *lane, f folder, tr *prefix.Tracker[imap.UID], chunks <-chan []meta) error {
 	sent := make(chan *batch, 2)
 	collected := make(chan error, 1)
 	go func() { collected <- j.collect(ctx, l, f, tr, sent) }()
@@ -86,7 +87,7 @@ func (j *job) lanePipe(ctx context.Context, l *lane, f folder, tr *tracker, chun
 
 // collect reads the target's answers in order, settles each message, and
 // gives its memory back.
-func (j *job) collect(ctx context.Context, l *lane, f folder, tr *tracker, sent <-chan *batch) error {
+func (j *job) collect(ctx context.Context, l *lane, f folder, tr *prefix.Tracker[imap.UID], sent <-chan *batch) error {
 	var first error
 	settle := func(it item, err error) {
 		switch ie, refusedOne := refused(err); {
@@ -269,7 +270,7 @@ func (j *job) appendOne(ctx context.Context, l *lane, f folder, it item) error {
 // batch. The memory for the whole chunk is taken before the fetch, in one
 // go: lanes taking it a message at a time could each hold part of what
 // the other waits for.
-func (j *job) fetchChunk(ctx context.Context, l *lane, f folder, tr *tracker, chunk []meta, sent chan<- *batch) error {
+func (j *job) fetchChunk(ctx context.Context, l *lane, f folder, tr *prefix.Tracker[imap.UID], chunk []meta, sent chan<- *batch) error {
 	c := j.c
 	if l.src.selected != f.src {
 		if _, err := l.src.selectFolder(f.src); err != nil {

@@ -8,12 +8,13 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"mailwave/contract"
+	"mailwave/internal/prefix"
 )
 
 // done records a message as settled and moves the folder's checkpoint
 // over every settled message in UID order.
-func (j *job) done(f folder, tr *tracker, uid imap.UID) {
-	last, moved := tr.settle(uid)
+func (j *job) done(f folder, tr *prefix.Tracker[imap.UID], uid imap.UID) {
+	last, moved := tr.Settle(uid)
 	if !moved {
 		return
 	}
@@ -26,7 +27,7 @@ func (j *job) done(f folder, tr *tracker, uid imap.UID) {
 }
 
 // badItem records a message that will not be copied, with where and why.
-func (j *job) badItem(f folder, tr *tracker, m meta, reason string) {
+func (j *job) badItem(f folder, tr *prefix.Tracker[imap.UID], m meta, reason string) {
 	j.mu.Lock()
 	fc := j.cp.Folders[f.src]
 	if !slices.Contains(fc.Bad, uint32(m.uid)) {
