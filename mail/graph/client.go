@@ -35,6 +35,10 @@ type Client struct {
 	// MaxRounds bounds the refusals (429, 503) one call waits out before it
 	// gives up with a ThrottledError (default 8).
 	MaxRounds int
+	// OnRefused, if set, hears of each refusal, with when the refused
+	// request was sent: the organisation's adaptive rate cuts on it, as
+	// it does on an IMAP target's (the tenant's own limit).
+	OnRefused func(sentAt time.Time)
 }
 
 // NewClient calls Graph at base ("" is DefaultGraphURL) with tokens from
@@ -96,6 +100,7 @@ func (m *Mailbox) do(ctx context.Context, method, path string, in, out any) erro
 	}
 	refreshed := false
 	for round := 0; ; round++ {
+		sentAt := time.Now()
 		status, data, hdr, err := m.send(ctx, method, path, body)
 		if err != nil {
 			return err
@@ -115,6 +120,9 @@ func (m *Mailbox) do(ctx context.Context, method, path string, in, out any) erro
 		case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
 			wait := retryAfter(hdr.Get("Retry-After"))
 			m.budget.RetryAfter(wait)
+			if m.c.OnRefused != nil {
+				m.c.OnRefused(sentAt)
+			}
 			if round+1 >= m.c.MaxRounds {
 				return &port.ThrottledError{RetryAfter: wait, Err: fmt.Errorf("mailbox %s: %w", m.key, statusError(status, data))}
 			}

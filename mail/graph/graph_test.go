@@ -163,10 +163,14 @@ func TestRefusalsAreWaitedOutExactly(t *testing.T) {
 	srv, c, _ := setup(t, fakegraph.Options{}, graph.DefaultLimits)
 	ctx := context.Background()
 	m := c.Mailbox(alice)
+	var refusals []time.Time
+	c.OnRefused = func(sentAt time.Time) { refusals = append(refusals, sentAt) }
 	srv.Fail503(3, time.Second)
 	start := time.Now()
 	_, err := m.Folder(ctx, "inbox", nil)
 	require.NoError(t, err)
+	require.Len(t, refusals, 3, "the adaptive rate hears of each refusal")
+	assert.False(t, refusals[0].Before(start), "with when the refused request was sent")
 	assert.GreaterOrEqual(t, time.Since(start), 3*time.Second)
 	st := srv.Stats()
 	assert.Equal(t, 3, st.Refused["ServiceUnavailable"])

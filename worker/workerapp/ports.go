@@ -268,8 +268,10 @@ func buildGraphCopier(org config.Org, env buildEnv) (builtCopier, error) {
 		return builtCopier{}, &partError{"copier", err}
 	}
 	rate := adapt.New(adapt.Options{Name: org.Name, Ceiling: float64(org.Copy.BytesPerSecond), Logger: log})
+	client := graph.NewClient(hc, g.GraphURL, tokens, budgets)
+	client.OnRefused = rate.Refused
 	c, err := graphcopy.New(graphcopy.Options{Source: reader, Rate: rate, BadItemLimit: org.Copy.BadItemLimit, FolderMap: org.Copy.FolderMap,
-		Graph: graph.NewClient(hc, g.GraphURL, tokens, budgets)})
+		Graph: client})
 	if err != nil {
 		return builtCopier{}, &partError{"copier", err}
 	}
