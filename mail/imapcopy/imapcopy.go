@@ -9,8 +9,10 @@
 // pairs of connections: each lane fetches up to Window messages at a time
 // and appends them as they stream in, so memory is bounded by the window and
 // MaxBytesInFlight, never by the mailbox. After the folder it verifies the
-// target holds every source message up to the checkpoint; a mismatch blocks
-// cutover.
+// target holds every source message up to the checkpoint, and none more
+// often than the source: extra copies the copy made (an earlier attempt's
+// appends applied late) are removed, the user's own mail never touched; a
+// mismatch blocks cutover.
 //
 // Credentials are looked up per mailbox at copy time through Options.
 // Credentials; they never travel in workflow inputs, results or heartbeats.
