@@ -58,6 +58,9 @@ type Options struct {
 	// Concurrent is how many of a batch are created at once (default 4,
 	// Graph's requests at once per mailbox).
 	Concurrent int
+	// MaxMessageBytes: a larger message is a bad item, not read at all
+	// (default 150 MB, the most Exchange Online takes).
+	MaxMessageBytes int64
 }
 
 // batchBytes bounds the message bytes a copy holds at once.
@@ -81,6 +84,9 @@ func New(o Options) (*Copier, error) {
 	}
 	if o.Concurrent == 0 {
 		o.Concurrent = 4
+	}
+	if o.MaxMessageBytes == 0 {
+		o.MaxMessageBytes = graph.MaxAttachmentBytes
 	}
 	return &Copier{o: o}, nil
 }
@@ -203,12 +209,20 @@ func (j *job) folder(ctx context.Context, f imapcopy.SourceFolder) error {
 		}
 	}
 	var todo []imapcopy.SourceMessage
+	var over []imapcopy.SourceMessage
 	for _, m := range msgs {
-		if m.UID > fc.LastUID && !slices.Contains(fc.Bad, m.UID) {
+		switch {
+		case m.UID <= fc.LastUID || slices.Contains(fc.Bad, m.UID):
+		case m.Size > j.c.o.MaxMessageBytes:
+			over = append(over, m)
+		default:
 			todo = append(todo, m)
 		}
 	}
 	j.setFolder(f.Name, fc)
+	for _, m := range over {
+		j.bad(f, m, fmt.Sprintf("%d bytes is over the target's %d-byte limit", m.Size, j.c.o.MaxMessageBytes))
+	}
 	// The messages are read in batches (up to Batch messages and
 	// batchBytes) and created up to Concurrent at a time (Graph's 4 per
 	// mailbox) as they are read, with no pause between batches: a budget

@@ -31,6 +31,8 @@ type env struct {
 	src    *dovecot.Server
 	graph  *fakegraph.Server
 	copier *graphcopy.Copier
+	reader *imapcopy.Reader
+	client *graph.Client
 }
 
 // setup is a Dovecot source holding the standard account and a fake Graph
@@ -61,9 +63,10 @@ func setupWith(t *testing.T, o fakegraph.Options) *env {
 			return imapcopy.Credentials{Mechanism: imapcopy.MechPlain, Username: user, Password: password}, nil
 		})
 	require.NoError(t, err)
-	c, err := graphcopy.New(graphcopy.Options{Source: reader, Graph: graph.NewClient(g.Client(), g.GraphURL(), tokens, budgets)})
+	client := graph.NewClient(g.Client(), g.GraphURL(), tokens, budgets)
+	c, err := graphcopy.New(graphcopy.Options{Source: reader, Graph: client})
 	require.NoError(t, err)
-	return &env{src: src, graph: g, copier: c}
+	return &env{src: src, graph: g, copier: c, reader: reader, client: client}
 }
 
 // items counts the target's items by folder (well-known name, or display
@@ -221,4 +224,30 @@ func TestARevokedApplicationFailsTheMailboxForGood(t *testing.T) {
 	require.True(t, permanent, "%v", err)
 	assert.Equal(t, contract.ErrTypeBadCredentials, typ)
 	assert.NotContains(t, err.Error(), "@")
+}
+
+// TestAMessageOverTheTargetsLimitIsABadItem: the 10 MB scan against a
+// limit of 5 MB is a bad item, named in the stats and never read; the rest
+// is copied and verified, and the bad-item limit decides the mailbox.
+func TestAMessageOverTheTargetsLimitIsABadItem(t *testing.T) {
+	e := setup(t)
+	c, err := graphcopy.New(graphcopy.Options{Source: e.reader, Graph: e.client, MaxMessageBytes: 5 << 20, BadItemLimit: 1})
+	require.NoError(t, err)
+	stats, err := c.Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
+	require.NoError(t, err)
+	_, msgs := imaptest.StandardSeed()
+	assert.Equal(t, int64(1), stats.BadItems)
+	require.Len(t, stats.Bad, 1)
+	assert.Equal(t, "INBOX", stats.Bad[0].Folder)
+	assert.Contains(t, stats.Bad[0].Reason, "over the target's 5242880-byte limit")
+	assert.Equal(t, int64(len(msgs)-1), stats.Items)
+	_, _, all := e.items()
+	assert.Len(t, all, len(msgs)-1)
+
+	strict, err := graphcopy.New(graphcopy.Options{Source: e.reader, Graph: e.client, MaxMessageBytes: 5 << 20})
+	require.NoError(t, err)
+	_, err = strict.Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassDelta})
+	typ, permanent := port.IsPermanent(err)
+	require.True(t, permanent, "%v", err)
+	assert.Equal(t, contract.ErrTypeBadItems, typ)
 }

@@ -271,7 +271,7 @@ func buildGraphCopier(org config.Org, env buildEnv) (builtCopier, error) {
 	client := graph.NewClient(hc, g.GraphURL, tokens, budgets)
 	client.OnRefused = rate.Refused
 	c, err := graphcopy.New(graphcopy.Options{Source: reader, Rate: rate, BadItemLimit: org.Copy.BadItemLimit, FolderMap: org.Copy.FolderMap,
-		Graph: client})
+		MaxMessageBytes: org.Copy.MaxMessageBytes, Graph: client})
 	if err != nil {
 		return builtCopier{}, &partError{"copier", err}
 	}
