@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"mailwave/contract"
 	"mailwave/mail/port"
 )
@@ -86,10 +88,8 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("graph answered %d %s: %s", e.Status, e.Code, e.Msg)
 }
 
-// do makes one call: within the mailbox's budget, with a token (asked for
-// again once after a 401), waiting out 429 and 503 for exactly their
-// Retry-After (no request to the mailbox before it), and decodes the
-// answer into out (nil: none).
+// do makes one call to the mailbox's part of Graph with a token, the
+// body in JSON, and decodes the answer into out (nil: none).
 func (m *Mailbox) do(ctx context.Context, method, path string, in, out any) error {
 	var body []byte
 	if in != nil {
@@ -98,10 +98,27 @@ func (m *Mailbox) do(ctx context.Context, method, path string, in, out any) erro
 			return err
 		}
 	}
+	return m.exchange(ctx, request{method: method, url: m.c.base + "/users/" + url.PathEscape(m.upn) + path, body: body, auth: true}, out)
+}
+
+// request is one request to Graph: with auth a token goes with it (an
+// upload session's URL carries its own authorisation instead).
+type request struct {
+	method, url  string
+	body         []byte
+	contentRange string
+	auth         bool
+}
+
+// exchange makes a request until it is answered: within the mailbox's
+// budget, with a token asked for again once after a 401, waiting out 429
+// and 503 for exactly their Retry-After (no request to the mailbox before
+// it, and the adaptive rate told), and decodes a JSON answer into out.
+func (m *Mailbox) exchange(ctx context.Context, r request, out any) error {
 	refreshed := false
 	for round := 0; ; round++ {
 		sentAt := time.Now()
-		status, data, hdr, err := m.send(ctx, method, path, body)
+		status, data, hdr, err := m.send(ctx, r)
 		if err != nil {
 			return err
 		}
@@ -111,10 +128,10 @@ func (m *Mailbox) do(ctx context.Context, method, path string, in, out any) erro
 				return nil
 			}
 			if err := json.Unmarshal(data, out); err != nil {
-				return fmt.Errorf("mailbox %s: graph's answer to %s: %w", m.key, method, err)
+				return fmt.Errorf("mailbox %s: graph's answer to %s: %w", m.key, r.method, err)
 			}
 			return nil
-		case status == http.StatusUnauthorized && !refreshed:
+		case status == http.StatusUnauthorized && r.auth && !refreshed:
 			refreshed = true
 			continue
 		case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
@@ -133,34 +150,39 @@ func (m *Mailbox) do(ctx context.Context, method, path string, in, out any) erro
 }
 
 // send puts one request on the wire under the budget.
-func (m *Mailbox) send(ctx context.Context, method, path string, body []byte) (int, []byte, http.Header, error) {
-	release, err := m.budget.Acquire(ctx, int64(len(body)))
+func (m *Mailbox) send(ctx context.Context, r request) (int, []byte, http.Header, error) {
+	release, err := m.budget.Acquire(ctx, int64(len(r.body)))
 	if err != nil {
 		return 0, nil, nil, err
 	}
 	defer release()
-	tok, err := m.c.tokens.Token(ctx)
+	req, err := http.NewRequestWithContext(ctx, r.method, r.url, bytes.NewReader(r.body))
 	if err != nil {
 		return 0, nil, nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, method, m.c.base+"/users/"+url.PathEscape(m.upn)+path, bytes.NewReader(body))
-	if err != nil {
-		return 0, nil, nil, err
+	var tok *oauth2.Token
+	if r.auth {
+		if tok, err = m.c.tokens.Token(ctx); err != nil {
+			return 0, nil, nil, err
+		}
+		tok.SetAuthHeader(req)
+		if r.body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
 	}
-	tok.SetAuthHeader(req)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if r.contentRange != "" {
+		req.Header.Set("Content-Range", r.contentRange)
 	}
 	resp, err := m.c.http.Do(req)
 	if err != nil {
-		return 0, nil, nil, fmt.Errorf("mailbox %s: graph %s: %w", m.key, method, scrub(err, m.upn))
+		return 0, nil, nil, fmt.Errorf("mailbox %s: graph %s: %w", m.key, r.method, scrub(err, m.upn))
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("mailbox %s: reading graph's answer: %w", m.key, err)
 	}
-	if resp.StatusCode == http.StatusUnauthorized {
+	if resp.StatusCode == http.StatusUnauthorized && tok != nil {
 		m.c.tokens.Invalidate(tok)
 	}
 	return resp.StatusCode, data, resp.Header, nil
@@ -199,6 +221,3 @@ func retryAfter(v string) time.Duration {
 	}
 	return time.Duration(n) * time.Second
 }
-
-// asStatus finds a StatusError in err.
-func asStatus(err error, target **StatusError) bool { return errors.As(err, target) }

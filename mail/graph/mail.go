@@ -1,16 +1,13 @@
 package graph
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
-
-	"mailwave/mail/port"
 )
 
 // SourceProperty is mailwave's own single-value extended property: each
@@ -81,7 +78,7 @@ func (m *Mailbox) child(ctx context.Context, parent, name string) (folderJSON, e
 		return f, err
 	}
 	err = m.do(ctx, http.MethodPost, "/mailFolders/"+url.PathEscape(parent)+"/childFolders", map[string]string{"displayName": name}, &f)
-	if se := (*StatusError)(nil); err != nil && asStatus(err, &se) && se.Status == http.StatusConflict {
+	if se := (*StatusError)(nil); errors.As(err, &se) && se.Status == http.StatusConflict {
 		// Made meanwhile (another attempt): take it.
 		f, ok, err = find()
 		if err == nil && !ok {
@@ -189,48 +186,15 @@ func (m *Mailbox) Attach(ctx context.Context, message string, a Attachment) erro
 	}
 	for off := 0; off < len(a.Data); off += uploadChunk {
 		end := min(off+uploadChunk, len(a.Data))
-		if err := m.put(ctx, session.UploadURL, a.Data[off:end], off, len(a.Data)); err != nil {
+		// The upload session's URL carries its own authorisation: no
+		// token goes with it.
+		r := request{method: http.MethodPut, url: session.UploadURL, body: a.Data[off:end],
+			contentRange: fmt.Sprintf("bytes %d-%d/%d", off, end-1, len(a.Data))}
+		if err := m.exchange(ctx, r, nil); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// put sends one chunk to an upload session's URL (which carries its own
-// authorisation: no token goes with it), waiting out refusals as do does.
-func (m *Mailbox) put(ctx context.Context, uploadURL string, chunk []byte, off, total int) error {
-	for round := 0; ; round++ {
-		release, err := m.budget.Acquire(ctx, int64(len(chunk)))
-		if err != nil {
-			return err
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPut, uploadURL, bytes.NewReader(chunk))
-		if err != nil {
-			release()
-			return err
-		}
-		req.Header.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+len(chunk)-1, total))
-		resp, err := m.c.http.Do(req)
-		if err != nil {
-			release()
-			return fmt.Errorf("mailbox %s: uploading an attachment: %w", m.key, scrub(err, m.upn))
-		}
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		release()
-		switch {
-		case resp.StatusCode >= 200 && resp.StatusCode < 300:
-			return nil
-		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
-			wait := retryAfter(resp.Header.Get("Retry-After"))
-			m.budget.RetryAfter(wait)
-			if round+1 >= m.c.MaxRounds {
-				return &port.ThrottledError{RetryAfter: wait, Err: fmt.Errorf("mailbox %s: %w", m.key, statusError(resp.StatusCode, data))}
-			}
-		default:
-			return m.classify(statusError(resp.StatusCode, data))
-		}
-	}
 }
 
 // Sources lists the folder's items that carry a source identity, by
