@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -224,15 +225,35 @@ func (j *job) extraCopies(first *lane, f folder, want, tm []meta, base imap.UID)
 // server that sends more than the size it listed is refused.
 func digests(cn *conn, ms []meta) (map[imap.UID]string, error) {
 	out := make(map[imap.UID]string, len(ms))
-	if len(ms) == 0 {
-		return out, nil
-	}
 	sizes := make(map[imap.UID]int64, len(ms))
-	uids := make([]imap.UID, len(ms))
-	for i, m := range ms {
-		sizes[m.uid], uids[i] = m.size, m.uid
+	for _, m := range ms {
+		sizes[m.uid] = m.size
 	}
-	cmd := cn.c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+	err := eachBody(cn, sizes, func(uid imap.UID, lit imap.LiteralReader) error {
+		h := sha256.New()
+		if _, err := io.Copy(h, lit); err != nil {
+			return err
+		}
+		out[uid] = hex.EncodeToString(h.Sum(nil)) + "\x00"
+		return nil
+	})
+	var tl *literalTooLarge
+	if errors.As(err, &tl) {
+		return nil, fmt.Errorf("the %s sent a message of %d bytes, over the %d bytes it listed: refused", cn.side, tl.size, tl.limit)
+	}
+	return out, err
+}
+
+// eachBody fetches whole bodies by UID (BODY.PEEK[], the UIDs of sizes)
+// and hands each on as it streams in, nothing held: a body announced
+// larger than the size listed for it is refused (a *literalTooLarge)
+// before any of it is read, the connection dropped rather than read to its
+// end.
+func eachBody(cn *conn, sizes map[imap.UID]int64, each func(uid imap.UID, lit imap.LiteralReader) error) error {
+	if len(sizes) == 0 {
+		return nil
+	}
+	cmd := cn.c.Fetch(imap.UIDSetNum(slices.Sorted(maps.Keys(sizes))...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
 	defer cmd.Close()
 	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
 		var uid imap.UID
@@ -245,19 +266,17 @@ func digests(cn *conn, ms []meta) (map[imap.UID]string, error) {
 				if it.Literal == nil || !known {
 					continue
 				}
-				if n := it.Literal.Size(); n > size {
+				if n := it.Literal.Size(); n < 0 || n > size {
 					dropConn(cn.c, it.Literal)
-					return nil, fmt.Errorf("the %s sent a message of %d bytes, over the %d bytes it listed: refused", cn.side, n, size)
+					return &literalTooLarge{uid: uid, size: n, limit: size}
 				}
-				h := sha256.New()
-				if _, err := io.Copy(h, it.Literal); err != nil {
-					return nil, err
+				if err := each(uid, it.Literal); err != nil {
+					return err
 				}
-				out[uid] = hex.EncodeToString(h.Sum(nil)) + "\x00"
 			}
 		}
 	}
-	return out, cmd.Close()
+	return cmd.Close()
 }
 
 // fetchMeta reads the metadata of a set of messages (all of them for an

@@ -375,6 +375,7 @@ func (j *job) fetchChunk(ctx context.Context, l *lane, f folder, tr *prefix.Trac
 
 // literalTooLarge refuses a literal larger than the reader was allowed.
 type literalTooLarge struct {
+	uid         imap.UID // the message's, where it is known
 	size, limit int64
 }
 

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 
 	"mailwave/contract"
 )
@@ -119,43 +119,27 @@ func (s *Mailbox) Select(name string) (uidValidity uint32, msgs []SourceMessage,
 // is read (the connection dropped); a message expunged meanwhile is
 // missing from the calls.
 func (s *Mailbox) Fetch(msgs []SourceMessage, each func(m SourceMessage, body []byte) error) error {
-	if len(msgs) == 0 {
-		return nil
-	}
 	byUID := make(map[imap.UID]SourceMessage, len(msgs))
-	uids := make([]imap.UID, len(msgs))
-	for i, m := range msgs {
-		byUID[imap.UID(m.UID)], uids[i] = m, imap.UID(m.UID)
+	sizes := make(map[imap.UID]int64, len(msgs))
+	for _, m := range msgs {
+		byUID[imap.UID(m.UID)], sizes[imap.UID(m.UID)] = m, m.Size
 	}
-	fetch := s.cn.c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
-	defer fetch.Close()
-	for msg := fetch.Next(); msg != nil; msg = fetch.Next() {
-		var uid imap.UID
-		for it := msg.Next(); it != nil; it = msg.Next() {
-			switch it := it.(type) {
-			case imapclient.FetchItemDataUID:
-				uid = it.UID
-			case imapclient.FetchItemDataBodySection:
-				m, known := byUID[uid]
-				if it.Literal == nil || !known {
-					continue
-				}
-				body, err := readLiteral(it.Literal, m.Size)
-				var tl *literalTooLarge
-				if errors.As(err, &tl) {
-					dropConn(s.cn.c, it.Literal)
-					return fmt.Errorf("source fetch for mailbox %s UID %d: a body of %d bytes, over the %d bytes listed: refused", s.key, m.UID, tl.size, tl.limit)
-				}
-				if err != nil {
-					return s.r.c.classify(err, Source, "fetch", s.key)
-				}
-				if err := each(m, body); err != nil {
-					return err
-				}
-			}
+	var fromEach error // the caller's own, passed on as it is
+	err := eachBody(s.cn, sizes, func(uid imap.UID, lit imap.LiteralReader) error {
+		body := make([]byte, lit.Size())
+		if _, err := io.ReadFull(lit, body); err != nil {
+			return err
 		}
-	}
-	if err := fetch.Close(); err != nil {
+		fromEach = each(byUID[uid], body)
+		return fromEach
+	})
+	var tl *literalTooLarge
+	switch {
+	case fromEach != nil:
+		return fromEach
+	case errors.As(err, &tl):
+		return fmt.Errorf("source fetch for mailbox %s UID %d: a body of %d bytes, over the %d bytes listed: refused", s.key, tl.uid, tl.size, tl.limit)
+	case err != nil:
 		return s.r.c.classify(err, Source, "fetch", s.key)
 	}
 	return nil
