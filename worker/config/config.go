@@ -385,35 +385,24 @@ func (l *loader) copier(org *section) Copier {
 	}
 	switch c.Kind {
 	case CopierGraph:
-		if sub, ok := s.sub("source", imapKeys); ok {
+		if sub, ok := s.required("source", imapKeys, "required for the graph copier"); ok {
 			c.Source = imapSection(sub)
-		} else {
-			s.missing("source", "required for the graph copier")
 		}
-		if sub, ok := s.sub("graph", graphKeys); ok {
+		if sub, ok := s.required("graph", graphKeys, "required for the graph copier"); ok {
 			c.Graph = graphSection(sub)
-		} else {
-			s.missing("graph", "required for the graph copier")
 		}
 		s.unused("the graph copier", "target", "sim")
 	case CopierSim:
-		if sub, ok := s.sub("sim", estateKeys); ok {
+		if sub, ok := s.required("sim", estateKeys, "required for the sim copier"); ok {
 			c.Sim = estateSection(sub)
-		} else {
-			s.missing("sim", "required for the sim copier")
 		}
 		s.unused("the sim copier", "source", "target", "graph")
 	case CopierIMAP:
-		for _, side := range []struct {
-			key string
-			dst *IMAP
-		}{{"source", &c.Source}, {"target", &c.Target}} {
-			sub, ok := s.sub(side.key, imapKeys)
-			if !ok {
-				s.missing(side.key, "required for the imap copier")
-				continue
-			}
-			*side.dst = imapSection(sub)
+		if sub, ok := s.required("source", imapKeys, "required for the imap copier"); ok {
+			c.Source = imapSection(sub)
+		}
+		if sub, ok := s.required("target", imapKeys, "required for the imap copier"); ok {
+			c.Target = imapSection(sub)
 		}
 		s.unused("the imap copier", "graph", "sim")
 	}
@@ -422,15 +411,11 @@ func (l *loader) copier(org *section) Copier {
 
 // orgRest reads what every organisation has, whatever its copier.
 func (l *loader) orgRest(s *section, o Org, m orgMeta) (Org, orgMeta) {
-	if sub, ok := s.sub("notifier", notifierKeys); ok {
+	if sub, ok := s.required("notifier", notifierKeys, "required"); ok {
 		o.Notifier = notifierSection(sub)
-	} else {
-		s.missing("notifier", "required")
 	}
-	if sub, ok := s.sub("router", routerKeys); ok {
+	if sub, ok := s.required("router", routerKeys, "required"); ok {
 		o.Router = routerSection(sub)
-	} else {
-		s.missing("router", "required")
 	}
 	return o, m
 }

@@ -423,6 +423,16 @@ func (s *section) sub(k string, known []string) (*section, bool) {
 	return s.l.section(e.val, s.at(k), e.key.Line, known), true
 }
 
+// required opens a sub-section that must be there, reporting it with msg
+// when it is not.
+func (s *section) required(k string, known []string, msg string) (*section, bool) {
+	sub, ok := s.sub(k, known)
+	if !ok {
+		s.missing(k, msg)
+	}
+	return sub, ok
+}
+
 // template returns a string that may hold {address}, {local} and {domain},
 // reporting unknown placeholders.
 func (s *section) template(k string) string {
