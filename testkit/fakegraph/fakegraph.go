@@ -549,7 +549,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		graphError(w, http.StatusNotFound, "ErrorItemNotFound", "No such upload session.")
 		return
 	}
-	m, release, ok := s.limit(w, r.PathValue("user"), int64(len(body)))
+	_, release, ok := s.limit(w, r.PathValue("user"), int64(len(body)))
 	if !ok {
 		return
 	}
@@ -560,7 +560,6 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		graphError(w, http.StatusRequestedRangeNotSatisfiable, "InvalidRange", "The Content-Range does not follow what was received.")
 		return
 	}
-	_ = m
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sess.data = append(sess.data, body...)
