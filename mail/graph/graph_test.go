@@ -154,6 +154,12 @@ func TestARevokedSecretFailsTheMailbox(t *testing.T) {
 	assert.Equal(t, contract.ErrTypeBadCredentials, typ)
 	assert.Contains(t, err.Error(), "AADSTS7000215")
 	assert.NotContains(t, err.Error(), "@")
+	var refused *graph.RefusedError
+	require.ErrorAs(t, err, &refused)
+	assert.True(t, refused.Has(7000215), "the AADSTS code, for callers to go by")
+	assert.Equal(t, "invalid_client", refused.Code)
+	var re *oauth2.RetrieveError
+	assert.ErrorAs(t, err, &re, "the token endpoint's answer under it")
 }
 
 // TestRefusalsAreWaitedOutExactly: three 503s with Retry-After 1 s: the

@@ -8,10 +8,14 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -156,8 +160,7 @@ func (s *TokenSource) Token(ctx context.Context) (*oauth2.Token, error) {
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500 {
-			return nil, port.Permanent(contract.ErrTypeBadCredentials, "tenant %s: the identity platform refused application %s (%s): %s",
-				s.app.Tenant, s.app.ClientID, re.ErrorCode, firstLine(re.ErrorDescription))
+			return nil, &port.PermanentError{Type: contract.ErrTypeBadCredentials, Err: refusal(s.app, re)}
 		}
 		return nil, fmt.Errorf("tenant %s: asking for a token: %w", s.app.Tenant, err)
 	}
@@ -166,8 +169,51 @@ func (s *TokenSource) Token(ctx context.Context) (*oauth2.Token, error) {
 	return tok, nil
 }
 
-// Invalidate drops a token the service refused (401), so the next Token
-// asks for a new one; a token already replaced is left alone.
+// RefusedError is the identity platform refusing an application: its
+// OAuth error (invalid_client, unauthorized_client, ...) and the AADSTS
+// codes it gave, so that a caller tells consent missing (65001) from a
+// wrong secret (7000215) by the codes, not the text. It names the tenant
+// and the application, never a mailbox; the token endpoint's answer is
+// under it (*oauth2.RetrieveError).
+type RefusedError struct {
+	Tenant, ClientID string
+	Code             string // RFC 6749's error
+	AADSTS           []int  // the answer's error_codes, else the description's AADSTSnnnn
+	Description      string // its first line
+	Err              *oauth2.RetrieveError
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("tenant %s: the identity platform refused application %s (%s): %s", e.Tenant, e.ClientID, e.Code, e.Description)
+}
+
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// Has says whether the refusal gave an AADSTS code.
+func (e *RefusedError) Has(aadsts int) bool { return slices.Contains(e.AADSTS, aadsts) }
+
+// aadstsCode is the code a description starts with ("AADSTS65001: ...").
+var aadstsCode = regexp.MustCompile(`^AADSTS(\d+)\b`)
+
+// refusal reads the token endpoint's refusal of an application.
+func refusal(a App, re *oauth2.RetrieveError) *RefusedError {
+	e := &RefusedError{Tenant: a.Tenant, ClientID: a.ClientID, Code: re.ErrorCode, Description: firstLine(re.ErrorDescription), Err: re}
+	var body struct {
+		Codes []int `json:"error_codes"`
+	}
+	if json.Unmarshal(re.Body, &body) == nil && len(body.Codes) > 0 {
+		e.AADSTS = body.Codes
+	} else if m := aadstsCode.FindStringSubmatch(re.ErrorDescription); m != nil {
+		if n, err := strconv.Atoi(m[1]); err == nil {
+			e.AADSTS = []int{n}
+		}
+	}
+	return e
+}
+
+// Invalidate drops a token the service refused (Graph's 401, an IMAP
+// server's refused XOAUTH2 login), so the next Token asks for a new one;
+// a token already replaced is left alone.
 func (s *TokenSource) Invalidate(tok *oauth2.Token) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
