@@ -109,6 +109,11 @@ type Credentials struct {
 	Username  string
 	Password  string
 	Token     string
+	// Invalidate, when set, drops Token from the cache it came from: a
+	// login refused with it is tried once more, with the credentials
+	// asked for again (a token the service ended early, or that ended
+	// between being handed out and being used).
+	Invalidate func()
 }
 
 // CredentialsFunc finds a mailbox's credentials on one side.
@@ -252,18 +257,37 @@ func (c *Copier) dialAppender(ctx context.Context, m contract.MailboxRef) (*appe
 	if c.o.NoPipeline {
 		return nil, nil
 	}
-	creds, err := c.o.Credentials(ctx, Target, m)
-	if err != nil {
-		return nil, fmt.Errorf("target credentials for mailbox %s: %w", m.Key, err)
+	return loggedIn(ctx, c, Target, m, func(creds Credentials) (*appender, error) {
+		a, err := dialAppender(ctx, c.o.Target, creds, c.o.NoMultiAppend)
+		if errors.Is(err, errNoLiteralPlus) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, c.classify(err, Target, "login", m.Key)
+		}
+		return a, nil
+	})
+}
+
+// loggedIn asks for a side's credentials and connects and logs in with
+// them through dial, which classifies its errors. A login refused as bad
+// credentials whose token can be dropped (Credentials.Invalidate) is tried
+// once more, with the credentials asked for again: the one place an
+// expired or revoked token is renewed on a refusal, as Graph's client does
+// after a 401.
+func loggedIn[T any](ctx context.Context, c *Copier, side Side, m contract.MailboxRef, dial func(Credentials) (T, error)) (T, error) {
+	for retried := false; ; retried = true {
+		creds, err := c.o.Credentials(ctx, side, m)
+		if err != nil {
+			var none T
+			return none, fmt.Errorf("%s credentials for mailbox %s: %w", side, m.Key, err)
+		}
+		v, err := dial(creds)
+		if typ, _ := port.IsPermanent(err); typ != contract.ErrTypeBadCredentials || creds.Invalidate == nil || retried {
+			return v, err
+		}
+		creds.Invalidate()
 	}
-	a, err := dialAppender(ctx, c.o.Target, creds, c.o.NoMultiAppend)
-	if errors.Is(err, errNoLiteralPlus) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, c.classify(err, Target, "login", m.Key)
-	}
-	return a, nil
 }
 
 // conn is one logged-in connection; selected is the mailbox it has open.
@@ -277,16 +301,20 @@ type conn struct {
 // dial connects and logs in one side for one mailbox. The connection is
 // closed if ctx ends, so a cancelled copy stops at once.
 func (c *Copier) dial(ctx context.Context, side Side, m contract.MailboxRef) (*conn, error) {
+	return loggedIn(ctx, c, side, m, func(creds Credentials) (*conn, error) { return c.dialWith(ctx, side, m, creds) })
+}
+
+// dialWith connects one side and logs in with the credentials given.
+func (c *Copier) dialWith(ctx context.Context, side Side, m contract.MailboxRef, creds Credentials) (*conn, error) {
 	ep := c.o.Source
 	if side == Target {
 		ep = c.o.Target
 	}
-	creds, err := c.o.Credentials(ctx, side, m)
-	if err != nil {
-		return nil, fmt.Errorf("%s credentials for mailbox %s: %w", side, m.Key, err)
-	}
 	opts := &imapclient.Options{TLSConfig: ep.tlsConfig(), Dialer: &net.Dialer{Timeout: ep.DialTimeout}}
-	var cl *imapclient.Client
+	var (
+		cl  *imapclient.Client
+		err error
+	)
 	switch ep.Security {
 	case SecurityTLS:
 		cl, err = imapclient.DialTLS(ep.Addr(), opts)

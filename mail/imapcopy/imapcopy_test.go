@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -542,6 +543,49 @@ func TestTLSAndXOAuth2(t *testing.T) {
 	_, permanent = port.IsPermanent(err)
 	assert.False(t, permanent)
 	assert.Contains(t, err.Error(), "certificate")
+}
+
+// TestARefusedTokenIsAskedForAgainOnce: a target that refuses the cached
+// token gets one more login with the credentials asked for again, once
+// the token is dropped; a token refused again fails the mailbox for good,
+// after that one retry.
+func TestARefusedTokenIsAskedForAgainOnce(t *testing.T) {
+	p := startPairWith(t, nil, func(o *dovecot.Options) { o.OAuth2Tokens = map[string]string{user: "good-token"} })
+	p.seed(t)
+	var mu sync.Mutex
+	copier := func(cached, fresh string, dropped *int) *imapcopy.Copier {
+		return p.copier(t, func(o *imapcopy.Options) {
+			o.Credentials = func(_ context.Context, side imapcopy.Side, _ contract.MailboxRef) (imapcopy.Credentials, error) {
+				if side == imapcopy.Source {
+					return imapcopy.Credentials{Mechanism: imapcopy.MechPlain, Username: user, Password: password}, nil
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				tok := cached
+				return imapcopy.Credentials{Mechanism: imapcopy.MechXOAuth2, Username: user, Token: tok, Invalidate: func() {
+					mu.Lock()
+					defer mu.Unlock()
+					*dropped++
+					if cached == tok {
+						cached = fresh
+					}
+				}}, nil
+			}
+		})
+	}
+	var dropped int
+	_, err := copier("ended-token", "good-token", &dropped).Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
+	require.NoError(t, err)
+	requireSame(t, p)
+	assert.Equal(t, 1, dropped, "the refused token dropped once; every later login had the fresh one")
+
+	dropped = 0
+	_, err = copier("ended-token", "revoked-token", &dropped).Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk})
+	typ, permanent := port.IsPermanent(err)
+	require.True(t, permanent, "%v", err)
+	assert.Equal(t, contract.ErrTypeBadCredentials, typ)
+	assert.Equal(t, 1, dropped, "one retry, not more")
+	assert.NotContains(t, err.Error(), "@")
 }
 
 // TestResumeDoesNotTakeANewMessageForAnOldCopy resumes from a checkpoint
