@@ -8,6 +8,10 @@ import (
 	"strings"
 )
 
+// oauth2Conf is the oauth2 passdb's settings file, in the server's
+// directory.
+const oauth2Conf = "oauth2.conf.ext"
+
 // config renders dovecot.conf. Everything it names lives under s.Dir, so the
 // system's /etc/dovecot, /var/run/dovecot and /var/lib/dovecot are never
 // touched and servers do not meet each other.
@@ -46,7 +50,7 @@ func (s *Server) config(ids identities) string {
 	p("disable_plaintext_auth = %s", yesNo(!o.Plaintext))
 
 	mechs := "plain login"
-	if len(o.OAuth2Tokens) > 0 {
+	if len(o.OAuth2Tokens) > 0 || o.OAuth2TokenInfo != "" {
 		mechs += " xoauth2 oauthbearer"
 	}
 	p("auth_mechanisms = %s", mechs)
@@ -69,6 +73,11 @@ func (s *Server) config(ids identities) string {
 		// token is no LOGIN password (and a password no token).
 		p("passdb {\n  driver = passwd-file\n  args = scheme=PLAIN %s\n  mechanisms = xoauth2 oauthbearer\n}",
 			filepath.Join(dir, "tokens"))
+	}
+	if o.OAuth2TokenInfo != "" {
+		// Tokens checked by asking whoever issued them (prepare writes
+		// the oauth2 passdb's settings).
+		p("passdb {\n  driver = oauth2\n  args = %s\n  mechanisms = xoauth2 oauthbearer\n}", filepath.Join(dir, oauth2Conf))
 	}
 	users := filepath.Join(dir, "users")
 	p("passdb {\n  driver = passwd-file\n  args = scheme=PLAIN %s\n  mechanisms = plain login\n}", users)

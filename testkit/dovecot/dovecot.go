@@ -61,6 +61,14 @@ type Options struct {
 	// LOGIN/PLAIN password.
 	OAuth2Tokens map[string]string
 
+	// OAuth2TokenInfo, when set, is the URL of a token check (Dovecot's
+	// oauth2 passdb, tokeninfo_url: a GET with ?access_token=<token>,
+	// 200 for a good token, 4xx for a refused one), e.g. a
+	// fakegraph.TokenInfo's: XOAUTH2 and OAUTHBEARER then take any token
+	// it accepts for any user, as Exchange Online takes an application's
+	// app-only token for every mailbox the application may open.
+	OAuth2TokenInfo string
+
 	// Plaintext allows LOGIN/AUTHENTICATE PLAIN without TLS. Without it the
 	// server sets disable_plaintext_auth, but note that Dovecot treats a
 	// connection whose local and remote addresses are the same (always the
@@ -323,6 +331,10 @@ func validate(o Options) error {
 			return err
 		}
 	}
+	if o.OAuth2TokenInfo != "" && (!strings.HasPrefix(o.OAuth2TokenInfo, "http://") && !strings.HasPrefix(o.OAuth2TokenInfo, "https://") ||
+		strings.ContainsAny(o.OAuth2TokenInfo, "?\r\n")) {
+		return fmt.Errorf("dovecot: OAuth2TokenInfo %q: want an http(s) URL without a query", o.OAuth2TokenInfo)
+	}
 	switch o.Storage {
 	case "", SDBox, Maildir:
 	default:
@@ -459,7 +471,11 @@ func (s *Server) prepare(ids identities) error {
 	for u, tok := range s.opts.OAuth2Tokens {
 		fmt.Fprintf(&tokens, "%s:{PLAIN}%s::::::\n", u, tok)
 	}
-	files := map[string]string{"users": users.String(), "masters": masters.String(), "tokens": tokens.String()}
+	// An app-only token names no user: the name compared with the
+	// token's (username_format, both sides) is a constant, so a token the
+	// check accepts opens any user's mailbox.
+	oauth2 := fmt.Sprintf("tokeninfo_url = %s?access_token=\nusername_attribute = appid\nusername_format = app-only\n", s.opts.OAuth2TokenInfo)
+	files := map[string]string{"users": users.String(), "masters": masters.String(), "tokens": tokens.String(), oauth2Conf: oauth2}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(s.Dir, name), []byte(content), 0o600); err != nil {
 			return err

@@ -1,9 +1,14 @@
 package dovecot_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -184,6 +189,57 @@ func TestOAuth2(t *testing.T) {
 	require.Error(t, auth(xoauth2{"bob", "ya29.token-for-alice"}))
 	requireAuthFailed(t, login(t, s.Addr(), "alice", "ya29.token-for-alice")) // a token is no password
 	require.NoError(t, login(t, s.Addr(), alice.Name, alice.Password))
+}
+
+// TestOAuth2TokenInfo: with a token check, XOAUTH2 takes a token the
+// check accepts for any user, and refuses one it refuses as a failed
+// authentication (AUTHENTICATIONFAILED, not a temporary failure), and a
+// token is still no password.
+func TestOAuth2TokenInfo(t *testing.T) {
+	var mu sync.Mutex
+	var asked []string
+	check := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := r.URL.Query().Get("access_token")
+		mu.Lock()
+		asked = append(asked, tok)
+		mu.Unlock()
+		if tok != "app-token" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte(`{"appid": "app-1"}`))
+	}))
+	t.Cleanup(check.Close)
+	s := dovecot.StartT(t, dovecot.Options{Users: []dovecot.User{alice, bob}, OAuth2TokenInfo: check.URL + "/tokeninfo", Plaintext: true})
+	auth := func(cl sasl.Client) error {
+		c := dial(t, s.Addr())
+		return c.Authenticate(cl)
+	}
+	require.NoError(t, auth(xoauth2{"alice", "app-token"}))
+	require.NoError(t, auth(xoauth2{"bob", "app-token"}), "an app-only token opens any mailbox")
+	// By hand: go-imap sends XOAUTH2's empty answer to the error
+	// challenge as "=", which Dovecot takes for bad base64.
+	raw, err := net.Dial("tcp", s.Addr())
+	require.NoError(t, err)
+	t.Cleanup(func() { raw.Close() })
+	r := bufio.NewReader(raw)
+	_, err = r.ReadString('\n')
+	require.NoError(t, err)
+	ir := base64.StdEncoding.EncodeToString([]byte("user=alice\x01auth=Bearer ended-token\x01\x01"))
+	_, err = raw.Write([]byte("a AUTHENTICATE XOAUTH2 " + ir + "\r\n"))
+	require.NoError(t, err)
+	challenge, err := r.ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(challenge, "+ "), challenge)
+	_, err = raw.Write([]byte("\r\n"))
+	require.NoError(t, err)
+	answer, err := r.ReadString('\n')
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(answer, "a NO [AUTHENTICATIONFAILED]"), answer)
+	requireAuthFailed(t, login(t, s.Addr(), "alice", "app-token"))
+	mu.Lock()
+	assert.Equal(t, []string{"app-token", "app-token", "ended-token"}, asked, "every login asks")
+	mu.Unlock()
 }
 
 func TestTLS(t *testing.T) {
