@@ -75,25 +75,33 @@ type Copier struct {
 	Sim    Sim   // sim: the estate's directory and settings
 }
 
-// Graph is Exchange Online reached through Microsoft Graph: the tenant,
-// the application registered in it with its client secret (a secret's
-// name) or a certificate and key (PEM files), the base URLs (for national
-// clouds and tests), and the limits per mailbox, the documented ones by
-// default.
-type Graph struct {
+// App is an application registered in a Microsoft Entra tenant, for
+// app-only tokens: its client secret (a secret's name) or a certificate
+// and key (PEM files), and the identity platform's base URL (for national
+// clouds and tests). The graph copier has one, and so may an IMAP
+// endpoint's xoauth2 login (Exchange Online's IMAP).
+type App struct {
 	Tenant          string
 	ClientID        string
 	ClientSecret    string // a secret's name
 	CertificateFile string
 	KeyFile         string
-	GraphURL        string
 	LoginURL        string
-	CAFile          string // extra CAs for both, PEM
-	Concurrent      int
-	UploadBytes     int64
-	UploadWindow    time.Duration
-	Requests        int
-	RequestWindow   time.Duration
+	CAFile          string // extra CAs, PEM (for Graph as well, in the graph copier)
+}
+
+// Graph is Exchange Online reached through Microsoft Graph: the tenant
+// and the application registered in it, Graph's base URL (for national
+// clouds and tests), and the limits per mailbox, the documented ones by
+// default.
+type Graph struct {
+	App
+	GraphURL      string
+	Concurrent    int
+	UploadBytes   int64
+	UploadWindow  time.Duration
+	Requests      int
+	RequestWindow time.Duration
 }
 
 // IMAP is one IMAP endpoint.
@@ -113,7 +121,12 @@ type Auth struct {
 	Username       string
 	MasterUser     string // if set, log in as "<username>*<master_user>" with the master's secret
 	PasswordSecret string // for plain and login
-	TokenSecret    string // for xoauth2
+	// For xoauth2, one of: TokenSecret, a static bearer token per user
+	// from the secrets; or App, app-only tokens asked for and renewed by
+	// the worker (Exchange Online's IMAP, logged in to as the mailbox's
+	// address).
+	TokenSecret string
+	App         *App
 }
 
 // Copy tunes the copying of one mailbox.
@@ -212,14 +225,14 @@ const (
 )
 
 var (
-	rootKeys   = []string{"secrets_file", "organisations"}
-	orgKeys    = []string{"name", "domains", "default", "catch_all", "copier", "source", "target", "copy", "sim", "notifier", "router"}
-	copierKeys = []string{"kind", "source", "target", "graph", "sim"}
-	graphKeys  = []string{"tenant", "client_id", "client_secret", "certificate_file", "key_file", "graph_url", "login_url", "ca_file",
-		"concurrent", "upload_bytes", "upload_window", "requests", "request_window"}
+	rootKeys         = []string{"secrets_file", "organisations"}
+	orgKeys          = []string{"name", "domains", "default", "catch_all", "copier", "source", "target", "copy", "sim", "notifier", "router"}
+	copierKeys       = []string{"kind", "source", "target", "graph", "sim"}
+	appKeys          = []string{"tenant", "client_id", "client_secret", "certificate_file", "key_file", "login_url", "ca_file"}
+	graphKeys        = append(slices.Clip(appKeys), "graph_url", "concurrent", "upload_bytes", "upload_window", "requests", "request_window")
 	estateKeys       = []string{"dir", "time_scale", "bytes_per_second", "tenant_bytes_per_second", "instant", "transient_rate", "throttle_rate", "throttle_retry_after", "not_found_rate"}
 	imapKeys         = []string{"host", "port", "security", "ca_file", "insecure_skip_verify", "auth"}
-	authKeys         = []string{"mechanism", "username", "master_user", "password_secret", "token_secret"}
+	authKeys         = []string{"mechanism", "username", "master_user", "password_secret", "token_secret", "app"}
 	copyKeys         = []string{"window", "max_message_bytes", "bad_item_limit", "bytes_per_second", "folder_map"}
 	notifierKeys     = []string{"kind", "from", "admin_contact", "templates_dir", "smtp", "outbox"}
 	smtpKeys         = []string{"host", "port", "security", "ca_file", "insecure_skip_verify", "username", "password_secret", "auth_mechanism", "ledger_dir", "ledger_url"}
@@ -490,9 +503,19 @@ func imapSection(s *section) IMAP {
 	switch mech := m.Auth.Mechanism; mech {
 	case "plain", "login":
 		a.require("password_secret", "required for mechanism "+mech)
-		a.unused("mechanism "+mech, "token_secret")
+		a.unused("mechanism "+mech, "token_secret", "app")
 	case "xoauth2":
-		a.require("token_secret", "required for mechanism xoauth2")
+		switch {
+		case a.has("app") && !a.blank("token_secret"):
+			a.problem("app", "give token_secret (a static token) or app (app-only tokens), not both")
+		case a.has("app"):
+			if sub, ok := a.sub("app", appKeys); ok {
+				app := appSection(sub)
+				m.Auth.App = &app
+			}
+		default:
+			a.require("token_secret", "required for mechanism xoauth2 (a static token), or app (app-only tokens)")
+		}
 		// A bearer token names one user; there is no master login with it.
 		a.unused("mechanism xoauth2", "password_secret", "master_user")
 	}
@@ -654,16 +677,23 @@ func routerSection(s *section) Router {
 	return r
 }
 
-// graphSection reads the graph copier's tenant, application and limits.
-func graphSection(s *section) Graph {
-	g := Graph{Tenant: s.need("tenant"), ClientID: s.need("client_id"), ClientSecret: s.template("client_secret"),
-		GraphURL: checkURL(s, "graph_url"), LoginURL: checkURL(s, "login_url"), CAFile: s.caFile("ca_file")}
+// appSection reads an application's tenant, ID, secret or certificate,
+// login URL and CAs: the graph copier's, or an xoauth2 login's app.
+func appSection(s *section) App {
+	a := App{Tenant: s.need("tenant"), ClientID: s.need("client_id"), ClientSecret: s.template("client_secret"),
+		LoginURL: checkURL(s, "login_url"), CAFile: s.caFile("ca_file")}
 	if !s.blank("certificate_file") || !s.blank("key_file") {
-		g.CertificateFile, g.KeyFile = s.requiredPath("certificate_file"), s.requiredPath("key_file")
+		a.CertificateFile, a.KeyFile = s.requiredPath("certificate_file"), s.requiredPath("key_file")
 		s.unused("a certificate", "client_secret")
 	} else {
 		s.require("client_secret", "required (or certificate_file and key_file)")
 	}
+	return a
+}
+
+// graphSection reads the graph copier's tenant, application and limits.
+func graphSection(s *section) Graph {
+	g := Graph{App: appSection(s), GraphURL: checkURL(s, "graph_url")}
 	g.Concurrent = int(s.ranged("concurrent", 4, 1, 64, "is not in 1-64"))
 	g.UploadBytes = s.ranged("upload_bytes", 150_000_000, 1, -1, "must be more than zero")
 	g.UploadWindow = s.duration("upload_window", 5*time.Minute)

@@ -246,7 +246,7 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 		`mailwave.yaml:8: organisations[0].source.port: 70000 is not a port (1-65535)`,
 		`mailwave.yaml:9: organisations[0].source.security: "ssl" is not one of tls, starttls, none`,
 		`mailwave.yaml:10: organisations[0].source.ca_file: ` + filepath.Join(dir, "missing-ca.pem") + ` does not exist`,
-		`mailwave.yaml:11: organisations[0].source.auth.token_secret: required for mechanism xoauth2`,
+		`mailwave.yaml:11: organisations[0].source.auth.token_secret: required for mechanism xoauth2 (a static token), or app (app-only tokens)`,
 		`mailwave.yaml:13: organisations[0].source.auth.password_secret: not used by mechanism xoauth2`,
 		`mailwave.yaml:14: organisations[0].source.auth.username: unknown placeholder {user} in "{user}@x" (use {address}, {local} or {domain})`,
 		`mailwave.yaml:15: organisations[0].target.host: required`,
@@ -324,8 +324,8 @@ secret_file: x
 	assert.Equal(t, []string{
 		path + `:5: organisations[0].source.prot: unknown key (expected one of host, port, security, ca_file, insecure_skip_verify, auth)`,
 		path + `:5: organisations[0].target.prot: unknown key (expected one of host, port, security, ca_file, insecure_skip_verify, auth)`,
-		path + `:6: organisations[0].source.auth.pasword_secret: unknown key (expected one of mechanism, username, master_user, password_secret, token_secret)`,
-		path + `:6: organisations[0].target.auth.pasword_secret: unknown key (expected one of mechanism, username, master_user, password_secret, token_secret)`,
+		path + `:6: organisations[0].source.auth.pasword_secret: unknown key (expected one of mechanism, username, master_user, password_secret, token_secret, app)`,
+		path + `:6: organisations[0].target.auth.pasword_secret: unknown key (expected one of mechanism, username, master_user, password_secret, token_secret, app)`,
 		path + `:8: organisations[0].notifier.outbox.size: unknown key (expected one of dir)`,
 		path + `:10: secret_file: unknown key (expected one of secrets_file, organisations)`,
 	}, got)
@@ -649,7 +649,7 @@ func TestCopierHasAKind(t *testing.T) {
 
 	g, err := load("    copier: {kind: graph, source: " + imap + ", graph: {tenant: contoso, client_id: app, client_secret: graph-secret, requests: 500, request_window: 1m}}\n")
 	require.NoError(t, err)
-	assert.Equal(t, Graph{Tenant: "contoso", ClientID: "app", ClientSecret: "graph-secret", Concurrent: 4,
+	assert.Equal(t, Graph{App: App{Tenant: "contoso", ClientID: "app", ClientSecret: "graph-secret"}, Concurrent: 4,
 		UploadBytes: 150_000_000, UploadWindow: 5 * time.Minute, Requests: 500, RequestWindow: time.Minute}, g.Orgs[0].Copier.Graph,
 		"the documented limits by default")
 
@@ -666,6 +666,55 @@ func TestCopierHasAKind(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := load(tc.org)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+// TestAnXOAuth2LoginWithAnApplication: an IMAP endpoint's xoauth2 login
+// takes app-only tokens from an application (app, read as the graph
+// copier's is) in place of a static token per user; giving both, or
+// neither, or an app to another mechanism, is named.
+func TestAnXOAuth2LoginWithAnApplication(t *testing.T) {
+	dir := t.TempDir()
+	load := func(target string) (*File, error) {
+		path := filepath.Join(dir, "mailwave.yaml")
+		body := "organisations:\n  - name: trust-a\n" +
+			"    copier: {kind: imap, source: {host: 127.0.0.1, security: none, auth: {password_secret: pw}}, target: " + target + "}\n" +
+			"    notifier: {kind: outbox, from: m@a.example, outbox: {dir: outbox}}\n    router: {kind: sim, sim: {dir: estate}}\n"
+		require.NoError(t, os.WriteFile(path, []byte(body), 0o600))
+		return Load(path)
+	}
+	f, err := load("{host: outlook.office365.com, auth: {mechanism: xoauth2, app: {tenant: contoso, client_id: app-1, client_secret: imap-app, login_url: \"https://login.example\"}}}")
+	require.NoError(t, err)
+	a := f.Orgs[0].Copier.Target.Auth
+	require.NotNil(t, a.App)
+	assert.Equal(t, App{Tenant: "contoso", ClientID: "app-1", ClientSecret: "imap-app", LoginURL: "https://login.example"}, *a.App)
+	assert.Equal(t, "{address}", a.Username, "logged in to as the mailbox's address")
+	assert.Empty(t, a.TokenSecret)
+	assert.Nil(t, f.Orgs[0].Copier.Source.Auth.App)
+
+	f, err = load("{host: h, auth: {mechanism: xoauth2, app: {tenant: contoso, client_id: app-1, certificate_file: app.pem, key_file: app-key.pem}}}")
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(dir, "app.pem"), f.Orgs[0].Copier.Target.Auth.App.CertificateFile, "resolved against the file's directory")
+
+	for name, tc := range map[string]struct{ target, want string }{
+		"both": {"{host: h, auth: {mechanism: xoauth2, token_secret: tok, app: {tenant: t, client_id: c, client_secret: s}}}",
+			"copier.target.auth.app: give token_secret (a static token) or app (app-only tokens), not both"},
+		"neither": {"{host: h, auth: {mechanism: xoauth2}}",
+			"copier.target.auth.token_secret: required for mechanism xoauth2 (a static token), or app (app-only tokens)"},
+		"another mechanism": {"{host: h, auth: {mechanism: plain, password_secret: p, app: {tenant: t, client_id: c, client_secret: s}}}",
+			"copier.target.auth.app: not used by mechanism plain"},
+		"no tenant": {"{host: h, auth: {mechanism: xoauth2, app: {client_id: c, client_secret: s}}}",
+			"copier.target.auth.app.tenant: required"},
+		"no secret": {"{host: h, auth: {mechanism: xoauth2, app: {tenant: t, client_id: c}}}",
+			"copier.target.auth.app.client_secret: required (or certificate_file and key_file)"},
+		"a graph key": {"{host: h, auth: {mechanism: xoauth2, app: {tenant: t, client_id: c, client_secret: s, graph_url: \"https://g.example\"}}}",
+			"copier.target.auth.app.graph_url: unknown key"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := load(tc.target)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
 		})

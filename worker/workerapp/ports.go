@@ -189,7 +189,7 @@ var copierKinds = map[string]func(org config.Org, env buildEnv) (builtCopier, er
 // and target. It sends through a rate that adapts to the target's
 // refusals, under the configured bytes per second as a ceiling.
 func buildIMAPCopier(org config.Org, env buildEnv) (builtCopier, error) {
-	secrets, log := env.secrets, env.log
+	log := env.log
 	rate := adapt.New(adapt.Options{Name: org.Name, Ceiling: float64(org.Copy.BytesPerSecond), Logger: log})
 	src, err := endpoint(org.Copier.Source)
 	if err != nil {
@@ -199,9 +199,13 @@ func buildIMAPCopier(org config.Org, env buildEnv) (builtCopier, error) {
 	if err != nil {
 		return builtCopier{}, &partError{"copier", fmt.Errorf("target: %w", err)}
 	}
+	creds, err := credentials(org, env)
+	if err != nil {
+		return builtCopier{}, &partError{"copier", err}
+	}
 	c, err := imapcopy.New(imapcopy.Options{
 		Source: src, Target: tgt,
-		Credentials:     credentials(org, secrets),
+		Credentials:     creds,
 		Window:          org.Copy.Window,
 		MaxMessageBytes: org.Copy.MaxMessageBytes,
 		BadItemLimit:    org.Copy.BadItemLimit,
@@ -219,40 +223,15 @@ func buildIMAPCopier(org config.Org, env buildEnv) (builtCopier, error) {
 // the documented) limits per mailbox, under an adaptive rate for the
 // tenant's own.
 func buildGraphCopier(org config.Org, env buildEnv) (builtCopier, error) {
-	secrets, log := env.secrets, env.log
+	log := env.log
 	g := org.Copier.Graph
-	hc := &http.Client{Timeout: 5 * time.Minute}
-	if g.CAFile != "" {
-		pool, err := tlsconf.CertPool(g.CAFile)
-		if err != nil {
-			return builtCopier{}, &partError{"copier", fmt.Errorf("graph: %w", err)}
-		}
-		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, Proxy: http.ProxyFromEnvironment}
-	}
-	app := graph.App{Tenant: g.Tenant, ClientID: g.ClientID, LoginURL: g.LoginURL, HTTP: hc}
-	if g.CertificateFile != "" {
-		pair, err := tls.LoadX509KeyPair(g.CertificateFile, g.KeyFile)
-		if err != nil {
-			return builtCopier{}, &partError{"copier", fmt.Errorf("graph: the application's certificate: %w", err)}
-		}
-		if app.Cert, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
-			return builtCopier{}, &partError{"copier", fmt.Errorf("graph: the application's certificate: %w", err)}
-		}
-		signer, ok := pair.PrivateKey.(crypto.Signer)
-		if !ok {
-			return builtCopier{}, &partError{"copier", errors.New("graph: the application's key cannot sign")}
-		}
-		app.Key = signer
-	} else {
-		v, err := secrets.Lookup(g.ClientSecret)
-		if err != nil {
-			return builtCopier{}, &partError{"copier", fmt.Errorf("graph: the client secret %q: %w", g.ClientSecret, err)}
-		}
-		app.Secret = v
-	}
-	tokens, err := env.tokens.Source(app, graph.ScopeGraph)
+	hc, err := httpClient(g.CAFile)
 	if err != nil {
-		return builtCopier{}, &partError{"copier", err}
+		return builtCopier{}, &partError{"copier", fmt.Errorf("graph: %w", err)}
+	}
+	tokens, err := appTokens(g.App, hc, graph.ScopeGraph, env)
+	if err != nil {
+		return builtCopier{}, &partError{"copier", fmt.Errorf("graph: %w", err)}
 	}
 	budgets, err := graph.NewBudgets(graph.Limits{Concurrent: g.Concurrent, UploadBytes: g.UploadBytes, UploadWindow: g.UploadWindow,
 		Requests: g.Requests, RequestWindow: g.RequestWindow, Margin: graph.DefaultLimits.Margin})
@@ -263,7 +242,11 @@ func buildGraphCopier(org config.Org, env buildEnv) (builtCopier, error) {
 	if err != nil {
 		return builtCopier{}, &partError{"copier", fmt.Errorf("source: %w", err)}
 	}
-	reader, err := imapcopy.NewReader(src, credentials(org, secrets))
+	creds, err := credentials(org, env)
+	if err != nil {
+		return builtCopier{}, &partError{"copier", err}
+	}
+	reader, err := imapcopy.NewReader(src, creds)
 	if err != nil {
 		return builtCopier{}, &partError{"copier", err}
 	}
@@ -317,10 +300,74 @@ func endpoint(c config.IMAP) (imapcopy.Endpoint, error) {
 	return imapcopy.Endpoint{Host: c.Host, Port: c.Port, Security: c.Security, TLS: conf}, nil
 }
 
+// httpClient is the client of an application's token requests (and of
+// Graph's calls), trusting the extra CAs of caFile if given.
+func httpClient(caFile string) (*http.Client, error) {
+	hc := &http.Client{Timeout: 5 * time.Minute}
+	if caFile != "" {
+		pool, err := tlsconf.CertPool(caFile)
+		if err != nil {
+			return nil, err
+		}
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, Proxy: http.ProxyFromEnvironment}
+	}
+	return hc, nil
+}
+
+// appTokens is the source of a configured application's app-only tokens
+// for a scope, from the worker's one cache (env.tokens): its client
+// secret looked up by name, or its certificate and key read, its token
+// requests through hc.
+func appTokens(a config.App, hc *http.Client, scope string, env buildEnv) (*graph.TokenSource, error) {
+	app := graph.App{Tenant: a.Tenant, ClientID: a.ClientID, LoginURL: a.LoginURL, HTTP: hc}
+	if a.CertificateFile != "" {
+		pair, err := tls.LoadX509KeyPair(a.CertificateFile, a.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("the application's certificate: %w", err)
+		}
+		if app.Cert, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("the application's certificate: %w", err)
+		}
+		signer, ok := pair.PrivateKey.(crypto.Signer)
+		if !ok {
+			return nil, errors.New("the application's key cannot sign")
+		}
+		app.Key = signer
+	} else {
+		v, err := env.secrets.Lookup(a.ClientSecret)
+		if err != nil {
+			return nil, fmt.Errorf("the client secret %q: %w", a.ClientSecret, err)
+		}
+		app.Secret = v
+	}
+	return env.tokens.Source(app, scope)
+}
+
 // credentials finds a mailbox's login at copy time: the secrets are read
 // here, in the worker, and never travel in a workflow's input or history.
-func credentials(org config.Org, secrets *config.Secrets) imapcopy.CredentialsFunc {
-	return func(_ context.Context, side imapcopy.Side, m contract.MailboxRef) (imapcopy.Credentials, error) {
+// An xoauth2 login with an application (auth.app) takes a token from the
+// worker's one cache at every login, so a copy that logs in again an hour
+// on has a fresh one; a token the server refuses is dropped from the cache
+// (Credentials.Invalidate) for the copier's one retry.
+func credentials(org config.Org, env buildEnv) (imapcopy.CredentialsFunc, error) {
+	secrets := env.secrets
+	apps := map[imapcopy.Side]*graph.TokenSource{}
+	for _, e := range []struct {
+		side imapcopy.Side
+		ep   config.IMAP
+	}{{imapcopy.Source, org.Copier.Source}, {imapcopy.Target, org.Copier.Target}} {
+		if e.ep.Auth.App == nil {
+			continue
+		}
+		hc, err := httpClient(e.ep.Auth.App.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: app: %w", e.side, err)
+		}
+		if apps[e.side], err = appTokens(*e.ep.Auth.App, hc, graph.ScopeIMAP, env); err != nil {
+			return nil, fmt.Errorf("%s: app: %w", e.side, err)
+		}
+	}
+	return func(ctx context.Context, side imapcopy.Side, m contract.MailboxRef) (imapcopy.Credentials, error) {
 		ep := org.Copier.Source
 		if side == imapcopy.Target {
 			ep = org.Copier.Target
@@ -329,6 +376,16 @@ func credentials(org config.Org, secrets *config.Secrets) imapcopy.CredentialsFu
 		user, err := config.Expand(a.Username, m.Address)
 		if err != nil {
 			return imapcopy.Credentials{}, err
+		}
+		if src := apps[side]; src != nil {
+			// The refusal of the application names its tenant, never
+			// the mailbox.
+			tok, err := src.Token(ctx)
+			if err != nil {
+				return imapcopy.Credentials{}, err
+			}
+			return imapcopy.Credentials{Mechanism: imapcopy.MechXOAuth2, Username: user, Token: tok.AccessToken,
+				Invalidate: func() { src.Invalidate(tok) }}, nil
 		}
 		if a.MasterUser != "" {
 			user += "*" + a.MasterUser
@@ -355,7 +412,7 @@ func credentials(org config.Org, secrets *config.Secrets) imapcopy.CredentialsFu
 			c.Password = value
 		}
 		return c, nil
-	}
+	}, nil
 }
 
 func buildNotifier(n config.Notifier, secrets *config.Secrets) (port.Notifier, error) {
