@@ -3,12 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"strings"
+	"net/http"
 
 	"github.com/spf13/cobra"
 
 	"mailwave/contract"
 	"mailwave/identity"
+	"mailwave/mail/graph"
 	"mailwave/mail/port"
 	"mailwave/worker/workerapp"
 )
@@ -65,20 +66,33 @@ not found at the target, the target throttling.`,
 	return cmd
 }
 
-// explain says what an error from a target means for the operator.
+// explain says what an error from a target means for the operator, by
+// the errors' types: the identity platform's refusal with its AADSTS
+// codes (graph.RefusedError), Graph's answer with its status
+// (graph.StatusError), the ports' permanent and throttling errors.
 func explain(err error) string {
-	var thr *port.ThrottledError
-	switch typ, permanent := port.IsPermanent(err); {
+	var (
+		thr     *port.ThrottledError
+		refused *graph.RefusedError
+		status  *graph.StatusError
+	)
+	typ, permanent := port.IsPermanent(err)
+	badCredentials := permanent && typ == contract.ErrTypeBadCredentials
+	switch {
 	case errors.As(err, &thr):
 		return fmt.Sprintf("the target is throttling (retry after %s): %v", thr.RetryAfter, err)
-	case permanent && typ == contract.ErrTypeBadCredentials && strings.Contains(err.Error(), "AADSTS65001"):
+	case badCredentials && errors.As(err, &refused) && refused.Has(aadstsConsentMissing):
 		return "consent missing: an administrator must grant the application's permissions (" + err.Error() + ")"
-	case permanent && typ == contract.ErrTypeBadCredentials && strings.Contains(err.Error(), "403"):
+	case badCredentials && errors.As(err, &status) && status.Status == http.StatusForbidden:
 		return "permission missing: the application may not write to this mailbox (Mail.ReadWrite, its RBAC scope) (" + err.Error() + ")"
-	case permanent && typ == contract.ErrTypeBadCredentials:
+	case badCredentials:
 		return "the login or the application was refused (" + err.Error() + ")"
 	case permanent && typ == contract.ErrTypeMailboxNotFound:
 		return "the mailbox is not found at the target (" + err.Error() + ")"
 	}
 	return err.Error()
 }
+
+// aadstsConsentMissing is the identity platform's "the user or
+// administrator has not consented to use the application".
+const aadstsConsentMissing = 65001
