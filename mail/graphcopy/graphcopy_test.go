@@ -43,13 +43,37 @@ func setup(t *testing.T) *env { return setupWith(t, fakegraph.Options{}) }
 // application and mailboxes are setup's).
 func setupWith(t *testing.T, o fakegraph.Options) *env {
 	t.Helper()
-	src := dovecot.StartT(t, dovecot.Options{Users: []dovecot.User{{Name: user, Password: password}}, Plaintext: true})
+	return setupOn(t, startSource(t, dovecot.Options{}), o)
+}
+
+// startSource starts a Dovecot (so as given, with setup's user) holding
+// the standard account.
+func startSource(t *testing.T, so dovecot.Options) *dovecot.Server {
+	t.Helper()
+	so.Users, so.Plaintext = []dovecot.User{{Name: user, Password: password}}, true
+	src := dovecot.StartT(t, so)
 	cl, err := imaptest.Dial(src.Addr(), user, password)
 	require.NoError(t, err)
 	folders, msgs := imaptest.StandardSeed()
 	require.NoError(t, imaptest.Seed(cl, msgs, folders))
 	cl.Close()
+	return src
+}
 
+// sourceAt reads the source at a port on loopback as setup's user.
+func sourceAt(t *testing.T, port int) *imapcopy.Reader {
+	t.Helper()
+	reader, err := imapcopy.NewReader(imapcopy.Endpoint{Host: "127.0.0.1", Port: port, Security: imapcopy.SecurityNone},
+		func(context.Context, imapcopy.Side, contract.MailboxRef) (imapcopy.Credentials, error) {
+			return imapcopy.Credentials{Mechanism: imapcopy.MechPlain, Username: user, Password: password}, nil
+		})
+	require.NoError(t, err)
+	return reader
+}
+
+// setupOn is setupWith on a source already started.
+func setupOn(t *testing.T, src *dovecot.Server, o fakegraph.Options) *env {
+	t.Helper()
 	o.Tenant, o.ClientID, o.Secret, o.Mailboxes = "t", "app", "pw", []string{upn}
 	g := fakegraph.Start(o)
 	t.Cleanup(g.Close)
@@ -58,11 +82,7 @@ func setupWith(t *testing.T, o fakegraph.Options) *env {
 	require.NoError(t, err)
 	budgets, err := graph.NewBudgets(graph.DefaultLimits)
 	require.NoError(t, err)
-	reader, err := imapcopy.NewReader(imapcopy.Endpoint{Host: "127.0.0.1", Port: src.Port, Security: imapcopy.SecurityNone},
-		func(context.Context, imapcopy.Side, contract.MailboxRef) (imapcopy.Credentials, error) {
-			return imapcopy.Credentials{Mechanism: imapcopy.MechPlain, Username: user, Password: password}, nil
-		})
-	require.NoError(t, err)
+	reader := sourceAt(t, src.Port)
 	client := graph.NewClient(g.Client(), g.GraphURL(), tokens, budgets)
 	c, err := graphcopy.New(graphcopy.Options{Source: reader, Graph: client})
 	require.NoError(t, err)
