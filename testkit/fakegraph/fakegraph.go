@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -82,11 +83,12 @@ type Server struct {
 
 type mailbox struct {
 	folders   map[string]*Folder // by ID
-	inFlight  int
+	inFlight  atomic.Int32       // raised under the server's lock; lowered without it, as answers start
 	requests  []time.Time
 	uploads   []upload
 	notBefore time.Time
 	refusedAt time.Time
+	uploaded  UploadSpan
 }
 
 // inFlightGrace: a request that arrives this soon after a refusal was on
@@ -200,6 +202,15 @@ type Stats struct {
 	// it was last given (more than 200 ms after it was given: not already
 	// on their way): a client that honours it has none.
 	Early int
+	// Uploads are each mailbox's admitted upload bytes and the times of
+	// its first and last, by address.
+	Uploads map[string]UploadSpan
+}
+
+// UploadSpan is what one mailbox was sent, and over what time.
+type UploadSpan struct {
+	Bytes       int64
+	First, Last time.Time
 }
 
 // Stats reads the counters.
@@ -210,7 +221,13 @@ func (s *Server) Stats() Stats {
 	for k, v := range s.refused {
 		r[k] = v
 	}
-	return Stats{TokensIssued: s.issued, Refused: r, Early: s.early, Requests: s.requests, Uploaded: s.uploaded}
+	u := map[string]UploadSpan{}
+	for upn, m := range s.boxes {
+		if m.uploaded.Bytes > 0 {
+			u[upn] = m.uploaded
+		}
+	}
+	return Stats{TokensIssued: s.issued, Refused: r, Early: s.early, Requests: s.requests, Uploaded: s.uploaded, Uploads: u}
 }
 
 // Duplicate makes a second item like an existing one, identity and all,
@@ -345,7 +362,9 @@ func (s *Server) graph(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer release()
+	a := answering(w, release)
+	defer a.release() // an answer with nothing written
+	w = a
 	if s.o.Latency > 0 {
 		time.Sleep(s.o.Latency)
 	}
@@ -398,7 +417,7 @@ func (s *Server) limit(w http.ResponseWriter, user string, size int64) (*mailbox
 		graphError(w, http.StatusRequestEntityTooLarge, "RequestBodyTooLarge", "The request body is over the limit of 4 MB.")
 		return nil, nil, false
 	}
-	if m.inFlight >= l.Concurrent {
+	if int(m.inFlight.Load()) >= l.Concurrent {
 		return refuse(http.StatusTooManyRequests, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.", time.Second)
 	}
 	m.requests = keep(m.requests, now, l.RequestWindow)
@@ -423,13 +442,14 @@ func (s *Server) limit(w http.ResponseWriter, user string, size int64) (*mailbox
 	if size > 0 {
 		m.uploads = append(m.uploads, upload{now, size})
 		s.uploaded += size
+		if m.uploaded.Bytes == 0 {
+			m.uploaded.First = now
+		}
+		m.uploaded.Bytes += size
+		m.uploaded.Last = now
 	}
-	m.inFlight++
-	return m, func() {
-		s.mu.Lock()
-		m.inFlight--
-		s.mu.Unlock()
-	}, true
+	m.inFlight.Add(1)
+	return m, func() { m.inFlight.Add(-1) }, true
 }
 
 func keep(ts []time.Time, now time.Time, span time.Duration) []time.Time {
@@ -553,7 +573,9 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer release()
+	a := answering(w, release)
+	defer a.release() // an answer with nothing written
+	w = a
 	var from, to, total int
 	if _, err := fmt.Sscanf(r.Header.Get("Content-Range"), "bytes %d-%d/%d", &from, &to, &total); err != nil ||
 		total != sess.size || from != len(sess.data) || to-from+1 != len(body) {
@@ -713,4 +735,26 @@ func propFilter(q string) (id, value string, ok bool) {
 		return "", "", false
 	}
 	return id, strings.ReplaceAll(strings.TrimSuffix(rest, "')"), "''", "'"), true
+}
+
+// answering ends a request's time in flight when its answer starts, as the
+// service's does: a client that sends its next request once it has read an
+// answer is never over the concurrency limit for it.
+func answering(w http.ResponseWriter, release func()) *answer {
+	return &answer{ResponseWriter: w, release: sync.OnceFunc(release)}
+}
+
+type answer struct {
+	http.ResponseWriter
+	release func()
+}
+
+func (a *answer) WriteHeader(status int) {
+	a.release()
+	a.ResponseWriter.WriteHeader(status)
+}
+
+func (a *answer) Write(b []byte) (int, error) {
+	a.release()
+	return a.ResponseWriter.Write(b)
 }
