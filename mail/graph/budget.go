@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -74,7 +75,7 @@ func (b *Budgets) For(mailbox string) *Budget {
 	if !ok {
 		l := b.limits
 		m = &Budget{
-			slots:    make(chan struct{}, l.Concurrent),
+			slots:    l.Concurrent,
 			uploads:  window{limit: l.UploadBytes, span: l.UploadWindow + l.Margin},
 			requests: window{limit: int64(l.Requests), span: l.RequestWindow + l.Margin},
 			now:      b.now,
@@ -85,15 +86,35 @@ func (b *Budgets) For(mailbox string) *Budget {
 }
 
 // Budget is one mailbox's: its request slots, its sliding windows of
-// uploaded bytes and of requests, and the time before which the service
-// asked for no request (Retry-After).
+// uploaded bytes and of requests, the time before which the service asked
+// for no request (Retry-After), and the requests waiting for them.
+//
+// Waiting requests are admitted in their order of arrival, with one
+// exception that keeps the upload budget used: while the first waits for
+// room, a later one may go at once if it fits now and leaves room for the
+// first at the time the first would have gone anyway (backfilling). A
+// sliding window frees what was sent a window ago in the same pieces, so
+// without it the space a large message cannot use is left empty window
+// after window.
 type Budget struct {
-	slots     chan struct{}
 	now       func() time.Time
 	mu        sync.Mutex
+	slots     int // requests at once
+	inFlight  int
 	uploads   window
 	requests  window
 	notBefore time.Time
+	waiting   []*waiter
+	timer     *time.Timer
+}
+
+// waiter is one request waiting for its admission.
+type waiter struct {
+	upload  int64
+	ready   chan struct{}
+	granted bool
+	// upload and request are its pieces in the windows, once admitted.
+	uploadPiece, requestPiece uint64
 }
 
 // Acquire waits until a request carrying upload bytes may be sent: a slot
@@ -104,35 +125,113 @@ func (m *Budget) Acquire(ctx context.Context, upload int64) (release func(), err
 	if upload > m.uploads.limit {
 		return nil, fmt.Errorf("graph: a request of %d bytes is over the upload budget of %d bytes a window: it can never be sent", upload, m.uploads.limit)
 	}
+	w := &waiter{upload: upload, ready: make(chan struct{})}
+	m.mu.Lock()
+	m.waiting = append(m.waiting, w)
+	m.admit()
+	m.mu.Unlock()
 	select {
-	case m.slots <- struct{}{}:
+	case <-w.ready:
+		return func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			m.inFlight--
+			m.answered(w)
+			m.admit()
+		}, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
-	release = func() { <-m.slots }
-	for {
-		m.mu.Lock()
-		now := m.now()
-		wait := m.notBefore.Sub(now)
-		if wait <= 0 {
-			wait = max(m.uploads.wait(now, upload), m.requests.wait(now, 1))
-		}
-		if wait <= 0 {
-			m.uploads.add(now, upload)
-			m.requests.add(now, 1)
-			m.mu.Unlock()
-			return release, nil
-		}
-		m.mu.Unlock()
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			release()
-			return nil, ctx.Err()
-		}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if w.granted {
+		// Admitted as the context ended: its slot goes back, its bytes
+		// stay counted (they may be sent).
+		m.inFlight--
+	} else {
+		m.waiting = slices.DeleteFunc(m.waiting, func(x *waiter) bool { return x == w })
 	}
+	m.admit()
+	return nil, ctx.Err()
+}
+
+// admit lets waiting requests go while they may, and sets the timer for
+// when the next may; m.mu is held.
+func (m *Budget) admit() {
+	if m.timer != nil {
+		m.timer.Stop()
+	}
+	now := m.now()
+	if wait := m.notBefore.Sub(now); wait > 0 {
+		m.wake(wait)
+		return
+	}
+	for len(m.waiting) > 0 && m.inFlight < m.slots {
+		head := m.waiting[0]
+		wait := max(m.uploads.wait(now, head.upload), m.requests.wait(now, 1))
+		if wait <= 0 {
+			m.grant(now, 0)
+			continue
+		}
+		// The first must wait: a later one that fits now and leaves the
+		// first its room when its time comes goes before it.
+		at := now.Add(wait)
+		uploadRoom := m.uploads.limit - m.uploads.sumAt(at) - head.upload
+		requestRoom := m.requests.limit - m.requests.sumAt(at) - 1
+		for i := 1; i < len(m.waiting) && m.inFlight < m.slots && requestRoom >= 1; i++ {
+			w := m.waiting[i]
+			if w.upload <= uploadRoom && m.uploads.wait(now, w.upload) <= 0 && m.requests.wait(now, 1) <= 0 {
+				uploadRoom -= w.upload
+				requestRoom--
+				m.grant(now, i)
+				i--
+			}
+		}
+		if m.inFlight < m.slots {
+			// Look again when the first or the next of those behind it
+			// may go: when the window's oldest piece leaves it.
+			if len(m.waiting) > 1 && len(m.uploads.at) > 0 {
+				wait = min(wait, max(m.uploads.at[0].Add(m.uploads.span).Sub(now), time.Millisecond))
+			}
+			m.wake(wait)
+		}
+		return
+	}
+}
+
+// grant admits the i-th waiting request; m.mu is held.
+func (m *Budget) grant(now time.Time, i int) {
+	w := m.waiting[i]
+	m.waiting = slices.Delete(m.waiting, i, i+1)
+	w.uploadPiece = m.uploads.add(now, w.upload)
+	w.requestPiece = m.requests.add(now, 1)
+	m.inFlight++
+	w.granted = true
+	close(w.ready)
+}
+
+// answered counts an answered request's pieces from now: the service
+// counted it at some time between its sending and its answer, which for a
+// large body or a busy connection can be long after it was sent, and it
+// leaves the service's windows a window after that. Counted from its
+// sending, it would leave the copier's first, and the next request could
+// be refused for it. m.mu is held.
+func (m *Budget) answered(w *waiter) {
+	now := m.now()
+	m.uploads.move(w.uploadPiece, w.upload, now)
+	m.requests.move(w.requestPiece, 1, now)
+}
+
+// wake runs admit again after d; m.mu is held.
+func (m *Budget) wake(d time.Duration) {
+	if m.timer == nil {
+		m.timer = time.AfterFunc(d, func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			m.admit()
+		})
+		return
+	}
+	m.timer.Reset(d)
 }
 
 // RetryAfter records the service's refusal: no request to this mailbox
@@ -142,6 +241,7 @@ func (m *Budget) RetryAfter(d time.Duration) {
 	defer m.mu.Unlock()
 	if t := m.now().Add(d); t.After(m.notBefore) {
 		m.notBefore = t
+		m.admit()
 	}
 }
 
@@ -152,12 +252,15 @@ func (m *Budget) NotBefore() time.Time {
 	return m.notBefore
 }
 
-// window is a sliding window: what was sent in the last span, by time.
+// window is a sliding window: what was sent in the last span, by time,
+// in pieces.
 type window struct {
 	limit int64
 	span  time.Duration
-	at    []time.Time
+	at    []time.Time // in order
 	n     []int64
+	id    []uint64
+	next  uint64
 	sum   int64
 }
 
@@ -168,7 +271,17 @@ func (w *window) drop(now time.Time) {
 		w.sum -= w.n[i]
 		i++
 	}
-	w.at, w.n = w.at[i:], w.n[i:]
+	w.at, w.n, w.id = w.at[i:], w.n[i:], w.id[i:]
+}
+
+// sumAt is what the window will hold at a later time, of what it holds
+// now.
+func (w *window) sumAt(t time.Time) int64 {
+	sum := w.sum
+	for i := 0; i < len(w.at) && t.Sub(w.at[i]) >= w.span; i++ {
+		sum -= w.n[i]
+	}
+	return sum
 }
 
 // wait is how long until n more fits; 0 if it fits now.
@@ -187,8 +300,25 @@ func (w *window) wait(now time.Time, n int64) time.Duration {
 	return w.span // not reached: n is within the limit
 }
 
-func (w *window) add(now time.Time, n int64) {
+// add puts n in the window at now (no earlier than any piece in it) and
+// says which piece it is.
+func (w *window) add(now time.Time, n int64) uint64 {
+	w.next++
 	w.at = append(w.at, now)
 	w.n = append(w.n, n)
+	w.id = append(w.id, w.next)
 	w.sum += n
+	return w.next
+}
+
+// move counts a piece of n from now instead (again, if it had left).
+func (w *window) move(id uint64, n int64, now time.Time) {
+	w.drop(now)
+	if i := slices.Index(w.id, id); i >= 0 {
+		w.at = slices.Delete(w.at, i, i+1)
+		w.n = slices.Delete(w.n, i, i+1)
+		w.id = slices.Delete(w.id, i, i+1)
+		w.sum -= n
+	}
+	w.add(now, n)
 }

@@ -86,3 +86,78 @@ func TestBudgetKeepsTheDocumentedLimits(t *testing.T) {
 	assert.NotSame(t, m, b.For("k-2"))
 	assert.Same(t, m, b.For("k-1"))
 }
+
+// TestASmallerRequestFillsTheRoomALargerOneCannotUse: while the first
+// request waiting needs more room than the window has, a later one that
+// fits now and still leaves the first its room when its time comes goes at
+// once; one that would delay the first waits behind it; and the window
+// never holds more than its limit.
+func TestASmallerRequestFillsTheRoomALargerOneCannotUse(t *testing.T) {
+	const span = 300 * time.Millisecond
+	b, err := NewBudgets(Limits{Concurrent: 4, UploadBytes: 100, UploadWindow: span, Requests: 1000, RequestWindow: time.Minute})
+	require.NoError(t, err)
+	m := b.For("k-1")
+	ctx := context.Background()
+
+	start := time.Now()
+	release, err := m.Acquire(ctx, 50)
+	require.NoError(t, err)
+	release()
+
+	type admitted struct {
+		name string
+		at   time.Duration
+	}
+	got := make(chan admitted, 3)
+	acquire := func(name string, n int64) {
+		release, err := m.Acquire(ctx, n)
+		assert.NoError(t, err)
+		got <- admitted{name, time.Since(start)}
+		release()
+	}
+	// The first waiting needs 60: it goes when the 50 leaves, at span.
+	go acquire("head", 60)
+	time.Sleep(30 * time.Millisecond)
+	// 41 fits now (91) but not beside the head at its time (101): it waits.
+	go acquire("too-large", 41)
+	time.Sleep(30 * time.Millisecond)
+	// 40 fits now (90) and beside the head at its time (100): it goes.
+	go acquire("fits", 40)
+
+	var order []string
+	at := map[string]time.Duration{}
+	for range 3 {
+		a := <-got
+		order = append(order, a.name)
+		at[a.name] = a.at
+	}
+	assert.Equal(t, []string{"fits", "head", "too-large"}, order)
+	assert.Less(t, at["fits"], span/2, "the smaller one went at once")
+	assert.GreaterOrEqual(t, at["head"], span, "the head went when the 50 left, not before")
+	assert.Less(t, at["head"], span+100*time.Millisecond, "and was not delayed by the smaller one")
+	assert.GreaterOrEqual(t, at["too-large"], span+60*time.Millisecond, "41 fits only once the 40 has left too")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	assert.LessOrEqual(t, m.uploads.sumAt(time.Now()), int64(100))
+}
+
+// TestARequestIsCountedFromItsAnswer: the service counts a request at some
+// time between its sending and its answer, so the copier counts it in its
+// windows until a window after its answer, not after its sending.
+func TestARequestIsCountedFromItsAnswer(t *testing.T) {
+	const span = 200 * time.Millisecond
+	b, err := NewBudgets(Limits{Concurrent: 4, UploadBytes: 100, UploadWindow: span, Requests: 1000, RequestWindow: time.Minute})
+	require.NoError(t, err)
+	m := b.For("k-1")
+	ctx := context.Background()
+
+	release, err := m.Acquire(ctx, 100)
+	require.NoError(t, err)
+	time.Sleep(150 * time.Millisecond) // a slow answer
+	answered := time.Now()
+	release()
+
+	_, err = m.Acquire(ctx, 100)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, time.Since(answered), span, "the window had room only a window after the answer")
+}
