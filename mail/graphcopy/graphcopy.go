@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"mailwave/contract"
 	"mailwave/internal/prefix"
@@ -55,9 +56,11 @@ type Options struct {
 	// Batch is how many messages are read from the source at once
 	// (default 16, and at most batchBytes of them).
 	Batch int
-	// Concurrent is how many of a batch are created at once (default 4,
-	// Graph's requests at once per mailbox).
-	Concurrent int
+	// Ready is how many messages of a folder are made ready at once to
+	// be created (default 16). The mailbox's budget lets at most Graph's 4
+	// go at once; the others wait in it, so that a smaller message can use
+	// the room a larger one cannot (graph.Budget).
+	Ready int
 	// MaxMessageBytes: a larger message is a bad item, not read at all
 	// (default 150 MB, the most Exchange Online takes).
 	MaxMessageBytes int64
@@ -82,8 +85,8 @@ func New(o Options) (*Copier, error) {
 	if o.Batch == 0 {
 		o.Batch = 16
 	}
-	if o.Concurrent == 0 {
-		o.Concurrent = 4
+	if o.Ready == 0 {
+		o.Ready = 16
 	}
 	if o.MaxMessageBytes == 0 {
 		o.MaxMessageBytes = graph.MaxAttachmentBytes
@@ -128,11 +131,31 @@ func (c *Copier) Copy(ctx context.Context, req port.CopyRequest) (contract.CopyS
 		return j.stats, err
 	}
 	slices.SortFunc(folders, func(a, b imapcopy.SourceFolder) int { return strings.Compare(a.Name, b.Name) })
+	// A folder is verified while the next is copied: the verification
+	// uploads nothing, and the mailbox's upload budget, left unused while
+	// it ran, would be time lost for good.
+	var verifying chan error
+	verified := func() error {
+		if verifying == nil {
+			return nil
+		}
+		err := <-verifying
+		verifying = nil
+		return err
+	}
 	for _, f := range folders {
-		if err := j.folder(ctx, f); err != nil {
+		check, err := j.folder(ctx, f)
+		err = errors.Join(err, verified())
+		if err != nil {
 			j.report(true)
 			return j.stats, err
 		}
+		verifying = make(chan error, 1)
+		go func() { verifying <- check(ctx) }()
+	}
+	if err := verified(); err != nil {
+		j.report(true)
+		return j.stats, err
 	}
 	j.report(true)
 	var bad []contract.BadItem
@@ -179,10 +202,11 @@ func (j *job) target(ctx context.Context, f imapcopy.SourceFolder) (string, erro
 }
 
 // folder copies one folder above its checkpoint and verifies it.
-func (j *job) folder(ctx context.Context, f imapcopy.SourceFolder) error {
+// folder copies one folder, and says how to verify it.
+func (j *job) folder(ctx context.Context, f imapcopy.SourceFolder) (verify func(context.Context) error, err error) {
 	uv, msgs, err := j.src.Select(f.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fc := j.cp.Folders[f.Name]
 	if fc.UIDValidity != uv {
@@ -190,11 +214,11 @@ func (j *job) folder(ctx context.Context, f imapcopy.SourceFolder) error {
 	}
 	folderID, err := j.target(ctx, f)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	present, err := j.tgt.Sources(ctx, folderID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Partial items (an attempt ended before their last attachment) are
 	// removed: the message is made again whole.
@@ -202,7 +226,7 @@ func (j *job) folder(ctx context.Context, f imapcopy.SourceFolder) error {
 		if strings.HasSuffix(id, partial) {
 			for _, gid := range ids {
 				if err := j.tgt.Delete(ctx, gid); err != nil {
-					return err
+					return nil, err
 				}
 			}
 			delete(present, id)
@@ -224,17 +248,19 @@ func (j *job) folder(ctx context.Context, f imapcopy.SourceFolder) error {
 		j.bad(f, m, fmt.Sprintf("%d bytes is over the target's %d-byte limit", m.Size, j.c.o.MaxMessageBytes))
 	}
 	// The messages are read in batches (up to Batch messages and
-	// batchBytes) and created up to Concurrent at a time (Graph's 4 per
-	// mailbox) as they are read, with no pause between batches: a budget
-	// left unused while a batch's last message waits is time lost for
-	// good. The checkpoint moves over the settled prefix.
+	// batchBytes) and made ready up to Ready at a time as they are read,
+	// with no pause between batches: a budget left unused while a batch's
+	// last message waits is time lost for good. They are created in the
+	// order the budget admits them; the checkpoint moves over the settled
+	// prefix.
 	uids := make([]uint32, len(todo))
 	for i, m := range todo {
 		uids[i] = m.UID
 	}
 	tr := prefix.New(uids)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(j.c.o.Concurrent)
+	g.SetLimit(j.c.o.Ready)
+	bodies := semaphore.NewWeighted(batchBytes) // what the ready messages hold, together
 	for len(todo) > 0 && gctx.Err() == nil {
 		n, size := 1, todo[0].Size
 		for n < len(todo) && n < j.c.o.Batch && size+todo[n].Size <= batchBytes {
@@ -242,7 +268,12 @@ func (j *job) folder(ctx context.Context, f imapcopy.SourceFolder) error {
 			n++
 		}
 		err := j.src.Fetch(todo[:n], func(m imapcopy.SourceMessage, body []byte) error {
+			held := min(int64(len(body)), batchBytes)
+			if err := bodies.Acquire(gctx, held); err != nil {
+				return err
+			}
 			g.Go(func() error {
+				defer bodies.Release(held)
 				if err := j.message(gctx, f, folderID, uv, m, body, present); err != nil {
 					return err
 				}
@@ -255,15 +286,15 @@ func (j *job) folder(ctx context.Context, f imapcopy.SourceFolder) error {
 		})
 		if err != nil {
 			_ = g.Wait()
-			return err
+			return nil, err
 		}
 		todo = todo[n:]
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return nil, err
 	}
 	j.report(true)
-	return j.verify(ctx, f, folderID, uv, msgs)
+	return func(ctx context.Context) error { return j.verify(ctx, f, folderID, uv, msgs) }, nil
 }
 
 func (j *job) setFolder(name string, fc contract.FolderCheckpoint) {
@@ -382,7 +413,9 @@ func (j *job) verify(ctx context.Context, f imapcopy.SourceFolder, folderID stri
 			if err := j.tgt.Delete(ctx, extra); err != nil {
 				return err
 			}
+			j.mu.Lock()
 			j.stats.Duplicates++
+			j.mu.Unlock()
 		}
 	}
 	for id, ids := range present {
