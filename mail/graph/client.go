@@ -208,10 +208,24 @@ func (m *Mailbox) classify(e *StatusError) error {
 	case e.Status == http.StatusNotFound && (e.Code == "ErrorInvalidUser" || e.Code == "MailboxNotEnabledForRESTAPI" || e.Code == "ResourceNotFound"):
 		return port.Permanent(contract.ErrTypeMailboxNotFound, "mailbox %s: not found at the target (%s)", m.key, e.Code)
 	case e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden:
-		return port.Permanent(contract.ErrTypeBadCredentials, "mailbox %s: the target refused the application (%d %s): consent or permission missing", m.key, e.Status, e.Code)
+		return &port.PermanentError{Type: contract.ErrTypeBadCredentials, Err: refusedApp{m.key, e}}
 	}
 	return fmt.Errorf("mailbox %s: %w", m.key, e)
 }
+
+// refusedApp is the service's refusal of the application for a mailbox:
+// its status and code, without the service's message (it may name the
+// mailbox); the StatusError stays under it for errors.As.
+type refusedApp struct {
+	key string
+	e   *StatusError
+}
+
+func (r refusedApp) Error() string {
+	return fmt.Sprintf("mailbox %s: the target refused the application (%d %s): consent or permission missing", r.key, r.e.Status, r.e.Code)
+}
+
+func (r refusedApp) Unwrap() error { return r.e }
 
 // retryAfter reads Retry-After in seconds (at least one second).
 func retryAfter(v string) time.Duration {
