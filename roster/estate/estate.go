@@ -1,0 +1,140 @@
+// Package estate keeps the programme's estate in the shared store: every
+// mailbox to be moved (imported, re-imported as staff join and leave), its
+// organisation's state (pilot, ready, held), and which night each mailbox
+// was chosen for and how its move ended. The nightly sample chooses from it
+// (Choose), the night's wave reports back to it (Record), and the operator
+// reads it (Counts). It lives where the wave rosters do: a directory on one
+// host, or PostgreSQL for a fleet.
+//
+// Nothing here names a person outside the store: a mailbox is known to
+// Temporal by its identity key, an organisation by its configured name.
+package estate
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// OrgState is where an organisation stands in the programme.
+type OrgState string
+
+const (
+	// Pilot: not ready; only a pilot wave may take its mailboxes.
+	Pilot OrgState = "pilot"
+	// Ready: the nightly sample may choose its mailboxes.
+	Ready OrgState = "ready"
+	// Held: taken out of the sample, with why and by whom.
+	Held OrgState = "held"
+)
+
+// Valid reports whether s is one of the states.
+func (s OrgState) Valid() bool { return s == Pilot || s == Ready || s == Held }
+
+// Org is an organisation of the estate. A new organisation starts as a
+// pilot.
+type Org struct {
+	Name   string
+	State  OrgState
+	Reason string    // why it is in this state (required for held, and for ready when forced)
+	By     string    // who put it there (an operator, or "mailwave" for an automatic hold)
+	Since  time.Time // when
+}
+
+// Mailbox is one mailbox of the estate.
+type Mailbox struct {
+	Key         string // identity key of Address (identity.Keyer)
+	Address     string
+	Org         string
+	DisplayName string
+	SizeBytes   int64 // 0: not known yet
+	// Left: not in the last import (a leaver); never chosen again, kept
+	// for what was done with it.
+	Left bool
+	// Night is the night it was chosen for ("" while in the pool), and
+	// Outcome how its move ended ("" while chosen and not ended).
+	Night   string
+	Outcome Outcome
+}
+
+// Outcome is how a chosen mailbox's night ended, as the estate keeps it.
+type Outcome string
+
+const (
+	Migrated     Outcome = "migrated"
+	NeedsSupport Outcome = "needs_support"
+	// Deferred: not moved that night (its preflight failed, it was moved
+	// to another night, or its wave was cancelled before it began); it
+	// goes back to the pool and may be chosen again.
+	Deferred Outcome = "deferred"
+)
+
+// ImportResult counts what an import changed.
+type ImportResult struct {
+	Added     int // new mailboxes
+	Updated   int // an organisation, name or size changed
+	Unchanged int
+	Left      int // in the estate, not in the import: marked as leavers
+	Returned  int // leavers that are back
+	NewOrgs   []string
+}
+
+// Choice asks for a night's mailboxes.
+type Choice struct {
+	Night string // the night's name: its date ("2026-12-21"), or a pilot's wave ID
+	N     int    // how many
+	Seed  int64  // the random sample's seed (recorded with the night)
+	// Orgs limits the sample to these organisations, whatever their
+	// state (a pilot); empty: every ready organisation.
+	Orgs []string
+}
+
+// Night is what was chosen for one night.
+type Night struct {
+	Name      string
+	Seed      int64
+	ChosenAt  time.Time
+	Mailboxes []Mailbox // in the order chosen
+}
+
+// OrgCounts is one organisation's progress.
+type OrgCounts struct {
+	Org          string
+	State        OrgState
+	Total        int // not leavers
+	Migrated     int
+	NeedsSupport int
+	Chosen       int // chosen for a night whose move has not ended
+	Remaining    int // in the pool
+	Deferred     int // times a mailbox of it was deferred
+}
+
+// Store is the estate.
+type Store interface {
+	// Import adds and updates mailboxes (by key), marks those missing from
+	// the import as leavers, and adds new organisations as pilots. A
+	// mailbox chosen or migrated keeps its night and outcome.
+	Import(ctx context.Context, mailboxes []Mailbox, at time.Time) (ImportResult, error)
+	Orgs(ctx context.Context) ([]Org, error)
+	// SetOrg changes an organisation's state; ErrUnknownOrg if none.
+	SetOrg(ctx context.Context, o Org) error
+	// Choose samples a night's mailboxes at random (by the seed) from the
+	// pool: not leavers, not chosen for any night, of ready organisations
+	// (or of c.Orgs). It is idempotent: once a night is chosen, choosing
+	// it again returns the same night, whatever c asks. Fewer than N are
+	// chosen when the pool is smaller.
+	Choose(ctx context.Context, c Choice, at time.Time) (Night, error)
+	// Night reads a chosen night; ErrUnknownNight if none.
+	Night(ctx context.Context, name string) (Night, error)
+	// Record sets the outcomes of a night's mailboxes, by key: a deferred
+	// mailbox goes back to the pool. Recording the same outcome again
+	// changes nothing.
+	Record(ctx context.Context, night string, outcomes map[string]Outcome) error
+	Counts(ctx context.Context) ([]OrgCounts, error)
+	Close()
+}
+
+var (
+	ErrUnknownOrg   = errors.New("no such organisation in the estate")
+	ErrUnknownNight = errors.New("no such night in the estate")
+)
