@@ -38,3 +38,10 @@ func (a *WaveActivities) Register(r worker.ActivityRegistry) {
 	r.RegisterActivityWithOptions(a.ReportMailboxDone, activity.RegisterOptions{Name: contract.ActivityReportDone})
 	r.RegisterActivityWithOptions(a.ReconcileMailboxes, activity.RegisterOptions{Name: contract.ActivityReconcileMailboxes})
 }
+
+// Register puts the programme's activities on a worker under their contract
+// names.
+func (a *ProgrammeActivities) Register(r worker.ActivityRegistry) {
+	r.RegisterActivityWithOptions(a.ChooseNight, activity.RegisterOptions{Name: contract.ActivityChooseNight})
+	r.RegisterActivityWithOptions(a.RecordNight, activity.RegisterOptions{Name: contract.ActivityRecordNight})
+}

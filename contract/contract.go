@@ -58,4 +58,8 @@ const (
 	// ReconcileMailboxes settles mailboxes whose workflow ended without
 	// reporting to the wave (terminated by an operator, say).
 	ActivityReconcileMailboxes = "ReconcileMailboxes"
+	// The programme's: a night's mailboxes chosen from the estate, and
+	// their outcomes written back to it.
+	ActivityChooseNight = "ChooseNight"
+	ActivityRecordNight = "RecordNight"
 )

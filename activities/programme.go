@@ -1,0 +1,260 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"mailwave/contract"
+	"mailwave/internal/control"
+	"mailwave/roster/estate"
+	"mailwave/roster/wavefile"
+)
+
+// RosterWriter writes a wave's roster into the roster store, once.
+type RosterWriter interface {
+	Write(ctx context.Context, waveID string, mailboxes []wavefile.Mailbox) error
+	All(ctx context.Context, waveID string) ([]wavefile.Mailbox, error)
+}
+
+// ProgrammeActivities choose a night's mailboxes from the estate and write
+// back how they ended: their ports are the estate and the roster store
+// (both in the shared store) and Temporal, through the worker's client.
+type ProgrammeActivities struct {
+	client  client.Client
+	estate  estate.Store
+	rosters RosterWriter
+	// TellAdmin tells an organisation's admin contact that it was held;
+	// nil: not told (logged only).
+	TellAdmin func(ctx context.Context, org, reason string) error
+}
+
+// NewProgramme returns the programme's activities.
+func NewProgramme(c client.Client, e estate.Store, rosters RosterWriter) *ProgrammeActivities {
+	return &ProgrammeActivities{client: c, estate: e, rosters: rosters}
+}
+
+// ChooseNightInput asks for a night's mailboxes.
+type ChooseNightInput struct {
+	WaveID    string
+	MigrateAt time.Time
+	N         int
+	Seed      int64
+	Zone      string
+	Skip      []string `json:",omitempty"`
+}
+
+// ChooseNightResult says what was chosen, or why nothing was.
+type ChooseNightResult struct {
+	Chosen  int
+	Date    string // the night's date in its zone
+	Skipped string `json:",omitempty"`
+}
+
+// ChooseNight samples the night's mailboxes from the estate (seeded, and
+// idempotent per night: a retry, or a worker killed mid-way, chooses the
+// same ones) and writes them as the night's roster. A night on a date to
+// skip chooses nothing.
+func (a *ProgrammeActivities) ChooseNight(ctx context.Context, in ChooseNightInput) (ChooseNightResult, error) {
+	loc, err := time.LoadLocation(in.Zone)
+	if err != nil {
+		return ChooseNightResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("time zone %.40q: %v", in.Zone, err), contract.ErrTypeInvalidInput, nil)
+	}
+	date := in.MigrateAt.In(loc).Format(time.DateOnly)
+	if slices.Contains(in.Skip, date) {
+		return ChooseNightResult{Date: date, Skipped: "the night of " + date + " is a date to skip"}, nil
+	}
+	night, err := a.estate.Choose(ctx, estate.Choice{Night: in.WaveID, N: in.N, Seed: in.Seed}, time.Now())
+	if err != nil {
+		return ChooseNightResult{}, err
+	}
+	if len(night.Mailboxes) == 0 {
+		return ChooseNightResult{Date: date, Skipped: "the estate has no mailbox left to choose from a ready organisation"}, nil
+	}
+	rows := make([]wavefile.Mailbox, len(night.Mailboxes))
+	for i, m := range night.Mailboxes {
+		rows[i] = wavefile.Mailbox{Index: i, Key: m.Key, Address: m.Address, Org: m.Org, DisplayName: m.DisplayName}
+	}
+	if err := a.rosters.Write(ctx, in.WaveID, rows); errors.Is(err, os.ErrExist) {
+		// Written by an attempt that did not live to say so: the same
+		// night, so the same rows, unless someone wrote another.
+		have, err := a.rosters.All(ctx, in.WaveID)
+		if err != nil {
+			return ChooseNightResult{}, err
+		}
+		if !sameRoster(have, rows) {
+			return ChooseNightResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("wave %s has a roster that is not the night's choice", in.WaveID), contract.ErrTypeBadWaveFile, nil)
+		}
+	} else if err != nil {
+		return ChooseNightResult{}, err
+	}
+	return ChooseNightResult{Chosen: len(rows), Date: date}, nil
+}
+
+func sameRoster(a, b []wavefile.Mailbox) bool {
+	return slices.EqualFunc(a, b, func(x, y wavefile.Mailbox) bool { return x.Index == y.Index && x.Key == y.Key })
+}
+
+// RecordNightInput asks for a night's outcomes to be written back.
+type RecordNightInput struct {
+	WaveID        string
+	SupportBudget float64
+	MinSample     int
+}
+
+// RecordNightResult counts what was written back, and the organisations
+// held for it.
+type RecordNightResult struct {
+	Migrated, NeedsSupport, Deferred int
+	Held                             []string `json:",omitempty"`
+}
+
+// RecordNight reads how each of the night's mailboxes ended (its workflow's
+// result) and writes it to the estate: a mailbox deferred or cancelled goes
+// back to the pool. An organisation whose share needing support on the night
+// passes the budget, with at least MinSample of its mailboxes ended, is
+// held, and its admin contact told. Safe to retry: the estate takes the same
+// outcome twice as once, and an organisation held already stays held.
+func (a *ProgrammeActivities) RecordNight(ctx context.Context, in RecordNightInput) (RecordNightResult, error) {
+	night, err := a.estate.Night(ctx, in.WaveID)
+	if err != nil {
+		return RecordNightResult{}, err
+	}
+	outcomes := make(map[string]estate.Outcome, len(night.Mailboxes))
+	var (
+		mu     sync.Mutex
+		wg     sync.WaitGroup
+		sem    = make(chan struct{}, parallelStarts)
+		first  error
+		done   int
+		orgOf  = map[string]string{}
+		ended  = map[string]int{}
+		needed = map[string]int{}
+	)
+	for _, m := range night.Mailboxes {
+		orgOf[m.Key] = m.Org
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			o, err := a.outcome(ctx, m.Key, in.WaveID)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				first = cmpErr(first, err)
+				return
+			}
+			outcomes[m.Key] = o
+			done++
+			if done%500 == 0 {
+				activity.RecordHeartbeat(ctx, done)
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return RecordNightResult{}, first
+	}
+	if err := a.estate.Record(ctx, in.WaveID, outcomes); err != nil {
+		return RecordNightResult{}, err
+	}
+	var res RecordNightResult
+	for key, o := range outcomes {
+		switch o {
+		case estate.Migrated:
+			res.Migrated++
+		case estate.NeedsSupport:
+			res.NeedsSupport++
+			needed[orgOf[key]]++
+		default:
+			res.Deferred++
+			continue
+		}
+		ended[orgOf[key]]++
+	}
+	held, err := a.holdOverBudget(ctx, in, ended, needed)
+	res.Held = held
+	return res, err
+}
+
+// outcome is how one mailbox of the night ended, as the estate keeps it.
+func (a *ProgrammeActivities) outcome(ctx context.Context, key, waveID string) (estate.Outcome, error) {
+	run, err := control.Describe(ctx, a.client, contract.MailboxWorkflowID(key))
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound):
+		return estate.Deferred, nil // never started: the wave ended before it
+	case err != nil:
+		return "", err
+	case run.Wave != waveID:
+		return estate.Deferred, nil // moved to another night (or migrated by another wave)
+	case run.Running:
+		return "", fmt.Errorf("mailbox %s of wave %s is still running", key, waveID)
+	case run.Result == nil:
+		return estate.NeedsSupport, nil // terminated, failed or timed out
+	}
+	switch run.Result.Outcome {
+	case contract.OutcomeMigrated:
+		return estate.Migrated, nil
+	case contract.OutcomeNeedsSupport:
+		return estate.NeedsSupport, nil
+	}
+	return estate.Deferred, nil // cancelled, or deferred by its preflight
+}
+
+// holdOverBudget holds the organisations whose share needing support on the
+// night passed the budget.
+func (a *ProgrammeActivities) holdOverBudget(ctx context.Context, in RecordNightInput, ended, needed map[string]int) ([]string, error) {
+	budget := in.SupportBudget
+	if budget <= 0 {
+		budget = contract.DefaultSupportBudget
+	}
+	minSample := in.MinSample
+	if minSample <= 0 {
+		minSample = 20
+	}
+	orgs, err := a.estate.Orgs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var held []string
+	for _, o := range orgs {
+		n := ended[o.Name]
+		if n < minSample || float64(needed[o.Name]) <= budget*float64(n) || o.State == estate.Held {
+			continue
+		}
+		reason := fmt.Sprintf("%d of %d mailboxes needed support on night %s (%.1f %%), over the budget of %.1f %%",
+			needed[o.Name], n, in.WaveID, 100*float64(needed[o.Name])/float64(n), 100*budget)
+		// Told first, then held: a retry after a failure between the two
+		// tells again (the notice is idempotent by organisation and
+		// night), where the other order would hold it untold.
+		if a.TellAdmin != nil {
+			if err := a.TellAdmin(ctx, o.Name, reason); err != nil {
+				return held, err
+			}
+		}
+		if err := a.estate.SetOrg(ctx, estate.Org{Name: o.Name, State: estate.Held, Reason: reason, By: "mailwave", Since: time.Now()}); err != nil {
+			return held, err
+		}
+		held = append(held, o.Name)
+		activity.GetLogger(ctx).Warn("organisation held: too many needing support", "org", o.Name, "reason", reason)
+	}
+	return held, nil
+}
+
+func cmpErr(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
