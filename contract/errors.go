@@ -15,6 +15,59 @@ const (
 	ErrTypeVerifyMismatch  = "VerifyMismatch"
 )
 
+// Error types of a preflight that finds a mailbox cannot go: the check
+// before its T-14 notice. The mailbox is told nothing, its organisation's
+// admin is told the reason, and it ends deferred (back to the pool for a
+// later night), not needing support. The ports' own types beneath them
+// (BadCredentials, MailboxNotFound, OverQuota) say which side refused and
+// how; these say what stops the mailbox, in words an admin can act on
+// (DeferReason).
+const (
+	// ErrTypeSourceLogin: the source refused the mailbox's login (a bad
+	// credential, or no such mailbox there), so its size cannot be read.
+	ErrTypeSourceLogin = "SourceLogin"
+	// ErrTypeTargetMissing: the target has no such mailbox (an IMAP target
+	// refusing the login with the organisation's credentials says the same).
+	ErrTypeTargetMissing = "TargetMissing"
+	// ErrTypeTargetNotWritable: the target's mailbox can be found but not
+	// written (a refused test message, a permission missing).
+	ErrTypeTargetNotWritable = "TargetNotWritable"
+	// ErrTypeTargetNoRoom: the target's quota leaves less room than the
+	// source's size and a margin (PreflightRoomMargin), or it is full.
+	ErrTypeTargetNoRoom = "TargetNoRoom"
+)
+
+// DeferReasons lists the preflight's error types, in the order a preflight
+// checks them.
+var DeferReasons = []string{ErrTypeSourceLogin, ErrTypeTargetMissing, ErrTypeTargetNotWritable, ErrTypeTargetNoRoom}
+
+// IsDeferReason reports whether an error type is a preflight's "cannot go".
+func IsDeferReason(errType string) bool {
+	for _, r := range DeferReasons {
+		if r == errType {
+			return true
+		}
+	}
+	return false
+}
+
+// DeferReason is the reason told to the admin and kept in the result for a
+// preflight's error type: fixed words, never a server's text (which may
+// name a folder or an address).
+func DeferReason(errType string) string {
+	switch errType {
+	case ErrTypeSourceLogin:
+		return "deferred before its notice: the source refused the mailbox's login (a wrong credential, or no such mailbox at the source)"
+	case ErrTypeTargetMissing:
+		return "deferred before its notice: the mailbox was not found at the target (not provisioned there, or the target refused its login)"
+	case ErrTypeTargetNotWritable:
+		return "deferred before its notice: the mailbox at the target could not be written (a test message was refused)"
+	case ErrTypeTargetNoRoom:
+		return "deferred before its notice: the target mailbox has no room for it (its quota leaves less than the source's size and a margin)"
+	}
+	return "deferred before its notice: " + errType
+}
+
 // Error types of retryable failures.
 const (
 	ErrTypeThrottled = "Throttled"

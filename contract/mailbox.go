@@ -5,6 +5,11 @@ import (
 	"time"
 )
 
+// ActivityPreflight checks, before a mailbox's T-14 notice, that it can
+// go (activities.Preflight); with ActivitySendNotice and the others in
+// contract.go.
+const ActivityPreflight = "Preflight"
+
 // MailboxRef names one mailbox. Key is the opaque keyed hash used in workflow
 // IDs, search attributes and info logs; Address and DisplayName are personal
 // data and only ever reach the ports.
@@ -21,6 +26,7 @@ type Stage string
 
 const (
 	StageScheduled     Stage = "scheduled"      // waiting for T-14
+	StagePreflight     Stage = "preflight"      // checking it can go, before the T-14 notice
 	StageNoticeT14     Stage = "notice_t14"     // sending the T-14 notice
 	StageWaitingT1     Stage = "waiting_t1"     // notice sent, waiting for T-1
 	StageNoticeT1      Stage = "notice_t1"      // sending the reminder
@@ -33,18 +39,20 @@ const (
 	StageMigrated      Stage = "migrated"
 	StageNeedsSupport  Stage = "needs_support"
 	StageCancelled     Stage = "cancelled"
+	StageDeferred      Stage = "deferred" // its preflight found it cannot go: back to the pool
 )
 
 // Stages lists every stage, in the order a mailbox goes through them.
 var Stages = []Stage{
-	StageScheduled, StageNoticeT14, StageWaitingT1, StageNoticeT1, StageWaitingStart, StageWaitingSlot,
-	StageCopying, StageCutover, StageNoticeSuccess, StagePaused, StageMigrated, StageNeedsSupport, StageCancelled,
+	StageScheduled, StagePreflight, StageNoticeT14, StageWaitingT1, StageNoticeT1, StageWaitingStart, StageWaitingSlot,
+	StageCopying, StageCutover, StageNoticeSuccess, StagePaused, StageMigrated, StageNeedsSupport, StageCancelled, StageDeferred,
 }
 
 // Step names the activity a mailbox failed in.
 type Step string
 
 const (
+	StepPreflight     Step = "preflight"
 	StepNoticeT14     Step = "notice_t14"
 	StepNoticeT1      Step = "notice_t1"
 	StepCopyBulk      Step = "copy_bulk"
@@ -60,7 +68,40 @@ const (
 	OutcomeMigrated     Outcome = "migrated"
 	OutcomeNeedsSupport Outcome = "needs_support"
 	OutcomeCancelled    Outcome = "cancelled"
+	// OutcomeDeferred: the preflight found the mailbox cannot go (ErrorType
+	// is one of DeferReasons); nobody was told, its admin was, and it goes
+	// back to the pool. It is not a failure of the migration: a wave counts
+	// it apart, and not against its error budget.
+	OutcomeDeferred Outcome = "deferred"
 )
+
+// PreflightRoomMargin is the room a target must have beyond the source's
+// size: a tenth more (the target stores a message a little larger, and
+// mail goes on arriving until the cutover).
+const PreflightRoomMargin = 0.10
+
+// Preflight is what the check before the T-14 notice found. A figure not
+// read is zero; RoomKnown says whether the target's room was.
+type Preflight struct {
+	// SourceBytes and SourceMessages are the source mailbox's size, over
+	// the folders a copy would read.
+	SourceBytes    int64
+	SourceMessages int64
+	// Oversize counts the source's messages over the target's size limit
+	// (OversizeLimit): each will be a bad item.
+	Oversize      int64 `json:",omitempty"`
+	OversizeLimit int64 `json:",omitempty"`
+	// TargetRoom is what the target's quota leaves, when RoomKnown.
+	RoomKnown  bool  `json:",omitempty"`
+	TargetRoom int64 `json:",omitempty"`
+}
+
+// NoRoom reports whether the target's known room is short of the source's
+// size and the margin.
+func (p Preflight) NoRoom() bool {
+	need := p.SourceBytes + int64(float64(p.SourceBytes)*PreflightRoomMargin)
+	return p.RoomKnown && p.TargetRoom < need
+}
 
 // MailboxInput starts one mailbox's migration.
 type MailboxInput struct {
@@ -122,6 +163,8 @@ type MailboxResult struct {
 	Copied     CopyStats
 	StartedAt  time.Time
 	FinishedAt time.Time
+	// Preflight is what the check before the notice found, when it ran.
+	Preflight *Preflight `json:",omitempty"`
 }
 
 // MailboxState is what the state query returns.
@@ -142,6 +185,8 @@ type MailboxState struct {
 	Attempts  map[Step]int32 `json:",omitempty"`
 	LastError string         `json:",omitempty"`
 	Copied    CopyStats
+	// Preflight is what the check before the notice found, once it ran.
+	Preflight *Preflight     `json:",omitempty"`
 	Result    *MailboxResult `json:",omitempty"`
 }
 

@@ -45,6 +45,9 @@ type MailboxSummary struct {
 	// the start, two weeks of notices earlier.
 	CopyStartedAt time.Time `json:",omitempty"`
 	FinishedAt    time.Time
+	// Preflight is what the check before the notice found (the source's
+	// size, the messages over the target's limit), when it ran.
+	Preflight *Preflight `json:",omitempty"`
 }
 
 // Consistency grades a mailbox's copy, like Exchange's Data Consistency
@@ -69,13 +72,13 @@ const (
 // GoodBadItems is the most bad items a "good" mailbox may have.
 const GoodBadItems = 10
 
-// Grade is the consistency of a finished mailbox; "" for one cancelled or
-// stopped before its copy.
+// Grade is the consistency of a finished mailbox; "" for one cancelled,
+// deferred or stopped before its copy.
 func Grade(r MailboxResult) Consistency {
 	s := r.Copied
 	items := s.Items + s.Skipped + s.BadItems
 	switch {
-	case r.Outcome == OutcomeCancelled:
+	case r.Outcome == OutcomeCancelled || r.Outcome == OutcomeDeferred:
 		return ""
 	case r.ErrorType == ErrTypeVerifyMismatch || r.FailedStep == StepCopyBulk || r.FailedStep == StepCopyDelta:
 		return ConsistencyPoor
@@ -99,6 +102,6 @@ func (r MailboxResult) Summary(org, wave string, notices []NoticeKind, copyStart
 		Key: r.Key, Org: org, WaveID: wave, Outcome: r.Outcome, FailedStep: r.FailedStep, ErrorType: r.ErrorType,
 		SourceItems: r.Copied.Items + r.Copied.Skipped + r.Copied.BadItems, TargetItems: r.Copied.Items + r.Copied.Skipped,
 		Bytes: r.Copied.Bytes, BadItems: r.Copied.BadItems, Duplicates: r.Copied.Duplicates, Consistency: Grade(r), NoticesSent: notices,
-		StartedAt: r.StartedAt, CopyStartedAt: copyStarted, FinishedAt: r.FinishedAt,
+		StartedAt: r.StartedAt, CopyStartedAt: copyStarted, FinishedAt: r.FinishedAt, Preflight: r.Preflight,
 	}
 }

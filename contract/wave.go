@@ -121,14 +121,18 @@ type WaveProgress struct {
 	Migrated     int
 	NeedsSupport int
 	Cancelled    int
-	Copied       CopyStats
-	Cap          int
-	Paused       bool
-	PauseReason  string `json:",omitempty"`
-	Cancelling   bool
-	Runs         int // runs so far (continue-as-new)
-	StartedAt    time.Time
-	Refusals     []Refusal `json:",omitempty"` // the first ones
+	// Deferred are the mailboxes their preflight found cannot go, by
+	// reason: not failures, and not in the error budget.
+	Deferred    int           `json:",omitempty"`
+	DeferredBy  []ReasonCount `json:",omitempty"`
+	Copied      CopyStats
+	Cap         int
+	Paused      bool
+	PauseReason string `json:",omitempty"`
+	Cancelling  bool
+	Runs        int // runs so far (continue-as-new)
+	StartedAt   time.Time
+	Refusals    []Refusal `json:",omitempty"` // the first ones
 	// PublishedAt is when the wave wrote this into its memo (MemoProgress);
 	// zero in a query's answer, which is live.
 	PublishedAt time.Time `json:",omitempty"`
@@ -142,12 +146,15 @@ type WaveResult struct {
 	NeedsSupport int
 	Cancelled    int
 	Refused      int
-	Copied       CopyStats
-	StartedAt    time.Time
-	FinishedAt   time.Time
-	Duration     time.Duration
-	Runs         int
-	Refusals     []Refusal `json:",omitempty"` // the first ones
+	// Deferred are the mailboxes their preflight found cannot go, by reason.
+	Deferred   int           `json:",omitempty"`
+	DeferredBy []ReasonCount `json:",omitempty"`
+	Copied     CopyStats
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Duration   time.Duration
+	Runs       int
+	Refusals   []Refusal `json:",omitempty"` // the first ones
 }
 
 // WaveState is a wave's state, carried over continue-as-new. Per mailbox it
@@ -170,10 +177,13 @@ type WaveState struct {
 	Migrated     int
 	NeedsSupport []int `json:",omitempty"` // indexes, for retry-failed
 	Cancelled    int
-	Copied       CopyStats
-	Cap          int
-	Paused       bool
-	PauseReason  string `json:",omitempty"`
+	// Deferred counts the mailboxes their preflight deferred, by reason.
+	Deferred    int           `json:",omitempty"`
+	DeferredBy  []ReasonCount `json:",omitempty"`
+	Copied      CopyStats
+	Cap         int
+	Paused      bool
+	PauseReason string `json:",omitempty"`
 	// BudgetBase is the count of finished and failed mailboxes when the wave
 	// was last resumed: the error budget is judged on what came after.
 	BudgetBaseFinished int
@@ -191,4 +201,28 @@ type WaveState struct {
 type ActiveSlot struct {
 	Index int
 	Key   string
+}
+
+// ReasonCount is how many mailboxes ended for one reason (an error type).
+type ReasonCount struct {
+	Reason string
+	Count  int
+}
+
+// CountReason adds one mailbox to its reason's count, keeping the counts
+// sorted by reason (workflow code: no map to iterate).
+func CountReason(counts []ReasonCount, reason string) []ReasonCount {
+	for i := range counts {
+		switch {
+		case counts[i].Reason == reason:
+			counts[i].Count++
+			return counts
+		case counts[i].Reason > reason:
+			counts = append(counts, ReasonCount{})
+			copy(counts[i+1:], counts[i:])
+			counts[i] = ReasonCount{Reason: reason, Count: 1}
+			return counts
+		}
+	}
+	return append(counts, ReasonCount{Reason: reason, Count: 1})
 }

@@ -88,3 +88,58 @@ type Rosters interface {
 	// Get returns the mailboxes at the given indexes, in that order.
 	Get(ctx context.Context, waveID string, indexes []int) ([]wavefile.Mailbox, error)
 }
+
+// Preflighter checks, before anyone is told, that a mailbox can go: it
+// can be logged into at the source and its size read, its target mailbox
+// exists and can be written, the target has room for it; and it counts the
+// source's messages over the target's size limit. A mailbox that cannot
+// go gets a PermanentError of one of contract.DeferReasons (SourceRefused,
+// TargetRefused and NoRoom make them), with what was read so far; any
+// other error is retried.
+type Preflighter interface {
+	Preflight(ctx context.Context, m contract.MailboxRef) (contract.Preflight, error)
+}
+
+// SourceRefused is a preflight's reading of an error from the source: a
+// refused login or a mailbox not there is ErrTypeSourceLogin; anything
+// else is returned as it is.
+func SourceRefused(err error) error {
+	switch typ, _ := IsPermanent(err); typ {
+	case contract.ErrTypeBadCredentials, contract.ErrTypeMailboxNotFound:
+		return &PermanentError{Type: contract.ErrTypeSourceLogin, Err: err}
+	}
+	return err
+}
+
+// TargetRefused is a preflight's reading of an error from the target: a
+// mailbox not there is ErrTypeTargetMissing, a full one ErrTypeTargetNoRoom,
+// a refused login loginRefused (the copier knows what its target means by
+// it), any other permanent refusal ErrTypeTargetNotWritable; anything else
+// (throttled, transient) is returned as it is.
+func TargetRefused(err error, loginRefused string) error {
+	typ, ok := IsPermanent(err)
+	switch {
+	case !ok:
+		return err
+	case typ == contract.ErrTypeMailboxNotFound:
+		typ = contract.ErrTypeTargetMissing
+	case typ == contract.ErrTypeOverQuota:
+		typ = contract.ErrTypeTargetNoRoom
+	case typ == contract.ErrTypeBadCredentials:
+		typ = loginRefused
+	default:
+		typ = contract.ErrTypeTargetNotWritable
+	}
+	return &PermanentError{Type: typ, Err: err}
+}
+
+// NoRoom is ErrTypeTargetNoRoom for a preflight whose target's known room
+// is short of the source's size and the margin; nil otherwise (an unknown
+// room is no reason to stop).
+func NoRoom(m contract.MailboxRef, p contract.Preflight) error {
+	if !p.NoRoom() {
+		return nil
+	}
+	return Permanent(contract.ErrTypeTargetNoRoom, "mailbox %s: the target has room for %d bytes, the source holds %d (and a margin of %.0f%%)",
+		m.Key, p.TargetRoom, p.SourceBytes, 100*contract.PreflightRoomMargin)
+}
