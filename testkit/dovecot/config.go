@@ -123,15 +123,24 @@ func (s *Server) config(ids identities) string {
 	// The default 10 is too few for a copier's lanes plus the test's own
 	// connections, all from 127.0.0.1.
 	p("  mail_max_userip_connections = 1000")
-	if o.MaxMessageBytes > 0 {
+	switch {
+	case o.quotas():
+		// imap_quota: the QUOTA extension, for a preflight's GETQUOTAROOT.
+		p("  mail_plugins = $mail_plugins quota imap_quota")
+	case o.MaxMessageBytes > 0:
 		p("  mail_plugins = $mail_plugins quota")
 	}
 	p("}")
-	if o.MaxMessageBytes > 0 {
+	if o.MaxMessageBytes > 0 || o.quotas() {
 		// quota_max_mail_size needs a quota backend; "count" keeps no files
-		// of its own (it requires quota_vsizes). No quota_rule: no limit on
-		// the total, only on each message.
-		p("plugin {\n  quota = count:User quota\n  quota_vsizes = yes\n  quota_max_mail_size = %d\n}", o.MaxMessageBytes)
+		// of its own (it requires quota_vsizes). No quota_rule but a
+		// user's own (User.QuotaBytes): no limit on the total, only on
+		// each message.
+		p("plugin {\n  quota = count:User quota\n  quota_vsizes = yes")
+		if o.MaxMessageBytes > 0 {
+			p("  quota_max_mail_size = %d", o.MaxMessageBytes)
+		}
+		p("}")
 	}
 
 	p("service imap-login {")

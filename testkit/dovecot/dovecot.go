@@ -44,6 +44,21 @@ const (
 // User is a mailbox owner on the test server.
 type User struct {
 	Name, Password string
+	// QuotaBytes, when positive, is the user's storage quota (the quota
+	// plugin's count backend, whole messages as stored): an APPEND past it
+	// is refused with [OVERQUOTA], and the server offers the QUOTA
+	// extension (GETQUOTAROOT), which shows it in units of 1,024 bytes.
+	QuotaBytes int64
+}
+
+// quotas reports whether any user has a storage quota.
+func (o Options) quotas() bool {
+	for _, u := range o.Users {
+		if u.QuotaBytes > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Options configures a test server. The zero value is a server with no
@@ -463,7 +478,12 @@ func (s *Server) prepare(ids identities) error {
 	for _, u := range s.opts.Users {
 		// name:password:uid:gid:gecos:home:shell:extra — uid and gid empty
 		// so that mail_uid/mail_gid apply.
-		fmt.Fprintf(&users, "%s:{PLAIN}%s:::%s::\n", u.Name, u.Password, filepath.Join(home, u.Name))
+		extra := ""
+		if u.QuotaBytes > 0 {
+			// A userdb field in the eighth, the extra fields.
+			extra = fmt.Sprintf(":userdb_quota_rule=*:storage=%dB", u.QuotaBytes)
+		}
+		fmt.Fprintf(&users, "%s:{PLAIN}%s:::%s::%s\n", u.Name, u.Password, filepath.Join(home, u.Name), extra)
 	}
 	if s.opts.MasterUser != "" {
 		fmt.Fprintf(&masters, "%s:{PLAIN}%s::::::\n", s.opts.MasterUser, s.opts.MasterPassword)
