@@ -27,6 +27,7 @@ const (
 	saltOrg
 	saltFirst
 	saltLast
+	saltPreflight
 )
 
 // deltaFolder is the folder new mail arrives in (INBOX).

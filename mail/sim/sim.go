@@ -69,8 +69,19 @@ type Faults struct {
 	ThrottleRate  float64
 	// ThrottleRetryAfter is carried in the ThrottledError, as is (real time).
 	ThrottleRetryAfter time.Duration
-	// NotFoundRate is the share of mailboxes that do not exist at the source.
+	// NotFoundRate is the share of mailboxes that are gone from the source
+	// when they are copied (a leaver removed after the preflight): the
+	// copy fails, for good. The preflight does not see them.
 	NotFoundRate float64
+	// The preflight's refusals (preflight.go): the shares of mailboxes
+	// whose source refuses their login, whose target has no such mailbox,
+	// whose target cannot be written, and whose target has no room. Each
+	// mailbox draws once, so the shares add up to at most 1 and a mailbox
+	// meets one of them at most.
+	SourceLoginRate       float64
+	TargetMissingRate     float64
+	TargetNotWritableRate float64
+	TargetNoRoomRate      float64
 }
 
 // MaxConsecutiveFaults bounds the injected faults in a row at one step, so a
@@ -98,8 +109,9 @@ type Estate struct {
 }
 
 var (
-	_ port.Copier = (*Estate)(nil)
-	_ port.Router = (*Estate)(nil)
+	_ port.Copier      = (*Estate)(nil)
+	_ port.Router      = (*Estate)(nil)
+	_ port.Preflighter = (*Estate)(nil)
 )
 
 // Open opens the estate generated in dir.
@@ -153,10 +165,14 @@ func Open(dir string, o Options) (*Estate, error) {
 
 func (o Options) validate() error {
 	f := o.Faults
-	for _, r := range []float64{f.TransientRate, f.ThrottleRate, f.NotFoundRate} {
+	for _, r := range []float64{f.TransientRate, f.ThrottleRate, f.NotFoundRate,
+		f.SourceLoginRate, f.TargetMissingRate, f.TargetNotWritableRate, f.TargetNoRoomRate} {
 		if r < 0 || r > 1 {
 			return fmt.Errorf("sim: fault rate %g is not within [0, 1]", r)
 		}
+	}
+	if f.SourceLoginRate+f.TargetMissingRate+f.TargetNotWritableRate+f.TargetNoRoomRate > 1 {
+		return fmt.Errorf("sim: the preflight's refusal rates add up to more than 1")
 	}
 	if f.TransientRate+f.ThrottleRate > 1 {
 		return fmt.Errorf("sim: transient and throttle rates add up to more than 1")
