@@ -7,6 +7,7 @@ package port
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"mailwave/contract"
@@ -99,6 +100,11 @@ type Rosters interface {
 type Preflighter interface {
 	Preflight(ctx context.Context, m contract.MailboxRef) (contract.Preflight, error)
 }
+
+// ErrNoPreflight is a Preflighter's answer for a mailbox whose copier
+// has no preflight (one that dispatches to several, say): the mailbox is
+// not checked, which stops nothing.
+var ErrNoPreflight = errors.New("no preflight for this mailbox's copier")
 
 // SourceRefused is a preflight's reading of an error from the source: a
 // refused login or a mailbox not there is ErrTypeSourceLogin; anything

@@ -64,6 +64,7 @@ var (
 	_ port.Router   = (*orgs)(nil)
 
 	_ port.RoutingHosts = (*orgs)(nil)
+	_ port.Preflighter  = (*orgs)(nil)
 )
 
 // buildPorts builds every organisation's connectors, so that a mistake
@@ -539,6 +540,21 @@ func (o *orgs) Copy(ctx context.Context, req port.CopyRequest) (contract.CopySta
 		return contract.CopyStats{}, err
 	}
 	return p.copier.Copy(ctx, req)
+}
+
+// Preflight checks a mailbox before its notice with its organisation's
+// copier (every kind has a preflight; one without would leave the mailbox
+// unchecked: port.ErrNoPreflight).
+func (o *orgs) Preflight(ctx context.Context, m contract.MailboxRef) (contract.Preflight, error) {
+	p, err := o.of(m)
+	if err != nil {
+		return contract.Preflight{}, err
+	}
+	pf, ok := p.copier.(port.Preflighter)
+	if !ok {
+		return contract.Preflight{}, port.ErrNoPreflight
+	}
+	return pf.Preflight(ctx, m)
 }
 
 func (o *orgs) Send(ctx context.Context, n port.Notice) (bool, error) {
