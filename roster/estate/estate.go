@@ -91,13 +91,35 @@ type Choice struct {
 
 // Night is what was chosen for one night.
 type Night struct {
-	Name      string
-	Seed      int64
-	ChosenAt  time.Time
-	Mailboxes []Mailbox // in the order chosen
+	Name     string
+	Seed     int64
+	ChosenAt time.Time
+	// Orgs is the Choice's Orgs: the organisations a pilot was limited
+	// to; empty for a night of every ready organisation. An
+	// organisation's pilot is the last night chosen with it in Orgs.
+	Orgs []string
+	// Mailboxes in the order chosen, each with this Night and its
+	// Outcome on this night: Deferred for one deferred, though it is
+	// back in the pool, or chosen for another night, since.
+	Mailboxes []Mailbox
 }
 
-// OrgCounts is one organisation's progress.
+// NightCounts is one chosen night's progress.
+type NightCounts struct {
+	Name         string
+	Seed         int64
+	ChosenAt     time.Time
+	Orgs         []string // as Night's
+	Chosen       int      // how many were chosen
+	Migrated     int
+	NeedsSupport int
+	Deferred     int
+	InFlight     int // no outcome yet
+}
+
+// OrgCounts is one organisation's progress. Leavers are counted in
+// Migrated, NeedsSupport and Chosen (what was done with them stays
+// counted), never in Total or Remaining.
 type OrgCounts struct {
 	Org          string
 	State        OrgState
@@ -105,7 +127,7 @@ type OrgCounts struct {
 	Migrated     int
 	NeedsSupport int
 	Chosen       int // chosen for a night whose move has not ended
-	Remaining    int // in the pool
+	Remaining    int // in the pool (not leavers)
 	Deferred     int // times a mailbox of it was deferred
 }
 
@@ -115,6 +137,7 @@ type Store interface {
 	// the import as leavers, and adds new organisations as pilots. A
 	// mailbox chosen or migrated keeps its night and outcome.
 	Import(ctx context.Context, mailboxes []Mailbox, at time.Time) (ImportResult, error)
+	// Orgs lists the organisations by name.
 	Orgs(ctx context.Context) ([]Org, error)
 	// SetOrg changes an organisation's state; ErrUnknownOrg if none.
 	SetOrg(ctx context.Context, o Org) error
@@ -126,10 +149,16 @@ type Store interface {
 	Choose(ctx context.Context, c Choice, at time.Time) (Night, error)
 	// Night reads a chosen night; ErrUnknownNight if none.
 	Night(ctx context.Context, name string) (Night, error)
+	// Nights lists every chosen night with its counts, in the order
+	// chosen.
+	Nights(ctx context.Context) ([]NightCounts, error)
 	// Record sets the outcomes of a night's mailboxes, by key: a deferred
 	// mailbox goes back to the pool. Recording the same outcome again
-	// changes nothing.
+	// changes nothing; migrated and needs_support may replace each other,
+	// but an outcome never becomes or stops being deferred once recorded.
+	// Every outcome is recorded, or (on an error) none.
 	Record(ctx context.Context, night string, outcomes map[string]Outcome) error
+	// Counts lists every organisation's progress, by name.
 	Counts(ctx context.Context) ([]OrgCounts, error)
 	Close()
 }
