@@ -67,6 +67,48 @@ func (a *Activities) SendNotice(ctx context.Context, in SendNoticeInput) (SendNo
 	return SendNoticeResult{MessageID: id, AlreadySent: already, Attempt: activity.GetInfo(ctx).Attempt}, nil
 }
 
+// PreflightInput asks for one mailbox's check before its T-14 notice.
+type PreflightInput struct {
+	Mailbox contract.MailboxRef
+}
+
+// PreflightResult is what the check found. Checked is false where the
+// mailbox's copier has no preflight: it is not checked, which stops
+// nothing.
+type PreflightResult struct {
+	Checked bool
+	Figures contract.Preflight
+	Attempt int32
+}
+
+// Preflight checks, before anyone is told, that a mailbox can go (its
+// copier's port.Preflighter). A definite "cannot go" (one of
+// contract.DeferReasons) fails it for good, with its type, the fixed words
+// of its reason (never the server's text, which may name a folder or an
+// address) and, as its details, the figures read before it (a Preflight);
+// anything else is retried, a throttled one after the server's delay.
+func (a *Activities) Preflight(ctx context.Context, in PreflightInput) (PreflightResult, error) {
+	attempt := activity.GetInfo(ctx).Attempt
+	pf, ok := a.copier.(port.Preflighter)
+	if !ok {
+		return PreflightResult{Attempt: attempt}, nil
+	}
+	p, err := pf.Preflight(ctx, in.Mailbox)
+	if errors.Is(err, port.ErrNoPreflight) {
+		return PreflightResult{Attempt: attempt}, nil
+	}
+	if typ, refused := port.IsPermanent(err); refused && contract.IsDeferReason(typ) {
+		activity.GetLogger(ctx).Warn("preflight: the mailbox cannot go", "mailbox", in.Mailbox.Key, "reason", typ, "error", err)
+		return PreflightResult{}, temporal.NewNonRetryableApplicationError(contract.DeferReason(typ), typ, nil, p)
+	}
+	if err != nil {
+		return PreflightResult{}, a.fail(contract.ActivityPreflight, err)
+	}
+	activity.GetLogger(ctx).Info("preflight passed", "mailbox", in.Mailbox.Key, "bytes", p.SourceBytes,
+		"messages", p.SourceMessages, "oversize", p.Oversize, "roomKnown", p.RoomKnown)
+	return PreflightResult{Checked: true, Figures: p, Attempt: attempt}, nil
+}
+
 // CopyInput asks for one copy pass over one mailbox.
 type CopyInput struct {
 	Mailbox contract.MailboxRef

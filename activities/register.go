@@ -21,6 +21,7 @@ func (a *Activities) Register(r worker.ActivityRegistry) {
 	r.RegisterActivityWithOptions(a.CopyMailbox, activity.RegisterOptions{Name: contract.ActivityCopyMailbox})
 	r.RegisterActivityWithOptions(a.Cutover, activity.RegisterOptions{Name: contract.ActivityCutover})
 	r.RegisterActivityWithOptions(a.CutoverQueue, activity.RegisterOptions{Name: contract.ActivityCutoverQueue})
+	r.RegisterActivityWithOptions(a.Preflight, activity.RegisterOptions{Name: contract.ActivityPreflight})
 }
 
 // RegisterCutover puts only the cutover on a worker: the routing host's
