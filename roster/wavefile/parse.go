@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,9 @@ const (
 	colAddress     = "address"
 	colOrg         = "org"
 	colDisplayName = "display_name"
+	// The estate's (ParseEstate's) size columns: one or the other.
+	colSizeBytes = "size_bytes"
+	colSizeMB    = "size_mb"
 )
 
 // maxListedProblems is how many problems ParseError.Error lists in full.
@@ -44,6 +48,7 @@ type Row struct {
 	Address     string // normalised (lower case)
 	Org         string
 	DisplayName string
+	SizeBytes   int64 // ParseEstate's size column; 0: not known (Parse leaves it 0)
 }
 
 // Problem is one thing wrong with an input file. Line 0 means the file as a
@@ -91,6 +96,23 @@ func (e *ParseError) Error() string {
 // what follows it cannot be read reliably. Errors reading r are returned as
 // they are.
 func Parse(r io.Reader, name string) ([]Row, error) {
+	return parse(r, &parser{name: name, seen: make(map[string]int)})
+}
+
+// ParseEstate reads the programme's list of every mailbox (starter
+// programme import) as Parse reads a wave's, with these differences: the
+// org column is required and no row may leave it empty (every mailbox of
+// the estate belongs to an organisation); an optional size_bytes or
+// size_mb column (not both; 1 MB = 1,000,000 bytes, decimals allowed)
+// gives each mailbox's size, an empty cell saying it is not known; and no
+// problem names an address (the line does), since the estate's problems
+// may be read far from the file.
+func ParseEstate(r io.Reader, name string) ([]Row, error) {
+	return parse(r, &parser{name: name, seen: make(map[string]int), estate: true})
+}
+
+func parse(r io.Reader, p *parser) ([]Row, error) {
+	name := p.name
 	br := bufio.NewReader(&lineCap{r: bufio.NewReader(io.LimitReader(r, MaxInputBytes+1)), max: MaxLineBytes})
 	if head, _ := br.Peek(len(utf8BOM)); bytes.Equal(head, utf8BOM) {
 		_, _ = br.Discard(len(utf8BOM))
@@ -99,7 +121,6 @@ func Parse(r io.Reader, name string) ([]Row, error) {
 	cr.FieldsPerRecord = -1 // checked per line below, so that each bad line is reported
 	cr.ReuseRecord = true
 
-	p := &parser{name: name, seen: make(map[string]int)}
 	header, err := cr.Read()
 	switch {
 	case errors.Is(err, io.EOF):
@@ -152,6 +173,12 @@ type parser struct {
 	// Column positions in the input; -1 when a column is absent.
 	nFields, address, org, displayName int
 	seen                               map[string]int // normalised address -> line
+
+	// estate: ParseEstate's rules; size is its size column (-1 when
+	// absent), in MB when sizeMB.
+	estate bool
+	size   int
+	sizeMB bool
 }
 
 func (p *parser) add(line int, format string, args ...any) {
@@ -190,18 +217,24 @@ func (p *parser) syntaxError(err error) bool {
 // readHeader finds the columns, reporting whether the rows can be read.
 func (p *parser) readHeader(header []string) bool {
 	p.nFields = len(header)
-	p.address, p.org, p.displayName = -1, -1, -1
+	p.address, p.org, p.displayName, p.size = -1, -1, -1, -1
 	var unknown []string
 	for i, h := range header {
 		h = strings.TrimSpace(h)
 		var col *int
-		switch strings.ToLower(h) {
-		case colAddress:
+		switch lower := strings.ToLower(h); {
+		case lower == colAddress:
 			col = &p.address
-		case colOrg:
+		case lower == colOrg:
 			col = &p.org
-		case colDisplayName:
+		case lower == colDisplayName:
 			col = &p.displayName
+		case p.estate && (lower == colSizeBytes || lower == colSizeMB):
+			if p.size >= 0 {
+				p.add(1, "the header names both %q and %q: give the size once", colSizeBytes, colSizeMB)
+			}
+			p.size, p.sizeMB = i, lower == colSizeMB
+			continue
 		default:
 			unknown = append(unknown, strconv.Quote(h))
 			continue
@@ -221,7 +254,14 @@ func (p *parser) readHeader(header []string) bool {
 	case p.address < 0:
 		p.add(1, "the header has no %q column", colAddress)
 	}
-	if len(unknown) > 0 {
+	if p.estate && p.address >= 0 && p.org < 0 {
+		p.add(1, "the header has no %q column: every mailbox of the estate belongs to an organisation", colOrg)
+	}
+	switch {
+	case len(unknown) > 0 && p.estate:
+		p.add(1, "the header has unknown column(s) %s; the columns are %s and %s (required), %s, and %s or %s",
+			strings.Join(unknown, ", "), colAddress, colOrg, colDisplayName, colSizeBytes, colSizeMB)
+	case len(unknown) > 0:
 		p.add(1, "the header has unknown column(s) %s; the columns are %s (required), %s and %s",
 			strings.Join(unknown, ", "), colAddress, colOrg, colDisplayName)
 	}
@@ -255,18 +295,42 @@ func (p *parser) readRow(line int, record []string) {
 		p.add(line, "the display name is longer than %d bytes", MaxDisplayNameLen)
 		return
 	}
+	if p.estate && field(record, p.org) == "" {
+		p.add(line, "the org is empty: every mailbox of the estate belongs to an organisation")
+		return
+	}
+	var size int64
+	if p.size >= 0 {
+		var ok bool
+		if size, ok = parseSize(field(record, p.size), p.sizeMB); !ok {
+			unit := colSizeBytes + " is a whole number of bytes"
+			if p.sizeMB {
+				unit = colSizeMB + " is a number of megabytes"
+			}
+			p.add(line, "the size is not a size: %s, 0 or more, or empty when not known", unit)
+			return
+		}
+	}
 	raw := strings.TrimSpace(record[p.address])
 	if raw == "" {
 		p.add(line, "the address is empty")
 		return
 	}
 	addr, err := identity.NormalizeAddress(raw)
-	if err != nil {
+	switch {
+	case err != nil && p.estate:
+		p.add(line, "the address is not a bare email address (give local@domain only)")
+		return
+	case err != nil:
 		p.add(line, "%v", err)
 		return
 	}
 	if first, dup := p.seen[addr]; dup {
-		p.add(line, "%s is a duplicate of line %d", addr, first)
+		if p.estate {
+			p.add(line, "the address is a duplicate of line %d", first)
+		} else {
+			p.add(line, "%s is a duplicate of line %d", addr, first)
+		}
 		return
 	}
 	p.seen[addr] = line
@@ -275,7 +339,29 @@ func (p *parser) readRow(line int, record []string) {
 		Address:     addr,
 		Org:         field(record, p.org),
 		DisplayName: field(record, p.displayName),
+		SizeBytes:   size,
 	})
+}
+
+// maxSizeBytes bounds a mailbox's size (1 PB): beyond it, a size is a
+// mistake.
+const maxSizeBytes = 1e15
+
+// parseSize reads a size cell: bytes, or megabytes when mb; empty is 0
+// (not known).
+func parseSize(s string, mb bool) (int64, bool) {
+	if s == "" {
+		return 0, true
+	}
+	if !mb {
+		n, err := strconv.ParseInt(s, 10, 64)
+		return n, err == nil && n >= 0 && n <= maxSizeBytes
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(f >= 0 && f*1e6 <= maxSizeBytes) { // also refuses NaN
+		return 0, false
+	}
+	return int64(math.Round(f * 1e6)), true
 }
 
 // field returns the trimmed value of column i, or "" if the column is absent.
