@@ -56,10 +56,32 @@ func OpenDir(dir string) (*Dir, error) {
 // Close does nothing: no file stays open between operations.
 func (d *Dir) Close() {}
 
-// locked runs fn holding the estate's lock.
+// locked runs fn holding the estate's lock. A reader of an estate not
+// yet written reads nothing, and makes nothing.
 func (d *Dir) locked(ctx context.Context, fn func() error) error {
-	if err := os.MkdirAll(filepath.Join(d.dir, nightsDir), dirPerm); err != nil {
+	return d.lockedFor(ctx, false, fn)
+}
+
+// writing is locked for fn that writes: the directories are made first
+// (the roster store's as the roster store makes it, the estate's private
+// to its owner and group).
+func (d *Dir) writing(ctx context.Context, fn func() error) error {
+	return d.lockedFor(ctx, true, fn)
+}
+
+func (d *Dir) lockedFor(ctx context.Context, write bool, fn func() error) error {
+	if !write {
+		if _, err := os.Stat(d.dir); errors.Is(err, fs.ErrNotExist) {
+			return fn()
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(d.dir), 0o755); err != nil {
 		return fmt.Errorf("estate: %w", err)
+	}
+	for _, p := range []string{d.dir, filepath.Join(d.dir, nightsDir)} {
+		if err := os.Mkdir(p, dirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("estate: %w", err)
+		}
 	}
 	unlock, err := flock.Lock(ctx, filepath.Join(d.dir, lockFile), os.O_CREATE|os.O_RDWR, filePerm)
 	if err != nil {
@@ -278,7 +300,7 @@ func (d *Dir) Import(ctx context.Context, mailboxes []Mailbox, at time.Time) (Im
 	if err := checkImport(mailboxes); err != nil {
 		return res, err
 	}
-	err := d.locked(ctx, func() error {
+	err := d.writing(ctx, func() error {
 		old, err := d.readMailboxes()
 		if err != nil {
 			return err
@@ -363,7 +385,7 @@ func (d *Dir) SetOrg(ctx context.Context, o Org) error {
 		return err
 	}
 	o.Since = stamp(o.Since)
-	return d.locked(ctx, func() error {
+	return d.writing(ctx, func() error {
 		orgs, err := d.readOrgs()
 		if err != nil {
 			return err
@@ -383,7 +405,7 @@ func (d *Dir) Choose(ctx context.Context, c Choice, at time.Time) (Night, error)
 		return Night{}, err
 	}
 	var night Night
-	err := d.locked(ctx, func() error {
+	err := d.writing(ctx, func() error {
 		mailboxes, err := d.readMailboxes()
 		if err != nil {
 			return err
@@ -508,7 +530,7 @@ func (d *Dir) Record(ctx context.Context, night string, outcomes map[string]Outc
 	if err := checkNight(night); err != nil {
 		return err
 	}
-	return d.locked(ctx, func() error {
+	return d.writing(ctx, func() error {
 		nf, err := d.readNight(night)
 		if err != nil {
 			return err
