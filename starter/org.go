@@ -1,0 +1,335 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/user"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"mailwave/roster/estate"
+	"mailwave/starter/printer"
+)
+
+// defaultSupportBudget is an organisation's support budget, in percent:
+// the share of a pilot's moved mailboxes that may need support ("fewer
+// than 1.2 % of users needing support").
+const defaultSupportBudget = 1.2
+
+func newOrgCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "org",
+		Short: "The estate's organisations: list them, make one ready after its pilot, hold or resume one",
+		Long: `The estate's organisations and their states: a pilot (new in an import; only
+a pilot night takes its mailboxes), ready (the nightly sample chooses from
+it), or held (taken out of the sample, with why and by whom).
+
+An organisation's pilot is the last night chosen with it among the night's
+organisations (a pilot wave's).`,
+	}
+	cmd.AddCommand(newOrgListCmd(a), newOrgReadyCmd(a), newOrgHoldCmd(a), newOrgResumeCmd(a))
+	return cmd
+}
+
+// orgRow is one organisation in org list.
+type orgRow struct {
+	Org    string    `json:"org"`
+	State  string    `json:"state"`
+	Since  time.Time `json:"since"`
+	By     string    `json:"by"`
+	Reason string    `json:"reason"`
+}
+
+func newOrgListCmd(a *app) *cobra.Command {
+	var spec, csvPath string
+	var format printer.Format
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the organisations with their states, since when, by whom and why",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			st, err := estate.Open(ctx, spec)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			orgs, err := st.Orgs(ctx)
+			if err != nil {
+				return err
+			}
+			rows := make([]orgRow, len(orgs))
+			for i, o := range orgs {
+				rows[i] = orgRow{Org: o.Name, State: string(o.State), Since: o.Since, By: o.By, Reason: o.Reason}
+			}
+			if csvPath != "" {
+				err := writeTableCSV(cmd.OutOrStdout(), csvPath, rows, func(r orgRow) []string {
+					return []string{r.Org, r.State, r.Since.UTC().Format(time.RFC3339), r.By, r.Reason}
+				})
+				if err != nil || csvPath == "-" {
+					return err
+				}
+			}
+			p := printerFor(cmd, format)
+			if len(rows) == 0 && p.IsText() {
+				fmt.Fprintf(p.Out, "no organisations in %s: \"starter programme import FILE.csv\" adds them\n", estateWhere(spec))
+				return nil
+			}
+			return p.List(rows)
+		},
+	}
+	wavesDirFlag(cmd, &spec)
+	cmd.Flags().StringVar(&csvPath, "csv", "", "also write the list as CSV to this file ('-': standard output, instead of the table)")
+	addOutputFlag(cmd, &format)
+	return cmd
+}
+
+// orgChange is what ready, hold and resume share: the organisation, the
+// operator, why, and the store.
+type orgChange struct {
+	spec, reason, by string
+}
+
+func (o *orgChange) flags(cmd *cobra.Command, reasonHelp string) {
+	wavesDirFlag(cmd, &o.spec)
+	cmd.Flags().StringVar(&o.reason, "reason", "", reasonHelp)
+	cmd.Flags().StringVar(&o.by, "by", "", "who is changing it (default: the OS user's name)")
+}
+
+// who is the operator: --by, else the OS user.
+func (o *orgChange) who() (string, error) {
+	if o.by != "" {
+		return o.by, nil
+	}
+	u, err := user.Current()
+	if err != nil || u.Username == "" {
+		return "", errors.New("who is changing it? --by NAME")
+	}
+	return u.Username, nil
+}
+
+// find opens the estate and reads the organisation.
+func (o *orgChange) find(ctx context.Context, name string) (estate.Store, estate.Org, error) {
+	st, err := estate.Open(ctx, o.spec)
+	if err != nil {
+		return nil, estate.Org{}, err
+	}
+	orgs, err := st.Orgs(ctx)
+	if err != nil {
+		st.Close()
+		return nil, estate.Org{}, err
+	}
+	i := slices.IndexFunc(orgs, func(x estate.Org) bool { return x.Name == name })
+	if i < 0 {
+		st.Close()
+		return nil, estate.Org{}, fmt.Errorf("organisation %.80q: %w (\"starter org list\" lists them)", name, estate.ErrUnknownOrg)
+	}
+	return st, orgs[i], nil
+}
+
+// describe says where an organisation stands, for a refusal.
+func describe(o estate.Org) string {
+	s := fmt.Sprintf("%s is %s", o.Name, o.State)
+	if o.Reason != "" {
+		s += " (" + o.Reason + ")"
+	}
+	if o.By != "" {
+		s += " by " + o.By
+	}
+	if !o.Since.IsZero() {
+		s += " since " + o.Since.UTC().Format(time.RFC3339)
+	}
+	return s
+}
+
+type orgReadyOptions struct {
+	orgChange
+	force  bool
+	budget float64
+}
+
+func newOrgReadyCmd(a *app) *cobra.Command {
+	var o orgReadyOptions
+	cmd := &cobra.Command{
+		Use:   "ready ORG",
+		Short: "Make an organisation ready for the nightly sample, once its pilot finished within its support budget",
+		Long: `Make a pilot organisation ready: the nightly sample chooses from it from now on.
+Refused unless its pilot (the last night chosen with it among the night's
+organisations) has finished, none of its mailboxes still in flight, with no
+more of those moved than its support budget needing support (deferred ones
+are not counted). --force --reason R makes it ready anyway, the reason
+recorded. A held organisation is made ready again by "starter org resume".`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.orgReady(cmd, args[0], o, time.Now().UTC())
+		},
+	}
+	o.flags(cmd, "why (required with --force; recorded with the pilot's verdict otherwise)")
+	cmd.Flags().BoolVar(&o.force, "force", false, "make it ready whatever its pilot says (needs --reason)")
+	cmd.Flags().Float64Var(&o.budget, "budget", defaultSupportBudget, "the support budget: the percentage of the pilot's moved mailboxes that may need support")
+	return cmd
+}
+
+func (a *app) orgReady(cmd *cobra.Command, name string, o orgReadyOptions, now time.Time) error {
+	if o.force && o.reason == "" {
+		return errors.New("--force needs --reason: say why it is made ready without a pilot within its budget")
+	}
+	if !(o.budget >= 0 && o.budget <= 100) {
+		return fmt.Errorf("--budget %v: a percentage from 0 to 100", o.budget)
+	}
+	by, err := o.who()
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	st, org, err := o.find(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	switch org.State {
+	case estate.Ready:
+		fmt.Fprintf(cmd.OutOrStdout(), "%s: nothing changed\n", describe(org))
+		return nil
+	case estate.Held:
+		return fmt.Errorf("%s: \"starter org resume %s --reason R\" makes it ready again", describe(org), name)
+	}
+	verdict, err := pilotVerdict(ctx, st, name, o.budget)
+	var refusal *pilotRefusal
+	switch {
+	case errors.As(err, &refusal) && o.force:
+		verdict = "forced: " + o.reason + " (" + refusal.Error() + ")"
+	case refusal != nil:
+		return fmt.Errorf("%s stays a pilot: %w; --force --reason R makes it ready anyway", name, err)
+	case err != nil:
+		return err
+	case o.reason != "":
+		verdict += ": " + o.reason
+	}
+	if err := st.SetOrg(ctx, estate.Org{Name: name, State: estate.Ready, Reason: verdict, By: by, Since: now}); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s is ready (%s), by %s: the nightly sample chooses from it\n", name, verdict, by)
+	return nil
+}
+
+// pilotRefusal is why a pilot does not make its organisation ready.
+type pilotRefusal struct{ reason string }
+
+func (r *pilotRefusal) Error() string { return r.reason }
+
+// pilotVerdict judges an organisation's pilot, the last night chosen with
+// it among the night's organisations: its verdict when it passed, a
+// *pilotRefusal when it did not.
+func pilotVerdict(ctx context.Context, st estate.Store, org string, budget float64) (string, error) {
+	nights, err := st.Nights(ctx)
+	if err != nil {
+		return "", err
+	}
+	pilot := ""
+	for _, n := range nights {
+		if slices.Contains(n.Orgs, org) {
+			pilot = n.Name
+		}
+	}
+	if pilot == "" {
+		return "", &pilotRefusal{"no pilot yet: no night was chosen with " + org + " among its organisations"}
+	}
+	night, err := st.Night(ctx, pilot)
+	if err != nil {
+		return "", err
+	}
+	var inFlight, migrated, support, deferred int
+	for _, m := range night.Mailboxes {
+		if m.Org != org {
+			continue
+		}
+		switch m.Outcome {
+		case estate.Migrated:
+			migrated++
+		case estate.NeedsSupport:
+			support++
+		case estate.Deferred:
+			deferred++
+		default:
+			inFlight++
+		}
+	}
+	moved := migrated + support
+	switch {
+	case inFlight > 0:
+		return "", &pilotRefusal{fmt.Sprintf("pilot %s not finished: %d still in flight", pilot, inFlight)}
+	case moved == 0:
+		return "", &pilotRefusal{fmt.Sprintf("pilot %s moved none of %s's mailboxes (%d deferred)", pilot, org, deferred)}
+	}
+	share := 100 * float64(support) / float64(moved)
+	if share > budget {
+		return "", &pilotRefusal{fmt.Sprintf("pilot %s over budget: %d of %d needed support (%s) > %s", pilot, support, moved, percent(share), percent(budget))}
+	}
+	return fmt.Sprintf("pilot %s: %d of %d needed support (%s), within %s", pilot, support, moved, percent(share), percent(budget)), nil
+}
+
+// percent writes a percentage to two decimals at most: "10 %", "1.2 %".
+func percent(p float64) string {
+	return strconv.FormatFloat(float64(int64(p*100+0.5))/100, 'f', -1, 64) + " %"
+}
+
+func newOrgHoldCmd(a *app) *cobra.Command {
+	var o orgChange
+	cmd := &cobra.Command{
+		Use:   "hold ORG --reason R",
+		Short: "Take an organisation out of the nightly sample, saying why",
+		Long: `Hold an organisation: no nightly sample chooses from it until "starter org
+resume". Nights already chosen keep their mailboxes.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.setOrgState(cmd, args[0], o, estate.Held, nil, time.Now().UTC())
+		},
+	}
+	o.flags(cmd, "why it is held (required)")
+	return cmd
+}
+
+func newOrgResumeCmd(a *app) *cobra.Command {
+	var o orgChange
+	cmd := &cobra.Command{
+		Use:   "resume ORG --reason R",
+		Short: "Make a held organisation ready again, saying why",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.setOrgState(cmd, args[0], o, estate.Ready, []estate.OrgState{estate.Held}, time.Now().UTC())
+		},
+	}
+	o.flags(cmd, "why it is ready again (required)")
+	return cmd
+}
+
+// setOrgState puts an organisation in state (from one of from, if given),
+// with the operator's reason.
+func (a *app) setOrgState(cmd *cobra.Command, name string, o orgChange, state estate.OrgState, from []estate.OrgState, now time.Time) error {
+	if o.reason == "" {
+		return fmt.Errorf("--reason is required: say why %s is to be %s", name, state)
+	}
+	by, err := o.who()
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	st, org, err := o.find(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if from != nil && !slices.Contains(from, org.State) {
+		return fmt.Errorf("%s: only a held organisation is resumed", describe(org))
+	}
+	if err := st.SetOrg(ctx, estate.Org{Name: name, State: state, Reason: o.reason, By: by, Since: now}); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s is %s (%s), by %s; it was %s\n", name, state, o.reason, by, org.State)
+	return nil
+}
