@@ -113,8 +113,6 @@ type waiter struct {
 	upload  int64
 	ready   chan struct{}
 	granted bool
-	// upload and request are its pieces in the windows, once admitted.
-	uploadPiece, requestPiece uint64
 }
 
 // Acquire waits until a request carrying upload bytes may be sent: a slot
@@ -145,8 +143,9 @@ func (m *Budget) Acquire(ctx context.Context, upload int64) (release func(), err
 	defer m.mu.Unlock()
 	if w.granted {
 		// Admitted as the context ended: its slot goes back, its bytes
-		// stay counted (they may be sent).
+		// count from now (they may have been sent).
 		m.inFlight--
+		m.answered(w)
 	} else {
 		m.waiting = slices.DeleteFunc(m.waiting, func(x *waiter) bool { return x == w })
 	}
@@ -173,10 +172,15 @@ func (m *Budget) admit() {
 			continue
 		}
 		// The first must wait: a later one that fits now and leaves the
-		// first its room when its time comes goes before it.
-		at := now.Add(wait)
-		uploadRoom := m.uploads.limit - m.uploads.sumAt(at) - head.upload
-		requestRoom := m.requests.limit - m.requests.sumAt(at) - 1
+		// first its room when its time comes goes before it. (When only
+		// an answer can make room for the first, its time is not known,
+		// and none goes before it.)
+		var uploadRoom, requestRoom int64
+		if wait != never {
+			at := now.Add(wait)
+			uploadRoom = m.uploads.limit - m.uploads.sumAt(at) - head.upload
+			requestRoom = m.requests.limit - m.requests.sumAt(at) - 1
+		}
 		for i := 1; i < len(m.waiting) && m.inFlight < m.slots && requestRoom >= 1; i++ {
 			w := m.waiting[i]
 			if w.upload <= uploadRoom && m.uploads.wait(now, w.upload) <= 0 && m.requests.wait(now, 1) <= 0 {
@@ -188,11 +192,15 @@ func (m *Budget) admit() {
 		}
 		if m.inFlight < m.slots {
 			// Look again when the first or the next of those behind it
-			// may go: when the window's oldest piece leaves it.
+			// may go: when the window's oldest piece leaves it. (Room
+			// that only an answer frees needs no timer: the answer's
+			// release looks again.)
 			if len(m.waiting) > 1 && len(m.uploads.at) > 0 {
 				wait = min(wait, max(m.uploads.at[0].Add(m.uploads.span).Sub(now), time.Millisecond))
 			}
-			m.wake(wait)
+			if wait != never {
+				m.wake(wait)
+			}
 		}
 		return
 	}
@@ -202,8 +210,8 @@ func (m *Budget) admit() {
 func (m *Budget) grant(now time.Time, i int) {
 	w := m.waiting[i]
 	m.waiting = slices.Delete(m.waiting, i, i+1)
-	w.uploadPiece = m.uploads.add(now, w.upload)
-	w.requestPiece = m.requests.add(now, 1)
+	m.uploads.send(w.upload)
+	m.requests.send(1)
 	m.inFlight++
 	w.granted = true
 	close(w.ready)
@@ -217,8 +225,8 @@ func (m *Budget) grant(now time.Time, i int) {
 // be refused for it. m.mu is held.
 func (m *Budget) answered(w *waiter) {
 	now := m.now()
-	m.uploads.move(w.uploadPiece, w.upload, now)
-	m.requests.move(w.requestPiece, 1, now)
+	m.uploads.answer(now, w.upload)
+	m.requests.answer(now, 1)
 }
 
 // wake runs admit again after d; m.mu is held.
@@ -252,17 +260,21 @@ func (m *Budget) NotBefore() time.Time {
 	return m.notBefore
 }
 
-// window is a sliding window: what was sent in the last span, by time,
-// in pieces.
+// window is a sliding window: what was sent in the last span, by time, in
+// pieces, and what is in flight (open): sent, not answered yet, so not
+// known to have been counted by the service before its answer. An open
+// piece holds its room until it is answered and a span has passed after.
 type window struct {
 	limit int64
 	span  time.Duration
 	at    []time.Time // in order
 	n     []int64
-	id    []uint64
-	next  uint64
-	sum   int64
+	sum   int64 // of n
+	open  int64
 }
+
+// never is a wait that only an answer can end: no timer is set for it.
+const never = time.Duration(1<<63 - 1)
 
 // drop forgets what left the window.
 func (w *window) drop(now time.Time) {
@@ -271,23 +283,24 @@ func (w *window) drop(now time.Time) {
 		w.sum -= w.n[i]
 		i++
 	}
-	w.at, w.n, w.id = w.at[i:], w.n[i:], w.id[i:]
+	w.at, w.n = w.at[i:], w.n[i:]
 }
 
 // sumAt is what the window will hold at a later time, of what it holds
-// now.
+// now (an open piece is still there).
 func (w *window) sumAt(t time.Time) int64 {
-	sum := w.sum
+	sum := w.sum + w.open
 	for i := 0; i < len(w.at) && t.Sub(w.at[i]) >= w.span; i++ {
 		sum -= w.n[i]
 	}
 	return sum
 }
 
-// wait is how long until n more fits; 0 if it fits now.
+// wait is how long until n more fits: 0 if it fits now, never if it fits
+// only once an open piece is answered.
 func (w *window) wait(now time.Time, n int64) time.Duration {
 	w.drop(now)
-	over := w.sum + n - w.limit
+	over := w.sum + w.open + n - w.limit
 	if over <= 0 {
 		return 0
 	}
@@ -297,28 +310,17 @@ func (w *window) wait(now time.Time, n int64) time.Duration {
 			return w.at[i].Add(w.span).Sub(now)
 		}
 	}
-	return w.span // not reached: n is within the limit
+	return never
 }
 
-// add puts n in the window at now (no earlier than any piece in it) and
-// says which piece it is.
-func (w *window) add(now time.Time, n int64) uint64 {
-	w.next++
+// send opens a piece of n.
+func (w *window) send(n int64) { w.open += n }
+
+// answer closes an open piece of n: it counts from now, for a span.
+func (w *window) answer(now time.Time, n int64) {
+	w.open -= n
+	w.drop(now)
 	w.at = append(w.at, now)
 	w.n = append(w.n, n)
-	w.id = append(w.id, w.next)
 	w.sum += n
-	return w.next
-}
-
-// move counts a piece of n from now instead (again, if it had left).
-func (w *window) move(id uint64, n int64, now time.Time) {
-	w.drop(now)
-	if i := slices.Index(w.id, id); i >= 0 {
-		w.at = slices.Delete(w.at, i, i+1)
-		w.n = slices.Delete(w.n, i, i+1)
-		w.id = slices.Delete(w.id, i, i+1)
-		w.sum -= n
-	}
-	w.add(now, n)
 }

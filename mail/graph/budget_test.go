@@ -18,9 +18,11 @@ func TestWindowNeverHoldsMoreThanItsLimit(t *testing.T) {
 	w := window{limit: 150, span: 5 * time.Second}
 	t0 := time.Unix(1_700_000_000, 0)
 	assert.Zero(t, w.wait(t0, 100))
-	w.add(t0, 100)
+	w.send(100)
+	w.answer(t0, 100)
 	assert.Zero(t, w.wait(t0.Add(time.Second), 50))
-	w.add(t0.Add(time.Second), 50)
+	w.send(50)
+	w.answer(t0.Add(time.Second), 50)
 	// Full: 10 more fits once the first 100 leave, at t0+5s.
 	assert.Equal(t, 4*time.Second, w.wait(t0.Add(time.Second), 10))
 	// 120 more needs the 50 gone too, at t0+6s.
@@ -160,4 +162,20 @@ func TestARequestIsCountedFromItsAnswer(t *testing.T) {
 	_, err = m.Acquire(ctx, 100)
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, time.Since(answered), span, "the window had room only a window after the answer")
+}
+
+// TestAPieceInFlightHoldsItsRoomUntilItsAnswer: a request not yet answered
+// may yet be counted by the service at any moment, so its room is not
+// given to another however long it takes, and once answered it holds it
+// for a span from its answer.
+func TestAPieceInFlightHoldsItsRoomUntilItsAnswer(t *testing.T) {
+	w := window{limit: 100, span: time.Hour}
+	t0 := time.Unix(1_700_000_000, 0)
+	w.send(60)
+	assert.Equal(t, never, w.wait(t0.Add(61*time.Minute), 60), "past its span, still in flight: only its answer frees room")
+	assert.Zero(t, w.wait(t0.Add(61*time.Minute), 40))
+	w.answer(t0.Add(62*time.Minute), 60)
+	assert.Equal(t, time.Hour, w.wait(t0.Add(62*time.Minute), 60), "a span from its answer")
+	assert.Equal(t, int64(60), w.sumAt(t0.Add(2*time.Hour)), "still there a span after it was sent")
+	assert.Equal(t, int64(0), w.sumAt(t0.Add(3*time.Hour)))
 }
