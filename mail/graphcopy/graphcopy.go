@@ -79,8 +79,8 @@ func New(o Options) (*Copier, error) {
 	if o.Source == nil || o.Graph == nil {
 		return nil, errors.New("graphcopy: a source reader and a Graph client are required")
 	}
-	if o.BadItemLimit < 0 {
-		return nil, errors.New("graphcopy: the bad-item limit must not be negative")
+	if o.BadItemLimit < 0 || o.Batch < 0 || o.Ready < 0 {
+		return nil, errors.New("graphcopy: the bad-item limit, the batch and the ready messages must not be negative")
 	}
 	if o.Batch == 0 {
 		o.Batch = 16
@@ -150,8 +150,9 @@ func (c *Copier) Copy(ctx context.Context, req port.CopyRequest) (contract.CopyS
 			j.report(true)
 			return j.stats, err
 		}
-		verifying = make(chan error, 1)
-		go func() { verifying <- check(ctx) }()
+		ch := make(chan error, 1)
+		go func() { ch <- check(ctx) }()
+		verifying = ch
 	}
 	if err := verified(); err != nil {
 		j.report(true)
@@ -222,15 +223,8 @@ func (j *job) folder(ctx context.Context, f imapcopy.SourceFolder) (verify func(
 	}
 	// Partial items (an attempt ended before their last attachment) are
 	// removed: the message is made again whole.
-	for id, ids := range present {
-		if strings.HasSuffix(id, partial) {
-			for _, gid := range ids {
-				if err := j.tgt.Delete(ctx, gid); err != nil {
-					return nil, err
-				}
-			}
-			delete(present, id)
-		}
+	if err := j.removePartials(ctx, present, uv, msgs); err != nil {
+		return nil, err
 	}
 	var todo []imapcopy.SourceMessage
 	var over []imapcopy.SourceMessage
@@ -285,7 +279,11 @@ func (j *job) folder(ctx context.Context, f imapcopy.SourceFolder) (verify func(
 			return nil
 		})
 		if err != nil {
-			_ = g.Wait()
+			// A message's own error first: the fetch's is then most
+			// often only the cancellation that error caused.
+			if gerr := g.Wait(); gerr != nil {
+				return nil, gerr
+			}
 			return nil, err
 		}
 		todo = todo[n:]
@@ -369,6 +367,23 @@ func (j *job) message(ctx context.Context, f imapcopy.SourceFolder, folderID str
 	return nil
 }
 
+// removePartials removes the folder's partial items (and forgets them in
+// present): only those of its own messages, since another source folder
+// may be copied into the same target folder, and its partial items may be
+// in the making.
+func (j *job) removePartials(ctx context.Context, present map[string][]string, uv uint32, msgs []imapcopy.SourceMessage) error {
+	for _, m := range msgs {
+		id := identity(uv, m.UID) + partial
+		for _, gid := range present[id] {
+			if err := j.tgt.Delete(ctx, gid); err != nil {
+				return err
+			}
+		}
+		delete(present, id)
+	}
+	return nil
+}
+
 // bad records a message that will not be copied, and why: in the
 // checkpoint at once (the checkpoint's LastUID moves over it with its
 // batch), so a retry neither tries it again nor counts it twice.
@@ -418,14 +433,8 @@ func (j *job) verify(ctx context.Context, f imapcopy.SourceFolder, folderID stri
 			j.mu.Unlock()
 		}
 	}
-	for id, ids := range present {
-		if strings.HasSuffix(id, partial) {
-			for _, gid := range ids {
-				if err := j.tgt.Delete(ctx, gid); err != nil {
-					return err
-				}
-			}
-		}
+	if err := j.removePartials(ctx, present, uv, msgs); err != nil {
+		return err
 	}
 	if missing > 0 {
 		return port.Permanent(contract.ErrTypeVerifyMismatch, "mailbox %s folder %s: %d of %d source messages are not on the target",

@@ -3,6 +3,7 @@ package graphcopy_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -244,6 +245,22 @@ func TestARevokedApplicationFailsTheMailboxForGood(t *testing.T) {
 	require.True(t, permanent, "%v", err)
 	assert.Equal(t, contract.ErrTypeBadCredentials, typ)
 	assert.NotContains(t, err.Error(), "@")
+
+	// Revoked mid-copy, with messages in flight and the source's fetch
+	// going: the copy fails with the application's refusal, not with the
+	// cancellation it causes in the others.
+	src := dovecot.StartT(t, dovecot.Options{Users: []dovecot.User{{Name: user, Password: password}}, Plaintext: true, Storage: dovecot.Maildir})
+	_, _, err = imaptest.SeedMaildir(src, user, imaptest.BulkFolders([]string{"INBOX"}), imaptest.GenerateBulk(3, 300, 3<<20, []string{"INBOX"}))
+	require.NoError(t, err)
+	e = setupOn(t, src, fakegraph.Options{})
+	var once sync.Once
+	_, err = e.copier.Copy(context.Background(), port.CopyRequest{Mailbox: mailbox, Pass: contract.PassBulk,
+		Progress: func(contract.Checkpoint, contract.CopyStats) {
+			once.Do(func() { e.graph.RevokeSecret(); e.graph.ExpireTokens() })
+		}})
+	typ, permanent = port.IsPermanent(err)
+	require.True(t, permanent, "%v", err)
+	assert.Equal(t, contract.ErrTypeBadCredentials, typ)
 }
 
 // TestAMessageOverTheTargetsLimitIsABadItem: the 10 MB scan against a
