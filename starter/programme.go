@@ -30,7 +30,12 @@ func wavesDirFlag(cmd *cobra.Command, spec *string) {
 
 func newProgrammeCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "programme", Short: "The programme's estate: every mailbox to be moved, and where it stands"}
-	cmd.AddCommand(newProgrammeImportCmd(a), newProgrammeStatusCmd(a))
+	cmd.AddCommand(newProgrammeImportCmd(a), newProgrammeStatusCmd(a),
+		newProgrammeScheduleCmd(a), newProgrammeListCmd(a),
+		newProgrammeScheduleVerbCmd(a, "pause", "Pause a schedule: no night is chosen until it is resumed"),
+		newProgrammeScheduleVerbCmd(a, "resume", "Resume a paused schedule (nights due while it was paused are not made up)"),
+		newProgrammeScheduleVerbCmd(a, "trigger", "Choose a night now, for the schedule's lead from now"),
+		newProgrammeScheduleVerbCmd(a, "delete", "Delete a schedule; the nights it chose go on"))
 	return cmd
 }
 

@@ -19,6 +19,7 @@ import (
 	"mailwave/contract"
 	"mailwave/identity"
 	"mailwave/mail/port"
+	"mailwave/roster/estate"
 	"mailwave/roster/rosterstore"
 	"mailwave/workflows"
 )
@@ -110,6 +111,12 @@ func Run(ctx context.Context, c Config, tc client.Client) error {
 	workflows.Register(w)
 	acts.Register(w)
 	activities.NewWave(tc, rosters).Register(w)
+	est, err := estate.Open(ctx, c.WavesDir)
+	if err != nil {
+		return err
+	}
+	defer est.Close()
+	activities.NewProgramme(tc, est, rosters).Register(w)
 	if c.BuildID != "" && c.SetCurrent {
 		go c.becomeCurrent(ctx, tc)
 	}
