@@ -57,7 +57,9 @@ func TestPreflightAgainstDovecot(t *testing.T) {
 	require.NoError(t, err)
 	env := activityEnv()
 	New(nil, c, nil).Register(env)
-	ref := func(n string) contract.MailboxRef { return contract.MailboxRef{Key: n, Address: n + "@trust.nhs.example"} }
+	ref := func(n string) contract.MailboxRef {
+		return contract.MailboxRef{Key: n, Address: n + "@trust.nhs.example"}
+	}
 
 	v, err := env.ExecuteActivity(contract.ActivityPreflight, PreflightInput{Mailbox: ref("good")})
 	require.NoError(t, err)
