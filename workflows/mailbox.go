@@ -16,11 +16,13 @@ import (
 
 // MailboxMigration is one mailbox's whole migration:
 //
-//	wait until T-14 -> notice -> wait until T-1 -> reminder -> wait until T
-//	  -> copy (bulk, then delta) -> cutover -> success notice
+//	wait until T-14 -> preflight -> notice -> wait until T-1 -> reminder
+//	  -> wait until T -> copy (bulk, then delta) -> cutover -> success notice
 //
 // A step that fails after its retries ends the mailbox in "needs support",
-// naming the step and the reason; the workflow itself completes normally.
+// naming the step and the reason; a preflight that finds it cannot go ends
+// it "deferred", nobody told but its admin; the workflow itself completes
+// normally.
 func MailboxMigration(ctx workflow.Context, in contract.MailboxInput) (contract.MailboxResult, error) {
 	if err := in.Validate(); err != nil {
 		return contract.MailboxResult{}, temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeInvalidInput, nil)
@@ -47,6 +49,10 @@ const (
 	// pause the moment it arrives, and how it ended (error type; a summary
 	// in its memo for reports) as search attributes and memo.
 	changeOperatorVisibility = "operator-visibility"
+	// changePreflight: a mailbox is checked (the Preflight activity)
+	// before its T-14 notice; one that cannot go is deferred, its admin
+	// told, and no notice sent.
+	changePreflight = "preflight-before-notice"
 )
 
 type mailbox struct {
@@ -63,6 +69,12 @@ type mailbox struct {
 	// checkpoint is where the last copy pass ended; the next pass starts there.
 	checkpoint contract.Checkpoint
 }
+
+// deferred is a preflight's "cannot go": its reason (one of
+// contract.DeferReasons).
+type deferred struct{ reason string }
+
+func (e *deferred) Error() string { return "deferred: " + e.reason }
 
 // stepError is a step's failure after its retries.
 type stepError struct {
@@ -186,6 +198,7 @@ func (m *mailbox) run(ctx workflow.Context) contract.MailboxResult {
 	err := m.migrate(ctx)
 	res := contract.MailboxResult{Key: m.state.Key, Copied: m.state.Copied, StartedAt: m.startedAt}
 	var se *stepError
+	var df *deferred
 	switch {
 	case err == nil:
 		res.Outcome = contract.OutcomeMigrated
@@ -193,6 +206,12 @@ func (m *mailbox) run(ctx workflow.Context) contract.MailboxResult {
 	case temporal.IsCanceledError(err):
 		res.Outcome = contract.OutcomeCancelled
 		m.enter(ctx, contract.StageCancelled)
+	case errors.As(err, &df):
+		res.Outcome = contract.OutcomeDeferred
+		res.FailedStep = contract.StepPreflight
+		res.ErrorType, res.Reason = df.reason, contract.DeferReason(df.reason)
+		m.state.LastError = res.Reason
+		m.enter(ctx, contract.StageDeferred)
 	case errors.As(err, &se):
 		res.Outcome = contract.OutcomeNeedsSupport
 		res.FailedStep = se.step
@@ -206,10 +225,11 @@ func (m *mailbox) run(ctx workflow.Context) contract.MailboxResult {
 		m.enter(ctx, contract.StageNeedsSupport)
 	}
 	res.FinishedAt = workflow.Now(ctx)
+	res.Preflight = m.state.Preflight
 	m.state.Result = &res
 	m.publish(ctx)
 	m.publishEnd(ctx, res)
-	if res.Outcome == contract.OutcomeNeedsSupport {
+	if res.Outcome == contract.OutcomeNeedsSupport || res.Outcome == contract.OutcomeDeferred {
 		m.tellAdmin(ctx, res)
 	}
 	m.report(ctx, res)
@@ -220,6 +240,9 @@ func (m *mailbox) run(ctx workflow.Context) contract.MailboxResult {
 
 func (m *mailbox) migrate(ctx workflow.Context) error {
 	if err := m.waitUntil(ctx, contract.StageScheduled, m.state.NoticeAt); err != nil {
+		return err
+	}
+	if err := m.preflight(ctx); err != nil {
 		return err
 	}
 	if err := m.notify(ctx, contract.NoticeT14, contract.StageNoticeT14, contract.StepNoticeT14); err != nil {
@@ -294,6 +317,51 @@ func (m *mailbox) cutover(ctx workflow.Context) (activities.CutoverResult, error
 	}
 	err := workflow.ExecuteLocalActivity(shortStepOptions(ctx), contract.ActivityCutover, in).Get(ctx, &cut)
 	return cut, err
+}
+
+// preflight checks, at T-14 and before anyone is told, that the mailbox
+// can go: its source logged into and measured, its target found, written
+// and with room. One that cannot is deferred (its reason's type from the
+// activity); what was read is kept in the state and the result either
+// way. It runs also for a mailbox started after its T-14 (a late addition,
+// a compressed timeline): its notice has not gone out either, and the
+// check is what decides whether it does. A mailbox held at the boundary
+// is checked once it is let go, so the check is fresh for the notice.
+// Runs begun before the change go straight to the notice.
+func (m *mailbox) preflight(ctx workflow.Context) error {
+	if workflow.GetVersion(ctx, changePreflight, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	if err := m.hold(ctx); err != nil {
+		return err
+	}
+	// The stage is in the state query and the details, not published: a
+	// preflight takes seconds, and a wave's mailboxes reach it together (an
+	// upsert each is an event and a visibility write); one that retries
+	// shows its attempts under Pending Activities.
+	m.enter(ctx, contract.StagePreflight)
+	var res activities.PreflightResult
+	err := workflow.ExecuteActivity(preflightOptions(ctx), contract.ActivityPreflight, activities.PreflightInput{
+		Mailbox: m.in.Mailbox,
+	}).Get(ctx, &res)
+	var app *temporal.ApplicationError
+	switch {
+	case err == nil:
+		m.state.Attempts[contract.StepPreflight] = res.Attempt
+		if res.Checked {
+			figures := res.Figures
+			m.state.Preflight = &figures
+		}
+		m.details(ctx)
+		return nil
+	case errors.As(err, &app) && contract.IsDeferReason(app.Type()):
+		var figures contract.Preflight
+		if app.Details(&figures) == nil {
+			m.state.Preflight = &figures
+		}
+		return &deferred{reason: app.Type()}
+	}
+	return &stepError{step: contract.StepPreflight, err: err}
 }
 
 // waitUntil sleeps until t, showing stage meanwhile; a time already passed
@@ -519,6 +587,15 @@ func (m *mailbox) details(ctx workflow.Context) {
 	case contract.StageCopying:
 		b.WriteString("; attempt, progress and last failure of the pass are under Pending Activities")
 	}
+	if p := st.Preflight; p != nil {
+		b.WriteString(fmt.Sprintf("\npreflight: %.2f GB, %d messages at the source", float64(p.SourceBytes)/1e9, p.SourceMessages))
+		if p.Oversize > 0 {
+			b.WriteString(fmt.Sprintf("; %d over the target's %d-byte limit (bad items)", p.Oversize, p.OversizeLimit))
+		}
+		if p.RoomKnown {
+			b.WriteString(fmt.Sprintf("; %.2f GB of room at the target", float64(p.TargetRoom)/1e9))
+		}
+	}
 	if n := len(st.NoticesSent); n > 0 {
 		b.WriteString(fmt.Sprintf("\nnotices sent: %s", st.NoticesSent[0]))
 		for _, k := range st.NoticesSent[1:] {
@@ -562,6 +639,25 @@ func shortStepOptions(ctx workflow.Context) workflow.Context {
 			BackoffCoefficient: 2,
 			MaximumInterval:    5 * time.Minute,
 		},
+	})
+}
+
+// preflightOptions are for the preflight: a regular activity, since it
+// reaches both servers (a login, a folder list, a test message), may be
+// throttled, and shows its attempts and last failure under Pending
+// Activities; patient with a server that is down for a while, and ending
+// the mailbox in needs support (not deferred: nothing says it cannot go)
+// if it never answers.
+func preflightOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    10 * time.Minute,
+		ScheduleToCloseTimeout: 6 * time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    5 * time.Minute,
+		},
+		Summary: "preflight before the notice",
 	})
 }
 
