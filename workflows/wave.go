@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -185,7 +186,7 @@ func (w *wave) activityCtx(ctx workflow.Context) workflow.Context {
 // finished: every mailbox started has reported, and nothing is left to start.
 func (w *wave) finished() bool {
 	allStarted := w.st.NextStart >= w.in.Total || w.st.Cancelling
-	done := w.st.Migrated + len(w.st.NeedsSupport) + w.st.Cancelled
+	done := w.done()
 	return allStarted && w.inflight == 0 && !w.st.RetryPending && done >= w.st.StartedCount
 }
 
@@ -208,8 +209,13 @@ func (w *wave) continueAsNew(ctx workflow.Context) error {
 	return workflow.NewContinueAsNewError(ctx, contract.WaveWorkflowName, in)
 }
 
+// done counts the mailboxes that have reported their end.
+func (w *wave) done() int {
+	return w.st.Migrated + len(w.st.NeedsSupport) + w.st.Cancelled + w.st.Deferred
+}
+
 func (w *wave) progress() contract.WaveProgress {
-	done := w.st.Migrated + len(w.st.NeedsSupport) + w.st.Cancelled
+	done := w.done()
 	return contract.WaveProgress{
 		WaveID:       w.in.WaveID,
 		Total:        w.in.Total,
@@ -220,6 +226,8 @@ func (w *wave) progress() contract.WaveProgress {
 		Migrated:     w.st.Migrated,
 		NeedsSupport: len(w.st.NeedsSupport),
 		Cancelled:    w.st.Cancelled,
+		Deferred:     w.st.Deferred,
+		DeferredBy:   slices.Clone(w.st.DeferredBy),
 		Copied:       w.st.Copied,
 		Cap:          w.st.Cap,
 		Paused:       w.st.Paused,
@@ -240,6 +248,8 @@ func (w *wave) result(ctx workflow.Context) contract.WaveResult {
 		NeedsSupport: len(w.st.NeedsSupport),
 		Cancelled:    w.st.Cancelled + (w.in.Total - w.st.StartedCount - w.st.Refused),
 		Refused:      w.st.Refused,
+		Deferred:     w.st.Deferred,
+		DeferredBy:   slices.Clone(w.st.DeferredBy),
 		Copied:       w.st.Copied,
 		StartedAt:    w.st.StartedAt,
 		FinishedAt:   now,
@@ -248,6 +258,6 @@ func (w *wave) result(ctx workflow.Context) contract.WaveResult {
 		Refusals:     w.st.Refusals,
 	}
 	workflow.GetLogger(ctx).Info("wave finished", "wave", w.in.WaveID, "migrated", res.Migrated,
-		"needsSupport", res.NeedsSupport, "cancelled", res.Cancelled, "refused", res.Refused)
+		"needsSupport", res.NeedsSupport, "cancelled", res.Cancelled, "refused", res.Refused, "deferred", res.Deferred)
 	return res
 }

@@ -77,16 +77,16 @@ func (w *wave) publish(ctx workflow.Context, final bool) {
 // progressKey is what of a wave's progress is worth publishing again,
 // comparable (workflow code cannot use reflect).
 type progressKey struct {
-	total, started, refused, waiting, active, migrated, needsSupport, cancelled, cap, runs int
-	items, bytes, skipped, badItems                                                        int64
-	paused, cancelling                                                                     bool
-	reason                                                                                 string
+	total, started, refused, waiting, active, migrated, needsSupport, cancelled, deferred, cap, runs int
+	items, bytes, skipped, badItems                                                                  int64
+	paused, cancelling                                                                               bool
+	reason                                                                                           string
 }
 
 func progressKeyOf(p contract.WaveProgress) progressKey {
 	return progressKey{
 		total: p.Total, started: p.Started, refused: p.Refused, waiting: p.Waiting, active: p.Active,
-		migrated: p.Migrated, needsSupport: p.NeedsSupport, cancelled: p.Cancelled, cap: p.Cap, runs: p.Runs,
+		migrated: p.Migrated, needsSupport: p.NeedsSupport, cancelled: p.Cancelled, deferred: p.Deferred, cap: p.Cap, runs: p.Runs,
 		items: p.Copied.Items, bytes: p.Copied.Bytes, skipped: p.Copied.Skipped, badItems: p.Copied.BadItems,
 		paused: p.Paused, cancelling: p.Cancelling, reason: p.PauseReason,
 	}
@@ -96,9 +96,20 @@ func progressKeyOf(p contract.WaveProgress) progressKey {
 // the payload codec): counts, cap, paused and why.
 func waveDetails(p contract.WaveProgress, now time.Time) string {
 	var b strings.Builder
-	done := p.Migrated + p.NeedsSupport + p.Cancelled
-	b.WriteString(fmt.Sprintf("%d of %d mailboxes finished: %d migrated, %d need support, %d cancelled\n",
+	done := p.Migrated + p.NeedsSupport + p.Cancelled + p.Deferred
+	b.WriteString(fmt.Sprintf("%d of %d mailboxes finished: %d migrated, %d need support, %d cancelled",
 		done, p.Total, p.Migrated, p.NeedsSupport, p.Cancelled))
+	if p.Deferred > 0 {
+		b.WriteString(fmt.Sprintf(", %d deferred by their preflight (", p.Deferred))
+		for i, r := range p.DeferredBy {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(fmt.Sprintf("%s %d", r.Reason, r.Count))
+		}
+		b.WriteString(")")
+	}
+	b.WriteString("\n")
 	b.WriteString(fmt.Sprintf("started %d, waiting %d, copying or cutting over %d of a cap of %d; refused at start %d\n",
 		p.Started, p.Waiting, p.Active, p.Cap, p.Refused))
 	b.WriteString(fmt.Sprintf("copied %.1f GB, %d messages; run %d; as of %s", float64(p.Copied.Bytes)/1e9, p.Copied.Items, p.Runs,

@@ -203,6 +203,13 @@ func (w *wave) onDone(ctx workflow.Context, d contract.MailboxDone) {
 		w.st.Migrated++
 	case contract.OutcomeNeedsSupport:
 		w.st.NeedsSupport = append(w.st.NeedsSupport, d.Index)
+	case contract.OutcomeDeferred:
+		// Its preflight found it cannot go: back to the pool, not a
+		// failure of the wave's, so not in the error budget. Counting it
+		// issues no command: no GetVersion (a run begun before it met no
+		// deferred mailbox, since none existed).
+		w.st.Deferred++
+		w.st.DeferredBy = contract.CountReason(w.st.DeferredBy, d.ErrorType)
 	default:
 		w.st.Cancelled++
 	}
