@@ -130,6 +130,10 @@ type waveStatus struct {
 	Migrated     int              `json:"migrated"`
 	NeedsSupport int              `json:"needs_support"`
 	Cancelled    int              `json:"cancelled"`
+	// Deferred are the mailboxes their preflight found cannot go (back to
+	// the pool, not failures), and why.
+	Deferred   int                    `json:"deferred"`
+	DeferredBy []contract.ReasonCount `json:"deferred_by"`
 	// FailureRate is the share of finished mailboxes that need support.
 	FailureRate printer.Share    `json:"failure_rate"`
 	CopiedItems int64            `json:"copied_items"`
@@ -157,6 +161,7 @@ func waveStatusOf(p contract.WaveProgress, res *contract.WaveResult, source stri
 		Wave: p.WaveID, State: "running", PauseReason: p.PauseReason, Source: source,
 		Total: p.Total, Started: p.Started, Refused: p.Refused, Waiting: p.Waiting, Active: p.Active, Cap: p.Cap,
 		Migrated: p.Migrated, NeedsSupport: p.NeedsSupport, Cancelled: p.Cancelled,
+		Deferred: p.Deferred, DeferredBy: append([]contract.ReasonCount{}, p.DeferredBy...),
 		CopiedItems: p.Copied.Items, CopiedBytes: printer.Bytes(p.Copied.Bytes), Runs: p.Runs, StartedAt: p.StartedAt,
 		Refusals: []refusalRow{}, MoreRefused: max(0, p.Refused-len(p.Refusals)), result: res,
 	}
@@ -213,6 +218,15 @@ func (st waveStatus) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "  mailboxes     %d (started %d, refused %d)\n", st.Total, st.Started, st.Refused)
 	fmt.Fprintf(w, "  waiting       %d\n  copying/cut   %d of %d at once\n", st.Waiting, st.Active, st.Cap)
 	fmt.Fprintf(w, "  migrated      %d\n  needs support %d\n  cancelled     %d\n", st.Migrated, st.NeedsSupport, st.Cancelled)
+	fmt.Fprintf(w, "  deferred      %d", st.Deferred)
+	for i, r := range st.DeferredBy {
+		sep := ","
+		if i == 0 {
+			sep = " by their preflight:"
+		}
+		fmt.Fprintf(w, "%s %s %d", sep, r.Reason, r.Count)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  failure rate  %s of finished\n", st.FailureRate.Text())
 	fmt.Fprintf(w, "  copied        %d items, %s\n  runs          %d\n", st.CopiedItems, st.CopiedBytes.Text(), st.Runs)
 	if !st.StartedAt.IsZero() {
@@ -292,6 +306,7 @@ func (r *waveReader) finished(ctx context.Context, id string) (waveStatus, error
 	p := contract.WaveProgress{
 		WaveID: r.wave, Total: res.Total, Started: res.Total - res.Refused, Refused: res.Refused,
 		Migrated: res.Migrated, NeedsSupport: res.NeedsSupport, Cancelled: res.Cancelled, Copied: res.Copied,
+		Deferred: res.Deferred, DeferredBy: res.DeferredBy,
 		Runs: res.Runs, StartedAt: res.StartedAt, Refusals: res.Refusals,
 	}
 	return waveStatusOf(p, &res, sourceResult, time.Now()), nil
@@ -361,9 +376,13 @@ func (r *waveReader) watchBar(ctx context.Context, every time.Duration, out io.W
 		case st.Source == sourcePublished && st.PublishedAt != nil:
 			state = " (as published " + printer.Ago(time.Since(*st.PublishedAt)) + ")"
 		}
-		text := fmt.Sprintf("%s: waiting %d, copying %d, migrated %d, needs support %d%s",
-			st.Wave, st.Waiting, st.Active, st.Migrated, st.NeedsSupport, state)
-		done := st.Migrated + st.NeedsSupport + st.Cancelled + st.Refused
+		deferred := ""
+		if st.Deferred > 0 {
+			deferred = fmt.Sprintf(", deferred %d", st.Deferred)
+		}
+		text := fmt.Sprintf("%s: waiting %d, copying %d, migrated %d, needs support %d%s%s",
+			st.Wave, st.Waiting, st.Active, st.Migrated, st.NeedsSupport, deferred, state)
+		done := st.Migrated + st.NeedsSupport + st.Cancelled + st.Deferred + st.Refused
 		if !tty {
 			if st.result != nil || printed.IsZero() || time.Since(printed) >= plainEvery {
 				printed = time.Now()

@@ -10,6 +10,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,10 +62,14 @@ func (m Mailbox) Duration() time.Duration {
 
 // CSVHeader is the report CSV's header row.
 var CSVHeader = []string{"key", "org", "wave", "outcome", "stage", "failed_step", "error_type", "source_items", "target_items",
-	"bytes", "bad_items", "duplicates_removed", "consistency", "duration_seconds", "notices_sent", "started_at", "finished_at"}
+	"bytes", "bad_items", "duplicates_removed", "consistency", "duration_seconds", "notices_sent", "started_at", "finished_at",
+	"preflight_source_bytes", "preflight_source_items", "preflight_oversize_items"}
 
 // CSVRecord is a mailbox as a CSV row under CSVHeader. Counts are empty for
-// a mailbox without a summary; the notices are space-separated kinds.
+// a mailbox without a summary; the notices are space-separated kinds; the
+// preflight's figures (the source's size and messages, those over the
+// target's limit) are empty where it did not run. A deferred mailbox's
+// reason is its error_type.
 func (m Mailbox) CSVRecord() []string {
 	rec := []string{m.Key, m.Org, m.Wave, m.Outcome, m.Stage}
 	s := m.Summary
@@ -79,7 +84,17 @@ func (m Mailbox) CSVRecord() []string {
 		strconv.FormatInt(s.SourceItems, 10), strconv.FormatInt(s.TargetItems, 10),
 		strconv.FormatInt(s.Bytes, 10), strconv.FormatInt(s.BadItems, 10), strconv.FormatInt(s.Duplicates, 10), string(s.Consistency),
 		strconv.FormatInt(int64(printer.SecondsOf(m.Duration())), 10), strings.Join(notices, " "),
-		timeText(s.StartedAt), timeText(s.FinishedAt))
+		timeText(s.StartedAt), timeText(s.FinishedAt), preflightText(s.Preflight, func(p contract.Preflight) int64 { return p.SourceBytes }),
+		preflightText(s.Preflight, func(p contract.Preflight) int64 { return p.SourceMessages }),
+		preflightText(s.Preflight, func(p contract.Preflight) int64 { return p.Oversize }))
+}
+
+// preflightText is one of a preflight's figures, or "" without one.
+func preflightText(p *contract.Preflight, figure func(contract.Preflight) int64) string {
+	if p == nil {
+		return ""
+	}
+	return strconv.FormatInt(figure(*p), 10)
 }
 
 func timeText(t time.Time) string {
@@ -123,7 +138,10 @@ type OrgSummary struct {
 	SupportShare printer.Share `json:"support_share"`
 	Budget       string        `json:"budget"` // within or over; "" before any has finished
 	Cancelled    int           `json:"cancelled"`
-	Remaining    int           `json:"remaining"`
+	// Deferred are mailboxes their preflight found cannot go (back to the
+	// pool): not in the support share.
+	Deferred  int `json:"deferred"`
+	Remaining int `json:"remaining"`
 	// Other are mailboxes whose workflow closed without a summary
 	// (terminated, say, or run before summaries were published).
 	Other       int           `json:"other"`
@@ -142,14 +160,23 @@ type Slow struct {
 	Duration printer.Seconds `json:"duration_seconds" text:"DURATION"`
 }
 
-// Summary is a report's summary: per organisation, all together, and the
-// slowest mailboxes.
+// Deferral is how many mailboxes were deferred for one reason.
+type Deferral struct {
+	Reason    string `json:"reason"` // the preflight's error type
+	Mailboxes int    `json:"mailboxes"`
+}
+
+// Summary is a report's summary: per organisation, all together, the
+// deferred by reason, and the slowest mailboxes.
 type Summary struct {
 	Scope         string        `json:"scope"`
 	SupportBudget printer.Share `json:"support_budget"`
 	Total         OrgSummary    `json:"total"`
 	Organisations []OrgSummary  `json:"organisations"`
-	Slowest       []Slow        `json:"slowest"`
+	// DeferredBy counts the deferred mailboxes by reason, in
+	// contract.DeferReasons' order (any other after, by name).
+	DeferredBy []Deferral `json:"deferred_by"`
+	Slowest    []Slow     `json:"slowest"`
 }
 
 // NoOrg stands for mailboxes without an organisation.
@@ -175,7 +202,7 @@ func Summarise(scope string, mailboxes []Mailbox, budget float64, slowest int) S
 		total.add(m)
 	}
 	sum := Summary{Scope: scope, SupportBudget: printer.Share(budget), Total: total.judged(budget),
-		Organisations: make([]OrgSummary, 0, len(byOrg)), Slowest: slowestOf(mailboxes, slowest)}
+		Organisations: make([]OrgSummary, 0, len(byOrg)), DeferredBy: deferralsOf(mailboxes), Slowest: slowestOf(mailboxes, slowest)}
 	for _, s := range byOrg {
 		sum.Organisations = append(sum.Organisations, s.judged(budget))
 	}
@@ -192,6 +219,8 @@ func (s *OrgSummary) add(m Mailbox) {
 		s.NeedsSupport++
 	case string(contract.OutcomeCancelled):
 		s.Cancelled++
+	case string(contract.OutcomeDeferred):
+		s.Deferred++
 	case OutcomeRemaining:
 		s.Remaining++
 	default:
@@ -227,6 +256,31 @@ func (s OrgSummary) judged(budget float64) OrgSummary {
 	return s
 }
 
+// deferralsOf counts the deferred mailboxes by reason.
+func deferralsOf(mailboxes []Mailbox) []Deferral {
+	count := map[string]int{}
+	for _, m := range mailboxes {
+		if m.Outcome == string(contract.OutcomeDeferred) {
+			reason := ""
+			if m.Summary != nil {
+				reason = m.Summary.ErrorType
+			}
+			count[cmp.Or(reason, "(unknown)")]++
+		}
+	}
+	out := []Deferral{}
+	for _, r := range contract.DeferReasons {
+		if n, ok := count[r]; ok {
+			out = append(out, Deferral{Reason: r, Mailboxes: n})
+			delete(count, r)
+		}
+	}
+	for _, r := range slices.Sorted(maps.Keys(count)) {
+		out = append(out, Deferral{Reason: r, Mailboxes: count[r]})
+	}
+	return out
+}
+
 // slowestOf is the n finished mailboxes that ran longest, longest first
 // (by key when equal).
 func slowestOf(mailboxes []Mailbox, n int) []Slow {
@@ -252,6 +306,17 @@ func (s Summary) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "%s: %d mailboxes; support budget %s of those finished\n", s.Scope, s.Total.Mailboxes, s.SupportBudget.Text())
 	if err := printer.WriteTable(w, append(slices.Clip(s.Organisations), s.Total), ""); err != nil {
 		return err
+	}
+	if len(s.DeferredBy) > 0 {
+		fmt.Fprint(w, "deferred by their preflight (back to the pool, nobody told but the admin):")
+		for i, d := range s.DeferredBy {
+			sep := ","
+			if i == 0 {
+				sep = ""
+			}
+			fmt.Fprintf(w, "%s %s %d", sep, d.Reason, d.Mailboxes)
+		}
+		fmt.Fprintln(w)
 	}
 	if len(s.Slowest) == 0 {
 		_, err := fmt.Fprintln(w, "slowest: none finished yet")

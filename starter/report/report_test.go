@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/csv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,10 +50,10 @@ func TestSummaryPerOrganisationAgainstTheBudget(t *testing.T) {
 	require.NoError(t, s.WriteText(&text))
 	lines := strings.Split(text.String(), "\n")
 	assert.Equal(t, "wave w1: 6 mailboxes; support budget 2.00% of those finished", lines[0])
-	assert.Equal(t, []string{"ORG", "MAILBOXES", "MIGRATED", "NEEDS", "SUPPORT", "SUPPORT", "SHARE", "BUDGET", "CANCELLED", "REMAINING",
+	assert.Equal(t, []string{"ORG", "MAILBOXES", "MIGRATED", "NEEDS", "SUPPORT", "SUPPORT", "SHARE", "BUDGET", "CANCELLED", "DEFERRED", "REMAINING",
 		"OTHER", "BYTES", "PERFECT", "GOOD", "INVESTIGATE", "POOR"}, strings.Fields(lines[1]))
-	assert.Equal(t, []string{"trust-a", "3", "2", "1", "33.33%", "over", "0", "0", "0", "3.0", "kB", "1", "1", "0", "1"}, strings.Fields(lines[3]))
-	assert.Equal(t, []string{"(all)", "6", "3", "1", "25.00%", "over", "0", "1", "1", "3.5", "kB", "2", "1", "0", "1"}, strings.Fields(lines[5]))
+	assert.Equal(t, []string{"trust-a", "3", "2", "1", "33.33%", "over", "0", "0", "0", "0", "3.0", "kB", "1", "1", "0", "1"}, strings.Fields(lines[3]))
+	assert.Equal(t, []string{"(all)", "6", "3", "1", "25.00%", "over", "0", "0", "1", "1", "3.5", "kB", "2", "1", "0", "1"}, strings.Fields(lines[5]))
 	assert.Contains(t, text.String(), "slowest (from the first copy pass to the end):\n  KEY  ORG      OUTCOME        DURATION\n  a2   trust-a  migrated       3m0s")
 }
 
@@ -69,6 +70,46 @@ func TestCSVHasARowPerMailbox(t *testing.T) {
 	require.Len(t, recs, 3)
 	assert.Equal(t, CSVHeader, recs[0])
 	assert.Equal(t, []string{"a1", "trust-a", "w1", "migrated", "", "", "", "10", "10", "1000", "0", "2", "perfect", "90", "t14 t1",
-		"2026-11-21T20:00:00Z", "2026-12-05T20:01:30Z"}, recs[1])
-	assert.Equal(t, []string{"b2", "trust-b", "w1", "remaining", "copying", "", "", "", "", "", "", "", "", "", "", "", ""}, recs[2])
+		"2026-11-21T20:00:00Z", "2026-12-05T20:01:30Z", "", "", ""}, recs[1])
+	assert.Equal(t, []string{"b2", "trust-b", "w1", "remaining", "copying", "", "", "", "", "", "", "", "", "", "", "", "", "", "", ""}, recs[2])
+}
+
+// deferred is a mailbox its preflight deferred for reason, with its
+// figures.
+func deferred(key, org, reason string) Mailbox {
+	return FromSummary(contract.MailboxSummary{Key: key, Org: org, WaveID: "w1", Outcome: contract.OutcomeDeferred,
+		FailedStep: contract.StepPreflight, ErrorType: reason, StartedAt: t0.Add(-14 * 24 * time.Hour), FinishedAt: t0.Add(-14 * 24 * time.Hour),
+		Preflight: &contract.Preflight{SourceBytes: 5000, SourceMessages: 40, Oversize: 2}})
+}
+
+// TestDeferredCountedByReason: deferred mailboxes are counted apart, not
+// in the support share, and by reason in the summary; the CSV gives each
+// one's reason and preflight figures.
+func TestDeferredCountedByReason(t *testing.T) {
+	mailboxes := []Mailbox{
+		finished("a1", "trust-a", contract.OutcomeMigrated, contract.ConsistencyPerfect, 1000, time.Minute),
+		deferred("a2", "trust-a", contract.ErrTypeTargetNoRoom),
+		deferred("a3", "trust-a", contract.ErrTypeSourceLogin),
+		deferred("b1", "trust-b", contract.ErrTypeTargetNoRoom),
+	}
+	s := Summarise("wave w1", mailboxes, 0.02, 2)
+	assert.Equal(t, 3, s.Total.Deferred)
+	assert.Equal(t, 2, s.Organisations[0].Deferred)
+	assert.Equal(t, printer.Share(0), s.Total.SupportShare, "deferred is not needing support")
+	assert.Equal(t, BudgetWithin, s.Total.Budget)
+	assert.Equal(t, []Deferral{{Reason: contract.ErrTypeSourceLogin, Mailboxes: 1}, {Reason: contract.ErrTypeTargetNoRoom, Mailboxes: 2}}, s.DeferredBy)
+	var text bytes.Buffer
+	require.NoError(t, s.WriteText(&text))
+	assert.Contains(t, text.String(), "deferred by their preflight (back to the pool, nobody told but the admin): SourceLogin 1, TargetNoRoom 2\n")
+
+	var b bytes.Buffer
+	require.NoError(t, WriteCSV(&b, mailboxes[1:2]))
+	recs, err := csv.NewReader(&b).ReadAll()
+	require.NoError(t, err)
+	col := func(name string) string { return recs[1][slices.Index(CSVHeader, name)] }
+	assert.Equal(t, "deferred", col("outcome"))
+	assert.Equal(t, contract.ErrTypeTargetNoRoom, col("error_type"))
+	assert.Equal(t, "5000", col("preflight_source_bytes"))
+	assert.Equal(t, "40", col("preflight_source_items"))
+	assert.Equal(t, "2", col("preflight_oversize_items"))
 }
