@@ -51,6 +51,7 @@ type ChooseNightInput struct {
 	Seed      int64
 	Zone      string
 	Skip      []string `json:",omitempty"`
+	Orgs      []string `json:",omitempty"` // a pilot's organisations
 }
 
 // ChooseNightResult says what was chosen, or why nothing was.
@@ -74,12 +75,16 @@ func (a *ProgrammeActivities) ChooseNight(ctx context.Context, in ChooseNightInp
 	if slices.Contains(in.Skip, date) {
 		return ChooseNightResult{Date: date, Skipped: "the night of " + date + " is a date to skip"}, nil
 	}
-	night, err := a.estate.Choose(ctx, estate.Choice{Night: in.WaveID, N: in.N, Seed: in.Seed}, time.Now())
+	night, err := a.estate.Choose(ctx, estate.Choice{Night: in.WaveID, N: in.N, Seed: in.Seed, Orgs: in.Orgs}, time.Now())
 	if err != nil {
 		return ChooseNightResult{}, err
 	}
 	if len(night.Mailboxes) == 0 {
-		return ChooseNightResult{Date: date, Skipped: "the estate has no mailbox left to choose from a ready organisation"}, nil
+		from := "a ready organisation"
+		if len(in.Orgs) > 0 {
+			from = "the pilot's organisations"
+		}
+		return ChooseNightResult{Date: date, Skipped: "the estate has no mailbox left to choose from " + from}, nil
 	}
 	rows := make([]wavefile.Mailbox, len(night.Mailboxes))
 	for i, m := range night.Mailboxes {

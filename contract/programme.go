@@ -51,6 +51,21 @@ type NightInput struct {
 	// MinSample: an organisation is held only once at least this many of
 	// its mailboxes ended on the night (default 20).
 	MinSample int `json:",omitempty"`
+	// A pilot: the night's T given (not a schedule's firing plus Lead),
+	// and its mailboxes chosen from these organisations only, whatever
+	// their state.
+	MigrateAt time.Time `json:",omitempty"`
+	Orgs      []string  `json:",omitempty"`
+}
+
+// PilotSchedule is the schedule name of an organisation's pilot nights, if
+// its name can go into an ID.
+func PilotSchedule(org string) (string, error) {
+	name := "pilot-" + org
+	if !ValidScheduleName(name) {
+		return "", fmt.Errorf("organisation %.40q: its name cannot go into a pilot's wave ID (%s)", org, ScheduleNameRule)
+	}
+	return name, nil
 }
 
 // Check refuses an input a night cannot run with.
@@ -62,6 +77,8 @@ func (in NightInput) Check() error {
 		return fmt.Errorf("size %d: a night takes 1 to %d mailboxes", in.Size, MaxWaveSize)
 	case in.Lead <= 0 || in.ReminderLead <= 0 || in.ReminderLead >= in.Lead:
 		return fmt.Errorf("lead %s, reminder %s: both more than zero, the reminder after the notice", in.Lead, in.ReminderLead)
+	case in.MinSample < 0:
+		return fmt.Errorf("hold min sample %d: not negative", in.MinSample)
 	case in.SupportBudget < 0 || in.SupportBudget > 1:
 		return fmt.Errorf("support budget %v: a share from 0 to 1", in.SupportBudget)
 	}

@@ -10,7 +10,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
 
+	"mailwave/contract"
 	"mailwave/roster/estate"
 	"mailwave/starter/printer"
 )
@@ -31,7 +35,7 @@ it), or held (taken out of the sample, with why and by whom).
 An organisation's pilot is the last night chosen with it among the night's
 organisations (a pilot wave's).`,
 	}
-	cmd.AddCommand(newOrgListCmd(a), newOrgReadyCmd(a), newOrgHoldCmd(a), newOrgResumeCmd(a))
+	cmd.AddCommand(newOrgListCmd(a), newOrgPilotCmd(a), newOrgReadyCmd(a), newOrgHoldCmd(a), newOrgResumeCmd(a))
 	return cmd
 }
 
@@ -331,5 +335,102 @@ func (a *app) setOrgState(cmd *cobra.Command, name string, o orgChange, state es
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s is %s (%s), by %s; it was %s\n", name, state, o.reason, by, org.State)
+	return nil
+}
+
+// pilotOptions launch an organisation's pilot.
+type pilotOptions struct {
+	org, spec                         string
+	n, cap                            int
+	migrateAt, noticeLead, remindLead string
+	allowShortNotice                  bool
+}
+
+func newOrgPilotCmd(a *app) *cobra.Command {
+	var o pilotOptions
+	cmd := &cobra.Command{
+		Use:   "pilot ORG",
+		Short: "Launch an organisation's pilot: a night of its mailboxes only, chosen at random from the estate, told, moved and written back",
+		Example: `  starter org pilot trust-a --mailboxes 20 --migrate-at 2027-01-04T20:00:00Z --waves-dir data/waves
+  starter org ready trust-a --waves-dir data/waves      # once the pilot is done, within its support budget`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.org = args[0]
+			return a.launchPilot(cmd.Context(), o, time.Now())
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.n, "mailboxes", 20, "how many of its mailboxes")
+	f.StringVar(&o.migrateAt, "migrate-at", "", "the pilot's night, T: RFC 3339, \"2027-01-04 20:00\" in UTC, or +15d (required)")
+	f.StringVar(&o.noticeLead, "notice-lead", "14d", "how long before T the notice goes out")
+	f.StringVar(&o.remindLead, "reminder-lead", "1d", "how long before T the reminder goes out")
+	f.BoolVar(&o.allowShortNotice, "allow-short-notice", false, "allow less time before T than the notice lead (the notice goes at once)")
+	f.IntVar(&o.cap, "concurrency", 0, "mailboxes in copy or cutover at once (0: the default)")
+	f.StringVar(&o.spec, "waves-dir", "data/waves", "the roster store holding the estate: a directory or a postgres:// URL")
+	_ = cmd.MarkFlagRequired("migrate-at")
+	return cmd
+}
+
+// launchPilot starts the pilot's night workflow: it chooses the mailboxes
+// from the organisation only, writes the roster, runs the wave and writes
+// the outcomes back, which org ready then judges. Its IDs come from the
+// organisation and T, so the same pilot launched twice starts once.
+func (a *app) launchPilot(ctx context.Context, o pilotOptions, now time.Time) error {
+	if o.n < 1 || o.n > contract.MaxWaveSize {
+		return fmt.Errorf("--mailboxes %d: from 1 to %d", o.n, contract.MaxWaveSize)
+	}
+	name, err := contract.PilotSchedule(o.org)
+	if err != nil {
+		return err
+	}
+	sched, err := parseSchedule(o.migrateAt, o.noticeLead, o.remindLead, now)
+	if err != nil {
+		return err
+	}
+	if err := sched.check(now, o.allowShortNotice); err != nil {
+		return err
+	}
+	st, err := estate.Open(ctx, o.spec)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	orgs, err := st.Orgs(ctx)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(orgs, func(x estate.Org) bool { return x.Name == o.org })
+	switch {
+	case i < 0:
+		return fmt.Errorf("no organisation %s in the estate (programme import adds it)", o.org)
+	case orgs[i].State != estate.Pilot:
+		return fmt.Errorf("organisation %s is %s: a pilot is for an organisation not ready yet", o.org, orgs[i].State)
+	}
+	in := contract.NightInput{Schedule: name, Size: o.n, Lead: sched.NoticeLead, ReminderLead: sched.ReminderLead, Cap: o.cap,
+		Zone: "UTC", MigrateAt: sched.MigrateAt.UTC().Truncate(time.Second), Orgs: []string{o.org}}
+	if err := in.Check(); err != nil {
+		return err
+	}
+	c, err := a.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	waveID := contract.NightWaveID(name, in.MigrateAt)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                    "night-" + waveID,
+		TaskQueue:             contract.TaskQueue,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		StaticSummary:         "pilot " + waveID,
+	}, contract.NightWorkflowName, in)
+	var already *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &already) {
+		return fmt.Errorf("the pilot %s was launched already", waveID)
+	}
+	if err != nil {
+		return fmt.Errorf("launching the pilot of %s: %w", o.org, err)
+	}
+	fmt.Fprintf(a.out, "pilot of %s launched: up to %d mailboxes chosen now by workflow %s (run %s); wave %s, notice %s, T %s\n",
+		o.org, o.n, run.GetID(), run.GetRunID(), waveID, in.MigrateAt.Add(-in.Lead).Format(time.RFC3339), in.MigrateAt.Format(time.RFC3339))
 	return nil
 }

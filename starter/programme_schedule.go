@@ -32,6 +32,7 @@ type scheduleOptions struct {
 	cap           int
 	errorBudget   float64
 	supportBudget float64
+	minSample     int
 	start, end    string
 	skip          []string
 	catchup       time.Duration
@@ -101,7 +102,7 @@ func buildSchedule(o scheduleOptions) (client.ScheduleOptions, error) {
 	}
 	in := contract.NightInput{
 		Schedule: o.name, Size: o.size, Lead: lead, ReminderLead: reminder, Cap: o.cap,
-		ErrorBudget: o.errorBudget / 100, SupportBudget: o.supportBudget / 100, Zone: loc.String(),
+		ErrorBudget: o.errorBudget / 100, SupportBudget: o.supportBudget / 100, MinSample: o.minSample, Zone: loc.String(),
 	}
 	for _, d := range o.skip {
 		for one := range strings.SplitSeq(d, ",") {
@@ -244,6 +245,7 @@ func newProgrammeScheduleCmd(a *app) *cobra.Command {
 	f.IntVar(&o.cap, "concurrency", 0, "each night's wave: mailboxes in copy or cutover at once (0: the default)")
 	f.Float64Var(&o.errorBudget, "error-budget", 0, "each night's wave pauses past this percentage needing support (0: the default)")
 	f.Float64Var(&o.supportBudget, "support-budget", 100*contract.DefaultSupportBudget, "an organisation past this percentage needing support on a night is held")
+	f.IntVar(&o.minSample, "hold-min-sample", 20, "an organisation is held only once at least this many of its mailboxes ended on the night")
 	f.StringVar(&o.start, "start", "", "the first night's date (2006-01-02, in --zone)")
 	f.StringVar(&o.end, "end", "", "the last night's date")
 	f.StringSliceVar(&o.skip, "skip", nil, "nights' dates to skip: bank holidays (2006-01-02, comma-separated or repeated)")

@@ -32,7 +32,11 @@ func ProgrammeNight(ctx workflow.Context, in contract.NightInput) (contract.Nigh
 	if !ok {
 		fired = workflow.Now(ctx) // started by hand, not by a schedule: the night is Lead from now
 	}
-	res := contract.NightResult{MigrateAt: fired.Add(in.Lead).UTC().Truncate(time.Second)}
+	at := fired.Add(in.Lead)
+	if !in.MigrateAt.IsZero() {
+		at = in.MigrateAt // a pilot's, given
+	}
+	res := contract.NightResult{MigrateAt: at.UTC().Truncate(time.Second)}
 	res.WaveID = contract.NightWaveID(in.Schedule, res.MigrateAt)
 	res.Seed = contract.NightSeed(res.WaveID)
 
@@ -47,7 +51,7 @@ func ProgrammeNight(ctx workflow.Context, in contract.NightInput) (contract.Nigh
 	})
 	var chose activities.ChooseNightResult
 	if err := workflow.ExecuteActivity(actx, contract.ActivityChooseNight, activities.ChooseNightInput{
-		WaveID: res.WaveID, MigrateAt: res.MigrateAt, N: in.Size, Seed: res.Seed, Zone: in.Zone, Skip: in.Skip,
+		WaveID: res.WaveID, MigrateAt: res.MigrateAt, N: in.Size, Seed: res.Seed, Zone: in.Zone, Skip: in.Skip, Orgs: in.Orgs,
 	}).Get(ctx, &chose); err != nil {
 		return res, err
 	}
