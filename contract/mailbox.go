@@ -26,7 +26,7 @@ type Stage string
 
 const (
 	StageScheduled     Stage = "scheduled"      // waiting for T-14
-	StagePreflight     Stage = "preflight"      // checking it can go, before the T-14 notice
+	StagePreflight     Stage = "preflight"      // at T-14, checking it can go, before the notice
 	StageNoticeT14     Stage = "notice_t14"     // sending the T-14 notice
 	StageWaitingT1     Stage = "waiting_t1"     // notice sent, waiting for T-1
 	StageNoticeT1      Stage = "notice_t1"      // sending the reminder
@@ -42,10 +42,12 @@ const (
 	StageDeferred      Stage = "deferred" // its preflight found it cannot go: back to the pool
 )
 
-// Stages lists every stage, in the order a mailbox goes through them.
+// Stages lists every stage, in the order a mailbox goes through them (the
+// preflight's two, which came later, at the end).
 var Stages = []Stage{
-	StageScheduled, StagePreflight, StageNoticeT14, StageWaitingT1, StageNoticeT1, StageWaitingStart, StageWaitingSlot,
-	StageCopying, StageCutover, StageNoticeSuccess, StagePaused, StageMigrated, StageNeedsSupport, StageCancelled, StageDeferred,
+	StageScheduled, StageNoticeT14, StageWaitingT1, StageNoticeT1, StageWaitingStart, StageWaitingSlot,
+	StageCopying, StageCutover, StageNoticeSuccess, StagePaused, StageMigrated, StageNeedsSupport, StageCancelled,
+	StagePreflight, StageDeferred,
 }
 
 // Step names the activity a mailbox failed in.

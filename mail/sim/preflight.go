@@ -10,8 +10,10 @@ import (
 // Preflight checks a mailbox before its notice as a real copier would
 // (port.Preflighter): the source's login and size (its profile: the bulk
 // content; the delta arrives later), the target's mailbox and room. A
-// mailbox the estate does not have is refused at the source; the others
-// meet the refusal their draw gives them (Faults: SourceLoginRate,
+// mailbox the estate does not have is outside the simulation and not
+// checked (port.ErrNoPreflight): its copy is refused, as before there was
+// a preflight, which tests lean on for a mailbox needing support. The
+// others meet the refusal their draw gives them (Faults: SourceLoginRate,
 // TargetMissingRate, TargetNotWritableRate, TargetNoRoomRate), the same on
 // every attempt. The simulated target has no size limit and, but for a
 // mailbox drawn to have no room, says nothing of its quota.
@@ -24,8 +26,7 @@ func (e *Estate) Preflight(ctx context.Context, m contract.MailboxRef) (contract
 	}
 	i, ok := e.lookupAddress(m.Address)
 	if !ok {
-		return contract.Preflight{}, port.SourceRefused(
-			port.Permanent(contract.ErrTypeMailboxNotFound, "mailbox %s not found at source", m.Key))
+		return contract.Preflight{}, port.ErrNoPreflight
 	}
 	reason := e.preflightFault(i)
 	if reason == contract.ErrTypeSourceLogin {
@@ -47,9 +48,8 @@ func (e *Estate) Preflight(ctx context.Context, m contract.MailboxRef) (contract
 }
 
 // PreflightFault is the reason the preflight refuses the mailbox at
-// address, or "" if it lets it go (and for an address the estate does
-// not have, which it refuses at the source): for tests that want one
-// mailbox of each kind.
+// address, or "" if it lets it go (or does not check it: an address the
+// estate does not have): for tests that want one mailbox of each kind.
 func (e *Estate) PreflightFault(address string) string {
 	i, ok := e.lookupAddress(address)
 	if !ok {
