@@ -62,14 +62,11 @@ func (m Mailbox) Duration() time.Duration {
 
 // CSVHeader is the report CSV's header row.
 var CSVHeader = []string{"key", "org", "wave", "outcome", "stage", "failed_step", "error_type", "source_items", "target_items",
-	"bytes", "bad_items", "duplicates_removed", "consistency", "duration_seconds", "notices_sent", "started_at", "finished_at",
-	"preflight_source_bytes", "preflight_source_items", "preflight_oversize_items"}
+	"bytes", "bad_items", "duplicates_removed", "consistency", "duration_seconds", "notices_sent", "started_at", "finished_at"}
 
 // CSVRecord is a mailbox as a CSV row under CSVHeader. Counts are empty for
-// a mailbox without a summary; the notices are space-separated kinds; the
-// preflight's figures (the source's size and messages, those over the
-// target's limit) are empty where it did not run. A deferred mailbox's
-// reason is its error_type.
+// a mailbox without a summary; the notices are space-separated kinds. A
+// deferred mailbox's reason is its error_type.
 func (m Mailbox) CSVRecord() []string {
 	rec := []string{m.Key, m.Org, m.Wave, m.Outcome, m.Stage}
 	s := m.Summary
@@ -84,17 +81,7 @@ func (m Mailbox) CSVRecord() []string {
 		strconv.FormatInt(s.SourceItems, 10), strconv.FormatInt(s.TargetItems, 10),
 		strconv.FormatInt(s.Bytes, 10), strconv.FormatInt(s.BadItems, 10), strconv.FormatInt(s.Duplicates, 10), string(s.Consistency),
 		strconv.FormatInt(int64(printer.SecondsOf(m.Duration())), 10), strings.Join(notices, " "),
-		timeText(s.StartedAt), timeText(s.FinishedAt), preflightText(s.Preflight, func(p contract.Preflight) int64 { return p.SourceBytes }),
-		preflightText(s.Preflight, func(p contract.Preflight) int64 { return p.SourceMessages }),
-		preflightText(s.Preflight, func(p contract.Preflight) int64 { return p.Oversize }))
-}
-
-// preflightText is one of a preflight's figures, or "" without one.
-func preflightText(p *contract.Preflight, figure func(contract.Preflight) int64) string {
-	if p == nil {
-		return ""
-	}
-	return strconv.FormatInt(figure(*p), 10)
+		timeText(s.StartedAt), timeText(s.FinishedAt))
 }
 
 func timeText(t time.Time) string {

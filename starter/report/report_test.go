@@ -70,8 +70,8 @@ func TestCSVHasARowPerMailbox(t *testing.T) {
 	require.Len(t, recs, 3)
 	assert.Equal(t, CSVHeader, recs[0])
 	assert.Equal(t, []string{"a1", "trust-a", "w1", "migrated", "", "", "", "10", "10", "1000", "0", "2", "perfect", "90", "t14 t1",
-		"2026-11-21T20:00:00Z", "2026-12-05T20:01:30Z", "", "", ""}, recs[1])
-	assert.Equal(t, []string{"b2", "trust-b", "w1", "remaining", "copying", "", "", "", "", "", "", "", "", "", "", "", "", "", "", ""}, recs[2])
+		"2026-11-21T20:00:00Z", "2026-12-05T20:01:30Z"}, recs[1])
+	assert.Equal(t, []string{"b2", "trust-b", "w1", "remaining", "copying", "", "", "", "", "", "", "", "", "", "", "", ""}, recs[2])
 }
 
 // deferred is a mailbox its preflight deferred for reason, with its
@@ -84,7 +84,7 @@ func deferred(key, org, reason string) Mailbox {
 
 // TestDeferredCountedByReason: deferred mailboxes are counted apart, not
 // in the support share, and by reason in the summary; the CSV gives each
-// one's reason and preflight figures.
+// one's reason.
 func TestDeferredCountedByReason(t *testing.T) {
 	mailboxes := []Mailbox{
 		finished("a1", "trust-a", contract.OutcomeMigrated, contract.ConsistencyPerfect, 1000, time.Minute),
@@ -109,7 +109,5 @@ func TestDeferredCountedByReason(t *testing.T) {
 	col := func(name string) string { return recs[1][slices.Index(CSVHeader, name)] }
 	assert.Equal(t, "deferred", col("outcome"))
 	assert.Equal(t, contract.ErrTypeTargetNoRoom, col("error_type"))
-	assert.Equal(t, "5000", col("preflight_source_bytes"))
-	assert.Equal(t, "40", col("preflight_source_items"))
-	assert.Equal(t, "2", col("preflight_oversize_items"))
+	assert.Equal(t, "preflight", col("failed_step"))
 }
