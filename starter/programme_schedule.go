@@ -228,7 +228,7 @@ func newProgrammeScheduleCmd(a *app) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(a.out, "schedule %s created (%s); the next nights are chosen at:\n", o.name, h.GetID())
-			for _, t := range desc.Info.NextActionTimes {
+			for _, t := range desc.Info.NextActionTimes[:min(5, len(desc.Info.NextActionTimes))] {
 				fmt.Fprintf(a.out, "  %s  for the night at %s\n", t.Format(time.RFC3339), t.Add(so.Action.(*client.ScheduleWorkflowAction).Args[0].(contract.NightInput).Lead).Format(time.RFC3339))
 			}
 			return nil
@@ -376,12 +376,12 @@ func (a *app) listSchedules(ctx context.Context) error {
 		}
 		fmt.Fprintf(a.out, "%s (%s): %d a night, chosen %s before; %d nights chosen, %d firings missed (past the catch-up window), %d skipped as overlapping\n",
 			name, state, in.Size, in.Lead, d.Info.NumActions, d.Info.NumActionsMissedCatchupWindow, d.Info.NumActionsSkippedOverlap)
-		for _, t := range d.Info.NextActionTimes {
+		for _, t := range d.Info.NextActionTimes[:min(3, len(d.Info.NextActionTimes))] {
 			fmt.Fprintf(a.out, "  next: chosen %s, the night at %s\n", t.Format(time.RFC3339), t.Add(in.Lead).Format(time.RFC3339))
 		}
 		for _, r := range d.Info.RecentActions {
 			late := ""
-			if lag := r.ActualTime.Sub(r.ScheduleTime); lag > time.Minute {
+			if lag := r.ActualTime.Sub(r.ScheduleTime); lag > 5*time.Second {
 				late = " (caught up " + lag.Round(time.Second).String() + " late)"
 			}
 			fmt.Fprintf(a.out, "  last: due %s%s, night workflow %s\n", r.ScheduleTime.Format(time.RFC3339), late, r.StartWorkflowResult.WorkflowID)
