@@ -274,35 +274,41 @@ func Plan(mailboxes []Mailbox, limits Limits, policy Policy) (Result, error) {
 		}
 		jobs[i] = newJob(m, limits, policy)
 	}
-	slices.SortFunc(jobs, func(a, b job) int { return cmp.Compare(a.p.Key, b.p.Key) })
-	for i := 1; i < len(jobs); i++ {
-		if jobs[i].p.Key == jobs[i-1].p.Key {
-			return Result{}, fmt.Errorf("plan: mailbox %s: listed twice", jobs[i].p.Key)
+	// The jobs are sorted by pointer: a job is a few hundred bytes.
+	order := make([]*job, len(jobs))
+	for i := range jobs {
+		order[i] = &jobs[i]
+	}
+	byKey := func(a, b *job) int { return cmp.Compare(a.p.Key, b.p.Key) }
+	slices.SortFunc(order, byKey)
+	for i := 1; i < len(order); i++ {
+		if order[i].p.Key == order[i-1].p.Key {
+			return Result{}, fmt.Errorf("plan: mailbox %s: listed twice", order[i].p.Key)
 		}
 	}
 	// Latest deadline first, then the longest, then by key: the order the
 	// passes are laid backwards into the lanes, whatever the input's.
-	slices.SortFunc(jobs, func(a, b job) int {
+	slices.SortFunc(order, func(a, b *job) int {
 		return cmp.Or(b.p.Deadline.Compare(a.p.Deadline), cmp.Compare(b.d, a.d), cmp.Compare(a.p.Key, b.p.Key))
 	})
 	r := Result{Lanes: -1}
 	if limits.TenantRate > 0 {
 		r.Lanes = int(min(math.Floor(limits.TenantRate/limits.Pace()), math.MaxInt32))
 	}
-	schedule(jobs, r.Lanes, limits.Pace())
-	for i := range jobs {
-		finish(&jobs[i], limits, policy)
+	schedule(order, r.Lanes, limits.Pace())
+	for _, j := range order {
+		finish(j, limits, policy)
 	}
-	slices.SortFunc(jobs, func(a, b job) int { return cmp.Compare(a.p.Key, b.p.Key) })
-	r.Mailboxes = make([]Planned, len(jobs))
-	for i, j := range jobs {
+	slices.SortFunc(order, byKey)
+	r.Mailboxes = make([]Planned, len(order))
+	for i, j := range order {
 		r.Mailboxes[i] = j.p
 		if j.p.Problem != nil {
 			r.Infeasible++
 		}
 	}
-	r.Days, r.PeakCopies, r.PeakAt, r.PeakRate = days(jobs, limits.Pace())
-	r.Nights = nights(jobs, limits, policy, r.Lanes)
+	r.Days, r.PeakCopies, r.PeakAt, r.PeakRate = days(order, limits.Pace())
+	r.Nights = nights(order, limits, policy, r.Lanes)
 	return r, nil
 }
 
@@ -340,11 +346,10 @@ func newJob(m Mailbox, l Limits, p Policy) job {
 // above a deadline is of no use to them, and which of the lanes free at
 // the deadline it takes does not change the plan. A pass that would start
 // before its earliest gets no lane: TenantLimitTooLow.
-func schedule(jobs []job, lanes int, pace float64) {
+func schedule(jobs []*job, lanes int, pace float64) {
 	limited := lanes >= 0 && lanes < len(jobs)
 	var free frontiers
-	for i := range jobs {
-		j := &jobs[i]
+	for _, j := range jobs {
 		if j.p.Problem != nil {
 			continue
 		}
@@ -399,12 +404,12 @@ func finish(j *job, l Limits, p Policy) {
 // days sweeps the passes' starts and ends, in time order (an end before a
 // start at the same instant: a pass is [Start, End)), for each UTC date's
 // peak and bytes, and the overall peak.
-func days(jobs []job, pace float64) (out []Day, peak int, peakAt time.Time, peakRate float64) {
+func days(jobs []*job, pace float64) (out []Day, peak int, peakAt time.Time, peakRate float64) {
 	type event struct {
 		at    time.Time
 		delta int
 	}
-	var evs []event
+	evs := make([]event, 0, 2*len(jobs))
 	var first, last time.Time
 	grow := func(t time.Time) {
 		if first.IsZero() || t.Before(first) {
@@ -482,9 +487,9 @@ func days(jobs []job, pace float64) (out []Day, peak int, peakAt time.Time, peak
 // against the tenant's limit over the time they have, and its final
 // deltas and cutovers, longest first, on its cap's lanes (and no more than
 // the tenant's), against its window.
-func nights(jobs []job, l Limits, p Policy, lanes int) []Night {
+func nights(jobs []*job, l Limits, p Policy, lanes int) []Night {
 	byT := slices.Clone(jobs)
-	slices.SortStableFunc(byT, func(a, b job) int { return a.p.T.Compare(b.p.T) })
+	slices.SortStableFunc(byT, func(a, b *job) int { return a.p.T.Compare(b.p.T) })
 	var out []Night
 	for len(byT) > 0 {
 		n := 1
