@@ -2,6 +2,8 @@ package activities
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -16,6 +18,7 @@ import (
 
 	"mailwave/contract"
 	"mailwave/internal/control"
+	"mailwave/mail/port"
 	"mailwave/roster/estate"
 	"mailwave/roster/wavefile"
 )
@@ -33,14 +36,13 @@ type ProgrammeActivities struct {
 	client  client.Client
 	estate  estate.Store
 	rosters RosterWriter
-	// TellAdmin tells an organisation's admin contact that it was held;
-	// nil: not told (logged only).
-	TellAdmin func(ctx context.Context, org, reason string) error
+	// notifier tells an organisation's admin contact that it was held.
+	notifier port.Notifier
 }
 
 // NewProgramme returns the programme's activities.
-func NewProgramme(c client.Client, e estate.Store, rosters RosterWriter) *ProgrammeActivities {
-	return &ProgrammeActivities{client: c, estate: e, rosters: rosters}
+func NewProgramme(c client.Client, e estate.Store, rosters RosterWriter, n port.Notifier) *ProgrammeActivities {
+	return &ProgrammeActivities{client: c, estate: e, rosters: rosters, notifier: n}
 }
 
 // ChooseNightInput asks for a night's mailboxes.
@@ -243,10 +245,8 @@ func (a *ProgrammeActivities) holdOverBudget(ctx context.Context, in RecordNight
 		// Told first, then held: a retry after a failure between the two
 		// tells again (the notice is idempotent by organisation and
 		// night), where the other order would hold it untold.
-		if a.TellAdmin != nil {
-			if err := a.TellAdmin(ctx, o.Name, reason); err != nil {
-				return held, err
-			}
+		if err := a.tellAdmin(ctx, o.Name, in.WaveID, reason); err != nil {
+			return held, err
 		}
 		if err := a.estate.SetOrg(ctx, estate.Org{Name: o.Name, State: estate.Held, Reason: reason, By: "mailwave", Since: time.Now()}); err != nil {
 			return held, err
@@ -255,6 +255,27 @@ func (a *ProgrammeActivities) holdOverBudget(ctx context.Context, in RecordNight
 		activity.GetLogger(ctx).Warn("organisation held: too many needing support", "org", o.Name, "reason", reason)
 	}
 	return held, nil
+}
+
+// tellAdmin sends the organisation's admin contact the notice that it was
+// held on the night. The notice's key is the organisation's and the night's
+// (no mailbox's), so a retry sends it once. An organisation without an
+// admin contact is held all the same, the notice refused for good logged.
+func (a *ProgrammeActivities) tellAdmin(ctx context.Context, org, night, reason string) error {
+	sum := sha256.Sum256([]byte(org + "\x00" + night))
+	key := "org-" + hex.EncodeToString(sum[:8])
+	_, err := a.notifier.Send(ctx, port.Notice{
+		Mailbox:   contract.MailboxRef{Key: key, Org: org},
+		Kind:      contract.NoticeOrgHeld,
+		MessageID: contract.NoticeMessageID(key, contract.NoticeOrgHeld),
+		WaveID:    night,
+		Failure:   &contract.Failure{Step: "programme", ErrorType: contract.ErrTypeOrgHeld, Reason: reason},
+	})
+	if _, permanent := port.IsPermanent(err); permanent {
+		activity.GetLogger(ctx).Warn("the held organisation's admin could not be told", "org", org, "error", err)
+		return nil
+	}
+	return err
 }
 
 func cmpErr(first, err error) error {

@@ -84,3 +84,8 @@ const ErrTypeBadWaveFile = "BadWaveFile"
 // ErrTypeWaveGone fails, for good, a mailbox's report to a wave that no
 // longer runs.
 const ErrTypeWaveGone = "WaveGone"
+
+// ErrTypeOrgHeld is the reason on the notice telling an organisation's admin
+// that its migration was held: too many of its mailboxes needed support on a
+// night.
+const ErrTypeOrgHeld = "OrgHeld"

@@ -18,11 +18,20 @@ const (
 // contact when a mailbox ends in "needs support", and says why.
 const NoticeFailure NoticeKind = "failure"
 
+// NoticeOrgHeld is not a user notice either: it goes to the organisation's
+// admin contact when its migration is held for too many mailboxes needing
+// support on a night, and says why.
+const NoticeOrgHeld NoticeKind = "org_held"
+
+// ToAdmin reports whether a notice of this kind goes to the organisation's
+// admin contact, not to a user.
+func (k NoticeKind) ToAdmin() bool { return k == NoticeFailure || k == NoticeOrgHeld }
+
 // NoticeKinds lists the user notices in the order a mailbox receives them.
 var NoticeKinds = []NoticeKind{NoticeT14, NoticeT1, NoticeSuccess}
 
-// AllNoticeKinds is NoticeKinds and the admin's failure notice.
-var AllNoticeKinds = []NoticeKind{NoticeT14, NoticeT1, NoticeSuccess, NoticeFailure}
+// AllNoticeKinds is NoticeKinds and the admin's notices.
+var AllNoticeKinds = []NoticeKind{NoticeT14, NoticeT1, NoticeSuccess, NoticeFailure, NoticeOrgHeld}
 
 // Failure says why a mailbox needs support; it is carried by a failure
 // notice only.

@@ -406,8 +406,9 @@ func (a *app) launchPilot(ctx context.Context, o pilotOptions, now time.Time) er
 	case orgs[i].State != estate.Pilot:
 		return fmt.Errorf("organisation %s is %s: a pilot is for an organisation not ready yet", o.org, orgs[i].State)
 	}
+	// A pilot measures: it does not pause itself past an error budget.
 	in := contract.NightInput{Schedule: name, Size: o.n, Lead: sched.NoticeLead, ReminderLead: sched.ReminderLead, Cap: o.cap,
-		Zone: "UTC", MigrateAt: sched.MigrateAt.UTC().Truncate(time.Second), Orgs: []string{o.org}}
+		ErrorBudget: 1, Zone: "UTC", MigrateAt: sched.MigrateAt.UTC().Truncate(time.Second), Orgs: []string{o.org}}
 	if err := in.Check(); err != nil {
 		return err
 	}

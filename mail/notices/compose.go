@@ -8,7 +8,6 @@ import (
 
 	gomail "github.com/wneessen/go-mail"
 
-	"mailwave/contract"
 	"mailwave/mail/port"
 )
 
@@ -74,9 +73,9 @@ func (t *Templates) Compose(n port.Notice, from, admin *mail.Address) (*gomail.M
 // others.
 func recipient(n port.Notice, admin *mail.Address) (*mail.Address, error) {
 	key := n.Mailbox.Key
-	if n.Kind == contract.NoticeFailure {
+	if n.Kind.ToAdmin() {
 		if admin == nil {
-			return nil, fmt.Errorf("mailbox %s: failure notice: no admin contact", key)
+			return nil, fmt.Errorf("mailbox %s: %s notice: no admin contact", key, n.Kind)
 		}
 		a := *admin
 		return &a, nil

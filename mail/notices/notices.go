@@ -137,10 +137,10 @@ func (t *Templates) Render(n port.Notice) (Rendered, error) {
 		if n.MigrateAt.IsZero() {
 			return Rendered{}, fmt.Errorf("notices: %s notice for mailbox %s has no migration time", n.Kind, n.Mailbox.Key)
 		}
-	case contract.NoticeFailure:
-		// A failure notice that cannot say why is no use to the admin.
+	case contract.NoticeFailure, contract.NoticeOrgHeld:
+		// An admin's notice that cannot say why is no use to the admin.
 		if n.Failure == nil {
-			return Rendered{}, fmt.Errorf("notices: failure notice for mailbox %s has no failure details", n.Mailbox.Key)
+			return Rendered{}, fmt.Errorf("notices: %s notice for mailbox %s has no failure details", n.Kind, n.Mailbox.Key)
 		}
 	}
 	return kt.render(newData(n))
@@ -231,10 +231,10 @@ func newData(n port.Notice) Data {
 		WaveID:      n.WaveID,
 		Kind:        n.Kind,
 	}
-	if d.DisplayName == "" && n.Kind != contract.NoticeFailure {
+	if d.DisplayName == "" && !n.Kind.ToAdmin() {
 		d.DisplayName = fallbackName
 	}
-	if n.Failure != nil && n.Kind == contract.NoticeFailure {
+	if n.Failure != nil && n.Kind.ToAdmin() {
 		d.Step = n.Failure.Step
 		d.ErrorType = n.Failure.ErrorType
 		d.Reason = n.Failure.Reason
@@ -263,6 +263,10 @@ func sampleNotice(kind contract.NoticeKind) port.Notice {
 	}
 	if kind == contract.NoticeFailure {
 		n.Failure = &contract.Failure{Step: "copy", ErrorType: contract.ErrTypeOverQuota, Reason: "target mailbox is full"}
+	}
+	if kind == contract.NoticeOrgHeld {
+		n.Mailbox = contract.MailboxRef{Key: "org-0123456789abcdef", Org: "Sample Trust"}
+		n.Failure = &contract.Failure{Step: "programme", ErrorType: contract.ErrTypeOrgHeld, Reason: "3 of 40 mailboxes needed support on night sample-wave (7.5 %), over the budget of 1.2 %"}
 	}
 	return n
 }

@@ -165,7 +165,7 @@ func (n *Notifier) lock(path string) (unlock func()) {
 // notices.Templates.Compose). A notice that cannot be built never will be,
 // so those errors are permanent.
 func (n *Notifier) message(nt port.Notice) (*gomail.Msg, error) {
-	if nt.Kind == contract.NoticeFailure && n.admin == nil {
+	if nt.Kind.ToAdmin() && n.admin == nil {
 		return nil, port.Permanent(contract.ErrTypeNoticeNotSent, "smtpnotify: mailbox %s: failure notice: no AdminContact configured", nt.Mailbox.Key)
 	}
 	msg, err := n.templates.Compose(nt, n.from, n.admin)

@@ -111,12 +111,16 @@ func Run(ctx context.Context, c Config, tc client.Client) error {
 	workflows.Register(w)
 	acts.Register(w)
 	activities.NewWave(tc, rosters).Register(w)
-	est, err := estate.Open(ctx, c.WavesDir)
-	if err != nil {
-		return err
+	if c.WavesDir != "" {
+		// The programme's nights need the estate, in the roster store; a
+		// worker without one (single mailboxes only) serves none of them.
+		est, err := estate.Open(ctx, c.WavesDir)
+		if err != nil {
+			return err
+		}
+		defer est.Close()
+		activities.NewProgramme(tc, est, rosters, o).Register(w)
 	}
-	defer est.Close()
-	activities.NewProgramme(tc, est, rosters).Register(w)
 	if c.BuildID != "" && c.SetCurrent {
 		go c.becomeCurrent(ctx, tc)
 	}
