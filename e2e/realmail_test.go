@@ -27,8 +27,8 @@ import (
 // configured by a real configuration file, against two Dovecot servers,
 // an SMTP relay and a transport map, on the dev server: two mailboxes
 // migrate (notices, bulk, delta with mail that arrived in between,
-// cutover), and one whose password is wrong ends in needs support with its
-// admin told and no cutover.
+// cutover), and one whose password is wrong is deferred by its preflight:
+// no notice to her, her admin told, no cutover.
 func TestRealMailEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	users := []dovecot.User{{Name: "alice", Password: "alice-pw"}, {Name: "bob", Password: "bob-pw"}, {Name: "carol", Password: "carol-pw"}}
@@ -131,9 +131,11 @@ organisations:
 	}
 	var carolRes contract.MailboxResult
 	require.NoError(t, carol.Get(ctx, &carolRes))
-	assert.Equal(t, contract.OutcomeNeedsSupport, carolRes.Outcome)
-	assert.Equal(t, contract.StepCopyBulk, carolRes.FailedStep)
-	assert.Equal(t, contract.ErrTypeBadCredentials, carolRes.ErrorType)
+	// Her source refuses the login: her preflight defers her before any
+	// notice (she is told nothing, and goes back to the pool).
+	assert.Equal(t, contract.OutcomeDeferred, carolRes.Outcome)
+	assert.Equal(t, contract.StepPreflight, carolRes.FailedStep)
+	assert.Equal(t, contract.ErrTypeSourceLogin, carolRes.ErrorType)
 
 	// The transport map routes alice and bob to the target, not carol,
 	// and keeps what was there.
@@ -144,8 +146,8 @@ organisations:
 	assert.Contains(t, string(tm), "bob@trust-a.nhs.example smtp:[mx.target.example]:25\n")
 	assert.NotContains(t, string(tm), "carol@")
 
-	// Every notice once, with its deterministic Message-ID; the admin got
-	// carol's failure notice.
+	// Every notice once, with its deterministic Message-ID; carol none,
+	// and the admin her failure notice.
 	got := map[string]int{}
 	for _, m := range relay.Messages() {
 		msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
@@ -158,15 +160,12 @@ organisations:
 			want[contract.NoticeMessageID("key-"+name, kind)+" to "+name+"@trust-a.nhs.example"] = 1
 		}
 	}
-	for _, kind := range []contract.NoticeKind{contract.NoticeT14, contract.NoticeT1} {
-		want[contract.NoticeMessageID("key-carol", kind)+" to carol@trust-a.nhs.example"] = 1
-	}
 	want[contract.NoticeMessageID("key-carol", contract.NoticeFailure)+" to it-admin@trust-a.example"] = 1
 	assert.Equal(t, want, got)
 
 	if *recordDir != "" {
 		recordHistory(t, c, alice.GetID(), filepath.Join(*recordDir, "mailbox_real_mail_delta_after_pause.json"))
-		recordHistory(t, c, carol.GetID(), filepath.Join(*recordDir, "mailbox_needs_support_admin_told.json"))
+		recordHistory(t, c, carol.GetID(), filepath.Join(*recordDir, "mailbox_deferred_admin_told.json"))
 	}
 }
 
