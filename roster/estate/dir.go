@@ -31,8 +31,14 @@ import (
 const (
 	mailboxesFile = "mailboxes.csv" // key, address, org, display_name, size_bytes, left
 	orgsFile      = "orgs.json"
-	nightsDir     = "nights" // <night>.json
-	lockFile      = ".lock"
+	// reservationsFile: each reserved mailbox's key and the time of the
+	// night it was moved to; a night's choice clears those it takes
+	// (written after the night's file: a crash between leaves a
+	// reservation on a chosen mailbox, which no night takes first while
+	// it is chosen, and which lapses once its date has passed).
+	reservationsFile = "reservations.json"
+	nightsDir        = "nights" // <night>.json
+	lockFile         = ".lock"
 	// filePerm: the files hold addresses and names.
 	filePerm fs.FileMode = 0o640
 	dirPerm  fs.FileMode = 0o750
@@ -151,6 +157,57 @@ func (d *Dir) readMailboxes() ([]Mailbox, error) {
 		}
 		out = append(out, Mailbox{Key: rec[0], Address: rec[1], Org: rec[2], DisplayName: rec[3], SizeBytes: size, Left: rec[5] == "1"})
 	}
+}
+
+// reservation is a mailbox's entry in the reservations' file.
+type reservation struct {
+	Key string    `json:"key"`
+	For time.Time `json:"for"`
+}
+
+// readReservations reads the reservations, by key.
+func (d *Dir) readReservations() (map[string]time.Time, error) {
+	b, err := os.ReadFile(filepath.Join(d.dir, reservationsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]time.Time{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("estate: %w", err)
+	}
+	var entries []reservation
+	if err := json.Unmarshal(b, &entries); err != nil {
+		return nil, fmt.Errorf("estate: %s: %w", reservationsFile, err)
+	}
+	out := make(map[string]time.Time, len(entries))
+	for _, e := range entries {
+		out[e.Key] = e.For.UTC()
+	}
+	return out, nil
+}
+
+func (d *Dir) writeReservations(r map[string]time.Time) error {
+	entries := make([]reservation, 0, len(r))
+	for k, at := range r {
+		entries = append(entries, reservation{Key: k, For: at})
+	}
+	slices.SortFunc(entries, func(a, b reservation) int { return strings.Compare(a.Key, b.Key) })
+	return d.writeJSON(reservationsFile, entries)
+}
+
+// readReserved reads the mailboxes with their reservations.
+func (d *Dir) readReserved() ([]Mailbox, map[string]time.Time, error) {
+	mailboxes, err := d.readMailboxes()
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := d.readReservations()
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range mailboxes {
+		mailboxes[i].ReservedFor = res[mailboxes[i].Key]
+	}
+	return mailboxes, res, nil
 }
 
 func (d *Dir) writeMailboxes(mailboxes []Mailbox) error {
@@ -406,7 +463,7 @@ func (d *Dir) Choose(ctx context.Context, c Choice, at time.Time) (Night, error)
 	}
 	var night Night
 	err := d.writing(ctx, func() error {
-		mailboxes, err := d.readMailboxes()
+		mailboxes, reserved, err := d.readReserved()
 		if err != nil {
 			return err
 		}
@@ -434,22 +491,45 @@ func (d *Dir) Choose(ctx context.Context, c Choice, at time.Time) (Night, error)
 			}
 		}
 		placed := placements(nights)
-		var pool []string
+		var first, pool []string
 		for _, m := range mailboxes {
+			if m.Left || placed[m.Key].night != "" {
+				continue
+			}
+			if c.reservedIn(m.ReservedFor) {
+				first = append(first, m.Key)
+				continue
+			}
 			eligible := state[m.Org] == Ready
 			if len(c.Orgs) > 0 {
 				eligible = slices.Contains(c.Orgs, m.Org)
 			}
-			if eligible && !m.Left && placed[m.Key].night == "" {
+			if eligible && c.sampleable(m.ReservedFor) {
 				pool = append(pool, m.Key)
 			}
 		}
+		slices.Sort(first)
 		nf := nightFile{Name: c.Night, Seed: c.Seed, ChosenAt: stamp(at), Orgs: pilotOrgs(c.Orgs)}
-		for _, k := range sample(pool, c.N, c.Seed) {
+		for _, k := range slices.Concat(first, sample(pool, max(c.N-len(first), 0), c.Seed)) {
 			nf.Mailboxes = append(nf.Mailboxes, nightEntry{Key: k})
 		}
 		if err := d.writeJSON(nightPath(nf.Name), nf); err != nil {
 			return err
+		}
+		cleared := 0
+		for _, e := range nf.Mailboxes {
+			if _, ok := reserved[e.Key]; ok {
+				delete(reserved, e.Key)
+				cleared++
+			}
+		}
+		if cleared > 0 {
+			if err := d.writeReservations(reserved); err != nil {
+				return err
+			}
+			for i := range mailboxes {
+				mailboxes[i].ReservedFor = reserved[mailboxes[i].Key]
+			}
 		}
 		night = nightOf(nf, mailboxes)
 		return nil
@@ -486,7 +566,7 @@ func (d *Dir) Night(ctx context.Context, name string) (Night, error) {
 		if err != nil {
 			return err
 		}
-		mailboxes, err := d.readMailboxes()
+		mailboxes, _, err := d.readReserved()
 		if err != nil {
 			return err
 		}
@@ -564,6 +644,36 @@ func (d *Dir) Record(ctx context.Context, night string, outcomes map[string]Outc
 			nf.Mailboxes[at[k]].Outcome = outcomes[k]
 		}
 		return d.writeJSON(nightPath(night), nf)
+	})
+}
+
+// Reserve keeps a mailbox for a later night (see Store).
+func (d *Dir) Reserve(ctx context.Context, key string, at time.Time) error {
+	if key == "" || at.IsZero() {
+		return refuse("a reservation needs a mailbox's key and a time")
+	}
+	return d.writing(ctx, func() error {
+		mailboxes, reserved, err := d.readReserved()
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(mailboxes, func(m Mailbox) bool { return m.Key == key })
+		if i < 0 {
+			return fmt.Errorf("mailbox %.80q: %w", key, ErrUnknownMailbox)
+		}
+		nights, err := d.readNights()
+		if err != nil {
+			return err
+		}
+		p := placements(nights)[key]
+		if err := checkReserve(key, mailboxes[i].Left, p.outcome); err != nil {
+			return err
+		}
+		if reserved[key].Equal(stamp(at)) {
+			return nil
+		}
+		reserved[key] = stamp(at)
+		return d.writeReservations(reserved)
 	})
 }
 

@@ -55,6 +55,11 @@ type Mailbox struct {
 	// Outcome how its move ended ("" while chosen and not ended).
 	Night   string
 	Outcome Outcome
+	// ReservedFor is the night an operator moved it to (Reserve): zero
+	// when none. The night whose date holds it takes it first; a night
+	// of another date does not take it at random (but for a reservation
+	// whose date has passed: it has lapsed).
+	ReservedFor time.Time
 }
 
 // Outcome is how a chosen mailbox's night ended, as the estate keeps it.
@@ -87,6 +92,12 @@ type Choice struct {
 	// Orgs limits the sample to these organisations, whatever their
 	// state (a pilot); empty: every ready organisation.
 	Orgs []string
+	// ReservedFrom and ReservedUntil are the night's date in its zone, as
+	// a half-open range: the pool's mailboxes reserved in it are taken
+	// first (all of them, whatever their organisation's state: an
+	// operator moved each there), before the random sample. Zero (a
+	// pilot): none is taken first.
+	ReservedFrom, ReservedUntil time.Time
 }
 
 // Night is what was chosen for one night.
@@ -143,7 +154,10 @@ type Store interface {
 	SetOrg(ctx context.Context, o Org) error
 	// Choose samples a night's mailboxes at random (by the seed) from the
 	// pool: not leavers, not chosen for any night, of ready organisations
-	// (or of c.Orgs). It is idempotent: once a night is chosen, choosing
+	// (or of c.Orgs), not reserved for a later night; the pool's
+	// mailboxes reserved in c's range come first, in key order. The
+	// night's choice clears the reservation of every one it takes. It is
+	// idempotent: once a night is chosen, choosing
 	// it again returns the same night, whatever c asks. Fewer than N are
 	// chosen when the pool is smaller.
 	Choose(ctx context.Context, c Choice, at time.Time) (Night, error)
@@ -158,6 +172,14 @@ type Store interface {
 	// but an outcome never becomes or stops being deferred once recorded.
 	// Every outcome is recorded, or (on an error) none.
 	Record(ctx context.Context, night string, outcomes map[string]Outcome) error
+	// Reserve keeps a mailbox for the night at `at`: the night whose date
+	// holds it takes it first. It is refused for a key not in the estate
+	// (ErrUnknownMailbox), a leaver, and one migrated or needing support;
+	// one chosen for a night whose outcome is not recorded yet may be
+	// reserved (an operator moving it off that night): Record as Deferred
+	// puts it back in the pool with its reservation. A second Reserve
+	// replaces the first.
+	Reserve(ctx context.Context, key string, at time.Time) error
 	// Counts lists every organisation's progress, by name.
 	Counts(ctx context.Context) ([]OrgCounts, error)
 	Close()
@@ -166,4 +188,6 @@ type Store interface {
 var (
 	ErrUnknownOrg   = errors.New("no such organisation in the estate")
 	ErrUnknownNight = errors.New("no such night in the estate")
+	// ErrUnknownMailbox: Reserve's key is not in the estate.
+	ErrUnknownMailbox = errors.New("no such mailbox in the estate")
 )

@@ -102,6 +102,7 @@ var suites = []suite{
 	{"record", testRecord},
 	{"counts", testCounts},
 	{"two chooses at once", testConcurrentChooses},
+	{"reserve for a night", testReserve},
 }
 
 func testImport(t *testing.T, open opener) {
@@ -530,4 +531,79 @@ func TestDirAtBenchmarkSize(t *testing.T) {
 	assert.Equal(t, 5*(4000-40), migrated)
 	assert.Equal(t, 24_900-migrated, remaining)
 	t.Logf("25,000 mailboxes: 25 state changes and two imports in %v; 5 nights of 4,000 chosen and recorded, and counted, in %v", imported.Round(time.Millisecond), chose.Round(time.Millisecond))
+}
+
+// day is a night's date as a Choice's range.
+func day(y int, m time.Month, d int) (from, until time.Time) {
+	from = time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	return from, from.AddDate(0, 0, 1)
+}
+
+func testReserve(t *testing.T, open opener) {
+	ctx := context.Background()
+	s, _ := open(t)
+	ready(t, s)
+	n1, err := s.Choose(ctx, estate.Choice{Night: "n1", N: 10, Seed: 1}, t0)
+	require.NoError(t, err)
+	k := keys(n1)
+	require.NoError(t, s.Record(ctx, "n1", map[string]estate.Outcome{k[1]: estate.Migrated, k[2]: estate.NeedsSupport}))
+
+	// Refused: unknown, migrated, needing support, a leaver.
+	at := time.Date(2026, 12, 22, 20, 0, 0, 0, time.UTC)
+	assert.ErrorIs(t, s.Reserve(ctx, "nobody", at), estate.ErrUnknownMailbox)
+	assert.ErrorContains(t, s.Reserve(ctx, k[1], at), "is migrated already")
+	assert.ErrorContains(t, s.Reserve(ctx, k[2], at), "needs support")
+	_, err = s.Import(ctx, slices.Concat(mailboxes("alpha", 49), mailboxes("beta", 50), mailboxes("gamma", 50)), t0)
+	require.NoError(t, err)
+	assert.ErrorContains(t, s.Reserve(ctx, "alpha-0049", at), "is a leaver")
+
+	// Accepted: one chosen for n1 not ended yet (moved off it), one of a
+	// pilot organisation (the operator asked), one of the pool for a later
+	// date, and one for a date no night takes before the next.
+	require.NoError(t, s.Reserve(ctx, k[0], at))
+	require.NoError(t, s.Reserve(ctx, "beta-0003", at))
+	require.NoError(t, s.Reserve(ctx, "beta-0003", at), "the same again")
+	later := time.Date(2026, 12, 23, 20, 0, 0, 0, time.UTC)
+	var free []string
+	for _, m := range mailboxes("alpha", 49) {
+		if !slices.Contains(k, m.Key) {
+			free = append(free, m.Key)
+		}
+	}
+	require.NoError(t, s.Reserve(ctx, free[0], later))
+	lapsed := time.Date(2026, 12, 21, 20, 0, 0, 0, time.UTC)
+	require.NoError(t, s.Reserve(ctx, free[1], lapsed))
+	read, err := s.Night(ctx, "n1")
+	require.NoError(t, err)
+	assert.Equal(t, at, read.Mailboxes[0].ReservedFor, "shown on the night it was chosen for")
+
+	// Still on n1 until n1 records it deferred: a night of its date does
+	// not take it meanwhile. Once deferred it is back in the pool with
+	// its reservation.
+	from, until := day(2026, 12, 22)
+	require.NoError(t, s.Record(ctx, "n1", map[string]estate.Outcome{k[0]: estate.Deferred}))
+
+	n2, err := s.Choose(ctx, estate.Choice{Night: "2026-12-22", N: 100, Seed: 2, ReservedFrom: from, ReservedUntil: until}, t0)
+	require.NoError(t, err)
+	first := slices.Sorted(slices.Values([]string{k[0], "beta-0003"}))
+	assert.Equal(t, first, keys(n2)[:2], "the reserved first, in key order, whatever their organisation's state")
+	assert.Len(t, n2.Mailboxes, 2+len(free)-1, "then the ready pool at random: all of it but the one reserved later")
+	assert.NotContains(t, keys(n2), free[0], "one reserved for a later night is not sampled")
+	assert.Contains(t, keys(n2)[2:], free[1], "a reservation whose date has passed has lapsed")
+	for _, m := range n2.Mailboxes {
+		assert.True(t, m.ReservedFor.IsZero(), "the night's choice clears the reservation of %s", m.Key)
+	}
+	again, err := s.Choose(ctx, estate.Choice{Night: "2026-12-22", N: 100, Seed: 2, ReservedFrom: from, ReservedUntil: until}, t0)
+	require.NoError(t, err)
+	assert.Equal(t, keys(n2), keys(again), "idempotent")
+
+	// A night without a range (a pilot) takes no reserved mailbox; the
+	// night of the later date takes it.
+	pilot, err := s.Choose(ctx, estate.Choice{Night: "pilot", N: 100, Seed: 3, Orgs: []string{"alpha"}}, t0)
+	require.NoError(t, err)
+	assert.NotContains(t, keys(pilot), free[0])
+	from, until = day(2026, 12, 23)
+	n3, err := s.Choose(ctx, estate.Choice{Night: "2026-12-23", N: 1, Seed: 4, ReservedFrom: from, ReservedUntil: until}, t0)
+	require.NoError(t, err)
+	assert.Equal(t, []string{free[0]}, keys(n3))
 }

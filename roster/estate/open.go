@@ -158,3 +158,31 @@ type refused struct{ error }
 func (r refused) Unwrap() error { return r.error }
 
 func refuse(format string, args ...any) error { return refused{fmt.Errorf(format, args...)} }
+
+// reservedIn reports whether a reservation falls in the Choice's range.
+func (c Choice) reservedIn(at time.Time) bool {
+	return !at.IsZero() && !c.ReservedFrom.IsZero() && !at.Before(c.ReservedFrom) && at.Before(c.ReservedUntil)
+}
+
+// sampleable reports whether a pool's mailbox reserved for at (zero: not
+// reserved) may be sampled at random on the Choice's night: not reserved,
+// or reserved for a time before the night's range (a reservation whose
+// night never took it, as a date skipped, has lapsed). A night without a
+// range (a pilot) takes no reserved mailbox.
+func (c Choice) sampleable(at time.Time) bool {
+	return at.IsZero() || (!c.ReservedFrom.IsZero() && at.Before(c.ReservedFrom))
+}
+
+// checkReserve refuses a reservation the estate cannot keep, given where
+// the mailbox stands: a leaver, one migrated or needing support.
+func checkReserve(key string, left bool, outcome Outcome) error {
+	switch {
+	case left:
+		return refuse("mailbox %.80q is a leaver: it is not moved", key)
+	case outcome == Migrated:
+		return refuse("mailbox %.80q is migrated already", key)
+	case outcome == NeedsSupport:
+		return refuse("mailbox %.80q needs support: it is not chosen again until support mends it", key)
+	}
+	return nil
+}

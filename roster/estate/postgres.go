@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS mailwave_estate_night_mailboxes (
 	outcome text NOT NULL DEFAULT '',
 	PRIMARY KEY (night, idx),
 	UNIQUE (night, key)
-);`
+);
+ALTER TABLE mailwave_estate_mailboxes ADD COLUMN IF NOT EXISTS reserved_for timestamptz;`
 
 // estateLock is the transaction-level advisory lock every change to the
 // estate holds ("mwestate"): Chooses, Records, imports and state changes
@@ -87,7 +88,8 @@ func (p *Postgres) change(ctx context.Context, fn func(tx pgx.Tx) error) error {
 // wrap names the store in a database's error, and leaves the estate's own.
 func wrap(err error) error {
 	var r refused
-	if err == nil || errors.As(err, &r) || errors.Is(err, ErrUnknownNight) || errors.Is(err, ErrUnknownOrg) {
+	if err == nil || errors.As(err, &r) || errors.Is(err, ErrUnknownNight) || errors.Is(err, ErrUnknownOrg) ||
+		errors.Is(err, ErrUnknownMailbox) {
 		return err
 	}
 	return fmt.Errorf("estate: %w", err)
@@ -223,7 +225,7 @@ func readNight(ctx context.Context, q querier, name string) (Night, error) {
 	if len(n.Orgs) == 0 {
 		n.Orgs = nil
 	}
-	rows, err := q.Query(ctx, `SELECT m.key, m.address, m.org, m.display_name, m.size_bytes, m.leaver, x.outcome
+	rows, err := q.Query(ctx, `SELECT m.key, m.address, m.org, m.display_name, m.size_bytes, m.leaver, x.outcome, m.reserved_for
 		FROM mailwave_estate_night_mailboxes x JOIN mailwave_estate_mailboxes m ON m.key = x.key
 		WHERE x.night = $1 ORDER BY x.idx`, name)
 	if err != nil {
@@ -231,7 +233,11 @@ func readNight(ctx context.Context, q querier, name string) (Night, error) {
 	}
 	n.Mailboxes, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Mailbox, error) {
 		m := Mailbox{Night: name}
-		err := r.Scan(&m.Key, &m.Address, &m.Org, &m.DisplayName, &m.SizeBytes, &m.Left, &m.Outcome)
+		var reserved *time.Time
+		err := r.Scan(&m.Key, &m.Address, &m.Org, &m.DisplayName, &m.SizeBytes, &m.Left, &m.Outcome, &reserved)
+		if reserved != nil {
+			m.ReservedFor = reserved.UTC()
+		}
 		return m, err
 	})
 	if len(n.Mailboxes) == 0 {
@@ -271,9 +277,26 @@ func (p *Postgres) Choose(ctx context.Context, c Choice, at time.Time) (Night, e
 				return fmt.Errorf("night %s: organisation %.80q: %w", c.Night, o, ErrUnknownOrg)
 			}
 		}
+		// The range as the SQL sees it: none (a pilot) is an empty one.
+		from, until := c.ReservedFrom, c.ReservedUntil
+		if from.IsZero() {
+			from, until = time.Unix(0, 0), time.Unix(0, 0)
+		}
+		q, err = tx.Query(ctx, `SELECT m.key FROM mailwave_estate_mailboxes m
+			WHERE m.night = '' AND NOT m.leaver AND m.reserved_for >= $1 AND m.reserved_for < $2
+			ORDER BY m.key COLLATE "C"`, from, until)
+		if err != nil {
+			return err
+		}
+		first, err := pgx.CollectRows(q, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
 		q, err = tx.Query(ctx, `SELECT m.key FROM mailwave_estate_mailboxes m JOIN mailwave_estate_orgs o ON o.name = m.org
 			WHERE m.night = '' AND NOT m.leaver
-			AND CASE WHEN cardinality($1::text[]) = 0 THEN o.state = $2 ELSE m.org = ANY($1) END`, orgs, string(Ready))
+			AND (m.reserved_for IS NULL OR ($3 AND m.reserved_for < $4))
+			AND CASE WHEN cardinality($1::text[]) = 0 THEN o.state = $2 ELSE m.org = ANY($1) END`,
+			orgs, string(Ready), !c.ReservedFrom.IsZero(), from)
 		if err != nil {
 			return err
 		}
@@ -281,7 +304,7 @@ func (p *Postgres) Choose(ctx context.Context, c Choice, at time.Time) (Night, e
 		if err != nil {
 			return err
 		}
-		keys := sample(pool, c.N, c.Seed)
+		keys := slices.Concat(first, sample(pool, max(c.N-len(first), 0), c.Seed))
 		if _, err := tx.Exec(ctx, `INSERT INTO mailwave_estate_nights (name, seed, chosen_at, orgs) VALUES ($1, $2, $3, $4)`,
 			c.Night, c.Seed, stamp(at), orgs); err != nil {
 			return err
@@ -294,7 +317,8 @@ func (p *Postgres) Choose(ctx context.Context, c Choice, at time.Time) (Night, e
 			[]string{"night", "idx", "key"}, pgx.CopyFromRows(rows)); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `UPDATE mailwave_estate_mailboxes SET night = $1, outcome = '' WHERE key = ANY($2) AND night = ''`, c.Night, keys)
+		tag, err := tx.Exec(ctx, `UPDATE mailwave_estate_mailboxes SET night = $1, outcome = '', reserved_for = NULL
+			WHERE key = ANY($2) AND night = ''`, c.Night, keys)
 		if err != nil {
 			return err
 		}
@@ -410,6 +434,29 @@ func (p *Postgres) Record(ctx context.Context, night string, outcomes map[string
 			}
 		}
 		return nil
+	})
+}
+
+// Reserve keeps a mailbox for a later night (see Store).
+func (p *Postgres) Reserve(ctx context.Context, key string, at time.Time) error {
+	if key == "" || at.IsZero() {
+		return refuse("a reservation needs a mailbox's key and a time")
+	}
+	return p.change(ctx, func(tx pgx.Tx) error {
+		var left bool
+		var night, outcome string
+		err := tx.QueryRow(ctx, `SELECT leaver, night, outcome FROM mailwave_estate_mailboxes WHERE key = $1`, key).Scan(&left, &night, &outcome)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("mailbox %.80q: %w", key, ErrUnknownMailbox)
+		}
+		if err != nil {
+			return err
+		}
+		if err := checkReserve(key, left, Outcome(outcome)); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE mailwave_estate_mailboxes SET reserved_for = $2 WHERE key = $1`, key, stamp(at))
+		return err
 	})
 }
 
