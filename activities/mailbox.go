@@ -54,6 +54,10 @@ func (a *Activities) SendNotice(ctx context.Context, in SendNoticeInput) (SendNo
 		return SendNoticeResult{}, toTemporal(port.Permanent(contract.ErrTypeInvalidMailbox, "notice needs a mailbox key and a kind"))
 	}
 	id := contract.NoticeMessageID(in.Mailbox.Key, in.Kind)
+	if in.Kind == contract.NoticeRescheduled {
+		// One per new date: a mailbox moved twice is told twice.
+		id = contract.RescheduledMessageID(in.Mailbox.Key, in.MigrateAt)
+	}
 	already, err := a.notifier.Send(ctx, port.Notice{
 		Mailbox: in.Mailbox, Kind: in.Kind, MessageID: id, WaveID: in.WaveID, MigrateAt: in.MigrateAt, Failure: in.Failure,
 	})

@@ -77,7 +77,14 @@ func (a *ProgrammeActivities) ChooseNight(ctx context.Context, in ChooseNightInp
 	if slices.Contains(in.Skip, date) {
 		return ChooseNightResult{Date: date, Skipped: "the night of " + date + " is a date to skip"}, nil
 	}
-	night, err := a.estate.Choose(ctx, estate.Choice{Night: in.WaveID, N: in.N, Seed: in.Seed, Orgs: in.Orgs}, time.Now())
+	// The night's date in its zone: the mailboxes reserved for it are
+	// taken first.
+	local := in.MigrateAt.In(loc)
+	day := time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, loc)
+	night, err := a.estate.Choose(ctx, estate.Choice{
+		Night: in.WaveID, N: in.N, Seed: in.Seed, Orgs: in.Orgs,
+		ReservedFrom: day, ReservedUntil: day.AddDate(0, 0, 1),
+	}, time.Now())
 	if err != nil {
 		return ChooseNightResult{}, err
 	}
@@ -107,6 +114,26 @@ func (a *ProgrammeActivities) ChooseNight(ctx context.Context, in ChooseNightInp
 		return ChooseNightResult{}, err
 	}
 	return ChooseNightResult{Chosen: len(rows), Date: date}, nil
+}
+
+// ReserveNightInput asks for a rescheduled mailbox to be kept for the
+// night at At.
+type ReserveNightInput struct {
+	Key string
+	At  time.Time
+}
+
+// ReserveNight keeps a mailbox moved to another night (the reschedule
+// update) for that night in the estate: the night of its date takes it
+// first. The estate's refusal (a mailbox not in it: one started by hand
+// from a wave file, not a programme's night; a leaver; one migrated or
+// needing support) is for good, and the mailbox is deferred all the same.
+func (a *ProgrammeActivities) ReserveNight(ctx context.Context, in ReserveNightInput) error {
+	err := a.estate.Reserve(ctx, in.Key, in.At)
+	if errors.Is(err, estate.ErrUnknownMailbox) || estate.IsRefused(err) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeInvalidMailbox, nil)
+	}
+	return err
 }
 
 func sameRoster(a, b []wavefile.Mailbox) bool {

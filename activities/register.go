@@ -45,4 +45,5 @@ func (a *WaveActivities) Register(r worker.ActivityRegistry) {
 func (a *ProgrammeActivities) Register(r worker.ActivityRegistry) {
 	r.RegisterActivityWithOptions(a.ChooseNight, activity.RegisterOptions{Name: contract.ActivityChooseNight})
 	r.RegisterActivityWithOptions(a.RecordNight, activity.RegisterOptions{Name: contract.ActivityRecordNight})
+	r.RegisterActivityWithOptions(a.ReserveNight, activity.RegisterOptions{Name: contract.ActivityReserveNight})
 }

@@ -20,6 +20,10 @@ const (
 	SignalPause  = "pause"
 	SignalResume = "resume"
 	QueryState   = "state"
+	// UpdateReschedule moves the mailbox to another night
+	// (RescheduleRequest, RescheduleResult), or is refused with the
+	// reason.
+	UpdateReschedule = "reschedule"
 )
 
 // WaveWorkflowName is the Wave workflow's type.
@@ -62,4 +66,7 @@ const (
 	// their outcomes written back to it.
 	ActivityChooseNight = "ChooseNight"
 	ActivityRecordNight = "RecordNight"
+	// ActivityReserveNight keeps a rescheduled mailbox for its new night
+	// in the estate.
+	ActivityReserveNight = "ReserveNight"
 )

@@ -68,6 +68,12 @@ func DeferReason(errType string) string {
 	return "deferred before its notice: " + errType
 }
 
+// ErrTypeRescheduled is the error type of a mailbox an operator moved to
+// another night (the reschedule update): it ends deferred, counted so by
+// its wave (not in its error budget), and the estate keeps it for its new
+// night.
+const ErrTypeRescheduled = "Rescheduled"
+
 // Error types of retryable failures.
 const (
 	ErrTypeThrottled = "Throttled"

@@ -61,6 +61,10 @@ const (
 	StepCopyDelta     Step = "copy_delta"
 	StepCutover       Step = "cutover"
 	StepNoticeSuccess Step = "notice_success"
+	// StepReschedule: an operator moved the mailbox to another night
+	// before it had begun waiting (ErrTypeRescheduled); otherwise the
+	// step it was in names where it was moved from.
+	StepReschedule Step = "reschedule"
 )
 
 // Outcome is how a mailbox's migration ended.
@@ -188,8 +192,37 @@ type MailboxState struct {
 	LastError string         `json:",omitempty"`
 	Copied    CopyStats
 	// Preflight is what the check before the notice found, once it ran.
-	Preflight *Preflight     `json:",omitempty"`
-	Result    *MailboxResult `json:",omitempty"`
+	Preflight *Preflight `json:",omitempty"`
+	// Rescheduled is an operator's move of the mailbox to another night,
+	// once accepted.
+	Rescheduled *Rescheduled   `json:",omitempty"`
+	Result      *MailboxResult `json:",omitempty"`
+}
+
+// RescheduleRequest is the reschedule update's payload: move the mailbox
+// to the night at To. Reason is free text that may name people: it is
+// kept in the (encrypted) history, and logged at debug only.
+type RescheduleRequest struct {
+	To     time.Time
+	Reason string `json:",omitempty"`
+	By     string `json:",omitempty"`
+}
+
+// RescheduleResult is an accepted reschedule: the mailbox leaves the night
+// at From for the night at To; Corrected says whether a corrected notice
+// goes to its user (its T-14 notice had gone out).
+type RescheduleResult struct {
+	From, To  time.Time
+	Corrected bool
+}
+
+// Rescheduled is an accepted reschedule as the mailbox's state keeps it.
+type Rescheduled struct {
+	From, To  time.Time
+	By        string `json:",omitempty"`
+	Reason    string `json:",omitempty"`
+	At        time.Time
+	Corrected bool
 }
 
 // PauseRequest is the payload of the pause signal. ByWave marks a hold by

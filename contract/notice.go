@@ -14,6 +14,12 @@ const (
 	NoticeSuccess NoticeKind = "success" // after cutover
 )
 
+// NoticeRescheduled is a user notice: the mailbox was moved to another
+// night after its T-14 notice went out, and this one gives the new date
+// (its MigrateAt). It has a Message-ID of its own per new date
+// (RescheduledMessageID).
+const NoticeRescheduled NoticeKind = "rescheduled"
+
 // NoticeFailure is not a user notice: it goes to the organisation's admin
 // contact when a mailbox ends in "needs support", and says why.
 const NoticeFailure NoticeKind = "failure"
@@ -30,8 +36,9 @@ func (k NoticeKind) ToAdmin() bool { return k == NoticeFailure || k == NoticeOrg
 // NoticeKinds lists the user notices in the order a mailbox receives them.
 var NoticeKinds = []NoticeKind{NoticeT14, NoticeT1, NoticeSuccess}
 
-// AllNoticeKinds is NoticeKinds and the admin's notices.
-var AllNoticeKinds = []NoticeKind{NoticeT14, NoticeT1, NoticeSuccess, NoticeFailure, NoticeOrgHeld}
+// AllNoticeKinds is NoticeKinds, the correction of a rescheduled mailbox
+// and the admin's notices.
+var AllNoticeKinds = []NoticeKind{NoticeT14, NoticeT1, NoticeSuccess, NoticeFailure, NoticeOrgHeld, NoticeRescheduled}
 
 // Failure says why a mailbox needs support; it is carried by a failure
 // notice only.
@@ -50,6 +57,15 @@ const MessageIDDomain = "notices.mailwave.invalid"
 // address.
 func NoticeMessageID(key string, kind NoticeKind) string {
 	return fmt.Sprintf("<%s.%s@%s>", kind, key, MessageIDDomain)
+}
+
+// RescheduledMessageID is the Message-ID of the notice correcting a
+// mailbox's date to `to`: one per key and new date, so a retried send is
+// recognised, and a later move of the same mailbox to another date is a
+// new message (the outbox and the SMTP ledgers keep one notice per key and
+// kind, and send again when its Message-ID differs from the one kept).
+func RescheduledMessageID(key string, to time.Time) string {
+	return fmt.Sprintf("<%s.%s.%d@%s>", NoticeRescheduled, key, to.Unix(), MessageIDDomain)
 }
 
 // NoticeClaimHeld is a notice ledger's answer when another worker holds the

@@ -1,5 +1,6 @@
-// Package notices renders the three user notices (T-14, T-1, success) and
-// the admin's failure notice from templates. The defaults are embedded; an operator can override any of them
+// Package notices renders the three user notices (T-14, T-1, success), the
+// correction of a rescheduled mailbox's date and the admin's notices from
+// templates. The defaults are embedded; an operator can override any of them
 // by putting files with the same names in a directory given to Load.
 //
 // Each kind has two template files:
@@ -8,7 +9,7 @@
 //	                  plain-text body (everything outside the define)
 //	<kind>.html.tmpl  html/template: the HTML body
 //
-// where <kind> is t14, t1, success or failure. Both see a Data value. The HTML body is
+// where <kind> is t14, t1, success, rescheduled, failure or org_held. Both see a Data value. The HTML body is
 // optional for a sender to use, but it is always rendered.
 package notices
 
@@ -122,8 +123,8 @@ func Load(dir string) (*Templates, error) {
 	return t, nil
 }
 
-// Render renders the notice for its kind. T-14 and T-1 notices need
-// MigrateAt; a success or failure notice may leave it zero. A failure notice
+// Render renders the notice for its kind. T-14, T-1 and rescheduled
+// notices need MigrateAt (the rescheduled one's is the new T); a success or failure notice may leave it zero. A failure notice
 // needs its Failure.
 func (t *Templates) Render(n port.Notice) (Rendered, error) {
 	kt, ok := t.kinds[n.Kind]
@@ -131,7 +132,7 @@ func (t *Templates) Render(n port.Notice) (Rendered, error) {
 		return Rendered{}, fmt.Errorf("notices: unknown notice kind %q", n.Kind)
 	}
 	switch n.Kind {
-	case contract.NoticeT14, contract.NoticeT1:
+	case contract.NoticeT14, contract.NoticeT1, contract.NoticeRescheduled:
 		// The advance notices exist to tell the user the date; without one
 		// they would read "will move on ." so refuse rather than send that.
 		if n.MigrateAt.IsZero() {

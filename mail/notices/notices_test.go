@@ -79,6 +79,24 @@ func TestRenderFallbacksAndEscaping(t *testing.T) {
 	assert.Contains(t, r.HTML, "Dear &lt;b&gt;O&#39;Brien &amp; Co&lt;/b&gt;,")
 }
 
+func TestRenderRescheduled(t *testing.T) {
+	tpl, err := notices.Load("")
+	require.NoError(t, err)
+	r, err := tpl.Render(notice(contract.NoticeRescheduled))
+	require.NoError(t, err)
+	assert.Equal(t, "Change of date: your mailbox will now move on Saturday 5 December 2026", r.Subject)
+	for _, body := range []string{r.Text, r.HTML} {
+		assert.Contains(t, body, "Dear Jo Bloggs,")
+		assert.Contains(t, body, "has moved to")
+		assert.Contains(t, body, "Saturday 5 December 2026 at 20:00 UTC")
+		assert.Contains(t, body, "Please ignore the date in our earlier email")
+	}
+	n := notice(contract.NoticeRescheduled)
+	n.MigrateAt = time.Time{}
+	_, err = tpl.Render(n)
+	assert.ErrorContains(t, err, "rescheduled notice for mailbox a1b2c3 has no migration time")
+}
+
 func TestRenderRejects(t *testing.T) {
 	tpl, err := notices.Load("")
 	require.NoError(t, err)

@@ -2,6 +2,7 @@ package estate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -150,6 +151,13 @@ func pilotOrgs(orgs []string) []string {
 	out := slices.Clone(orgs)
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// IsRefused reports whether err is the estate's refusal by its own rules
+// (not its storage's failure): asking again changes nothing.
+func IsRefused(err error) bool {
+	var r refused
+	return errors.As(err, &r)
 }
 
 // refused is an error of the estate's own rules, not of its storage.
