@@ -121,8 +121,9 @@ type WaveProgress struct {
 	Migrated     int
 	NeedsSupport int
 	Cancelled    int
-	// Deferred are the mailboxes their preflight found cannot go, by
-	// reason: not failures, and not in the error budget.
+	// Deferred are the mailboxes their preflight found cannot go, or an
+	// operator moved to another night (ErrTypeRescheduled), by reason: not
+	// failures, and not in the error budget.
 	Deferred    int           `json:",omitempty"`
 	DeferredBy  []ReasonCount `json:",omitempty"`
 	Copied      CopyStats
@@ -146,7 +147,8 @@ type WaveResult struct {
 	NeedsSupport int
 	Cancelled    int
 	Refused      int
-	// Deferred are the mailboxes their preflight found cannot go, by reason.
+	// Deferred are the mailboxes their preflight found cannot go, or moved
+	// to another night (ErrTypeRescheduled), by reason.
 	Deferred   int           `json:",omitempty"`
 	DeferredBy []ReasonCount `json:",omitempty"`
 	Copied     CopyStats
@@ -177,7 +179,8 @@ type WaveState struct {
 	Migrated     int
 	NeedsSupport []int `json:",omitempty"` // indexes, for retry-failed
 	Cancelled    int
-	// Deferred counts the mailboxes their preflight deferred, by reason.
+	// Deferred counts the mailboxes their preflight deferred, or moved to
+	// another night, by reason.
 	Deferred    int           `json:",omitempty"`
 	DeferredBy  []ReasonCount `json:",omitempty"`
 	Copied      CopyStats

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -21,8 +22,10 @@ import (
 //
 // A step that fails after its retries ends the mailbox in "needs support",
 // naming the step and the reason; a preflight that finds it cannot go ends
-// it "deferred", nobody told but its admin; the workflow itself completes
-// normally.
+// it "deferred", nobody told but its admin; an operator's reschedule
+// (before its T-1, see reschedule.go) ends it "deferred" too, its user
+// told the new date if the T-14 notice had gone out, and keeps it in the
+// estate for its new night; the workflow itself completes normally.
 func MailboxMigration(ctx workflow.Context, in contract.MailboxInput) (contract.MailboxResult, error) {
 	if err := in.Validate(); err != nil {
 		return contract.MailboxResult{}, temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeInvalidInput, nil)
@@ -68,6 +71,10 @@ type mailbox struct {
 	copyStarted time.Time // when the first copy pass began
 	// checkpoint is where the last copy pass ended; the next pass starts there.
 	checkpoint contract.Checkpoint
+	// cancel ends the migration's waiting when a reschedule is accepted;
+	// ending: the migration has returned, and nothing may move it now.
+	cancel workflow.CancelFunc
+	ending bool
 }
 
 // deferred is a preflight's "cannot go": its reason (one of
@@ -122,6 +129,9 @@ func (m *mailbox) setup(ctx workflow.Context) error {
 			m.state.Paused = on
 		}
 		m.showPaused(ctx)
+	}
+	if err := m.setupReschedule(ctx); err != nil {
+		return err
 	}
 	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalPause), func(c workflow.ReceiveChannel, _ bool) {
@@ -195,7 +205,16 @@ func (m *mailbox) showPaused(ctx workflow.Context) {
 }
 
 func (m *mailbox) run(ctx workflow.Context) contract.MailboxResult {
-	err := m.migrate(ctx)
+	// The migration runs under a context of its own that an accepted
+	// reschedule cancels: no command, so the runs recorded before the
+	// reschedule existed replay as they ran (VERSIONING.md).
+	mctx, cancel := workflow.WithCancel(ctx)
+	m.cancel = cancel
+	if m.state.Rescheduled != nil {
+		cancel() // accepted before the migration began
+	}
+	err := m.migrate(mctx)
+	m.ending = true
 	res := contract.MailboxResult{Key: m.state.Key, Copied: m.state.Copied, StartedAt: m.startedAt}
 	var se *stepError
 	var df *deferred
@@ -203,6 +222,15 @@ func (m *mailbox) run(ctx workflow.Context) contract.MailboxResult {
 	case err == nil:
 		res.Outcome = contract.OutcomeMigrated
 		m.enter(ctx, contract.StageMigrated)
+	case m.state.Rescheduled != nil:
+		// Moved by an operator: its waiting was cancelled for it, so this
+		// comes before a cancellation.
+		r := m.state.Rescheduled
+		res.Outcome = contract.OutcomeDeferred
+		res.FailedStep = contract.StepReschedule
+		res.ErrorType, res.Reason = contract.ErrTypeRescheduled, rescheduledReason(*r)
+		m.state.LastError = res.Reason
+		m.enter(ctx, contract.StageDeferred)
 	case temporal.IsCanceledError(err):
 		res.Outcome = contract.OutcomeCancelled
 		m.enter(ctx, contract.StageCancelled)
@@ -229,7 +257,11 @@ func (m *mailbox) run(ctx workflow.Context) contract.MailboxResult {
 	m.state.Result = &res
 	m.publish(ctx)
 	m.publishEnd(ctx, res)
-	if res.Outcome == contract.OutcomeNeedsSupport || res.Outcome == contract.OutcomeDeferred {
+	if r := m.state.Rescheduled; r != nil && res.ErrorType == contract.ErrTypeRescheduled {
+		// Its user is told the new date (if told the old one), nobody
+		// else: the operator asked.
+		m.moveToNight(ctx, *r)
+	} else if res.Outcome == contract.OutcomeNeedsSupport || res.Outcome == contract.OutcomeDeferred {
 		m.tellAdmin(ctx, res)
 	}
 	m.report(ctx, res)
@@ -614,6 +646,16 @@ func (m *mailbox) details(ctx workflow.Context) {
 	}
 	if st.HeldByWave {
 		b.WriteString("\nheld by its wave (the wave is paused)")
+	}
+	if r := st.Rescheduled; r != nil {
+		b.WriteString(fmt.Sprintf("\nrescheduled by %s at %s: from %s to %s", cmp.Or(r.By, "an operator"),
+			r.At.UTC().Format(at), r.From.UTC().Format(at), r.To.UTC().Format(at)))
+		if r.Reason != "" {
+			b.WriteString(" (" + r.Reason + ")")
+		}
+		if r.Corrected {
+			b.WriteString("; its user is told the new date")
+		}
 	}
 	if r := st.Result; r != nil {
 		b.WriteString(fmt.Sprintf("\noutcome: %s", r.Outcome))

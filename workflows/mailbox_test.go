@@ -46,6 +46,9 @@ func (s *MailboxSuite) SetupTest() {
 	s.env.RegisterActivityWithOptions(func(context.Context, activities.ReportDoneInput) error {
 		return errors.New("a mailbox's report must be mocked")
 	}, activity.RegisterOptions{Name: contract.ActivityReportDone})
+	s.env.RegisterActivityWithOptions(func(context.Context, activities.ReserveNightInput) error {
+		return errors.New("a rescheduled mailbox's reservation must be mocked")
+	}, activity.RegisterOptions{Name: contract.ActivityReserveNight})
 	s.calls = nil
 }
 

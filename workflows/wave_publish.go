@@ -100,7 +100,7 @@ func waveDetails(p contract.WaveProgress, now time.Time) string {
 	b.WriteString(fmt.Sprintf("%d of %d mailboxes finished: %d migrated, %d need support, %d cancelled",
 		done, p.Total, p.Migrated, p.NeedsSupport, p.Cancelled))
 	if p.Deferred > 0 {
-		b.WriteString(fmt.Sprintf(", %d deferred by their preflight (", p.Deferred))
+		b.WriteString(fmt.Sprintf(", %d deferred, back to the pool (", p.Deferred))
 		for i, r := range p.DeferredBy {
 			if i > 0 {
 				b.WriteString(", ")

@@ -204,7 +204,8 @@ func (w *wave) onDone(ctx workflow.Context, d contract.MailboxDone) {
 	case contract.OutcomeNeedsSupport:
 		w.st.NeedsSupport = append(w.st.NeedsSupport, d.Index)
 	case contract.OutcomeDeferred:
-		// Its preflight found it cannot go: back to the pool, not a
+		// Its preflight found it cannot go, or an operator moved it to
+		// another night (ErrTypeRescheduled): back to the pool, not a
 		// failure of the wave's, so not in the error budget. Counting it
 		// issues no command: no GetVersion (a run begun before it met no
 		// deferred mailbox, since none existed).

@@ -1,0 +1,132 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"mailwave/activities"
+	"mailwave/contract"
+)
+
+// A mailbox moved to another night by an operator (the reschedule update,
+// `starter mailbox reschedule`). The validator refuses, with the reason, a
+// move the mailbox cannot take; an accepted one is kept in the state and
+// cancels the migration's waiting, and run ends the mailbox deferred
+// (ErrTypeRescheduled): its wave counts it so, its user is told the new
+// date if its T-14 notice had gone out, and the estate keeps it for the
+// night of its new date, whose wave starts it again.
+//
+// Versioning: registering the handler and running the migration under a
+// cancellable context issue no command, so every recorded history replays
+// as it ran; the commands a reschedule adds (the corrected notice, the
+// reservation) come only after an accepted update, which no run begun
+// before it could have had. See VERSIONING.md.
+
+// rescheduleAt is the time format of the validator's reasons.
+const rescheduleAt = "2006-01-02 15:04 MST"
+
+// setupReschedule registers the reschedule update and its validator.
+func (m *mailbox) setupReschedule(ctx workflow.Context) error {
+	return workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateReschedule,
+		func(ctx workflow.Context, req contract.RescheduleRequest) (contract.RescheduleResult, error) {
+			return m.accept(ctx, req), nil
+		},
+		workflow.UpdateHandlerOptions{Validator: m.validateReschedule})
+}
+
+// validateReschedule says why the mailbox cannot be moved to req.To, if it
+// cannot. It reads the state and the workflow's clock only.
+func (m *mailbox) validateReschedule(ctx workflow.Context, req contract.RescheduleRequest) error {
+	now := workflow.Now(ctx)
+	st := m.state
+	notice, reminder := m.in.Leads()
+	at := func(t time.Time) string { return t.UTC().Format(rescheduleAt) }
+	switch {
+	case st.Result != nil || m.ending:
+		return fmt.Errorf("mailbox %s has ended (%s): only a mailbox waiting for its night can be moved", st.Key, st.Stage)
+	case st.Rescheduled != nil:
+		return fmt.Errorf("mailbox %s is being moved to %s already", st.Key, at(st.Rescheduled.To))
+	case !m.copyStarted.IsZero():
+		return fmt.Errorf("mailbox %s cannot be moved: its copy has started (at %s)", st.Key, at(m.copyStarted))
+	case !now.Before(st.ReminderAt):
+		return fmt.Errorf("mailbox %s cannot be moved inside its T-1 window: it began at %s (its T %s less the reminder lead %s)",
+			st.Key, at(st.ReminderAt), at(st.MigrateAt), reminder)
+	case st.Stage == contract.StagePreflight || st.Stage == contract.StageNoticeT14:
+		return fmt.Errorf("mailbox %s is busy sending its notice; try again in a minute", st.Key)
+	case req.To.IsZero() || !req.To.After(now):
+		return fmt.Errorf("mailbox %s cannot be moved to %s: not after now (%s)", st.Key, at(req.To), at(now))
+	case req.To.Equal(st.MigrateAt):
+		return fmt.Errorf("mailbox %s moves at %s already", st.Key, at(st.MigrateAt))
+	case req.To.Before(now.Add(notice)):
+		return fmt.Errorf("mailbox %s cannot be moved to %s: closer than the notice lead %s from now (%s); the earliest is %s",
+			st.Key, at(req.To), notice, at(now), at(now.Add(notice)))
+	}
+	return nil
+}
+
+// accept records an accepted reschedule and ends the migration's waiting.
+// Its answer is at once: whether a corrected notice will go is known now
+// (the validator refuses while a notice is being sent).
+func (m *mailbox) accept(ctx workflow.Context, req contract.RescheduleRequest) contract.RescheduleResult {
+	r := contract.Rescheduled{
+		From: m.state.MigrateAt, To: req.To, By: req.By, Reason: req.Reason,
+		At: workflow.Now(ctx), Corrected: m.noticeSent(contract.NoticeT14),
+	}
+	m.state.Rescheduled = &r
+	m.details(ctx)
+	// The reason and who asked are free text that may name people: kept
+	// in the (encrypted) history, and logged at debug only.
+	workflow.GetLogger(ctx).Info("mailbox rescheduled", "mailbox", m.state.Key, "from", r.From, "to", r.To, "corrected", r.Corrected)
+	workflow.GetLogger(ctx).Debug("mailbox reschedule reason", "mailbox", m.state.Key, "by", r.By, "reason", r.Reason)
+	if m.cancel != nil {
+		m.cancel()
+	}
+	return contract.RescheduleResult{From: r.From, To: r.To, Corrected: r.Corrected}
+}
+
+// rescheduledReason is a rescheduled mailbox's reason in its result: no
+// operator's words (they may name people), only the dates.
+func rescheduledReason(r contract.Rescheduled) string {
+	return fmt.Sprintf("moved by an operator from %s to %s", r.From.UTC().Format(rescheduleAt), r.To.UTC().Format(rescheduleAt))
+}
+
+// moveToNight does what a reschedule needs once the mailbox has left its
+// night, on a disconnected context (the migration's was cancelled): the
+// corrected notice to its user, if its T-14 notice went out, then its
+// reservation for the new night in the estate. Each is best effort: a
+// notice or a reservation that cannot be made is logged, and the mailbox
+// still reports to its wave.
+func (m *mailbox) moveToNight(ctx workflow.Context, r contract.Rescheduled) {
+	done, _ := workflow.NewDisconnectedContext(ctx)
+	if r.Corrected {
+		var res activities.SendNoticeResult
+		err := workflow.ExecuteLocalActivity(shortStepOptions(done), contract.ActivitySendNotice, activities.SendNoticeInput{
+			Mailbox: m.in.Mailbox, Kind: contract.NoticeRescheduled, MigrateAt: r.To,
+		}).Get(done, &res)
+		if err != nil {
+			workflow.GetLogger(ctx).Warn("the corrected notice was not sent", "mailbox", m.state.Key, "error", err)
+		} else {
+			m.state.NoticesSent = append(m.state.NoticesSent, contract.NoticeRescheduled)
+			m.details(ctx)
+		}
+	}
+	actx := workflow.WithActivityOptions(done, workflow.ActivityOptions{
+		StartToCloseTimeout:    time.Minute,
+		ScheduleToCloseTimeout: 10 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    time.Minute,
+		},
+		Summary: "keep the mailbox for its new night",
+	})
+	err := workflow.ExecuteActivity(actx, contract.ActivityReserveNight, activities.ReserveNightInput{
+		Key: m.state.Key, At: r.To,
+	}).Get(done, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("the mailbox was not kept for its new night", "mailbox", m.state.Key, "error", err)
+	}
+}
