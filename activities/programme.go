@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -54,6 +55,12 @@ type ChooseNightInput struct {
 	Zone      string
 	Skip      []string `json:",omitempty"`
 	Orgs      []string `json:",omitempty"` // a pilot's organisations
+	// Fired, Lead and Schedule, when Fired is set: the night is computed
+	// here from the firing's scheduled time (WaveID, MigrateAt and Seed
+	// are then ignored).
+	Fired    time.Time     `json:",omitempty"`
+	Lead     time.Duration `json:",omitempty"`
+	Schedule string        `json:",omitempty"`
 }
 
 // ChooseNightResult says what was chosen, or why nothing was.
@@ -61,6 +68,11 @@ type ChooseNightResult struct {
 	Chosen  int
 	Date    string // the night's date in its zone
 	Skipped string `json:",omitempty"`
+	// The night's wave ID, T and seed, as computed from the firing (or
+	// given).
+	WaveID    string    `json:",omitempty"`
+	MigrateAt time.Time `json:",omitempty"`
+	Seed      int64     `json:",omitempty"`
 }
 
 // ChooseNight samples the night's mailboxes from the estate (seeded, and
@@ -73,6 +85,29 @@ func (a *ProgrammeActivities) ChooseNight(ctx context.Context, in ChooseNightInp
 		return ChooseNightResult{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("time zone %.40q: %v", in.Zone, err), contract.ErrTypeInvalidInput, nil)
 	}
+	if !in.Fired.IsZero() {
+		// The night is Lead after the firing on the calendar of its zone:
+		// whole days keep the time of day across a change of the clocks
+		// (fourteen days of 24 hours after a firing at 20:00 GMT is 21:00
+		// BST). Its wave ID and seed follow from it.
+		in.MigrateAt = NightAt(in.Fired, in.Lead, loc)
+		in.WaveID = contract.NightWaveID(in.Schedule, in.MigrateAt)
+		in.Seed = contract.NightSeed(in.WaveID)
+	}
+	res, err := a.chooseNight(ctx, in, loc)
+	res.WaveID, res.MigrateAt, res.Seed = in.WaveID, in.MigrateAt, in.Seed
+	return res, err
+}
+
+// NightAt is the night a firing at fired chooses: Lead after it on the
+// calendar of loc (whole days keep the time of day across a change of the
+// clocks; what is left of Lead is added as time), in UTC to the second.
+func NightAt(fired time.Time, lead time.Duration, loc *time.Location) time.Time {
+	days := lead / (24 * time.Hour)
+	return fired.In(loc).AddDate(0, 0, int(days)).Add(lead % (24 * time.Hour)).UTC().Truncate(time.Second)
+}
+
+func (a *ProgrammeActivities) chooseNight(ctx context.Context, in ChooseNightInput, loc *time.Location) (ChooseNightResult, error) {
 	date := in.MigrateAt.In(loc).Format(time.DateOnly)
 	if slices.Contains(in.Skip, date) {
 		return ChooseNightResult{Date: date, Skipped: "the night of " + date + " is a date to skip"}, nil
@@ -81,6 +116,17 @@ func (a *ProgrammeActivities) ChooseNight(ctx context.Context, in ChooseNightInp
 	// taken first.
 	local := in.MigrateAt.In(loc)
 	day := time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, loc)
+	// A roster under the night's wave ID that this night did not write
+	// (a wave launched by hand under that ID) is refused before anything
+	// is chosen: chosen first, the mailboxes would be stranded.
+	if _, err := a.estate.Night(ctx, in.WaveID); errors.Is(err, estate.ErrUnknownNight) {
+		if have, err := a.rosters.All(ctx, in.WaveID); err == nil && len(have) > 0 {
+			return ChooseNightResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("wave %s has a roster this night did not choose", in.WaveID), contract.ErrTypeBadWaveFile, nil)
+		}
+	} else if err != nil {
+		return ChooseNightResult{}, err
+	}
 	night, err := a.estate.Choose(ctx, estate.Choice{
 		Night: in.WaveID, N: in.N, Seed: in.Seed, Orgs: in.Orgs,
 		ReservedFrom: day, ReservedUntil: day.AddDate(0, 0, 1),
@@ -145,20 +191,26 @@ type RecordNightInput struct {
 	WaveID        string
 	SupportBudget float64
 	MinSample     int
+	Pilot         bool `json:",omitempty"` // a pilot's night: nobody is held for it
 }
 
 // RecordNightResult counts what was written back, and the organisations
-// held for it.
+// held for it. Unknown are the mailboxes whose outcome could not be read
+// (their history gone past the namespace's retention, or still running
+// under another wave): left as chosen, never put back in the pool, where
+// a migrated one could be chosen and moved again.
 type RecordNightResult struct {
-	Migrated, NeedsSupport, Deferred int
-	Held                             []string `json:",omitempty"`
+	Migrated, NeedsSupport, Deferred, Unknown int
+	Held                                      []string `json:",omitempty"`
 }
 
 // RecordNight reads how each of the night's mailboxes ended (its workflow's
 // result) and writes it to the estate: a mailbox deferred or cancelled goes
-// back to the pool. An organisation whose share needing support on the night
-// passes the budget, with at least MinSample of its mailboxes ended, is
-// held, and its admin contact told. Safe to retry: the estate takes the same
+// back to the pool; one recorded already (moved to another night) is left
+// as it is. An organisation ready before the night whose share needing
+// support on it passes the budget, with at least MinSample of its mailboxes
+// ended, is held and its admin contact told (never on a pilot's night: a
+// pilot is judged by org ready). Safe to retry: the estate takes the same
 // outcome twice as once, and an organisation held already stays held.
 func (a *ProgrammeActivities) RecordNight(ctx context.Context, in RecordNightInput) (RecordNightResult, error) {
 	night, err := a.estate.Night(ctx, in.WaveID)
@@ -167,28 +219,36 @@ func (a *ProgrammeActivities) RecordNight(ctx context.Context, in RecordNightInp
 	}
 	outcomes := make(map[string]estate.Outcome, len(night.Mailboxes))
 	var (
-		mu     sync.Mutex
-		wg     sync.WaitGroup
-		sem    = make(chan struct{}, parallelStarts)
-		first  error
-		done   int
-		orgOf  = map[string]string{}
-		ended  = map[string]int{}
-		needed = map[string]int{}
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, parallelStarts)
+		first   error
+		done    int
+		unknown int
+		orgOf   = map[string]string{}
+		ended   = map[string]int{}
+		needed  = map[string]int{}
 	)
 	for _, m := range night.Mailboxes {
 		orgOf[m.Key] = m.Org
+		if m.Outcome != "" {
+			outcomes[m.Key] = m.Outcome // recorded already (a mailbox moved to another night)
+			continue
+		}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			o, err := a.outcome(ctx, m.Key, in.WaveID)
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil {
+			switch {
+			case err != nil:
 				first = cmpErr(first, err)
-				return
+			case o == "":
+				unknown++
+			default:
+				outcomes[m.Key] = o
 			}
-			outcomes[m.Key] = o
 			done++
 			if done%500 == 0 {
 				activity.RecordHeartbeat(ctx, done)
@@ -202,7 +262,10 @@ func (a *ProgrammeActivities) RecordNight(ctx context.Context, in RecordNightInp
 	if err := a.estate.Record(ctx, in.WaveID, outcomes); err != nil {
 		return RecordNightResult{}, err
 	}
-	var res RecordNightResult
+	res := RecordNightResult{Unknown: unknown}
+	if unknown > 0 {
+		activity.GetLogger(ctx).Warn("mailboxes of the night whose outcome is unknown, left as chosen", "night", in.WaveID, "count", unknown)
+	}
 	for key, o := range outcomes {
 		switch o {
 		case estate.Migrated:
@@ -216,34 +279,45 @@ func (a *ProgrammeActivities) RecordNight(ctx context.Context, in RecordNightInp
 		}
 		ended[orgOf[key]]++
 	}
+	if in.Pilot {
+		return res, nil
+	}
 	held, err := a.holdOverBudget(ctx, in, ended, needed)
 	res.Held = held
 	return res, err
 }
 
-// outcome is how one mailbox of the night ended, as the estate keeps it.
+// outcome is how one mailbox of the night ended, as the estate keeps it;
+// "" when it cannot be known.
 func (a *ProgrammeActivities) outcome(ctx context.Context, key, waveID string) (estate.Outcome, error) {
 	run, err := control.Describe(ctx, a.client, contract.MailboxWorkflowID(key))
 	var notFound *serviceerror.NotFound
 	switch {
 	case errors.As(err, &notFound):
-		return estate.Deferred, nil // never started: the wave ended before it
+		// Never started, or its history is gone: which, nothing says.
+		// Put back in the pool, a migrated mailbox would be moved again.
+		return "", nil
 	case err != nil:
 		return "", err
-	case run.Wave != waveID:
-		return estate.Deferred, nil // moved to another night (or migrated by another wave)
-	case run.Running:
+	case run.Running && run.Wave == waveID:
 		return "", fmt.Errorf("mailbox %s of wave %s is still running", key, waveID)
+	case run.Running:
+		return "", nil // being moved by another wave: that one's night records it
 	case run.Result == nil:
+		if run.Wave != waveID {
+			return "", nil
+		}
 		return estate.NeedsSupport, nil // terminated, failed or timed out
 	}
+	// Its latest run ended, in this wave or another (then it was moved by
+	// hand, or by another night, since): what it did stands.
 	switch run.Result.Outcome {
 	case contract.OutcomeMigrated:
 		return estate.Migrated, nil
 	case contract.OutcomeNeedsSupport:
 		return estate.NeedsSupport, nil
 	}
-	return estate.Deferred, nil // cancelled, or deferred by its preflight
+	return estate.Deferred, nil // cancelled, or deferred (its preflight, or moved to another night)
 }
 
 // holdOverBudget holds the organisations whose share needing support on the
@@ -264,7 +338,7 @@ func (a *ProgrammeActivities) holdOverBudget(ctx context.Context, in RecordNight
 	var held []string
 	for _, o := range orgs {
 		n := ended[o.Name]
-		if n < minSample || float64(needed[o.Name]) <= budget*float64(n) || o.State == estate.Held {
+		if n < minSample || float64(needed[o.Name]) <= budget*float64(n) || o.State != estate.Ready {
 			continue
 		}
 		reason := fmt.Sprintf("%d of %d mailboxes needed support on night %s (%.1f %%), over the budget of %.1f %%",
@@ -303,6 +377,36 @@ func (a *ProgrammeActivities) tellAdmin(ctx context.Context, org, night, reason 
 		return nil
 	}
 	return err
+}
+
+// WaveEndedInput asks after a wave.
+type WaveEndedInput struct{ WaveID string }
+
+// WaveEndedResult says whether the wave has ended, and its result.
+type WaveEndedResult struct {
+	Ended  bool
+	Result contract.WaveResult
+}
+
+// WaveEnded reads whether a wave has ended and, if it completed, its
+// result (a wave that failed or was terminated has ended with none).
+func (a *ProgrammeActivities) WaveEnded(ctx context.Context, in WaveEndedInput) (WaveEndedResult, error) {
+	id := contract.WaveWorkflowID(in.WaveID)
+	desc, err := a.client.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return WaveEndedResult{}, err
+	}
+	var res WaveEndedResult
+	switch desc.GetWorkflowExecutionInfo().GetStatus() {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
+		return res, nil
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		if err := a.client.GetWorkflow(ctx, id, "").Get(ctx, &res.Result); err != nil {
+			return res, err
+		}
+	}
+	res.Ended = true
+	return res, nil
 }
 
 func cmpErr(first, err error) error {

@@ -45,5 +45,6 @@ func (a *WaveActivities) Register(r worker.ActivityRegistry) {
 func (a *ProgrammeActivities) Register(r worker.ActivityRegistry) {
 	r.RegisterActivityWithOptions(a.ChooseNight, activity.RegisterOptions{Name: contract.ActivityChooseNight})
 	r.RegisterActivityWithOptions(a.RecordNight, activity.RegisterOptions{Name: contract.ActivityRecordNight})
+	r.RegisterActivityWithOptions(a.WaveEnded, activity.RegisterOptions{Name: contract.ActivityWaveEnded})
 	r.RegisterActivityWithOptions(a.ReserveNight, activity.RegisterOptions{Name: contract.ActivityReserveNight})
 }

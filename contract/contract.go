@@ -66,6 +66,8 @@ const (
 	// their outcomes written back to it.
 	ActivityChooseNight = "ChooseNight"
 	ActivityRecordNight = "RecordNight"
+	// WaveEnded says whether a wave has ended, and its result.
+	ActivityWaveEnded = "WaveEnded"
 	// ActivityReserveNight keeps a rescheduled mailbox for its new night
 	// in the estate.
 	ActivityReserveNight = "ReserveNight"

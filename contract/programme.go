@@ -121,6 +121,9 @@ type NightResult struct {
 	Wave    WaveResult `json:",omitempty"`
 	// Recorded: the outcomes written back to the estate.
 	Migrated, NeedsSupport, Deferred int
+	// Unknown: mailboxes whose outcome could not be read (their history
+	// gone past the namespace's retention), left as chosen.
+	Unknown int `json:",omitempty"`
 	// Held are the organisations held for passing the support budget.
 	Held []string `json:",omitempty"`
 }

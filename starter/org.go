@@ -291,7 +291,10 @@ func newOrgHoldCmd(a *app) *cobra.Command {
 resume". Nights already chosen keep their mailboxes.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.setOrgState(cmd, args[0], o, estate.Held, nil, time.Now().UTC())
+			// Only a ready organisation is held: a pilot is not in the
+			// sample, and one held from its pilot would be made ready by
+			// org resume without its pilot's verdict.
+			return a.setOrgState(cmd, args[0], o, estate.Held, []estate.OrgState{estate.Ready}, time.Now().UTC())
 		},
 	}
 	o.flags(cmd, "why it is held (required)")
@@ -329,6 +332,9 @@ func (a *app) setOrgState(cmd *cobra.Command, name string, o orgChange, state es
 	}
 	defer st.Close()
 	if from != nil && !slices.Contains(from, org.State) {
+		if state == estate.Held {
+			return fmt.Errorf("%s: only a ready organisation is held (a pilot is not in the nightly sample)", describe(org))
+		}
 		return fmt.Errorf("%s: only a held organisation is resumed", describe(org))
 	}
 	if err := st.SetOrg(ctx, estate.Org{Name: name, State: state, Reason: o.reason, By: by, Since: now}); err != nil {

@@ -136,11 +136,18 @@ func TestOrgHoldAndResume(t *testing.T) {
 	_, err = inProcess(t, "org", "hold", "nobody", "--reason", "x", "--waves-dir", waves)
 	assert.ErrorIs(t, err, estate.ErrUnknownOrg)
 
+	// A pilot is not held: held, org resume would make it ready without
+	// its pilot's verdict.
+	_, err = inProcess(t, "org", "hold", "trust-a", "--reason", "x", "--waves-dir", waves)
+	assert.ErrorContains(t, err, "only a ready organisation is held")
+	_, err = inProcess(t, "org", "ready", "trust-a", "--force", "--reason", "passed on paper", "--waves-dir", waves)
+	require.NoError(t, err)
+
 	out, err := inProcess(t, "org", "hold", "trust-a", "--reason", "the trust's IT asked", "--waves-dir", waves)
 	require.NoError(t, err)
 	me, err := user.Current()
 	require.NoError(t, err)
-	assert.Equal(t, "trust-a is held (the trust's IT asked), by "+me.Username+"; it was pilot\n", out, "by: the OS user")
+	assert.Equal(t, "trust-a is held (the trust's IT asked), by "+me.Username+"; it was ready\n", out, "by: the OS user")
 	held := orgOf(t, st, "trust-a")
 	assert.Equal(t, estate.Org{Name: "trust-a", State: estate.Held, Reason: "the trust's IT asked", By: me.Username, Since: held.Since}, held)
 
@@ -157,6 +164,8 @@ func TestOrgList(t *testing.T) {
 	assert.Contains(t, out, "no organisations")
 
 	waves = importedEstate(t)
+	_, err = inProcess(t, "org", "ready", "trust-b", "--force", "--reason", "passed on paper", "--waves-dir", waves)
+	require.NoError(t, err)
 	_, err = inProcess(t, "org", "hold", "trust-b", "--reason", "merger, pending", "--by", "jo", "--waves-dir", waves)
 	require.NoError(t, err)
 	out, err = inProcess(t, "org", "list", "--waves-dir", waves)

@@ -194,7 +194,7 @@ func TestAProgrammeChoosesItsNightsOnASchedule(t *testing.T) {
 	starter("programme", "delete", "holiday")
 
 	if *recordHistories != "" {
-		recordNight(t, c, "night-nightly", filepath.Join(*recordHistories, "night_chosen_and_recorded.json"))
+		recordNight(t, c, "night-nightly", filepath.Join(*recordHistories, "night_chosen_in_zone.json"))
 	}
 }
 

@@ -170,9 +170,15 @@ func buildSchedule(o scheduleOptions) (client.ScheduleOptions, error) {
 			return so, fmt.Errorf("%s %.20q: a date (2006-01-02)", b.flag, b.v)
 		}
 		if b.to == &spec.EndAt {
-			t = t.AddDate(0, 0, 1).Add(-time.Second)
+			t = t.AddDate(0, 0, 1) // the whole of the last night's date
 		}
-		*b.to = t.Add(-lead)
+		// Back on the zone's calendar: whole days across a change of the
+		// clocks are days, not 24 hours each.
+		t = t.AddDate(0, 0, -int(lead/(24*time.Hour))).Add(-(lead % (24 * time.Hour)))
+		if b.to == &spec.EndAt {
+			t = t.Add(-time.Second)
+		}
+		*b.to = t
 	}
 	if !spec.EndAt.IsZero() && spec.EndAt.Before(spec.StartAt) {
 		return so, errors.New("--end is before --start")

@@ -79,3 +79,17 @@ func TestAScheduleThatCannotBeKeptIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestAScheduleBoundsItsNightsOnTheirZonesCalendar: across a change of the
+// clocks the first and last nights' firings are fourteen calendar days
+// before them, so a night at 23:30 on the first date is in, and one on the
+// day before is out; the last night's date is in whole.
+func TestAScheduleBoundsItsNightsOnTheirZonesCalendar(t *testing.T) {
+	o := weeknights()
+	o.days, o.at, o.start, o.end, o.skip = "sun-sat", "23:30", "2027-04-05", "2027-11-01", nil
+	so, err := buildSchedule(o)
+	require.NoError(t, err)
+	london, _ := time.LoadLocation("Europe/London")
+	assert.Equal(t, time.Date(2027, 3, 22, 0, 0, 0, 0, london), so.Spec.StartAt, "the firing of the night of 5 April, on 22 March")
+	assert.Equal(t, time.Date(2027, 10, 18, 23, 59, 59, 0, london), so.Spec.EndAt, "the firing of the night of 1 November, on 18 October")
+}

@@ -32,13 +32,26 @@ func ProgrammeNight(ctx workflow.Context, in contract.NightInput) (contract.Nigh
 	if !ok {
 		fired = workflow.Now(ctx) // started by hand, not by a schedule: the night is Lead from now
 	}
-	at := fired.Add(in.Lead)
-	if !in.MigrateAt.IsZero() {
-		at = in.MigrateAt // a pilot's, given
+	// Since changeNightInZone the night is Lead after the firing on its
+	// zone's calendar, computed by the activity (the zone's rules are not
+	// workflow code's to read); before, Lead of elapsed time, an hour off
+	// across a change of the clocks.
+	inZone := workflow.GetVersion(ctx, changeNightInZone, workflow.DefaultVersion, 1) == 1
+	var res contract.NightResult
+	choose := activities.ChooseNightInput{N: in.Size, Zone: in.Zone, Skip: in.Skip, Orgs: in.Orgs}
+	switch {
+	case !in.MigrateAt.IsZero(): // a pilot's T, given
+		res.MigrateAt = in.MigrateAt.UTC().Truncate(time.Second)
+	case inZone:
+		choose.Fired, choose.Lead, choose.Schedule = fired, in.Lead, in.Schedule
+	default:
+		res.MigrateAt = fired.Add(in.Lead).UTC().Truncate(time.Second)
 	}
-	res := contract.NightResult{MigrateAt: at.UTC().Truncate(time.Second)}
-	res.WaveID = contract.NightWaveID(in.Schedule, res.MigrateAt)
-	res.Seed = contract.NightSeed(res.WaveID)
+	if choose.Fired.IsZero() {
+		res.WaveID = contract.NightWaveID(in.Schedule, res.MigrateAt)
+		res.Seed = contract.NightSeed(res.WaveID)
+		choose.WaveID, choose.MigrateAt, choose.Seed = res.WaveID, res.MigrateAt, res.Seed
+	}
 
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Minute,
@@ -50,10 +63,11 @@ func ProgrammeNight(ctx workflow.Context, in contract.NightInput) (contract.Nigh
 		},
 	})
 	var chose activities.ChooseNightResult
-	if err := workflow.ExecuteActivity(actx, contract.ActivityChooseNight, activities.ChooseNightInput{
-		WaveID: res.WaveID, MigrateAt: res.MigrateAt, N: in.Size, Seed: res.Seed, Zone: in.Zone, Skip: in.Skip, Orgs: in.Orgs,
-	}).Get(ctx, &chose); err != nil {
+	if err := workflow.ExecuteActivity(chooseOptions(ctx, inZone, actx), contract.ActivityChooseNight, choose).Get(ctx, &chose); err != nil {
 		return res, err
+	}
+	if !choose.Fired.IsZero() {
+		res.WaveID, res.MigrateAt, res.Seed = chose.WaveID, chose.MigrateAt, chose.Seed
 	}
 	res.Chosen, res.Skipped = chose.Chosen, chose.Skipped
 	if res.Skipped != "" {
@@ -80,13 +94,20 @@ func ProgrammeNight(ctx workflow.Context, in contract.NightInput) (contract.Nigh
 	})
 	if err := wave.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		var already *temporal.ChildWorkflowExecutionAlreadyStartedError
-		if errors.As(err, &already) {
+		if !errors.As(err, &already) {
+			return res, err
+		}
+		if !inZone {
 			res.Skipped = "the night's wave was started by another run of this night"
 			return res, nil
 		}
-		return res, err
-	}
-	if err := wave.Get(ctx, &res.Wave); err != nil {
+		// Started by an earlier run of this night (reset, or terminated
+		// and run again), which will not write it back: this run waits
+		// for it and does.
+		if err := awaitWave(ctx, actx, res.WaveID, &res.Wave); err != nil {
+			return res, err
+		}
+	} else if err := wave.Get(ctx, &res.Wave); err != nil {
 		// The wave failed (not a mailbox: the wave itself). Its mailboxes
 		// are written back all the same, so none is lost to the pool.
 		workflow.GetLogger(ctx).Error("the night's wave failed", "wave", res.WaveID, "error", err)
@@ -94,10 +115,50 @@ func ProgrammeNight(ctx workflow.Context, in contract.NightInput) (contract.Nigh
 
 	var rec activities.RecordNightResult
 	if err := workflow.ExecuteActivity(actx, contract.ActivityRecordNight, activities.RecordNightInput{
-		WaveID: res.WaveID, SupportBudget: in.SupportBudget, MinSample: in.MinSample,
+		WaveID: res.WaveID, SupportBudget: in.SupportBudget, MinSample: in.MinSample, Pilot: len(in.Orgs) > 0,
 	}).Get(ctx, &rec); err != nil {
 		return res, err
 	}
-	res.Migrated, res.NeedsSupport, res.Deferred, res.Held = rec.Migrated, rec.NeedsSupport, rec.Deferred, rec.Held
+	res.Migrated, res.NeedsSupport, res.Deferred, res.Unknown, res.Held = rec.Migrated, rec.NeedsSupport, rec.Deferred, rec.Unknown, rec.Held
 	return res, nil
+}
+
+// changeNightInZone: a night's T is computed on its zone's calendar by
+// ChooseNight, and a run that finds its wave started by an earlier run
+// waits for it and writes it back.
+const changeNightInZone = "night-in-zone"
+
+// chooseOptions: since changeNightInZone, choosing is not heartbeat-timed
+// (it does not heartbeat, and an estate of millions takes its time); the
+// retry is safe, as a night is chosen once.
+func chooseOptions(ctx workflow.Context, inZone bool, old workflow.Context) workflow.Context {
+	if !inZone {
+		return old
+	}
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    time.Minute,
+		},
+	})
+}
+
+// awaitWave waits, an hour at a time, for a wave this run did not start
+// to end, and reads its result.
+func awaitWave(ctx, actx workflow.Context, waveID string, out *contract.WaveResult) error {
+	for {
+		var st activities.WaveEndedResult
+		if err := workflow.ExecuteActivity(actx, contract.ActivityWaveEnded, activities.WaveEndedInput{WaveID: waveID}).Get(ctx, &st); err != nil {
+			return err
+		}
+		if st.Ended {
+			*out = st.Result
+			return nil
+		}
+		if err := workflow.Sleep(ctx, time.Hour); err != nil {
+			return err
+		}
+	}
 }

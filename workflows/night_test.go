@@ -59,7 +59,11 @@ func TestANightIsTheOneItsFiringWasDueFor(t *testing.T) {
 	env.OnActivity(contract.ActivityChooseNight, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.ChooseNightInput) (activities.ChooseNightResult, error) {
 			chose = in
-			return activities.ChooseNightResult{Chosen: 220, Date: "2027-01-04"}, nil
+			london, err := time.LoadLocation(in.Zone)
+			require.NoError(t, err)
+			at := activities.NightAt(in.Fired, in.Lead, london)
+			id := contract.NightWaveID(in.Schedule, at)
+			return activities.ChooseNightResult{Chosen: 220, Date: "2027-01-04", WaveID: id, MigrateAt: at, Seed: contract.NightSeed(id)}, nil
 		})
 	env.OnActivity(contract.ActivityRecordNight, mock.Anything, mock.Anything).Return(
 		activities.RecordNightResult{Migrated: 217, NeedsSupport: 3, Held: []string{"trust-b"}}, nil)
@@ -72,7 +76,8 @@ func TestANightIsTheOneItsFiringWasDueFor(t *testing.T) {
 	assert.Equal(t, "weeknights-20270104T200000Z", res.WaveID)
 	assert.Equal(t, wantT, res.MigrateAt)
 	assert.Equal(t, contract.NightSeed(res.WaveID), res.Seed)
-	assert.Equal(t, activities.ChooseNightInput{WaveID: res.WaveID, MigrateAt: wantT, N: 220, Seed: res.Seed, Zone: "Europe/London"}, chose)
+	assert.Equal(t, activities.ChooseNightInput{N: 220, Zone: "Europe/London", Fired: due, Lead: 14 * 24 * time.Hour, Schedule: "weeknights"}, chose,
+		"the night is computed from the firing due, in its zone")
 	assert.Equal(t, contract.WaveInput{WaveID: res.WaveID, Total: 220, MigrateAt: wantT, NoticeLead: 14 * 24 * time.Hour, ReminderLead: 24 * time.Hour, Cap: 50}, *wave)
 	assert.Equal(t, 217, res.Wave.Migrated)
 	assert.Equal(t, []string{"trust-b"}, res.Held)
@@ -102,4 +107,19 @@ func TestANightRefusesAnInputItCannotRun(t *testing.T) {
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, env.GetWorkflowError(), &appErr)
 	assert.Equal(t, contract.ErrTypeInvalidInput, appErr.Type())
+}
+
+// TestANightKeepsItsTimeOfDayAcrossAChangeOfTheClocks: fourteen days after
+// a firing at 20:00 GMT, across the spring change, is 20:00 BST, not 21:00;
+// and across the autumn one 20:00 GMT, not 19:00.
+func TestANightKeepsItsTimeOfDayAcrossAChangeOfTheClocks(t *testing.T) {
+	london, err := time.LoadLocation("Europe/London")
+	require.NoError(t, err)
+	lead := 14 * 24 * time.Hour
+	spring := activities.NightAt(time.Date(2027, 3, 22, 20, 0, 0, 0, london), lead, london)
+	assert.Equal(t, time.Date(2027, 4, 5, 19, 0, 0, 0, time.UTC), spring, "20:00 BST")
+	autumn := activities.NightAt(time.Date(2027, 10, 25, 20, 0, 0, 0, london), lead, london)
+	assert.Equal(t, time.Date(2027, 11, 8, 20, 0, 0, 0, time.UTC), autumn, "20:00 GMT")
+	assert.Equal(t, time.Date(2027, 1, 4, 20, 0, 5, 0, time.UTC),
+		activities.NightAt(time.Date(2027, 1, 4, 20, 0, 0, 0, time.UTC), 5*time.Second, time.UTC), "a lead of seconds is added as time")
 }
