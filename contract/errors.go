@@ -74,6 +74,19 @@ func DeferReason(errType string) string {
 // night.
 const ErrTypeRescheduled = "Rescheduled"
 
+// Error types of a refused reschedule: why the mailbox cannot be moved to
+// the night asked for (the update's validator; the words name the times).
+const (
+	ErrTypeRescheduleEnded       = "MailboxEnded"         // it has ended, or is ending
+	ErrTypeRescheduleBeingMoved  = "BeingMoved"           // a reschedule was accepted already
+	ErrTypeRescheduleCopyStarted = "CopyStarted"          // its copy has started
+	ErrTypeRescheduleInsideT1    = "InsideT1Window"       // at or after its T-1 reminder's time
+	ErrTypeRescheduleBusy        = "BusySendingNotice"    // its preflight or T-14 notice is being sent
+	ErrTypeRescheduleNotAfterNow = "NotAfterNow"          // the new time is not in the future
+	ErrTypeRescheduleSameTime    = "SameTime"             // the new time is its T
+	ErrTypeRescheduleTooSoon     = "CloserThanNoticeLead" // the new time is closer than the notice lead
+)
+
 // Error types of retryable failures.
 const (
 	ErrTypeThrottled = "Throttled"

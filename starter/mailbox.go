@@ -18,8 +18,9 @@ import (
 )
 
 func newMailboxCmd(a *app) *cobra.Command {
-	cmd := &cobra.Command{Use: "mailbox", Short: "Start, inspect, pause and resume one mailbox's migration"}
-	cmd.AddCommand(newMailboxStartCmd(a), newMailboxStatusCmd(a), newMailboxListCmd(a), newMailboxSignalCmd(a, "pause"), newMailboxSignalCmd(a, "resume"))
+	cmd := &cobra.Command{Use: "mailbox", Short: "Start, inspect, pause, resume and reschedule one mailbox's migration"}
+	cmd.AddCommand(newMailboxStartCmd(a), newMailboxStatusCmd(a), newMailboxListCmd(a), newMailboxSignalCmd(a, "pause"), newMailboxSignalCmd(a, "resume"),
+		newMailboxRescheduleCmd(a))
 	return cmd
 }
 

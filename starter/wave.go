@@ -20,7 +20,7 @@ func newWaveCmd(a *app) *cobra.Command {
 		newWaveSignalCmd(a, "resume", contract.SignalResume, "Resume a paused wave"),
 		newWaveSignalCmd(a, "cancel", contract.SignalCancel, "Cancel the wave: mailboxes not yet cut over stop cleanly"),
 		newWaveSignalCmd(a, "retry-failed", contract.SignalRetryFailed, "Run the wave's needs-support mailboxes again"),
-		newWaveSetCapCmd(a), newWavePurgeCmd(a))
+		newWaveSetCapCmd(a), newWavePurgeCmd(a), newWaveRemoveCmd(a))
 	return cmd
 }
 

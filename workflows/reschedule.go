@@ -46,25 +46,31 @@ func (m *mailbox) validateReschedule(ctx workflow.Context, req contract.Reschedu
 	at := func(t time.Time) string { return t.UTC().Format(rescheduleAt) }
 	switch {
 	case st.Result != nil || m.ending:
-		return fmt.Errorf("mailbox %s has ended (%s): only a mailbox waiting for its night can be moved", st.Key, st.Stage)
+		return refuse(contract.ErrTypeRescheduleEnded, "mailbox %s has ended (%s): only a mailbox waiting for its night can be moved", st.Key, st.Stage)
 	case st.Rescheduled != nil:
-		return fmt.Errorf("mailbox %s is being moved to %s already", st.Key, at(st.Rescheduled.To))
+		return refuse(contract.ErrTypeRescheduleBeingMoved, "mailbox %s is being moved to %s already", st.Key, at(st.Rescheduled.To))
 	case !m.copyStarted.IsZero():
-		return fmt.Errorf("mailbox %s cannot be moved: its copy has started (at %s)", st.Key, at(m.copyStarted))
+		return refuse(contract.ErrTypeRescheduleCopyStarted, "mailbox %s cannot be moved: its copy has started (at %s)", st.Key, at(m.copyStarted))
 	case !now.Before(st.ReminderAt):
-		return fmt.Errorf("mailbox %s cannot be moved inside its T-1 window: it began at %s (its T %s less the reminder lead %s)",
+		return refuse(contract.ErrTypeRescheduleInsideT1, "mailbox %s cannot be moved inside its T-1 window: it began at %s (its T %s less the reminder lead %s)",
 			st.Key, at(st.ReminderAt), at(st.MigrateAt), reminder)
 	case st.Stage == contract.StagePreflight || st.Stage == contract.StageNoticeT14:
-		return fmt.Errorf("mailbox %s is busy sending its notice; try again in a minute", st.Key)
+		return refuse(contract.ErrTypeRescheduleBusy, "mailbox %s is busy sending its notice; try again in a minute", st.Key)
 	case req.To.IsZero() || !req.To.After(now):
-		return fmt.Errorf("mailbox %s cannot be moved to %s: not after now (%s)", st.Key, at(req.To), at(now))
+		return refuse(contract.ErrTypeRescheduleNotAfterNow, "mailbox %s cannot be moved to %s: not after now (%s)", st.Key, at(req.To), at(now))
 	case req.To.Equal(st.MigrateAt):
-		return fmt.Errorf("mailbox %s moves at %s already", st.Key, at(st.MigrateAt))
+		return refuse(contract.ErrTypeRescheduleSameTime, "mailbox %s moves at %s already", st.Key, at(st.MigrateAt))
 	case req.To.Before(now.Add(notice)):
-		return fmt.Errorf("mailbox %s cannot be moved to %s: closer than the notice lead %s from now (%s); the earliest is %s",
+		return refuse(contract.ErrTypeRescheduleTooSoon, "mailbox %s cannot be moved to %s: closer than the notice lead %s from now (%s); the earliest is %s",
 			st.Key, at(req.To), notice, at(now), at(now.Add(notice)))
 	}
 	return nil
+}
+
+// refuse is a validator's refusal: its words, and its type for a starter
+// counting refusals by reason.
+func refuse(errType, format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), errType, nil)
 }
 
 // accept records an accepted reschedule and ends the migration's waiting.

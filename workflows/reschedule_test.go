@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"mailwave/activities"
@@ -151,18 +152,19 @@ func (s *MailboxSuite) TestRescheduleRefused() {
 	start := s.env.Now()
 	day := 24 * time.Hour
 	cases := []struct {
-		at   time.Duration // after the start
-		to   func() time.Time
-		want string
+		at      time.Duration // after the start
+		to      func() time.Time
+		errType string
+		want    string
 	}{
-		{2 * day, func() time.Time { return s.env.Now().Add(13 * day) }, "closer than the notice lead 336h0m0s from now"},
-		{2 * day, func() time.Time { return in.MigrateAt }, "moves at " + in.MigrateAt.UTC().Format(rescheduleAt) + " already"},
-		{2 * day, func() time.Time { return s.env.Now().Add(-time.Hour) }, "not after now"},
-		{2 * day, func() time.Time { return time.Time{} }, "not after now"},
-		{6*day + 30*time.Minute, func() time.Time { return in.MigrateAt.Add(14 * day) }, "busy sending its notice; try again in a minute"},
-		{19*day + 12*time.Hour, func() time.Time { return in.MigrateAt.Add(14 * day) },
+		{2 * day, func() time.Time { return s.env.Now().Add(13 * day) }, contract.ErrTypeRescheduleTooSoon, "closer than the notice lead 336h0m0s from now"},
+		{2 * day, func() time.Time { return in.MigrateAt }, contract.ErrTypeRescheduleSameTime, "moves at " + in.MigrateAt.UTC().Format(rescheduleAt) + " already"},
+		{2 * day, func() time.Time { return s.env.Now().Add(-time.Hour) }, contract.ErrTypeRescheduleNotAfterNow, "not after now"},
+		{2 * day, func() time.Time { return time.Time{} }, contract.ErrTypeRescheduleNotAfterNow, "not after now"},
+		{6*day + 30*time.Minute, func() time.Time { return in.MigrateAt.Add(14 * day) }, contract.ErrTypeRescheduleBusy, "busy sending its notice; try again in a minute"},
+		{19*day + 12*time.Hour, func() time.Time { return in.MigrateAt.Add(14 * day) }, contract.ErrTypeRescheduleInsideT1,
 			"cannot be moved inside its T-1 window: it began at " + in.MigrateAt.Add(-day).UTC().Format(rescheduleAt)},
-		{20*day + time.Hour, func() time.Time { return in.MigrateAt.Add(14 * day) }, "its copy has started"},
+		{20*day + time.Hour, func() time.Time { return in.MigrateAt.Add(14 * day) }, contract.ErrTypeRescheduleCopyStarted, "its copy has started"},
 	}
 	got := make([]rescheduled, len(cases))
 	for i, c := range cases {
@@ -174,6 +176,10 @@ func (s *MailboxSuite) TestRescheduleRefused() {
 	for i, c := range cases {
 		s.False(got[i].accepted, "case %d", i)
 		s.ErrorContains(got[i].err, c.want, "case %d", i)
+		var app *temporal.ApplicationError
+		if s.ErrorAs(got[i].err, &app, "case %d", i) {
+			s.Equal(c.errType, app.Type(), "case %d", i)
+		}
 	}
 	s.Nil(s.query().Rescheduled)
 	s.WithinDuration(start.Add(20*day+2*time.Hour), s.callsOf("copy:bulk")[0], time.Second, "copied at its own T (the pass taking 2 h)")
