@@ -74,14 +74,16 @@ type mailboxStatus struct {
 	ErrorType string    `json:"error_type"`
 	// State is the workflow's answer to its state query, or why there is
 	// none ("unavailable: ...").
-	State       string                  `json:"state"`
-	NoticeAt    *time.Time              `json:"notice_at"`
-	ReminderAt  *time.Time              `json:"reminder_at"`
-	MigrateAt   *time.Time              `json:"migrate_at"`
-	NoticesSent []contract.NoticeKind   `json:"notices_sent"`
-	Attempts    []stepAttempts          `json:"attempts"`
-	Copied      *contract.CopyStats     `json:"copied"`
-	LastError   string                  `json:"last_error"`
+	State       string                `json:"state"`
+	NoticeAt    *time.Time            `json:"notice_at"`
+	ReminderAt  *time.Time            `json:"reminder_at"`
+	MigrateAt   *time.Time            `json:"migrate_at"`
+	NoticesSent []contract.NoticeKind `json:"notices_sent"`
+	Attempts    []stepAttempts        `json:"attempts"`
+	Copied      *contract.CopyStats   `json:"copied"`
+	LastError   string                `json:"last_error"`
+	// Rescheduled is an operator's move of it to another night.
+	Rescheduled *contract.Rescheduled   `json:"rescheduled"`
 	Result      *contract.MailboxResult `json:"result"`
 	// Summary is what the mailbox published when it finished.
 	Summary    *contract.MailboxSummary `json:"summary"`
@@ -190,6 +192,7 @@ func (st *mailboxStatus) setState(ms *contract.MailboxState, err error) {
 	}
 	copied := ms.Copied
 	st.Copied, st.LastError, st.Result = &copied, ms.LastError, ms.Result
+	st.Rescheduled = ms.Rescheduled
 }
 
 // WriteText shows the status as labelled lines: the fields of its JSON,
@@ -222,6 +225,10 @@ func (st mailboxStatus) WriteText(w io.Writer) error {
 	}
 	if st.LastError != "" {
 		fmt.Fprintf(w, "error     %s\n", st.LastError)
+	}
+	if r := st.Rescheduled; r != nil {
+		fmt.Fprintf(w, "moved     from %s to %s by %s (%s); %s\n", timeText(r.From), timeText(r.To), dash(r.By), dash(r.Reason),
+			correctedWords(r.Corrected))
 	}
 	if r := st.Result; r != nil {
 		fmt.Fprintf(w, "outcome   %s", r.Outcome)

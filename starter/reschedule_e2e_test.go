@@ -142,6 +142,9 @@ func TestAMailboxMovedToAnotherNight(t *testing.T) {
 	assert.Contains(t, out, fmt.Sprintf("mailbox %s moved from %s to %s; its user is sent the new date",
 		a.Key, t1.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339)))
 
+	out = starter("mailbox", "status", "--address", a.Address)
+	assert.Contains(t, out, "moved     from "+timeText(t1)+" to "+timeText(to)+" by e2e (on leave that night)")
+
 	// B: inside its T-1 window, refused with the reason.
 	b := rows[stageOf(contract.StageWaitingStart, 15*time.Second, a.Key)]
 	out, errOut, code := run("mailbox", "reschedule", "--address", b.Address, "--to", to.Format(time.RFC3339), "--reason", "too late")

@@ -222,7 +222,7 @@ func (st waveStatus) WriteText(w io.Writer) error {
 	for i, r := range st.DeferredBy {
 		sep := ","
 		if i == 0 {
-			sep = " by their preflight:"
+			sep = " by reason:"
 		}
 		fmt.Fprintf(w, "%s %s %d", sep, r.Reason, r.Count)
 	}

@@ -24,5 +24,5 @@ func TestWaveStatusShowsDeferred(t *testing.T) {
 	assert.Equal(t, printer.Share(0.2), st.FailureRate, "1 of the 5 migrated or needing support")
 	var b bytes.Buffer
 	require.NoError(t, st.WriteText(&b))
-	assert.Contains(t, b.String(), "  deferred      3 by their preflight: SourceLogin 1, TargetNoRoom 2\n")
+	assert.Contains(t, b.String(), "  deferred      3 by reason: SourceLogin 1, TargetNoRoom 2\n")
 }

@@ -295,7 +295,7 @@ func (s Summary) WriteText(w io.Writer) error {
 		return err
 	}
 	if len(s.DeferredBy) > 0 {
-		fmt.Fprint(w, "deferred by their preflight (back to the pool, nobody told but the admin):")
+		fmt.Fprint(w, "deferred, back to the pool (by their preflight, their admin told; Rescheduled: moved to another night by an operator):")
 		for i, d := range s.DeferredBy {
 			sep := ","
 			if i == 0 {

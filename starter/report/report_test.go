@@ -100,7 +100,7 @@ func TestDeferredCountedByReason(t *testing.T) {
 	assert.Equal(t, []Deferral{{Reason: contract.ErrTypeSourceLogin, Mailboxes: 1}, {Reason: contract.ErrTypeTargetNoRoom, Mailboxes: 2}}, s.DeferredBy)
 	var text bytes.Buffer
 	require.NoError(t, s.WriteText(&text))
-	assert.Contains(t, text.String(), "deferred by their preflight (back to the pool, nobody told but the admin): SourceLogin 1, TargetNoRoom 2\n")
+	assert.Contains(t, text.String(), "deferred, back to the pool (by their preflight, their admin told; Rescheduled: moved to another night by an operator): SourceLogin 1, TargetNoRoom 2\n")
 
 	var b bytes.Buffer
 	require.NoError(t, WriteCSV(&b, mailboxes[1:2]))
