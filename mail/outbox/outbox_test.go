@@ -329,3 +329,27 @@ func TestNewRejectsBadAdminContact(t *testing.T) {
 	_, err := outbox.New(outbox.Options{Dir: t.TempDir(), AdminContact: "it-admin@"})
 	assert.ErrorContains(t, err, "AdminContact")
 }
+
+// TestRescheduledTwice: a mailbox moved to one date, then to another, is
+// told each (the correction's Message-ID is per new date); a retry of one
+// is recognised.
+func TestRescheduledTwice(t *testing.T) {
+	o, dir := newOutbox(t, nil)
+	ctx := context.Background()
+	first, second := time.Date(2026, 12, 12, 20, 0, 0, 0, time.UTC), time.Date(2026, 12, 19, 20, 0, 0, 0, time.UTC)
+	moved := func(to time.Time) port.Notice {
+		n := notice(key, contract.NoticeRescheduled)
+		n.MigrateAt, n.MessageID = to, contract.RescheduledMessageID(key, to)
+		return n
+	}
+	for _, step := range []struct {
+		to      time.Time
+		already bool
+	}{{first, false}, {first, true}, {second, false}} {
+		already, err := o.Send(ctx, moved(step.to))
+		require.NoError(t, err)
+		assert.Equal(t, step.already, already, "to %s", step.to)
+	}
+	m := smtptest.ParseFile(t, filepath.Join(dir, key+"-rescheduled.eml"))
+	assert.Equal(t, contract.RescheduledMessageID(key, second), m.Header.Get("Message-ID"))
+}

@@ -815,3 +815,26 @@ func TestALedgerLockedElsewhereWaitsNoLongerThanTheContext(t *testing.T) {
 	assert.False(t, already)
 	assert.Len(t, r.Messages(), 1)
 }
+
+// TestRescheduledTwiceSendsEach: the correction of a mailbox moved twice
+// goes out for each new date (its Message-ID is per date); a retry of one
+// sends nothing.
+func TestRescheduledTwiceSendsEach(t *testing.T) {
+	n, r, _ := setup(t, nil)
+	ctx := context.Background()
+	moved := func(to time.Time) port.Notice {
+		nt := notice(key, contract.NoticeRescheduled)
+		nt.MigrateAt, nt.MessageID = to, contract.RescheduledMessageID(key, to)
+		return nt
+	}
+	first, second := time.Date(2026, 12, 12, 20, 0, 0, 0, time.UTC), time.Date(2026, 12, 19, 20, 0, 0, 0, time.UTC)
+	for _, step := range []struct {
+		to      time.Time
+		already bool
+	}{{first, false}, {first, true}, {second, false}} {
+		already, err := n.Send(ctx, moved(step.to))
+		require.NoError(t, err)
+		assert.Equal(t, step.already, already, "to %s", step.to)
+	}
+	assert.Len(t, r.Messages(), 2, "one per new date")
+}
