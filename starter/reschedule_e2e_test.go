@@ -37,6 +37,7 @@ import (
 //     night: it leaves its wave, deferred (Rescheduled) there and in the
 //     estate, its user gets the corrected notice with the new date, and the
 //     night of that date takes it first and migrates it;
+//   - another is moved to the same night with wave remove;
 //   - one inside its T-1 window is refused, with the reason;
 //   - one whose copy has started (held by a pause after its first pass) is
 //     refused (wave remove), with the reason, in the summary and the
@@ -143,11 +144,17 @@ func TestAMailboxMovedToAnotherNight(t *testing.T) {
 	assert.Contains(t, out, fmt.Sprintf("mailbox %s moved from %s to %s; its user is sent the new date",
 		a.Key, t1.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339)))
 
+	// D, another told its T-14, moved to the same night with wave remove.
+	d := rows[stageOf(contract.StageWaitingT1, 5*time.Second, a.Key)]
+	out = starter("wave", "remove", "--wave", first.Name, "--mailboxes", writeCSV(t, "d.csv", "address\n"+d.Address+"\n"),
+		"--to", to.Format(time.RFC3339), "--reason", "the same ward")
+	assert.Contains(t, out, "moved 1 of wave "+first.Name+" to "+to.UTC().Format(time.RFC3339)+" (1 told the new date), refused 0")
+
 	out = starter("mailbox", "status", "--address", a.Address)
 	assert.Contains(t, out, "moved     from "+timeText(t1)+" to "+timeText(to)+" by e2e (on leave that night)")
 
 	// B: inside its T-1 window, refused with the reason.
-	b := rows[stageOf(contract.StageWaitingStart, 15*time.Second, a.Key)]
+	b := rows[stageOf(contract.StageWaitingStart, 15*time.Second, a.Key, d.Key)]
 	out, errOut, code := run("mailbox", "reschedule", "--address", b.Address, "--to", to.Format(time.RFC3339), "--reason", "too late")
 	assert.NotZero(t, code, "refused: %s", out)
 	assert.Contains(t, errOut, "cannot be moved inside its T-1 window: it began at "+t1.Add(-6*time.Second).UTC().Format("2006-01-02 15:04 MST"))
@@ -159,7 +166,7 @@ func TestAMailboxMovedToAnotherNight(t *testing.T) {
 	var cc = rows[0]
 	var largest int64 = -1
 	for _, r := range rows {
-		if p, ok := est.Profile(r.Address); ok && r.Key != a.Key && r.Key != b.Key && p.Bytes > largest {
+		if p, ok := est.Profile(r.Address); ok && !slices.Contains([]string{a.Key, b.Key, d.Key}, r.Key) && p.Bytes > largest {
 			cc, largest = r, p.Bytes
 		}
 	}
@@ -231,27 +238,31 @@ func TestAMailboxMovedToAnotherNight(t *testing.T) {
 	// estate.
 	res1, ok := nightResult(first.Name)
 	require.True(t, ok, "the first night ended")
-	assert.Equal(t, 1, res1.Wave.Deferred, "A deferred in its first wave")
-	assert.Equal(t, []contract.ReasonCount{{Reason: contract.ErrTypeRescheduled, Count: 1}}, res1.Wave.DeferredBy)
-	assert.Equal(t, 1, res1.Deferred)
-	assert.Equal(t, len(night1.Mailboxes)-1, res1.Migrated, "the others migrated, B and C among them")
+	assert.Equal(t, 2, res1.Wave.Deferred, "A and D deferred in their first wave")
+	assert.Equal(t, []contract.ReasonCount{{Reason: contract.ErrTypeRescheduled, Count: 2}}, res1.Wave.DeferredBy)
+	assert.Equal(t, 2, res1.Deferred)
+	assert.Equal(t, len(night1.Mailboxes)-2, res1.Migrated, "the others migrated, B and C among them")
 
-	// Its corrected notice, with the new date, in the outbox.
-	eml, err := os.ReadFile(filepath.Join(outboxDir, a.Key+"-rescheduled.eml"))
-	require.NoError(t, err)
-	assert.Contains(t, string(eml), contract.RescheduledMessageID(a.Key, to))
-	assert.Contains(t, string(eml), to.UTC().Format("Monday 2 January 2006 at 15:04 MST"))
-	_, err = os.Stat(filepath.Join(outboxDir, a.Key+"-t14.eml"))
-	assert.NoError(t, err, "its first T-14 went out")
+	// Their corrected notices, with the new date, in the outbox.
+	for _, m := range []string{a.Key, d.Key} {
+		eml, err := os.ReadFile(filepath.Join(outboxDir, m+"-rescheduled.eml"))
+		require.NoError(t, err)
+		assert.Contains(t, string(eml), contract.RescheduledMessageID(m, to))
+		assert.Contains(t, string(eml), to.UTC().Format("Monday 2 January 2006 at 15:04 MST"))
+		_, err = os.Stat(filepath.Join(outboxDir, m+"-t14.eml"))
+		assert.NoError(t, err, "its first T-14 went out")
+	}
 
-	// The night of its new date took it first and migrated it.
+	// The night of their new date took them first and migrated them.
 	assert.Equal(t, to.UTC(), newNight.MigrateAt.UTC())
 	n2, err := store.Night(ctx, newWave)
 	require.NoError(t, err)
-	require.NotEmpty(t, n2.Mailboxes)
-	assert.Equal(t, a.Key, n2.Mailboxes[0].Key, "the reserved first")
-	assert.Equal(t, estate.Migrated, n2.Mailboxes[0].Outcome)
-	assert.True(t, n2.Mailboxes[0].ReservedFor.IsZero(), "the reservation cleared")
+	require.GreaterOrEqual(t, len(n2.Mailboxes), 2)
+	assert.Equal(t, slices.Sorted(slices.Values([]string{a.Key, d.Key})), keysOf(n2.Mailboxes[:2]), "the reserved first")
+	for _, m := range n2.Mailboxes[:2] {
+		assert.Equal(t, estate.Migrated, m.Outcome)
+		assert.True(t, m.ReservedFor.IsZero(), "the reservation cleared")
+	}
 	last := state(a.Key)
 	assert.Equal(t, newWave, last.WaveID)
 	assert.Equal(t, contract.StageMigrated, last.Stage)
