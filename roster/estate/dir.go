@@ -669,11 +669,30 @@ func (d *Dir) Reserve(ctx context.Context, key string, at time.Time) error {
 		if err := checkReserve(key, mailboxes[i].Left, p.outcome); err != nil {
 			return err
 		}
-		if reserved[key].Equal(stamp(at)) {
+		if !reserved[key].Equal(stamp(at)) {
+			reserved[key] = stamp(at)
+			if err := d.writeReservations(reserved); err != nil {
+				return err
+			}
+		}
+		if p.night == "" || p.outcome != "" {
 			return nil
 		}
-		reserved[key] = stamp(at)
-		return d.writeReservations(reserved)
+		// Chosen for a night and not ended there: it leaves that night now
+		// (deferred), so that the night of its new date can take it,
+		// whenever the old one's outcomes are written. (Reserved first: a
+		// crash between the two leaves it reserved and still on its night,
+		// which a retry of the reservation mends.)
+		nf, err := d.readNight(p.night)
+		if err != nil {
+			return err
+		}
+		for i := range nf.Mailboxes {
+			if nf.Mailboxes[i].Key == key {
+				nf.Mailboxes[i].Outcome = Deferred
+			}
+		}
+		return d.writeJSON(nightPath(p.night), nf)
 	})
 }
 

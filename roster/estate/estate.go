@@ -176,9 +176,11 @@ type Store interface {
 	// holds it takes it first. It is refused for a key not in the estate
 	// (ErrUnknownMailbox), a leaver, and one migrated or needing support;
 	// one chosen for a night whose outcome is not recorded yet may be
-	// reserved (an operator moving it off that night): Record as Deferred
-	// puts it back in the pool with its reservation. A second Reserve
-	// replaces the first.
+	// reserved (an operator moving it off that night): it is recorded
+	// Deferred on that night at once, back in the pool with its
+	// reservation, so that the night of its new date can take it even if
+	// it is chosen before the old night's outcomes are written. A second
+	// Reserve replaces the first.
 	Reserve(ctx context.Context, key string, at time.Time) error
 	// Counts lists every organisation's progress, by name.
 	Counts(ctx context.Context) ([]OrgCounts, error)

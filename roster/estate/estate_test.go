@@ -576,10 +576,11 @@ func testReserve(t *testing.T, open opener) {
 	read, err := s.Night(ctx, "n1")
 	require.NoError(t, err)
 	assert.Equal(t, at, read.Mailboxes[0].ReservedFor, "shown on the night it was chosen for")
+	assert.Equal(t, estate.Deferred, read.Mailboxes[0].Outcome,
+		"moved off n1 at once: the night of its new date may be chosen before n1's outcomes are written")
 
-	// Still on n1 until n1 records it deferred: a night of its date does
-	// not take it meanwhile. Once deferred it is back in the pool with
-	// its reservation.
+	// Back in the pool with its reservation; n1 writing it back deferred
+	// later changes nothing.
 	from, until := day(2026, 12, 22)
 	require.NoError(t, s.Record(ctx, "n1", map[string]estate.Outcome{k[0]: estate.Deferred}))
 

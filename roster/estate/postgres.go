@@ -455,6 +455,19 @@ func (p *Postgres) Reserve(ctx context.Context, key string, at time.Time) error 
 		if err := checkReserve(key, left, Outcome(outcome)); err != nil {
 			return err
 		}
+		if night != "" && outcome == "" {
+			// Chosen for a night and not ended there: it leaves that night
+			// now (deferred), so that the night of its new date can take
+			// it, whenever the old one's outcomes are written.
+			for _, sql := range []string{
+				`UPDATE mailwave_estate_night_mailboxes SET outcome = '` + string(Deferred) + `' WHERE night = $1 AND key = $2`,
+				`UPDATE mailwave_estate_mailboxes SET night = '', outcome = '', deferrals = deferrals + 1 WHERE key = $2 AND night = $1`,
+			} {
+				if _, err := tx.Exec(ctx, sql, night, key); err != nil {
+					return err
+				}
+			}
+		}
 		_, err = tx.Exec(ctx, `UPDATE mailwave_estate_mailboxes SET reserved_for = $2 WHERE key = $1`, key, stamp(at))
 		return err
 	})
