@@ -61,6 +61,9 @@ type ChooseNightInput struct {
 	Fired    time.Time     `json:",omitempty"`
 	Lead     time.Duration `json:",omitempty"`
 	Schedule string        `json:",omitempty"`
+	// Every: nights every so often, not one a date (a rehearsal's
+	// schedule): a night's reservations are those from its T to the next.
+	Every time.Duration `json:",omitempty"`
 }
 
 // ChooseNightResult says what was chosen, or why nothing was.
@@ -115,7 +118,13 @@ func (a *ProgrammeActivities) chooseNight(ctx context.Context, in ChooseNightInp
 	// The night's date in its zone: the mailboxes reserved for it are
 	// taken first.
 	local := in.MigrateAt.In(loc)
-	day := time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, loc)
+	from := time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, loc)
+	until := from.AddDate(0, 0, 1)
+	if in.Every > 0 {
+		// Nights every so often (a rehearsal): each its own stretch,
+		// from its T to the next night's.
+		from, until = in.MigrateAt, in.MigrateAt.Add(in.Every)
+	}
 	// A roster under the night's wave ID that this night did not write
 	// (a wave launched by hand under that ID) is refused before anything
 	// is chosen: chosen first, the mailboxes would be stranded.
@@ -129,7 +138,7 @@ func (a *ProgrammeActivities) chooseNight(ctx context.Context, in ChooseNightInp
 	}
 	night, err := a.estate.Choose(ctx, estate.Choice{
 		Night: in.WaveID, N: in.N, Seed: in.Seed, Orgs: in.Orgs,
-		ReservedFrom: day, ReservedUntil: day.AddDate(0, 0, 1),
+		ReservedFrom: from, ReservedUntil: until,
 	}, time.Now())
 	if err != nil {
 		return ChooseNightResult{}, err

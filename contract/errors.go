@@ -87,6 +87,12 @@ const (
 	ErrTypeRescheduleTooSoon     = "CloserThanNoticeLead" // the new time is closer than the notice lead
 )
 
+// ErrTypeRescheduleNotKept: a reschedule was accepted, but the estate could
+// not keep the mailbox for its new night (not a programme's mailbox, or the
+// night of that date chosen already): it needs support, and its user is not
+// told a date nobody will keep.
+const ErrTypeRescheduleNotKept = "RescheduleNotKept"
+
 // Error types of retryable failures.
 const (
 	ErrTypeThrottled = "Throttled"

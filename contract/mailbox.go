@@ -214,6 +214,10 @@ type RescheduleRequest struct {
 type RescheduleResult struct {
 	From, To  time.Time
 	Corrected bool
+	// NotKept says why the estate could not keep the mailbox for its new
+	// night ("" when it did): then its user is not told the new date, and
+	// it needs support (its admin told).
+	NotKept string `json:",omitempty"`
 }
 
 // Rescheduled is an accepted reschedule as the mailbox's state keeps it.
@@ -223,6 +227,8 @@ type Rescheduled struct {
 	Reason    string `json:",omitempty"`
 	At        time.Time
 	Corrected bool
+	// NotKept: why the estate could not keep it for its new night.
+	NotKept string `json:",omitempty"`
 }
 
 // PauseRequest is the payload of the pause signal. ByWave marks a hold by

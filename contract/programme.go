@@ -56,6 +56,9 @@ type NightInput struct {
 	// their state.
 	MigrateAt time.Time `json:",omitempty"`
 	Orgs      []string  `json:",omitempty"`
+	// Every is a rehearsal schedule's interval: nights every so often,
+	// not one a date.
+	Every time.Duration `json:",omitempty"`
 }
 
 // PilotSchedule is the schedule name of an organisation's pilot nights, if

@@ -66,6 +66,10 @@ func newMailboxRescheduleCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if res.NotKept != "" {
+				return fmt.Errorf("mailbox %s left its night but was not kept for %s (%s): it needs support, its admin is told, its user was told nothing new",
+					key, res.To.UTC().Format(time.RFC3339), res.NotKept)
+			}
 			fmt.Fprintf(a.out, "mailbox %s moved from %s to %s; %s\n", key, res.From.UTC().Format(time.RFC3339),
 				res.To.UTC().Format(time.RFC3339), correctedWords(res.Corrected))
 			return nil
@@ -188,6 +192,9 @@ func (a *app) removeFromWave(ctx context.Context, o waveRemoveOptions, now time.
 		switch {
 		case errors.As(err, &r):
 			refusals = append(refusals, refused{address: row.Address, key: key, r: *r})
+		case err == nil && res.NotKept != "":
+			refusals = append(refusals, refused{address: row.Address, key: key, r: refusal{errType: contract.ErrTypeRescheduleNotKept,
+				reason: "left its night but not kept for the new one (it needs support): " + res.NotKept}})
 		case err != nil:
 			return fmt.Errorf("after %d of %d: %w", i, len(rows), err)
 		default:

@@ -122,6 +122,7 @@ func buildSchedule(o scheduleOptions) (client.ScheduleOptions, error) {
 			return so, fmt.Errorf("--every %s: at least a second", o.every)
 		}
 		spec.Intervals = []client.ScheduleIntervalSpec{{Every: o.every}}
+		in.Every = o.every
 	} else {
 		if lead%(24*time.Hour) != 0 {
 			return so, fmt.Errorf("--lead %s: whole days with a calendar (14d)", o.lead)

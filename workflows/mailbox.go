@@ -34,7 +34,13 @@ func MailboxMigration(ctx workflow.Context, in contract.MailboxInput) (contract.
 	if err := m.setup(ctx); err != nil {
 		return contract.MailboxResult{}, err
 	}
-	return m.run(ctx), nil
+	res := m.run(ctx)
+	// A reschedule's answer waits for the run's end (whether the move was
+	// kept); the run does not end before it is given. No command.
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return res, err
+	}
+	return res, nil
 }
 
 // Change IDs for workflow.GetVersion: each names a change to the commands a
@@ -224,13 +230,22 @@ func (m *mailbox) run(ctx workflow.Context) contract.MailboxResult {
 		m.enter(ctx, contract.StageMigrated)
 	case m.state.Rescheduled != nil:
 		// Moved by an operator: its waiting was cancelled for it, so this
-		// comes before a cancellation.
+		// comes before a cancellation. The estate keeps it for its new
+		// night first; only then is it deferred here (and its user told).
 		r := m.state.Rescheduled
-		res.Outcome = contract.OutcomeDeferred
 		res.FailedStep = contract.StepReschedule
-		res.ErrorType, res.Reason = contract.ErrTypeRescheduled, rescheduledReason(*r)
+		if notKept := m.keepForNight(ctx, *r); notKept != "" {
+			r.NotKept, r.Corrected = notKept, false
+			res.Outcome = contract.OutcomeNeedsSupport
+			res.ErrorType = contract.ErrTypeRescheduleNotKept
+			res.Reason = rescheduledReason(*r) + ", but the estate could not keep it for that night: " + notKept
+			m.enter(ctx, contract.StageNeedsSupport)
+		} else {
+			res.Outcome = contract.OutcomeDeferred
+			res.ErrorType, res.Reason = contract.ErrTypeRescheduled, rescheduledReason(*r)
+			m.enter(ctx, contract.StageDeferred)
+		}
 		m.state.LastError = res.Reason
-		m.enter(ctx, contract.StageDeferred)
 	case temporal.IsCanceledError(err):
 		res.Outcome = contract.OutcomeCancelled
 		m.enter(ctx, contract.StageCancelled)
@@ -260,7 +275,7 @@ func (m *mailbox) run(ctx workflow.Context) contract.MailboxResult {
 	if r := m.state.Rescheduled; r != nil && res.ErrorType == contract.ErrTypeRescheduled {
 		// Its user is told the new date (if told the old one), nobody
 		// else: the operator asked.
-		m.moveToNight(ctx, *r)
+		m.correct(ctx, *r)
 	} else if res.Outcome == contract.OutcomeNeedsSupport || res.Outcome == contract.OutcomeDeferred {
 		m.tellAdmin(ctx, res)
 	}

@@ -38,7 +38,7 @@ func ProgrammeNight(ctx workflow.Context, in contract.NightInput) (contract.Nigh
 	// across a change of the clocks.
 	inZone := workflow.GetVersion(ctx, changeNightInZone, workflow.DefaultVersion, 1) == 1
 	var res contract.NightResult
-	choose := activities.ChooseNightInput{N: in.Size, Zone: in.Zone, Skip: in.Skip, Orgs: in.Orgs}
+	choose := activities.ChooseNightInput{N: in.Size, Zone: in.Zone, Skip: in.Skip, Orgs: in.Orgs, Every: in.Every}
 	switch {
 	case !in.MigrateAt.IsZero(): // a pilot's T, given
 		res.MigrateAt = in.MigrateAt.UTC().Truncate(time.Second)

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -73,9 +74,9 @@ func refuse(errType, format string, args ...any) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), errType, nil)
 }
 
-// accept records an accepted reschedule and ends the migration's waiting.
-// Its answer is at once: whether a corrected notice will go is known now
-// (the validator refuses while a notice is being sent).
+// accept records an accepted reschedule, ends the migration's waiting,
+// and answers once the run has ended: whether the estate kept the mailbox
+// for its new night, and so whether its user is told the new date.
 func (m *mailbox) accept(ctx workflow.Context, req contract.RescheduleRequest) contract.RescheduleResult {
 	r := contract.Rescheduled{
 		From: m.state.MigrateAt, To: req.To, By: req.By, Reason: req.Reason,
@@ -90,7 +91,9 @@ func (m *mailbox) accept(ctx workflow.Context, req contract.RescheduleRequest) c
 	if m.cancel != nil {
 		m.cancel()
 	}
-	return contract.RescheduleResult{From: r.From, To: r.To, Corrected: r.Corrected}
+	_ = workflow.Await(ctx, func() bool { return m.state.Result != nil })
+	got := m.state.Rescheduled
+	return contract.RescheduleResult{From: got.From, To: got.To, Corrected: got.Corrected, NotKept: got.NotKept}
 }
 
 // rescheduledReason is a rescheduled mailbox's reason in its result: no
@@ -99,26 +102,12 @@ func rescheduledReason(r contract.Rescheduled) string {
 	return fmt.Sprintf("moved by an operator from %s to %s", r.From.UTC().Format(rescheduleAt), r.To.UTC().Format(rescheduleAt))
 }
 
-// moveToNight does what a reschedule needs once the mailbox has left its
-// night, on a disconnected context (the migration's was cancelled): the
-// corrected notice to its user, if its T-14 notice went out, then its
-// reservation for the new night in the estate. Each is best effort: a
-// notice or a reservation that cannot be made is logged, and the mailbox
-// still reports to its wave.
-func (m *mailbox) moveToNight(ctx workflow.Context, r contract.Rescheduled) {
+// keepForNight asks the estate to keep the mailbox for its new night, on
+// a disconnected context (the migration's was cancelled), and says why it
+// could not ("" when it did): a mailbox not in the estate (started from a
+// wave file by hand), a leaver, the night of that date chosen already.
+func (m *mailbox) keepForNight(ctx workflow.Context, r contract.Rescheduled) string {
 	done, _ := workflow.NewDisconnectedContext(ctx)
-	if r.Corrected {
-		var res activities.SendNoticeResult
-		err := workflow.ExecuteLocalActivity(shortStepOptions(done), contract.ActivitySendNotice, activities.SendNoticeInput{
-			Mailbox: m.in.Mailbox, Kind: contract.NoticeRescheduled, MigrateAt: r.To,
-		}).Get(done, &res)
-		if err != nil {
-			workflow.GetLogger(ctx).Warn("the corrected notice was not sent", "mailbox", m.state.Key, "error", err)
-		} else {
-			m.state.NoticesSent = append(m.state.NoticesSent, contract.NoticeRescheduled)
-			m.details(ctx)
-		}
-	}
 	actx := workflow.WithActivityOptions(done, workflow.ActivityOptions{
 		StartToCloseTimeout:    time.Minute,
 		ScheduleToCloseTimeout: 10 * time.Minute,
@@ -132,7 +121,33 @@ func (m *mailbox) moveToNight(ctx workflow.Context, r contract.Rescheduled) {
 	err := workflow.ExecuteActivity(actx, contract.ActivityReserveNight, activities.ReserveNightInput{
 		Key: m.state.Key, At: r.To,
 	}).Get(done, nil)
-	if err != nil {
-		workflow.GetLogger(ctx).Warn("the mailbox was not kept for its new night", "mailbox", m.state.Key, "error", err)
+	if err == nil {
+		return ""
 	}
+	workflow.GetLogger(ctx).Warn("the mailbox was not kept for its new night", "mailbox", m.state.Key, "error", err)
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Error()
+	}
+	return "the estate did not answer"
+}
+
+// correct sends the corrected notice to its user, if its T-14 notice went
+// out, once the estate keeps the mailbox for its new night; best effort (a
+// notice that cannot be sent is logged).
+func (m *mailbox) correct(ctx workflow.Context, r contract.Rescheduled) {
+	if !r.Corrected {
+		return
+	}
+	done, _ := workflow.NewDisconnectedContext(ctx)
+	var res activities.SendNoticeResult
+	err := workflow.ExecuteLocalActivity(shortStepOptions(done), contract.ActivitySendNotice, activities.SendNoticeInput{
+		Mailbox: m.in.Mailbox, Kind: contract.NoticeRescheduled, MigrateAt: r.To,
+	}).Get(done, &res)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("the corrected notice was not sent", "mailbox", m.state.Key, "error", err)
+		return
+	}
+	m.state.NoticesSent = append(m.state.NoticesSent, contract.NoticeRescheduled)
+	m.details(ctx)
 }

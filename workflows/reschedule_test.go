@@ -125,7 +125,7 @@ func (s *MailboxSuite) TestRescheduleAfterTheNotice() {
 	s.Equal(contract.RescheduleResult{From: in.MigrateAt, To: to, Corrected: true}, got.result)
 	s.Equal(map[contract.NoticeKind]time.Time{contract.NoticeT14: in.MigrateAt, contract.NoticeRescheduled: to}, notices,
 		"the T-14 with the old date, the correction with the new; no reminder, no admin notice")
-	s.Equal([]string{"notice:t14", "notice:rescheduled", "reserve", "report"}, s.names())
+	s.Equal([]string{"notice:t14", "reserve", "notice:rescheduled", "report"}, s.names(), "kept for its new night before its user is told it")
 	s.Equal(contract.OutcomeDeferred, res.Outcome)
 	s.Equal(contract.ErrTypeRescheduled, res.ErrorType)
 	s.Equal(activities.ReserveNightInput{Key: "k1", At: to}, reserved)
@@ -134,6 +134,40 @@ func (s *MailboxSuite) TestRescheduleAfterTheNotice() {
 	st := s.query()
 	s.Equal([]contract.NoticeKind{contract.NoticeT14, contract.NoticeRescheduled}, st.NoticesSent)
 	s.True(st.Rescheduled.Corrected)
+}
+
+// TestARescheduleTheEstateCannotKeep: moved after its T-14 notice, but the
+// estate refuses to keep it for that night (the night of that date chosen
+// already): its user is not told a date nobody keeps; it needs support,
+// its admin told, and the operator's answer says why.
+func (s *MailboxSuite) TestARescheduleTheEstateCannotKeep() {
+	notices := map[contract.NoticeKind]time.Time{}
+	s.expectNoticesAt(notices)
+	s.env.OnActivity(contract.ActivityReserveNight, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.ReserveNightInput) error {
+			s.record("reserve")
+			return temporal.NewNonRetryableApplicationError("the night of 2027-01-18 has been chosen already", "NightChosen", nil)
+		})
+	var done contract.MailboxDone
+	s.expectReport(&done)
+	in := s.waveInput(20 * 24 * time.Hour)
+	in.MigrateAt = in.MigrateAt.UTC()
+	to := in.MigrateAt.Add(14 * 24 * time.Hour)
+	var got rescheduled
+	s.reschedule(10*24*time.Hour, func() contract.RescheduleRequest { return contract.RescheduleRequest{To: to} }, &got)
+	s.env.ExecuteWorkflow(MailboxMigration, in)
+
+	res := s.result()
+	s.True(got.accepted)
+	s.False(got.result.Corrected)
+	s.Contains(got.result.NotKept, "has been chosen already")
+	s.Equal(contract.OutcomeNeedsSupport, res.Outcome)
+	s.Equal(contract.ErrTypeRescheduleNotKept, res.ErrorType)
+	_, corrected := notices[contract.NoticeRescheduled]
+	s.False(corrected, "no correction to a date nobody keeps")
+	_, admin := notices[contract.NoticeFailure]
+	s.True(admin, "its admin told")
+	s.Equal(contract.OutcomeNeedsSupport, done.Outcome)
 }
 
 // TestRescheduleRefused: each move the mailbox cannot take is refused with

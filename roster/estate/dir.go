@@ -99,10 +99,14 @@ func (d *Dir) lockedFor(ctx context.Context, write bool, fn func() error) error 
 
 // nightFile is a night's file: what was chosen, and each one's outcome.
 type nightFile struct {
-	Name      string       `json:"name"`
-	Seed      int64        `json:"seed"`
-	ChosenAt  time.Time    `json:"chosen_at"`
-	Orgs      []string     `json:"orgs,omitempty"`
+	Name     string    `json:"name"`
+	Seed     int64     `json:"seed"`
+	ChosenAt time.Time `json:"chosen_at"`
+	Orgs     []string  `json:"orgs,omitempty"`
+	// From and Until are the night's date (in its zone): a reservation
+	// for a time in it comes too late once the night is chosen.
+	From      time.Time    `json:"from,omitzero"`
+	Until     time.Time    `json:"until,omitzero"`
 	Mailboxes []nightEntry `json:"mailboxes"`
 }
 
@@ -510,6 +514,9 @@ func (d *Dir) Choose(ctx context.Context, c Choice, at time.Time) (Night, error)
 		}
 		slices.Sort(first)
 		nf := nightFile{Name: c.Night, Seed: c.Seed, ChosenAt: stamp(at), Orgs: pilotOrgs(c.Orgs)}
+		if !c.ReservedFrom.IsZero() {
+			nf.From, nf.Until = stamp(c.ReservedFrom), stamp(c.ReservedUntil)
+		}
 		for _, k := range slices.Concat(first, sample(pool, max(c.N-len(first), 0), c.Seed)) {
 			nf.Mailboxes = append(nf.Mailboxes, nightEntry{Key: k})
 		}
@@ -668,6 +675,11 @@ func (d *Dir) Reserve(ctx context.Context, key string, at time.Time) error {
 		p := placements(nights)[key]
 		if err := checkReserve(key, mailboxes[i].Left, p.outcome); err != nil {
 			return err
+		}
+		for _, nf := range nights {
+			if !nf.From.IsZero() && !at.Before(nf.From) && at.Before(nf.Until) {
+				return nightChosen(key, at, nf.Name)
+			}
 		}
 		if !reserved[key].Equal(stamp(at)) {
 			reserved[key] = stamp(at)

@@ -597,6 +597,9 @@ func testReserve(t *testing.T, open opener) {
 	again, err := s.Choose(ctx, estate.Choice{Night: "2026-12-22", N: 100, Seed: 2, ReservedFrom: from, ReservedUntil: until}, t0)
 	require.NoError(t, err)
 	assert.Equal(t, keys(n2), keys(again), "idempotent")
+	// Its night chosen, a date is too late to be kept for: refused.
+	assert.ErrorContains(t, s.Reserve(ctx, free[0], time.Date(2026, 12, 22, 23, 0, 0, 0, time.UTC)),
+		"the night of that date (2026-12-22) has been chosen already")
 
 	// A night without a range (a pilot) takes no reserved mailbox; the
 	// night of the later date takes it.

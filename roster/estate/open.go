@@ -194,3 +194,9 @@ func checkReserve(key string, left bool, outcome Outcome) error {
 	}
 	return nil
 }
+
+// nightChosen refuses a reservation for a time whose night has been chosen
+// already: it would never take the mailbox.
+func nightChosen(key string, at time.Time, night string) error {
+	return refuse("mailbox %.80q cannot be kept for %s: the night of that date (%s) has been chosen already", key, at.UTC().Format(time.RFC3339), night)
+}

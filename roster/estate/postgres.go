@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS mailwave_estate_night_mailboxes (
 	PRIMARY KEY (night, idx),
 	UNIQUE (night, key)
 );
-ALTER TABLE mailwave_estate_mailboxes ADD COLUMN IF NOT EXISTS reserved_for timestamptz;`
+ALTER TABLE mailwave_estate_mailboxes ADD COLUMN IF NOT EXISTS reserved_for timestamptz;
+ALTER TABLE mailwave_estate_nights ADD COLUMN IF NOT EXISTS date_from timestamptz;
+ALTER TABLE mailwave_estate_nights ADD COLUMN IF NOT EXISTS date_until timestamptz;`
 
 // estateLock is the transaction-level advisory lock every change to the
 // estate holds ("mwestate"): Chooses, Records, imports and state changes
@@ -305,8 +307,8 @@ func (p *Postgres) Choose(ctx context.Context, c Choice, at time.Time) (Night, e
 			return err
 		}
 		keys := slices.Concat(first, sample(pool, max(c.N-len(first), 0), c.Seed))
-		if _, err := tx.Exec(ctx, `INSERT INTO mailwave_estate_nights (name, seed, chosen_at, orgs) VALUES ($1, $2, $3, $4)`,
-			c.Night, c.Seed, stamp(at), orgs); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO mailwave_estate_nights (name, seed, chosen_at, orgs, date_from, date_until) VALUES ($1, $2, $3, $4, $5, $6)`,
+			c.Night, c.Seed, stamp(at), orgs, nullTime(c.ReservedFrom), nullTime(c.ReservedUntil)); err != nil {
 			return err
 		}
 		rows := make([][]any, len(keys))
@@ -455,6 +457,14 @@ func (p *Postgres) Reserve(ctx context.Context, key string, at time.Time) error 
 		if err := checkReserve(key, left, Outcome(outcome)); err != nil {
 			return err
 		}
+		var chosen string
+		err = tx.QueryRow(ctx, `SELECT name FROM mailwave_estate_nights WHERE date_from <= $1 AND $1 < date_until ORDER BY name LIMIT 1`, stamp(at)).Scan(&chosen)
+		if err == nil {
+			return nightChosen(key, at, chosen)
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
 		if night != "" && outcome == "" {
 			// Chosen for a night and not ended there: it leaves that night
 			// now (deferred), so that the night of its new date can take
@@ -493,4 +503,12 @@ func (p *Postgres) Counts(ctx context.Context) ([]OrgCounts, error) {
 		return c, err
 	})
 	return out, wrap(err)
+}
+
+// nullTime is a time for a nullable column: NULL when zero.
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return stamp(t)
 }
