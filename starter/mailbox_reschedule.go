@@ -182,11 +182,16 @@ func (a *app) removeFromWave(ctx context.Context, o waveRemoveOptions, now time.
 		accepted, corrected int
 		refusals            []refused
 	)
+	// Every key first: a bad row stops the command before any mailbox is
+	// moved, not half-way.
+	keys := make([]string, len(rows))
 	for i, row := range rows {
-		key, err := keyer.Key(row.Address)
-		if err != nil {
+		if keys[i], err = keyer.Key(row.Address); err != nil {
 			return fmt.Errorf("%s line %d: %w", o.mailboxes, row.Line, err)
 		}
+	}
+	for i, row := range rows {
+		key := keys[i]
 		res, err := rescheduleInWave(ctx, c, key, o.wave, req)
 		var r *refusal
 		switch {
@@ -196,7 +201,10 @@ func (a *app) removeFromWave(ctx context.Context, o waveRemoveOptions, now time.
 			refusals = append(refusals, refused{address: row.Address, key: key, r: refusal{errType: contract.ErrTypeRescheduleNotKept,
 				reason: "left its night but not kept for the new one (it needs support): " + res.NotKept}})
 		case err != nil:
-			return fmt.Errorf("after %d of %d: %w", i, len(rows), err)
+			// Not the mailbox's refusal (the server busy, a worker down):
+			// recorded and gone on from, so the summary and the CSV still
+			// say what was done; the command can be run again for these.
+			refusals = append(refusals, refused{address: row.Address, key: key, r: refusal{errType: errTypeNotAnswered, reason: err.Error()}})
 		default:
 			accepted++
 			if res.Corrected {
@@ -241,6 +249,10 @@ func (a *app) removeFromWave(ctx context.Context, o waveRemoveOptions, now time.
 	}
 	return nil
 }
+
+// errTypeNotAnswered: the update got no answer (an error of the server or
+// the connection, not the mailbox's refusal).
+const errTypeNotAnswered = "NotAnswered"
 
 // errTypeNotInWave: the mailbox's running migration is in another wave.
 const errTypeNotInWave = "NotInWave"
