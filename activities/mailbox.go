@@ -38,6 +38,8 @@ type SendNoticeInput struct {
 	MigrateAt time.Time
 	// Failure is set for a NoticeFailure (to the organisation's admin).
 	Failure *contract.Failure `json:",omitempty"`
+	// Dated: a T-14 or T-1 notice's Message-ID carries MigrateAt.
+	Dated bool `json:",omitempty"`
 }
 
 // SendNoticeResult says which message went out.
@@ -54,9 +56,12 @@ func (a *Activities) SendNotice(ctx context.Context, in SendNoticeInput) (SendNo
 		return SendNoticeResult{}, toTemporal(port.Permanent(contract.ErrTypeInvalidMailbox, "notice needs a mailbox key and a kind"))
 	}
 	id := contract.NoticeMessageID(in.Mailbox.Key, in.Kind)
-	if in.Kind == contract.NoticeRescheduled {
+	switch {
+	case in.Kind == contract.NoticeRescheduled:
 		// One per new date: a mailbox moved twice is told twice.
 		id = contract.RescheduledMessageID(in.Mailbox.Key, in.MigrateAt)
+	case in.Dated && (in.Kind == contract.NoticeT14 || in.Kind == contract.NoticeT1):
+		id = contract.AdvanceNoticeMessageID(in.Mailbox.Key, in.Kind, in.MigrateAt)
 	}
 	already, err := a.notifier.Send(ctx, port.Notice{
 		Mailbox: in.Mailbox, Kind: in.Kind, MessageID: id, WaveID: in.WaveID, MigrateAt: in.MigrateAt, Failure: in.Failure,

@@ -134,6 +134,21 @@ func TestSendNoticeUsesTheDeterministicMessageID(t *testing.T) {
 		assert.Equal(t, wantAlready, res.AlreadySent, "send %d", i)
 	}
 	assert.Len(t, n.sent, 1)
+
+	// Dated (runs since 2026-12-07): one per date, a retry recognised, a
+	// new date a new notice.
+	at := time.Date(2027, 1, 18, 20, 0, 0, 0, time.UTC)
+	for i, c := range []struct {
+		at          time.Time
+		wantAlready bool
+	}{{at, false}, {at, true}, {at.AddDate(0, 0, 7), false}} {
+		v, err := env.ExecuteActivity(contract.ActivitySendNotice, SendNoticeInput{Mailbox: mbx, Kind: contract.NoticeT14, MigrateAt: c.at, Dated: true})
+		require.NoError(t, err)
+		var res SendNoticeResult
+		require.NoError(t, v.Get(&res))
+		assert.Equal(t, contract.AdvanceNoticeMessageID(mbx.Key, contract.NoticeT14, c.at), res.MessageID)
+		assert.Equal(t, c.wantAlready, res.AlreadySent, "dated send %d", i)
+	}
 }
 
 func TestCopyResumesFromTheHeartbeat(t *testing.T) {

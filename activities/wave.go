@@ -157,6 +157,7 @@ func (a *WaveActivities) StartMailboxes(ctx context.Context, in StartMailboxesIn
 				ReminderLead:   in.ReminderLead,
 				WaveWorkflowID: contract.WaveWorkflowID(in.WaveID),
 				WaveIndex:      row.Index,
+				DatedNotices:   true,
 			}, in.NotBefore, time.Now().UTC())
 			mu.Lock()
 			defer mu.Unlock()

@@ -124,6 +124,11 @@ type MailboxInput struct {
 	// wave's mailbox file.
 	WaveWorkflowID string `json:",omitempty"`
 	WaveIndex      int    `json:",omitempty"`
+	// DatedNotices: the T-14 and T-1 notices' Message-IDs carry T
+	// (AdvanceNoticeMessageID), so a mailbox told one date and moved to
+	// another is told again. Set on every run started since 2026-12-07;
+	// the runs before keep the IDs they began with.
+	DatedNotices bool `json:",omitempty"`
 }
 
 // Validate names the first problem with the input, if any.

@@ -59,6 +59,16 @@ func NoticeMessageID(key string, kind NoticeKind) string {
 	return fmt.Sprintf("<%s.%s@%s>", kind, key, MessageIDDomain)
 }
 
+// AdvanceNoticeMessageID is the Message-ID of a T-14 or T-1 notice for
+// the migration at `at`: one per key, kind and date, so that a mailbox whose
+// night changed (moved by an operator, deferred and chosen again) is told
+// its new date in its own notice, while a retried send is still
+// recognised. Runs started before it use NoticeMessageID
+// (MailboxInput.DatedNotices).
+func AdvanceNoticeMessageID(key string, kind NoticeKind, at time.Time) string {
+	return fmt.Sprintf("<%s.%s.%d@%s>", kind, key, at.Unix(), MessageIDDomain)
+}
+
 // RescheduledMessageID is the Message-ID of the notice correcting a
 // mailbox's date to `to`: one per key and new date, so a retried send is
 // recognised, and a later move of the same mailbox to another date is a

@@ -104,6 +104,7 @@ func (a *app) startMailbox(ctx context.Context, o mailboxStartOptions, now time.
 		MigrateAt:    sched.MigrateAt,
 		NoticeLead:   sched.NoticeLead,
 		ReminderLead: sched.ReminderLead,
+		DatedNotices: true,
 	}
 	runID, err := startMailboxWorkflow(ctx, c, in, now)
 	if err != nil {

@@ -267,6 +267,14 @@ func TestAMailboxMovedToAnotherNight(t *testing.T) {
 	assert.Equal(t, newWave, last.WaveID)
 	assert.Equal(t, contract.StageMigrated, last.Stage)
 	assert.Equal(t, to.UTC(), last.MigrateAt.UTC())
+	// Its new night told it its T-14 for the new date in a notice of its
+	// own (the advance notices' IDs carry their date): a user whose move
+	// landed elsewhere would not be left with the correction's date.
+	for _, m := range []string{a.Key, d.Key} {
+		eml, err := os.ReadFile(filepath.Join(outboxDir, m+"-t14.eml"))
+		require.NoError(t, err)
+		assert.Contains(t, string(eml), contract.AdvanceNoticeMessageID(m, contract.NoticeT14, to))
+	}
 
 	if *recordHistories != "" {
 		recordRun(t, c, contract.MailboxWorkflowID(a.Key), firstRun.GetWorkflowExecutionInfo().GetExecution().GetRunId(),

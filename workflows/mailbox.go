@@ -489,7 +489,7 @@ func (m *mailbox) sendNotice(ctx workflow.Context, kind contract.NoticeKind, sta
 	m.enter(ctx, stage)
 	var res activities.SendNoticeResult
 	err := workflow.ExecuteLocalActivity(shortStepOptions(ctx), contract.ActivitySendNotice, activities.SendNoticeInput{
-		Mailbox: m.in.Mailbox, Kind: kind, WaveID: m.in.WaveID, MigrateAt: m.in.MigrateAt,
+		Mailbox: m.in.Mailbox, Kind: kind, WaveID: m.in.WaveID, MigrateAt: m.in.MigrateAt, Dated: m.in.DatedNotices,
 	}).Get(ctx, &res)
 	if err != nil {
 		return &stepError{step: step, err: err}
