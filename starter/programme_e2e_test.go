@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,9 +23,7 @@ import (
 	"mailwave/mail/sim"
 	"mailwave/roster/estate"
 	"mailwave/roster/rosterstore"
-	"mailwave/testkit"
 	"mailwave/worker/config"
-	"mailwave/worker/workerapp"
 )
 
 var recordHistories = flag.String("record-histories", "", "write recorded workflow histories (JSON) into this directory")
@@ -40,45 +37,17 @@ var recordHistories = flag.String("record-histories", "", "write recorded workfl
 // mailbox chosen is migrated and written back; a night on a date to skip
 // chooses nothing; pausing the schedule stops the nights.
 func TestAProgrammeChoosesItsNightsOnASchedule(t *testing.T) {
-	dir := t.TempDir()
-	simDir, waves := filepath.Join(dir, "sim"), filepath.Join(dir, "waves")
-	_, err := sim.Generate(simDir, sim.GenerateOptions{Seed: 5, Mailboxes: 90, Orgs: 3})
-	require.NoError(t, err)
-	srv := testkit.NewDevServer(t, "")
-	testkit.StartWorker(t, srv.Client(), workerapp.Config{
-		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
-		Estate: "sim", Sim: config.Sim{Dir: simDir, TimeScale: 1e6, BytesPerSecond: 1 << 30},
-		WavesDir:                waves,
-		MaxConcurrentActivities: 40, MaxConcurrentLocalActivities: 40, MaxConcurrentWorkflowTasks: 20,
-	})
-	server := []string{"--temporal-address", srv.FrontendHostPort()}
-	starter := func(args ...string) string {
-		t.Helper()
-		out, errOut, code := runStarterSplit(t, append(args, server...)...)
-		require.Zero(t, code, "starter %s: %s%s", strings.Join(args, " "), out, errOut)
-		return out
-	}
-
-	est, err := sim.Open(simDir, sim.Options{Instant: true})
-	require.NoError(t, err)
-	roster, err := est.Roster()
-	require.NoError(t, err)
-	var all strings.Builder
-	all.WriteString("address,org,display_name\n")
+	e := newProgrammeEnv(t, sim.GenerateOptions{Seed: 5, Mailboxes: 90, Orgs: 3}, config.Sim{TimeScale: 1e6, BytesPerSecond: 1 << 30})
+	waves, srv, roster, starter := e.waves, e.srv, e.roster, e.must
 	orgOf := map[string]string{}
 	keyer, err := identity.NewKeyer([]byte(testSecret))
 	require.NoError(t, err)
 	for _, r := range roster {
-		fmt.Fprintf(&all, "%s,%s,%s\n", r.Address, r.Org, r.DisplayName)
 		k, err := keyer.Key(r.Address)
 		require.NoError(t, err)
 		orgOf[k] = r.Org
 	}
-	csvPath := writeCSV(t, "all.csv", all.String())
-	starter("programme", "import", csvPath, "--waves-dir", waves)
-	for _, org := range []string{"org000", "org001"} {
-		starter("org", "ready", org, "--force", "--reason", "the e2e test's pilot is taken as passed", "--waves-dir", waves)
-	}
+	e.readyAll("org000", "org001")
 	ready := map[string]bool{"org000": true, "org001": true}
 	poolSize := 0
 	for _, org := range orgOf {
@@ -152,7 +121,7 @@ func TestAProgrammeChoosesItsNightsOnASchedule(t *testing.T) {
 
 	// Reproducible: the same estate, choosing the same nights in the same
 	// order with their recorded seeds, chooses the same mailboxes.
-	replay, err := estate.Open(ctx, filepath.Join(dir, "replay"))
+	replay, err := estate.Open(ctx, filepath.Join(e.dir, "replay"))
 	require.NoError(t, err)
 	defer replay.Close()
 	var import_ []estate.Mailbox

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,9 +15,7 @@ import (
 	"mailwave/contract"
 	"mailwave/mail/sim"
 	"mailwave/roster/estate"
-	"mailwave/testkit"
 	"mailwave/worker/config"
-	"mailwave/worker/workerapp"
 )
 
 // TestAPilotGatesItsOrganisationAndANightHoldsOne: on the dev server, with
@@ -29,39 +26,14 @@ import (
 // night holds the organisation by itself, tells its admin contact, and no
 // night after it chooses from it.
 func TestAPilotGatesItsOrganisationAndANightHoldsOne(t *testing.T) {
-	dir := t.TempDir()
-	simDir, waves, outbox := filepath.Join(dir, "sim"), filepath.Join(dir, "waves"), filepath.Join(dir, "outbox")
-	_, err := sim.Generate(simDir, sim.GenerateOptions{Seed: 7, Mailboxes: 60, Orgs: 2})
-	require.NoError(t, err)
-	srv := testkit.NewDevServer(t, "")
-	testkit.StartWorker(t, srv.Client(), workerapp.Config{
-		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: outbox,
-		Estate: "sim", Sim: config.Sim{Dir: simDir, TimeScale: 1e6, BytesPerSecond: 1 << 30, NotFoundRate: 1},
-		WavesDir:                waves,
-		MaxConcurrentActivities: 40, MaxConcurrentLocalActivities: 40, MaxConcurrentWorkflowTasks: 20,
-	})
-	server := []string{"--temporal-address", srv.FrontendHostPort()}
+	e := newProgrammeEnv(t, sim.GenerateOptions{Seed: 7, Mailboxes: 60, Orgs: 2},
+		config.Sim{TimeScale: 1e6, BytesPerSecond: 1 << 30, NotFoundRate: 1})
+	waves, outbox, srv, must := e.waves, e.outbox, e.srv, e.must
 	run := func(args ...string) (string, int) {
 		t.Helper()
-		out, errOut, code := runStarterSplit(t, append(args, server...)...)
+		out, errOut, code := e.run(args...)
 		return out + errOut, code
 	}
-	must := func(args ...string) string {
-		t.Helper()
-		out, code := run(args...)
-		require.Zero(t, code, "starter %s: %s", strings.Join(args, " "), out)
-		return out
-	}
-	est, err := sim.Open(simDir, sim.Options{Instant: true})
-	require.NoError(t, err)
-	roster, err := est.Roster()
-	require.NoError(t, err)
-	var all strings.Builder
-	all.WriteString("address,org,display_name\n")
-	for _, r := range roster {
-		fmt.Fprintf(&all, "%s,%s,%s\n", r.Address, r.Org, r.DisplayName)
-	}
-	must("programme", "import", writeCSV(t, "all.csv", all.String()), "--waves-dir", waves)
 
 	out, code := run("org", "ready", "org000", "--waves-dir", waves)
 	require.NotZero(t, code)

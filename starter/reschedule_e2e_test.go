@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -23,9 +22,7 @@ import (
 	"mailwave/mail/sim"
 	"mailwave/roster/estate"
 	"mailwave/roster/rosterstore"
-	"mailwave/testkit"
 	"mailwave/worker/config"
-	"mailwave/worker/workerapp"
 )
 
 // TestAMailboxMovedToAnotherNight runs a programme on the dev server (a
@@ -43,42 +40,9 @@ import (
 //     refused (wave remove), with the reason, in the summary and the
 //     refusals' CSV.
 func TestAMailboxMovedToAnotherNight(t *testing.T) {
-	dir := t.TempDir()
-	simDir, waves, outboxDir := filepath.Join(dir, "sim"), filepath.Join(dir, "waves"), filepath.Join(dir, "outbox")
-	_, err := sim.Generate(simDir, sim.GenerateOptions{Seed: 7, Mailboxes: 60, Orgs: 2})
-	require.NoError(t, err)
-	srv := testkit.NewDevServer(t, "")
-	testkit.StartWorker(t, srv.Client(), workerapp.Config{
-		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: outboxDir,
-		Estate: "sim", Sim: config.Sim{Dir: simDir, TimeScale: 1e6, BytesPerSecond: 1000},
-		WavesDir:                waves,
-		MaxConcurrentActivities: 40, MaxConcurrentLocalActivities: 40, MaxConcurrentWorkflowTasks: 20,
-	})
-	server := []string{"--temporal-address", srv.FrontendHostPort()}
-	run := func(args ...string) (string, string, int) {
-		t.Helper()
-		return runStarterSplit(t, append(args, server...)...)
-	}
-	starter := func(args ...string) string {
-		t.Helper()
-		out, errOut, code := run(args...)
-		require.Zero(t, code, "starter %s: %s%s", strings.Join(args, " "), out, errOut)
-		return out
-	}
-
-	est, err := sim.Open(simDir, sim.Options{Instant: true})
-	require.NoError(t, err)
-	roster, err := est.Roster()
-	require.NoError(t, err)
-	var all strings.Builder
-	all.WriteString("address,org,display_name\n")
-	for _, r := range roster {
-		fmt.Fprintf(&all, "%s,%s,%s\n", r.Address, r.Org, r.DisplayName)
-	}
-	starter("programme", "import", writeCSV(t, "all.csv", all.String()), "--waves-dir", waves)
-	for _, org := range []string{"org000", "org001"} {
-		starter("org", "ready", org, "--force", "--reason", "the e2e test's pilot is taken as passed", "--waves-dir", waves)
-	}
+	e := newProgrammeEnv(t, sim.GenerateOptions{Seed: 7, Mailboxes: 60, Orgs: 2}, config.Sim{TimeScale: 1e6, BytesPerSecond: 1000})
+	waves, outboxDir, srv, est, run, starter := e.waves, e.outbox, e.srv, e.sim, e.run, e.must
+	e.readyAll("org000", "org001")
 	ctx := context.Background()
 	c := srv.Client()
 	store, err := estate.Open(ctx, waves)
@@ -179,7 +143,7 @@ func TestAMailboxMovedToAnotherNight(t *testing.T) {
 	require.Eventually(t, func() bool { return state(cc.Key).Stage == contract.StagePaused }, 20*time.Second, 50*time.Millisecond,
 		"mailbox C (%d bytes) was not held after its first pass: %s", largest, state(cc.Key).Stage)
 	list := writeCSV(t, "remove.csv", "address\n"+cc.Address+"\n")
-	refusals := filepath.Join(dir, "refusals.csv")
+	refusals := filepath.Join(e.dir, "refusals.csv")
 	out, errOut, code = run("wave", "remove", "--wave", first.Name, "--mailboxes", list, "--to", to.Format(time.RFC3339),
 		"--reason", "too late", "--csv", refusals)
 	assert.NotZero(t, code, "refused: %s", out)
