@@ -105,8 +105,6 @@ func (j *job) collect(ctx context.Context, l *lane, f folder, tr *prefix.Tracker
 	}
 	for b := range sent {
 		if first == nil {
-			// A lane that failed only drains; the retry goes on from the
-			// checkpoint.
 			errs, err := j.answered(ctx, l, f, b)
 			if err != nil {
 				first = err
@@ -116,10 +114,39 @@ func (j *job) collect(ctx context.Context, l *lane, f folder, tr *prefix.Tracker
 					settle(it, errs[i])
 				}
 			}
+		} else {
+			// A lane that failed only drains; the retry goes on from the
+			// checkpoint.
+			j.refusedAlready(b)
 		}
 		j.c.mem.Release(b.held)
 	}
 	return first
+}
+
+// refusedAlready tells the worker's rate of a refusal among the answers a
+// batch has already had, once its lane has failed on an earlier batch. A
+// target that drops the connection when it refuses a batch takes with it
+// the answer of the batch before, still being stored: that batch fails
+// first, and its refusal, read but never looked at, would never slow the
+// copy, attempt after attempt. Nothing waits here: an answer not yet
+// there is not looked for (the connection has failed, or the lane's
+// retry settles the batch).
+func (j *job) refusedAlready(b *batch) {
+	r := j.c.o.Rate
+	if r == nil {
+		return
+	}
+	for _, ch := range b.answers {
+		select {
+		case err := <-ch:
+			if _, ok := j.c.throttledAnswer(err); ok {
+				r.Refused(b.sentAt)
+				return
+			}
+		default:
+		}
+	}
 }
 
 // throttleWait is what a throttled batch waits when the target named no
