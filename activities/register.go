@@ -37,6 +37,7 @@ func (a *WaveActivities) Register(r worker.ActivityRegistry) {
 	r.RegisterActivityWithOptions(a.ReadMailboxKeys, activity.RegisterOptions{Name: contract.ActivityReadMailboxKeys})
 	r.RegisterActivityWithOptions(a.CancelMailboxes, activity.RegisterOptions{Name: contract.ActivityCancelMailboxes})
 	r.RegisterActivityWithOptions(a.ReportMailboxDone, activity.RegisterOptions{Name: contract.ActivityReportDone})
+	r.RegisterActivityWithOptions(a.SignalWave, activity.RegisterOptions{Name: contract.ActivitySignalWave})
 	r.RegisterActivityWithOptions(a.ReconcileMailboxes, activity.RegisterOptions{Name: contract.ActivityReconcileMailboxes})
 }
 

@@ -99,6 +99,24 @@ func (a *WaveActivities) ReportMailboxDone(ctx context.Context, in ReportDoneInp
 	return err
 }
 
+// SignalWave sends a mailbox's pre-stage request or release to its wave.
+// Only those two may be sent: the activity is not a way to signal a wave
+// with anything. A wave that no longer runs cannot hear it: a permanent
+// failure.
+func (a *WaveActivities) SignalWave(ctx context.Context, in SignalWaveInput) error {
+	if in.Signal != contract.SignalPrestageRequest && in.Signal != contract.SignalPrestageRelease {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("signal %q is not one a mailbox sends its wave", in.Signal), contract.ErrTypeInvalidInput, nil)
+	}
+	err := a.client.SignalWorkflow(ctx, in.WaveWorkflowID, "", in.Signal, in.Slot)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("wave %s is not running", in.WaveWorkflowID), contract.ErrTypeWaveGone, err)
+	}
+	return err
+}
+
 func (a *WaveActivities) rows(ctx context.Context, in StartMailboxesInput) ([]wavefile.Mailbox, error) {
 	if len(in.Indexes) > 0 {
 		return a.get(ctx, in.WaveID, in.Indexes)
@@ -158,6 +176,7 @@ func (a *WaveActivities) StartMailboxes(ctx context.Context, in StartMailboxesIn
 				WaveWorkflowID: contract.WaveWorkflowID(in.WaveID),
 				WaveIndex:      row.Index,
 				DatedNotices:   true,
+				Prestage:       in.Prestage,
 			}, in.NotBefore, time.Now().UTC())
 			mu.Lock()
 			defer mu.Unlock()

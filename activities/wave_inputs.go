@@ -12,6 +12,15 @@ type ReportDoneInput struct {
 	Done           contract.MailboxDone
 }
 
+// SignalWaveInput asks for a mailbox's pre-stage request or release to be
+// sent to its wave: Signal is contract.SignalPrestageRequest or
+// contract.SignalPrestageRelease.
+type SignalWaveInput struct {
+	WaveWorkflowID string
+	Signal         string
+	Slot           contract.PrestageSlot
+}
+
 // StartMailboxesInput asks for the mailboxes of a wave at the given indexes
 // (or, when Indexes is empty, From to To-1) to be started. A retry (set
 // NotBefore) starts again mailboxes whose last run ended in needs support.
@@ -27,6 +36,9 @@ type StartMailboxesInput struct {
 	NoticeLead   time.Duration
 	ReminderLead time.Duration
 	StartRate    float64
+	// Prestage is the wave's pre-staging, given to each mailbox; nil
+	// copies at T.
+	Prestage *contract.Prestage `json:",omitempty"`
 }
 
 // StartMailboxesResult lists the mailboxes refused; every other one asked

@@ -129,6 +129,9 @@ type MailboxInput struct {
 	// another is told again. Set on every run started since 2026-12-07;
 	// the runs before keep the IDs they began with.
 	DatedNotices bool `json:",omitempty"`
+	// Prestage, set by a pre-staging wave, runs the bulk pass (and the
+	// incremental ones) before T; nil copies at T.
+	Prestage *Prestage `json:",omitempty"`
 }
 
 // Validate names the first problem with the input, if any.
@@ -198,6 +201,8 @@ type MailboxState struct {
 	Copied    CopyStats
 	// Preflight is what the check before the notice found, once it ran.
 	Preflight *Preflight `json:",omitempty"`
+	// Prestage is a pre-staged mailbox's passes before T.
+	Prestage *PrestageState `json:",omitempty"`
 	// Rescheduled is an operator's move of the mailbox to another night,
 	// once accepted.
 	Rescheduled *Rescheduled   `json:",omitempty"`

@@ -30,6 +30,9 @@ type WaveInput struct {
 	MaxSignalsPerRun int `json:",omitempty"`
 	// ReconcileEvery is how often the slot holders are checked on.
 	ReconcileEvery time.Duration `json:",omitempty"`
+	// Prestage, when set, pre-stages each mailbox's copy before T in the
+	// wave's pre-stage pool (Prestage.Cap at once); nil copies at T.
+	Prestage *Prestage `json:",omitempty"`
 	// State is carried over continue-as-new; nil on the first run.
 	State *WaveState `json:",omitempty"`
 }
@@ -77,6 +80,11 @@ func (in WaveInput) Validate() error {
 	case in.ErrorBudget < 0 || in.ErrorBudget > 1:
 		return fmt.Errorf("wave %s: error budget %v is not a share between 0 and 1", in.WaveID, in.ErrorBudget)
 	}
+	if in.Prestage != nil {
+		if err := in.Prestage.Validate(); err != nil {
+			return fmt.Errorf("wave %s: %w", in.WaveID, err)
+		}
+	}
 	return nil
 }
 
@@ -98,9 +106,11 @@ type MailboxDone struct {
 	Copied    CopyStats
 }
 
-// SetCapRequest is the payload of SignalSetCap.
+// SetCapRequest is the payload of SignalSetCap: the night's cap, the
+// pre-stage pool's, or both (0 leaves one as it is).
 type SetCapRequest struct {
-	Cap int
+	Cap      int
+	Prestage int `json:",omitempty"`
 }
 
 // Refusal is a mailbox a wave would not start, and why.
@@ -124,16 +134,21 @@ type WaveProgress struct {
 	// Deferred are the mailboxes their preflight found cannot go, or an
 	// operator moved to another night (ErrTypeRescheduled), by reason: not
 	// failures, and not in the error budget.
-	Deferred    int           `json:",omitempty"`
-	DeferredBy  []ReasonCount `json:",omitempty"`
-	Copied      CopyStats
-	Cap         int
-	Paused      bool
-	PauseReason string `json:",omitempty"`
-	Cancelling  bool
-	Runs        int // runs so far (continue-as-new)
-	StartedAt   time.Time
-	Refusals    []Refusal `json:",omitempty"` // the first ones
+	Deferred   int           `json:",omitempty"`
+	DeferredBy []ReasonCount `json:",omitempty"`
+	Copied     CopyStats
+	Cap        int
+	// The pre-stage pool of a pre-staging wave: its cap, the passes
+	// running in it and those waiting for it.
+	PrestageCap    int `json:",omitempty"`
+	Prestaging     int `json:",omitempty"`
+	PrestageQueued int `json:",omitempty"`
+	Paused         bool
+	PauseReason    string `json:",omitempty"`
+	Cancelling     bool
+	Runs           int // runs so far (continue-as-new)
+	StartedAt      time.Time
+	Refusals       []Refusal `json:",omitempty"` // the first ones
 	// PublishedAt is when the wave wrote this into its memo (MemoProgress);
 	// zero in a query's answer, which is live.
 	PublishedAt time.Time `json:",omitempty"`
@@ -198,6 +213,11 @@ type WaveState struct {
 	CancelQueue  []int `json:",omitempty"`
 	RetryPending bool
 	GrantCursor  int // no index below it is waiting for a slot
+	// The pre-stage pool (WaveInput.Prestage): its cap, the passes granted
+	// and running, and the requests waiting, in the order they came.
+	PrestageCap    int            `json:",omitempty"`
+	PrestageActive []PrestageSlot `json:",omitempty"`
+	PrestageQueue  []PrestageSlot `json:",omitempty"`
 }
 
 // ActiveSlot is a mailbox holding a slot.

@@ -598,3 +598,18 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// BulkStart plans one mailbox's bulk pass alone, with no tenant limit (a
+// wave's pre-stage pool bounds the passes at once): the latest start that
+// still ends policy.Margin before t, but not before the notice and
+// policy.StartDelay. late: even its earliest start cannot end in time (it
+// starts at its earliest, and what it has not read by t, the final delta
+// reads).
+func BulkStart(bytes int64, notice, t time.Time, limits Limits, policy Policy) (start time.Time, late bool) {
+	earliest := notice.Add(policy.StartDelay)
+	start = t.Add(-policy.Margin).Add(-limits.PassDuration(bytes))
+	if start.Before(earliest) {
+		return earliest, true
+	}
+	return start, false
+}

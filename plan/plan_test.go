@@ -502,3 +502,18 @@ func BenchmarkPlanWeeknight(b *testing.B) {
 		}
 	}
 }
+
+func TestBulkStartIsTheLatestThatEndsInTime(t *testing.T) {
+	notice := time.Date(2027, 3, 1, 20, 0, 0, 0, time.UTC)
+	at := notice.Add(14 * 24 * time.Hour)
+	l := Limits{MailboxRate: DefaultMailboxRate, Efficiency: 1, PassOverhead: 2 * time.Minute}
+	p := Policy{StartDelay: time.Hour, Margin: 24 * time.Hour}
+	// 1.8 GB at 0.5 MB/s: an hour, and the overhead.
+	start, late := BulkStart(1_800_000_000, notice, at, l, p)
+	require.False(t, late)
+	require.Equal(t, at.Add(-24*time.Hour-time.Hour-2*time.Minute), start)
+	// 600 GB needs 333 h: more than the 311 h between notice+1h and T-24h.
+	start, late = BulkStart(600e9, notice, at, l, p)
+	require.True(t, late, "too large for the lead")
+	require.Equal(t, notice.Add(time.Hour), start, "it starts at its earliest")
+}

@@ -13,6 +13,7 @@ func (w *wave) startInput(from, to int, indexes []int) activities.StartMailboxes
 	return activities.StartMailboxesInput{
 		WaveID: w.in.WaveID, From: from, To: to, Indexes: indexes,
 		MigrateAt: w.in.MigrateAt, NoticeLead: w.in.NoticeLead, ReminderLead: w.in.ReminderLead, StartRate: w.in.StartRate,
+		Prestage: w.in.Prestage,
 	}
 }
 
