@@ -185,6 +185,14 @@ func (a *Activities) CopyMailbox(ctx context.Context, in CopyInput) (CopyResult,
 		},
 	})
 	stopBeating()
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		// Cancelled (a pre-staged pass paused, or stopped at T): the
+		// workflow is handed the checkpoint it reached, to go on from.
+		mu.Lock()
+		p := latest
+		mu.Unlock()
+		return CopyResult{}, temporal.NewCanceledError(p)
+	}
 	if err != nil {
 		a.meter.throttled(contract.ActivityCopyMailbox, err)
 		return CopyResult{}, copyRetryError(ctx, err, prior, progressed)

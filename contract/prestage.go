@@ -104,4 +104,7 @@ type PrestageState struct {
 	// Interrupted counts passes paused mid-way (each goes on from its
 	// checkpoint once resumed).
 	Interrupted int `json:",omitempty"`
+	// Failed is the error type of a pass that failed for good: the copy
+	// is left to T, from the last checkpoint.
+	Failed string `json:",omitempty"`
 }

@@ -30,6 +30,7 @@ type waveLaunchOptions struct {
 	allowShortNotice, dryRun          bool
 	concurrency                       int
 	errorBudget, startRate            float64
+	prestage                          prestageFlags
 }
 
 func newWaveLaunchCmd(a *app) *cobra.Command {
@@ -61,6 +62,7 @@ number, and nothing starts until the file is clean.`,
 	f.Float64Var(&o.startRate, "start-rate", contract.DefaultStartRate, "mailbox workflows started per second")
 	f.StringVar(&o.wavesDir, "waves-dir", "data/waves", "the roster store: a directory (the roster as <wave>.csv) or a postgres:// URL, where the workers' --waves-dir finds it")
 	f.BoolVar(&o.dryRun, "dry-run", false, "check everything and show the wave, but start nothing")
+	o.prestage.add(f)
 	_ = cmd.MarkFlagRequired("wave")
 	_ = cmd.MarkFlagRequired("migrate-at")
 	return cmd
@@ -84,6 +86,10 @@ func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time
 	}
 	if o.errorBudget <= 0 || o.errorBudget > 100 {
 		return in, fmt.Errorf("--error-budget %v: a percentage above 0 and at most 100", o.errorBudget)
+	}
+	prestage, err := o.prestage.policy()
+	if err != nil {
+		return in, err
 	}
 	sched, err := parseSchedule(o.migrateAt, o.noticeLead, o.remindLead, now)
 	if err != nil {
@@ -156,10 +162,11 @@ func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time
 		Cap:          o.concurrency,
 		ErrorBudget:  o.errorBudget / 100,
 		StartRate:    o.startRate,
+		Prestage:     prestage,
 	}
-	fmt.Fprintf(a.out, "wave %s: %d mailboxes, notice %s, reminder %s, T %s, %d at once, pause past %.4g%% needing support\n",
+	fmt.Fprintf(a.out, "wave %s: %d mailboxes, notice %s, reminder %s, T %s, %d at once, pause past %.4g%% needing support; %s\n",
 		in.WaveID, in.Total, in.MigrateAt.Add(-in.NoticeLead).Format(time.RFC3339), in.MigrateAt.Add(-in.ReminderLead).Format(time.RFC3339),
-		in.MigrateAt.Format(time.RFC3339), in.Cap, o.errorBudget)
+		in.MigrateAt.Format(time.RFC3339), in.Cap, o.errorBudget, describePrestage(in.Prestage))
 	if o.dryRun {
 		fmt.Fprintln(a.out, "dry run: nothing written, nothing started")
 		return in, nil

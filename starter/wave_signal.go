@@ -35,19 +35,25 @@ func newWaveSignalCmd(a *app, verb, signal, short string) *cobra.Command {
 
 func newWaveSetCapCmd(a *app) *cobra.Command {
 	var wave string
+	var prestage bool
 	cmd := &cobra.Command{
 		Use:   "set-concurrency N",
-		Short: "Change how many of the wave's mailboxes may be in copy or cutover at once",
+		Short: "Change how many of the wave's mailboxes may be in copy or cutover at once (with --prestage: its passes before T)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			n, err := strconv.Atoi(args[0])
 			if err != nil || n < 1 {
 				return fmt.Errorf("concurrency %q: a whole number of at least 1", args[0])
 			}
-			return a.signalWave(cmd.Context(), wave, "set-concurrency", contract.SignalSetCap, contract.SetCapRequest{Cap: n})
+			req := contract.SetCapRequest{Cap: n}
+			if prestage {
+				req = contract.SetCapRequest{Prestage: n}
+			}
+			return a.signalWave(cmd.Context(), wave, "set-concurrency", contract.SignalSetCap, req)
 		},
 	}
 	cmd.Flags().StringVar(&wave, "wave", "", "the wave's ID (required)")
+	cmd.Flags().BoolVar(&prestage, "prestage", false, "set the pre-stage pool's cap (passes before T at once), not the night's")
 	_ = cmd.MarkFlagRequired("wave")
 	return cmd
 }

@@ -127,9 +127,14 @@ type waveStatus struct {
 	Waiting      int              `json:"waiting"`
 	Active       int              `json:"active"`
 	Cap          int              `json:"cap"`
-	Migrated     int              `json:"migrated"`
-	NeedsSupport int              `json:"needs_support"`
-	Cancelled    int              `json:"cancelled"`
+	// The pre-stage pool of a pre-staging wave (0 cap: none): the passes
+	// before T running in it, and those waiting for it.
+	PrestageCap    int `json:"prestage_cap"`
+	Prestaging     int `json:"prestaging"`
+	PrestageQueued int `json:"prestage_queued"`
+	Migrated       int `json:"migrated"`
+	NeedsSupport   int `json:"needs_support"`
+	Cancelled      int `json:"cancelled"`
 	// Deferred are the mailboxes their preflight found cannot go (back to
 	// the pool, not failures), and why.
 	Deferred   int                    `json:"deferred"`
@@ -160,6 +165,7 @@ func waveStatusOf(p contract.WaveProgress, res *contract.WaveResult, source stri
 	st := waveStatus{
 		Wave: p.WaveID, State: "running", PauseReason: p.PauseReason, Source: source,
 		Total: p.Total, Started: p.Started, Refused: p.Refused, Waiting: p.Waiting, Active: p.Active, Cap: p.Cap,
+		PrestageCap: p.PrestageCap, Prestaging: p.Prestaging, PrestageQueued: p.PrestageQueued,
 		Migrated: p.Migrated, NeedsSupport: p.NeedsSupport, Cancelled: p.Cancelled,
 		Deferred: p.Deferred, DeferredBy: append([]contract.ReasonCount{}, p.DeferredBy...),
 		CopiedItems: p.Copied.Items, CopiedBytes: printer.Bytes(p.Copied.Bytes), Runs: p.Runs, StartedAt: p.StartedAt,
@@ -216,6 +222,9 @@ func (st waveStatus) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "wave %s: %s\n", st.Wave, state)
 	fmt.Fprintf(w, "  as of         %s\n", st.freshness())
 	fmt.Fprintf(w, "  mailboxes     %d (started %d, refused %d)\n", st.Total, st.Started, st.Refused)
+	if st.PrestageCap > 0 {
+		fmt.Fprintf(w, "  pre-staging   %d of %d at once, %d waiting for the pool\n", st.Prestaging, st.PrestageCap, st.PrestageQueued)
+	}
 	fmt.Fprintf(w, "  waiting       %d\n  copying/cut   %d of %d at once\n", st.Waiting, st.Active, st.Cap)
 	fmt.Fprintf(w, "  migrated      %d\n  needs support %d\n  cancelled     %d\n", st.Migrated, st.NeedsSupport, st.Cancelled)
 	fmt.Fprintf(w, "  deferred      %d", st.Deferred)

@@ -81,6 +81,9 @@ type mailbox struct {
 	// ending: the migration has returned, and nothing may move it now.
 	cancel workflow.CancelFunc
 	ending bool
+	// pre is a pre-staged mailbox's passes before T (prestage.go), from its
+	// T-14 notice on; nil otherwise.
+	pre *prestager
 }
 
 // deferred is a preflight's "cannot go": its reason (one of
@@ -134,6 +137,9 @@ func (m *mailbox) setup(ctx workflow.Context) error {
 		} else {
 			m.state.Paused = on
 		}
+		if on {
+			m.interruptPrestage()
+		}
 		m.showPaused(ctx)
 	}
 	if err := m.setupReschedule(ctx); err != nil {
@@ -164,6 +170,11 @@ func (m *mailbox) setup(ctx workflow.Context) error {
 			return
 		}
 		m.state.Granted = true
+	})
+	sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalPrestageGrant), func(c workflow.ReceiveChannel, _ bool) {
+		var g contract.PrestageSlot
+		c.Receive(ctx, &g)
+		m.onPrestageGrant(ctx, g)
 	})
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
@@ -220,6 +231,11 @@ func (m *mailbox) run(ctx workflow.Context) contract.MailboxResult {
 		cancel() // accepted before the migration began
 	}
 	err := m.migrate(mctx)
+	if m.pre != nil && m.pre.running {
+		// Ended before T (deferred, moved, cancelled, a notice failed):
+		// its pass before T stops, and the wave's pool has its place back.
+		_ = m.stopPrestage(ctx)
+	}
 	m.ending = true
 	res := contract.MailboxResult{Key: m.state.Key, Copied: m.state.Copied, StartedAt: m.startedAt}
 	var se *stepError
@@ -295,6 +311,9 @@ func (m *mailbox) migrate(ctx workflow.Context) error {
 	if err := m.notify(ctx, contract.NoticeT14, contract.StageNoticeT14, contract.StepNoticeT14); err != nil {
 		return err
 	}
+	if m.in.Prestage != nil {
+		m.startPrestage(ctx)
+	}
 	if err := m.waitUntil(ctx, contract.StageWaitingT1, m.state.ReminderAt); err != nil {
 		return err
 	}
@@ -304,11 +323,18 @@ func (m *mailbox) migrate(ctx workflow.Context) error {
 	if err := m.waitUntil(ctx, contract.StageWaitingStart, m.in.MigrateAt); err != nil {
 		return err
 	}
+	if err := m.stopPrestage(ctx); err != nil {
+		return err
+	}
 	if err := m.awaitSlot(ctx); err != nil {
 		return err
 	}
-	if err := m.copy(ctx, contract.PassBulk, contract.StepCopyBulk); err != nil {
-		return err
+	if p := m.state.Prestage; p == nil || !p.BulkDone {
+		// Copied at T, or its bulk pass did not end before T: it goes on
+		// from where it got to.
+		if err := m.copy(ctx, contract.PassBulk, contract.StepCopyBulk); err != nil {
+			return err
+		}
 	}
 	if err := m.copy(ctx, contract.PassDelta, contract.StepCopyDelta); err != nil {
 		return err
@@ -641,6 +667,25 @@ func (m *mailbox) details(ctx workflow.Context) {
 		}
 		if p.RoomKnown {
 			b.WriteString(fmt.Sprintf("; %.2f GB of room at the target", float64(p.TargetRoom)/1e9))
+		}
+	}
+	if p := st.Prestage; p != nil {
+		b.WriteString(fmt.Sprintf("\npre-stage: bulk pass planned at %s", p.BulkAt.UTC().Format(at)))
+		if p.Late {
+			b.WriteString(" (too large to end its margin before T: started at once)")
+		}
+		b.WriteString(fmt.Sprintf("; %d passes done", p.Passes))
+		switch {
+		case p.Queued:
+			b.WriteString(fmt.Sprintf("; pass %d waiting for the wave's pre-stage pool", p.Pass))
+		case p.Pass > 0:
+			b.WriteString(fmt.Sprintf("; pass %d copying (under Pending Activities)", p.Pass))
+		}
+		if p.Interrupted > 0 {
+			b.WriteString(fmt.Sprintf("; %d paused mid-way", p.Interrupted))
+		}
+		if p.Failed != "" {
+			b.WriteString("; a pass failed (" + p.Failed + "): the copy is left to T")
 		}
 	}
 	if n := len(st.NoticesSent); n > 0 {

@@ -1,0 +1,293 @@
+package workflows
+
+import (
+	"errors"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"mailwave/activities"
+	"mailwave/contract"
+	"mailwave/plan"
+)
+
+// Pre-staging (contract.Prestage): after its T-14 notice a mailbox's bulk
+// pass runs at a planned time, in its wave's pre-stage pool, at the
+// target's per-mailbox pace, so that it ends a margin before T;
+// incremental passes keep it fresh; at T only what is left (a pass cut
+// short by T, and the final delta), the verification and the cutover run,
+// in a slot of the night. The passes before T run beside the mailbox's
+// notices, in a coroutine of their own: a T-1 reminder is never late for
+// a long copy.
+//
+// No GetVersion: only a mailbox started with MailboxInput.Prestage (by a
+// pre-staging wave, from 2026-12-07) runs any of it, and a run started
+// without it issues the commands it always did.
+
+// prestager is a mailbox's passes before T.
+type prestager struct {
+	running  bool // the coroutine has not ended
+	atT      bool // T has come: no pass starts, the one running stops
+	granted  int  // the pass the wave last granted a place in the pool
+	pass     int  // the pass asked for last (counted from 1)
+	cancel   workflow.CancelFunc
+	interval time.Duration
+}
+
+// startPrestage begins the passes before T, once the T-14 notice is out.
+func (m *mailbox) startPrestage(ctx workflow.Context) {
+	p := m.in.Prestage
+	m.pre = &prestager{running: true, interval: p.IncrementalEvery}
+	var bytes int64
+	if f := m.state.Preflight; f != nil {
+		bytes = f.SourceBytes
+	}
+	// The plan is recorded (a marker), so a later planner replays this run
+	// as it was planned.
+	type planned struct {
+		At   time.Time
+		Late bool
+	}
+	var at planned
+	limits := plan.Limits{MailboxRate: p.MailboxRate, Efficiency: p.Efficiency, PassOverhead: p.PassOverhead}
+	policy := plan.Policy{StartDelay: p.StartDelay, Margin: p.Margin}
+	noticed := workflow.Now(ctx)
+	if err := workflow.SideEffect(ctx, func(workflow.Context) any {
+		start, late := plan.BulkStart(bytes, noticed, m.in.MigrateAt, limits, policy)
+		return planned{At: start, Late: late}
+	}).Get(&at); err != nil {
+		workflow.GetLogger(ctx).Warn("pre-stage plan unreadable; the copy runs at T", "mailbox", m.state.Key, "error", err)
+		m.pre.running = false
+		return
+	}
+	m.state.Prestage = &contract.PrestageState{BulkAt: at.At, Late: at.Late}
+	if at.Late {
+		workflow.GetLogger(ctx).Warn("pre-stage cannot end its margin before T: it starts at once", "mailbox", m.state.Key,
+			"bytes", bytes, "migrateAt", m.in.MigrateAt)
+	}
+	m.details(ctx)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		defer func() { m.pre.running = false }()
+		m.prestageLoop(ctx, at.At)
+	})
+}
+
+// prestageLoop waits for the bulk pass's time, runs it, then an
+// incremental pass every interval while another interval is left before
+// T. A pass that fails for good leaves the rest to T (its copy starts
+// from the last checkpoint).
+func (m *mailbox) prestageLoop(ctx workflow.Context, bulkAt time.Time) {
+	if !m.prestageWait(ctx, bulkAt) {
+		return
+	}
+	if err := m.prestagePass(ctx, contract.PassBulk); err != nil {
+		m.prestageFailed(ctx, err)
+		return
+	}
+	m.state.Prestage.BulkDone = true
+	every := m.pre.interval
+	if every <= 0 {
+		return
+	}
+	for next := workflow.Now(ctx).Add(every); !next.Add(every).After(m.in.MigrateAt); next = next.Add(every) {
+		if !m.prestageWait(ctx, next) {
+			return
+		}
+		if err := m.prestagePass(ctx, contract.PassIncremental); err != nil {
+			m.prestageFailed(ctx, err)
+			return
+		}
+	}
+}
+
+// prestageWait sleeps until t, or until T comes or the mailbox's run ends;
+// it reports whether a pass may start.
+func (m *mailbox) prestageWait(ctx workflow.Context, t time.Time) bool {
+	if d := t.Sub(workflow.Now(ctx)); d > 0 {
+		if _, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+			Timeout: d, TimerOptions: workflow.TimerOptions{Summary: "until the pre-stage pass"},
+		}, func() bool { return m.pre.atT }); err != nil {
+			return false
+		}
+	}
+	return !m.pre.atT && ctx.Err() == nil
+}
+
+// errAtT ends a pass that T came upon: what is left is copied at T.
+var errAtT = errors.New("T came before the pre-stage pass ended")
+
+// prestagePass runs one pass before T: held while the mailbox is paused,
+// queued in its wave's pool, then the copy, which a pause or T stops (the
+// pass goes on from its checkpoint once resumed, or at T).
+func (m *mailbox) prestagePass(ctx workflow.Context, pass contract.CopyPass) error {
+	st := m.state.Prestage
+	for {
+		held := func() bool { return m.state.Paused || m.state.HeldByWave }
+		if err := workflow.Await(ctx, func() bool { return !held() || m.pre.atT }); err != nil {
+			return err
+		}
+		if m.pre.atT {
+			return errAtT
+		}
+		m.pre.pass++
+		n := m.pre.pass
+		st.Pass = n
+		if m.in.WaveWorkflowID != "" {
+			st.Queued = true
+			m.details(ctx)
+			m.signalWave(ctx, contract.SignalPrestageRequest, n)
+			err := workflow.Await(ctx, func() bool { return m.pre.granted == n || m.pre.atT })
+			st.Queued = false
+			if err != nil {
+				return err
+			}
+			if m.pre.granted != n {
+				// T came first; the wave may grant it yet: give it back.
+				m.signalWave(ctx, contract.SignalPrestageRelease, n)
+				return errAtT
+			}
+			if held() {
+				m.signalWave(ctx, contract.SignalPrestageRelease, n)
+				continue
+			}
+		}
+		err := m.prestageCopy(ctx, pass)
+		if m.in.WaveWorkflowID != "" {
+			m.signalWave(ctx, contract.SignalPrestageRelease, n)
+		}
+		st.Pass = 0
+		var ce *temporal.CanceledError
+		switch {
+		case err == nil:
+			st.Passes++
+			st.LastPassEnded = workflow.Now(ctx)
+			m.details(ctx)
+			return nil
+		case errors.As(err, &ce) && ctx.Err() == nil:
+			// Paused, or T came: the checkpoint it reached is kept.
+			if m.pre.atT {
+				return errAtT
+			}
+			st.Interrupted++
+			m.details(ctx)
+		default:
+			return err
+		}
+	}
+}
+
+// prestageCopy runs the copy activity for one pass, under a context that
+// a pause or T cancels; a cancelled pass hands back its checkpoint.
+func (m *mailbox) prestageCopy(ctx workflow.Context, pass contract.CopyPass) error {
+	cctx, cancel := workflow.WithCancel(ctx)
+	m.pre.cancel = cancel
+	defer func() { m.pre.cancel = nil }()
+	if m.copyStarted.IsZero() {
+		m.copyStarted = workflow.Now(ctx)
+	}
+	var res activities.CopyResult
+	err := workflow.ExecuteActivity(prestageCopyOptions(cctx), contract.ActivityCopyMailbox, activities.CopyInput{
+		Mailbox: m.in.Mailbox, Pass: pass, From: m.checkpoint,
+	}).Get(cctx, &res)
+	var ce *temporal.CanceledError
+	switch {
+	case err == nil:
+		m.state.Copied = m.state.Copied.Add(res.Stats)
+		m.checkpoint = res.Checkpoint
+	case errors.As(err, &ce) && ce.HasDetails():
+		var p activities.CopyProgress
+		if ce.Details(&p) == nil {
+			m.state.Copied = m.state.Copied.Add(p.Stats)
+			m.checkpoint = p.Checkpoint
+		}
+	}
+	return err
+}
+
+// prestageFailed notes a pass before T that failed for good; the copy at
+// T goes on from the last checkpoint, and fails the mailbox there if it
+// fails again.
+func (m *mailbox) prestageFailed(ctx workflow.Context, err error) {
+	if errors.Is(err, errAtT) || ctx.Err() != nil {
+		return
+	}
+	errType, _ := describe(err)
+	m.state.Prestage.Failed = errType
+	m.details(ctx)
+	workflow.GetLogger(ctx).Warn("pre-stage pass failed; the copy is left to T", "mailbox", m.state.Key, "errorType", errType)
+}
+
+// stopPrestage, at T (or when the migration ends), stops the passes
+// before T and waits for them: a pass running is cancelled and hands back
+// its checkpoint; the copy at T goes on from there.
+func (m *mailbox) stopPrestage(ctx workflow.Context) error {
+	if m.pre == nil {
+		return nil
+	}
+	m.pre.atT = true
+	if m.pre.cancel != nil {
+		m.pre.cancel()
+	}
+	return workflow.Await(ctx, func() bool { return !m.pre.running })
+}
+
+// interruptPrestage stops the pass running for a pause: it goes on from
+// its checkpoint once the mailbox is resumed.
+func (m *mailbox) interruptPrestage() {
+	if m.pre != nil && m.pre.cancel != nil {
+		m.pre.cancel()
+	}
+}
+
+// onPrestageGrant takes the wave's grant of a place in the pool for one of
+// this mailbox's passes.
+func (m *mailbox) onPrestageGrant(ctx workflow.Context, g contract.PrestageSlot) {
+	if m.pre == nil || g.WaveID != m.in.WaveID || g.Index != m.in.WaveIndex {
+		workflow.GetLogger(ctx).Warn("pre-stage grant for another mailbox ignored", "mailbox", m.state.Key,
+			"wave", g.WaveID, "index", g.Index)
+		return
+	}
+	if g.Pass == m.pre.pass {
+		m.pre.granted = g.Pass
+		return
+	}
+	// A grant for a pass given up: the wave's place is given back, from a
+	// coroutine of its own (a signal handler must not block).
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		m.signalWave(ctx, contract.SignalPrestageRelease, g.Pass)
+	})
+}
+
+// signalWave sends the mailbox's wave a pre-stage request or release, as
+// a local activity (at least once; the wave ignores a repeat).
+func (m *mailbox) signalWave(ctx workflow.Context, signal string, pass int) {
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    time.Minute,
+		},
+	})
+	err := workflow.ExecuteLocalActivity(lctx, contract.ActivitySignalWave, activities.SignalWaveInput{
+		WaveWorkflowID: m.in.WaveWorkflowID, Signal: signal,
+		Slot: contract.PrestageSlot{Index: m.in.WaveIndex, Key: m.state.Key, Pass: pass},
+	}).Get(ctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("wave not told of a pre-stage pass", "mailbox", m.state.Key, "wave", m.in.WaveID,
+			"signal", signal, "error", err)
+	}
+}
+
+// prestageCopyOptions are for a pass before T: as a copy at T, but without
+// the night's bounds: a 50 GB mailbox's bulk pass takes 31 hours at 0.9 of
+// Exchange Online's budget, and a pass ends at T at the latest.
+func prestageCopyOptions(ctx workflow.Context) workflow.Context {
+	o := workflow.GetActivityOptions(copyOptions(ctx))
+	o.StartToCloseTimeout = 96 * time.Hour
+	o.ScheduleToCloseTimeout = 0
+	o.Summary = "pre-stage pass"
+	return workflow.WithActivityOptions(ctx, o)
+}
