@@ -72,6 +72,9 @@ func newWave(ctx workflow.Context, in contract.WaveInput) *wave {
 			Restarting: contract.NewBitset(in.Total),
 			Cap:        in.Cap,
 		}
+		if in.Prestage != nil {
+			st.PrestageCap = in.Prestage.Cap
+		}
 	}
 	st.Runs++
 	in.State = nil
@@ -117,6 +120,21 @@ func (w *wave) setup(ctx workflow.Context) error {
 			workflow.GetLogger(ctx).Info("wave cap set", "wave", w.in.WaveID, "from", w.st.Cap, "to", req.Cap)
 			w.st.Cap = req.Cap
 		}
+		if req.Prestage > 0 {
+			w.onPrestageCap(ctx, req.Prestage)
+		}
+	})
+	w.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalPrestageRequest), func(c workflow.ReceiveChannel, _ bool) {
+		var r contract.PrestageSlot
+		c.Receive(ctx, &r)
+		w.signals++
+		w.onPrestageRequest(ctx, r)
+	})
+	w.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalPrestageRelease), func(c workflow.ReceiveChannel, _ bool) {
+		var r contract.PrestageSlot
+		c.Receive(ctx, &r)
+		w.signals++
+		w.onPrestageRelease(ctx, r)
 	})
 	w.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalCancel), func(c workflow.ReceiveChannel, _ bool) {
 		c.Receive(ctx, nil)
@@ -140,6 +158,7 @@ func (w *wave) run(ctx workflow.Context) (contract.WaveResult, error) {
 		w.startNext(ctx)
 		w.retryFailed(ctx)
 		w.grant(ctx)
+		w.grantPrestage(ctx)
 		w.cancelNext(ctx)
 		w.reconcile(ctx)
 		if w.finished() && !w.sel.HasPending() {
@@ -236,6 +255,11 @@ func (w *wave) progress() contract.WaveProgress {
 		Runs:         w.st.Runs,
 		StartedAt:    w.st.StartedAt,
 		Refusals:     w.st.Refusals,
+		// The pool's figures are zero, and omitted, for a wave that does
+		// not pre-stage.
+		PrestageCap:    w.st.PrestageCap,
+		Prestaging:     len(w.st.PrestageActive),
+		PrestageQueued: len(w.st.PrestageQueue),
 	}
 }
 

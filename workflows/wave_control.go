@@ -102,14 +102,22 @@ func (w *wave) cancelNext(ctx workflow.Context) {
 // reconcile settles mailboxes that ended without reporting: those a grant
 // could not reach, and, every ReconcileEvery, any slot holder no longer
 // running (terminated by an operator, or whose report could not be sent).
+// A pass holding a place in the pre-stage pool is checked on alike: its
+// mailbox gone without a word would hold that place for the days left to
+// T; settled here through onDone, it leaves the pool. (A wave without
+// Prestage never has one: the timer is armed, and the activity asked, as
+// they always were.)
 func (w *wave) reconcile(ctx workflow.Context) {
-	if !w.reconcileArmed && len(w.st.Active) > 0 {
+	if !w.reconcileArmed && (len(w.st.Active) > 0 || len(w.st.PrestageActive) > 0) {
 		w.reconcileArmed = true
 		w.sel.AddFuture(workflow.NewTimerWithOptions(ctx, w.in.ReconcileEvery, workflow.TimerOptions{Summary: "check the slot holders"}),
 			func(f workflow.Future) {
 				w.reconcileArmed = false
 				if f.Get(ctx, nil) == nil {
 					for _, s := range w.st.Active {
+						w.toReconcile = append(w.toReconcile, s.Index)
+					}
+					for _, s := range w.st.PrestageActive {
 						w.toReconcile = append(w.toReconcile, s.Index)
 					}
 				}

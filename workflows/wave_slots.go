@@ -162,33 +162,51 @@ func (w *wave) fromItsMailbox(ctx workflow.Context, d contract.MailboxDone) bool
 	if d.Index < 0 || d.Index >= w.in.Total {
 		return true // onDone refuses it, saying so
 	}
+	match, read := w.keyMatches(ctx, d.Index, d.Key)
+	if !match && read {
+		workflow.GetLogger(ctx).Warn("done report ignored: its key is not the mailbox's at that index",
+			"wave", w.in.WaveID, "index", d.Index, "key", d.Key)
+	}
+	return match
+}
+
+// keyMatches reports whether key is the key of the mailbox at index (in
+// range): a slot holder's key or a pre-stage pass's (checked when it was
+// asked for), else the roster's. read is false when the roster could not
+// be read: the wave is held, saying why. A key found in the state costs no
+// command; a roster read is a local activity, as it always was.
+func (w *wave) keyMatches(ctx workflow.Context, index int, key string) (match, read bool) {
 	want, known := "", false
 	for _, s := range w.st.Active {
-		if s.Index == d.Index {
+		if s.Index == index {
 			want, known = s.Key, true
 			break
 		}
 	}
 	if !known {
-		if want, known = w.keyOf(ctx, d.Index); !known {
-			return false // the roster could not be read: the wave is held, saying why
+		if j := prestageSlotAt(w.st.PrestageActive, index); j >= 0 {
+			want, known = w.st.PrestageActive[j].Key, true
+		} else if j := prestageSlotAt(w.st.PrestageQueue, index); j >= 0 {
+			want, known = w.st.PrestageQueue[j].Key, true
 		}
 	}
-	if d.Key != want {
-		workflow.GetLogger(ctx).Warn("done report ignored: its key is not the mailbox's at that index",
-			"wave", w.in.WaveID, "index", d.Index, "key", d.Key)
-		return false
+	if !known {
+		if want, known = w.keyOf(ctx, index); !known {
+			return false, false
+		}
 	}
-	return true
+	return key == want, true
 }
 
-// onDone settles a mailbox that reported its end, freeing its slot.
+// onDone settles a mailbox that reported its end, freeing its slot and its
+// place in the pre-stage pool (held or waited for).
 func (w *wave) onDone(ctx workflow.Context, d contract.MailboxDone) {
 	if d.Index < 0 || d.Index >= w.in.Total {
 		workflow.GetLogger(ctx).Warn("done from an unknown mailbox index", "wave", w.in.WaveID, "index", d.Index)
 		return
 	}
 	w.removeActive(d.Index)
+	w.leavePrestage(d.Index)
 	if w.st.Done.Has(d.Index) {
 		return // reported already
 	}
