@@ -340,3 +340,29 @@ func poolsOf(progress []contract.WaveProgress) []poolFigures {
 	}
 	return out
 }
+
+// TestWavePrestagePoolPublishedInItsMemo: the pool's figures change the
+// wave's memo (what wave status reads when no worker answers) on their
+// own, days before T when nothing else moves.
+func TestWavePrestagePoolPublishedInItsMemo(t *testing.T) {
+	h := newPrestageHarness(t, 4, prestageOf(1))
+	var memos []contract.WaveProgress
+	h.env.OnUpsertMemo(mock.Anything).Run(func(args mock.Arguments) {
+		if p, ok := args.Get(0).(map[string]any)[contract.MemoProgress].(contract.WaveProgress); ok {
+			memos = append(memos, p)
+		}
+	}).Return(nil)
+	h.step(h.request(0, 1), h.request(1, 1))
+	h.step(h.release(0, keyOfIndex(0), 1))
+	h.finish()
+
+	var seen []poolFigures
+	for _, p := range memos {
+		if f := poolOf(p); len(seen) == 0 || seen[len(seen)-1] != f {
+			seen = append(seen, f)
+		}
+	}
+	// 0 granted; 1 queued (held back publishEvery); 0 released and 1
+	// granted; all ended.
+	assert.Equal(t, []poolFigures{{1, 0, 0}, {1, 1, 0}, {1, 1, 1}, {1, 1, 0}, {1, 0, 0}}, seen)
+}

@@ -75,9 +75,12 @@ func (w *wave) publish(ctx workflow.Context, final bool) {
 }
 
 // progressKey is what of a wave's progress is worth publishing again,
-// comparable (workflow code cannot use reflect).
+// comparable (workflow code cannot use reflect). The pre-stage pool's
+// figures are zero for a wave without Prestage: they publish nothing more
+// for it (no GetVersion).
 type progressKey struct {
 	total, started, refused, waiting, active, migrated, needsSupport, cancelled, deferred, cap, runs int
+	prestageCap, prestaging, prestageQueued                                                          int
 	items, bytes, skipped, badItems                                                                  int64
 	paused, cancelling                                                                               bool
 	reason                                                                                           string
@@ -87,6 +90,7 @@ func progressKeyOf(p contract.WaveProgress) progressKey {
 	return progressKey{
 		total: p.Total, started: p.Started, refused: p.Refused, waiting: p.Waiting, active: p.Active,
 		migrated: p.Migrated, needsSupport: p.NeedsSupport, cancelled: p.Cancelled, deferred: p.Deferred, cap: p.Cap, runs: p.Runs,
+		prestageCap: p.PrestageCap, prestaging: p.Prestaging, prestageQueued: p.PrestageQueued,
 		items: p.Copied.Items, bytes: p.Copied.Bytes, skipped: p.Copied.Skipped, badItems: p.Copied.BadItems,
 		paused: p.Paused, cancelling: p.Cancelling, reason: p.PauseReason,
 	}
@@ -112,6 +116,9 @@ func waveDetails(p contract.WaveProgress, now time.Time) string {
 	b.WriteString("\n")
 	b.WriteString(fmt.Sprintf("started %d, waiting %d, copying or cutting over %d of a cap of %d; refused at start %d\n",
 		p.Started, p.Waiting, p.Active, p.Cap, p.Refused))
+	if p.PrestageCap > 0 {
+		b.WriteString(fmt.Sprintf("pre-staging %d of a pool of %d, %d waiting for it\n", p.Prestaging, p.PrestageCap, p.PrestageQueued))
+	}
 	b.WriteString(fmt.Sprintf("copied %.1f GB, %d messages; run %d; as of %s", float64(p.Copied.Bytes)/1e9, p.Copied.Items, p.Runs,
 		now.UTC().Format("2006-01-02 15:04:05 MST")))
 	switch {
