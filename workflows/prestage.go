@@ -115,7 +115,7 @@ func (m *mailbox) prestageWait(ctx workflow.Context, t time.Time) bool {
 }
 
 // errAtT ends a pass that T came upon: what is left is copied at T.
-var errAtT = errors.New("T came before the pre-stage pass ended")
+var errAtT = errors.New("the pre-stage pass was stopped at T")
 
 // prestagePass runs one pass before T: held while the mailbox is paused,
 // queued in its wave's pool, then the copy, which a pause or T stops (the
