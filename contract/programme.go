@@ -59,6 +59,8 @@ type NightInput struct {
 	// Every is a rehearsal schedule's interval: nights every so often,
 	// not one a date.
 	Every time.Duration `json:",omitempty"`
+	// Prestage, when set, pre-stages each night's wave (WaveInput.Prestage).
+	Prestage *Prestage `json:",omitempty"`
 }
 
 // PilotSchedule is the schedule name of an organisation's pilot nights, if

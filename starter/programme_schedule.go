@@ -37,6 +37,7 @@ type scheduleOptions struct {
 	skip          []string
 	catchup       time.Duration
 	every         time.Duration // tests and rehearsals: a night every so often instead of a calendar
+	prestage      prestageFlags
 }
 
 var weekdays = map[string]int{"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
@@ -100,9 +101,14 @@ func buildSchedule(o scheduleOptions) (client.ScheduleOptions, error) {
 	if o.errorBudget < 0 || o.errorBudget > 100 || o.supportBudget < 0 || o.supportBudget > 100 {
 		return so, errors.New("--error-budget and --support-budget are percentages from 0 to 100")
 	}
+	prestage, err := o.prestage.policy()
+	if err != nil {
+		return so, err
+	}
 	in := contract.NightInput{
 		Schedule: o.name, Size: o.size, Lead: lead, ReminderLead: reminder, Cap: o.cap,
 		ErrorBudget: o.errorBudget / 100, SupportBudget: o.supportBudget / 100, MinSample: o.minSample, Zone: loc.String(),
+		Prestage: prestage,
 	}
 	for _, d := range o.skip {
 		for one := range strings.SplitSeq(d, ",") {
@@ -258,6 +264,7 @@ func newProgrammeScheduleCmd(a *app) *cobra.Command {
 	f.StringSliceVar(&o.skip, "skip", nil, "nights' dates to skip: bank holidays (2006-01-02, comma-separated or repeated)")
 	f.DurationVar(&o.catchup, "catchup", time.Hour, "a firing missed while the server was down is made up within this window, else skipped")
 	f.DurationVar(&o.every, "every", 0, "a night every so often instead of a calendar (rehearsals and tests)")
+	o.prestage.add(f)
 	_ = f.MarkHidden("every")
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("size")

@@ -53,6 +53,15 @@ func TestAScheduleFiresFourteenDaysBeforeEachNight(t *testing.T) {
 	so, err = buildSchedule(o)
 	require.NoError(t, err)
 	assert.Equal(t, []client.ScheduleRange{{Start: 3}}, so.Spec.Calendars[0].DayOfWeek, "a Saturday night is chosen on the Wednesday ten days before")
+
+	// Pre-staged nights: each night's wave has the policy.
+	o = weeknights()
+	o.prestage = prestageFlags{on: true, cap: 1500, mailboxMBps: 0.5, efficiency: 0.9, margin: 24 * time.Hour, every: 12 * time.Hour, wait: time.Hour}
+	so, err = buildSchedule(o)
+	require.NoError(t, err)
+	in = so.Action.(*client.ScheduleWorkflowAction).Args[0].(contract.NightInput)
+	assert.Equal(t, &contract.Prestage{MailboxRate: 0.5e6, Efficiency: 0.9, PassOverhead: contract.DefaultPrestage.PassOverhead,
+		StartDelay: time.Hour, Margin: 24 * time.Hour, IncrementalEvery: 12 * time.Hour, Cap: 1500}, in.Prestage)
 }
 
 // TestAScheduleThatCannotBeKeptIsRefused: each bad option is named.
@@ -70,6 +79,12 @@ func TestAScheduleThatCannotBeKeptIsRefused(t *testing.T) {
 		"a reminder after T-14":  {func(o *scheduleOptions) { o.reminder = "15d" }, "reminder"},
 		"a skip that is no date": {func(o *scheduleOptions) { o.skip = []string{"Easter"} }, "skip"},
 		"an end before start":    {func(o *scheduleOptions) { o.end = "2026-01-01" }, "--end is before --start"},
+		"a pre-stage pool of none": {func(o *scheduleOptions) {
+			o.prestage = prestageFlags{on: true, cap: 0, mailboxMBps: 0.5, efficiency: 0.9, margin: 24 * time.Hour}
+		}, "--prestage: pre-stage: pool cap 0"},
+		"a pre-stage efficiency over 1": {func(o *scheduleOptions) {
+			o.prestage = prestageFlags{on: true, cap: 10, mailboxMBps: 0.5, efficiency: 1.5, margin: 24 * time.Hour}
+		}, "efficiency 1.5"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			o := weeknights()

@@ -91,6 +91,7 @@ func ProgrammeNight(ctx workflow.Context, in contract.NightInput) (contract.Nigh
 		ReminderLead: in.ReminderLead,
 		Cap:          in.Cap,
 		ErrorBudget:  in.ErrorBudget,
+		Prestage:     in.Prestage, // nil for the nights before it: the same command
 	})
 	if err := wave.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		var already *temporal.ChildWorkflowExecutionAlreadyStartedError
