@@ -30,7 +30,7 @@ func wavesDirFlag(cmd *cobra.Command, spec *string) {
 
 func newProgrammeCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "programme", Short: "The programme's estate: every mailbox to be moved, and where it stands"}
-	cmd.AddCommand(newProgrammeImportCmd(a), newProgrammeStatusCmd(a),
+	cmd.AddCommand(newProgrammeImportCmd(a), newProgrammeStatusCmd(a), newProgrammePlanCmd(a),
 		newProgrammeScheduleCmd(a), newProgrammeListCmd(a),
 		newProgrammeScheduleVerbCmd(a, "pause", "Pause a schedule: no night is chosen until it is resumed"),
 		newProgrammeScheduleVerbCmd(a, "resume", "Resume a paused schedule (nights due while it was paused are not made up)"),
