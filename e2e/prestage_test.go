@@ -10,7 +10,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"go.temporal.io/sdk/client"
+
 	"mailwave/contract"
+	"mailwave/identity"
+	"mailwave/mail/sim"
+	"mailwave/testkit"
+	"mailwave/worker/config"
+	"mailwave/worker/workerapp"
 )
 
 // TestAPrestagedWaveOnDevServer runs a pre-staging wave of 60 simulated
@@ -97,4 +104,101 @@ func mailboxState(t *testing.T, e *waveEnv, key string) contract.MailboxState {
 	var st contract.MailboxState
 	require.NoError(t, v.Get(&st))
 	return st
+}
+
+// TestAPrestagedPassPausedMidwayGoesOnFromItsCheckpoint: on a real server,
+// a mailbox paused while its pre-stage bulk pass copies (about 30 s at the
+// estate's rate) stops the pass; the copy hands the workflow the
+// checkpoint it reached, and once resumed the pass goes on from there: it
+// copies only what was left, and nothing is lost or there twice. (A copy
+// hears of a cancel in its heartbeat's answer, which the SDK sends at most
+// every 16 s for a 20 s heartbeat timeout: the pass lasts 30 s, so the
+// pause reaches it mid-way.)
+func TestAPrestagedPassPausedMidwayGoesOnFromItsCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	estateDir := filepath.Join(dir, "estate")
+	_, err := sim.Generate(estateDir, sim.GenerateOptions{Seed: 31, Mailboxes: 3})
+	require.NoError(t, err)
+	est, err := sim.Open(estateDir, sim.Options{})
+	require.NoError(t, err)
+	roster, err := est.Roster()
+	require.NoError(t, err)
+	// The largest of the three.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	keyer, err := identity.NewKeyer([]byte("prestage-pause-secret"))
+	require.NoError(t, err)
+	var pick sim.RosterEntry
+	var size int64
+	for _, r := range roster {
+		k, err := keyer.Key(r.Address)
+		require.NoError(t, err)
+		p, err := est.Preflight(ctx, contract.MailboxRef{Key: k, Address: r.Address})
+		require.NoError(t, err)
+		if p.SourceBytes > size {
+			pick, size = r, p.SourceBytes
+		}
+	}
+	require.Positive(t, size)
+
+	srv := testkit.NewDevServer(t, "")
+	c := srv.Client()
+	testkit.StartWorker(t, c, workerapp.Config{
+		TaskQueue: contract.TaskQueue, Notifier: "outbox", OutboxDir: filepath.Join(dir, "outbox"),
+		Estate: "sim",
+		// Real time: the mailbox's copy takes about 30 s.
+		Sim:                     config.Sim{Dir: estateDir, TimeScale: 1, BytesPerSecond: size / 30},
+		MaxConcurrentActivities: 10, MaxConcurrentLocalActivities: 10, MaxConcurrentWorkflowTasks: 10,
+		ShutdownTimeout: 5 * time.Second,
+	})
+	key, err := keyer.Key(pick.Address)
+	require.NoError(t, err)
+	at := time.Now().Add(100 * time.Second)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.MailboxWorkflowID(key), TaskQueue: contract.TaskQueue},
+		contract.MailboxWorkflowName, contract.MailboxInput{
+			Mailbox:   contract.MailboxRef{Key: key, Address: pick.Address, Org: pick.Org, DisplayName: pick.DisplayName},
+			MigrateAt: at, NoticeLead: 95 * time.Second, ReminderLead: 2 * time.Second,
+			// Planned at the pace the estate gives: the bulk pass 35 s
+			// after the notice, ending 30 s before T.
+			Prestage: &contract.Prestage{MailboxRate: float64(size) / 30, Efficiency: 1, Margin: 30 * time.Second, Cap: 1},
+		})
+	require.NoError(t, err)
+
+	state := func() contract.MailboxState {
+		v, err := c.QueryWorkflow(ctx, run.GetID(), "", contract.QueryState)
+		require.NoError(t, err)
+		var st contract.MailboxState
+		require.NoError(t, v.Get(&st))
+		return st
+	}
+	// Pause it a few seconds into its bulk pass.
+	require.Eventually(t, func() bool {
+		st := state()
+		return st.Prestage != nil && st.Prestage.Pass > 0 && !st.Prestage.Queued
+	}, 70*time.Second, 100*time.Millisecond, "the bulk pass began")
+	time.Sleep(5 * time.Second)
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", contract.SignalPause, contract.PauseRequest{Reason: "test"}))
+	require.Eventually(t, func() bool { return state().Prestage.Interrupted == 1 }, 30*time.Second, 100*time.Millisecond,
+		"the pass stopped")
+	paused := state()
+	assert.False(t, paused.Prestage.BulkDone)
+	assert.Positive(t, paused.Copied.Bytes, "what the stopped pass copied is counted")
+	assert.Less(t, paused.Copied.Bytes, size, "and it was not all")
+	time.Sleep(2 * time.Second)
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", contract.SignalResume, nil))
+
+	var res contract.MailboxResult
+	require.NoError(t, run.Get(ctx, &res))
+	assert.Equal(t, contract.OutcomeMigrated, res.Outcome, "%+v", res)
+	st := state()
+	assert.True(t, st.Prestage.BulkDone)
+	assert.Equal(t, 1, st.Prestage.Interrupted)
+	// Gone on from the checkpoint: the bulk passes together read the
+	// mailbox once (plus what arrived after the bulk pass, for the delta).
+	assert.Zero(t, res.Copied.Skipped, "nothing read twice: the resumed pass began at the checkpoint")
+	rep, err := est.Verify(ctx, []string{pick.Address})
+	require.NoError(t, err)
+	assert.Equal(t, 1, rep.Totals.CutOver, rep.Summary())
+	assert.Zero(t, rep.Totals.Lost, rep.Summary())
+	assert.Zero(t, rep.Totals.Duplicated, rep.Summary())
 }
