@@ -2,6 +2,7 @@ package contract
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -63,8 +64,8 @@ var DefaultPrestage = Prestage{
 // Validate names the first problem with a pre-staging policy.
 func (p Prestage) Validate() error {
 	switch {
-	case !(p.MailboxRate > 0):
-		return fmt.Errorf("pre-stage: mailbox rate %g bytes/s: must be more than zero", p.MailboxRate)
+	case !(p.MailboxRate >= 1000) || math.IsInf(p.MailboxRate, 0):
+		return fmt.Errorf("pre-stage: mailbox rate %g bytes/s: must be at least 1,000 and finite", p.MailboxRate)
 	case !(p.Efficiency > 0 && p.Efficiency <= 1):
 		return fmt.Errorf("pre-stage: efficiency %g: must be in (0, 1]", p.Efficiency)
 	case p.PassOverhead < 0 || p.StartDelay < 0 || p.Margin < 0 || p.IncrementalEvery < 0:
@@ -94,6 +95,8 @@ type PrestageState struct {
 	// what is left is read at T).
 	BulkAt time.Time
 	Late   bool `json:",omitempty"`
+	// SizeUnknown: the preflight read no size; it starts at its earliest.
+	SizeUnknown bool `json:",omitempty"`
 	// Passes ended; Pass the one running or waiting (0: none).
 	Passes int
 	Pass   int  `json:",omitempty"`

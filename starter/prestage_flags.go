@@ -18,9 +18,16 @@ type prestageFlags struct {
 	mailboxMBps         float64
 	efficiency          float64
 	margin, every, wait time.Duration
+	flags               *pflag.FlagSet // to tell a flag given from its default
 }
 
+// minIncrementalEvery is the shortest interval between incremental passes
+// the starter takes: each pass is a few events in its mailbox's history and
+// three signals to its wave, and a mailbox lives fourteen days.
+const minIncrementalEvery = time.Hour
+
 func (p *prestageFlags) add(f *pflag.FlagSet) {
+	p.flags = f
 	d := contract.DefaultPrestage
 	f.BoolVar(&p.on, "prestage", false, "pre-stage each mailbox's bulk copy before T (from its notice on), leaving only the final delta and the cutover to the night")
 	f.IntVar(&p.cap, "prestage-cap", d.Cap, "with --prestage: passes before T at once in the wave's pre-stage pool")
@@ -34,7 +41,18 @@ func (p *prestageFlags) add(f *pflag.FlagSet) {
 // policy is the wave's pre-staging, or nil without --prestage.
 func (p prestageFlags) policy() (*contract.Prestage, error) {
 	if !p.on {
+		if p.flags != nil {
+			for _, name := range []string{"prestage-cap", "mailbox-rate", "prestage-efficiency", "prestage-margin",
+				"prestage-incremental-every", "prestage-start-delay"} {
+				if p.flags.Changed(name) {
+					return nil, fmt.Errorf("--%s is for a pre-staged wave: add --prestage", name)
+				}
+			}
+		}
 		return nil, nil
+	}
+	if p.every != 0 && p.every < minIncrementalEvery {
+		return nil, fmt.Errorf("--prestage-incremental-every %s: 0 (none) or at least %s", p.every, minIncrementalEvery)
 	}
 	pol := contract.Prestage{
 		MailboxRate: p.mailboxMBps * 1e6, Efficiency: p.efficiency, PassOverhead: contract.DefaultPrestage.PassOverhead,
@@ -44,6 +62,16 @@ func (p prestageFlags) policy() (*contract.Prestage, error) {
 		return nil, fmt.Errorf("--prestage: %w", err)
 	}
 	return &pol, nil
+}
+
+// checkPrestageLead refuses a policy whose bulk pass could never end its
+// margin before T: its start delay and margin take the whole notice lead.
+func checkPrestageLead(p *contract.Prestage, notice time.Duration) error {
+	if p != nil && p.StartDelay+p.Margin >= notice {
+		return fmt.Errorf("--prestage-start-delay %s and --prestage-margin %s leave no time of the %s notice lead for the bulk pass",
+			p.StartDelay, p.Margin, notice)
+	}
+	return nil
 }
 
 // describe is the policy in a line, for the launch's summary.

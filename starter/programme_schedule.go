@@ -102,6 +102,9 @@ func buildSchedule(o scheduleOptions) (client.ScheduleOptions, error) {
 		return so, errors.New("--error-budget and --support-budget are percentages from 0 to 100")
 	}
 	prestage, err := o.prestage.policy()
+	if err == nil {
+		err = checkPrestageLead(prestage, lead)
+	}
 	if err != nil {
 		return so, err
 	}

@@ -98,6 +98,9 @@ func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time
 	if err := sched.check(now, o.allowShortNotice); err != nil {
 		return in, err
 	}
+	if err := checkPrestageLead(prestage, sched.NoticeLead); err != nil {
+		return in, err
+	}
 	path := o.mailboxes
 	if path == "" {
 		path = o.roster

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -47,6 +48,9 @@ func newWaveSetCapCmd(a *app) *cobra.Command {
 			}
 			req := contract.SetCapRequest{Cap: n}
 			if prestage {
+				if err := a.checkPrestaging(cmd.Context(), wave); err != nil {
+					return err
+				}
 				req = contract.SetCapRequest{Prestage: n}
 			}
 			return a.signalWave(cmd.Context(), wave, "set-concurrency", contract.SignalSetCap, req)
@@ -71,5 +75,27 @@ func (a *app) signalWave(ctx context.Context, wave, verb, signal string, payload
 		return fmt.Errorf("%s wave %s: %w", verb, wave, err)
 	}
 	fmt.Fprintf(a.out, "%s sent to wave %s\n", verb, wave)
+	return nil
+}
+
+// checkPrestaging refuses to set the pre-stage pool of a wave that does
+// not pre-stage, when the wave answers (a wave that does not ignores it,
+// and only its worker's log would say so).
+func (a *app) checkPrestaging(ctx context.Context, wave string) error {
+	c, _, err := a.waveTarget(ctx, wave)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	v, err := c.QueryWorkflow(qctx, contract.WaveWorkflowID(wave), "", contract.QueryProgress)
+	if err != nil {
+		return nil // no answer: the wave judges
+	}
+	var p contract.WaveProgress
+	if v.Get(&p) == nil && p.PrestageCap == 0 {
+		return fmt.Errorf("wave %s does not pre-stage (launched without --prestage): it has no pre-stage pool", wave)
+	}
 	return nil
 }

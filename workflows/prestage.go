@@ -33,15 +33,19 @@ type prestager struct {
 	pass     int  // the pass asked for last (counted from 1)
 	cancel   workflow.CancelFunc
 	interval time.Duration
+	budget   time.Duration // a pass's time, its retries included
 }
 
 // startPrestage begins the passes before T, once the T-14 notice is out.
 func (m *mailbox) startPrestage(ctx workflow.Context) {
 	p := m.in.Prestage
 	m.pre = &prestager{running: true, interval: p.IncrementalEvery}
-	var bytes int64
+	// A mailbox whose size the preflight could not read (a copier that
+	// does not measure) is planned as too large: it starts at its
+	// earliest, rather than at the last moment an empty one could.
+	bytes, known := int64(0), false
 	if f := m.state.Preflight; f != nil {
-		bytes = f.SourceBytes
+		bytes, known = f.SourceBytes, true
 	}
 	// The plan is recorded (a marker), so a later planner replays this run
 	// as it was planned.
@@ -54,6 +58,9 @@ func (m *mailbox) startPrestage(ctx workflow.Context) {
 	policy := plan.Policy{StartDelay: p.StartDelay, Margin: p.Margin}
 	noticed := workflow.Now(ctx)
 	if err := workflow.SideEffect(ctx, func(workflow.Context) any {
+		if !known {
+			return planned{At: noticed.Add(policy.StartDelay), Late: true}
+		}
 		start, late := plan.BulkStart(bytes, noticed, m.in.MigrateAt, limits, policy)
 		return planned{At: start, Late: late}
 	}).Get(&at); err != nil {
@@ -61,7 +68,8 @@ func (m *mailbox) startPrestage(ctx workflow.Context) {
 		m.pre.running = false
 		return
 	}
-	m.state.Prestage = &contract.PrestageState{BulkAt: at.At, Late: at.Late}
+	m.state.Prestage = &contract.PrestageState{BulkAt: at.At, Late: at.Late, SizeUnknown: !known}
+	m.pre.budget = max(3*limits.PassDuration(bytes), minPassBudget)
 	if at.Late {
 		workflow.GetLogger(ctx).Warn("pre-stage cannot end its margin before T: it starts at once", "mailbox", m.state.Key,
 			"bytes", bytes, "migrateAt", m.in.MigrateAt)
@@ -90,7 +98,9 @@ func (m *mailbox) prestageLoop(ctx workflow.Context, bulkAt time.Time) {
 	if every <= 0 {
 		return
 	}
-	for next := workflow.Now(ctx).Add(every); !next.Add(every).After(m.in.MigrateAt); next = next.Add(every) {
+	// Each from the end of the one before: a pass held back (queued,
+	// paused) does not leave the next ones to run back to back.
+	for next := workflow.Now(ctx).Add(every); !next.Add(every).After(m.in.MigrateAt); next = workflow.Now(ctx).Add(every) {
 		if !m.prestageWait(ctx, next) {
 			return
 		}
@@ -136,8 +146,7 @@ func (m *mailbox) prestagePass(ctx workflow.Context, pass contract.CopyPass) err
 		if m.in.WaveWorkflowID != "" {
 			st.Queued = true
 			m.details(ctx)
-			m.signalWave(ctx, contract.SignalPrestageRequest, n)
-			err := workflow.Await(ctx, func() bool { return m.pre.granted == n || m.pre.atT })
+			err := m.awaitPlace(ctx, n)
 			st.Queued = false
 			if err != nil {
 				return err
@@ -177,6 +186,25 @@ func (m *mailbox) prestagePass(ctx workflow.Context, pass contract.CopyPass) err
 	}
 }
 
+// requestEvery is how often a pass waiting for its wave's pool asks again:
+// a request the wave could not check (its roster unreadable for a while)
+// is dropped, and the wave ignores one it has.
+const requestEvery = time.Hour
+
+// awaitPlace asks the wave for a place in its pool for pass n and waits
+// for the grant, or for T.
+func (m *mailbox) awaitPlace(ctx workflow.Context, n int) error {
+	for {
+		m.signalWave(ctx, contract.SignalPrestageRequest, n)
+		ok, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+			Timeout: requestEvery, TimerOptions: workflow.TimerOptions{Summary: "waiting for the pre-stage pool"},
+		}, func() bool { return m.pre.granted == n || m.pre.atT })
+		if err != nil || ok {
+			return err
+		}
+	}
+}
+
 // prestageCopy runs the copy activity for one pass, under a context that
 // a pause or T cancels; a cancelled pass hands back its checkpoint.
 func (m *mailbox) prestageCopy(ctx workflow.Context, pass contract.CopyPass) error {
@@ -187,22 +215,37 @@ func (m *mailbox) prestageCopy(ctx workflow.Context, pass contract.CopyPass) err
 		m.copyStarted = workflow.Now(ctx)
 	}
 	var res activities.CopyResult
-	err := workflow.ExecuteActivity(prestageCopyOptions(cctx), contract.ActivityCopyMailbox, activities.CopyInput{
+	err := workflow.ExecuteActivity(prestageCopyOptions(cctx, m.pre.budget), contract.ActivityCopyMailbox, activities.CopyInput{
 		Mailbox: m.in.Mailbox, Pass: pass, From: m.checkpoint,
 	}).Get(cctx, &res)
 	var ce *temporal.CanceledError
+	var te *temporal.TimeoutError
 	switch {
 	case err == nil:
 		m.state.Copied = m.state.Copied.Add(res.Stats)
 		m.checkpoint = res.Checkpoint
-	case errors.As(err, &ce) && ce.HasDetails():
-		var p activities.CopyProgress
-		if ce.Details(&p) == nil {
-			m.state.Copied = m.state.Copied.Add(p.Stats)
-			m.checkpoint = p.Checkpoint
-		}
+	case errors.As(err, &ce):
+		m.keepProgress(ctx, ce.HasDetails(), ce.Details)
+	case errors.As(err, &te):
+		m.keepProgress(ctx, te.HasLastHeartbeatDetails(), te.LastHeartbeatDetails)
 	}
 	return err
+}
+
+// keepProgress takes the checkpoint a stopped pass reached: a cancelled
+// copy returns it, a timed-out one's last heartbeat has it. A pass
+// cancelled between attempts has none (the server answers the cancel
+// itself): the next pass goes on from where the last pass ended, and
+// the copier finds what is already there without copying it again.
+func (m *mailbox) keepProgress(ctx workflow.Context, has bool, details func(...any) error) {
+	var p activities.CopyProgress
+	if !has || details(&p) != nil || p.Checkpoint.Folders == nil {
+		workflow.GetLogger(ctx).Info("stopped pre-stage pass left no checkpoint; the next pass looks for what is there",
+			"mailbox", m.state.Key)
+		return
+	}
+	m.state.Copied = m.state.Copied.Add(p.Stats)
+	m.checkpoint = p.Checkpoint
 }
 
 // prestageFailed notes a pass before T that failed for good; the copy at
@@ -271,6 +314,12 @@ func (m *mailbox) signalWave(ctx workflow.Context, signal string, pass int) {
 			MaximumInterval:    time.Minute,
 		},
 	})
+	if signal == contract.SignalPrestageRelease {
+		// Given back even when the run is ending (cancelled, moved): the
+		// place is the pool's, not this pass's.
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		lctx = workflow.WithLocalActivityOptions(dctx, workflow.GetLocalActivityOptions(lctx))
+	}
 	err := workflow.ExecuteLocalActivity(lctx, contract.ActivitySignalWave, activities.SignalWaveInput{
 		WaveWorkflowID: m.in.WaveWorkflowID, Signal: signal,
 		Slot: contract.PrestageSlot{Index: m.in.WaveIndex, Key: m.state.Key, Pass: pass},
@@ -281,13 +330,20 @@ func (m *mailbox) signalWave(ctx workflow.Context, signal string, pass int) {
 	}
 }
 
+// minPassBudget is the least time a pass before T has, its retries
+// included.
+const minPassBudget = 6 * time.Hour
+
 // prestageCopyOptions are for a pass before T: as a copy at T, but without
-// the night's bounds: a 50 GB mailbox's bulk pass takes 31 hours at 0.9 of
-// Exchange Online's budget, and a pass ends at T at the latest.
-func prestageCopyOptions(ctx workflow.Context) workflow.Context {
+// the night's bounds (a 50 GB mailbox's bulk pass takes 31 hours at 0.9 of
+// Exchange Online's budget), and within budget: three times the pass's
+// planned length, at least six hours, its retries included. A pass that
+// keeps failing (a target not yet licensed, say) gives its place in the
+// pool back then, and leaves the copy to T from its last heartbeat.
+func prestageCopyOptions(ctx workflow.Context, budget time.Duration) workflow.Context {
 	o := workflow.GetActivityOptions(copyOptions(ctx))
-	o.StartToCloseTimeout = 96 * time.Hour
-	o.ScheduleToCloseTimeout = 0
+	o.StartToCloseTimeout = budget
+	o.ScheduleToCloseTimeout = budget
 	o.Summary = "pre-stage pass"
 	return workflow.WithActivityOptions(ctx, o)
 }

@@ -103,8 +103,8 @@ func (s *MailboxSuite) TestPrestageTooLargeForItsLeadStartsAtOnce() {
 
 // TestPrestageInAWaveWaitsForItsPool: in a wave, a pass asks the wave for
 // a place in its pre-stage pool and copies only once granted; it gives the
-// place back when it ends. A grant for another mailbox, or for a pass not
-// asked for, starts nothing.
+// place back when it ends, and asks again each hour while it waits. A grant
+// for another mailbox, or for a pass not asked for, starts nothing.
 func (s *MailboxSuite) TestPrestageInAWaveWaitsForItsPool() {
 	s.registerSignalWave()
 	s.expectNotices()
@@ -140,15 +140,20 @@ func (s *MailboxSuite) TestPrestageInAWaveWaitsForItsPool() {
 		st := s.query().Prestage
 		s.True(st.Queued, "waiting for the pool")
 		s.env.SignalWorkflow(contract.SignalPrestageGrant, contract.PrestageSlot{WaveID: "wave-1", Index: 7, Pass: 1})
-	}, bulkAt.Sub(s.env.Now())+2*time.Hour)
+	}, bulkAt.Sub(s.env.Now())+150*time.Minute)
 	s.env.ExecuteWorkflow(MailboxMigration, in)
 
 	s.Equal(contract.OutcomeMigrated, s.result().Outcome)
-	s.WithinDuration(bulkAt.Add(2*time.Hour), s.callsOf("copy:bulk")[0], 5*time.Second, "copied once granted")
-	s.Equal([]string{contract.SignalPrestageRequest, contract.SignalPrestageRelease, contract.SignalPrestageRelease}, signals)
+	s.WithinDuration(bulkAt.Add(150*time.Minute), s.callsOf("copy:bulk")[0], 5*time.Second, "copied once granted")
+	// Asked for again each hour while waiting (a request the wave
+	// dropped is not lost for good).
+	s.Equal([]string{contract.SignalPrestageRequest, contract.SignalPrestageRequest, contract.SignalPrestageRelease,
+		contract.SignalPrestageRequest, contract.SignalPrestageRelease}, signals)
 	s.Equal(contract.PrestageSlot{Index: 7, Key: "k1", Pass: 1}, sent[0])
-	s.Equal(2, sent[1].Pass, "the grant of a pass not asked for is given back")
-	s.Equal(1, sent[2].Pass, "the pass's place is given back when it ends")
+	s.Equal(sent[0], sent[1])
+	s.Equal(2, sent[2].Pass, "the grant of a pass not asked for is given back")
+	s.Equal(sent[0], sent[3])
+	s.Equal(1, sent[4].Pass, "the pass's place is given back when it ends")
 	s.Equal([]string{"notice:t14", "copy:bulk", "notice:t1", "copy:delta", "cutover", "notice:success"}, s.names())
 }
 
@@ -206,4 +211,32 @@ func (s *MailboxSuite) TestPrestagePausedMidPassRunsAgainOnceResumed() {
 	s.Require().Len(bulks, 2)
 	s.WithinDuration(bulkAt.Add(3*time.Hour), bulks[1], 5*time.Second, "not before it was resumed")
 	s.Equal([]string{"notice:t14", "copy:bulk", "copy:bulk", "notice:t1", "copy:delta", "cutover", "notice:success"}, s.names())
+}
+
+// TestPrestageOfUnknownSizeStartsAtItsEarliest: a mailbox whose preflight
+// read no size is not planned as empty (at the last moment): its bulk pass
+// starts at its earliest. Incremental passes go from the end of the pass
+// before.
+func (s *MailboxSuite) TestPrestageOfUnknownSizeStartsAtItsEarliest() {
+	s.expectNotices()
+	s.env.OnActivity(contract.ActivityPreflight, mock.Anything, mock.Anything).Return(activities.PreflightResult{Checked: false, Attempt: 1}, nil)
+	var from []uint32
+	s.chainedCopies(&from)
+	s.expectCutover()
+	in := s.prestaged(20 * 24 * time.Hour)
+	in.Prestage.IncrementalEvery = 4 * 24 * time.Hour
+	s.env.ExecuteWorkflow(MailboxMigration, in)
+
+	s.Equal(contract.OutcomeMigrated, s.result().Outcome)
+	notice := s.callsOf("notice:t14")[0]
+	s.WithinDuration(notice.Add(time.Hour), s.callsOf("copy:bulk")[0], time.Second)
+	st := s.query().Prestage
+	s.True(st.SizeUnknown)
+	s.True(st.Late)
+	// From an hour after the notice, every 4 days while 4 days are left:
+	// 4 d 1 h, 8 d 1 h after it (12 d 1 h would leave less than 4 before T).
+	incr := s.callsOf("copy:incremental")
+	s.Require().Len(incr, 2)
+	s.WithinDuration(notice.Add(97*time.Hour), incr[0], time.Second)
+	s.WithinDuration(notice.Add(193*time.Hour), incr[1], time.Second)
 }
