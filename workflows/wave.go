@@ -48,12 +48,18 @@ type wave struct {
 	timerArmed bool
 	keys       []string // the page of keys last read
 	keysFrom   int
-	signals    int // signals handled in this run
+	// keyPages are the roster's pages read in this run for pre-stage
+	// requests, by page number (prestageKeyMatches).
+	keyPages map[int][]string
+	signals  int // signals handled in this run
 	// Reconciliation: mailboxes to ask the server about, a check running,
 	// and the timer that checks the slot holders.
 	toReconcile    []int
 	reconcileBusy  bool
 	reconcileArmed bool
+	// reconcileRounds counts this run's rounds (the pool's holders are
+	// checked every prestageReconcileRounds).
+	reconcileRounds int
 	// Signals to mailboxes waiting for the one before them, by key (a key
 	// present: one is in flight; changeOrderedSignals).
 	sending map[string][]queuedSignal

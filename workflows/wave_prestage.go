@@ -61,7 +61,7 @@ func (w *wave) prestageRequestValid(ctx workflow.Context, r contract.PrestageSlo
 	case r.Index < 0 || r.Index >= w.in.Total:
 		return ignore("no such mailbox index")
 	}
-	match, read := w.keyMatches(ctx, r.Index, r.Key)
+	match, read := w.prestageKeyMatches(ctx, r.Index, r.Key)
 	switch {
 	case !read:
 		return false // the roster could not be read: the wave is held, saying why
@@ -152,4 +152,31 @@ func prestageSlotOf(slots []contract.PrestageSlot, r contract.PrestageSlot) int 
 	return slices.IndexFunc(slots, func(s contract.PrestageSlot) bool {
 		return s.Index == r.Index && s.Pass == r.Pass && s.Key == r.Key
 	})
+}
+
+// prestageKeyMatches is keyMatches for pre-stage requests, which come in no
+// order and several a mailbox: the roster's pages read in this run are
+// kept (a wave's at most 200 pages of 500 keys, about 3 MB), so a page is
+// read once a run (a local activity's marker of about 17 KB in the
+// history), not once a request.
+func (w *wave) prestageKeyMatches(ctx workflow.Context, index int, key string) (match, read bool) {
+	if j := prestageSlotAt(w.st.PrestageActive, index); j >= 0 {
+		return w.st.PrestageActive[j].Key == key, true
+	}
+	if j := prestageSlotAt(w.st.PrestageQueue, index); j >= 0 {
+		return w.st.PrestageQueue[j].Key == key, true
+	}
+	page := index / w.in.PageSize
+	if keys, ok := w.keyPages[page]; ok {
+		return keys[index-page*w.in.PageSize] == key, true
+	}
+	want, ok := w.keyOf(ctx, index)
+	if !ok {
+		return false, false
+	}
+	if w.keyPages == nil {
+		w.keyPages = map[int][]string{}
+	}
+	w.keyPages[page] = w.keys
+	return want == key, true
 }
