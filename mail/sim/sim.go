@@ -43,6 +43,12 @@ type Options struct {
 	// without Instant, and only when the estate's bucket file is new
 	// (SetTenantLimit changes it).
 	TenantBytesPerSecond int64
+	// MailboxBytesPerSecond is the target's documented per-mailbox budget
+	// in simulated bytes per second (Exchange Online: 150 MB per 5
+	// minutes), kept by every copy of a mailbox through this Estate, as
+	// the Graph copier keeps it: 0 means none. It applies only with a
+	// TimeScale and without Instant.
+	MailboxBytesPerSecond int64
 	// Logger gets the adaptive rate's lines (nil: none).
 	Logger *zap.Logger
 	// Instant makes copies take no time at all, for benchmarks.
@@ -106,6 +112,7 @@ type Estate struct {
 	tenant   *tenant        // the tenant limit; nil: none
 	rate     *adapt.Rate    // the pace towards the tenant limit
 	locks    keyLocks
+	budgets  *budgets // the per-mailbox budget; nil: none
 }
 
 var (
@@ -152,6 +159,9 @@ func Open(dir string, o Options) (*Estate, error) {
 		burst := int(min(max(limit/20, 64<<10), float64(o.BatchBytes)))
 		e.limiter = rate.NewLimiter(rate.Limit(limit), burst)
 	}
+	if !o.Instant && o.TimeScale > 0 && o.MailboxBytesPerSecond > 0 {
+		e.budgets = newBudgets(float64(o.MailboxBytesPerSecond) * o.TimeScale)
+	}
 	if !o.Instant && o.TimeScale > 0 && o.TenantBytesPerSecond > 0 {
 		if e.tenant, err = openTenant(dir, float64(o.TenantBytesPerSecond)*o.TimeScale); err != nil {
 			return nil, err
@@ -177,7 +187,7 @@ func (o Options) validate() error {
 	if f.TransientRate+f.ThrottleRate > 1 {
 		return fmt.Errorf("sim: transient and throttle rates add up to more than 1")
 	}
-	if o.TimeScale < 0 || o.BytesPerSecond < 0 || f.ThrottleRetryAfter < 0 || o.BatchMessages < 0 || o.BatchBytes < 0 {
+	if o.TimeScale < 0 || o.BytesPerSecond < 0 || o.MailboxBytesPerSecond < 0 || f.ThrottleRetryAfter < 0 || o.BatchMessages < 0 || o.BatchBytes < 0 {
 		return fmt.Errorf("sim: time scale, rate limit, retry-after and batch sizes must not be negative")
 	}
 	return nil

@@ -603,3 +603,52 @@ func BenchmarkVerify(b *testing.B) {
 		require.Equal(b, n, r.Totals.CutOver)
 	}
 }
+
+// TestTheMailboxBudgetIsKeptPerMailbox: under a per-mailbox budget two
+// mailboxes copied at once each take their own budget's time (neither
+// waits for the other's), and one mailbox's two passes at once share its
+// budget.
+func TestTheMailboxBudgetIsKeptPerMailbox(t *testing.T) {
+	probe := newEstate(t, 200, Options{Instant: true})
+	small := 0
+	for i := range 200 {
+		if probe.profile(i).Bytes < probe.profile(small).Bytes {
+			small = i
+		}
+	}
+	other := (small + 1) % 200
+	for i := range 200 {
+		if i != small && probe.profile(i).Bytes < probe.profile(other).Bytes {
+			other = i
+		}
+	}
+	size := func(i int) int64 {
+		st, err := newEstate(t, 200, Options{Instant: true}).Copy(context.Background(), port.CopyRequest{Mailbox: ref(probe, i), Pass: contract.PassBulk})
+		require.NoError(t, err)
+		return st.Bytes
+	}
+	const want = 400 * time.Millisecond
+	const scale = 3600.0
+	budget := int64(float64(size(small)) / want.Seconds() / scale)
+	e := newEstate(t, 200, Options{TimeScale: scale, BytesPerSecond: 1 << 40, MailboxBytesPerSecond: budget})
+	var wg sync.WaitGroup
+	took := make([]time.Duration, 2)
+	for j, i := range []int{small, other} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			_, err := e.Copy(context.Background(), port.CopyRequest{Mailbox: ref(e, i), Pass: contract.PassBulk})
+			assert.NoError(t, err)
+			took[j] = time.Since(start)
+		}()
+	}
+	wg.Wait()
+	wantOther := time.Duration(float64(size(other)) / float64(budget) / scale * float64(time.Second))
+	t.Logf("budget %d B/s: %v (want %v), %v (want %v)", budget, took[0], want, took[1], wantOther)
+	// Lower bounds: a copy never passes its budget; the upper bound only
+	// says the two did not queue behind each other.
+	assert.GreaterOrEqual(t, took[0], want*8/10)
+	assert.GreaterOrEqual(t, took[1], wantOther*8/10)
+	assert.Less(t, took[0], want+wantOther, "the small one did not wait for the other's budget")
+}

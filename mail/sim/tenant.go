@@ -159,6 +159,9 @@ func ReadTenantStats(dir string) (TenantStats, error) {
 // send passes n bytes to the target: through the worker's adaptive rate and
 // the tenant's limit when the estate has one, else the fixed rate.
 func (e *Estate) send(ctx context.Context, key string, n int64) error {
+	if err := e.budgets.wait(ctx, key, n); err != nil {
+		return err
+	}
 	if e.tenant == nil {
 		return e.throttle(ctx, n)
 	}

@@ -208,11 +208,14 @@ type Sim struct {
 	// TenantBytesPerSecond is the target tenant's limit, shared by every
 	// worker of the estate (0: none).
 	TenantBytesPerSecond int64
-	Instant              bool    // copies take no time (benchmarks)
-	TransientRate        float64 // chance of a transient error per copy batch or cutover
-	ThrottleRate         float64 // chance of a throttling answer per copy batch or cutover
-	ThrottleRetryAfter   time.Duration
-	NotFoundRate         float64 // share of mailboxes missing at the source
+	// MailboxBytesPerSecond is the target's per-mailbox budget, kept by
+	// each copy (0: none).
+	MailboxBytesPerSecond int64
+	Instant               bool    // copies take no time (benchmarks)
+	TransientRate         float64 // chance of a transient error per copy batch or cutover
+	ThrottleRate          float64 // chance of a throttling answer per copy batch or cutover
+	ThrottleRetryAfter    time.Duration
+	NotFoundRate          float64 // share of mailboxes missing at the source
 }
 
 // Defaults.
@@ -230,7 +233,7 @@ var (
 	copierKeys       = []string{"kind", "source", "target", "graph", "sim"}
 	appKeys          = []string{"tenant", "client_id", "client_secret", "certificate_file", "key_file", "login_url", "ca_file"}
 	graphKeys        = append(slices.Clip(appKeys), "graph_url", "concurrent", "upload_bytes", "upload_window", "requests", "request_window")
-	estateKeys       = []string{"dir", "time_scale", "bytes_per_second", "tenant_bytes_per_second", "instant", "transient_rate", "throttle_rate", "throttle_retry_after", "not_found_rate"}
+	estateKeys       = []string{"dir", "time_scale", "bytes_per_second", "tenant_bytes_per_second", "mailbox_bytes_per_second", "instant", "transient_rate", "throttle_rate", "throttle_retry_after", "not_found_rate"}
 	imapKeys         = []string{"host", "port", "security", "ca_file", "insecure_skip_verify", "auth"}
 	authKeys         = []string{"mechanism", "username", "master_user", "password_secret", "token_secret", "app"}
 	copyKeys         = []string{"window", "max_message_bytes", "bad_item_limit", "bytes_per_second", "folder_map"}
@@ -615,6 +618,7 @@ func estateSection(s *section) Sim {
 	e.TimeScale = s.number("time_scale", 3600, 0, 1e9)
 	e.BytesPerSecond = s.ranged("bytes_per_second", 1<<30, 0, -1, "must not be negative")
 	e.TenantBytesPerSecond = s.ranged("tenant_bytes_per_second", 0, 0, -1, "must be 0 (none) or more")
+	e.MailboxBytesPerSecond = s.ranged("mailbox_bytes_per_second", 0, 0, -1, "must be 0 (none) or more")
 	e.Instant = s.boolean("instant")
 	e.TransientRate = s.number("transient_rate", 0, 0, 1)
 	e.ThrottleRate = s.number("throttle_rate", 0, 0, 1)

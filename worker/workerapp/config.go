@@ -91,6 +91,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&c.Sim.TimeScale, "sim-time-scale", 3600, "sim: simulated seconds per real second")
 	fs.Int64Var(&c.Sim.BytesPerSecond, "sim-rate", 1<<30, "sim: the most this worker sends, simulated bytes per second (the ceiling of its adaptive rate under a tenant limit)")
 	fs.Int64Var(&c.Sim.TenantBytesPerSecond, "sim-tenant-rate", 0, "sim: the target tenant's limit, simulated bytes per second shared by every worker of the estate (0: none)")
+	fs.Int64Var(&c.Sim.MailboxBytesPerSecond, "sim-mailbox-rate", 0, "sim: the target's per-mailbox budget, simulated bytes per second, kept by each copy (Exchange Online: 500000; 0: none)")
 	fs.BoolVar(&c.Sim.Instant, "sim-instant", false, "sim: copies take no time (benchmarks)")
 	fs.Float64Var(&c.Sim.TransientRate, "sim-transient-rate", 0, "sim: chance of a transient error per copy batch or cutover")
 	fs.Float64Var(&c.Sim.ThrottleRate, "sim-throttle-rate", 0, "sim: chance of a throttling answer per copy batch or cutover")

@@ -275,11 +275,12 @@ func buildSimCopier(org config.Org, env buildEnv) (builtCopier, error) {
 // openSim opens the simulated estate with its settings.
 func openSim(c config.Sim, log *zap.Logger) (*sim.Estate, error) {
 	return sim.Open(c.Dir, sim.Options{
-		TimeScale:            c.TimeScale,
-		BytesPerSecond:       c.BytesPerSecond,
-		TenantBytesPerSecond: c.TenantBytesPerSecond,
-		Logger:               log,
-		Instant:              c.Instant,
+		TimeScale:             c.TimeScale,
+		BytesPerSecond:        c.BytesPerSecond,
+		TenantBytesPerSecond:  c.TenantBytesPerSecond,
+		MailboxBytesPerSecond: c.MailboxBytesPerSecond,
+		Logger:                log,
+		Instant:               c.Instant,
 		Faults: sim.Faults{
 			TransientRate:      c.TransientRate,
 			ThrottleRate:       c.ThrottleRate,
