@@ -179,6 +179,8 @@ type MailboxResult struct {
 	FinishedAt time.Time
 	// Preflight is what the check before the notice found, when it ran.
 	Preflight *Preflight `json:",omitempty"`
+	// Prestage is a pre-staged mailbox's passes before T, as they ended.
+	Prestage *PrestageState `json:",omitempty"`
 }
 
 // MailboxState is what the state query returns.

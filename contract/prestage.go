@@ -101,6 +101,8 @@ type PrestageState struct {
 	Passes int
 	Pass   int  `json:",omitempty"`
 	Queued bool `json:",omitempty"` // waiting for the pool
+	// BulkStarted is when the bulk pass first began copying.
+	BulkStarted time.Time `json:",omitempty"`
 	// BulkDone: the bulk pass ended; LastPassEnded when the last pass did.
 	BulkDone      bool      `json:",omitempty"`
 	LastPassEnded time.Time `json:",omitempty"`

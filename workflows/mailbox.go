@@ -285,6 +285,7 @@ func (m *mailbox) run(ctx workflow.Context) contract.MailboxResult {
 	}
 	res.FinishedAt = workflow.Now(ctx)
 	res.Preflight = m.state.Preflight
+	res.Prestage = m.state.Prestage
 	m.state.Result = &res
 	m.publish(ctx)
 	m.publishEnd(ctx, res)

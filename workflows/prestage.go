@@ -214,6 +214,9 @@ func (m *mailbox) prestageCopy(ctx workflow.Context, pass contract.CopyPass) err
 	if m.copyStarted.IsZero() {
 		m.copyStarted = workflow.Now(ctx)
 	}
+	if st := m.state.Prestage; st.BulkStarted.IsZero() {
+		st.BulkStarted = workflow.Now(ctx)
+	}
 	var res activities.CopyResult
 	err := workflow.ExecuteActivity(prestageCopyOptions(cctx, m.pre.budget), contract.ActivityCopyMailbox, activities.CopyInput{
 		Mailbox: m.in.Mailbox, Pass: pass, From: m.checkpoint,
