@@ -177,6 +177,7 @@ func (a *WaveActivities) StartMailboxes(ctx context.Context, in StartMailboxesIn
 				WaveIndex:      row.Index,
 				DatedNotices:   true,
 				Prestage:       in.Prestage,
+				WaveSize:       in.Total,
 			}, in.NotBefore, time.Now().UTC())
 			mu.Lock()
 			defer mu.Unlock()

@@ -39,6 +39,7 @@ type StartMailboxesInput struct {
 	// Prestage is the wave's pre-staging, given to each mailbox; nil
 	// copies at T.
 	Prestage *contract.Prestage `json:",omitempty"`
+	Total    int                `json:",omitempty"` // the wave's mailboxes, with Prestage
 }
 
 // StartMailboxesResult lists the mailboxes refused; every other one asked

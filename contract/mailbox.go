@@ -130,8 +130,10 @@ type MailboxInput struct {
 	// the runs before keep the IDs they began with.
 	DatedNotices bool `json:",omitempty"`
 	// Prestage, set by a pre-staging wave, runs the bulk pass (and the
-	// incremental ones) before T; nil copies at T.
+	// incremental ones) before T; nil copies at T. WaveSize is the wave's
+	// mailboxes, for Prestage.Spread.
 	Prestage *Prestage `json:",omitempty"`
+	WaveSize int       `json:",omitempty"`
 }
 
 // Validate names the first problem with the input, if any.

@@ -48,6 +48,13 @@ type Prestage struct {
 	IncrementalEvery time.Duration `json:",omitempty"`
 	// Cap is the pre-stage pool: a wave's passes before T at once.
 	Cap int
+	// Spread, when set, spreads the wave's bulk passes over this long
+	// before T-Margin, by wave index (the first at T-Margin-Spread, the
+	// last at T-Margin), each no later than its own latest start: a night
+	// whose bytes the tenant's limit cannot take in the time of its
+	// longest pass begins early enough (programme plan says how early).
+	// 0: each planned alone.
+	Spread time.Duration `json:",omitempty"`
 }
 
 // Exchange Online's per-mailbox budget for one application.
@@ -68,7 +75,7 @@ func (p Prestage) Validate() error {
 		return fmt.Errorf("pre-stage: mailbox rate %g bytes/s: must be at least 1,000 and finite", p.MailboxRate)
 	case !(p.Efficiency > 0 && p.Efficiency <= 1):
 		return fmt.Errorf("pre-stage: efficiency %g: must be in (0, 1]", p.Efficiency)
-	case p.PassOverhead < 0 || p.StartDelay < 0 || p.Margin < 0 || p.IncrementalEvery < 0:
+	case p.PassOverhead < 0 || p.StartDelay < 0 || p.Margin < 0 || p.IncrementalEvery < 0 || p.Spread < 0:
 		return fmt.Errorf("pre-stage: pass overhead %s, start delay %s, margin %s, incremental every %s: none may be negative",
 			p.PassOverhead, p.StartDelay, p.Margin, p.IncrementalEvery)
 	case p.Cap <= 0:

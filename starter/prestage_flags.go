@@ -18,6 +18,7 @@ type prestageFlags struct {
 	mailboxMBps         float64
 	efficiency          float64
 	margin, every, wait time.Duration
+	spread              time.Duration
 	flags               *pflag.FlagSet // to tell a flag given from its default
 }
 
@@ -36,6 +37,7 @@ func (p *prestageFlags) add(f *pflag.FlagSet) {
 	f.DurationVar(&p.margin, "prestage-margin", d.Margin, "with --prestage: the bulk pass is planned to end this long before T")
 	f.DurationVar(&p.every, "prestage-incremental-every", d.IncrementalEvery, "with --prestage: an incremental pass this often after the bulk (0: none)")
 	f.DurationVar(&p.wait, "prestage-start-delay", d.StartDelay, "with --prestage: no bulk pass starts sooner than this after its notice")
+	f.DurationVar(&p.spread, "prestage-spread", 0, "with --prestage: spread the wave's bulk passes over this long before T-margin, by index (programme plan says how long a night needs; 0: each planned alone)")
 }
 
 // policy is the wave's pre-staging, or nil without --prestage.
@@ -43,7 +45,7 @@ func (p prestageFlags) policy() (*contract.Prestage, error) {
 	if !p.on {
 		if p.flags != nil {
 			for _, name := range []string{"prestage-cap", "mailbox-rate", "prestage-efficiency", "prestage-margin",
-				"prestage-incremental-every", "prestage-start-delay"} {
+				"prestage-incremental-every", "prestage-start-delay", "prestage-spread"} {
 				if p.flags.Changed(name) {
 					return nil, fmt.Errorf("--%s is for a pre-staged wave: add --prestage", name)
 				}
@@ -56,7 +58,7 @@ func (p prestageFlags) policy() (*contract.Prestage, error) {
 	}
 	pol := contract.Prestage{
 		MailboxRate: p.mailboxMBps * 1e6, Efficiency: p.efficiency, PassOverhead: contract.DefaultPrestage.PassOverhead,
-		StartDelay: p.wait, Margin: p.margin, IncrementalEvery: p.every, Cap: p.cap,
+		StartDelay: p.wait, Margin: p.margin, IncrementalEvery: p.every, Cap: p.cap, Spread: p.spread,
 	}
 	if err := pol.Validate(); err != nil {
 		return nil, fmt.Errorf("--prestage: %w", err)
@@ -67,9 +69,9 @@ func (p prestageFlags) policy() (*contract.Prestage, error) {
 // checkPrestageLead refuses a policy whose bulk pass could never end its
 // margin before T: its start delay and margin take the whole notice lead.
 func checkPrestageLead(p *contract.Prestage, notice time.Duration) error {
-	if p != nil && p.StartDelay+p.Margin >= notice {
-		return fmt.Errorf("--prestage-start-delay %s and --prestage-margin %s leave no time of the %s notice lead for the bulk pass",
-			p.StartDelay, p.Margin, notice)
+	if p != nil && p.StartDelay+p.Margin+p.Spread >= notice {
+		return fmt.Errorf("--prestage-start-delay %s, --prestage-margin %s and --prestage-spread %s leave no time of the %s notice lead for the bulk pass",
+			p.StartDelay, p.Margin, p.Spread, notice)
 	}
 	return nil
 }
@@ -81,6 +83,9 @@ func describePrestage(p *contract.Prestage) string {
 	}
 	s := fmt.Sprintf("pre-staged: bulk pass at %.3g MB/s x %.2g ending %s before T, %d at once",
 		p.MailboxRate/1e6, p.Efficiency, p.Margin, p.Cap)
+	if p.Spread > 0 {
+		s += fmt.Sprintf(", spread over %s before that", p.Spread)
+	}
 	if p.IncrementalEvery > 0 {
 		s += fmt.Sprintf(", an incremental pass every %s", p.IncrementalEvery)
 	}

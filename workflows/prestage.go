@@ -62,6 +62,11 @@ func (m *mailbox) startPrestage(ctx workflow.Context) {
 			return planned{At: noticed.Add(policy.StartDelay), Late: true}
 		}
 		start, late := plan.BulkStart(bytes, noticed, m.in.MigrateAt, limits, policy)
+		if at, ok := m.spreadStart(); ok && at.Before(start) {
+			// Its place in the wave's spread is earlier than it needs
+			// alone: the night's passes need the time.
+			start = maxTime(at, noticed.Add(policy.StartDelay))
+		}
 		return planned{At: start, Late: late}
 	}).Get(&at); err != nil {
 		workflow.GetLogger(ctx).Warn("pre-stage plan unreadable; the copy runs at T", "mailbox", m.state.Key, "error", err)
@@ -79,6 +84,26 @@ func (m *mailbox) startPrestage(ctx workflow.Context) {
 		defer func() { m.pre.running = false }()
 		m.prestageLoop(ctx, at.At)
 	})
+}
+
+// spreadStart is the mailbox's place in its wave's spread (Prestage.
+// Spread): the wave's bulk passes begin Spread before T-Margin, one after
+// another by index.
+func (m *mailbox) spreadStart() (time.Time, bool) {
+	p := m.in.Prestage
+	if p.Spread <= 0 || m.in.WaveSize <= 0 {
+		return time.Time{}, false
+	}
+	end := m.in.MigrateAt.Add(-p.Margin)
+	share := float64(m.in.WaveIndex) / float64(m.in.WaveSize)
+	return end.Add(-p.Spread + time.Duration(share*float64(p.Spread))), true
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // prestageLoop waits for the bulk pass's time, runs it, then an

@@ -240,3 +240,30 @@ func (s *MailboxSuite) TestPrestageOfUnknownSizeStartsAtItsEarliest() {
 	s.WithinDuration(notice.Add(97*time.Hour), incr[0], time.Second)
 	s.WithinDuration(notice.Add(193*time.Hour), incr[1], time.Second)
 }
+
+// TestPrestageSpreadByWaveIndex: with a spread, a wave's bulk passes begin
+// one after another by index over the spread before T-Margin, each no
+// later than it needs alone.
+func (s *MailboxSuite) TestPrestageSpreadByWaveIndex() {
+	for _, c := range []struct {
+		index int
+		want  time.Duration // before T
+	}{
+		{0, 72 * time.Hour}, // T-24h-48h: earlier than the 29 h it needs alone
+		{5, 48 * time.Hour}, // half-way
+		{9, 29 * time.Hour}, // its place (T-28.8h) is later than it needs alone
+	} {
+		s.SetupTest()
+		s.expectNotices()
+		s.expectPreflight(9e9) // 5 h: alone at T-29h
+		var from []uint32
+		s.chainedCopies(&from)
+		s.expectCutover()
+		in := s.prestaged(20 * 24 * time.Hour)
+		in.Prestage.IncrementalEvery, in.Prestage.Spread = 0, 48*time.Hour
+		in.WaveIndex, in.WaveSize = c.index, 10
+		s.env.ExecuteWorkflow(MailboxMigration, in)
+		s.Equal(contract.OutcomeMigrated, s.result().Outcome)
+		s.WithinDuration(in.MigrateAt.Add(-c.want), s.callsOf("copy:bulk")[0], 5*time.Second, "index %d", c.index)
+	}
+}

@@ -14,6 +14,7 @@ func (w *wave) startInput(from, to int, indexes []int) activities.StartMailboxes
 		WaveID: w.in.WaveID, From: from, To: to, Indexes: indexes,
 		MigrateAt: w.in.MigrateAt, NoticeLead: w.in.NoticeLead, ReminderLead: w.in.ReminderLead, StartRate: w.in.StartRate,
 		Prestage: w.in.Prestage,
+		Total:    w.prestageTotal(),
 	}
 }
 
@@ -112,4 +113,13 @@ func (w *wave) retryFailed(ctx workflow.Context) {
 			}
 		}
 	})
+}
+
+// prestageTotal is the wave's size for its mailboxes' spread bulk passes,
+// 0 without pre-staging (the start input as it always was).
+func (w *wave) prestageTotal() int {
+	if w.in.Prestage == nil {
+		return 0
+	}
+	return w.in.Total
 }
