@@ -12,7 +12,7 @@ TEMPORAL_SERVER := $(BIN)/temporal-server/server
 WORKFLOWCHECK_VERSION := v0.6.0
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build temporal temporal-server dev-server demo stop production production-stop test bench-fleet bench-throttle bench-graph check vet staticcheck workflowcheck compose-check bench bench-copy clean
+.PHONY: all build temporal temporal-server dev-server demo stop production production-stop test bench-fleet bench-throttle bench-graph check vet staticcheck workflowcheck compose-check bench bench-copy bench-programme clean
 
 all: build
 
@@ -128,8 +128,18 @@ GRAPH_MBYTES ?= 30
 bench-graph:
 	$(GO) run ./bench/graphbench -mailboxes $(MAILBOXES) -mbytes $(GRAPH_MBYTES)
 
+# The programme's twin at 1:100: 21,000 simulated mailboxes, ten nights of
+# 220 (weeknights) and 830 (weekends) in compressed time (a day every DAY),
+# a target with Exchange Online's per-mailbox budget and a tenant limit,
+# 1 % faults; pre-staged, then copying at T; prints name=value figures.
+DAY ?= 30s
+TWIN_NIGHTS ?= 10
+bench-programme: build $(TEMPORAL)
+	$(GO) build -o $(BIN)/twin ./bench/twin
+	$(BIN)/twin -day $(DAY) -nights $(TWIN_NIGHTS) -temporal $(TEMPORAL) -worker $(BIN)/worker
+
 bench-copy: build
 	$(BIN)/copybench -messages $(MESSAGES) -mbytes $(MBYTES) -rounds $(ROUNDS)
 
 clean:
-	rm -rf $(BIN)/worker $(BIN)/starter $(BIN)/codecserver $(BIN)/bench $(BIN)/copybench $(BIN)/localfleet $(BIN)/throttlebench
+	rm -rf $(BIN)/worker $(BIN)/starter $(BIN)/codecserver $(BIN)/bench $(BIN)/copybench $(BIN)/localfleet $(BIN)/throttlebench $(BIN)/twin

@@ -1,0 +1,453 @@
+// Command twin runs a twin of the programme at 1:100 on this machine: a
+// simulated estate of 21,000 mailboxes with the estate's size distribution
+// (median 300 MB, mean 1 GB, a tail to 50 GB), ten nights in compressed
+// time (a day is -day of real time: weeknights 220, weekend nights 830),
+// each a real Wave of real MailboxMigration workflows on a fresh Temporal
+// dev server, copied by a real worker process into the simulated target,
+// which keeps Exchange Online's per-mailbox budget (0.5 MB/s) and a tenant
+// limit (5.1 MB/s, 1:100 of the 510 MB/s a night of 22,000 needs), both in
+// simulated time, with 1 % of copy batches failing.
+//
+// It runs the twin twice, each on its own server and estate: pre-staged
+// (the bulk copy after the notice, planned by package plan, each night's
+// passes spread as the plan says) and copying at T as before, and prints
+// one name=value figure a line:
+//
+//	on_their_night_share          migrated within their night's window (12 h from T)
+//	needs_support_share           ended needing support
+//	lost, duplicated              the estate's verifier, over every chosen mailbox
+//	peak_copies_in_flight         passes before T and night slots at once, at most
+//	prestage_lead_hours_p50/p99   T minus the bulk pass's start, in real hours
+//	worker_peak_rss_mb            the worker process's
+//	temporal_events_per_second    history events of every workflow over the run
+//	..._copy_at_t                 the same for copying at T
+//
+// Progress goes to stderr. Run it with make bench-programme.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"mailwave/contract"
+	"mailwave/identity"
+	"mailwave/mail/sim"
+	"mailwave/plan"
+	"mailwave/roster/wavefile"
+	"mailwave/testkit"
+	"mailwave/testkit/proc"
+)
+
+const secret = "mailwave-twin-secret-not-for-production"
+
+type options struct {
+	mailboxes, nights       int
+	weeknight, weekend      int
+	day                     time.Duration
+	seed                    int64
+	mailboxMBps, tenantMBps float64
+	efficiency              float64
+	nightCap                int
+	faults                  float64
+	temporalBin, worker     string
+	skipAtT, keep           bool
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.mailboxes, "mailboxes", 21000, "the simulated estate's mailboxes")
+	flag.IntVar(&o.nights, "nights", 10, "nights, from a Monday")
+	flag.IntVar(&o.weeknight, "weeknight", 220, "mailboxes a weeknight")
+	flag.IntVar(&o.weekend, "weekend", 830, "mailboxes a weekend night")
+	flag.DurationVar(&o.day, "day", 30*time.Second, "a day of the programme in real time")
+	flag.Int64Var(&o.seed, "seed", 1, "the estate's and the nights' seed")
+	flag.Float64Var(&o.mailboxMBps, "mailbox-rate", 0.5, "the target's per-mailbox budget, MB a second of simulated time")
+	flag.Float64Var(&o.tenantMBps, "tenant-rate", 5.1, "the target tenant's limit, MB a second of simulated time")
+	flag.Float64Var(&o.efficiency, "efficiency", 0.9, "the share of the per-mailbox budget a pass is planned at")
+	flag.IntVar(&o.nightCap, "night-cap", 100, "a night's slots for final deltas and cutovers (copying at T: for whole copies)")
+	flag.Float64Var(&o.faults, "faults", 0.01, "the share of copy batches that fail (and are retried)")
+	flag.StringVar(&o.temporalBin, "temporal", "bin/temporal", "the Temporal CLI")
+	flag.StringVar(&o.worker, "worker", "bin/worker", "the mailwave worker")
+	flag.BoolVar(&o.skipAtT, "skip-copy-at-t", false, "run the pre-staged twin only")
+	flag.BoolVar(&o.keep, "keep", false, "keep the working directories")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "twin:", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, "twin: "+format+"\n", args...) }
+
+// figures are one twin's.
+type figures struct {
+	onNight, needsSupport  float64
+	lost, duplicated       int64
+	peak                   int
+	leadP50, leadP99       float64
+	rssMB, eventsPerSecond float64
+	mailboxes, infeasible  int
+}
+
+func run(ctx context.Context, o options) error {
+	pre, err := twin(ctx, o, true)
+	if err != nil {
+		return fmt.Errorf("pre-staged: %w", err)
+	}
+	fmt.Printf("mailboxes=%d\nnights=%d\nday_seconds=%g\n", pre.mailboxes, o.nights, o.day.Seconds())
+	fmt.Printf("on_their_night_share=%.4f\nneeds_support_share=%.4f\nlost=%d\nduplicated=%d\npeak_copies_in_flight=%d\n",
+		pre.onNight, pre.needsSupport, pre.lost, pre.duplicated, pre.peak)
+	fmt.Printf("prestage_lead_hours_p50=%.1f\nprestage_lead_hours_p99=%.1f\nplanned_infeasible=%d\n", pre.leadP50, pre.leadP99, pre.infeasible)
+	fmt.Printf("worker_peak_rss_mb=%.0f\ntemporal_events_per_second=%.0f\n", pre.rssMB, pre.eventsPerSecond)
+	if o.skipAtT {
+		return nil
+	}
+	atT, err := twin(ctx, o, false)
+	if err != nil {
+		return fmt.Errorf("copy at T: %w", err)
+	}
+	fmt.Printf("on_their_night_share_copy_at_t=%.4f\nneeds_support_share_copy_at_t=%.4f\nlost_copy_at_t=%d\nduplicated_copy_at_t=%d\n",
+		atT.onNight, atT.needsSupport, atT.lost, atT.duplicated)
+	fmt.Printf("peak_copies_in_flight_copy_at_t=%d\nworker_peak_rss_mb_copy_at_t=%.0f\ntemporal_events_per_second_copy_at_t=%.0f\n",
+		atT.peak, atT.rssMB, atT.eventsPerSecond)
+	return nil
+}
+
+// night is one night of the twin.
+type night struct {
+	wave      string
+	t         time.Time
+	mailboxes []wavefile.Mailbox
+	spread    time.Duration
+}
+
+// twin runs the programme's nights once, pre-staged or copying at T.
+func twin(ctx context.Context, o options, prestaged bool) (figures, error) {
+	var f figures
+	name := map[bool]string{true: "pre-staged", false: "copy at T"}[prestaged]
+	dir, err := os.MkdirTemp("", "mailwave-twin-")
+	if err != nil {
+		return f, err
+	}
+	defer func() {
+		if o.keep {
+			logf("kept %s", dir)
+		} else {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	scale := float64(24*time.Hour) / float64(o.day) // simulated seconds a real second
+	logf("%s: %d nights, a day every %s (x%.0f), estate of %d", name, o.nights, o.day, scale, o.mailboxes)
+	srv, err := testkit.StartDevServer(ctx, testkit.DevServerConfig{Bin: o.temporalBin, Dir: dir})
+	if err != nil {
+		return f, err
+	}
+	defer func() { _ = srv.Stop() }()
+	estateDir, wavesDir := filepath.Join(dir, "estate"), filepath.Join(dir, "waves")
+	if _, err := sim.Generate(estateDir, sim.GenerateOptions{Seed: o.seed, Mailboxes: o.mailboxes}); err != nil {
+		return f, err
+	}
+	est, err := sim.Open(estateDir, sim.Options{Instant: true})
+	if err != nil {
+		return f, err
+	}
+	keyer, err := identity.NewKeyer([]byte(secret))
+	if err != nil {
+		return f, err
+	}
+
+	worker, err := startWorker(o, srv.FrontendHostPort(), dir, estateDir, wavesDir, scale)
+	if err != nil {
+		return f, err
+	}
+	defer worker.stop()
+
+	// The nights: the first notice a minute from now, a night a day.
+	t0 := time.Now().Add(time.Minute).Truncate(time.Second)
+	nights, sizes, err := chooseNights(o, est, keyer, t0)
+	if err != nil {
+		return f, err
+	}
+	limits := plan.Limits{MailboxRate: o.mailboxMBps * 1e6 * scale, TenantRate: o.tenantMBps * 1e6 * scale,
+		Efficiency: o.efficiency, PassOverhead: time.Duration(float64(2*time.Minute) / scale)}
+	day := func(d time.Duration) time.Duration { return time.Duration(float64(d) / scale) }
+	policy := plan.Policy{StartDelay: day(time.Hour), Margin: o.day, IncrementalEvery: o.day, ChangeShare: 0.005,
+		Window: o.day / 2, NightCap: o.nightCap, Cutover: day(time.Minute)}
+	lanes := int(limits.TenantRate / limits.Pace())
+	if prestaged {
+		f.infeasible, err = planSpreads(nights, sizes, limits, policy)
+		if err != nil {
+			return f, err
+		}
+	}
+	c := srv.Client()
+	store := wavefile.NewStore(wavesDir)
+	for _, n := range nights {
+		if err := store.Write(ctx, n.wave, n.mailboxes); err != nil {
+			return f, err
+		}
+		in := contract.WaveInput{WaveID: n.wave, Total: len(n.mailboxes), MigrateAt: n.t, NoticeLead: 14 * o.day,
+			ReminderLead: o.day, Cap: o.nightCap, StartRate: 500, ReconcileEvery: o.day}
+		if prestaged {
+			in.Prestage = &contract.Prestage{MailboxRate: limits.MailboxRate, Efficiency: o.efficiency, PassOverhead: limits.PassOverhead,
+				StartDelay: policy.StartDelay, Margin: policy.Margin, IncrementalEvery: policy.IncrementalEvery,
+				Cap: max(lanes, 1), Spread: n.spread}
+		}
+		if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.WaveWorkflowID(n.wave), TaskQueue: contract.TaskQueue},
+			contract.WaveWorkflowName, in); err != nil {
+			return f, err
+		}
+	}
+	start := time.Now()
+	if f.peak, err = watch(ctx, c, nights, o.day); err != nil {
+		return f, err
+	}
+	elapsed := time.Since(start)
+	if f.rssMB, err = proc.VmHWM(worker.cmd.Process.Pid); err != nil {
+		logf("worker peak RSS: %v", err)
+	}
+	if err := outcomes(ctx, c, nights, o.day/2, scale, &f); err != nil {
+		return f, err
+	}
+	var addresses []string
+	for _, n := range nights {
+		for _, m := range n.mailboxes {
+			addresses = append(addresses, m.Address)
+		}
+	}
+	rep, err := est.Verify(ctx, addresses)
+	if err != nil {
+		return f, err
+	}
+	f.lost, f.duplicated = rep.Totals.Lost, rep.Totals.Duplicated
+	events, err := historyEvents(ctx, c)
+	if err != nil {
+		return f, err
+	}
+	f.eventsPerSecond = float64(events) / elapsed.Seconds()
+	logf("%s: %d mailboxes, %.3f on their night, %d events in %s", name, f.mailboxes, f.onNight, events, elapsed.Round(time.Second))
+	return f, nil
+}
+
+// chooseNights takes each night's mailboxes at random from those not yet
+// taken, weeknights and weekend nights from a Monday, and their sizes.
+func chooseNights(o options, est *sim.Estate, keyer *identity.Keyer, t0 time.Time) ([]night, map[string]int64, error) {
+	roster, err := est.Roster()
+	if err != nil {
+		return nil, nil, err
+	}
+	rng := rand.New(rand.NewPCG(uint64(o.seed), 0x7477696e))
+	rng.Shuffle(len(roster), func(i, j int) { roster[i], roster[j] = roster[j], roster[i] })
+	sizes := map[string]int64{}
+	var nights []night
+	for k := range o.nights {
+		size := o.weeknight
+		if wd := k % 7; wd == 5 || wd == 6 { // from a Monday
+			size = o.weekend
+		}
+		size = min(size, len(roster))
+		rows := make([]wavefile.Row, size)
+		for i, r := range roster[:size] {
+			rows[i] = wavefile.Row{Line: i + 2, Address: r.Address, Org: r.Org, DisplayName: r.DisplayName}
+			p, _ := est.Profile(r.Address)
+			key, err := keyer.Key(r.Address)
+			if err != nil {
+				return nil, nil, err
+			}
+			sizes[key] = p.Bytes
+		}
+		roster = roster[size:]
+		mbs, err := wavefile.Build(rows, keyer)
+		if err != nil {
+			return nil, nil, err
+		}
+		nights = append(nights, night{wave: fmt.Sprintf("twin-night-%02d", k+1), t: t0.Add(time.Duration(14+k) * o.day), mailboxes: mbs})
+	}
+	return nights, sizes, nil
+}
+
+// planSpreads plans every night's bulk passes together, under the tenant's
+// lanes, and gives each night the spread its passes need before its
+// deadline (T-Margin); it returns the mailboxes the plan cannot fit.
+func planSpreads(nights []night, sizes map[string]int64, l plan.Limits, p plan.Policy) (int, error) {
+	var ms []plan.Mailbox
+	for _, n := range nights {
+		for _, m := range n.mailboxes {
+			ms = append(ms, plan.Mailbox{Key: m.Key, Bytes: sizes[m.Key], T: n.t, Notice: n.t.Add(-14 * p.Margin)})
+		}
+	}
+	r, err := plan.Plan(ms, l, p)
+	if err != nil {
+		return 0, err
+	}
+	first := map[time.Time]time.Time{}
+	for _, m := range r.Mailboxes {
+		if m.Problem == nil && (first[m.T].IsZero() || m.Start.Before(first[m.T])) {
+			first[m.T] = m.Start
+		}
+	}
+	for i := range nights {
+		if f := first[nights[i].t.UTC()]; !f.IsZero() {
+			nights[i].spread = max(nights[i].t.Add(-p.Margin).Sub(f), 0)
+		}
+	}
+	logf("planned: %d mailboxes, peak %d copies at once, %d cannot be done", len(ms), r.PeakCopies, r.Infeasible)
+	return r.Infeasible, nil
+}
+
+// watch waits for every wave to end, sampling the copies in flight (passes
+// before T and night slots, over all waves) each second; progress to
+// stderr.
+func watch(ctx context.Context, c client.Client, nights []night, day time.Duration) (peak int, err error) {
+	last := time.Now()
+	for {
+		running, inFlight, migrated := 0, 0, 0
+		for _, n := range nights {
+			d, err := c.DescribeWorkflowExecution(ctx, contract.WaveWorkflowID(n.wave), "")
+			if err != nil {
+				return peak, err
+			}
+			if d.GetWorkflowExecutionInfo().GetCloseTime() != nil {
+				continue
+			}
+			running++
+			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			v, err := c.QueryWorkflow(qctx, contract.WaveWorkflowID(n.wave), "", contract.QueryProgress)
+			cancel()
+			var p contract.WaveProgress
+			if err == nil && v.Get(&p) == nil {
+				inFlight += p.Prestaging + p.Active
+				migrated += p.Migrated
+			}
+		}
+		peak = max(peak, inFlight)
+		if running == 0 {
+			return peak, nil
+		}
+		if time.Since(last) >= 10*time.Second {
+			logf("%d waves running, %d copies in flight (peak %d), %d migrated in them", running, inFlight, peak, migrated)
+			last = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return peak, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// outcomes reads every mailbox's result: migrated within its night's window
+// (T to T+window), needing support, and its bulk pass's lead before T.
+func outcomes(ctx context.Context, c client.Client, nights []night, window time.Duration, scale float64, f *figures) error {
+	var leads []float64
+	onNight, support := 0, 0
+	for _, n := range nights {
+		for _, m := range n.mailboxes {
+			var res contract.MailboxResult
+			if err := c.GetWorkflow(ctx, contract.MailboxWorkflowID(m.Key), "").Get(ctx, &res); err != nil {
+				return fmt.Errorf("mailbox %s: %w", m.Key, err)
+			}
+			f.mailboxes++
+			switch {
+			case res.Outcome == contract.OutcomeNeedsSupport:
+				support++
+			case res.Outcome == contract.OutcomeMigrated && !res.FinishedAt.After(n.t.Add(window)):
+				onNight++
+			}
+			if p := res.Prestage; p != nil && !p.BulkStarted.IsZero() {
+				leads = append(leads, n.t.Sub(p.BulkStarted).Seconds()*scale/3600)
+			}
+		}
+	}
+	f.onNight = float64(onNight) / float64(max(f.mailboxes, 1))
+	f.needsSupport = float64(support) / float64(max(f.mailboxes, 1))
+	if len(leads) > 0 {
+		slices.Sort(leads)
+		f.leadP50 = leads[len(leads)/2]
+		f.leadP99 = leads[min(len(leads)-1, int(math.Ceil(float64(len(leads))*0.99))-1)]
+	}
+	return nil
+}
+
+// historyEvents sums the history lengths of every workflow on the server.
+func historyEvents(ctx context.Context, c client.Client) (int64, error) {
+	var total int64
+	var token []byte
+	for {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{PageSize: 1000, NextPageToken: token})
+		if err != nil {
+			return 0, err
+		}
+		for _, e := range resp.GetExecutions() {
+			total += e.GetHistoryLength()
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return total, nil
+		}
+	}
+}
+
+// workerProcess is the mailwave worker, a process of its own.
+type workerProcess struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func startWorker(o options, hostPort, dir, estateDir, wavesDir string, scale float64) (*workerProcess, error) {
+	log, err := os.Create(filepath.Join(dir, "worker.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(o.worker,
+		"--temporal-address", hostPort,
+		"--sim-dir", estateDir, "--outbox-dir", filepath.Join(dir, "outbox"), "--waves-dir", wavesDir,
+		"--sim-time-scale", strconv.FormatFloat(scale, 'f', -1, 64),
+		"--sim-rate", strconv.FormatInt(int64(o.tenantMBps*1e6)*4, 10),
+		"--sim-tenant-rate", strconv.FormatInt(int64(o.tenantMBps*1e6), 10),
+		"--sim-mailbox-rate", strconv.FormatInt(int64(o.mailboxMBps*1e6), 10),
+		"--sim-transient-rate", strconv.FormatFloat(o.faults, 'f', -1, 64),
+		"--log-level", "warn",
+		"--max-activities", "500", "--max-local-activities", "500", "--max-workflow-tasks", "100")
+	cmd.Env = append(append(os.Environ(), identity.SecretEnv+"="+secret), testkit.TestKeysEnv()...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		_ = log.Close()
+		return nil, fmt.Errorf("starting the worker %s: %w", o.worker, err)
+	}
+	w := &workerProcess{cmd: cmd, done: make(chan error, 1)}
+	go func() { w.done <- cmd.Wait(); _ = log.Close() }()
+	return w, nil
+}
+
+func (w *workerProcess) stop() {
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-w.done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) {
+				logf("worker: %v", err)
+			}
+		}
+	case <-time.After(40 * time.Second):
+		_ = w.cmd.Process.Kill()
+		<-w.done
+	}
+}
