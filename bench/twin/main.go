@@ -66,6 +66,8 @@ type options struct {
 	faults                  float64
 	temporalBin, worker     string
 	skipAtT, keep           bool
+	capacity                int
+	capacityHold            time.Duration
 }
 
 func main() {
@@ -85,9 +87,15 @@ func main() {
 	flag.StringVar(&o.worker, "worker", "bin/worker", "the mailwave worker")
 	flag.BoolVar(&o.skipAtT, "skip-copy-at-t", false, "run the pre-staged twin only")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directories")
+	flag.IntVar(&o.capacity, "capacity", 0, "instead of the twin: measure one worker holding this many slow copies at once")
+	flag.DurationVar(&o.capacityHold, "capacity-hold", time.Minute, "with -capacity: how long the copies are measured")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	run := run
+	if o.capacity > 0 {
+		run = func(ctx context.Context, o options) error { return capacity(ctx, o, o.capacity, o.capacityHold) }
+	}
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "twin:", err)
 		os.Exit(1)
@@ -411,11 +419,7 @@ type workerProcess struct {
 }
 
 func startWorker(o options, hostPort, dir, estateDir, wavesDir string, scale float64) (*workerProcess, error) {
-	log, err := os.Create(filepath.Join(dir, "worker.log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(o.worker,
+	return startWorkerWith(o, dir, []string{
 		"--temporal-address", hostPort,
 		"--sim-dir", estateDir, "--outbox-dir", filepath.Join(dir, "outbox"), "--waves-dir", wavesDir,
 		"--sim-time-scale", strconv.FormatFloat(scale, 'f', -1, 64),
@@ -424,7 +428,16 @@ func startWorker(o options, hostPort, dir, estateDir, wavesDir string, scale flo
 		"--sim-mailbox-rate", strconv.FormatInt(int64(o.mailboxMBps*1e6), 10),
 		"--sim-transient-rate", strconv.FormatFloat(o.faults, 'f', -1, 64),
 		"--log-level", "warn",
-		"--max-activities", "500", "--max-local-activities", "500", "--max-workflow-tasks", "100")
+		"--max-activities", "500", "--max-local-activities", "500", "--max-workflow-tasks", "100"})
+}
+
+// startWorkerWith starts the worker with args, its log in dir.
+func startWorkerWith(o options, dir string, args []string) (*workerProcess, error) {
+	log, err := os.Create(filepath.Join(dir, "worker.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(o.worker, args...)
 	cmd.Env = append(append(os.Environ(), identity.SecretEnv+"="+secret), testkit.TestKeysEnv()...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {

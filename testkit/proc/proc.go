@@ -198,7 +198,13 @@ func (p *Proc) PeakRSSMB() (float64, error) {
 }
 
 // VmHWM reads a process's peak resident set in MB from /proc.
-func VmHWM(pid int) (float64, error) {
+func VmHWM(pid int) (float64, error) { return statusMB(pid, "VmHWM:") }
+
+// VmRSS reads a process's resident set now, in MB, from /proc.
+func VmRSS(pid int) (float64, error) { return statusMB(pid, "VmRSS:") }
+
+// statusMB reads a line of /proc/PID/status given in kB, in MB.
+func statusMB(pid int, field string) (float64, error) {
 	path := fmt.Sprintf("/proc/%d/status", pid)
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -206,7 +212,7 @@ func VmHWM(pid int) (float64, error) {
 	}
 	for line := range strings.Lines(string(b)) {
 		// The line reads "VmHWM:     123456 kB".
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" && f[2] == "kB" {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == field && f[2] == "kB" {
 			kb, err := strconv.ParseFloat(f[1], 64)
 			if err != nil {
 				return 0, fmt.Errorf("%s: %w", path, err)
@@ -214,7 +220,29 @@ func VmHWM(pid int) (float64, error) {
 			return kb / 1024, nil
 		}
 	}
-	return 0, errors.New(path + ": no VmHWM line")
+	return 0, errors.New(path + ": no " + field + " line")
+}
+
+// CPUSeconds is the user and system CPU time a process has used, from
+// /proc/PID/stat (in clock ticks of 1/100 s, as Linux reports them).
+func CPUSeconds(pid int) (float64, error) {
+	path := fmt.Sprintf("/proc/%d/stat", pid)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	// The command may hold spaces: the fields after it follow its ")".
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b)[i+1:])
+	if len(f) < 13 {
+		return 0, errors.New(path + ": too few fields")
+	}
+	utime, err1 := strconv.ParseFloat(f[11], 64)
+	stime, err2 := strconv.ParseFloat(f[12], 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return (utime + stime) / 100, nil
 }
 
 // LogTail is the end of the process's log, for an error.
