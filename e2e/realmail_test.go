@@ -30,70 +30,16 @@ import (
 // cutover), and one whose password is wrong is deferred by its preflight:
 // no notice to her, her admin told, no cutover.
 func TestRealMailEndToEnd(t *testing.T) {
-	dir := t.TempDir()
 	users := []dovecot.User{{Name: "alice", Password: "alice-pw"}, {Name: "bob", Password: "bob-pw"}, {Name: "carol", Password: "carol-pw"}}
-	src := dovecot.StartT(t, dovecot.Options{Users: users, Plaintext: true})
-	tgt := dovecot.StartT(t, dovecot.Options{Users: users, Plaintext: true})
-	relay := smtptest.Start(t, smtptest.Options{})
-
-	folders, msgs := imaptest.StandardSeed()
-	for _, u := range users[:2] {
-		cl, err := imaptest.Dial(src.Addr(), u.Name, u.Password)
-		require.NoError(t, err)
-		require.NoError(t, imaptest.Seed(cl, msgs, folders))
-		cl.Close()
-	}
-
-	transport := filepath.Join(dir, "transport")
-	require.NoError(t, os.WriteFile(transport, []byte("# managed by mailwave\nother@elsewhere.example smtp:[old.example]\n"), 0o644))
-	configFile := filepath.Join(dir, "mailwave.yaml")
-	require.NoError(t, os.WriteFile(configFile, []byte(fmt.Sprintf(`
-organisations:
-  - name: trust-a
-    default: true
-    source:
-      host: 127.0.0.1
-      port: %d
-      security: none
-      auth: {mechanism: plain, username: "{local}", password_secret: "pw-{local}"}
-    target:
-      host: 127.0.0.1
-      port: %d
-      security: none
-      auth: {mechanism: login, username: "{local}", password_secret: "pw-{local}"}
-    copy: {window: 8, max_message_bytes: 20971520, bytes_per_second: 4194304}
-    notifier:
-      kind: smtp
-      from: "Migration Team <migration@trust-a.example>"
-      admin_contact: "it-admin@trust-a.example"
-      smtp: {host: 127.0.0.1, port: %d, security: none, ledger_dir: ledger}
-    router:
-      kind: transport_map
-      transport_map: {path: %s, next_hop: "smtp:[mx.target.example]:25"}
-`, src.Port, tgt.Port, relay.Port, transport)), 0o600))
-	for _, u := range users {
-		t.Setenv("MAILWAVE_SECRET_PW_"+strings.ToUpper(u.Name), u.Password)
-	}
+	e := startRealMail(t, users, users[:2])
+	src, relay, c, transport := e.src, e.relay, e.c, e.transport
 	t.Setenv("MAILWAVE_SECRET_PW_CAROL", "not-carols-password")
-
-	srv := testkit.NewDevServer(t, "")
-	c := srv.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	testkit.StartWorker(t, c, workerapp.Config{
-		TaskQueue: contract.TaskQueue, ConfigFile: configFile,
-		MaxConcurrentActivities: 10, MaxConcurrentLocalActivities: 10, MaxConcurrentWorkflowTasks: 10,
-		ShutdownTimeout: 5 * time.Second,
-	})
+	testkit.StartWorker(t, c, e.worker)
 
 	start := func(name string, migrateAt time.Time) client.WorkflowRun {
-		ref := contract.MailboxRef{Key: "key-" + name, Address: name + "@trust-a.nhs.example", Org: "trust-a", DisplayName: strings.ToUpper(name[:1]) + name[1:]}
-		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.MailboxWorkflowID(ref.Key), TaskQueue: contract.TaskQueue},
-			contract.MailboxWorkflowName, contract.MailboxInput{
-				Mailbox: ref, WaveID: "it-real", MigrateAt: migrateAt, NoticeLead: 4 * time.Second, ReminderLead: 2 * time.Second,
-			})
-		require.NoError(t, err)
-		return run
+		return e.start(t, ctx, name, contract.MailboxInput{MigrateAt: migrateAt, NoticeLead: 4 * time.Second, ReminderLead: 2 * time.Second})
 	}
 	migrateAt := time.Now().Add(6 * time.Second)
 	// Alice is paused during her bulk pass (slowed by the organisation's
@@ -123,11 +69,7 @@ organisations:
 		var res contract.MailboxResult
 		require.NoError(t, run.Get(ctx, &res), name)
 		assert.Equal(t, contract.OutcomeMigrated, res.Outcome, "%s: %+v", name, res)
-		srcSnap, tgtSnap := snap(t, src, name), snap(t, tgt, name)
-		require.Equal(t, len(srcSnap), len(tgtSnap), name)
-		for i := range srcSnap {
-			assert.Equal(t, srcSnap[i], tgtSnap[i], "%s message %d", name, i)
-		}
+		e.sameMail(t, name)
 	}
 	var carolRes contract.MailboxResult
 	require.NoError(t, carol.Get(ctx, &carolRes))
@@ -169,6 +111,106 @@ organisations:
 	}
 }
 
+// realMail is two Dovecot servers (source and target), an SMTP relay, a
+// transport map and a worker configuration for them, on a dev server.
+type realMail struct {
+	src, tgt  *dovecot.Server
+	relay     *smtptest.Server
+	c         client.Client
+	transport string
+	worker    workerapp.Config
+}
+
+// startRealMail starts the servers with users, seeding the standard
+// fixture into the source mailboxes of seeded, and writes the worker's
+// configuration (its secrets in the environment).
+func startRealMail(t *testing.T, users, seeded []dovecot.User) *realMail {
+	t.Helper()
+	dir := t.TempDir()
+	src := dovecot.StartT(t, dovecot.Options{Users: users, Plaintext: true})
+	tgt := dovecot.StartT(t, dovecot.Options{Users: users, Plaintext: true})
+	relay := smtptest.Start(t, smtptest.Options{})
+
+	folders, msgs := imaptest.StandardSeed()
+	for _, u := range seeded {
+		cl, err := imaptest.Dial(src.Addr(), u.Name, u.Password)
+		require.NoError(t, err)
+		require.NoError(t, imaptest.Seed(cl, msgs, folders))
+		cl.Close()
+	}
+
+	transport := filepath.Join(dir, "transport")
+	require.NoError(t, os.WriteFile(transport, []byte("# managed by mailwave\nother@elsewhere.example smtp:[old.example]\n"), 0o644))
+	configFile := filepath.Join(dir, "mailwave.yaml")
+	require.NoError(t, os.WriteFile(configFile, []byte(fmt.Sprintf(`
+organisations:
+  - name: trust-a
+    default: true
+    source:
+      host: 127.0.0.1
+      port: %d
+      security: none
+      auth: {mechanism: plain, username: "{local}", password_secret: "pw-{local}"}
+    target:
+      host: 127.0.0.1
+      port: %d
+      security: none
+      auth: {mechanism: login, username: "{local}", password_secret: "pw-{local}"}
+    copy: {window: 8, max_message_bytes: 20971520, bytes_per_second: 4194304}
+    notifier:
+      kind: smtp
+      from: "Migration Team <migration@trust-a.example>"
+      admin_contact: "it-admin@trust-a.example"
+      smtp: {host: 127.0.0.1, port: %d, security: none, ledger_dir: ledger}
+    router:
+      kind: transport_map
+      transport_map: {path: %s, next_hop: "smtp:[mx.target.example]:25"}
+`, src.Port, tgt.Port, relay.Port, transport)), 0o600))
+	for _, u := range users {
+		t.Setenv("MAILWAVE_SECRET_PW_"+strings.ToUpper(u.Name), u.Password)
+	}
+	srv := testkit.NewDevServer(t, "")
+	return &realMail{src: src, tgt: tgt, relay: relay, c: srv.Client(), transport: transport, worker: workerapp.Config{
+		TaskQueue: contract.TaskQueue, ConfigFile: configFile,
+		MaxConcurrentActivities: 10, MaxConcurrentLocalActivities: 10, MaxConcurrentWorkflowTasks: 10,
+		ShutdownTimeout: 5 * time.Second,
+	}}
+}
+
+// start starts a mailbox of trust-a by its user name, with in's timing.
+func (e *realMail) start(t *testing.T, ctx context.Context, name string, in contract.MailboxInput) client.WorkflowRun {
+	t.Helper()
+	in.Mailbox = contract.MailboxRef{Key: "key-" + name, Address: name + "@trust-a.nhs.example", Org: "trust-a", DisplayName: strings.ToUpper(name[:1]) + name[1:]}
+	in.WaveID = "it-real"
+	run, err := e.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.MailboxWorkflowID(in.Mailbox.Key), TaskQueue: contract.TaskQueue},
+		contract.MailboxWorkflowName, in)
+	require.NoError(t, err)
+	return run
+}
+
+// deliver puts a new message in a source mailbox's INBOX.
+func (e *realMail) deliver(t *testing.T, user dovecot.User, subject string) {
+	t.Helper()
+	m := []imaptest.SeedMessage{{Folder: "INBOX", InternalDate: time.Now().Truncate(time.Second),
+		Raw: []byte(fmt.Sprintf("From: x@y.example\r\nTo: %s@trust-a.nhs.example\r\nSubject: %s\r\nMessage-ID: <%s@y.example>\r\n\r\nhello\r\n",
+			user.Name, subject, strings.ReplaceAll(subject, " ", "-")))}}
+	cl, err := imaptest.Dial(e.src.Addr(), user.Name, user.Password)
+	require.NoError(t, err)
+	require.NoError(t, imaptest.Seed(cl, m, nil))
+	cl.Close()
+}
+
+// sameMail requires a user's target mailbox to hold exactly the source's
+// messages: nothing lost, nothing twice.
+func (e *realMail) sameMail(t *testing.T, name string) {
+	t.Helper()
+	srcSnap, tgtSnap := snap(t, e.src, name), snap(t, e.tgt, name)
+	require.Equal(t, len(srcSnap), len(tgtSnap), name)
+	for i := range srcSnap {
+		assert.Equal(t, srcSnap[i], tgtSnap[i], "%s message %d", name, i)
+	}
+}
+
 func queryState(t *testing.T, c client.Client, id string) contract.MailboxState {
 	t.Helper()
 	v, err := c.QueryWorkflow(context.Background(), id, "", contract.QueryState)
@@ -188,4 +230,49 @@ func snap(t *testing.T, s *dovecot.Server, user string) []imaptest.Message {
 	msgs, err := imaptest.Snapshot(cl)
 	require.NoError(t, err)
 	return msgs
+}
+
+// TestAPrestagedRealMailbox: a pre-staged mailbox on Dovecot: its bulk
+// pass runs after its notice and a margin before T, mail that arrives after
+// it is read by the next incremental pass, mail that arrives after the
+// last pass before T by the final delta at T; the target ends with every
+// message once.
+func TestAPrestagedRealMailbox(t *testing.T) {
+	dave := dovecot.User{Name: "dave", Password: "dave-pw"}
+	e := startRealMail(t, []dovecot.User{dave}, []dovecot.User{dave})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	testkit.StartWorker(t, e.c, e.worker)
+
+	at := time.Now().Add(40 * time.Second)
+	run := e.start(t, ctx, "dave", contract.MailboxInput{MigrateAt: at, NoticeLead: 38 * time.Second, ReminderLead: 2 * time.Second,
+		// The fixture copies in about a second at the organisation's 4
+		// MiB/s: the bulk pass is planned 20 s before T, an incremental
+		// pass every 5 s after it while 5 s are left.
+		Prestage: &contract.Prestage{MailboxRate: 4 << 20, Efficiency: 1, Margin: 20 * time.Second, IncrementalEvery: 5 * time.Second, Cap: 1}})
+	prestage := func() contract.PrestageState {
+		st := queryState(t, e.c, run.GetID())
+		if st.Prestage == nil {
+			return contract.PrestageState{}
+		}
+		return *st.Prestage
+	}
+	require.Eventually(t, func() bool { return prestage().BulkDone }, 40*time.Second, 50*time.Millisecond, "the bulk pass ran")
+	require.True(t, time.Now().Before(at.Add(-10*time.Second)), "the bulk pass ended well before T")
+	e.deliver(t, dave, "after the bulk pass")
+	passes := prestage().Passes
+	require.Eventually(t, func() bool { return prestage().Passes >= passes+1 }, 20*time.Second, 50*time.Millisecond, "an incremental pass ran")
+	require.True(t, time.Now().Before(at), "before T")
+	e.deliver(t, dave, "after an incremental pass")
+
+	var res contract.MailboxResult
+	require.NoError(t, run.Get(ctx, &res))
+	assert.Equal(t, contract.OutcomeMigrated, res.Outcome, "%+v", res)
+	require.NotNil(t, res.Prestage)
+	assert.GreaterOrEqual(t, res.Prestage.Passes, 2, "a bulk pass and an incremental one before T")
+	assert.False(t, res.Prestage.LastPassEnded.After(at), "every pass before T ended before it")
+	assert.True(t, res.Prestage.BulkStarted.Before(at.Add(-15*time.Second)))
+	e.sameMail(t, "dave")
+	// Each new message was copied once, by the pass after it arrived.
+	assert.Zero(t, res.Copied.Duplicates)
 }
