@@ -81,7 +81,7 @@ func main() {
 	flag.Float64Var(&o.mailboxMBps, "mailbox-rate", 0.5, "the target's per-mailbox budget, MB a second of simulated time")
 	flag.Float64Var(&o.tenantMBps, "tenant-rate", 5.1, "the target tenant's limit, MB a second of simulated time")
 	flag.Float64Var(&o.efficiency, "efficiency", 0.9, "the share of the per-mailbox budget a pass is planned at")
-	flag.IntVar(&o.nightCap, "night-cap", 100, "a night's slots for final deltas and cutovers (copying at T: for whole copies)")
+	flag.IntVar(&o.nightCap, "night-cap", 1000, "a night's slots for final deltas and cutovers (copying at T: for whole copies)")
 	flag.Float64Var(&o.faults, "faults", 0.01, "the share of copy batches that fail (and are retried)")
 	flag.StringVar(&o.temporalBin, "temporal", "bin/temporal", "the Temporal CLI")
 	flag.StringVar(&o.worker, "worker", "bin/worker", "the mailwave worker")
@@ -112,6 +112,10 @@ type figures struct {
 	leadP50, leadP99       float64
 	rssMB, eventsPerSecond float64
 	mailboxes, infeasible  int
+	// endP50/P99: a migrated mailbox's end after its T, in real hours;
+	// weeknight and weekend: on_their_night_share by kind of night.
+	endP50, endP99     float64
+	weeknight, weekend float64
 }
 
 func run(ctx context.Context, o options) error {
@@ -120,8 +124,11 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("pre-staged: %w", err)
 	}
 	fmt.Printf("mailboxes=%d\nnights=%d\nday_seconds=%g\n", pre.mailboxes, o.nights, o.day.Seconds())
-	fmt.Printf("on_their_night_share=%.4f\nneeds_support_share=%.4f\nlost=%d\nduplicated=%d\npeak_copies_in_flight=%d\n",
-		pre.onNight, pre.needsSupport, pre.lost, pre.duplicated, pre.peak)
+	fmt.Printf("on_their_night_share=%.4f\non_their_night_share_weeknights=%.4f\non_their_night_share_weekends=%.4f\n",
+		pre.onNight, pre.weeknight, pre.weekend)
+	fmt.Printf("ended_hours_after_t_p50=%.1f\nended_hours_after_t_p99=%.1f\n", pre.endP50, pre.endP99)
+	fmt.Printf("needs_support_share=%.4f\nlost=%d\nduplicated=%d\npeak_copies_in_flight=%d\n",
+		pre.needsSupport, pre.lost, pre.duplicated, pre.peak)
 	fmt.Printf("prestage_lead_hours_p50=%.1f\nprestage_lead_hours_p99=%.1f\nplanned_infeasible=%d\n", pre.leadP50, pre.leadP99, pre.infeasible)
 	fmt.Printf("worker_peak_rss_mb=%.0f\ntemporal_events_per_second=%.0f\n", pre.rssMB, pre.eventsPerSecond)
 	if o.skipAtT {
@@ -131,8 +138,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("copy at T: %w", err)
 	}
-	fmt.Printf("on_their_night_share_copy_at_t=%.4f\nneeds_support_share_copy_at_t=%.4f\nlost_copy_at_t=%d\nduplicated_copy_at_t=%d\n",
-		atT.onNight, atT.needsSupport, atT.lost, atT.duplicated)
+	fmt.Printf("on_their_night_share_copy_at_t=%.4f\non_their_night_share_weeknights_copy_at_t=%.4f\non_their_night_share_weekends_copy_at_t=%.4f\n",
+		atT.onNight, atT.weeknight, atT.weekend)
+	fmt.Printf("ended_hours_after_t_p50_copy_at_t=%.1f\nended_hours_after_t_p99_copy_at_t=%.1f\n", atT.endP50, atT.endP99)
+	fmt.Printf("needs_support_share_copy_at_t=%.4f\nlost_copy_at_t=%d\nduplicated_copy_at_t=%d\n",
+		atT.needsSupport, atT.lost, atT.duplicated)
 	fmt.Printf("peak_copies_in_flight_copy_at_t=%d\nworker_peak_rss_mb_copy_at_t=%.0f\ntemporal_events_per_second_copy_at_t=%.0f\n",
 		atT.peak, atT.rssMB, atT.eventsPerSecond)
 	return nil
@@ -144,6 +154,7 @@ type night struct {
 	t         time.Time
 	mailboxes []wavefile.Mailbox
 	spread    time.Duration
+	weekend   bool
 }
 
 // twin runs the programme's nights once, pre-staged or copying at T.
@@ -266,9 +277,9 @@ func chooseNights(o options, est *sim.Estate, keyer *identity.Keyer, t0 time.Tim
 	sizes := map[string]int64{}
 	var nights []night
 	for k := range o.nights {
-		size := o.weeknight
+		size, weekend := o.weeknight, false
 		if wd := k % 7; wd == 5 || wd == 6 { // from a Monday
-			size = o.weekend
+			size, weekend = o.weekend, true
 		}
 		size = min(size, len(roster))
 		rows := make([]wavefile.Row, size)
@@ -286,7 +297,7 @@ func chooseNights(o options, est *sim.Estate, keyer *identity.Keyer, t0 time.Tim
 		if err != nil {
 			return nil, nil, err
 		}
-		nights = append(nights, night{wave: fmt.Sprintf("twin-night-%02d", k+1), t: t0.Add(time.Duration(14+k) * o.day), mailboxes: mbs})
+		nights = append(nights, night{wave: fmt.Sprintf("twin-night-%02d", k+1), t: t0.Add(time.Duration(14+k) * o.day), mailboxes: mbs, weekend: weekend})
 	}
 	return nights, sizes, nil
 }
@@ -364,20 +375,29 @@ func watch(ctx context.Context, c client.Client, nights []night, day time.Durati
 // outcomes reads every mailbox's result: migrated within its night's window
 // (T to T+window), needing support, and its bulk pass's lead before T.
 func outcomes(ctx context.Context, c client.Client, nights []night, window time.Duration, scale float64, f *figures) error {
-	var leads []float64
+	var leads, ends []float64
 	onNight, support := 0, 0
+	kind := map[bool][2]int{} // weekend -> on their night, mailboxes
 	for _, n := range nights {
+		weekend := n.weekend
 		for _, m := range n.mailboxes {
 			var res contract.MailboxResult
 			if err := c.GetWorkflow(ctx, contract.MailboxWorkflowID(m.Key), "").Get(ctx, &res); err != nil {
 				return fmt.Errorf("mailbox %s: %w", m.Key, err)
 			}
 			f.mailboxes++
+			k := kind[weekend]
+			k[1]++
 			switch {
 			case res.Outcome == contract.OutcomeNeedsSupport:
 				support++
 			case res.Outcome == contract.OutcomeMigrated && !res.FinishedAt.After(n.t.Add(window)):
 				onNight++
+				k[0]++
+			}
+			kind[weekend] = k
+			if res.Outcome == contract.OutcomeMigrated {
+				ends = append(ends, res.FinishedAt.Sub(n.t).Seconds()*scale/3600)
 			}
 			if p := res.Prestage; p != nil && !p.BulkStarted.IsZero() {
 				leads = append(leads, n.t.Sub(p.BulkStarted).Seconds()*scale/3600)
@@ -386,12 +406,20 @@ func outcomes(ctx context.Context, c client.Client, nights []night, window time.
 	}
 	f.onNight = float64(onNight) / float64(max(f.mailboxes, 1))
 	f.needsSupport = float64(support) / float64(max(f.mailboxes, 1))
-	if len(leads) > 0 {
-		slices.Sort(leads)
-		f.leadP50 = leads[len(leads)/2]
-		f.leadP99 = leads[min(len(leads)-1, int(math.Ceil(float64(len(leads))*0.99))-1)]
-	}
+	f.leadP50, f.leadP99 = percentiles(leads)
+	f.endP50, f.endP99 = percentiles(ends)
+	share := func(k [2]int) float64 { return float64(k[0]) / float64(max(k[1], 1)) }
+	f.weeknight, f.weekend = share(kind[false]), share(kind[true])
 	return nil
+}
+
+// percentiles are the p50 and p99 of xs (sorted in place); 0 for none.
+func percentiles(xs []float64) (p50, p99 float64) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	slices.Sort(xs)
+	return xs[len(xs)/2], xs[min(len(xs)-1, int(math.Ceil(float64(len(xs))*0.99))-1)]
 }
 
 // historyEvents sums the history lengths of every workflow on the server.
