@@ -90,11 +90,15 @@ func (a *WaveActivities) eachOfWave(ctx context.Context, waveID string, indexes 
 // ReportMailboxDone tells a wave that one of its mailboxes has ended. A wave
 // that no longer runs cannot hear it: that is a permanent failure.
 func (a *WaveActivities) ReportMailboxDone(ctx context.Context, in ReportDoneInput) error {
-	err := a.client.SignalWorkflow(ctx, in.WaveWorkflowID, "", contract.SignalMailboxDone, in.Done)
+	return waveGone(in.WaveWorkflowID, a.client.SignalWorkflow(ctx, in.WaveWorkflowID, "", contract.SignalMailboxDone, in.Done))
+}
+
+// waveGone makes a signal to a wave that no longer runs a permanent
+// failure: it cannot hear it.
+func waveGone(id string, err error) error {
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
-		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("wave %s is not running", in.WaveWorkflowID), contract.ErrTypeWaveGone, err)
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("wave %s is not running", id), contract.ErrTypeWaveGone, err)
 	}
 	return err
 }
@@ -108,13 +112,7 @@ func (a *WaveActivities) SignalWave(ctx context.Context, in SignalWaveInput) err
 		return temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("signal %q is not one a mailbox sends its wave", in.Signal), contract.ErrTypeInvalidInput, nil)
 	}
-	err := a.client.SignalWorkflow(ctx, in.WaveWorkflowID, "", in.Signal, in.Slot)
-	var notFound *serviceerror.NotFound
-	if errors.As(err, &notFound) {
-		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("wave %s is not running", in.WaveWorkflowID), contract.ErrTypeWaveGone, err)
-	}
-	return err
+	return waveGone(in.WaveWorkflowID, a.client.SignalWorkflow(ctx, in.WaveWorkflowID, "", in.Signal, in.Slot))
 }
 
 func (a *WaveActivities) rows(ctx context.Context, in StartMailboxesInput) ([]wavefile.Mailbox, error) {

@@ -484,15 +484,7 @@ func (m *mailbox) report(ctx workflow.Context, res contract.MailboxResult) {
 		return
 	}
 	done, _ := workflow.NewDisconnectedContext(ctx)
-	lctx := workflow.WithLocalActivityOptions(done, workflow.LocalActivityOptions{
-		StartToCloseTimeout:    30 * time.Second,
-		ScheduleToCloseTimeout: time.Hour,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    time.Second,
-			BackoffCoefficient: 2,
-			MaximumInterval:    time.Minute,
-		},
-	})
+	lctx := waveSignalOptions(done)
 	err := workflow.ExecuteLocalActivity(lctx, contract.ActivityReportDone, activities.ReportDoneInput{
 		WaveWorkflowID: m.in.WaveWorkflowID,
 		Done: contract.MailboxDone{
@@ -503,6 +495,21 @@ func (m *mailbox) report(ctx workflow.Context, res contract.MailboxResult) {
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("wave not told of the mailbox's end", "mailbox", res.Key, "wave", m.in.WaveID, "error", err)
 	}
+}
+
+// waveSignalOptions are for a mailbox's signals to its wave (its report,
+// its pre-stage requests and releases): local activities, retried for up
+// to an hour.
+func waveSignalOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    time.Minute,
+		},
+	})
 }
 
 func (m *mailbox) notify(ctx workflow.Context, kind contract.NoticeKind, stage contract.Stage, step contract.Step) error {

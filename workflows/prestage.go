@@ -333,21 +333,12 @@ func (m *mailbox) onPrestageGrant(ctx workflow.Context, g contract.PrestageSlot)
 // signalWave sends the mailbox's wave a pre-stage request or release, as
 // a local activity (at least once; the wave ignores a repeat).
 func (m *mailbox) signalWave(ctx workflow.Context, signal string, pass int) {
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout:    30 * time.Second,
-		ScheduleToCloseTimeout: time.Hour,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    time.Second,
-			BackoffCoefficient: 2,
-			MaximumInterval:    time.Minute,
-		},
-	})
 	if signal == contract.SignalPrestageRelease {
 		// Given back even when the run is ending (cancelled, moved): the
 		// place is the pool's, not this pass's.
-		dctx, _ := workflow.NewDisconnectedContext(ctx)
-		lctx = workflow.WithLocalActivityOptions(dctx, workflow.GetLocalActivityOptions(lctx))
+		ctx, _ = workflow.NewDisconnectedContext(ctx)
 	}
+	lctx := waveSignalOptions(ctx)
 	err := workflow.ExecuteLocalActivity(lctx, contract.ActivitySignalWave, activities.SignalWaveInput{
 		WaveWorkflowID: m.in.WaveWorkflowID, Signal: signal,
 		Slot: contract.PrestageSlot{Index: m.in.WaveIndex, Key: m.state.Key, Pass: pass},
