@@ -97,7 +97,7 @@ func capacity(ctx context.Context, o options, n int, hold time.Duration) error {
 		if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.MailboxWorkflowID(key), TaskQueue: contract.TaskQueue},
 			contract.MailboxWorkflowName, contract.MailboxInput{
 				Mailbox:   contract.MailboxRef{Key: key, Address: r.Address, Org: r.Org, DisplayName: r.DisplayName},
-				MigrateAt: at, NoticeLead: at.Sub(time.Now()) - time.Second, ReminderLead: time.Minute,
+				MigrateAt: at, NoticeLead: time.Until(at) - time.Second, ReminderLead: time.Minute,
 				Prestage: &contract.Prestage{MailboxRate: 1000, Efficiency: 1, Margin: time.Minute, Cap: 1},
 			}); err != nil {
 			return fmt.Errorf("mailbox %d: %w", i, err)
