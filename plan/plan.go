@@ -231,6 +231,10 @@ type Night struct {
 	Planned   int
 	Bytes     int64
 	Estimated int `json:",omitempty"`
+	// FirstStart is when its first planned pass starts (zero: none
+	// planned): T-Margin minus it is the spread a pre-staged wave of the
+	// night needs (contract.Prestage.Spread).
+	FirstStart time.Time `json:",omitempty"`
 	// FinalHours is how long its final deltas and cutovers take at its cap.
 	FinalHours float64
 	Problems   []Problem `json:",omitempty"`
@@ -512,6 +516,9 @@ func nights(jobs []*job, l Limits, p Policy, lanes int) []Night {
 			case j.p.Problem == nil:
 				night.Planned++
 				finals = append(finals, j.final)
+				if night.FirstStart.IsZero() || j.p.Start.Before(night.FirstStart) {
+					night.FirstStart = j.p.Start
+				}
 			case j.p.Problem.Reason == TenantLimitTooLow:
 				unplanned++
 				unplannedBytes += j.p.Bytes

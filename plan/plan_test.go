@@ -517,3 +517,29 @@ func TestBulkStartIsTheLatestThatEndsInTime(t *testing.T) {
 	require.True(t, late, "too large for the lead")
 	require.Equal(t, notice.Add(time.Hour), start, "it starts at its earliest")
 }
+
+// TestANightsFirstStartIsItsEarliestPass: a night's FirstStart is the
+// earliest start of its planned passes (what a pre-staged wave's spread
+// must reach back to); a mailbox that cannot be done does not count.
+func TestANightsFirstStartIsItsEarliestPass(t *testing.T) {
+	at := time.Date(2027, 3, 15, 20, 0, 0, 0, time.UTC)
+	notice := at.Add(-14 * 24 * time.Hour)
+	l := Limits{MailboxRate: DefaultMailboxRate, Efficiency: 1, TenantRate: DefaultMailboxRate}
+	p := Policy{Margin: 24 * time.Hour, Window: 12 * time.Hour}
+	r, err := Plan([]Mailbox{
+		{Key: "a", Bytes: 1_800_000_000, T: at, Notice: notice},
+		{Key: "b", Bytes: 3_600_000_000, T: at, Notice: notice},
+		{Key: "c", Bytes: 900e9, T: at, Notice: notice}, // 500 h: too large
+	}, l, p)
+	require.NoError(t, err)
+	require.Len(t, r.Nights, 1)
+	var want time.Time
+	for _, m := range r.Mailboxes {
+		if m.Problem == nil && (want.IsZero() || m.Start.Before(want)) {
+			want = m.Start
+		}
+	}
+	// One lane: the two passes (1 h and 2 h) back to back before T-24h.
+	require.Equal(t, at.Add(-27*time.Hour), want)
+	require.Equal(t, want, r.Nights[0].FirstStart)
+}

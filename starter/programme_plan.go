@@ -274,14 +274,6 @@ func writePlanSummary(w io.Writer, name string, r plan.Result, l plan.Limits) {
 		}
 	}
 	fmt.Fprintln(w)
-	// How early each night's passes begin before its deadline: the spread
-	// a pre-staged wave of it needs (--prestage-spread).
-	first := map[time.Time]time.Time{}
-	for _, m := range r.Mailboxes {
-		if m.Problem == nil && (first[m.T].IsZero() || m.Start.Before(first[m.T])) {
-			first[m.T] = m.Start
-		}
-	}
 	bad := 0
 	for _, n := range r.Nights {
 		state := "ok"
@@ -293,9 +285,10 @@ func writePlanSummary(w io.Writer, name string, r plan.Result, l plan.Limits) {
 			}
 			state = strings.Join(ps, "; ")
 		}
+		// How early its passes begin: what --prestage-spread must give.
 		spread := ""
-		if f := first[n.T]; !f.IsZero() {
-			spread = fmt.Sprintf(", passes from %.1f h before T", n.T.Sub(f).Hours())
+		if !n.FirstStart.IsZero() {
+			spread = fmt.Sprintf(", passes from %.1f h before T", n.T.Sub(n.FirstStart).Hours())
 		}
 		fmt.Fprintf(w, "  night %s: %d mailboxes, %.1f TB, %d planned%s, final work %.1f h: %s\n",
 			n.T.Format("2006-01-02 15:04 MST"), n.Mailboxes, float64(n.Bytes)/1e12, n.Planned, spread, n.FinalHours, state)

@@ -317,10 +317,8 @@ func planSpreads(nights []night, sizes map[string]int64, l plan.Limits, p plan.P
 		return 0, err
 	}
 	first := map[time.Time]time.Time{}
-	for _, m := range r.Mailboxes {
-		if m.Problem == nil && (first[m.T].IsZero() || m.Start.Before(first[m.T])) {
-			first[m.T] = m.Start
-		}
+	for _, n := range r.Nights {
+		first[n.T] = n.FirstStart
 	}
 	for i := range nights {
 		if f := first[nights[i].t.UTC()]; !f.IsZero() {
