@@ -99,6 +99,10 @@ func (w *wave) cancelNext(ctx workflow.Context) {
 	})
 }
 
+// prestageReconcileRounds: the pool's holders are checked on every this
+// many rounds of the slot holders' (hourly at the default ten minutes).
+const prestageReconcileRounds = 6
+
 // reconcile settles mailboxes that ended without reporting: those a grant
 // could not reach, and, every ReconcileEvery, any slot holder no longer
 // running (terminated by an operator, or whose report could not be sent).
@@ -107,10 +111,6 @@ func (w *wave) cancelNext(ctx workflow.Context) {
 // T; settled here through onDone, it leaves the pool. (A wave without
 // Prestage never has one: the timer is armed, and the activity asked, as
 // they always were.)
-// prestageReconcileRounds: the pool's holders are checked on every this
-// many rounds of the slot holders' (hourly at the default ten minutes).
-const prestageReconcileRounds = 6
-
 func (w *wave) reconcile(ctx workflow.Context) {
 	if !w.reconcileArmed && (len(w.st.Active) > 0 || len(w.st.PrestageActive) > 0) {
 		w.reconcileArmed = true
@@ -125,7 +125,7 @@ func (w *wave) reconcile(ctx workflow.Context) {
 					// prestageReconcileRounds rounds: a place held by a
 					// mailbox gone can wait an hour.
 					w.reconcileRounds++
-					if w.reconcileRounds%prestageReconcileRounds == 1 || prestageReconcileRounds == 1 {
+					if (w.reconcileRounds-1)%prestageReconcileRounds == 0 {
 						for _, s := range w.st.PrestageActive {
 							w.toReconcile = append(w.toReconcile, s.Index)
 						}

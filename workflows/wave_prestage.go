@@ -158,13 +158,11 @@ func prestageSlotOf(slots []contract.PrestageSlot, r contract.PrestageSlot) int 
 // order and several a mailbox: the roster's pages read in this run are
 // kept (a wave's at most 200 pages of 500 keys, about 3 MB), so a page is
 // read once a run (a local activity's marker of about 17 KB in the
-// history), not once a request.
+// history), not once a request. (keyMatches keeps only the page last
+// read: the done reports of waves begun before this replay as they ran.)
 func (w *wave) prestageKeyMatches(ctx workflow.Context, index int, key string) (match, read bool) {
-	if j := prestageSlotAt(w.st.PrestageActive, index); j >= 0 {
-		return w.st.PrestageActive[j].Key == key, true
-	}
-	if j := prestageSlotAt(w.st.PrestageQueue, index); j >= 0 {
-		return w.st.PrestageQueue[j].Key == key, true
+	if want, ok := w.keyHeld(index); ok {
+		return want == key, true
 	}
 	page := index / w.in.PageSize
 	if keys, ok := w.keyPages[page]; ok {

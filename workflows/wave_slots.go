@@ -176,26 +176,30 @@ func (w *wave) fromItsMailbox(ctx workflow.Context, d contract.MailboxDone) bool
 // be read: the wave is held, saying why. A key found in the state costs no
 // command; a roster read is a local activity, as it always was.
 func (w *wave) keyMatches(ctx workflow.Context, index int, key string) (match, read bool) {
-	want, known := "", false
-	for _, s := range w.st.Active {
-		if s.Index == index {
-			want, known = s.Key, true
-			break
-		}
-	}
-	if !known {
-		if j := prestageSlotAt(w.st.PrestageActive, index); j >= 0 {
-			want, known = w.st.PrestageActive[j].Key, true
-		} else if j := prestageSlotAt(w.st.PrestageQueue, index); j >= 0 {
-			want, known = w.st.PrestageQueue[j].Key, true
-		}
-	}
+	want, known := w.keyHeld(index)
 	if !known {
 		if want, known = w.keyOf(ctx, index); !known {
 			return false, false
 		}
 	}
 	return key == want, true
+}
+
+// keyHeld is the key the wave's state holds for the mailbox at index: a
+// slot holder's, or a pre-stage pass's (checked when it was asked for).
+func (w *wave) keyHeld(index int) (string, bool) {
+	for _, s := range w.st.Active {
+		if s.Index == index {
+			return s.Key, true
+		}
+	}
+	if j := prestageSlotAt(w.st.PrestageActive, index); j >= 0 {
+		return w.st.PrestageActive[j].Key, true
+	}
+	if j := prestageSlotAt(w.st.PrestageQueue, index); j >= 0 {
+		return w.st.PrestageQueue[j].Key, true
+	}
+	return "", false
 }
 
 // onDone settles a mailbox that reported its end, freeing its slot and its
