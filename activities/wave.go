@@ -112,7 +112,27 @@ func (a *WaveActivities) SignalWave(ctx context.Context, in SignalWaveInput) err
 		return temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("signal %q is not one a mailbox sends its wave", in.Signal), contract.ErrTypeInvalidInput, nil)
 	}
-	return waveGone(in.WaveWorkflowID, a.client.SignalWorkflow(ctx, in.WaveWorkflowID, "", in.Signal, in.Slot))
+	if in.Pool != "" {
+		return a.signalPool(ctx, in)
+	}
+	return waveGone(in.WaveWorkflowID, a.client.SignalWorkflow(ctx, in.WaveWorkflowID, "", in.Signal, in.Slot.PrestageSlot))
+}
+
+// signalPool sends a request or release to the tenant's pre-stage pool,
+// starting the pool if it does not run (a pool is started by the first
+// wave launched into it; one terminated since, or never started, is
+// started again by the first pass that asks, with that wave's cap).
+func (a *WaveActivities) signalPool(ctx context.Context, in SignalWaveInput) error {
+	pin := contract.PrestagePoolInput{Pool: in.Pool, Cap: in.PoolCap}
+	if err := pin.Validate(); err != nil {
+		return temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeInvalidInput, err)
+	}
+	_, err := a.client.SignalWithStartWorkflow(ctx, contract.PrestagePoolWorkflowID(in.Pool), in.Signal, in.Slot,
+		client.StartWorkflowOptions{
+			ID: contract.PrestagePoolWorkflowID(in.Pool), TaskQueue: contract.TaskQueue,
+			StaticSummary: "the tenant's pre-stage pool",
+		}, contract.PrestagePoolWorkflowName, pin)
+	return err
 }
 
 func (a *WaveActivities) rows(ctx context.Context, in StartMailboxesInput) ([]wavefile.Mailbox, error) {

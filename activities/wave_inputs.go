@@ -18,7 +18,11 @@ type ReportDoneInput struct {
 type SignalWaveInput struct {
 	WaveWorkflowID string
 	Signal         string
-	Slot           contract.PrestageSlot
+	Slot           contract.PoolSlot
+	// Pool, when set, is the tenant's pre-stage pool to send it to in
+	// place of the wave (started with PoolCap if it does not run).
+	Pool    string `json:",omitempty"`
+	PoolCap int    `json:",omitempty"`
 }
 
 // StartMailboxesInput asks for the mailboxes of a wave at the given indexes

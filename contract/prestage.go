@@ -55,6 +55,11 @@ type Prestage struct {
 	// longest pass begins early enough (programme plan says how early).
 	// 0: each planned alone.
 	Spread time.Duration `json:",omitempty"`
+	// Pool, when set, is the tenant's pre-stage pool (PrestagePoolWorkflowID)
+	// the passes run in, shared with every wave pre-staging into it, in
+	// place of the wave's own; Cap is then the pool's cap when this wave
+	// starts it. Empty: the wave's own pool.
+	Pool string `json:",omitempty"`
 }
 
 // Exchange Online's per-mailbox budget for one application.
@@ -80,6 +85,8 @@ func (p Prestage) Validate() error {
 			p.PassOverhead, p.StartDelay, p.Margin, p.IncrementalEvery)
 	case p.Cap <= 0:
 		return fmt.Errorf("pre-stage: pool cap %d: must be more than zero", p.Cap)
+	case p.Pool != "" && !ValidPoolName(p.Pool):
+		return fmt.Errorf("pre-stage: pool %q: %s", p.Pool, WaveIDRule)
 	}
 	return nil
 }

@@ -143,12 +143,16 @@ type WaveProgress struct {
 	PrestageCap    int `json:",omitempty"`
 	Prestaging     int `json:",omitempty"`
 	PrestageQueued int `json:",omitempty"`
-	Paused         bool
-	PauseReason    string `json:",omitempty"`
-	Cancelling     bool
-	Runs           int // runs so far (continue-as-new)
-	StartedAt      time.Time
-	Refusals       []Refusal `json:",omitempty"` // the first ones
+	// PrestagePool names the tenant's pool the wave's passes run in
+	// (Prestage.Pool): the figures above are then the pool's to show
+	// (starter prestage-pool status), not the wave's.
+	PrestagePool string `json:",omitempty"`
+	Paused       bool
+	PauseReason  string `json:",omitempty"`
+	Cancelling   bool
+	Runs         int // runs so far (continue-as-new)
+	StartedAt    time.Time
+	Refusals     []Refusal `json:",omitempty"` // the first ones
 	// PublishedAt is when the wave wrote this into its memo (MemoProgress);
 	// zero in a query's answer, which is live.
 	PublishedAt time.Time `json:",omitempty"`

@@ -330,8 +330,9 @@ func (m *mailbox) onPrestageGrant(ctx workflow.Context, g contract.PrestageSlot)
 	})
 }
 
-// signalWave sends the mailbox's wave a pre-stage request or release, as
-// a local activity (at least once; the wave ignores a repeat).
+// signalWave sends the mailbox's wave (or the tenant's pool, Prestage.
+// Pool) a pre-stage request or release, as a local activity (at least
+// once; the wave and the pool ignore a repeat).
 func (m *mailbox) signalWave(ctx workflow.Context, signal string, pass int) {
 	if signal == contract.SignalPrestageRelease {
 		// Given back even when the run is ending (cancelled, moved): the
@@ -339,10 +340,17 @@ func (m *mailbox) signalWave(ctx workflow.Context, signal string, pass int) {
 		ctx, _ = workflow.NewDisconnectedContext(ctx)
 	}
 	lctx := waveSignalOptions(ctx)
-	err := workflow.ExecuteLocalActivity(lctx, contract.ActivitySignalWave, activities.SignalWaveInput{
+	in := activities.SignalWaveInput{
 		WaveWorkflowID: m.in.WaveWorkflowID, Signal: signal,
-		Slot: contract.PrestageSlot{Index: m.in.WaveIndex, Key: m.state.Key, Pass: pass},
-	}).Get(ctx, nil)
+		Slot: contract.PoolSlot{PrestageSlot: contract.PrestageSlot{Index: m.in.WaveIndex, Key: m.state.Key, Pass: pass}},
+	}
+	if p := m.in.Prestage; p.Pool != "" {
+		// The tenant's pool: it orders passes by their T, and takes back
+		// a place its budget after the grant if the release is lost.
+		in.Pool, in.PoolCap = p.Pool, p.Cap
+		in.Slot.WaveID, in.Slot.Due, in.Slot.Budget = m.in.WaveID, m.in.MigrateAt, m.pre.budget
+	}
+	err := workflow.ExecuteLocalActivity(lctx, contract.ActivitySignalWave, in).Get(ctx, nil)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("wave not told of a pre-stage pass", "mailbox", m.state.Key, "wave", m.in.WaveID,
 			"signal", signal, "error", err)

@@ -119,7 +119,7 @@ func (s *MailboxSuite) TestPrestageInAWaveWaitsForItsPool() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			s.Equal(contract.WaveWorkflowID("wave-1"), in.WaveWorkflowID)
-			sent, signals = append(sent, in.Slot), append(signals, in.Signal)
+			sent, signals = append(sent, in.Slot.PrestageSlot), append(signals, in.Signal)
 			return nil
 		})
 	s.env.OnActivity(contract.ActivityReportDone, mock.Anything, mock.Anything).Return(nil)
@@ -154,6 +154,51 @@ func (s *MailboxSuite) TestPrestageInAWaveWaitsForItsPool() {
 	s.Equal(2, sent[2].Pass, "the grant of a pass not asked for is given back")
 	s.Equal(sent[0], sent[3])
 	s.Equal(1, sent[4].Pass, "the pass's place is given back when it ends")
+	s.Equal([]string{"notice:t14", "copy:bulk", "notice:t1", "copy:delta", "cutover", "notice:success"}, s.names())
+}
+
+// TestPrestageInATenantPoolAsksThePool: a wave pre-staging into the
+// tenant's pool (Prestage.Pool) has its passes ask the pool, not the wave:
+// with its wave, index, T and budget, and the cap to start the pool with.
+func (s *MailboxSuite) TestPrestageInATenantPoolAsksThePool() {
+	s.registerSignalWave()
+	s.expectNotices()
+	s.expectPreflight(9e9)
+	var from []uint32
+	s.chainedCopies(&from)
+	s.expectCutover()
+	var sent []activities.SignalWaveInput
+	s.env.OnActivity(contract.ActivitySignalWave, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.SignalWaveInput) error {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			sent = append(sent, in)
+			if in.Signal == contract.SignalPrestageRequest {
+				s.env.SignalWorkflow(contract.SignalPrestageGrant, contract.PrestageSlot{WaveID: "wave-1", Index: 7, Pass: in.Slot.Pass})
+			}
+			return nil
+		})
+	s.env.OnActivity(contract.ActivityReportDone, mock.Anything, mock.Anything).Return(nil)
+	in := s.prestaged(20 * 24 * time.Hour)
+	in.WaveID, in.WaveWorkflowID, in.WaveIndex = "wave-1", contract.WaveWorkflowID("wave-1"), 7
+	in.Prestage.IncrementalEvery, in.Prestage.Pool = 0, "tenant-a"
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(contract.SignalSlotGrant, contract.SlotGrant{WaveID: "wave-1", Index: 7})
+	}, in.MigrateAt.Sub(s.env.Now())+time.Minute)
+	s.env.ExecuteWorkflow(MailboxMigration, in)
+
+	s.Equal(contract.OutcomeMigrated, s.result().Outcome)
+	s.Require().Len(sent, 2)
+	s.Equal(contract.SignalPrestageRequest, sent[0].Signal)
+	s.Equal(contract.SignalPrestageRelease, sent[1].Signal)
+	for _, x := range sent {
+		s.Equal("tenant-a", x.Pool)
+		s.Equal(10, x.PoolCap, "the cap a pool is started with")
+		s.True(in.MigrateAt.Equal(x.Slot.Due), "its T orders it in the pool")
+		x.Slot.Due = time.Time{}
+		s.Equal(contract.PoolSlot{PrestageSlot: contract.PrestageSlot{WaveID: "wave-1", Index: 7, Key: "k1", Pass: 1},
+			Budget: 15 * time.Hour}, x.Slot, "a 5 h pass's budget: three times its length")
+	}
 	s.Equal([]string{"notice:t14", "copy:bulk", "notice:t1", "copy:delta", "cutover", "notice:success"}, s.names())
 }
 

@@ -14,4 +14,5 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(MailboxMigration, workflow.RegisterOptions{Name: contract.MailboxWorkflowName})
 	r.RegisterWorkflowWithOptions(Wave, workflow.RegisterOptions{Name: contract.WaveWorkflowName})
 	r.RegisterWorkflowWithOptions(ProgrammeNight, workflow.RegisterOptions{Name: contract.NightWorkflowName})
+	r.RegisterWorkflowWithOptions(PrestagePool, workflow.RegisterOptions{Name: contract.PrestagePoolWorkflowName})
 }

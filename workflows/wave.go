@@ -78,7 +78,7 @@ func newWave(ctx workflow.Context, in contract.WaveInput) *wave {
 			Restarting: contract.NewBitset(in.Total),
 			Cap:        in.Cap,
 		}
-		if in.Prestage != nil {
+		if in.Prestage != nil && in.Prestage.Pool == "" {
 			st.PrestageCap = in.Prestage.Cap
 		}
 	}
@@ -266,6 +266,7 @@ func (w *wave) progress() contract.WaveProgress {
 		PrestageCap:    w.st.PrestageCap,
 		Prestaging:     len(w.st.PrestageActive),
 		PrestageQueued: len(w.st.PrestageQueue),
+		PrestagePool:   w.prestagePool(),
 	}
 }
 

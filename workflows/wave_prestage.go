@@ -58,6 +58,8 @@ func (w *wave) prestageRequestValid(ctx workflow.Context, r contract.PrestageSlo
 	switch {
 	case w.in.Prestage == nil:
 		return ignore("the wave does not pre-stage")
+	case w.in.Prestage.Pool != "":
+		return ignore("the wave's passes run in the tenant's pool")
 	case r.Index < 0 || r.Index >= w.in.Total:
 		return ignore("no such mailbox index")
 	}
@@ -136,6 +138,11 @@ func (w *wave) onPrestageCap(ctx workflow.Context, capacity int) {
 		workflow.GetLogger(ctx).Warn("pre-stage cap ignored: the wave does not pre-stage", "wave", w.in.WaveID, "to", capacity)
 		return
 	}
+	if w.in.Prestage.Pool != "" {
+		workflow.GetLogger(ctx).Warn("pre-stage cap ignored: the wave's passes run in the tenant's pool; set its cap there",
+			"wave", w.in.WaveID, "pool", w.in.Prestage.Pool, "to", capacity)
+		return
+	}
 	workflow.GetLogger(ctx).Info("wave pre-stage cap set", "wave", w.in.WaveID, "from", w.st.PrestageCap, "to", capacity)
 	w.st.PrestageCap = capacity
 }
@@ -177,4 +184,12 @@ func (w *wave) prestageKeyMatches(ctx workflow.Context, index int, key string) (
 	}
 	w.keyPages[page] = w.keys
 	return want == key, true
+}
+
+// prestagePool is the tenant's pool the wave's passes run in, or "".
+func (w *wave) prestagePool() string {
+	if w.in.Prestage == nil {
+		return ""
+	}
+	return w.in.Prestage.Pool
 }

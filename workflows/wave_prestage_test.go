@@ -49,7 +49,11 @@ func newPrestageHarness(t *testing.T, total int, prestage *contract.Prestage) *p
 	h.in = contract.WaveInput{WaveID: "w1", Total: total, Cap: 3, MigrateAt: start.Add(15 * 24 * time.Hour), PageSize: 4, Prestage: prestage}
 	h.env = h.suite.NewTestWorkflowEnvironment()
 	h.env.SetStartTime(start)
-	h.env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{&grantsSeen{h: h}}})
+	h.env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{&grantsSeen{seen: func(_ workflow.Context, g contract.PrestageSlot) {
+		h.mu.Lock()
+		h.grants = append(h.grants, g)
+		h.mu.Unlock()
+	}}}})
 	h.env.RegisterWorkflowWithOptions(Wave, workflow.RegisterOptions{Name: contract.WaveWorkflowName})
 	h.env.RegisterActivityWithOptions(func(_ context.Context, in activities.StartMailboxesInput) (activities.StartMailboxesResult, error) {
 		return activities.StartMailboxesResult{Started: in.To - in.From}, nil
@@ -86,35 +90,34 @@ func newPrestageHarness(t *testing.T, total int, prestage *contract.Prestage) *p
 	return h
 }
 
-// grantsSeen records the pre-stage grants a wave sends as it sends them.
+// grantsSeen hands seen the pre-stage grants a workflow (a wave, a pool)
+// sends, as it sends them.
 type grantsSeen struct {
 	interceptor.WorkerInterceptorBase
-	h *prestageHarness
+	seen func(workflow.Context, contract.PrestageSlot)
 }
 
 func (g *grantsSeen) InterceptWorkflow(_ workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
-	return &grantsSeenInbound{WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next}, h: g.h}
+	return &grantsSeenInbound{WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next}, seen: g.seen}
 }
 
 type grantsSeenInbound struct {
 	interceptor.WorkflowInboundInterceptorBase
-	h *prestageHarness
+	seen func(workflow.Context, contract.PrestageSlot)
 }
 
 func (i *grantsSeenInbound) Init(outbound interceptor.WorkflowOutboundInterceptor) error {
-	return i.Next.Init(&grantsSeenOutbound{WorkflowOutboundInterceptorBase: interceptor.WorkflowOutboundInterceptorBase{Next: outbound}, h: i.h})
+	return i.Next.Init(&grantsSeenOutbound{WorkflowOutboundInterceptorBase: interceptor.WorkflowOutboundInterceptorBase{Next: outbound}, seen: i.seen})
 }
 
 type grantsSeenOutbound struct {
 	interceptor.WorkflowOutboundInterceptorBase
-	h *prestageHarness
+	seen func(workflow.Context, contract.PrestageSlot)
 }
 
 func (o *grantsSeenOutbound) SignalExternalWorkflow(ctx workflow.Context, workflowID, runID, name string, arg any) workflow.Future {
 	if g, ok := arg.(contract.PrestageSlot); ok && name == contract.SignalPrestageGrant {
-		o.h.mu.Lock()
-		o.h.grants = append(o.h.grants, g)
-		o.h.mu.Unlock()
+		o.seen(ctx, g)
 	}
 	return o.Next.SignalExternalWorkflow(ctx, workflowID, runID, name, arg)
 }
