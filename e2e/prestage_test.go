@@ -96,6 +96,89 @@ func TestAPrestagedWaveOnDevServer(t *testing.T) {
 	}
 }
 
+// TestTwoWavesShareTheTenantsPool: two pre-staging waves of 12 mailboxes
+// each, their notices at the same time and their nights ten seconds apart,
+// pre-stage into one tenant's pool of 3 (started by the first pass that
+// asks it): never more than 3 passes run at once across both waves, every
+// mailbox is pre-staged before its T and migrated, and nothing is lost or
+// there twice. The pool is then cancelled, so its history ends.
+func TestTwoWavesShareTheTenantsPool(t *testing.T) {
+	const n, pool = 24, 3
+	e := newWaveEnv(t, n, 29)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	all := e.estate.Mailboxes(t, e.keyer)
+	now := time.Now()
+	prestage := func() *contract.Prestage {
+		return &contract.Prestage{MailboxRate: 1 << 40, Efficiency: 1, Margin: 20 * time.Second, Cap: pool, Pool: "it-tenant"}
+	}
+	late := e.launchOf(ctx, contract.WaveInput{WaveID: "it-pool-late", MigrateAt: now.Add(50 * time.Second),
+		NoticeLead: 45 * time.Second, ReminderLead: 3 * time.Second, Cap: 10, StartRate: 500, Prestage: prestage()}, all[:n/2])
+	early := e.launchOf(ctx, contract.WaveInput{WaveID: "it-pool-early", MigrateAt: now.Add(40 * time.Second),
+		NoticeLead: 35 * time.Second, ReminderLead: 3 * time.Second, Cap: 10, StartRate: 500, Prestage: prestage()}, all[n/2:])
+
+	poolID := contract.PrestagePoolWorkflowID("it-tenant")
+	var mu sync.Mutex
+	most, granted := 0, int64(0)
+	waves := map[string]bool{}
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for time.Now().Before(late.MigrateAt) {
+			v, err := e.c.QueryWorkflow(ctx, poolID, "", contract.QueryPrestagePool)
+			var st contract.PrestagePoolStatus
+			if err == nil && v.Get(&st) == nil {
+				mu.Lock()
+				most, granted = max(most, st.Active), max(granted, st.Granted)
+				for w := range st.Waves {
+					waves[w] = true
+				}
+				mu.Unlock()
+				assert.Equal(t, pool, st.Cap)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	for _, in := range []contract.WaveInput{early, late} {
+		var res contract.WaveResult
+		require.NoError(t, e.c.GetWorkflow(ctx, contract.WaveWorkflowID(in.WaveID), "").Get(ctx, &res))
+		assert.Equal(t, n/2, res.Migrated, "%+v", res)
+		assert.Zero(t, res.NeedsSupport)
+		assert.Equal(t, "it-tenant", e.progress(ctx, in.WaveID).PrestagePool)
+	}
+	<-sampled
+	mu.Lock()
+	assert.LessOrEqual(t, most, pool, "never more than the tenant's cap at once, across both waves")
+	assert.Positive(t, most)
+	assert.True(t, waves["it-pool-early"] && waves["it-pool-late"], "both waves' passes in the one pool: %v", waves)
+	mu.Unlock()
+	for _, m := range all {
+		st := mailboxState(t, e, m.Key)
+		require.NotNil(t, st.Prestage)
+		assert.True(t, st.Prestage.BulkDone, "every mailbox pre-staged before its T")
+	}
+	v, err := e.c.QueryWorkflow(ctx, poolID, "", contract.QueryPrestagePool)
+	require.NoError(t, err)
+	var st contract.PrestagePoolStatus
+	require.NoError(t, v.Get(&st))
+	assert.Zero(t, st.Active+st.Queued, "every place given back")
+	assert.GreaterOrEqual(t, st.Granted, int64(n), "a place a mailbox at least")
+	assert.Zero(t, st.Expired)
+
+	rep := e.verify(ctx)
+	assert.Equal(t, n, rep.Totals.CutOver)
+	assert.Zero(t, rep.Totals.Lost)
+	assert.Zero(t, rep.Totals.Duplicated)
+
+	require.NoError(t, e.c.CancelWorkflow(ctx, poolID, ""))
+	err = e.c.GetWorkflow(ctx, poolID, "").Get(ctx, nil)
+	require.Error(t, err, "a cancelled pool ends cancelled")
+	if *recordDir != "" {
+		recordRun(t, e.c, poolID, "", filepath.Join(*recordDir, "prestage_pool.json"))
+		recordRun(t, e.c, contract.MailboxWorkflowID(all[0].Key), "", filepath.Join(*recordDir, "mailbox_prestaged_in_pool.json"))
+	}
+}
+
 // mailboxState queries a mailbox's state.
 func mailboxState(t *testing.T, e *waveEnv, key string) contract.MailboxState {
 	t.Helper()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -52,7 +53,16 @@ func newWaveEnv(t *testing.T, mailboxes int, seed int64) *waveEnv {
 
 // launch writes the wave's mailbox file and starts the wave.
 func (e *waveEnv) launch(ctx context.Context, in contract.WaveInput) contract.WaveInput {
-	mailboxes := e.estate.Mailboxes(e.t, e.keyer)
+	return e.launchOf(ctx, in, e.estate.Mailboxes(e.t, e.keyer))
+}
+
+// launchOf launches a wave of these mailboxes (of the estate), indexed
+// from 0 in the wave.
+func (e *waveEnv) launchOf(ctx context.Context, in contract.WaveInput, mailboxes []wavefile.Mailbox) contract.WaveInput {
+	mailboxes = slices.Clone(mailboxes)
+	for i := range mailboxes {
+		mailboxes[i].Index = i
+	}
 	in.Total = len(mailboxes)
 	require.NoError(e.t, wavefile.NewStore(filepath.Join(e.dir, "waves")).Write(ctx, in.WaveID, mailboxes))
 	_, err := e.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{

@@ -56,7 +56,7 @@ func newRootCmd(out io.Writer) *cobra.Command {
 	a.temporal.Log.Level = "warn" // the SDK's own chatter stays out of an operator's way
 	a.temporal.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVar(&a.secretFile, "key-secret-file", "", "file holding the mailbox key secret (default: $"+identity.SecretEnv+")")
-	root.AddCommand(newMailboxCmd(a), newWaveCmd(a), newEstateCmd(a), newDemoCmd(a), newReportCmd(a), newSearchAttributesCmd(a), newCodecKeyCmd(a), newTargetCmd(a),
+	root.AddCommand(newMailboxCmd(a), newWaveCmd(a), newPrestagePoolCmd(a), newEstateCmd(a), newDemoCmd(a), newReportCmd(a), newSearchAttributesCmd(a), newCodecKeyCmd(a), newTargetCmd(a),
 		newProgrammeCmd(a), newOrgCmd(a))
 	return root
 }

@@ -19,6 +19,7 @@ type prestageFlags struct {
 	efficiency          float64
 	margin, every, wait time.Duration
 	spread              time.Duration
+	pool                string
 	flags               *pflag.FlagSet // to tell a flag given from its default
 }
 
@@ -37,6 +38,7 @@ func (p *prestageFlags) add(f *pflag.FlagSet) {
 	f.DurationVar(&p.margin, "prestage-margin", d.Margin, "with --prestage: the bulk pass is planned to end this long before T")
 	f.DurationVar(&p.every, "prestage-incremental-every", d.IncrementalEvery, "with --prestage: an incremental pass this often after the bulk (0: none)")
 	f.DurationVar(&p.wait, "prestage-start-delay", d.StartDelay, "with --prestage: no bulk pass starts sooner than this after its notice")
+	f.StringVar(&p.pool, "prestage-pool", "", "with --prestage: the tenant's pre-stage pool the passes run in, shared with every wave naming it, the pass whose T comes first going first (started with --prestage-cap by the first pass that asks; `starter prestage-pool` shows and sets it); empty: the wave's own pool")
 	f.DurationVar(&p.spread, "prestage-spread", 0, "with --prestage: spread the wave's bulk passes over this long before T-margin, by index (programme plan says how long a night needs; 0: each planned alone)")
 }
 
@@ -45,7 +47,7 @@ func (p prestageFlags) policy() (*contract.Prestage, error) {
 	if !p.on {
 		if p.flags != nil {
 			for _, name := range []string{"prestage-cap", "mailbox-rate", "prestage-efficiency", "prestage-margin",
-				"prestage-incremental-every", "prestage-start-delay", "prestage-spread"} {
+				"prestage-incremental-every", "prestage-start-delay", "prestage-spread", "prestage-pool"} {
 				if p.flags.Changed(name) {
 					return nil, fmt.Errorf("--%s is for a pre-staged wave: add --prestage", name)
 				}
@@ -58,7 +60,7 @@ func (p prestageFlags) policy() (*contract.Prestage, error) {
 	}
 	pol := contract.Prestage{
 		MailboxRate: p.mailboxMBps * 1e6, Efficiency: p.efficiency, PassOverhead: contract.DefaultPrestage.PassOverhead,
-		StartDelay: p.wait, Margin: p.margin, IncrementalEvery: p.every, Cap: p.cap, Spread: p.spread,
+		StartDelay: p.wait, Margin: p.margin, IncrementalEvery: p.every, Cap: p.cap, Spread: p.spread, Pool: p.pool,
 	}
 	if err := pol.Validate(); err != nil {
 		return nil, fmt.Errorf("--prestage: %w", err)
@@ -83,6 +85,10 @@ func describePrestage(p *contract.Prestage) string {
 	}
 	s := fmt.Sprintf("pre-staged: bulk pass at %.3g MB/s x %.2g ending %s before T, %d at once",
 		p.MailboxRate/1e6, p.Efficiency, p.Margin, p.Cap)
+	if p.Pool != "" {
+		s = fmt.Sprintf("pre-staged: bulk pass at %.3g MB/s x %.2g ending %s before T, in the tenant's pool %s (%d at once if this wave starts it)",
+			p.MailboxRate/1e6, p.Efficiency, p.Margin, p.Pool, p.Cap)
+	}
 	if p.Spread > 0 {
 		s += fmt.Sprintf(", spread over %s before that", p.Spread)
 	}

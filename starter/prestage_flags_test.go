@@ -29,14 +29,19 @@ func TestPrestageFlagsRefuseWhatCannotWork(t *testing.T) {
 	require.NoError(t, err)
 	d := contract.DefaultPrestage
 	assert.Equal(t, &d, pol, "the defaults: Exchange Online's budget")
+	pol, err = parse("--prestage", "--prestage-pool", "nhs-tenant")
+	require.NoError(t, err)
+	assert.Equal(t, "nhs-tenant", pol.Pool)
 
 	for want, args := range map[string][]string{
 		"--prestage-cap is for a pre-staged wave":                         {"--prestage-cap", "10"},
 		"--prestage-incremental-every 10m0s: 0 (none) or at least 1h0m0s": {"--prestage", "--prestage-incremental-every", "10m"},
-		"pool cap 0":               {"--prestage", "--prestage-cap", "0"},
-		"mailbox rate 0.5 bytes/s": {"--prestage", "--mailbox-rate", "0.0000005"},
-		"mailbox rate +Inf":        {"--prestage", "--mailbox-rate", "+Inf"},
-		"efficiency 0":             {"--prestage", "--prestage-efficiency", "0"},
+		"pool cap 0":                               {"--prestage", "--prestage-cap", "0"},
+		"mailbox rate 0.5 bytes/s":                 {"--prestage", "--mailbox-rate", "0.0000005"},
+		"mailbox rate +Inf":                        {"--prestage", "--mailbox-rate", "+Inf"},
+		"efficiency 0":                             {"--prestage", "--prestage-efficiency", "0"},
+		"--prestage-pool is for a pre-staged wave": {"--prestage-pool", "tenant-a"},
+		`pool "../tenant": a wave ID is`:           {"--prestage", "--prestage-pool", "../tenant"},
 	} {
 		_, err := parse(args...)
 		assert.ErrorContains(t, err, want, "%v", args)

@@ -132,9 +132,12 @@ type waveStatus struct {
 	PrestageCap    int `json:"prestage_cap"`
 	Prestaging     int `json:"prestaging"`
 	PrestageQueued int `json:"prestage_queued"`
-	Migrated       int `json:"migrated"`
-	NeedsSupport   int `json:"needs_support"`
-	Cancelled      int `json:"cancelled"`
+	// PrestagePool: the wave pre-stages in this tenant's pool (starter
+	// prestage-pool status), not one of its own.
+	PrestagePool string `json:"prestage_pool"`
+	Migrated     int    `json:"migrated"`
+	NeedsSupport int    `json:"needs_support"`
+	Cancelled    int    `json:"cancelled"`
 	// Deferred are the mailboxes their preflight found cannot go (back to
 	// the pool, not failures), and why.
 	Deferred   int                    `json:"deferred"`
@@ -166,7 +169,8 @@ func waveStatusOf(p contract.WaveProgress, res *contract.WaveResult, source stri
 		Wave: p.WaveID, State: "running", PauseReason: p.PauseReason, Source: source,
 		Total: p.Total, Started: p.Started, Refused: p.Refused, Waiting: p.Waiting, Active: p.Active, Cap: p.Cap,
 		PrestageCap: p.PrestageCap, Prestaging: p.Prestaging, PrestageQueued: p.PrestageQueued,
-		Migrated: p.Migrated, NeedsSupport: p.NeedsSupport, Cancelled: p.Cancelled,
+		PrestagePool: p.PrestagePool,
+		Migrated:     p.Migrated, NeedsSupport: p.NeedsSupport, Cancelled: p.Cancelled,
 		Deferred: p.Deferred, DeferredBy: append([]contract.ReasonCount{}, p.DeferredBy...),
 		CopiedItems: p.Copied.Items, CopiedBytes: printer.Bytes(p.Copied.Bytes), Runs: p.Runs, StartedAt: p.StartedAt,
 		Refusals: []refusalRow{}, MoreRefused: max(0, p.Refused-len(p.Refusals)), result: res,
@@ -224,6 +228,9 @@ func (st waveStatus) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "  mailboxes     %d (started %d, refused %d)\n", st.Total, st.Started, st.Refused)
 	if st.PrestageCap > 0 {
 		fmt.Fprintf(w, "  pre-staging   %d of %d at once, %d waiting for the pool\n", st.Prestaging, st.PrestageCap, st.PrestageQueued)
+	}
+	if st.PrestagePool != "" {
+		fmt.Fprintf(w, "  pre-staging   in the tenant's pool %s (starter prestage-pool status %s)\n", st.PrestagePool, st.PrestagePool)
 	}
 	fmt.Fprintf(w, "  waiting       %d\n  copying/cut   %d of %d at once\n", st.Waiting, st.Active, st.Cap)
 	fmt.Fprintf(w, "  migrated      %d\n  needs support %d\n  cancelled     %d\n", st.Migrated, st.NeedsSupport, st.Cancelled)
