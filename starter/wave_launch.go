@@ -31,6 +31,7 @@ type waveLaunchOptions struct {
 	concurrency                       int
 	errorBudget, startRate            float64
 	prestage                          prestageFlags
+	plan                              launchPlanFlags
 }
 
 func newWaveLaunchCmd(a *app) *cobra.Command {
@@ -63,6 +64,7 @@ number, and nothing starts until the file is clean.`,
 	f.StringVar(&o.wavesDir, "waves-dir", "data/waves", "the roster store: a directory (the roster as <wave>.csv) or a postgres:// URL, where the workers' --waves-dir finds it")
 	f.BoolVar(&o.dryRun, "dry-run", false, "check everything and show the wave, but start nothing")
 	o.prestage.add(f)
+	o.plan.add(f)
 	_ = cmd.MarkFlagRequired("wave")
 	_ = cmd.MarkFlagRequired("migrate-at")
 	return cmd
@@ -99,6 +101,9 @@ func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time
 		return in, err
 	}
 	if err := checkPrestageLead(prestage, sched.NoticeLead); err != nil {
+		return in, err
+	}
+	if err := o.plan.check(o.dryRun, prestage); err != nil {
 		return in, err
 	}
 	path := o.mailboxes
@@ -171,6 +176,11 @@ func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time
 		in.WaveID, in.Total, in.MigrateAt.Add(-in.NoticeLead).Format(time.RFC3339), in.MigrateAt.Add(-in.ReminderLead).Format(time.RFC3339),
 		in.MigrateAt.Format(time.RFC3339), in.Cap, o.errorBudget, describePrestage(in.Prestage))
 	if o.dryRun {
+		if in.Prestage != nil {
+			if err := planLaunch(a.out, o.plan, in, mailboxes, keyer); err != nil {
+				return in, err
+			}
+		}
 		fmt.Fprintln(a.out, "dry run: nothing written, nothing started")
 		return in, nil
 	}

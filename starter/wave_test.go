@@ -70,6 +70,8 @@ func TestWaveLaunchChecksItsFlags(t *testing.T) {
 		{[]string{"--wave", "w1", "--mailboxes", path, "--migrate-at", "+2d"}, "less than the notice lead"},
 		{[]string{"--wave", "w1", "--mailboxes", path, "--migrate-at", "+15d", "--concurrency", "0"}, "--concurrency 0"},
 		{[]string{"--wave", "w1", "--mailboxes", path, "--migrate-at", "+15d", "--error-budget", "150"}, "--error-budget 150"},
+		{[]string{"--wave", "w1", "--mailboxes", path, "--migrate-at", "+15d", "--sizes", path}, "--sizes is for planning a pre-staged wave: add --dry-run --prestage"},
+		{[]string{"--wave", "w1", "--mailboxes", path, "--migrate-at", "+15d", "--prestage", "--dry-run", "--assume-gb", "0"}, "--assume-gb 0"},
 		{[]string{"--wave", "w1", "--mailboxes", path, "--migrate-at", "+15d"}, "cannot reach the Temporal server"},
 	} {
 		out, code := runStarter(t, append(append([]string{"wave", "launch"}, tc.args...), noServer...)...)
@@ -110,6 +112,20 @@ func TestWaveCommandsOnARealServer(t *testing.T) {
 	assert.Contains(t, out, "wave big: 100000 mailboxes")
 	assert.Contains(t, out, "dry run: nothing written, nothing started")
 	assert.NoFileExists(t, filepath.Join(wavesDir, "big.csv"))
+	// A pre-staged dry run plans the wave's passes from the estate's
+	// sizes: a 600 GB mailbox cannot be copied in the lead at 0.45 MB/s,
+	// named by its key, never its address.
+	sizes := writeCSV(t, "sizes.csv", "address,org,size_mb\nuser000001@trust001.nhs.example,Trust 1,2000\n"+
+		"user000002@trust002.nhs.example,Trust 2,600000\n")
+	three := writeCSV(t, "three.csv", "address\nuser000001@trust001.nhs.example\nuser000002@trust002.nhs.example\nuser000003@trust003.nhs.example\n")
+	out, code = starter("wave", "launch", "--wave", "three", "--mailboxes", three, "--migrate-at", "+15d",
+		"--waves-dir", wavesDir, "--dry-run", "--prestage", "--sizes", sizes)
+	require.Zero(t, code, out)
+	assert.Contains(t, out, "plan: 3 mailboxes (1 sizes assumed 1 GB), 0.60 TB")
+	assert.Contains(t, out, "mailboxes that cannot be done: 1; TooLargeForLeadTime 1")
+	assert.Regexp(t, `mailbox [0-9a-f]+: TooLargeForLeadTime: 600000000000 bytes need 370\.\d h at the per-mailbox pace`, out)
+	assert.NotContains(t, out, "@", "no address in the plan")
+	assert.Contains(t, out, "dry run: nothing written, nothing started")
 	big.WriteString("one.more@trust001.nhs.example,Trust 1,One More\n")
 	tooBig := writeCSV(t, "too-big.csv", big.String())
 	out, code = starter("wave", "launch", "--wave", "big", "--mailboxes", tooBig, "--migrate-at", "+15d", "--waves-dir", wavesDir)
