@@ -20,6 +20,7 @@ import (
 	"mailwave/contract"
 	"mailwave/internal/control"
 	"mailwave/mail/port"
+	"mailwave/plan"
 	"mailwave/roster/estate"
 	"mailwave/roster/wavefile"
 )
@@ -64,6 +65,10 @@ type ChooseNightInput struct {
 	// Every: nights every so often, not one a date (a rehearsal's
 	// schedule): a night's reservations are those from its T to the next.
 	Every time.Duration `json:",omitempty"`
+	// Prestage, when the night pre-stages with a tenant's limit and no
+	// spread of its own, has the night's spread planned from its
+	// mailboxes' sizes (ChooseNightResult.Spread).
+	Prestage *contract.Prestage `json:",omitempty"`
 }
 
 // ChooseNightResult says what was chosen, or why nothing was.
@@ -76,6 +81,8 @@ type ChooseNightResult struct {
 	WaveID    string    `json:",omitempty"`
 	MigrateAt time.Time `json:",omitempty"`
 	Seed      int64     `json:",omitempty"`
+	// Spread is the night's pre-stage spread, planned (0: none planned).
+	Spread time.Duration `json:",omitempty"`
 }
 
 // ChooseNight samples the night's mailboxes from the estate (seeded, and
@@ -168,7 +175,49 @@ func (a *ProgrammeActivities) chooseNight(ctx context.Context, in ChooseNightInp
 	} else if err != nil {
 		return ChooseNightResult{}, err
 	}
-	return ChooseNightResult{Chosen: len(rows), Date: date}, nil
+	spread, err := nightSpread(night.Mailboxes, in)
+	if err != nil {
+		return ChooseNightResult{}, err
+	}
+	return ChooseNightResult{Chosen: len(rows), Date: date, Spread: spread}, nil
+}
+
+// assumedBytes is the size a night's plan gives a mailbox the estate has
+// no size for: the estate's mean.
+const assumedBytes = 1e9
+
+// nightSpread plans the night's bulk passes under the tenant's limit, as
+// package plan does for programme plan, and returns how long before
+// T-margin the first must begin: the wave's Prestage.Spread. Zero when
+// the night does not pre-stage, has a spread given, or no tenant limit.
+func nightSpread(mailboxes []estate.Mailbox, in ChooseNightInput) (time.Duration, error) {
+	p := in.Prestage
+	if p == nil || p.Spread > 0 || p.TenantRate <= 0 {
+		return 0, nil
+	}
+	notice := in.MigrateAt.Add(-in.Lead)
+	if in.Lead <= 0 {
+		notice = in.MigrateAt.Add(-contract.DefaultNoticeLead)
+	}
+	ms := make([]plan.Mailbox, len(mailboxes))
+	for i, m := range mailboxes {
+		b, est := m.SizeBytes, m.SizeBytes <= 0
+		if est {
+			b = assumedBytes
+		}
+		ms[i] = plan.Mailbox{Key: m.Key, Bytes: b, Estimated: est, T: in.MigrateAt, Notice: notice}
+	}
+	limits := plan.Limits{MailboxRate: p.MailboxRate, TenantRate: p.TenantRate, Efficiency: p.Efficiency, PassOverhead: p.PassOverhead}
+	policy := plan.DefaultPolicy
+	policy.StartDelay, policy.Margin, policy.IncrementalEvery = p.StartDelay, p.Margin, p.IncrementalEvery
+	r, err := plan.Plan(ms, limits, policy)
+	switch {
+	case err != nil:
+		return 0, temporal.NewNonRetryableApplicationError("planning the night's spread: "+err.Error(), contract.ErrTypeInvalidInput, err)
+	case len(r.Nights) != 1:
+		return 0, fmt.Errorf("planning the night's spread: %d nights planned for one", len(r.Nights))
+	}
+	return r.Nights[0].Spread(p.Margin), nil
 }
 
 // ReserveNightInput asks for a rescheduled mailbox to be kept for the

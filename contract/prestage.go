@@ -60,6 +60,10 @@ type Prestage struct {
 	// place of the wave's own; Cap is then the pool's cap when this wave
 	// starts it. Empty: the wave's own pool.
 	Pool string `json:",omitempty"`
+	// TenantRate is the tenant's limit across all its mailboxes, bytes a
+	// second (0: none): a programme's night plans its Spread under it
+	// from its mailboxes' sizes, when Spread is not given.
+	TenantRate float64 `json:",omitempty"`
 }
 
 // Exchange Online's per-mailbox budget for one application.
@@ -85,6 +89,8 @@ func (p Prestage) Validate() error {
 			p.PassOverhead, p.StartDelay, p.Margin, p.IncrementalEvery)
 	case p.Cap <= 0:
 		return fmt.Errorf("pre-stage: pool cap %d: must be more than zero", p.Cap)
+	case !(p.TenantRate >= 0) || math.IsInf(p.TenantRate, 0):
+		return fmt.Errorf("pre-stage: tenant rate %g bytes/s: must not be negative, and finite", p.TenantRate)
 	case p.Pool != "" && !ValidPoolName(p.Pool):
 		return fmt.Errorf("pre-stage: pool %q: %s", p.Pool, WaveIDRule)
 	}

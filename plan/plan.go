@@ -240,6 +240,16 @@ type Night struct {
 	Problems   []Problem `json:",omitempty"`
 }
 
+// Spread is how long before its deadline (T-margin) the night's first
+// bulk pass begins: what a pre-staging wave's Spread must give for its
+// passes to begin as planned (0: none begins before its own latest start).
+func (n Night) Spread(margin time.Duration) time.Duration {
+	if n.FirstStart.IsZero() {
+		return 0
+	}
+	return max(n.T.Add(-margin).Sub(n.FirstStart), 0)
+}
+
 // Result is the plan. Mailboxes are in key order, days in date order,
 // nights in T order.
 type Result struct {

@@ -20,6 +20,7 @@ type prestageFlags struct {
 	margin, every, wait time.Duration
 	spread              time.Duration
 	pool                string
+	tenantMBps          float64
 	flags               *pflag.FlagSet // to tell a flag given from its default
 }
 
@@ -39,6 +40,7 @@ func (p *prestageFlags) add(f *pflag.FlagSet) {
 	f.DurationVar(&p.every, "prestage-incremental-every", d.IncrementalEvery, "with --prestage: an incremental pass this often after the bulk (0: none)")
 	f.DurationVar(&p.wait, "prestage-start-delay", d.StartDelay, "with --prestage: no bulk pass starts sooner than this after its notice")
 	f.StringVar(&p.pool, "prestage-pool", "", "with --prestage: the tenant's pre-stage pool the passes run in, shared with every wave naming it, the pass whose T comes first going first (started with --prestage-cap by the first pass that asks; `starter prestage-pool` shows and sets it); empty: the wave's own pool")
+	f.Float64Var(&p.tenantMBps, "tenant-rate", 0, "with --prestage: the tenant's limit across all mailboxes, MB a second: a programme's night plans its --prestage-spread under it from its mailboxes' sizes, and a dry run plans with it (0: none)")
 	f.DurationVar(&p.spread, "prestage-spread", 0, "with --prestage: spread the wave's bulk passes over this long before T-margin, by index (programme plan says how long a night needs; 0: each planned alone)")
 }
 
@@ -47,7 +49,7 @@ func (p prestageFlags) policy() (*contract.Prestage, error) {
 	if !p.on {
 		if p.flags != nil {
 			for _, name := range []string{"prestage-cap", "mailbox-rate", "prestage-efficiency", "prestage-margin",
-				"prestage-incremental-every", "prestage-start-delay", "prestage-spread", "prestage-pool"} {
+				"prestage-incremental-every", "prestage-start-delay", "prestage-spread", "prestage-pool", "tenant-rate"} {
 				if p.flags.Changed(name) {
 					return nil, fmt.Errorf("--%s is for a pre-staged wave: add --prestage", name)
 				}
@@ -60,7 +62,7 @@ func (p prestageFlags) policy() (*contract.Prestage, error) {
 	}
 	pol := contract.Prestage{
 		MailboxRate: p.mailboxMBps * 1e6, Efficiency: p.efficiency, PassOverhead: contract.DefaultPrestage.PassOverhead,
-		StartDelay: p.wait, Margin: p.margin, IncrementalEvery: p.every, Cap: p.cap, Spread: p.spread, Pool: p.pool,
+		StartDelay: p.wait, Margin: p.margin, IncrementalEvery: p.every, Cap: p.cap, Spread: p.spread, Pool: p.pool, TenantRate: p.tenantMBps * 1e6,
 	}
 	if err := pol.Validate(); err != nil {
 		return nil, fmt.Errorf("--prestage: %w", err)

@@ -16,34 +16,29 @@ import (
 )
 
 // launchPlanFlags are what `wave launch --dry-run --prestage` plans with,
-// besides the wave's pre-stage flags: the mailboxes' sizes and the
-// tenant's limit.
+// besides the wave's pre-stage flags (the tenant's limit among them): the
+// mailboxes' sizes.
 type launchPlanFlags struct {
-	sizes      string
-	assumeGB   float64
-	tenantMBps float64
-	flags      *pflag.FlagSet
+	sizes    string
+	assumeGB float64
+	flags    *pflag.FlagSet
 }
 
 func (p *launchPlanFlags) add(f *pflag.FlagSet) {
 	p.flags = f
 	f.StringVar(&p.sizes, "sizes", "", "with --dry-run --prestage: the estate's CSV (as programme import takes it) to read the mailboxes' sizes from")
 	f.Float64Var(&p.assumeGB, "assume-gb", 1, "with --dry-run --prestage: the size of a mailbox --sizes does not give, in GB")
-	f.Float64Var(&p.tenantMBps, "tenant-rate", 0, "with --dry-run --prestage: the tenant's limit across all mailboxes, MB a second (0: none)")
 }
 
 // check refuses the planning flags where they would do nothing.
 func (p launchPlanFlags) check(dryRun bool, prestage *contract.Prestage) error {
 	if dryRun && prestage != nil {
-		switch {
-		case !(p.assumeGB > 0):
+		if !(p.assumeGB > 0) {
 			return fmt.Errorf("--assume-gb %g: more than 0", p.assumeGB)
-		case !(p.tenantMBps >= 0):
-			return fmt.Errorf("--tenant-rate %g: not negative", p.tenantMBps)
 		}
 		return nil
 	}
-	for _, name := range []string{"sizes", "assume-gb", "tenant-rate"} {
+	for _, name := range []string{"sizes", "assume-gb"} {
 		if p.flags != nil && p.flags.Changed(name) {
 			return fmt.Errorf("--%s is for planning a pre-staged wave: add --dry-run --prestage", name)
 		}
@@ -87,7 +82,7 @@ func planLaunch(out io.Writer, p launchPlanFlags, in contract.WaveInput, mailbox
 		}
 		boxes = append(boxes, plan.Mailbox{Key: m.Key, Bytes: b, Estimated: !ok, T: in.MigrateAt, Notice: notice})
 	}
-	limits := plan.Limits{MailboxRate: pol.MailboxRate, TenantRate: p.tenantMBps * 1e6, Efficiency: pol.Efficiency,
+	limits := plan.Limits{MailboxRate: pol.MailboxRate, TenantRate: pol.TenantRate, Efficiency: pol.Efficiency,
 		PassOverhead: pol.PassOverhead}
 	policy := plan.Policy{StartDelay: pol.StartDelay, Margin: pol.Margin, IncrementalEvery: pol.IncrementalEvery,
 		ChangeShare: plan.DefaultPolicy.ChangeShare, Window: plan.DefaultPolicy.Window, NightCap: in.Cap,
@@ -115,11 +110,10 @@ func planLaunch(out io.Writer, p launchPlanFlags, in contract.WaveInput, mailbox
 	if n > listed {
 		fmt.Fprintf(out, "  ... and %d more that cannot be done\n", n-listed)
 	}
-	if len(res.Nights) == 1 && !res.Nights[0].FirstStart.IsZero() {
+	if len(res.Nights) == 1 {
 		// What --prestage-spread must give for the wave's passes to begin
 		// as the plan has them.
-		need := in.MigrateAt.Sub(res.Nights[0].FirstStart) - pol.Margin
-		if need > pol.Spread+time.Hour {
+		if need := res.Nights[0].Spread(pol.Margin); need > pol.Spread+time.Hour {
 			fmt.Fprintf(out, "  the passes begin %.1f h before T-margin: launch with --prestage-spread %s (or a tenant pool)\n",
 				need.Hours(), need.Round(time.Hour))
 		}

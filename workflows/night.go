@@ -47,6 +47,11 @@ func ProgrammeNight(ctx workflow.Context, in contract.NightInput) (contract.Nigh
 	default:
 		res.MigrateAt = fired.Add(in.Lead).UTC().Truncate(time.Second)
 	}
+	if in.Prestage != nil {
+		// Its spread is planned from the sizes of the mailboxes chosen
+		// (ChooseNightResult.Spread), their notices Lead before T.
+		choose.Prestage, choose.Lead = in.Prestage, in.Lead
+	}
 	if choose.Fired.IsZero() {
 		res.WaveID = contract.NightWaveID(in.Schedule, res.MigrateAt)
 		res.Seed = contract.NightSeed(res.WaveID)
@@ -91,7 +96,7 @@ func ProgrammeNight(ctx workflow.Context, in contract.NightInput) (contract.Nigh
 		ReminderLead: in.ReminderLead,
 		Cap:          in.Cap,
 		ErrorBudget:  in.ErrorBudget,
-		Prestage:     in.Prestage, // nil for the nights before it: the same command
+		Prestage:     nightPrestage(in.Prestage, chose.Spread), // nil for the nights before it: the same command
 	})
 	if err := wave.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		var already *temporal.ChildWorkflowExecutionAlreadyStartedError
@@ -162,4 +167,15 @@ func awaitWave(ctx, actx workflow.Context, waveID string, out *contract.WaveResu
 			return err
 		}
 	}
+}
+
+// nightPrestage is the night's pre-staging with the spread planned for it
+// (when the policy gives none): a copy, the schedule's own is not changed.
+func nightPrestage(p *contract.Prestage, spread time.Duration) *contract.Prestage {
+	if p == nil || p.Spread > 0 || spread <= 0 {
+		return p
+	}
+	q := *p
+	q.Spread = spread
+	return &q
 }

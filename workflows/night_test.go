@@ -123,3 +123,26 @@ func TestANightKeepsItsTimeOfDayAcrossAChangeOfTheClocks(t *testing.T) {
 	assert.Equal(t, time.Date(2027, 1, 4, 20, 0, 5, 0, time.UTC),
 		activities.NightAt(time.Date(2027, 1, 4, 20, 0, 0, 0, time.UTC), 5*time.Second, time.UTC), "a lead of seconds is added as time")
 }
+
+// TestANightsWaveTakesTheSpreadPlannedForIt: a pre-staging night without a
+// spread of its own asks for one planned from its mailboxes, and its wave
+// pre-stages with it; the schedule's policy is not changed.
+func TestANightsWaveTakesTheSpreadPlannedForIt(t *testing.T) {
+	in := nightInput()
+	in.MigrateAt = time.Date(2026, 12, 21, 20, 0, 0, 0, time.UTC)
+	in.Prestage = &contract.Prestage{MailboxRate: 0.5e6, Efficiency: 0.9, Margin: 24 * time.Hour, Cap: 100, TenantRate: 50e6}
+	env, got := nightEnv(t, time.Time{}, nil)
+	var asked activities.ChooseNightInput
+	env.OnActivity(contract.ActivityChooseNight, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, c activities.ChooseNightInput) (activities.ChooseNightResult, error) {
+			asked = c
+			return activities.ChooseNightResult{Chosen: 220, Spread: 31 * time.Hour}, nil
+		})
+	env.ExecuteWorkflow(contract.NightWorkflowName, in)
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, in.Prestage, asked.Prestage, "the night's policy goes to the planner")
+	assert.Equal(t, in.Lead, asked.Lead, "with the notices' lead")
+	require.NotNil(t, got.Prestage)
+	assert.Equal(t, 31*time.Hour, got.Prestage.Spread)
+	assert.Zero(t, in.Prestage.Spread, "the schedule's policy is not changed")
+}

@@ -68,6 +68,7 @@ type options struct {
 	skipAtT, keep           bool
 	capacity                int
 	capacityHold            time.Duration
+	pool                    string
 }
 
 func main() {
@@ -87,6 +88,7 @@ func main() {
 	flag.StringVar(&o.worker, "worker", "bin/worker", "the mailwave worker")
 	flag.BoolVar(&o.skipAtT, "skip-copy-at-t", false, "run the pre-staged twin only")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directories")
+	flag.StringVar(&o.pool, "pool", "twin", "pre-staged: the tenant's pre-stage pool every night's passes share (empty: each wave its own pool of the tenant's lanes, as before the tenant's pool)")
 	flag.IntVar(&o.capacity, "capacity", 0, "instead of the twin: measure one worker holding this many slow copies at once")
 	flag.DurationVar(&o.capacityHold, "capacity-hold", time.Minute, "with -capacity: how long the copies are measured")
 	flag.Parse()
@@ -227,7 +229,7 @@ func twin(ctx context.Context, o options, prestaged bool) (figures, error) {
 		if prestaged {
 			in.Prestage = &contract.Prestage{MailboxRate: limits.MailboxRate, Efficiency: o.efficiency, PassOverhead: limits.PassOverhead,
 				StartDelay: policy.StartDelay, Margin: policy.Margin, IncrementalEvery: policy.IncrementalEvery,
-				Cap: max(lanes, 1), Spread: n.spread}
+				Cap: max(lanes, 1), Spread: n.spread, Pool: o.pool}
 		}
 		if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.WaveWorkflowID(n.wave), TaskQueue: contract.TaskQueue},
 			contract.WaveWorkflowName, in); err != nil {
@@ -316,14 +318,12 @@ func planSpreads(nights []night, sizes map[string]int64, l plan.Limits, p plan.P
 	if err != nil {
 		return 0, err
 	}
-	first := map[time.Time]time.Time{}
+	spread := map[time.Time]time.Duration{}
 	for _, n := range r.Nights {
-		first[n.T] = n.FirstStart
+		spread[n.T] = n.Spread(p.Margin)
 	}
 	for i := range nights {
-		if f := first[nights[i].t.UTC()]; !f.IsZero() {
-			nights[i].spread = max(nights[i].t.Add(-p.Margin).Sub(f), 0)
-		}
+		nights[i].spread = spread[nights[i].t.UTC()]
 	}
 	logf("planned: %d mailboxes, peak %d copies at once, %d cannot be done", len(ms), r.PeakCopies, r.Infeasible)
 	return r.Infeasible, nil
