@@ -237,7 +237,11 @@ func twin(ctx context.Context, o options, prestaged bool) (figures, error) {
 		}
 	}
 	start := time.Now()
-	if f.peak, err = watch(ctx, c, nights, o.day); err != nil {
+	pool := ""
+	if prestaged {
+		pool = o.pool
+	}
+	if f.peak, err = watch(ctx, c, nights, pool); err != nil {
 		return f, err
 	}
 	elapsed := time.Since(start)
@@ -330,9 +334,9 @@ func planSpreads(nights []night, sizes map[string]int64, l plan.Limits, p plan.P
 }
 
 // watch waits for every wave to end, sampling the copies in flight (passes
-// before T and night slots, over all waves) each second; progress to
-// stderr.
-func watch(ctx context.Context, c client.Client, nights []night, day time.Duration) (peak int, err error) {
+// before T, in the waves' pools or the tenant's, and night slots, over all
+// waves) each second; progress to stderr.
+func watch(ctx context.Context, c client.Client, nights []night, pool string) (peak int, err error) {
 	last := time.Now()
 	for {
 		running, inFlight, migrated := 0, 0, 0
@@ -352,6 +356,16 @@ func watch(ctx context.Context, c client.Client, nights []night, day time.Durati
 			if err == nil && v.Get(&p) == nil {
 				inFlight += p.Prestaging + p.Active
 				migrated += p.Migrated
+			}
+		}
+		if pool != "" {
+			// The passes before T run in the tenant's pool, not the waves'.
+			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			v, err := c.QueryWorkflow(qctx, contract.PrestagePoolWorkflowID(pool), "", contract.QueryPrestagePool)
+			cancel()
+			var st contract.PrestagePoolStatus
+			if err == nil && v.Get(&st) == nil {
+				inFlight += st.Active
 			}
 		}
 		peak = max(peak, inFlight)
