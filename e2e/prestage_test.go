@@ -202,27 +202,11 @@ func TestAPrestagedPassPausedMidwayGoesOnFromItsCheckpoint(t *testing.T) {
 	estateDir := filepath.Join(dir, "estate")
 	_, err := sim.Generate(estateDir, sim.GenerateOptions{Seed: 31, Mailboxes: 3})
 	require.NoError(t, err)
-	est, err := sim.Open(estateDir, sim.Options{})
-	require.NoError(t, err)
-	roster, err := est.Roster()
-	require.NoError(t, err)
-	// The largest of the three.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	keyer, err := identity.NewKeyer([]byte("prestage-pause-secret"))
 	require.NoError(t, err)
-	var pick sim.RosterEntry
-	var size int64
-	for _, r := range roster {
-		k, err := keyer.Key(r.Address)
-		require.NoError(t, err)
-		p, err := est.Preflight(ctx, contract.MailboxRef{Key: k, Address: r.Address})
-		require.NoError(t, err)
-		if p.SourceBytes > size {
-			pick, size = r, p.SourceBytes
-		}
-	}
-	require.Positive(t, size)
+	est, pick, size := largestOf(t, ctx, estateDir, keyer)
 
 	srv := testkit.NewDevServer(t, "")
 	c := srv.Client()
@@ -284,4 +268,27 @@ func TestAPrestagedPassPausedMidwayGoesOnFromItsCheckpoint(t *testing.T) {
 	assert.Equal(t, 1, rep.Totals.CutOver, rep.Summary())
 	assert.Zero(t, rep.Totals.Lost, rep.Summary())
 	assert.Zero(t, rep.Totals.Duplicated, rep.Summary())
+}
+
+// largestOf opens the simulated estate in dir and picks its largest
+// mailbox, by what its preflight reads.
+func largestOf(t *testing.T, ctx context.Context, dir string, keyer *identity.Keyer) (*sim.Estate, sim.RosterEntry, int64) {
+	t.Helper()
+	est, err := sim.Open(dir, sim.Options{})
+	require.NoError(t, err)
+	roster, err := est.Roster()
+	require.NoError(t, err)
+	var pick sim.RosterEntry
+	var size int64
+	for _, r := range roster {
+		k, err := keyer.Key(r.Address)
+		require.NoError(t, err)
+		p, err := est.Preflight(ctx, contract.MailboxRef{Key: k, Address: r.Address})
+		require.NoError(t, err)
+		if p.SourceBytes > size {
+			pick, size = r, p.SourceBytes
+		}
+	}
+	require.Positive(t, size)
+	return est, pick, size
 }
