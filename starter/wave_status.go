@@ -226,11 +226,14 @@ func (st waveStatus) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "wave %s: %s\n", st.Wave, state)
 	fmt.Fprintf(w, "  as of         %s\n", st.freshness())
 	fmt.Fprintf(w, "  mailboxes     %d (started %d, refused %d)\n", st.Total, st.Started, st.Refused)
-	if st.PrestageCap > 0 {
-		fmt.Fprintf(w, "  pre-staging   %d of %d at once, %d waiting for the pool\n", st.Prestaging, st.PrestageCap, st.PrestageQueued)
-	}
-	if st.PrestagePool != "" {
+	switch {
+	case st.PrestagePool != "" && st.PrestageCap > 0:
+		fmt.Fprintf(w, "  pre-staging   %d running, %d waiting in the tenant's pool %s (%d at once for all its waves)\n",
+			st.Prestaging, st.PrestageQueued, st.PrestagePool, st.PrestageCap)
+	case st.PrestagePool != "":
 		fmt.Fprintf(w, "  pre-staging   in the tenant's pool %s (starter prestage-pool status %s)\n", st.PrestagePool, st.PrestagePool)
+	case st.PrestageCap > 0:
+		fmt.Fprintf(w, "  pre-staging   %d of %d at once, %d waiting for the pool\n", st.Prestaging, st.PrestageCap, st.PrestageQueued)
 	}
 	fmt.Fprintf(w, "  waiting       %d\n  copying/cut   %d of %d at once\n", st.Waiting, st.Active, st.Cap)
 	fmt.Fprintf(w, "  migrated      %d\n  needs support %d\n  cancelled     %d\n", st.Migrated, st.NeedsSupport, st.Cancelled)
@@ -284,6 +287,7 @@ func (r *waveReader) status(ctx context.Context) (waveStatus, error) {
 	if r.queryTimeout > 0 && time.Now().After(r.quietUntil) {
 		p, err := r.query(ctx, id)
 		if err == nil {
+			r.poolShare(ctx, &p)
 			return waveStatusOf(p, nil, sourceLive, time.Now()), nil
 		}
 		r.quietUntil, queryErr = time.Now().Add(queryRest), err
@@ -311,6 +315,24 @@ func (r *waveReader) query(ctx context.Context, id string) (contract.WaveProgres
 		return p, err
 	}
 	return p, v.Get(&p)
+}
+
+// poolShare fills in a wave pre-staging in the tenant's pool its share of
+// it: the pool's cap, and the wave's passes running and waiting there. A
+// pool that does not answer leaves them out (the status names the pool).
+func (r *waveReader) poolShare(ctx context.Context, p *contract.WaveProgress) {
+	if p.PrestagePool == "" || !contract.ValidPoolName(p.PrestagePool) {
+		return
+	}
+	qctx, cancel := context.WithTimeout(ctx, r.queryTimeout)
+	defer cancel()
+	v, err := r.c.QueryWorkflow(qctx, contract.PrestagePoolWorkflowID(p.PrestagePool), "", contract.QueryPrestagePool)
+	var st contract.PrestagePoolStatus
+	if err != nil || v.Get(&st) != nil {
+		return
+	}
+	share := st.Waves[p.WaveID]
+	p.PrestageCap, p.Prestaging, p.PrestageQueued = st.Cap, share.Active, share.Queued
 }
 
 // finished turns a finished wave's result into a status.
