@@ -186,10 +186,13 @@ func (a *ProgrammeActivities) chooseNight(ctx context.Context, in ChooseNightInp
 // no size for: the estate's mean.
 const assumedBytes = 1e9
 
-// nightSpread plans the night's bulk passes under the tenant's limit, as
-// package plan does for programme plan, and returns how long before
-// T-margin the first must begin: the wave's Prestage.Spread. Zero when
-// the night does not pre-stage, has a spread given, or no tenant limit.
+// nightSpread plans the night's bulk passes under the tenant's limit (or
+// the pool's cap, if fewer), as package plan does for programme plan, and
+// returns how long before T-margin the first must begin: the wave's
+// Prestage.Spread. Zero when the night does not pre-stage, has a spread
+// given, or no tenant limit. It plans the night alone: nights whose
+// passes overlap share the tenant, and only programme plan, which plans
+// them together, sees that.
 func nightSpread(mailboxes []estate.Mailbox, in ChooseNightInput) (time.Duration, error) {
 	p := in.Prestage
 	if p == nil || p.Spread > 0 || p.TenantRate <= 0 {
@@ -207,7 +210,7 @@ func nightSpread(mailboxes []estate.Mailbox, in ChooseNightInput) (time.Duration
 		}
 		ms[i] = plan.Mailbox{Key: m.Key, Bytes: b, Estimated: est, T: in.MigrateAt, Notice: notice}
 	}
-	limits := plan.Limits{MailboxRate: p.MailboxRate, TenantRate: p.TenantRate, Efficiency: p.Efficiency, PassOverhead: p.PassOverhead}
+	limits := plan.Limits{MailboxRate: p.MailboxRate, TenantRate: contract.PoolRate(*p), Efficiency: p.Efficiency, PassOverhead: p.PassOverhead}
 	policy := plan.DefaultPolicy
 	policy.StartDelay, policy.Margin, policy.IncrementalEvery = p.StartDelay, p.Margin, p.IncrementalEvery
 	r, err := plan.Plan(ms, limits, policy)

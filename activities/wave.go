@@ -108,7 +108,10 @@ func waveGone(id string, err error) error {
 // with anything. A wave that no longer runs cannot hear it: a permanent
 // failure.
 func (a *WaveActivities) SignalWave(ctx context.Context, in SignalWaveInput) error {
-	if in.Signal != contract.SignalPrestageRequest && in.Signal != contract.SignalPrestageRelease {
+	switch {
+	case in.Signal == contract.SignalPrestagePoolHold && in.Pool != "" && in.Hold != nil:
+		// A wave's hold of its passes in the tenant's pool.
+	case in.Signal != contract.SignalPrestageRequest && in.Signal != contract.SignalPrestageRelease:
 		return temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("signal %q is not one a mailbox sends its wave", in.Signal), contract.ErrTypeInvalidInput, nil)
 	}
@@ -118,16 +121,20 @@ func (a *WaveActivities) SignalWave(ctx context.Context, in SignalWaveInput) err
 	return waveGone(in.WaveWorkflowID, a.client.SignalWorkflow(ctx, in.WaveWorkflowID, "", in.Signal, in.Slot.PrestageSlot))
 }
 
-// signalPool sends a request or release to the tenant's pre-stage pool,
-// starting the pool if it does not run (a pool is started by the first
-// wave launched into it; one terminated since, or never started, is
-// started again by the first pass that asks, with that wave's cap).
+// signalPool sends a request, a release or a wave's hold to the tenant's
+// pre-stage pool, starting the pool if it does not run: the first pass
+// that asks starts it (or starts it again, after a terminate), with its
+// wave's cap.
 func (a *WaveActivities) signalPool(ctx context.Context, in SignalWaveInput) error {
 	pin := contract.PrestagePoolInput{Pool: in.Pool, Cap: in.PoolCap}
 	if err := pin.Validate(); err != nil {
 		return temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeInvalidInput, err)
 	}
-	_, err := a.client.SignalWithStartWorkflow(ctx, contract.PrestagePoolWorkflowID(in.Pool), in.Signal, in.Slot,
+	var arg any = in.Slot
+	if in.Signal == contract.SignalPrestagePoolHold {
+		arg = *in.Hold
+	}
+	_, err := a.client.SignalWithStartWorkflow(ctx, contract.PrestagePoolWorkflowID(in.Pool), in.Signal, arg,
 		client.StartWorkflowOptions{
 			ID: contract.PrestagePoolWorkflowID(in.Pool), TaskQueue: contract.TaskQueue,
 			StaticSummary: "the tenant's pre-stage pool",

@@ -23,6 +23,9 @@ type SignalWaveInput struct {
 	// place of the wave (started with PoolCap if it does not run).
 	Pool    string `json:",omitempty"`
 	PoolCap int    `json:",omitempty"`
+	// Hold is a wave's hold (Signal contract.SignalPrestagePoolHold, to
+	// the pool only).
+	Hold *contract.PoolHold `json:",omitempty"`
 }
 
 // StartMailboxesInput asks for the mailboxes of a wave at the given indexes

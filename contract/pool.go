@@ -25,8 +25,29 @@ func PrestagePoolWorkflowID(pool string) string { return "prestage-pool-" + pool
 // ValidPoolName reports whether a pool's name follows WaveIDRule.
 func ValidPoolName(name string) bool { return waveIDPattern.MatchString(name) }
 
-// SignalPrestagePoolCap sets a pool's cap (an int, at least 1).
+// SignalPrestagePoolCap sets a pool's cap (an int; 0 grants nothing, the
+// passes running finish).
 const SignalPrestagePoolCap = "prestage-pool-cap"
+
+// SignalPrestagePoolHold holds or frees a wave's passes in the pool (a
+// PoolHold): a paused or cancelling wave's passes waiting are granted no
+// place; those running finish, as in a wave's own pool.
+const SignalPrestagePoolHold = "prestage-pool-hold"
+
+// PoolHold is a wave's hold in the pool. Seq orders a wave's holds: one
+// older than the last the pool has is ignored (a pause and a resume sent
+// close together may arrive in either order).
+type PoolHold struct {
+	WaveID string
+	Held   bool
+	Seq    int64
+}
+
+// MaxPoolQueue bounds the passes a pool keeps waiting, so that its state
+// stays well under the server's 2 MB payload limit when it continues as
+// new. Beyond it the pass whose T comes last is dropped; its mailbox asks
+// again within the hour.
+const MaxPoolQueue = 5_000
 
 // QueryPrestagePool answers a pool's PrestagePoolStatus.
 const QueryPrestagePool = "prestage-pool"
@@ -42,8 +63,10 @@ type PrestagePoolInput struct {
 	MaxEventsPerRun int `json:",omitempty"`
 	// MaxSignalsPerRun does the same past this many signals (0:
 	// DefaultPoolSignalsPerRun).
-	MaxSignalsPerRun int                `json:",omitempty"`
-	State            *PrestagePoolState `json:",omitempty"`
+	MaxSignalsPerRun int `json:",omitempty"`
+	// MaxQueue bounds the passes waiting (0: MaxPoolQueue).
+	MaxQueue int                `json:",omitempty"`
+	State    *PrestagePoolState `json:",omitempty"`
 }
 
 // DefaultPoolEventsPerRun bounds a pool's run: a pass makes about five
@@ -58,8 +81,8 @@ func (in PrestagePoolInput) Validate() error {
 	switch {
 	case !ValidPoolName(in.Pool):
 		return fmt.Errorf("pre-stage pool %q: %s", in.Pool, WaveIDRule)
-	case in.Cap < 1:
-		return fmt.Errorf("pre-stage pool %s: cap %d: must be at least 1", in.Pool, in.Cap)
+	case in.Cap < 0:
+		return fmt.Errorf("pre-stage pool %s: cap %d: must not be negative", in.Pool, in.Cap)
 	}
 	return nil
 }
@@ -76,7 +99,7 @@ type PoolSlot struct {
 	// came (the pass has surely ended by then).
 	Budget time.Duration `json:",omitempty"`
 	// Lease ends a granted place (zero while queued).
-	Lease time.Time `json:",omitempty"`
+	Lease time.Time `json:",omitzero"`
 }
 
 // PrestagePoolState is a pool's state, carried across runs.
@@ -87,7 +110,10 @@ type PrestagePoolState struct {
 	Seq     int64
 	Granted int64 // places granted since the pool began
 	Expired int64 // places taken back when their lease ended
+	Dropped int64 // requests dropped, the queue full (each asks again)
 	Runs    int
+	// Holds are the waves' holds, by wave ID.
+	Holds []PoolHold `json:",omitempty"`
 }
 
 // PrestagePoolStatus is what a pool shows.
@@ -98,7 +124,10 @@ type PrestagePoolStatus struct {
 	Queued  int
 	Granted int64
 	Expired int64
+	Dropped int64 `json:",omitempty"`
 	Runs    int
+	// Held are the waves whose passes are held (paused or cancelling).
+	Held []string `json:",omitempty"`
 	// NextDue is the T of the first pass waiting (zero: none waits).
 	NextDue time.Time `json:",omitempty"`
 	// Waves counts the places held and waited for by wave.

@@ -133,3 +133,14 @@ type PrestageState struct {
 	// is left to T, from the last checkpoint.
 	Failed string `json:",omitempty"`
 }
+
+// PoolRate is what a policy's passes may take at once, bytes a second:
+// the tenant's limit, or the pool's cap at the per-mailbox pace if that is
+// less (0: the tenant's limit is not known, and the cap alone bounds it).
+func PoolRate(p Prestage) float64 {
+	byCap := float64(p.Cap) * p.MailboxRate * p.Efficiency
+	if p.TenantRate > 0 && p.TenantRate < byCap {
+		return p.TenantRate
+	}
+	return byCap
+}

@@ -222,6 +222,9 @@ type WaveState struct {
 	PrestageCap    int            `json:",omitempty"`
 	PrestageActive []PrestageSlot `json:",omitempty"`
 	PrestageQueue  []PrestageSlot `json:",omitempty"`
+	// PoolHolds counts the holds sent to the tenant's pool (Prestage.
+	// Pool): the pool keeps the latest.
+	PoolHolds int64 `json:",omitempty"`
 }
 
 // ActiveSlot is a mailbox holding a slot.

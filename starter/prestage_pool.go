@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -60,12 +61,12 @@ func newPrestagePoolStatusCmd(a *app) *cobra.Command {
 func newPrestagePoolSetCapCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "set-cap NAME N",
-		Short: "Change how many passes before T run at once in the pool (a lower cap lets the running finish)",
+		Short: "Change how many passes before T run at once in the pool (a lower cap lets the running finish; 0 grants none)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			n, err := strconv.Atoi(args[1])
-			if err != nil || n < 1 {
-				return fmt.Errorf("cap %q: a whole number of at least 1", args[1])
+			if err != nil || n < 0 {
+				return fmt.Errorf("cap %q: a whole number, 0 or more (0 grants no place until raised)", args[1])
 			}
 			c, err := a.poolTarget(cmd.Context(), args[0])
 			if err != nil {
@@ -117,6 +118,8 @@ type poolStatus struct {
 	NextDue *time.Time      `json:"next_due"` // the T of the first waiting
 	Granted int64           `json:"granted"`
 	Expired int64           `json:"expired"` // places taken back, their release lost
+	Dropped int64           `json:"dropped"` // requests dropped, the queue full (each asks again)
+	Held    []string        `json:"held"`    // waves whose passes are held (paused, cancelling)
 	Runs    int             `json:"runs"`
 	Waves   []poolWaveCount `json:"waves"`
 }
@@ -129,7 +132,7 @@ type poolWaveCount struct {
 
 func poolStatusOf(st contract.PrestagePoolStatus) poolStatus {
 	out := poolStatus{Pool: st.Pool, Cap: st.Cap, Running: st.Active, Waiting: st.Queued, Granted: st.Granted,
-		Expired: st.Expired, Runs: st.Runs, Waves: []poolWaveCount{}}
+		Expired: st.Expired, Dropped: st.Dropped, Held: append([]string{}, st.Held...), Runs: st.Runs, Waves: []poolWaveCount{}}
 	if !st.NextDue.IsZero() {
 		t := st.NextDue
 		out.NextDue = &t
@@ -156,8 +159,11 @@ func (st poolStatus) WriteText(w io.Writer) error {
 	if st.NextDue != nil {
 		fmt.Fprintf(w, " (the first for T %s)", st.NextDue.UTC().Format(time.RFC3339))
 	}
-	fmt.Fprintf(w, "\n  granted   %d since it began (%d taken back, their release lost)\n  runs      %d\n",
-		st.Granted, st.Expired, st.Runs)
+	fmt.Fprintf(w, "\n  granted   %d since it began (%d taken back, their release lost; %d requests dropped, the queue full)\n  runs      %d\n",
+		st.Granted, st.Expired, st.Dropped, st.Runs)
+	if len(st.Held) > 0 {
+		fmt.Fprintf(w, "  held      %s (paused or cancelling: their passes wait)\n", strings.Join(st.Held, ", "))
+	}
 	for _, c := range st.Waves {
 		fmt.Fprintf(w, "  wave %-20s %d running, %d waiting\n", c.Wave, c.Running, c.Waiting)
 	}

@@ -24,7 +24,7 @@ import (
 func TestAPoolStatusShowsEveryWave(t *testing.T) {
 	due := time.Date(2026, 12, 21, 20, 0, 0, 0, time.UTC)
 	st := poolStatusOf(contract.PrestagePoolStatus{Pool: "nhs-tenant", Cap: 2000, Active: 1500, Queued: 40, Granted: 90210,
-		Expired: 2, Runs: 12, NextDue: due,
+		Expired: 2, Dropped: 3, Held: []string{"w-1221"}, Runs: 12, NextDue: due,
 		Waves: map[string]contract.PoolWaveCount{"w-1221": {Active: 1000, Queued: 40}, "w-1214": {Active: 500}}})
 	require.Len(t, st.Waves, 2)
 	assert.Equal(t, "w-1214", st.Waves[0].Wave)
@@ -33,8 +33,9 @@ func TestAPoolStatusShowsEveryWave(t *testing.T) {
 	assert.Equal(t, `pre-stage pool nhs-tenant
   running   1500 of 2000 at once
   waiting   40 (the first for T 2026-12-21T20:00:00Z)
-  granted   90210 since it began (2 taken back, their release lost)
+  granted   90210 since it began (2 taken back, their release lost; 3 requests dropped, the queue full)
   runs      12
+  held      w-1221 (paused or cancelling: their passes wait)
   wave w-1214               500 running, 0 waiting
   wave w-1221               1000 running, 40 waiting
 `, b.String())

@@ -82,7 +82,7 @@ func planLaunch(out io.Writer, p launchPlanFlags, in contract.WaveInput, mailbox
 		}
 		boxes = append(boxes, plan.Mailbox{Key: m.Key, Bytes: b, Estimated: !ok, T: in.MigrateAt, Notice: notice})
 	}
-	limits := plan.Limits{MailboxRate: pol.MailboxRate, TenantRate: pol.TenantRate, Efficiency: pol.Efficiency,
+	limits := plan.Limits{MailboxRate: pol.MailboxRate, TenantRate: contract.PoolRate(*pol), Efficiency: pol.Efficiency,
 		PassOverhead: pol.PassOverhead}
 	policy := plan.Policy{StartDelay: pol.StartDelay, Margin: pol.Margin, IncrementalEvery: pol.IncrementalEvery,
 		ChangeShare: plan.DefaultPolicy.ChangeShare, Window: plan.DefaultPolicy.Window, NightCap: in.Cap,
@@ -114,7 +114,7 @@ func planLaunch(out io.Writer, p launchPlanFlags, in contract.WaveInput, mailbox
 		// What --prestage-spread must give for the wave's passes to begin
 		// as the plan has them.
 		if need := res.Nights[0].Spread(pol.Margin); need > pol.Spread+time.Hour {
-			fmt.Fprintf(out, "  the passes begin %.1f h before T-margin: launch with --prestage-spread %s (or a tenant pool)\n",
+			fmt.Fprintf(out, "  the passes begin %.1f h before T-margin: launch with --prestage-spread %s\n",
 				need.Hours(), need.Round(time.Hour))
 		}
 	}

@@ -1,8 +1,10 @@
 package workflows
 
 import (
+	"cmp"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -19,9 +21,12 @@ import (
 // to it (signal-with-start), so nobody has to start it before a wave.
 //
 // A request is checked for its shape only: the pool does not hold the
-// waves' rosters. A forged request can at worst move a pass up the queue:
-// a grant goes to the mailbox's own workflow, which gives back one for a
-// pass it did not ask for, and a grant to no mailbox frees its place.
+// waves' rosters. A forged request can move a pass up the queue, or (with
+// a real key and a later pass, as a forged release can) free a running
+// pass's place, so that more than Cap run for a while; a grant goes to the
+// mailbox's own workflow, which gives back one for a pass it did not ask
+// for, and a grant to no mailbox frees its place. Only workers and
+// operators may signal (docs/access.md).
 func PrestagePool(ctx workflow.Context, in contract.PrestagePoolInput) error {
 	if err := in.Validate(); err != nil {
 		return temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeInvalidInput, nil)
@@ -39,10 +44,9 @@ func PrestagePool(ctx workflow.Context, in contract.PrestagePoolInput) error {
 		return err
 	}
 	p.receive(ctx)
-	cancelled := false
-	p.sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) { cancelled = true })
+	p.sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) { p.cancelled = true })
 	for {
-		if cancelled {
+		if p.cancelled {
 			// Cancelled by an operator: no grant goes out; passes waiting
 			// ask again within the hour and start a new pool.
 			return ctx.Err()
@@ -70,12 +74,13 @@ const poolLeaseGrace = time.Hour
 const poolMaxBudget = 14 * 24 * time.Hour
 
 type pool struct {
-	in       contract.PrestagePoolInput
-	st       contract.PrestagePoolState
-	sel      workflow.Selector
-	inflight int  // grants sent, not yet delivered or refused
-	ticking  bool // a lease check is armed
-	signals  int
+	in        contract.PrestagePoolInput
+	st        contract.PrestagePoolState
+	sel       workflow.Selector
+	inflight  int       // grants sent, not yet delivered or refused
+	tickAt    time.Time // when the lease check armed last fires (zero: none armed)
+	signals   int
+	cancelled bool
 }
 
 func (p *pool) receive(ctx workflow.Context) {
@@ -91,12 +96,18 @@ func (p *pool) receive(ctx workflow.Context) {
 		p.signals++
 		p.onRelease(ctx, r)
 	})
+	p.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalPrestagePoolHold), func(c workflow.ReceiveChannel, _ bool) {
+		var h contract.PoolHold
+		c.Receive(ctx, &h)
+		p.signals++
+		p.onHold(ctx, h)
+	})
 	p.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalPrestagePoolCap), func(c workflow.ReceiveChannel, _ bool) {
 		var n int
 		c.Receive(ctx, &n)
 		p.signals++
-		if n < 1 {
-			workflow.GetLogger(ctx).Warn("pre-stage pool cap ignored: must be at least 1", "pool", p.in.Pool, "to", n)
+		if n < 0 {
+			workflow.GetLogger(ctx).Warn("pre-stage pool cap ignored: must not be negative", "pool", p.in.Pool, "to", n)
 			return
 		}
 		workflow.GetLogger(ctx).Info("pre-stage pool cap set", "pool", p.in.Pool, "from", p.st.Cap, "to", n)
@@ -133,7 +144,42 @@ func (p *pool) onRequest(ctx workflow.Context, r contract.PoolSlot) {
 	p.st.Seq++
 	r.Seq = p.st.Seq
 	i := sort.Search(len(p.st.Queue), func(i int) bool { return poolBefore(r, p.st.Queue[i]) })
+	if limit := cmp.Or(p.in.MaxQueue, contract.MaxPoolQueue); len(p.st.Queue) >= limit {
+		// Full: the pass whose T comes last goes (this one, or the last
+		// waiting); its mailbox asks again within the hour.
+		p.st.Dropped++
+		if i == len(p.st.Queue) {
+			return
+		}
+		p.st.Queue = p.st.Queue[:len(p.st.Queue)-1]
+	}
 	p.st.Queue = slices.Insert(p.st.Queue, i, r)
+}
+
+// onHold holds or frees a wave's passes waiting; an older hold of the
+// wave than the one the pool has is ignored.
+func (p *pool) onHold(ctx workflow.Context, h contract.PoolHold) {
+	i, found := slices.BinarySearchFunc(p.st.Holds, h.WaveID, func(x contract.PoolHold, id string) int {
+		return strings.Compare(x.WaveID, id)
+	})
+	switch {
+	case !contract.ValidWaveID(h.WaveID):
+		workflow.GetLogger(ctx).Warn("pre-stage hold ignored: malformed", "pool", p.in.Pool, "wave", h.WaveID)
+	case found && p.st.Holds[i].Seq >= h.Seq:
+		// Older than the hold the pool has.
+	case found:
+		p.st.Holds[i] = h
+	default:
+		p.st.Holds = slices.Insert(p.st.Holds, i, h)
+	}
+}
+
+// held reports whether a wave's passes are held.
+func (p *pool) held(wave string) bool {
+	i, found := slices.BinarySearchFunc(p.st.Holds, wave, func(x contract.PoolHold, id string) int {
+		return strings.Compare(x.WaveID, id)
+	})
+	return found && p.st.Holds[i].Held
 }
 
 // poolBefore orders a pool's queue: earliest T first, then first asked.
@@ -164,9 +210,13 @@ func (p *pool) onRelease(ctx workflow.Context, r contract.PoolSlot) {
 // grant lets waiting passes run while the pool has room.
 func (p *pool) grant(ctx workflow.Context) {
 	now := workflow.Now(ctx)
-	for len(p.st.Active) < p.st.Cap && len(p.st.Queue) > 0 && p.inflight < poolGrantsInFlight {
-		s := p.st.Queue[0]
-		p.st.Queue = p.st.Queue[1:]
+	for i := 0; len(p.st.Active) < p.st.Cap && i < len(p.st.Queue) && p.inflight < poolGrantsInFlight; {
+		s := p.st.Queue[i]
+		if p.held(s.WaveID) {
+			i++
+			continue
+		}
+		p.st.Queue = slices.Delete(p.st.Queue, i, i+1)
 		s.Lease = now.Add(s.Budget + poolLeaseGrace)
 		p.st.Active = append(p.st.Active, s)
 		p.st.Granted++
@@ -203,8 +253,10 @@ func (p *pool) expire(ctx workflow.Context) {
 }
 
 // armTick wakes the pool when the first lease ends, while places are held.
+// A lease granted after the check was armed, and ending before it, arms
+// another.
 func (p *pool) armTick(ctx workflow.Context) {
-	if p.ticking || len(p.st.Active) == 0 {
+	if len(p.st.Active) == 0 {
 		return
 	}
 	first := p.st.Active[0].Lease
@@ -213,12 +265,18 @@ func (p *pool) armTick(ctx workflow.Context) {
 			first = s.Lease
 		}
 	}
+	if !p.tickAt.IsZero() && !first.Before(p.tickAt) {
+		return
+	}
 	d := max(first.Sub(workflow.Now(ctx)), time.Second)
-	p.ticking = true
+	at := workflow.Now(ctx).Add(d)
+	p.tickAt = at
 	p.sel.AddFuture(workflow.NewTimerWithOptions(ctx, d, workflow.TimerOptions{Summary: "a pre-stage lease ends"}),
 		func(f workflow.Future) {
 			_ = f.Get(ctx, nil)
-			p.ticking = false
+			if p.tickAt.Equal(at) {
+				p.tickAt = time.Time{}
+			}
 		})
 }
 
@@ -240,9 +298,21 @@ func (p *pool) shouldContinueAsNew(ctx workflow.Context) bool {
 // timer is dropped: the new run arms its own.
 func (p *pool) continueAsNew(ctx workflow.Context) error {
 	for p.inflight > 0 || p.sel.HasPending() {
+		if p.cancelled {
+			return ctx.Err()
+		}
 		p.sel.Select(ctx)
 		p.expire(ctx)
 	}
+	if p.cancelled {
+		return ctx.Err()
+	}
+	// A wave with nothing in the pool keeps no hold: it has ended, or
+	// will hold again if it pauses.
+	p.st.Holds = slices.DeleteFunc(p.st.Holds, func(h contract.PoolHold) bool {
+		return !slices.ContainsFunc(p.st.Active, func(s contract.PoolSlot) bool { return s.WaveID == h.WaveID }) &&
+			!slices.ContainsFunc(p.st.Queue, func(s contract.PoolSlot) bool { return s.WaveID == h.WaveID })
+	})
 	in := p.in
 	st := p.st
 	in.State = &st
@@ -253,7 +323,12 @@ func (p *pool) continueAsNew(ctx workflow.Context) error {
 
 func (p *pool) status() contract.PrestagePoolStatus {
 	st := contract.PrestagePoolStatus{Pool: p.in.Pool, Cap: p.st.Cap, Active: len(p.st.Active), Queued: len(p.st.Queue),
-		Granted: p.st.Granted, Expired: p.st.Expired, Runs: p.st.Runs}
+		Granted: p.st.Granted, Expired: p.st.Expired, Dropped: p.st.Dropped, Runs: p.st.Runs}
+	for _, h := range p.st.Holds {
+		if h.Held {
+			st.Held = append(st.Held, h.WaveID)
+		}
+	}
 	if len(p.st.Queue) > 0 {
 		st.NextDue = p.st.Queue[0].Due
 	}

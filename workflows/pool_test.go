@@ -220,3 +220,85 @@ func TestAPoolContinuesAsNewWithItsPlaces(t *testing.T) {
 	assert.Equal(t, []int{1, 2}, []int{next.State.Queue[0].Index, next.State.Queue[1].Index}, "the queue in order of T")
 	assert.Equal(t, int64(1), next.State.Granted)
 }
+
+// TestAPoolHoldsAPausedWavesPasses: a wave's hold keeps its passes waiting
+// while another wave's are granted; freed, they are granted again; a hold
+// older than the one the pool has is ignored; cap 0 grants nothing, and
+// the passes running finish.
+func TestAPoolHoldsAPausedWavesPasses(t *testing.T) {
+	h := newPoolHarness(t)
+	hold := func(wave string, held bool, seq int64) func() {
+		return func() {
+			h.env.SignalWorkflow(contract.SignalPrestagePoolHold, contract.PoolHold{WaveID: wave, Held: held, Seq: seq})
+		}
+	}
+	h.step(0, hold("w5", true, 1), h.request("w5", 0, 1, 5), h.request("w9", 1, 1, 9))                      // w5 held: w9 goes
+	h.step(0, h.release("w9", 1, 1), hold("w5", false, 1))                                                  // same seq: still held
+	h.step(0, hold("w5", false, 3), hold("w5", true, 2))                                                    // the newer (3) wins: freed
+	h.step(0, func() { h.env.SignalWorkflow(contract.SignalPrestagePoolCap, 0) }, h.request("w9", 2, 1, 9)) // none granted
+	h.step(0, h.release("w5", 0, 1), func() { h.env.SignalWorkflow(contract.SignalPrestagePoolCap, 1) })
+	require.ErrorContains(t, h.run(contract.PrestagePoolInput{Pool: "tenant-a", Cap: 1}), "canceled")
+
+	idx := func(gs []contract.PrestageSlot) []int {
+		var out []int
+		for _, g := range gs {
+			out = append(out, g.Index)
+		}
+		return out
+	}
+	assert.Equal(t, []int{1}, idx(h.grants[0]), "the held wave's earlier T waits")
+	assert.Equal(t, []string{"w5"}, h.status[0].Held)
+	assert.Empty(t, h.grants[1], "a hold of the same seq is not newer")
+	assert.Equal(t, []int{0}, idx(h.grants[2]), "freed by the newer hold")
+	assert.Empty(t, h.status[2].Held)
+	assert.Empty(t, h.grants[3], "cap 0 grants nothing")
+	assert.Equal(t, 1, h.status[3].Active, "the pass running goes on")
+	assert.Equal(t, []int{2}, idx(h.grants[4]))
+}
+
+// TestAPoolDropsThePassWhoseNightComesLastWhenFull: with room for two
+// waiting, a third pass of an earlier T takes the place of the latest; one
+// of a later T is dropped; both are counted and ask again.
+func TestAPoolDropsThePassWhoseNightComesLastWhenFull(t *testing.T) {
+	h := newPoolHarness(t)
+	h.step(0, h.request("w1", 0, 1, 9))                            // granted
+	h.step(0, h.request("w1", 1, 1, 7), h.request("w1", 2, 1, 8))  // wait
+	h.step(0, h.request("w1", 3, 1, 6), h.request("w1", 4, 1, 10)) // 3 in, 2 out; 4 dropped
+	h.step(0, h.release("w1", 0, 1))
+	h.step(0, h.release("w1", 3, 1))
+	require.ErrorContains(t, h.run(contract.PrestagePoolInput{Pool: "tenant-a", Cap: 1, MaxQueue: 2}), "canceled")
+	assert.Equal(t, int64(2), h.status[2].Dropped)
+	assert.Equal(t, 2, h.status[2].Queued)
+	require.Len(t, h.grants[3], 1)
+	assert.Equal(t, 3, h.grants[3][0].Index, "the earliest T")
+	require.Len(t, h.grants[4], 1)
+	assert.Equal(t, 1, h.grants[4][0].Index)
+}
+
+// TestAPoolTakesBackAShortLeaseBeforeALongOne: a place granted after a
+// longer one, with a shorter budget, is taken back when its own lease ends.
+func TestAPoolTakesBackAShortLeaseBeforeALongOne(t *testing.T) {
+	h := newPoolHarness(t)
+	long := func() {
+		h.env.SignalWorkflow(contract.SignalPrestageRequest, contract.PoolSlot{
+			PrestageSlot: contract.PrestageSlot{WaveID: "w1", Index: 0, Key: poolKey("w1", 0), Pass: 1},
+			Due:          h.start.Add(9 * 24 * time.Hour), Budget: 48 * time.Hour})
+	}
+	h.step(0, long)
+	h.step(0, h.request("w1", 1, 1, 9)) // 6 h budget: lease ends at 7h02m
+	h.step(8*time.Hour, func() {})
+	require.ErrorContains(t, h.run(contract.PrestagePoolInput{Pool: "tenant-a", Cap: 2}), "canceled")
+	assert.Equal(t, int64(1), h.status[2].Expired, "the short lease ended on time")
+	assert.Equal(t, 1, h.status[2].Active, "the long one holds")
+}
+
+// TestAPoolCancelledWhileContinuingAsNewEnds: a cancel that comes as the
+// pool continues as new ends it, cancelled (it once spun on the closed
+// Done channel).
+func TestAPoolCancelledWhileContinuingAsNewEnds(t *testing.T) {
+	h := newPoolHarness(t)
+	h.step(0, h.request("w1", 0, 1, 9), h.env.CancelWorkflow)
+	h.env.ExecuteWorkflow(contract.PrestagePoolWorkflowName, contract.PrestagePoolInput{Pool: "tenant-a", Cap: 1, MaxSignalsPerRun: 1})
+	require.True(t, h.env.IsWorkflowCompleted())
+	require.ErrorContains(t, h.env.GetWorkflowError(), "canceled")
+}

@@ -173,8 +173,21 @@ func (m *mailbox) prestagePass(ctx workflow.Context, pass contract.CopyPass) err
 			m.details(ctx)
 			err := m.awaitPlace(ctx, n)
 			st.Queued = false
-			if err != nil {
+			pooled := m.in.Prestage.Pool != ""
+			switch {
+			case err != nil && pooled:
+				// The run is ending (cancelled, moved) while waiting:
+				// the tenant's pool hears of no done report, so the
+				// pass leaves it (a wave's own pool is cleaned by the
+				// mailbox's report).
+				m.signalWave(ctx, contract.SignalPrestageRelease, n)
 				return err
+			case err != nil:
+				return err
+			case pooled && m.pre.atT:
+				// T came, granted or not: the place goes back.
+				m.signalWave(ctx, contract.SignalPrestageRelease, n)
+				return errAtT
 			}
 			if m.pre.granted != n {
 				// T came first; the wave may grant it yet: give it back.
@@ -187,10 +200,12 @@ func (m *mailbox) prestagePass(ctx workflow.Context, pass contract.CopyPass) err
 			}
 		}
 		err := m.prestageCopy(ctx, pass)
+		// Not running any more from here: the place goes back, and the
+		// pool may grant it before this run hears that it was given.
+		st.Pass = 0
 		if m.in.WaveWorkflowID != "" {
 			m.signalWave(ctx, contract.SignalPrestageRelease, n)
 		}
-		st.Pass = 0
 		var ce *temporal.CanceledError
 		switch {
 		case err == nil:
@@ -319,7 +334,11 @@ func (m *mailbox) onPrestageGrant(ctx workflow.Context, g contract.PrestageSlot)
 			"wave", g.WaveID, "index", g.Index)
 		return
 	}
-	if g.Pass == m.pre.pass {
+	// A grant of the tenant's pool that comes once the passes have
+	// stopped (T came, the run is ending) is given back too: no pass
+	// will release it.
+	over := m.in.Prestage.Pool != "" && (m.pre.atT || !m.pre.running)
+	if g.Pass == m.pre.pass && !over {
 		m.pre.granted = g.Pass
 		return
 	}

@@ -14,5 +14,10 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(MailboxMigration, workflow.RegisterOptions{Name: contract.MailboxWorkflowName})
 	r.RegisterWorkflowWithOptions(Wave, workflow.RegisterOptions{Name: contract.WaveWorkflowName})
 	r.RegisterWorkflowWithOptions(ProgrammeNight, workflow.RegisterOptions{Name: contract.NightWorkflowName})
-	r.RegisterWorkflowWithOptions(PrestagePool, workflow.RegisterOptions{Name: contract.PrestagePoolWorkflowName})
+	// The pool runs for the whole programme, continuing as new: pinned to
+	// one build it would never drain from it, nor take a fix. It moves to
+	// the current build at its next workflow task, so a change to the
+	// commands it issues takes a change ID from the first (VERSIONING.md).
+	r.RegisterWorkflowWithOptions(PrestagePool, workflow.RegisterOptions{Name: contract.PrestagePoolWorkflowName,
+		VersioningBehavior: workflow.VersioningBehaviorAutoUpgrade})
 }

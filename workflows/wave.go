@@ -148,6 +148,7 @@ func (w *wave) setup(ctx workflow.Context) error {
 		if !w.st.Cancelling {
 			workflow.GetLogger(ctx).Info("wave cancelling", "wave", w.in.WaveID)
 			w.st.Cancelling = true
+			w.holdInPool(ctx)
 		}
 	})
 	w.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalRetryFailed), func(c workflow.ReceiveChannel, _ bool) {

@@ -37,6 +37,7 @@ func (w *wave) pause(ctx workflow.Context, reason string) {
 	for _, s := range w.st.Active {
 		w.signal(ctx, s.Key, contract.SignalPause, contract.PauseRequest{Reason: reason, ByWave: true}, nil)
 	}
+	w.holdInPool(ctx)
 }
 
 func (w *wave) resume(ctx workflow.Context) {
@@ -50,6 +51,7 @@ func (w *wave) resume(ctx workflow.Context) {
 	for _, s := range w.st.Active {
 		w.signal(ctx, s.Key, contract.SignalResume, contract.ResumeRequest{ByWave: true}, nil)
 	}
+	w.holdInPool(ctx)
 }
 
 // cancelNext cancels, a page at a time, the started mailboxes that have

@@ -5,6 +5,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"mailwave/activities"
 	"mailwave/contract"
 )
 
@@ -192,4 +193,28 @@ func (w *wave) prestagePool() string {
 		return ""
 	}
 	return w.in.Prestage.Pool
+}
+
+// holdInPool tells the tenant's pool whether the wave's passes waiting may
+// be granted: not while it is paused or cancelling (passes running
+// finish, as in the wave's own pool). Only a wave pre-staging into a pool
+// (Prestage.Pool, from 2026-12-07) sends it: no command for any other.
+func (w *wave) holdInPool(ctx workflow.Context) {
+	pool := w.prestagePool()
+	if pool == "" {
+		return
+	}
+	w.st.PoolHolds++
+	h := contract.PoolHold{WaveID: w.in.WaveID, Held: w.st.Paused || w.st.Cancelling, Seq: w.st.PoolHolds}
+	w.inflight++
+	f := workflow.ExecuteLocalActivity(waveSignalOptions(ctx), contract.ActivitySignalWave, activities.SignalWaveInput{
+		Signal: contract.SignalPrestagePoolHold, Pool: pool, PoolCap: w.in.Prestage.Cap, Hold: &h,
+	})
+	w.sel.AddFuture(f, func(f workflow.Future) {
+		w.inflight--
+		if err := f.Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Warn("pre-stage pool not told of the wave's hold", "wave", w.in.WaveID, "pool", pool,
+				"held", h.Held, "error", err)
+		}
+	})
 }

@@ -369,3 +369,34 @@ func TestWavePrestagePoolPublishedInItsMemo(t *testing.T) {
 	// granted; all ended.
 	assert.Equal(t, []poolFigures{{1, 0, 0}, {1, 1, 0}, {1, 1, 1}, {1, 1, 0}, {1, 0, 0}}, seen)
 }
+
+// TestAPooledWaveHoldsItsPassesInThePool: a wave pre-staging into the
+// tenant's pool keeps no pool of its own; pausing, resuming and cancelling
+// it tell the pool to hold or free its passes waiting, each hold newer
+// than the one before.
+func TestAPooledWaveHoldsItsPassesInThePool(t *testing.T) {
+	h := newPrestageHarness(t, 4, &contract.Prestage{MailboxRate: 1e6, Efficiency: 1, Margin: time.Hour, Cap: 7, Pool: "tenant-a"})
+	var holds []activities.SignalWaveInput
+	h.env.RegisterActivityWithOptions(func(_ context.Context, in activities.SignalWaveInput) error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		holds = append(holds, in)
+		return nil
+	}, activity.RegisterOptions{Name: contract.ActivitySignalWave})
+	h.step(h.request(1, 1)) // 1: a request sent to the wave is not its to grant
+	h.step(h.signal(contract.SignalPause, contract.PauseRequest{Reason: "a look"}))
+	h.step(h.signal(contract.SignalResume, nil))
+	h.step(h.signal(contract.SignalCancel, nil))
+	h.finish()
+
+	assert.Empty(t, h.grants, "no grant from the wave: its passes run in the pool")
+	assert.Zero(t, h.at(1).PrestageCap)
+	assert.Equal(t, "tenant-a", h.at(1).PrestagePool)
+	require.Len(t, holds, 3)
+	for i, want := range []bool{true, false, true} {
+		assert.Equal(t, contract.SignalPrestagePoolHold, holds[i].Signal)
+		assert.Equal(t, "tenant-a", holds[i].Pool)
+		assert.Equal(t, 7, holds[i].PoolCap)
+		assert.Equal(t, &contract.PoolHold{WaveID: "w1", Held: want, Seq: int64(i + 1)}, holds[i].Hold)
+	}
+}
