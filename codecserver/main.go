@@ -123,7 +123,7 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	h, err := codecserver.New(codecserver.Options{
-		Codec: codec.New(keys), Namespaces: o.namespaces, Origins: o.origins, Tokens: tokens,
+		Codec: codec.New(keys).AcceptingPlain(), Namespaces: o.namespaces, Origins: o.origins, Tokens: tokens,
 		SecureCookie: o.httpsCert != "", Logger: z,
 	})
 	if err != nil {
