@@ -212,7 +212,7 @@ func (s *server) authenticate(w http.ResponseWriter, r *http.Request, op, ns str
 	}
 	c, err := r.Cookie(s.cookieName())
 	if err != nil || c.Value == "" {
-		s.unauthorized(w, r, "no session")
+		s.unauthorized(w, r, "no access token and no session")
 		return caller{}, false
 	}
 	sess, ok := s.sessions.get(c.Value)
