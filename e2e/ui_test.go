@@ -72,6 +72,17 @@ func TestUIDecodesThroughTheCodecServer(t *testing.T) {
 		t.Logf("audit: %s", b)
 	}
 	u.noPlaintextInAudit(ref)
+	// The browser does not say which workflow it decodes for: the request
+	// is cross-origin, so its Referer is the UI's origin, not the page.
+	u.mu.Lock()
+	referers := slices.Clone(u.referers)
+	u.mu.Unlock()
+	require.NotEmpty(t, referers)
+	for _, rf := range referers {
+		assert.NotContains(t, rf, run.GetID())
+		assert.Contains(t, []string{"", u.origin + "/"}, rf)
+	}
+	t.Logf("Referer of the UI's decode requests: %q", referers)
 
 	// The session expires (the codec server's clock moves past its
 	// maximum): the page shows ciphertext again.
@@ -181,6 +192,8 @@ type ui struct {
 	revocations string
 	auditPath   string
 	clock       *movableClock
+	mu          sync.Mutex
+	referers    []string // of the decode requests the browser made
 }
 
 // movableClock is the codec server's clock, moved by a test.
@@ -220,7 +233,16 @@ func startUI(t *testing.T) *ui {
 	require.NoError(t, err)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	codecSrv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	// What the browser sends with a decode, besides the payloads.
+	seen := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/decode") && r.Method == http.MethodPost {
+			u.mu.Lock()
+			u.referers = append(u.referers, r.Header.Get("Referer"))
+			u.mu.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	})
+	codecSrv := &http.Server{Handler: seen, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = codecSrv.Serve(lis) }()
 	t.Cleanup(func() { _ = codecSrv.Close() })
 	u.codecURL = fmt.Sprintf("http://localhost:%d", lis.Addr().(*net.TCPAddr).Port)
