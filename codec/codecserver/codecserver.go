@@ -421,6 +421,14 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		_, _ = fmt.Fprintf(w, loginForm, html.EscapeString(msg))
 	}
+	// A form posted from another site's page (which could sign a browser
+	// in under someone else's name) is refused; browsers say where a
+	// form came from.
+	if origin := r.Header.Get("Origin"); origin != "" && origin != s.selfOrigin(r) {
+		s.o.Logger.Warn("codec sign-in refused: posted from another origin", zap.String("origin", origin), zap.String("remote", r.RemoteAddr))
+		fail(http.StatusForbidden, "Not signed in: the form was posted from another site.")
+		return
+	}
 	claims, err := s.o.Verifier.Verify(token, now)
 	if err != nil {
 		reason := tokenReason(err)
@@ -469,6 +477,15 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		`<form method="post" action="/logout"><button type="submit">Sign out</button></form>`,
 		html.EscapeString(fmt.Sprintf("Signed in as %s until %s: the Temporal UI in this browser can now decode payloads (turn on \"include cross-origin credentials\" in its codec settings).",
 			claims.Subject, expires.UTC().Format(time.RFC3339))))
+}
+
+// selfOrigin is the codec server's own origin, as the browser addressed it.
+func (s *server) selfOrigin(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil || s.o.SecureCookie {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
 }
 
 func (s *server) auditSignIn(r *http.Request, rec Record) error {

@@ -294,8 +294,28 @@ func TestBrowserSession(t *testing.T) {
 	_, resp, _ = signIn("guess-guess-guess")
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 
+	// A sign-in form posted from another site's page is refused.
+	req, err := http.NewRequest(http.MethodPost, f.srv.URL+"/login",
+		strings.NewReader(url.Values{"token": {f.token("alice", "default", accesstoken.Decoder)}}.Encode()))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://evil.example")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	assert.Empty(t, resp.Header.Get("Set-Cookie"))
+
 	// Signed in.
 	alice := f.token("alice", "default", accesstoken.Decoder)
+	req, err = http.NewRequest(http.MethodPost, f.srv.URL+"/login", strings.NewReader(url.Values{"token": {alice}}.Encode()))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", f.srv.URL)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "posted from the codec server's own page")
 	c, resp, page := signIn(alice)
 	require.Equal(t, http.StatusOK, resp.StatusCode, page)
 	assert.Contains(t, page, "Signed in as alice")
@@ -358,6 +378,7 @@ func TestBrowserSession(t *testing.T) {
 	}
 	assert.Equal(t, []string{
 		"sign-in vic refused no decoder role",
+		"sign-in alice ok ", // posted from its own page
 		"sign-in alice ok ",
 		"decode alice ok ",
 		"refused alice refused decode: session expired",
