@@ -160,6 +160,10 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	// SIGHUP reopens the audit file (after it was moved away to be archived).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	lis, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return err
@@ -180,12 +184,21 @@ func run(ctx context.Context, o options) error {
 			done <- srv.Serve(lis)
 		}
 	}()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(shut)
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-hup:
+			if err := audit.Reopen(); err != nil {
+				z.Error("reopening the audit file failed: records still go to the old one", zap.Error(err))
+			} else {
+				z.Info("audit file reopened", zap.String("auditFile", o.auditFile))
+			}
+			continue
+		case <-ctx.Done():
+			shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return srv.Shutdown(shut)
+		}
 	}
 }

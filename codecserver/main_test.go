@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,7 +59,8 @@ func TestRefusesToStartUnguarded(t *testing.T) {
 }
 
 // Configured from the environment, as compose does, the server decodes
-// for a person's decoder token and records it.
+// for a person's decoder token and records it; SIGHUP reopens the audit
+// file.
 func TestServesFromTheEnvironment(t *testing.T) {
 	dir := t.TempDir()
 	key := must(accesstoken.NewKey())
@@ -91,7 +93,7 @@ func TestServesFromTheEnvironment(t *testing.T) {
 		Namespace: "default", IssuedAt: now, Expires: now.Add(time.Hour)})
 	require.NoError(t, err)
 	var out string
-	require.Eventually(t, func() bool {
+	decode := func() bool {
 		req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("http://%s/decode", addr), bytes.NewReader(body))
 		require.NoError(t, err)
 		req.Header.Set("Authorization", "Bearer "+tok)
@@ -103,7 +105,8 @@ func TestServesFromTheEnvironment(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		out = string(b)
 		return resp.StatusCode == http.StatusOK
-	}, 10*time.Second, 50*time.Millisecond)
+	}
+	require.Eventually(t, decode, 10*time.Second, 50*time.Millisecond)
 	assert.Contains(t, out, "payloads")
 	rec, err := os.ReadFile(audit)
 	require.NoError(t, err)
@@ -113,6 +116,19 @@ func TestServesFromTheEnvironment(t *testing.T) {
 	st, err := os.Stat(audit)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+
+	// Archived, then SIGHUP: the next record goes to a new file.
+	require.NoError(t, os.Rename(audit, audit+".1"))
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGHUP))
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(audit)
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "the audit file was not reopened")
+	require.True(t, decode())
+	rec, err = os.ReadFile(audit)
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(string(rec), "\n"))
+	assert.Contains(t, string(rec), `"subject":"dana"`)
 }
 
 func must[T any](v T, err error) T {

@@ -54,6 +54,32 @@ type Audit struct {
 // appending. An existing file must be a regular file (not a link) that
 // neither group nor others may read or write: it says who read whose data.
 func OpenAudit(path string) (*Audit, error) {
+	f, err := openAuditFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Audit{f: f, path: path}, nil
+}
+
+// Reopen closes the file and opens path again, as OpenAudit does: after
+// the file was moved away to be archived (logrotate without copytruncate,
+// then SIGHUP to the codec server), records go to a new file.
+func (a *Audit) Reopen() error {
+	f, err := openAuditFile(a.path)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := a.f
+	a.f = f
+	if old != nil {
+		return old.Close()
+	}
+	return nil
+}
+
+func openAuditFile(path string) (*os.File, error) {
 	if path == "" {
 		return nil, errors.New("audit file: no path given")
 	}
@@ -77,7 +103,7 @@ func OpenAudit(path string) (*Audit, error) {
 		_ = f.Close()
 		return nil, err
 	}
-	return &Audit{f: f, path: path}, nil
+	return f, nil
 }
 
 // Path is where the records go.

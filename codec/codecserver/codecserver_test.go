@@ -405,7 +405,8 @@ func TestNoRecordNoDecode(t *testing.T) {
 }
 
 // The audit file is private: created 0600, an existing one readable by
-// others or a symbolic link is refused.
+// others or a symbolic link is refused. It is appended to, and reopened
+// after it is moved away (SIGHUP to the codec server).
 func TestAuditFileIsPrivate(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "audit.jsonl")
@@ -422,6 +423,20 @@ func TestAuditFileIsPrivate(t *testing.T) {
 	require.NoError(t, a.Write(codecserver.Record{Event: "decode", Outcome: "ok"}))
 	require.NoError(t, a.Close())
 	assert.Equal(t, 2, strings.Count(string(must(os.ReadFile(p))), "\n"), "appended, not truncated")
+
+	// Archived (moved away), then reopened: records go to a new file.
+	a, err = codecserver.OpenAudit(p)
+	require.NoError(t, err)
+	require.NoError(t, os.Rename(p, p+".1"))
+	require.NoError(t, a.Write(codecserver.Record{Event: "decode", Outcome: "ok"}))
+	require.NoError(t, a.Reopen())
+	require.NoError(t, a.Write(codecserver.Record{Event: "sign-in", Outcome: "ok"}))
+	require.NoError(t, a.Close())
+	assert.Equal(t, 3, strings.Count(string(must(os.ReadFile(p+".1"))), "\n"), "written to until reopened")
+	assert.Equal(t, 1, strings.Count(string(must(os.ReadFile(p))), "\n"))
+	st, err = os.Stat(p)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
 
 	require.NoError(t, os.Chmod(p, 0o644))
 	_, err = codecserver.OpenAudit(p)
