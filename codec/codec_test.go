@@ -3,6 +3,8 @@ package codec_test
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,16 +81,76 @@ func TestKeyRotation(t *testing.T) {
 	assert.Contains(t, err.Error(), `key "k1", which is not in this key ring`)
 }
 
-// Payloads written before encryption (the committed histories) are read as
-// they are.
-func TestUnencryptedPayloadsPassThrough(t *testing.T) {
+// A payload that is not encrypted (a client without the key) is refused by
+// the codec every worker and client carries, alone or among sealed ones;
+// a codec accepting plain payloads (the replay of histories recorded before
+// encryption, the codec server) reads it as it is.
+func TestUnencryptedPayloads(t *testing.T) {
 	plain, err := converter.GetDefaultDataConverter().ToPayload(alice)
 	require.NoError(t, err)
-	out, err := codec.New(ring(t, "k1="+key(1))).Decode([]*commonpb.Payload{plain})
+	strict := codec.New(ring(t, "k1="+key(1)))
+	sealed, err := strict.Encode([]*commonpb.Payload{{Data: []byte("x")}})
 	require.NoError(t, err)
+	for _, in := range [][]*commonpb.Payload{{plain}, {sealed[0], plain}} {
+		_, err = strict.Decode(in)
+		require.ErrorIs(t, err, codec.ErrNotEncrypted)
+		assert.ErrorContains(t, err, "payload not encrypted: started without mailwave's key")
+		assert.NotContains(t, err.Error(), "alice")
+	}
 	var got mailbox
+	err = codec.DataConverter(ring(t, "k1="+key(1))).FromPayload(plain, &got)
+	assert.ErrorIs(t, err, codec.ErrNotEncrypted, "the data converter is strict too")
+
+	out, err := strict.AcceptingPlain().Decode([]*commonpb.Payload{plain})
+	require.NoError(t, err)
 	require.NoError(t, converter.GetDefaultDataConverter().FromPayload(out[0], &got))
 	assert.Equal(t, alice, got)
+}
+
+// In a workflow's or an activity's serialization context, what is sealed
+// carries the workflow's ID, bound to the ciphertext: it cannot be changed
+// or dropped without the payload failing to open. Payloads sealed outside
+// one carry none and open as before.
+func TestWorkflowIDIsStampedAndBound(t *testing.T) {
+	dc := codec.DataConverter(ring(t, "k1="+key(1)))
+	for sc, want := range map[converter.SerializationContext]string{
+		converter.WorkflowSerializationContext{Namespace: "default", WorkflowID: "mailbox-k1"}:             "mailbox-k1",
+		converter.ActivitySerializationContext{WorkflowID: "wave-w1", ActivityType: "Copy"}:                "wave-w1",
+		converter.ActivitySerializationContext{ActivityType: "standalone"}:                                 "",
+		converter.NexusSerializationContext{Endpoint: "e", Service: "s", Operation: "o"}:                   "",
+		converter.WorkflowSerializationContext{Namespace: "default", WorkflowID: strings.Repeat("x", 300)}: strings.Repeat("x", 300),
+	} {
+		p, err := converter.WithDataConverterSerializationContext(dc, sc).ToPayload(alice)
+		require.NoError(t, err)
+		assert.Equal(t, want, codec.WorkflowIDOf(p))
+		_, stamped := p.Metadata[codec.MetadataWorkflowID]
+		assert.Equal(t, want != "", stamped)
+		var got mailbox
+		require.NoError(t, dc.FromPayload(p, &got), "any context opens it")
+		assert.Equal(t, alice, got)
+	}
+
+	p, err := converter.WithDataConverterSerializationContext(dc, converter.WorkflowSerializationContext{WorkflowID: "mailbox-k1"}).ToPayload(alice)
+	require.NoError(t, err)
+	var got mailbox
+	relabelled := &commonpb.Payload{Metadata: maps.Clone(p.Metadata), Data: p.Data}
+	relabelled.Metadata[codec.MetadataWorkflowID] = []byte("mailbox-k2")
+	assert.ErrorContains(t, dc.FromPayload(relabelled, &got), "does not open")
+	delete(relabelled.Metadata, codec.MetadataWorkflowID)
+	assert.ErrorContains(t, dc.FromPayload(relabelled, &got), "does not open")
+
+	unstamped, err := dc.ToPayload(alice)
+	require.NoError(t, err)
+	unstamped.Metadata[codec.MetadataWorkflowID] = []byte("mailbox-k1")
+	assert.ErrorContains(t, dc.FromPayload(unstamped, &got), "does not open", "a label cannot be added either")
+
+	// Failures are stamped too.
+	fc := codec.FailureConverter(dc)
+	f := converter.WithFailureConverterSerializationContext(fc, converter.WorkflowSerializationContext{WorkflowID: "mailbox-k1"}).
+		ErrorToFailure(errors.New("folder Patients/Mr Jones"))
+	assert.Equal(t, "mailbox-k1", codec.WorkflowIDOf(f.GetEncodedAttributes()))
+	assert.NotContains(t, f.String(), "Jones")
+	assert.ErrorContains(t, fc.FailureToError(f), "Mr Jones")
 }
 
 // A payload whose metadata or ciphertext was altered does not open, and a

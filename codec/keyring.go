@@ -6,9 +6,14 @@
 // Payloads are compressed when that makes them smaller, then sealed with
 // AES-256-GCM under the key ring's current key; the key's ID travels in the
 // payload's metadata, so a key ring that still holds older keys decrypts
-// what they sealed (rotation without breaking a 14-day workflow). A payload
-// that is not encrypted (histories recorded before encryption) is passed
-// through as it is: decoding accepts it, encoding never writes one.
+// what they sealed (rotation without breaking a 14-day workflow). Each
+// payload sealed in a workflow's or an activity's context carries that
+// workflow's ID in plain metadata, bound to the ciphertext, so the codec
+// server can record which workflow a person decoded. A payload that is not
+// encrypted is refused (ErrNotEncrypted): a client without the key cannot
+// start or signal a workflow. Only a codec AcceptingPlain passes it through
+// (histories recorded before encryption, and the codec server); encoding
+// never writes one.
 package codec
 
 import (

@@ -2,12 +2,17 @@ package e2e_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +26,7 @@ import (
 	"mailwave/codec/codecserver"
 	"mailwave/contract"
 	"mailwave/identity"
+	"mailwave/internal/accesstoken"
 	"mailwave/testkit"
 	"mailwave/worker/config"
 	"mailwave/worker/workerapp"
@@ -28,11 +34,14 @@ import (
 
 // TestUIDecodesThroughTheCodecServer drives the Temporal UI in a real
 // browser (Debian's Chromium): a mailbox's input, stored encrypted, shows
-// as ciphertext until the browser signs in to the codec server, and then
-// decoded, address and name.
+// as ciphertext until the browser signs in to the codec server with a
+// person's decoder token, and then decoded, address and name. Each decode
+// is recorded in the audit file in that person's name with the workflow's
+// ID, and no payload text. When the session expires, or the person is
+// revoked, the same page shows ciphertext again.
 func TestUIDecodesThroughTheCodecServer(t *testing.T) {
 	u := startUI(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	ref := contract.MailboxRef{Key: "ui-1", Address: "zoe.quinn@trust-a.nhs.example", DisplayName: "Zoe Quinn"}
 	run, err := u.srv.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.MailboxWorkflowID(ref.Key), TaskQueue: "no-worker-polls-this"},
@@ -41,26 +50,87 @@ func TestUIDecodesThroughTheCodecServer(t *testing.T) {
 
 	page := fmt.Sprintf("%s/namespaces/default/workflows/%s/%s/history", u.origin, run.GetID(), run.GetRunID())
 	// Not signed in: the history renders, its input undecoded.
-	require.NoError(t, chromedp.Do(u.bctx, chromedp.Navigate(page)))
-	require.Eventually(t, func() bool { return strings.Contains(u.bodyText(), "MailboxMigration") }, time.Minute, 500*time.Millisecond,
-		"the UI did not show the workflow")
-	expandInput(t, u.bctx)
-	time.Sleep(3 * time.Second) // time for a decode attempt to have happened
-	before := u.bodyText()
-	// The input is on the page, sealed: its encoding, binary/encrypted, in
-	// base64 as the UI shows undecoded metadata.
-	assert.Contains(t, before, "YmluYXJ5L2VuY3J5cHRlZA==")
-	assert.NotContains(t, before, ref.Address)
-	assert.NotContains(t, before, ref.DisplayName)
+	u.assertUndecoded(page, ref)
 
 	// Sign in at the codec server, then the same page shows the input.
-	u.signIn()
-	require.NoError(t, chromedp.Do(u.bctx, chromedp.Navigate(page)))
-	require.Eventually(t, func() bool {
-		expandInput(t, u.bctx)
+	u.signIn(u.token("dana"))
+	u.assertDecoded(page, ref)
+	decodes := 0
+	for _, r := range u.records() {
+		if r.Event == "decode" && slices.Contains(r.Workflows, run.GetID()) {
+			decodes++
+			assert.Equal(t, "dana", r.Subject)
+			assert.Equal(t, "session", r.Via)
+			assert.Equal(t, "default", r.Namespace)
+			assert.Equal(t, "ok", r.Outcome)
+			assert.Positive(t, r.Payloads)
+		}
+	}
+	assert.Positive(t, decodes, "the UI's decodes of the workflow are recorded, naming it")
+	for _, r := range u.records() {
+		b, _ := json.Marshal(r)
+		t.Logf("audit: %s", b)
+	}
+	u.noPlaintextInAudit(ref)
+	// The browser does not say which workflow it decodes for: the request
+	// is cross-origin, so its Referer is the UI's origin, not the page.
+	u.mu.Lock()
+	referers := slices.Clone(u.referers)
+	u.mu.Unlock()
+	require.NotEmpty(t, referers)
+	for _, rf := range referers {
+		assert.NotContains(t, rf, run.GetID())
+		assert.Contains(t, []string{"", u.origin + "/"}, rf)
+	}
+	t.Logf("Referer of the UI's decode requests: %q", referers)
+
+	// The session expires (the codec server's clock moves past its
+	// maximum): the page shows ciphertext again.
+	u.clock.Add(codecserver.DefaultMaxSession)
+	u.assertUndecoded(page, ref)
+
+	// Signed in again, then revoked: the next request is refused.
+	u.signIn(u.token("dana"))
+	u.assertDecoded(page, ref)
+	require.NoError(t, accesstoken.Revoke(u.revocations, "dana", u.clock.Now()))
+	time.Sleep(1100 * time.Millisecond) // the verifier looks at the list at most once a second
+	u.assertUndecoded(page, ref)
+	var refusals []string
+	for _, r := range u.records() {
+		if r.Event == "refused" {
+			refusals = append(refusals, r.Subject+": "+r.Reason)
+		}
+	}
+	assert.Contains(t, refusals, "dana: decode: session expired")
+	assert.Contains(t, refusals, "dana: decode: token revoked")
+	u.noPlaintextInAudit(ref)
+}
+
+// assertUndecoded loads page and checks the workflow's input is on it
+// sealed: its encoding, binary/encrypted, in base64 as the UI shows
+// undecoded metadata, and neither address nor name.
+func (u *ui) assertUndecoded(page string, ref contract.MailboxRef) {
+	u.t.Helper()
+	require.NoError(u.t, chromedp.Do(u.bctx, chromedp.Navigate(page)))
+	require.Eventually(u.t, func() bool { return strings.Contains(u.bodyText(), "MailboxMigration") }, time.Minute, 500*time.Millisecond,
+		"the UI did not show the workflow")
+	expandInput(u.t, u.bctx)
+	time.Sleep(3 * time.Second) // time for a decode attempt to have happened
+	text := u.bodyText()
+	assert.Contains(u.t, text, "YmluYXJ5L2VuY3J5cHRlZA==")
+	assert.NotContains(u.t, text, ref.Address)
+	assert.NotContains(u.t, text, ref.DisplayName)
+}
+
+// assertDecoded loads page and waits for the workflow's input, decoded.
+func (u *ui) assertDecoded(page string, ref contract.MailboxRef) {
+	u.t.Helper()
+	require.NoError(u.t, chromedp.Do(u.bctx, chromedp.Navigate(page)))
+	require.Eventually(u.t, func() bool {
+		expandInput(u.t, u.bctx)
 		return strings.Contains(u.bodyText(), ref.Address)
 	}, time.Minute, time.Second, "the UI did not show the decoded input")
-	assert.Contains(t, u.bodyText(), ref.DisplayName)
+	assert.Contains(u.t, u.bodyText(), ref.DisplayName)
 }
 
 // TestUIShowsAMailboxsCurrentDetails: a mailbox run by the real worker
@@ -95,7 +165,7 @@ func TestUIShowsAMailboxsCurrentDetails(t *testing.T) {
 	}, 30*time.Second, 200*time.Millisecond, "the worker does not answer with the details")
 	t.Logf("current details: %q", md.GetCurrentDetails())
 
-	u.signIn()
+	u.signIn(u.token("dana"))
 	page := fmt.Sprintf("%s/namespaces/default/workflows/%s/%s/history", u.origin, run.GetID(), run.GetRunID())
 	require.NoError(t, chromedp.Do(u.bctx, chromedp.Navigate(page)))
 	var text string
@@ -109,17 +179,39 @@ func TestUIShowsAMailboxsCurrentDetails(t *testing.T) {
 	assert.NotContains(t, text, ref.Address, "the page shows no address outside the decoded input")
 }
 
-// ui is the Temporal UI on a dev server, a codec server it is pointed at,
-// and a browser whose UI settings name the codec server.
+// ui is the Temporal UI on a dev server, a codec server it is pointed at
+// (with its signing key, revocation list, audit file and clock), and a
+// browser whose UI settings name the codec server.
 type ui struct {
-	t        *testing.T
-	srv      *testkit.DevServer
-	origin   string
-	codecURL string
-	bctx     context.Context
+	t           *testing.T
+	srv         *testkit.DevServer
+	origin      string
+	codecURL    string
+	bctx        context.Context
+	key         ed25519.PrivateKey
+	revocations string
+	auditPath   string
+	clock       *movableClock
+	mu          sync.Mutex
+	referers    []string // of the decode requests the browser made
 }
 
-const uiCodecToken = "ui-test-codec-token-0123456789"
+// movableClock is the codec server's clock, moved by a test.
+type movableClock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *movableClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+func (c *movableClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.off += d
+}
 
 func startUI(t *testing.T) *ui {
 	t.Helper()
@@ -127,13 +219,30 @@ func startUI(t *testing.T) *ui {
 	require.NoError(t, err, "Chromium is needed for the UI test: apt-get install -y chromium")
 
 	uiPort := freePort(t)
-	u := &ui{t: t, origin: fmt.Sprintf("http://localhost:%d", uiPort)}
-	h, err := codecserver.New(codecserver.Options{Codec: codec.New(testkit.TestKeyRing()), Namespaces: []string{"default"},
-		Tokens: []string{uiCodecToken}, Origins: []string{u.origin}})
+	dir := t.TempDir()
+	key, err := accesstoken.NewKey()
+	require.NoError(t, err)
+	u := &ui{t: t, origin: fmt.Sprintf("http://localhost:%d", uiPort), key: key,
+		revocations: filepath.Join(dir, "revoked"), auditPath: filepath.Join(dir, "codec-audit.jsonl"), clock: &movableClock{}}
+	audit, err := codecserver.OpenAudit(u.auditPath)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = audit.Close() })
+	h, err := codecserver.New(codecserver.Options{Codec: codec.New(testkit.TestKeyRing()).AcceptingPlain(), Namespaces: []string{"default"},
+		Origins: []string{u.origin}, Verifier: accesstoken.NewVerifier(key.Public().(ed25519.PublicKey), u.revocations),
+		Audit: audit, Now: u.clock.Now})
 	require.NoError(t, err)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	codecSrv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	// What the browser sends with a decode, besides the payloads.
+	seen := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/decode") && r.Method == http.MethodPost {
+			u.mu.Lock()
+			u.referers = append(u.referers, r.Header.Get("Referer"))
+			u.mu.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	})
+	codecSrv := &http.Server{Handler: seen, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = codecSrv.Serve(lis) }()
 	t.Cleanup(func() { _ = codecSrv.Close() })
 	u.codecURL = fmt.Sprintf("http://localhost:%d", lis.Addr().(*net.TCPAddr).Port)
@@ -184,11 +293,46 @@ func (u *ui) open(label string) {
 	})()`, label)))
 }
 
-// signIn signs the browser in at the codec server.
-func (u *ui) signIn() {
+// token is a decoder's access token for who, issued now (by the codec
+// server's clock).
+func (u *ui) token(who string) string {
+	u.t.Helper()
+	now := u.clock.Now()
+	tok, err := accesstoken.Issue(u.key, accesstoken.Claims{Subject: who, Roles: []accesstoken.Role{accesstoken.Decoder},
+		Namespace: "default", IssuedAt: now, Expires: now.Add(12 * time.Hour)})
+	require.NoError(u.t, err)
+	return tok
+}
+
+// records reads the codec server's audit file.
+func (u *ui) records() []codecserver.Record {
+	u.t.Helper()
+	b, err := os.ReadFile(u.auditPath)
+	require.NoError(u.t, err)
+	var out []codecserver.Record
+	for line := range strings.Lines(string(b)) {
+		var r codecserver.Record
+		require.NoError(u.t, json.Unmarshal([]byte(line), &r), line)
+		out = append(out, r)
+	}
+	return out
+}
+
+// noPlaintextInAudit: the audit file holds no payload text.
+func (u *ui) noPlaintextInAudit(ref contract.MailboxRef) {
+	u.t.Helper()
+	b, err := os.ReadFile(u.auditPath)
+	require.NoError(u.t, err)
+	assert.NotContains(u.t, string(b), ref.Address)
+	assert.NotContains(u.t, string(b), ref.DisplayName)
+	assert.NotContains(u.t, strings.ToLower(string(b)), "nhs.example")
+}
+
+// signIn signs the browser in at the codec server with token.
+func (u *ui) signIn(token string) {
 	require.NoError(u.t, chromedp.Do(u.bctx,
 		chromedp.Navigate(u.codecURL+"/login"),
-		chromedp.SendKeys(chromedp.CSS(`input[name=token]`), uiCodecToken),
+		chromedp.SendKeys(chromedp.CSS(`input[name=token]`), token),
 		chromedp.Submit(chromedp.CSS(`input[name=token]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#signed-in`)),
 	))

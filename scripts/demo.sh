@@ -39,18 +39,24 @@ mkdir -p "$DATA"
 
 # This demo's secrets, made afresh, readable by this user only: the payload
 # key ring (every client seals payloads with it; the codec server opens them
-# for the UI), the codec server's token and the mailbox key secret.
+# for the UI), the mailbox key secret, and the signing key of access tokens
+# with a decoder's token for the user running the demo (the codec server
+# lets a person decode with their own token, and records each decode).
 (umask 077
  "$BIN/starter" codec-key new --id demo-1 >"$DATA/codec-keys"
- head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$DATA/codec-token"
  head -c 32 /dev/urandom | base64 | tr -d '/+=' >"$DATA/key-secret")
 export MAILWAVE_CODEC_KEY_FILE=$DATA/codec-keys
+"$BIN/starter" access key new --dir "$DATA/access" >/dev/null
+DECODER=$(id -un)
+"$BIN/starter" access token --role decoder --for "$DECODER" --valid 8h \
+  --key "$DATA/access/signing.key" --out "$DATA/codec-token"
 # The mailbox key secret of this demo's deployment (made afresh each time).
 export MAILWAVE_KEY_SECRET_FILE=$DATA/key-secret
 unset MAILWAVE_KEY_SECRET
 CODEC_PORT=${CODEC_PORT:-8234}
-"$BIN/codecserver" --listen "127.0.0.1:$CODEC_PORT" --token-file "$DATA/codec-token" \
-  --ui-origin "http://localhost:8233,http://127.0.0.1:8233" >"$DATA/codecserver.log" 2>&1 &
+"$BIN/codecserver" --listen "127.0.0.1:$CODEC_PORT" --ui-origin "http://localhost:8233,http://127.0.0.1:8233" \
+  --public-key "$DATA/access/signing.pub" --revocations "$DATA/access/revoked" \
+  --audit-file "$DATA/codec-audit.jsonl" >"$DATA/codecserver.log" 2>&1 &
 echo $! >"$DATA/codecserver.pid"
 echo "codec server on http://localhost:$CODEC_PORT (log $DATA/codecserver.log)"
 args=(server start-dev --db-filename "$DATA/temporal.db"
@@ -79,6 +85,7 @@ echo "worker started (log $DATA/worker.log)"
 echo
 echo "The dev server, worker and codec server are still running: Temporal UI at http://localhost:8233"
 echo "History holds only ciphertext. To read payloads in the UI, sign in to the codec server once at"
-echo "  http://localhost:$CODEC_PORT/login  with the token in $DATA/codec-token,"
+echo "  http://localhost:$CODEC_PORT/login  with $DECODER's decoder token in $DATA/codec-token (valid 8 hours),"
 echo "then in the UI's codec settings (the data encoder icon) turn on \"include cross-origin credentials\"."
+echo "Each decode is recorded in $DATA/codec-audit.jsonl."
 echo "Stop them with: make stop"

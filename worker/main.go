@@ -77,6 +77,9 @@ func newRootCmd() *cobra.Command {
 			z.Info("worker starting", zap.String("address", temporal.Address), zap.String("namespace", temporal.Namespace),
 				zap.String("taskQueue", cfg.TaskQueue), zap.String("notifier", cfg.Notifier), zap.String("estate", cfg.Estate),
 				zap.String("metrics", metrics.Listen))
+			if temporal.AcceptPlainPayloads {
+				z.Warn("--accept-plain-payloads: this worker reads payloads that are not encrypted, so a client without mailwave's key can start and signal workflows; use it only while workflows recorded before encryption still run")
+			}
 			cfg.Warn = func(msg string) { z.Warn(msg) }
 			cfg.Logger = z
 			// Waiting mailboxes leave the cache and replay when they wake:

@@ -60,6 +60,12 @@ type Options struct {
 	// Plaintext turns the payload codec off. No flag sets it: it exists so
 	// that the privacy tests can prove they notice plaintext.
 	Plaintext bool
+	// AcceptPlainPayloads lets the codec read a payload that is not
+	// encrypted (codec.Codec.AcceptingPlain): only for workflows whose
+	// histories were recorded before encryption was on. Without it a plain
+	// payload is refused, so a workflow started by a client without the key
+	// fails at once (codec.ErrNotEncrypted).
+	AcceptPlainPayloads bool
 
 	// Metrics, when set, receives the client's and its workers' metrics
 	// (task slots, schedule-to-start latency, requests, and what workflows
@@ -83,6 +89,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.TLSServerName, "tls-server-name", "", "the name the frontend's certificate must carry (default: the address's host)")
 	fs.StringVar(&o.APIKey, "api-key", "", "API key sent as a bearer token (prefer $MAILWAVE_API_KEY)")
 	fs.StringVar(&o.CodecKeyFile, "codec-key-file", "", "payload encryption key ring (ID=BASE64 lines, first is current, mode 0600; default $"+codec.KeysEnv+")")
+	fs.BoolVar(&o.AcceptPlainPayloads, "accept-plain-payloads", false, "read payloads that are not encrypted (only while workflows recorded before encryption still run); by default they are refused")
 	o.Log.AddFlags(fs)
 }
 
@@ -111,7 +118,12 @@ func (o Options) ClientOptions(logger tlog.Logger) (client.Options, error) {
 				return client.Options{}, err
 			}
 		}
-		opts.DataConverter = codec.DataConverter(keys)
+		c := codec.New(keys)
+		if o.AcceptPlainPayloads {
+			c = c.AcceptingPlain()
+		}
+		opts.DataConverter = codec.NewDataConverter(c)
+		opts.Interceptors = append(opts.Interceptors, codec.Interceptor(c))
 		opts.FailureConverter = codec.FailureConverter(opts.DataConverter)
 	}
 	tlsConf, err := o.tlsConfig()

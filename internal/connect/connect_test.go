@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
@@ -146,6 +147,17 @@ func TestClientsEncryptPayloads(t *testing.T) {
 	assert.NotContains(t, string(p.Data), "alice")
 	require.NotNil(t, opts.FailureConverter)
 	assert.NotEmpty(t, opts.Identity)
+	assert.Len(t, opts.Interceptors, 1, "the interceptor that drops signals without the key")
+
+	// Strict: a plain payload is refused, unless --accept-plain-payloads.
+	plain, err := converter.GetDefaultDataConverter().ToPayload("x")
+	require.NoError(t, err)
+	var s string
+	assert.ErrorIs(t, opts.DataConverter.FromPayload(plain, &s), codec.ErrNotEncrypted)
+	lenient, err := connect.Options{Keys: testkit.TestKeyRing(), AcceptPlainPayloads: true}.ClientOptions(nil)
+	require.NoError(t, err)
+	require.NoError(t, lenient.DataConverter.FromPayload(plain, &s))
+	assert.Equal(t, "x", s)
 }
 
 // The worker's metrics handler reaches the client's options, so the SDK's
