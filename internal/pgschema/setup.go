@@ -58,7 +58,7 @@ func Setup(ctx context.Context, admin, store string, ddls ...string) (SetupResul
 	case pw == "":
 		return res, fmt.Errorf("no password for role %s in its password file (the store URL's passfile= or PGPASSFILE): write its line there first", role)
 	}
-	verifier, err := scramVerifier(pw)
+	verifier, err := Verifier(pw)
 	if err != nil {
 		return res, fmt.Errorf("role %s's password: %w", role, err)
 	}
@@ -143,13 +143,13 @@ func Setup(ctx context.Context, admin, store string, ddls ...string) (SetupResul
 	return res, nil
 }
 
-// scramVerifier is the SCRAM-SHA-256 verifier PostgreSQL stores for
+// Verifier is the SCRAM-SHA-256 verifier PostgreSQL stores for
 // password (RFC 5802, RFC 7677; the form libpq's PQencryptPasswordConn
 // makes): the server is told the verifier, never the password.
 // PostgreSQL SASLprep-normalises a password; a printable ASCII one is its
 // own normal form, and mailwave's are made of openssl rand, so others are
 // refused rather than normalised here.
-func scramVerifier(password string) (string, error) {
+func Verifier(password string) (string, error) {
 	for _, c := range password {
 		if c < 0x21 || c > 0x7e {
 			return "", errors.New("use printable ASCII without spaces (e.g. openssl rand -hex 24)")
