@@ -189,3 +189,38 @@ func TestLockedDownStore(t *testing.T) {
 	_, err = rosterstore.Open(ctx, store)
 	assert.ErrorContains(t, err, "PGPASSWORD is set")
 }
+
+// Setup refuses, before connecting anywhere: an administrator's file that
+// others may read or that holds no URL, mailwave's role the
+// administrator's, and a role without a password in its file.
+func TestSetupRefusals(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	t.Setenv("PGPASSFILE", "")
+	t.Setenv("PGPASSWORD", "")
+	passfile := private(t, dir, "mailwave.pgpass", "*:*:mailwave:mailwave:store-password-0123456789\n")
+	store := "postgres://mailwave@127.0.0.1:1/mailwave?sslmode=disable&passfile=" + url.QueryEscape(passfile)
+
+	admin := private(t, dir, "admin", "postgres://postgres:admin-password@127.0.0.1:1/postgres?sslmode=disable\n")
+	require.NoError(t, os.Chmod(admin, 0o644))
+	_, err := storesetup.Run(ctx, admin, store)
+	assert.ErrorContains(t, err, "mode 0644")
+
+	notURL := private(t, dir, "not-url", "host=127.0.0.1 user=postgres\n")
+	_, err = storesetup.Run(ctx, notURL, store)
+	assert.ErrorContains(t, err, "want one postgres:// URL")
+
+	same := private(t, dir, "same", "postgres://mailwave:admin-password@127.0.0.1:1/postgres?sslmode=disable\n")
+	_, err = storesetup.Run(ctx, same, store)
+	assert.ErrorContains(t, err, "the store's role mailwave is the administrator's")
+
+	remote := private(t, dir, "remote", "postgres://postgres:admin-password@db.example:5432/postgres?sslmode=require\n")
+	_, err = storesetup.Run(ctx, remote, store)
+	assert.ErrorContains(t, err, "host db.example is not on loopback", "the administrator's connection keeps the TLS rule too")
+	assert.NotContains(t, err.Error(), "admin-password")
+
+	good := private(t, dir, "good", "postgres://postgres:admin-password@127.0.0.1:1/postgres?sslmode=disable\n")
+	nopw := private(t, dir, "other.pgpass", "*:*:other:other:x\n")
+	_, err = storesetup.Run(ctx, good, "postgres://mailwave@127.0.0.1:1/mailwave?sslmode=disable&passfile="+url.QueryEscape(nopw))
+	assert.ErrorContains(t, err, "no password for role mailwave")
+}
