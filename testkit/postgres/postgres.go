@@ -11,8 +11,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net/url"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -40,10 +40,10 @@ type Server struct {
 	PassFile string
 	o        Options
 	bin      string
-	run  string // the OS user the server runs as ("" for the current one)
-	log  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	run      string // the OS user the server runs as ("" for the current one)
+	log      string
+	cmd      *exec.Cmd
+	done     chan struct{}
 }
 
 // Bin finds PostgreSQL's programs: $MAILWAVE_PG_BIN, else the newest
