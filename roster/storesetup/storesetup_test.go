@@ -177,6 +177,18 @@ func TestLockedDownStore(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, "42501", pgCode(err), "permission denied for Temporal's table: %v", err)
 
+	// A right taken away: the store says so at open and names setup, which
+	// mends it.
+	require.NoError(t, pg.Exec(ctx, "mailwave", "REVOKE SELECT ON mailwave_waves FROM mailwave"))
+	_, err = rosterstore.Open(ctx, store)
+	assert.ErrorContains(t, err, "role mailwave may not use its tables")
+	assert.ErrorContains(t, err, "starter store setup")
+	_, err = storesetup.Run(ctx, adminFile, store)
+	require.NoError(t, err)
+	mended, err := rosterstore.Open(ctx, store)
+	require.NoError(t, err)
+	mended.Close()
+
 	// A password file group or others may read: refused before dialling.
 	require.NoError(t, os.Chmod(passfile, 0o644))
 	_, err = rosterstore.Open(ctx, store)
