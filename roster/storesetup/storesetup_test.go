@@ -87,7 +87,7 @@ func TestLockedDownStore(t *testing.T) {
 	_, err := pgx.Connect(ctx, fmt.Sprintf("postgres://postgres@127.0.0.1:%s/postgres?sslmode=disable&passfile=%s", port, url.QueryEscape(empty)))
 	require.Error(t, err, "a connection without a password")
 
-		// Temporal's database, as the production shape makes it: its own role
+	// Temporal's database, as the production shape makes it: its own role
 	// owning its own tables.
 	require.NoError(t, pg.Exec(ctx, "postgres", "CREATE ROLE temporal LOGIN CREATEDB PASSWORD 'temporal-password'"))
 	require.NoError(t, pg.Exec(ctx, "postgres", "CREATE DATABASE temporal OWNER temporal"))
