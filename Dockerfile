@@ -11,7 +11,20 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 
-COPY . .
+# The Go source only: never the context's deploy/ (TLS keys, secrets),
+# data/ or .env (.dockerignore names them too).
+COPY activities ./activities
+COPY codec ./codec
+COPY codecserver ./codecserver
+COPY contract ./contract
+COPY identity ./identity
+COPY internal ./internal
+COPY mail ./mail
+COPY plan ./plan
+COPY roster ./roster
+COPY starter ./starter
+COPY worker ./worker
+COPY workflows ./workflows
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/bin/ ./worker ./starter ./codecserver \
  && mkdir -p /out/data/outbox /out/data/estate
 

@@ -86,7 +86,8 @@ func newRootCmd() *cobra.Command {
 }
 
 // newCertsCmd makes the TLS material docker-compose.yml mounts: a CA, the
-// Temporal frontend's certificate (for the name "temporal") and the client
+// Temporal frontend's certificate (for the name "temporal"), PostgreSQL's
+// (for "postgresql": the roster store is verify-full) and the client
 // certificates of mailwave and the UI. Short-lived (ten days) and for
 // trying the shape only: production certificates come from your own CA.
 func newCertsCmd() *cobra.Command {
@@ -106,12 +107,12 @@ func newCertsCmd() *cobra.Command {
 			for _, c := range []struct {
 				name   string
 				server bool
-			}{{"temporal", true}, {"mailwave", false}, {"temporal-ui", false}} {
+			}{{"temporal", true}, {"postgresql", true}, {"mailwave", false}, {"temporal-ui", false}} {
 				if _, err := ca.Issue(c.name, c.server); err != nil {
 					return err
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "TLS material in %s: ca.pem, temporal.pem (frontend), mailwave.pem and temporal-ui.pem (clients), keys *-key.pem\n", dir)
+			fmt.Fprintf(cmd.OutOrStdout(), "TLS material in %s: ca.pem, temporal.pem (frontend), postgresql.pem (the database), mailwave.pem and temporal-ui.pem (clients), keys *-key.pem\n", dir)
 			return nil
 		},
 	}
@@ -190,12 +191,14 @@ func up(ctx context.Context, o upOptions) error {
 	flags := append(f.ConnectArgs(), "--codec-key-file", o.keyFile, "--waves-dir", f.DSN)
 	var lines []string
 	for i := 0; i+1 < len(flags); i += 2 {
-		lines = append(lines, cliutil.EnvName(strings.TrimPrefix(flags[i], "--"))+"="+flags[i+1])
+		// Quoted for the shell that sources it: a URL holds '&'.
+		lines = append(lines, cliutil.EnvName(strings.TrimPrefix(flags[i], "--"))+"='"+strings.ReplaceAll(flags[i+1], "'", `'\''`)+"'")
 	}
 	if err := os.WriteFile(env, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "localfleet: up: %s, and the routing host's worker on task queue %s\n", f, routerQueue)
+	fmt.Fprintf(os.Stderr, "localfleet: PostgreSQL takes passwords only (SCRAM-SHA-256): Temporal as its role temporal, mailwave as its own role mailwave (rights on its own tables only; password file %s)\n", filepath.Join(o.dir, "mailwave.pgpass"))
 	fmt.Fprintf(os.Stderr, "localfleet: each worker's private directory and log under %s; the starter's settings in %s\n", o.dir, env)
 	return supervise(ctx, append(f.Workers, f.Router))
 }

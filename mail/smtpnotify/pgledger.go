@@ -13,7 +13,8 @@ import (
 	"mailwave/internal/pgschema"
 )
 
-const ledgerSchema = `
+// LedgerSchema is the ledger's tables, created if missing.
+const LedgerSchema = `
 CREATE TABLE IF NOT EXISTS mailwave_notice_ledger (
 	key text NOT NULL,
 	kind text NOT NULL,
@@ -37,7 +38,7 @@ type PostgresLedger struct{ pool *pgxpool.Pool }
 
 // OpenPostgresLedger connects and creates the table if missing.
 func OpenPostgresLedger(ctx context.Context, url string) (*PostgresLedger, error) {
-	pool, err := pgschema.Open(ctx, url, ledgerSchema, "notice ledger")
+	pool, err := pgschema.Open(ctx, url, LedgerSchema, "notice ledger")
 	if err != nil {
 		return nil, err
 	}

@@ -13,11 +13,11 @@ import (
 	"mailwave/internal/pgschema"
 )
 
-// schema is created if missing, beside the roster store's tables. A
+// Schema is created if missing, beside the roster store's tables. A
 // mailbox's night and outcome are where it stands now; a night's mailboxes
 // keep their outcome on that night (deferred ones too, though they are
 // back in the pool).
-const schema = `
+const Schema = `
 CREATE TABLE IF NOT EXISTS mailwave_estate_orgs (
 	name text PRIMARY KEY,
 	state text NOT NULL,
@@ -66,7 +66,7 @@ type Postgres struct{ pool *pgxpool.Pool }
 
 // OpenPostgres connects and creates the tables if missing.
 func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
-	pool, err := pgschema.Open(ctx, url, schema, "estate")
+	pool, err := pgschema.Open(ctx, url, Schema, "estate")
 	if err != nil {
 		return nil, err
 	}

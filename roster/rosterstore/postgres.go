@@ -15,9 +15,9 @@ import (
 	"mailwave/roster/wavefile"
 )
 
-// schema is created if missing. A roster row is the mailbox at an index of
+// Schema is created if missing. A roster row is the mailbox at an index of
 // a wave; the deployment table holds the key secret fingerprint.
-const schema = `
+const Schema = `
 CREATE TABLE IF NOT EXISTS mailwave_rosters (
 	wave_id text NOT NULL,
 	idx integer NOT NULL,
@@ -42,7 +42,7 @@ type Postgres struct{ pool *pgxpool.Pool }
 
 // OpenPostgres connects and creates the tables if missing.
 func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
-	pool, err := pgschema.Open(ctx, url, schema, "roster store")
+	pool, err := pgschema.Open(ctx, url, Schema, "roster store")
 	if err != nil {
 		return nil, err
 	}

@@ -1,14 +1,20 @@
 // Package fleet brings up mailwave's production shape on one machine:
-// PostgreSQL (Debian's), the Temporal server itself on it with its frontend
-// on mTLS, the roster store and notice ledger in a mailwave database on the
-// same PostgreSQL, a fleet of worker processes each in its own private
-// directory, and a routing host's worker. The fleet test, the benchmark
-// and `make production` use it.
+// PostgreSQL (Debian's) authenticating every connection by password
+// (SCRAM-SHA-256, no trust), the Temporal server itself on it as its own
+// role with its frontend on mTLS, the roster store and notice ledger in a
+// mailwave database on the same PostgreSQL as mailwave's own role (set up
+// by `starter store setup`'s code: rights on its own tables only), a fleet
+// of worker processes each in its own private directory, and a routing
+// host's worker. The fleet test, the benchmark and `make production` use
+// it.
 package fleet
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +24,8 @@ import (
 
 	"mailwave/codec"
 	"mailwave/internal/connect"
+	"mailwave/internal/pgschema"
+	"mailwave/roster/storesetup"
 	"mailwave/testkit"
 	"mailwave/testkit/postgres"
 	"mailwave/testkit/proc"
@@ -47,7 +55,9 @@ type Fleet struct {
 	PG     *postgres.Server
 	Server *temporalserver.Server
 	Client client.Client // encrypting with the test key ring
-	DSN    string        // the roster store and notice ledger
+	// DSN is the roster store and notice ledger, as mailwave's own role:
+	// its password in a password file the URL names (passfile=).
+	DSN string
 
 	o       Options
 	config  string
@@ -62,16 +72,18 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 	if err := os.MkdirAll(pgDir, 0o755); err != nil {
 		return nil, err
 	}
-	pg, err := postgres.Start(ctx, pgDir)
+	pg, err := postgres.StartWith(ctx, pgDir, postgres.Options{User: "postgres", Password: true})
 	if err != nil {
 		return nil, err
 	}
-	f := &Fleet{PG: pg, DSN: pg.DSN("mailwave"), o: o}
-	if err := pg.Exec(ctx, "postgres", "CREATE DATABASE mailwave"); err != nil && !strings.Contains(err.Error(), "already exists") {
+	f := &Fleet{PG: pg, o: o}
+	temporalPW, err := f.roles(ctx)
+	if err != nil {
 		f.Stop()
 		return nil, err
 	}
-	if f.Server, err = temporalserver.Start(ctx, temporalserver.Options{Dir: filepath.Join(o.Dir, "temporal"), PG: pg}); err != nil {
+	if f.Server, err = temporalserver.Start(ctx, temporalserver.Options{Dir: filepath.Join(o.Dir, "temporal"), PG: pg,
+		User: "temporal", Password: temporalPW}); err != nil {
 		f.Stop()
 		return nil, err
 	}
@@ -87,6 +99,53 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 	}
 	f.config = o.Config(f.DSN)
 	return f, nil
+}
+
+// roles makes Temporal's role (it creates its own databases) and sets up
+// mailwave's database and role as `starter store setup` does, each with a
+// password of its own in a private file; it returns Temporal's.
+func (f *Fleet) roles(ctx context.Context) (string, error) {
+	pw := func(name string) (string, error) {
+		p := filepath.Join(f.o.Dir, name+".password")
+		if b, err := os.ReadFile(p); err == nil { // a restart on the same data
+			return strings.TrimSpace(string(b)), nil
+		}
+		b := make([]byte, 24)
+		if _, err := rand.Read(b); err != nil {
+			return "", err
+		}
+		s := hex.EncodeToString(b)
+		return s, os.WriteFile(p, []byte(s+"\n"), 0o600)
+	}
+	temporal, err := pw("temporal")
+	if err != nil {
+		return "", err
+	}
+	verifier, err := pgschema.Verifier(temporal)
+	if err != nil {
+		return "", err
+	}
+	err = f.PG.Exec(ctx, "postgres", "CREATE ROLE temporal LOGIN CREATEDB PASSWORD '"+verifier+"'")
+	if err != nil && !strings.Contains(err.Error(), "already exists") {
+		return "", err
+	}
+	mailwave, err := pw("mailwave")
+	if err != nil {
+		return "", err
+	}
+	passfile := filepath.Join(f.o.Dir, "mailwave.pgpass")
+	if err := os.WriteFile(passfile, []byte(fmt.Sprintf("127.0.0.1:%d:mailwave:mailwave:%s\n", f.PG.Port, mailwave)), 0o600); err != nil {
+		return "", err
+	}
+	f.DSN = fmt.Sprintf("postgres://mailwave@%s/mailwave?sslmode=disable&passfile=%s", f.PG.Addr(), url.QueryEscape(passfile))
+	admin := filepath.Join(f.o.Dir, "postgres-admin-url")
+	if err := os.WriteFile(admin, []byte(f.PG.DSN("postgres")+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	if _, err := storesetup.Run(ctx, admin, f.DSN); err != nil {
+		return "", fmt.Errorf("setting up mailwave's database: %w", err)
+	}
+	return temporal, nil
 }
 
 // ConnectArgs are the worker's and starter's flags to reach the server over
@@ -162,5 +221,5 @@ func (f *Fleet) Stop() {
 
 // String says where everything is.
 func (f *Fleet) String() string {
-	return fmt.Sprintf("Temporal frontend %s (mTLS), PostgreSQL %s, %d workers", f.Server.Frontend, f.DSN, len(f.Workers))
+	return fmt.Sprintf("Temporal frontend %s (mTLS), PostgreSQL %s, %d workers", f.Server.Frontend, pgschema.Redact(f.DSN), len(f.Workers))
 }

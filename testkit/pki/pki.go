@@ -98,10 +98,27 @@ func (ca *CA) Client(t testing.TB, name string) Pair {
 	return p
 }
 
+// ServerFor issues a server certificate for localhost, loopback, and the
+// hosts given (names or IP addresses).
+func (ca *CA) ServerFor(t testing.TB, name string, hosts ...string) Pair {
+	t.Helper()
+	p, err := ca.IssueFor(name, true, hosts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // Issue issues a certificate for a server (localhost and loopback, and
 // name) or a client (mTLS, common name name), with files name.pem and
 // name-key.pem (mode 0600) in the CA's directory.
 func (ca *CA) Issue(name string, server bool) (Pair, error) {
+	return ca.IssueFor(name, server)
+}
+
+// IssueFor is Issue, a server's certificate also valid for hosts (names
+// or IP addresses).
+func (ca *CA) IssueFor(name string, server bool, hosts ...string) (Pair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return Pair{}, err
@@ -118,6 +135,13 @@ func (ca *CA) Issue(name string, server bool) (Pair, error) {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 		tmpl.DNSNames = []string{"localhost", name}
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+		for _, h := range hosts {
+			if ip := net.ParseIP(h); ip != nil {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			} else {
+				tmpl.DNSNames = append(tmpl.DNSNames, h)
+			}
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {

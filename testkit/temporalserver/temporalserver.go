@@ -45,6 +45,10 @@ type Options struct {
 	Dir    string // config, certificates and log
 	PG     *postgres.Server
 	Shards int // history shards (default 4)
+	// User and Password are Temporal's own database role (default: the
+	// server's superuser, trusted); the password goes to the server's
+	// configuration file (mode 0600) and to the SQL tool's environment.
+	User, Password string
 }
 
 // Server is a running Temporal server.
@@ -95,6 +99,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.Shards == 0 {
 		o.Shards = 4
 	}
+	if o.User == "" {
+		o.User = o.PG.User
+	}
 	if err := os.MkdirAll(filepath.Join(o.Dir, "config"), 0o755); err != nil {
 		return nil, err
 	}
@@ -135,8 +142,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 // sqlTool runs Temporal's SQL tool against a database.
 func (s *Server) sqlTool(ctx context.Context, db string, args ...string) error {
 	base := []string{"--plugin", "postgres12", "--ep", "127.0.0.1", "--port", strconv.Itoa(s.o.PG.Port),
-		"--user", s.o.PG.User, "--password", "", "--db", db}
-	out, err := exec.CommandContext(ctx, filepath.Join(s.o.BinDir, "sql"), append(base, args...)...).CombinedOutput()
+		"--user", s.o.User, "--db", db}
+	cmd := exec.CommandContext(ctx, filepath.Join(s.o.BinDir, "sql"), append(base, args...)...)
+	cmd.Env = append(os.Environ(), "SQL_PASSWORD="+s.o.Password)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("temporal sql tool %s on %s: %v\n%s", args[0], db, err, out)
 	}
@@ -191,7 +200,7 @@ persistence:
         connectAddr: "{{.PG}}"
         connectProtocol: tcp
         user: "{{.User}}"
-        password: ""
+        password: "{{.Password}}"
         maxConns: 40
         maxIdleConns: 40
         maxConnLifetime: 1h
@@ -259,13 +268,13 @@ frontend.enableUpdateWorkflowExecution:
 `), 0o644); err != nil {
 		return err
 	}
-	f, err := os.Create(filepath.Join(s.o.Dir, "config", "production.yaml"))
+	f, err := os.OpenFile(filepath.Join(s.o.Dir, "config", "production.yaml"), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	return configTemplate.Execute(f, map[string]any{
-		"Shards": s.o.Shards, "PG": s.o.PG.Addr(), "User": s.o.PG.User, "Ports": ports,
+		"Shards": s.o.Shards, "PG": s.o.PG.Addr(), "User": s.o.User, "Password": s.o.Password, "Ports": ports,
 		"ServerCert": srvCert.CertFile, "ServerKey": srvCert.KeyFile, "CA": s.CA.CertFile,
 		"ClientCert": s.Client.CertFile, "ClientKey": s.Client.KeyFile, "DynamicConfig": dyn,
 	})
