@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,6 +18,7 @@ import (
 	"mailwave/contract"
 	"mailwave/contract/searchattr"
 	"mailwave/internal/control"
+	"mailwave/roster/estate"
 	"mailwave/roster/rosterstore"
 	"mailwave/roster/wavefile"
 )
@@ -31,6 +33,9 @@ type waveLaunchOptions struct {
 	concurrency                       int
 	errorBudget, startRate            float64
 	prestage                          prestageFlags
+	// orgs, when not nil, are the configured organisations (the demo's
+	// simulated estate); nil: the estate's, in the roster store.
+	orgs []string
 }
 
 func newWaveLaunchCmd(a *app) *cobra.Command {
@@ -107,6 +112,9 @@ func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time
 	}
 	rows, err := parseCSVFile(path)
 	if err != nil {
+		return in, err
+	}
+	if err := a.checkOrgs(ctx, rows, path, o); err != nil {
 		return in, err
 	}
 	keyer, err := a.keyer()
@@ -208,6 +216,37 @@ func parseCSVFile(path string) ([]wavefile.Row, error) {
 	}
 	defer f.Close()
 	return wavefile.Parse(f, filepath.Base(path))
+}
+
+// checkOrgs refuses a list naming an organisation that is not configured:
+// the org column reaches a plain-text search attribute (MailwaveOrg). The
+// configured organisations are the estate's, in the roster store
+// (`starter programme import` adds them, `starter org list` lists them).
+// A row's org is given the configured spelling.
+func (a *app) checkOrgs(ctx context.Context, rows []wavefile.Row, path string, o waveLaunchOptions) error {
+	known := o.orgs
+	if known == nil && slices.ContainsFunc(rows, func(r wavefile.Row) bool { return r.Org != "" }) {
+		st, err := estate.Open(ctx, o.wavesDir)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		orgs, err := st.Orgs(ctx)
+		if err != nil {
+			return fmt.Errorf("reading the configured organisations: %w", err)
+		}
+		for _, org := range orgs {
+			known = append(known, org.Name)
+		}
+	}
+	if err := wavefile.CheckOrgs(rows, filepath.Base(path), known); err != nil {
+		if o.orgs != nil {
+			return err
+		}
+		return fmt.Errorf("%w\nthe configured organisations are those of %s (\"starter org list\" lists them, \"starter programme import\" adds them); leave org empty to find the organisation by the address's domain",
+			err, estateWhere(o.wavesDir))
+	}
+	return nil
 }
 
 // checkWaveIsNew refuses a wave ID that was ever used.
