@@ -169,6 +169,29 @@ func TestMailboxStartRefusesAnotherKeySecret(t *testing.T) {
 	assert.NotContains(t, string(b), "cannot reach", "refused before connecting")
 }
 
+// TestMailboxStartRefusesAnUnknownOrganisation: --org becomes the
+// plain-text search attribute MailwaveOrg, so only a configured
+// organisation's name is taken, before anything starts.
+func TestMailboxStartRefusesAnUnknownOrganisation(t *testing.T) {
+	waves := t.TempDir()
+	start := func(org string) (string, int) {
+		return runStarter(t, "mailbox", "start", "--address", "jo@trust-a.nhs.example", "--migrate-at", "+15d", "--org", org,
+			"--waves-dir", waves, "--temporal-address", "127.0.0.1:1", "--dial-timeout", "1s")
+	}
+	out, code := start("Jo Bloggs")
+	assert.NotZero(t, code)
+	assert.Contains(t, out, `--org "Jo Bloggs" is not a configured organisation`)
+	assert.NotContains(t, out, "cannot reach", "refused before connecting")
+
+	out, code = runStarter(t, "programme", "import", writeCSV(t, "estate.csv", "address,org\njo@trust-a.nhs.example,Trust-A\n"), "--waves-dir", waves)
+	require.Zero(t, code, out)
+	out, _ = start("Jo Bloggs")
+	assert.Contains(t, out, `--org "Jo Bloggs" is not a configured organisation`)
+	out, code = start("trust-a")
+	assert.NotZero(t, code)
+	assert.Contains(t, out, "cannot reach the Temporal server", "a configured organisation goes on")
+}
+
 // TestStarterWarnsOnceAtStart: a plain-text connection to a Temporal
 // server that is not on loopback, and debug logging, are each said once, at
 // warn level, however many times the command dials.

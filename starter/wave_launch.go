@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -221,32 +222,62 @@ func parseCSVFile(path string) ([]wavefile.Row, error) {
 // checkOrgs refuses a list naming an organisation that is not configured:
 // the org column reaches a plain-text search attribute (MailwaveOrg). The
 // configured organisations are the estate's, in the roster store
-// (`starter programme import` adds them, `starter org list` lists them).
-// A row's org is given the configured spelling.
+// (configuredOrgs). A row's org is given the configured spelling.
 func (a *app) checkOrgs(ctx context.Context, rows []wavefile.Row, path string, o waveLaunchOptions) error {
 	known := o.orgs
 	if known == nil && slices.ContainsFunc(rows, func(r wavefile.Row) bool { return r.Org != "" }) {
-		st, err := estate.Open(ctx, o.wavesDir)
-		if err != nil {
+		var err error
+		if known, err = configuredOrgs(ctx, o.wavesDir); err != nil {
 			return err
-		}
-		defer st.Close()
-		orgs, err := st.Orgs(ctx)
-		if err != nil {
-			return fmt.Errorf("reading the configured organisations: %w", err)
-		}
-		for _, org := range orgs {
-			known = append(known, org.Name)
 		}
 	}
 	if err := wavefile.CheckOrgs(rows, filepath.Base(path), known); err != nil {
 		if o.orgs != nil {
 			return err
 		}
-		return fmt.Errorf("%w\nthe configured organisations are those of %s (\"starter org list\" lists them, \"starter programme import\" adds them); leave org empty to find the organisation by the address's domain",
-			err, estateWhere(o.wavesDir))
+		return fmt.Errorf("%w\n%s", err, orgsHint(o.wavesDir))
 	}
 	return nil
+}
+
+// configuredOrgs lists the configured organisations: the estate's, in the
+// roster store spec names (`starter programme import` adds them, `starter
+// org list` lists them).
+func configuredOrgs(ctx context.Context, spec string) ([]string, error) {
+	st, err := estate.Open(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	orgs, err := st.Orgs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the configured organisations: %w", err)
+	}
+	names := make([]string, len(orgs))
+	for i, org := range orgs {
+		names[i] = org.Name
+	}
+	return names, nil
+}
+
+// configuredOrg is the configured spelling of the organisation name
+// names (matched regardless of case), or an error saying it is not one.
+func configuredOrg(ctx context.Context, spec, name string) (string, error) {
+	known, err := configuredOrgs(ctx, spec)
+	if err != nil {
+		return "", err
+	}
+	for _, k := range known {
+		if strings.EqualFold(k, name) {
+			return k, nil
+		}
+	}
+	return "", fmt.Errorf("--org %.80q is not a configured organisation\n%s", name, orgsHint(spec))
+}
+
+func orgsHint(spec string) string {
+	return fmt.Sprintf("the configured organisations are those of %s (\"starter org list\" lists them, \"starter programme import\" adds them); leave org empty to find the organisation by the address's domain",
+		estateWhere(spec))
 }
 
 // checkWaveIsNew refuses a wave ID that was ever used.
