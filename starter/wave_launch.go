@@ -45,8 +45,10 @@ func newWaveLaunchCmd(a *app) *cobra.Command {
 		Use:   "launch",
 		Short: "Launch a wave from a list of mailboxes, or from a random sample of a roster's mailboxes not yet migrated",
 		Long: `Launch a wave. The CSV has a header row; "address" is required, "org" and
-"display_name" are optional. Every malformed row is reported with its line
-number, and nothing starts until the file is clean.`,
+"display_name" are optional. An org must be one of the estate's organisations
+in --waves-dir ("starter org list"): it is shown in plain text. Every
+malformed row is reported with its line number, and nothing starts until the
+file is clean.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, err := a.launchWave(cmd.Context(), o, time.Now().UTC())
