@@ -38,6 +38,16 @@ func runWave(ctx context.Context, o options, c client.Client, connectArgs []stri
 	waveID := fmt.Sprintf("bench-%d", time.Now().Unix())
 	workflowID := contract.WaveWorkflowID(waveID)
 
+	// The roster's organisations are configured first: a launch takes
+	// only the estate's.
+	imp := exec.CommandContext(ctx, o.starterBin, append([]string{"programme", "import",
+		filepath.Join(d.estate, sim.RosterFile), "--waves-dir", d.waves}, connectArgs...)...)
+	imp.Env = childEnv()
+	imp.Stdout, imp.Stderr = os.Stderr, os.Stderr
+	if err := imp.Run(); err != nil {
+		return nil, fmt.Errorf("starter programme import: %w", err)
+	}
+
 	logf("wave %s: launching %d mailboxes, cap %d", waveID, o.n, o.concurrency)
 	start := time.Now()
 	launch := exec.CommandContext(ctx, o.starterBin, append([]string{"wave", "launch",

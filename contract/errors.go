@@ -13,6 +13,11 @@ const (
 	ErrTypeBadItems        = "BadItems"
 	ErrTypeInvalidMailbox  = "InvalidMailbox"
 	ErrTypeVerifyMismatch  = "VerifyMismatch"
+	// ErrTypeServerAnswerTooLarge: a mail server announced more data than
+	// the copier takes (a literal over its bound, a message body over the
+	// largest message it accepts): broken or hostile, and retrying would
+	// only let it try again.
+	ErrTypeServerAnswerTooLarge = "ServerAnswerTooLarge"
 )
 
 // Error types of a preflight that finds a mailbox cannot go: the check

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -60,8 +62,20 @@ func (a *app) demo(ctx context.Context, o demoOptions) error {
 	if err != nil {
 		return err
 	}
+	// The simulated estate configures its own organisations (the worker's
+	// --sim-dir serves them all).
+	roster, err := est.Roster()
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, r := range roster {
+		seen[r.Org] = true
+	}
+	orgs := slices.Sorted(maps.Keys(seen))
 	wave := "demo-" + time.Now().UTC().Format("20060102-150405")
 	in, err := a.launchWave(ctx, waveLaunchOptions{
+		orgs: orgs,
 		wave: wave, roster: filepath.Join(estateDir, sim.RosterFile), samplePercent: 100, seed: o.seed,
 		migrateAt: "+" + o.migrateIn.String(), noticeLead: o.noticeLead.String(), remindLead: o.remindLead.String(),
 		allowShortNotice: true, concurrency: o.concurrency, errorBudget: 100 * contract.DefaultErrorBudget,

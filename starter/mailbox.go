@@ -50,7 +50,7 @@ func newMailboxStartCmd(a *app) *cobra.Command {
 	f.StringVar(&o.reminderLead, "reminder-lead", "1d", "how long before T the reminder goes out")
 	f.BoolVar(&o.allowShortNotice, "allow-short-notice", false, "accept a T closer than the notice lead (the notice goes out at once)")
 	f.StringVar(&o.displayName, "display-name", "", "the user's name, for the notices")
-	f.StringVar(&o.org, "org", "", "the user's organisation")
+	f.StringVar(&o.org, "org", "", "the user's organisation: one of the estate's in --waves-dir (it is shown in plain text, as MailwaveOrg)")
 	f.StringVar(&o.wave, "wave", "", "the wave this mailbox belongs to, if any")
 	f.StringVar(&o.wavesDir, "waves-dir", "data/waves", "the roster store (a directory, or a postgres:// URL), where the deployment's key secret fingerprint is recorded")
 	_ = cmd.MarkFlagRequired("address")
@@ -88,6 +88,13 @@ func (a *app) startMailbox(ctx context.Context, o mailboxStartOptions, now time.
 	defer rosters.Close()
 	if err := rosters.CheckFingerprint(ctx, keyer.Fingerprint()); err != nil {
 		return err
+	}
+	if o.org != "" {
+		// The organisation becomes a plain-text search attribute: only a
+		// configured one's name may.
+		if o.org, err = configuredOrg(ctx, o.wavesDir, o.org); err != nil {
+			return err
+		}
 	}
 	key, err := keyer.Key(addr)
 	if err != nil {

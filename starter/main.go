@@ -36,6 +36,7 @@ type app struct {
 	temporal   connect.Options
 	secretFile string
 	out        io.Writer
+	warned     bool // the start warnings were logged (at the first dial)
 }
 
 func newRootCmd(out io.Writer) *cobra.Command {
@@ -72,6 +73,10 @@ func (a *app) keyer() (*identity.Keyer, error) {
 
 // dial connects to Temporal through the one connection builder.
 func (a *app) dial(ctx context.Context) (client.Client, error) {
-	c, _, err := a.temporal.Connect(ctx)
+	c, z, err := a.temporal.Connect(ctx)
+	if z != nil && !a.warned {
+		a.warned = true
+		connect.LogStartWarnings(z, a.temporal.StartWarnings(""))
+	}
 	return c, err
 }

@@ -168,3 +168,42 @@ func TestMailboxStartRefusesAnotherKeySecret(t *testing.T) {
 	assert.Contains(t, string(b), "but this deployment began with")
 	assert.NotContains(t, string(b), "cannot reach", "refused before connecting")
 }
+
+// TestMailboxStartRefusesAnUnknownOrganisation: --org becomes the
+// plain-text search attribute MailwaveOrg, so only a configured
+// organisation's name is taken, before anything starts.
+func TestMailboxStartRefusesAnUnknownOrganisation(t *testing.T) {
+	waves := t.TempDir()
+	start := func(org string) (string, int) {
+		return runStarter(t, "mailbox", "start", "--address", "jo@trust-a.nhs.example", "--migrate-at", "+15d", "--org", org,
+			"--waves-dir", waves, "--temporal-address", "127.0.0.1:1", "--dial-timeout", "1s")
+	}
+	out, code := start("Jo Bloggs")
+	assert.NotZero(t, code)
+	assert.Contains(t, out, `--org "Jo Bloggs" is not a configured organisation`)
+	assert.NotContains(t, out, "cannot reach", "refused before connecting")
+
+	out, code = runStarter(t, "programme", "import", writeCSV(t, "estate.csv", "address,org\njo@trust-a.nhs.example,Trust-A\n"), "--waves-dir", waves)
+	require.Zero(t, code, out)
+	out, _ = start("Jo Bloggs")
+	assert.Contains(t, out, `--org "Jo Bloggs" is not a configured organisation`)
+	out, code = start("trust-a")
+	assert.NotZero(t, code)
+	assert.Contains(t, out, "cannot reach the Temporal server", "a configured organisation goes on")
+}
+
+// TestStarterWarnsOnceAtStart: a plain-text connection to a Temporal
+// server that is not on loopback, and debug logging, are each said once, at
+// warn level, however many times the command dials.
+func TestStarterWarnsOnceAtStart(t *testing.T) {
+	out, code := runStarter(t, "wave", "status", "--wave", "w1", "--temporal-address", "192.0.2.1:7233", "--dial-timeout", "500ms",
+		"--log-level", "debug")
+	assert.NotZero(t, code, "nothing answers there")
+	assert.Equal(t, 1, strings.Count(out, "INSECURE: the connection to the Temporal server at 192.0.2.1:7233 is plain text"), out)
+	assert.Equal(t, 1, strings.Count(out, "debug logging is on"), out)
+	assert.Contains(t, out, "WARN")
+
+	out, _ = runStarter(t, "wave", "status", "--wave", "w1", "--temporal-address", "127.0.0.1:1", "--dial-timeout", "500ms")
+	assert.NotContains(t, out, "INSECURE", "loopback is not warned of")
+	assert.NotContains(t, out, "debug logging")
+}

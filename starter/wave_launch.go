@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,6 +19,7 @@ import (
 	"mailwave/contract"
 	"mailwave/contract/searchattr"
 	"mailwave/internal/control"
+	"mailwave/roster/estate"
 	"mailwave/roster/rosterstore"
 	"mailwave/roster/wavefile"
 )
@@ -32,6 +35,9 @@ type waveLaunchOptions struct {
 	errorBudget, startRate            float64
 	prestage                          prestageFlags
 	plan                              launchPlanFlags
+	// orgs, when not nil, are the configured organisations (the demo's
+	// simulated estate); nil: the estate's, in the roster store.
+	orgs []string
 }
 
 func newWaveLaunchCmd(a *app) *cobra.Command {
@@ -40,8 +46,10 @@ func newWaveLaunchCmd(a *app) *cobra.Command {
 		Use:   "launch",
 		Short: "Launch a wave from a list of mailboxes, or from a random sample of a roster's mailboxes not yet migrated",
 		Long: `Launch a wave. The CSV has a header row; "address" is required, "org" and
-"display_name" are optional. Every malformed row is reported with its line
-number, and nothing starts until the file is clean.`,
+"display_name" are optional. An org must be one of the estate's organisations
+in --waves-dir ("starter org list"): it is shown in plain text. Every
+malformed row is reported with its line number, and nothing starts until the
+file is clean.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, err := a.launchWave(cmd.Context(), o, time.Now().UTC())
@@ -112,6 +120,9 @@ func (a *app) launchWave(ctx context.Context, o waveLaunchOptions, now time.Time
 	}
 	rows, err := parseCSVFile(path)
 	if err != nil {
+		return in, err
+	}
+	if err := a.checkOrgs(ctx, rows, path, o); err != nil {
 		return in, err
 	}
 	keyer, err := a.keyer()
@@ -218,6 +229,67 @@ func parseCSVFile(path string) ([]wavefile.Row, error) {
 	}
 	defer f.Close()
 	return wavefile.Parse(f, filepath.Base(path))
+}
+
+// checkOrgs refuses a list naming an organisation that is not configured:
+// the org column reaches a plain-text search attribute (MailwaveOrg). The
+// configured organisations are the estate's, in the roster store
+// (configuredOrgs). A row's org is given the configured spelling.
+func (a *app) checkOrgs(ctx context.Context, rows []wavefile.Row, path string, o waveLaunchOptions) error {
+	known := o.orgs
+	if known == nil && slices.ContainsFunc(rows, func(r wavefile.Row) bool { return r.Org != "" }) {
+		var err error
+		if known, err = configuredOrgs(ctx, o.wavesDir); err != nil {
+			return err
+		}
+	}
+	if err := wavefile.CheckOrgs(rows, filepath.Base(path), known); err != nil {
+		if o.orgs != nil {
+			return err
+		}
+		return fmt.Errorf("%w\n%s", err, orgsHint(o.wavesDir))
+	}
+	return nil
+}
+
+// configuredOrgs lists the configured organisations: the estate's, in the
+// roster store spec names (`starter programme import` adds them, `starter
+// org list` lists them).
+func configuredOrgs(ctx context.Context, spec string) ([]string, error) {
+	st, err := estate.Open(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	orgs, err := st.Orgs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the configured organisations: %w", err)
+	}
+	names := make([]string, len(orgs))
+	for i, org := range orgs {
+		names[i] = org.Name
+	}
+	return names, nil
+}
+
+// configuredOrg is the configured spelling of the organisation name
+// names (matched regardless of case), or an error saying it is not one.
+func configuredOrg(ctx context.Context, spec, name string) (string, error) {
+	known, err := configuredOrgs(ctx, spec)
+	if err != nil {
+		return "", err
+	}
+	for _, k := range known {
+		if strings.EqualFold(k, name) {
+			return k, nil
+		}
+	}
+	return "", fmt.Errorf("--org %.80q is not a configured organisation\n%s", name, orgsHint(spec))
+}
+
+func orgsHint(spec string) string {
+	return fmt.Sprintf("the configured organisations are those of %s (\"starter org list\" lists them, \"starter programme import\" adds them); leave org empty to find the organisation by the address's domain",
+		estateWhere(spec))
 }
 
 // checkWaveIsNew refuses a wave ID that was ever used.

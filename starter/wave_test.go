@@ -57,6 +57,44 @@ func TestWaveLaunchRefusesBadFilesBeforeAnything(t *testing.T) {
 	}
 }
 
+// TestWaveLaunchRefusesAnUnknownOrganisation: the org column reaches a
+// plain-text search attribute, so a list naming an organisation the estate
+// does not know (a person's name typed there) is refused, naming the file
+// and the line, before the server is asked and before anything is written.
+func TestWaveLaunchRefusesAnUnknownOrganisation(t *testing.T) {
+	noServer := []string{"--temporal-address", "127.0.0.1:1", "--dial-timeout", "1s"}
+	wavesDir := filepath.Join(t.TempDir(), "waves")
+	list := writeCSV(t, "mailboxes.csv", "address,org\njo@trust-a.nhs.example,trust-a\nal@trust-a.nhs.example,Jo Bloggs\nmo@gp.nhs.example,\n")
+	launch := func(path string) (string, int) {
+		return runStarter(t, append([]string{"wave", "launch", "--wave", "w1", "--mailboxes", path, "--migrate-at", "+15d",
+			"--waves-dir", wavesDir}, noServer...)...)
+	}
+
+	// No estate yet: no organisation is configured.
+	out, code := launch(list)
+	assert.NotZero(t, code)
+	assert.Contains(t, out, `mailboxes.csv line 2: the org "trust-a" is not a configured organisation`)
+	assert.Contains(t, out, `mailboxes.csv line 3: the org "Jo Bloggs" is not a configured organisation`)
+	assert.Contains(t, out, "starter programme import")
+	assert.NotContains(t, out, "cannot reach", "refused before the server is asked")
+
+	estateCSV := writeCSV(t, "estate.csv", "address,org\njo@trust-a.nhs.example,Trust-A\nmo@gp.nhs.example,gp-1\n")
+	out, code = runStarter(t, "programme", "import", estateCSV, "--waves-dir", wavesDir)
+	require.Zero(t, code, out)
+	out, code = launch(list)
+	assert.NotZero(t, code)
+	assert.Contains(t, out, `mailboxes.csv line 3: the org "Jo Bloggs" is not a configured organisation`)
+	assert.NotContains(t, out, "line 2", "trust-a is Trust-A, configured")
+	assert.NotContains(t, out, "cannot reach", "refused before the server is asked")
+	assert.NoFileExists(t, filepath.Join(wavesDir, "w1.csv"))
+
+	// Every org configured (or empty): the launch goes on to the server.
+	good := writeCSV(t, "good.csv", "address,org\njo@trust-a.nhs.example,trust-a\nmo@gp.nhs.example,\n")
+	out, code = launch(good)
+	assert.NotZero(t, code)
+	assert.Contains(t, out, "cannot reach the Temporal server", out)
+}
+
 func TestWaveLaunchChecksItsFlags(t *testing.T) {
 	path := writeCSV(t, "m.csv", "address\njo@trust.nhs.example\n")
 	noServer := []string{"--temporal-address", "127.0.0.1:1", "--dial-timeout", "1s"}
@@ -99,6 +137,15 @@ func TestWaveCommandsOnARealServer(t *testing.T) {
 	starter := func(args ...string) (string, int) { return runStarter(t, append(args, server...)...) }
 	wavesDir := filepath.Join(dir, "waves")
 
+	// The big file's organisations are configured: the estate's.
+	var orgs strings.Builder
+	orgs.WriteString("address,org\n")
+	for i := range 500 {
+		fmt.Fprintf(&orgs, "admin@trust%03d.nhs.example,Trust %d\n", i, i)
+	}
+	out, code := starter("programme", "import", writeCSV(t, "estate.csv", orgs.String()), "--waves-dir", wavesDir)
+	require.Zero(t, code, out)
+
 	// A 100,000-row file is read, checked and keyed; nothing starts on a dry run.
 	var big strings.Builder
 	big.WriteString("address,org,display_name\n")
@@ -106,7 +153,7 @@ func TestWaveCommandsOnARealServer(t *testing.T) {
 		fmt.Fprintf(&big, "user%06d@trust%03d.nhs.example,Trust %d,User %d\n", i, i%500, i%500, i)
 	}
 	bigPath := writeCSV(t, "big.csv", big.String())
-	out, code := starter("wave", "launch", "--wave", "big", "--mailboxes", bigPath, "--migrate-at", "+15d",
+	out, code = starter("wave", "launch", "--wave", "big", "--mailboxes", bigPath, "--migrate-at", "+15d",
 		"--waves-dir", wavesDir, "--dry-run")
 	require.Zero(t, code, out)
 	assert.Contains(t, out, "wave big: 100000 mailboxes")

@@ -63,6 +63,7 @@ func newRootCmd() *cobra.Command {
 				return err
 			}
 			defer func() { _ = z.Sync() }()
+			connect.LogStartWarnings(z, temporal.StartWarnings(metrics.Listen))
 			reg, err := metrics.Start(func(err error) { z.Warn("metrics", zap.Error(err)) })
 			if err != nil {
 				return err

@@ -46,7 +46,9 @@ type lane struct {
 }
 
 // Copy runs one pass over a mailbox from req.Checkpoint.
-func (c *Copier) Copy(ctx context.Context, req port.CopyRequest) (contract.CopyStats, error) {
+func (c *Copier) Copy(ctx context.Context, req port.CopyRequest) (_ contract.CopyStats, err error) {
+	ctx, trips := withTripwire(ctx)
+	defer func() { err = tooLargeFailure(trips, req.Mailbox.Key, err) }()
 	j := &job{ctx: ctx, c: c, req: req, key: req.Mailbox.Key, cp: req.Checkpoint.Clone(), lanes: make([]*lane, c.o.Lanes)}
 	defer j.closeLanes()
 	first, err := j.openLane(ctx, 0)

@@ -163,6 +163,7 @@ type Copier struct {
 	o        Options
 	mem      *semaphore.Weighted
 	warnings []string
+	dialed   func(*boundedConn) // tests: each connection dialled
 }
 
 var _ port.Copier = (*Copier)(nil)
@@ -296,6 +297,16 @@ type conn struct {
 	side     Side
 	selected string
 	stop     func() bool
+	bound    *boundedConn // what it reads from the server, bounded
+}
+
+// bodyBound is the largest message body a server may announce: the
+// largest message the copier accepts (a Reader's: any target's).
+func (c *Copier) bodyBound() int64 {
+	if c.o.MaxMessageBytes > 0 {
+		return c.o.MaxMessageBytes
+	}
+	return maxReaderBody
 }
 
 // dial connects and logs in one side for one mailbox. The connection is
@@ -310,23 +321,14 @@ func (c *Copier) dialWith(ctx context.Context, side Side, m contract.MailboxRef,
 	if side == Target {
 		ep = c.o.Target
 	}
-	opts := &imapclient.Options{TLSConfig: ep.tlsConfig(), Dialer: &net.Dialer{Timeout: ep.DialTimeout}}
-	var (
-		cl  *imapclient.Client
-		err error
-	)
-	switch ep.Security {
-	case SecurityTLS:
-		cl, err = imapclient.DialTLS(ep.Addr(), opts)
-	case SecurityStartTLS:
-		cl, err = imapclient.DialStartTLS(ep.Addr(), opts)
-	default:
-		cl, err = imapclient.DialInsecure(ep.Addr(), opts)
-	}
+	cl, bc, err := dialBounded(ctx, ep, side, c.bodyBound(), tripwireOf(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("%s: connecting to %s: %w", side, ep.Addr(), err)
 	}
-	cn := &conn{c: cl, side: side, stop: context.AfterFunc(ctx, func() { cl.Close() })}
+	if c.dialed != nil {
+		c.dialed(bc)
+	}
+	cn := &conn{c: cl, side: side, bound: bc, stop: context.AfterFunc(ctx, func() { cl.Close() })}
 	if err := cn.login(creds); err != nil {
 		cn.close()
 		return nil, c.classify(err, side, "login", m.Key)

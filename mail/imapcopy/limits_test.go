@@ -114,6 +114,23 @@ func TestAppenderReadsLinesWithLiterals(t *testing.T) {
 	assert.Equal(t, "* NOTE "+long, line, "a long line under the limit is read whole")
 }
 
+func TestAppenderRefusesALiteralOverItsBound(t *testing.T) {
+	host, port := fakeServer(t, func(c net.Conn, r *bufio.Reader) {
+		_, _ = io.WriteString(c, "* OK {10737418240}\r\n")
+		endless(c, "a")
+	})
+	conn, err := net.Dial("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	require.NoError(t, err)
+	defer conn.Close()
+	trips := &tripwire{}
+	a := &appender{conn: conn, trips: trips, br: bufio.NewReaderSize(conn, 64<<10)}
+	_, err = a.readLine()
+	var tl *AnswerTooLargeError
+	require.ErrorAs(t, err, &tl)
+	assert.Equal(t, AnswerTooLargeError{Side: Target, What: "a literal", Size: 10737418240, Limit: maxOtherLiteral}, *tl)
+	assert.Same(t, tl, trips.tripped(), "the call is told")
+}
+
 func TestReadLiteral(t *testing.T) {
 	b, err := readLiteral(lit("hello"), 5)
 	require.NoError(t, err)

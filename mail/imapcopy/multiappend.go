@@ -36,6 +36,7 @@ import (
 // login, APPEND and LOGOUT. Everything else goes through go-imap.
 type appender struct {
 	conn  net.Conn
+	trips *tripwire // told of a literal over its bound
 	br    *bufio.Reader
 	bw    *bufio.Writer
 	caps  map[string]bool
@@ -62,7 +63,7 @@ func dialAppender(ctx context.Context, ep Endpoint, cr Credentials, noMulti bool
 	if err != nil {
 		return nil, err
 	}
-	a := &appender{conn: raw, wait: map[string]chan error{}}
+	a := &appender{conn: raw, trips: tripwireOf(ctx), wait: map[string]chan error{}}
 	a.stop = context.AfterFunc(ctx, func() { a.conn.Close() })
 	fail := func(err error) (*appender, error) {
 		a.stop()
@@ -147,6 +148,13 @@ func (a *appender) readLine() (string, error) {
 		}
 		line = bytes.TrimRight(line, "\r\n")
 		if n, ok := literalSize(string(line[min(start, len(line)):])); ok {
+			// Skipped, not kept; but a server that announces more than
+			// any answer to an APPEND holds would keep us reading.
+			if n > maxOtherLiteral {
+				tl := &AnswerTooLargeError{Side: Target, What: "a literal", Size: n, Limit: maxOtherLiteral}
+				a.trips.trip(tl)
+				return "", tl
+			}
 			if _, err := io.CopyN(io.Discard, a.br, n); err != nil {
 				return "", err
 			}

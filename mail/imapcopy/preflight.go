@@ -19,7 +19,11 @@ import (
 // organisation's (a master user, an application's token), so a wrong one
 // would defer every mailbox of the organisation alike, which its admin
 // would see at once.
-func (c *Copier) Preflight(ctx context.Context, m contract.MailboxRef) (contract.Preflight, error) {
+func (c *Copier) Preflight(ctx context.Context, m contract.MailboxRef) (_ contract.Preflight, err error) {
+	// A server announcing more than the copier takes fails the mailbox as
+	// that, not as the refusal the step would otherwise be read as.
+	ctx, trips := withTripwire(ctx)
+	defer func() { err = tooLargeFailure(trips, m.Key, err) }()
 	p, err := c.measure(ctx, m, c.o.MaxMessageBytes)
 	if err != nil {
 		return p, port.SourceRefused(err)
@@ -39,7 +43,9 @@ var _ port.Preflighter = (*Copier)(nil)
 // reads, and counts its messages over limit (none counted for a limit of
 // 0): for a copier whose target is not IMAP (graphcopy's preflight).
 func (r *Reader) Measure(ctx context.Context, m contract.MailboxRef, limit int64) (contract.Preflight, error) {
-	return r.c.measure(ctx, m, limit)
+	ctx, trips := withTripwire(ctx)
+	p, err := r.c.measure(ctx, m, limit)
+	return p, tooLargeFailure(trips, m.Key, err)
 }
 
 // measure logs in to the source and reads, folder by folder, its messages

@@ -57,18 +57,20 @@ type SourceMessage struct {
 
 // Mailbox is one mailbox's source, logged in.
 type Mailbox struct {
-	r   *Reader
-	cn  *conn
-	key string
+	r     *Reader
+	cn    *conn
+	key   string
+	trips *tripwire
 }
 
 // Open logs in to the mailbox's source; the connection ends with ctx.
 func (r *Reader) Open(ctx context.Context, m contract.MailboxRef) (*Mailbox, error) {
+	ctx, trips := withTripwire(ctx)
 	cn, err := r.c.dial(ctx, Source, m)
 	if err != nil {
-		return nil, err
+		return nil, tooLargeFailure(trips, m.Key, err)
 	}
-	return &Mailbox{r: r, cn: cn, key: m.Key}, nil
+	return &Mailbox{r: r, cn: cn, key: m.Key, trips: trips}, nil
 }
 
 // Close logs out.
@@ -79,7 +81,7 @@ func (s *Mailbox) Close() { s.cn.close() }
 func (s *Mailbox) Folders() ([]SourceFolder, error) {
 	l, delim, _, err := list(s.cn)
 	if err != nil {
-		return nil, s.r.c.classify(err, Source, "list", s.key)
+		return nil, tooLargeFailure(s.trips, s.key, s.r.c.classify(err, Source, "list", s.key))
 	}
 	out := make([]SourceFolder, 0, len(l))
 	for _, f := range l {
@@ -92,14 +94,14 @@ func (s *Mailbox) Folders() ([]SourceFolder, error) {
 func (s *Mailbox) Select(name string) (uidValidity uint32, msgs []SourceMessage, err error) {
 	sel, err := s.cn.selectFolder(name)
 	if err != nil {
-		return 0, nil, s.r.c.classify(err, Source, "select", s.key)
+		return 0, nil, tooLargeFailure(s.trips, s.key, s.r.c.classify(err, Source, "select", s.key))
 	}
 	if sel.NumMessages == 0 {
 		return sel.UIDValidity, nil, nil
 	}
 	ms, err := fetchMeta(s.cn, imap.SeqSetNum(), false)
 	if err != nil {
-		return 0, nil, s.r.c.classify(err, Source, "fetch", s.key)
+		return 0, nil, tooLargeFailure(s.trips, s.key, s.r.c.classify(err, Source, "fetch", s.key))
 	}
 	msgs = make([]SourceMessage, len(ms))
 	for i, m := range ms {
@@ -140,7 +142,7 @@ func (s *Mailbox) Fetch(msgs []SourceMessage, each func(m SourceMessage, body []
 	case errors.As(err, &tl):
 		return fmt.Errorf("source fetch for mailbox %s UID %d: a body of %d bytes, over the %d bytes listed: refused", s.key, tl.uid, tl.size, tl.limit)
 	case err != nil:
-		return s.r.c.classify(err, Source, "fetch", s.key)
+		return tooLargeFailure(s.trips, s.key, s.r.c.classify(err, Source, "fetch", s.key))
 	}
 	return nil
 }
@@ -155,7 +157,9 @@ func FolderShown(name string) string { return shown(name) }
 // CheckTarget proves the mailbox's target: a login, INBOX read, and a tiny
 // message appended and expunged again by its UID (a target without UIDPLUS
 // is only read: nothing is written that could not be taken back alone).
-func (c *Copier) CheckTarget(ctx context.Context, m contract.MailboxRef) error {
+func (c *Copier) CheckTarget(ctx context.Context, m contract.MailboxRef) (err error) {
+	ctx, trips := withTripwire(ctx)
+	defer func() { err = tooLargeFailure(trips, m.Key, err) }()
 	tgt, err := c.dial(ctx, Target, m)
 	if err != nil {
 		return err

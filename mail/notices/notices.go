@@ -66,7 +66,10 @@ type Data struct {
 	// <title>). It is empty while the subject itself is rendered.
 	Subject string
 	// Step, ErrorType and Reason say why the mailbox needs support; they are
-	// set in a failure notice only.
+	// set in the admin's notices only. In a failure notice Reason is fixed
+	// words for the error type (FailureWords), never the reason the mailbox
+	// failed with: that quotes servers and can name a folder, and is kept
+	// in the mailbox's result for the migration team instead.
 	Step      string
 	ErrorType string
 	Reason    string
@@ -238,7 +241,10 @@ func newData(n port.Notice) Data {
 	if n.Failure != nil && n.Kind.ToAdmin() {
 		d.Step = n.Failure.Step
 		d.ErrorType = n.Failure.ErrorType
-		d.Reason = n.Failure.Reason
+		d.Reason = n.Failure.Reason // an organisation held: counts and a night, written by mailwave
+		if n.Kind == contract.NoticeFailure {
+			d.Reason = FailureWords(n.Failure.ErrorType)
+		}
 	}
 	if !n.MigrateAt.IsZero() {
 		at := n.MigrateAt.UTC()
@@ -246,6 +252,41 @@ func newData(n port.Notice) Data {
 		d.MigrateDate = at.Format(dateLayout)
 	}
 	return d
+}
+
+// FailureWords says in fixed words what a mailbox's error type means to
+// its organisation's admin ("" for none).
+func FailureWords(errType string) string {
+	if contract.IsDeferReason(errType) {
+		return contract.DeferReason(errType)
+	}
+	switch errType {
+	case "":
+		return ""
+	case contract.ErrTypeMailboxNotFound:
+		return "the mailbox was not found"
+	case contract.ErrTypeBadCredentials:
+		return "a mail server refused the migration's login for this mailbox"
+	case contract.ErrTypeOverQuota:
+		return "the target mailbox is full"
+	case contract.ErrTypeNoticeNotSent:
+		return "a notice to the user could not be sent, so the migration did not go ahead"
+	case contract.ErrTypeBadItems:
+		return "more messages than allowed could not be copied (the migration team has the list)"
+	case contract.ErrTypeInvalidMailbox:
+		return "the mailbox's details in the migration's list are not valid"
+	case contract.ErrTypeVerifyMismatch:
+		return "after the copy, the target did not hold every message of the source"
+	case contract.ErrTypeServerAnswerTooLarge:
+		return "a mail server sent more data than the migration accepts (broken or misconfigured)"
+	case contract.ErrTypeRescheduleNotKept:
+		return "the mailbox was moved to another night, but that night could not keep it"
+	case contract.ErrTypeThrottled:
+		return "the target kept asking the migration to slow down"
+	case contract.ErrTypeTransient, "Timeout", "Error":
+		return "a step kept failing after every retry"
+	}
+	return "the migration team has the details"
 }
 
 // sampleNotice is the data Load test-renders every template with.

@@ -2,6 +2,7 @@ package notices_test
 
 import (
 	"bytes"
+	"html"
 	"net/mail"
 	"os"
 	"path/filepath"
@@ -184,9 +185,48 @@ func TestRenderFailure(t *testing.T) {
 		assert.Contains(t, body, "OverQuota")
 		assert.NotContains(t, body, "Dear ", "the admin is not greeted as the user")
 	}
-	assert.Contains(t, r.Text, "Reason:        target mailbox over quota: <4.2 GB> & rising\n")
-	assert.Contains(t, r.HTML, "target mailbox over quota: &lt;4.2 GB&gt; &amp; rising", "the reason is escaped in HTML")
+	assert.Contains(t, r.Text, "Reason:        the target mailbox is full\n", "fixed words for the error type")
+	assert.NotContains(t, r.Text, "4.2 GB", "never the raw reason")
 	assert.NotContains(t, r.Text, "<p>")
+}
+
+// TestFailureNoticeNeverQuotesTheRawReason: the reason a mailbox failed
+// with quotes servers and can name a folder; the admin's notice names the
+// key, the step and the error type, and says what the type means in fixed
+// words.
+func TestFailureNoticeNeverQuotesTheRawReason(t *testing.T) {
+	tpl, err := notices.Load("")
+	require.NoError(t, err)
+	const folder = "Patients/Jane Doe referral"
+	for _, typ := range []string{contract.ErrTypeVerifyMismatch, contract.ErrTypeBadItems, contract.ErrTypeServerAnswerTooLarge,
+		contract.ErrTypeTransient, "SomethingNew", contract.ErrTypeTargetNoRoom} {
+		n := failureNotice()
+		n.Failure = &contract.Failure{Step: "copy_bulk", ErrorType: typ,
+			Reason: `mailbox a1b2c3 folder "` + folder + `": 3 of 40 source messages are not on the target`}
+		r, err := tpl.Render(n)
+		require.NoError(t, err)
+		for _, part := range []string{r.Subject, r.Text, r.HTML} {
+			assert.NotContains(t, part, "Jane Doe", typ)
+			assert.NotContains(t, part, "source messages are not on the target", typ)
+		}
+		for _, body := range []string{r.Text, r.HTML} {
+			assert.Contains(t, body, "a1b2c3", typ)
+			assert.Contains(t, body, "copy_bulk", typ)
+			assert.Contains(t, body, typ)
+		}
+		assert.Contains(t, r.Text, "Reason:        "+notices.FailureWords(typ)+"\n", typ)
+		assert.Contains(t, r.HTML, html.EscapeString(notices.FailureWords(typ)), typ)
+	}
+	// A template of the operator's own sees the fixed words too.
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "failure.txt.tmpl"), []byte(`{{define "subject"}}x{{end}}{{.Reason}}`), 0o600))
+	own, err := notices.Load(dir)
+	require.NoError(t, err)
+	n := failureNotice()
+	n.Failure.Reason = folder
+	r, err := own.Render(n)
+	require.NoError(t, err)
+	assert.Equal(t, "the target mailbox is full", r.Text)
 }
 
 func TestRenderFailureFallbacks(t *testing.T) {
@@ -239,7 +279,7 @@ func TestOverrideFailure(t *testing.T) {
 	r, err := tpl.Render(failureNotice())
 	require.NoError(t, err)
 	assert.Equal(t, "Support needed for a1b2c3", r.Subject)
-	assert.Equal(t, "copy/OverQuota: target mailbox over quota: <4.2 GB> & rising", r.Text)
+	assert.Equal(t, "copy/OverQuota: the target mailbox is full", r.Text)
 
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "failure.html.tmpl"), []byte(`<p>{{.NoSuchField}}</p>`), 0o600))
 	_, err = notices.Load(dir)

@@ -292,7 +292,7 @@ func TestSendFailureNotice(t *testing.T) {
 	assert.Equal(t, "failure", m.Header.Get("X-Mailwave-Kind"))
 	assert.Equal(t, "Mailbox migration needs support: mailbox "+key, m.Header.Get("Subject"))
 	for _, body := range []string{m.Text, m.HTML} {
-		assert.Contains(t, body, "T-14 notice was never sent")
+		assert.Contains(t, body, "a notice to the user could not be sent") // fixed words, never the raw reason
 		assert.Contains(t, body, "Jo Bloggs")
 		assert.Contains(t, body, "jo.bloggs@example.nhs.invalid")
 	}

@@ -252,7 +252,7 @@ func TestFailureNoticeGoesToAdmin(t *testing.T) {
 	assert.Equal(t, nt.MessageID, m.Header.Get("Message-ID"))
 	assert.Equal(t, "Mailbox migration needs support: mailbox "+key, m.Header.Get("Subject"))
 	for _, body := range []string{m.Text, m.HTML} {
-		assert.Contains(t, body, "target mailbox is over quota")
+		assert.Contains(t, body, "the target mailbox is full") // fixed words, never the raw reason
 		assert.Contains(t, body, "OverQuota")
 		assert.Contains(t, body, "Jo Bloggs")
 		assert.Contains(t, body, userAddr, "the admin is told which user")
