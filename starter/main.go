@@ -57,7 +57,7 @@ func newRootCmd(out io.Writer) *cobra.Command {
 	a.temporal.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVar(&a.secretFile, "key-secret-file", "", "file holding the mailbox key secret (default: $"+identity.SecretEnv+")")
 	root.AddCommand(newMailboxCmd(a), newWaveCmd(a), newEstateCmd(a), newDemoCmd(a), newReportCmd(a), newSearchAttributesCmd(a), newCodecKeyCmd(a), newTargetCmd(a),
-		newProgrammeCmd(a), newOrgCmd(a))
+		newProgrammeCmd(a), newOrgCmd(a), newAccessCmd(a))
 	return root
 }
 
