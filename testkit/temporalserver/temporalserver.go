@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/template"
 	"time"
@@ -75,9 +76,11 @@ type Server struct {
 	PublicKeyFile string
 	Revocations   string
 	o             Options
-	log    string
-	cmd    *exec.Cmd
-	done   chan struct{}
+	mu            sync.Mutex
+	tokens        map[string][]accesstoken.Role // TokenFile's subjects
+	log           string
+	cmd           *exec.Cmd
+	done          chan struct{}
 }
 
 // Connect are the connection options of a mailwave client of this server
@@ -127,10 +130,38 @@ func (s *Server) TokenFile(subject string, roles ...accesstoken.Role) (string, e
 		return "", err
 	}
 	path := filepath.Join(s.o.Dir, "access", subject+".token")
-	return path, atomicfile.Write(path, 0o600, func(w io.Writer) error {
+	if err := atomicfile.Write(path, 0o600, func(w io.Writer) error {
 		_, err := io.WriteString(w, tok+"\n")
 		return err
-	})
+	}); err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tokens == nil {
+		s.tokens = map[string][]accesstoken.Role{}
+	}
+	s.tokens[subject] = roles
+	return path, nil
+}
+
+// RenewTokens issues every token TokenFile wrote again, valid another day,
+// in the same files: the clients reading them (--api-key-file) take the
+// new ones up within a second. A shape left running calls it more than
+// once a day.
+func (s *Server) RenewTokens() error {
+	s.mu.Lock()
+	subjects := make(map[string][]accesstoken.Role, len(s.tokens))
+	for k, v := range s.tokens {
+		subjects[k] = v
+	}
+	s.mu.Unlock()
+	for sub, roles := range subjects {
+		if _, err := s.TokenFile(sub, roles...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // BinDir finds the directory holding the server and its SQL tool:
