@@ -106,7 +106,7 @@ func (a *authorizer) Authorize(_ context.Context, claims *authorization.Claims, 
 }
 
 func (a *authorizer) refused(who string, t *authorization.CallTarget, reason string) {
-	a.logger.Info("access refused", tag.NewStringTag("who", who), tag.NewStringTag("api", api.MethodName(t.APIName)),
+	a.logger.Warn("access refused", tag.NewStringTag("who", who), tag.NewStringTag("api", api.MethodName(t.APIName)),
 		tag.WorkflowNamespace(t.Namespace), tag.NewStringTag("reason", reason))
 }
 
