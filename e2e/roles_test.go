@@ -137,6 +137,11 @@ func TestRolesOnTemporal(t *testing.T) {
 		refused(t, signal(viewer, mbox, contract.SignalPause, contract.PauseRequest{}), "victor (viewer) may not call SignalWorkflowExecution")
 		refused(t, update(viewer), "victor (viewer) may not call UpdateWorkflowExecution")
 		refused(t, terminate(viewer, mbox), "victor (viewer) may not call TerminateWorkflowExecution")
+		// The server logs each refusal, naming who.
+		require.Eventually(t, func() bool {
+			b, _ := os.ReadFile(srv.LogFile())
+			return strings.Contains(string(b), `"msg":"access refused","who":"victor (viewer)","api":"TerminateWorkflowExecution"`)
+		}, 5*time.Second, 100*time.Millisecond, "the refusal in the server's log")
 	})
 
 	t.Run("worker cannot start or signal as an operator", func(t *testing.T) {

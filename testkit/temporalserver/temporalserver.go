@@ -474,6 +474,10 @@ func (s *Server) register(ctx context.Context) error {
 	}
 }
 
+// LogFile is the server's log (warnings and errors, the authorizer's
+// refusals among them).
+func (s *Server) LogFile() string { return s.log }
+
 // Kill ends the server at once (SIGKILL), as a crash would.
 func (s *Server) Kill() {
 	if s.cmd == nil || s.cmd.Process == nil {
