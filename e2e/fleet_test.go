@@ -353,7 +353,7 @@ func (f *faulty) copiesOn(ctx context.Context, worker string, n int) map[string]
 			break
 		}
 		if a, ok := f.pendingCopy(ctx, e.Execution.WorkflowId); ok && a != nil &&
-			a.State == enumspb.PENDING_ACTIVITY_STATE_STARTED && a.LastWorkerIdentity == worker {
+			a.State == enumspb.PENDING_ACTIVITY_STATE_STARTED && a.LastWorkerIdentity == fleet.WorkerIdentity(worker) {
 			out[e.Execution.WorkflowId] = a.Attempt
 		}
 	}
@@ -426,7 +426,7 @@ func (f *faulty) scanMailboxes(ctx context.Context, mailboxes []wavefile.Mailbox
 				switch sch.GetActivityType().GetName() {
 				case contract.ActivityCutover:
 					h.cutovers++
-					if sch.GetTaskQueue().GetName() != fleetRouterQueue || started.Identity != fleetRouterID {
+					if sch.GetTaskQueue().GetName() != fleetRouterQueue || started.Identity != fleet.WorkerIdentity(fleetRouterID) {
 						h.cutoverElsewhere = append(h.cutoverElsewhere, fmt.Sprintf("%s: queue %s, worker %s", m.Key, sch.GetTaskQueue().GetName(), started.Identity))
 					}
 					if started.Attempt == 1 && e.EventTime.AsTime().Sub(scheduled[started.ScheduledEventId].EventTime.AsTime()) > 5*time.Second {

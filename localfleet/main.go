@@ -26,6 +26,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -34,6 +35,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"mailwave/codec"
+	"mailwave/internal/accesstoken"
 	"mailwave/internal/cliutil"
 	"mailwave/mail/sim"
 	"mailwave/testkit/fleet"
@@ -187,8 +189,17 @@ func up(ctx context.Context, o upOptions) error {
 		return err
 	}
 	env := filepath.Join(o.dir, "connect.env")
-	// The starter's flags, as its environment.
-	flags := append(f.ConnectArgs(), "--codec-key-file", o.keyFile, "--waves-dir", f.DSN)
+	// The starter's flags, as its environment: an operator's token in the
+	// name of whoever runs the shape (history records it as who acted).
+	who := "operator"
+	if u, err := user.Current(); err == nil && accesstoken.CheckSubject(u.Username) == nil {
+		who = u.Username
+	}
+	co, err := f.Server.ConnectAs(who, accesstoken.Operator)
+	if err != nil {
+		return err
+	}
+	flags := append(fleet.ConnectArgs(co), "--codec-key-file", o.keyFile, "--waves-dir", f.DSN)
 	var lines []string
 	for i := 0; i+1 < len(flags); i += 2 {
 		// Quoted for the shell that sources it: a URL holds '&'.
@@ -200,7 +211,9 @@ func up(ctx context.Context, o upOptions) error {
 	fmt.Fprintf(os.Stderr, "localfleet: up: %s, and the routing host's worker on task queue %s\n", f, routerQueue)
 	fmt.Fprintf(os.Stderr, "localfleet: PostgreSQL takes passwords only (SCRAM-SHA-256): Temporal as its role temporal, mailwave as its own role mailwave (rights on its own tables only; password file %s)\n", filepath.Join(o.dir, "mailwave.pgpass"))
 	fmt.Fprintf(os.Stderr, "localfleet: each worker's private directory and log under %s; the starter's settings in %s\n", o.dir, env)
-	return supervise(ctx, append(f.Workers, f.Router))
+	fmt.Fprintf(os.Stderr, "localfleet: access tokens (workers: worker; %s: operator; the setup: admin) and the signing key in %s; revocations %s\n",
+		who, filepath.Dir(f.Server.PublicKeyFile), f.Server.Revocations)
+	return supervise(ctx, append(f.Workers, f.Router), f.Server.RenewTokens)
 }
 
 // buildID names a worker binary's build: "w-" and the start of its
@@ -218,17 +231,28 @@ func buildID(bin string) (string, error) {
 	return "w-" + hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
+// tokenRenewal is how often the access tokens (valid a day) are issued
+// again.
+const tokenRenewal = 6 * time.Hour
+
 // supervise starts again any worker that dies, as a service manager
-// would, until ctx ends.
-func supervise(ctx context.Context, procs []*proc.Proc) error {
+// would, and renews the access tokens every tokenRenewal, until ctx ends.
+func supervise(ctx context.Context, procs []*proc.Proc, renew func() error) error {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	renewed := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			fmt.Fprintln(os.Stderr, "localfleet: stopping")
 			return nil
 		case <-tick.C:
+		}
+		if time.Since(renewed) > tokenRenewal {
+			if err := renew(); err != nil {
+				return fmt.Errorf("renewing the access tokens: %w", err)
+			}
+			renewed = time.Now()
 		}
 		for _, p := range procs {
 			if p.Running() {

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Production on one machine: PostgreSQL, the Temporal server on it with mTLS,
-# three workers and the routing host's worker (bin/localfleet up, in the
+# Production on one machine: PostgreSQL, the Temporal server on it with mTLS
+# and mailwave's roles (a signing key made afresh, a worker's token for each
+# worker, an operator's for the starter, an admin's for the setup), three
+# workers and the routing host's worker (bin/localfleet up, in the
 # background), then a wave of N simulated mailboxes through them with the
 # starter, watched and verified. `scripts/production.sh stop` stops it all.
 # Called by `make production` / `make production-stop`.
@@ -55,6 +57,8 @@ unset MAILWAVE_KEY_SECRET MAILWAVE_CODEC_KEYS
 "$BIN/starter" demo --data "$DATA" --waves-dir "$MAILWAVE_WAVES_DIR" --mailboxes "$N" --ui "" \
   --concurrency 150 --migrate-in 60s --notice-lead 50s --reminder-lead 20s "$@"
 echo
-echo "The production shape is still running. For the starter:"
+echo "The production shape is still running. For the starter (an operator's token):"
 echo "  set -a; . $DATA/connect.env; set +a; export MAILWAVE_KEY_SECRET_FILE=$DATA/key-secret"
+echo "The Temporal server enforces roles (docs/access.md). Tokens, the signing key and the revocation list:"
+echo "  $DATA/temporal/access  (e.g. bin/starter access token --role viewer --for NAME --key $DATA/temporal/access/signing.key)"
 echo "Stop it with: make production-stop"

@@ -58,7 +58,7 @@ func newRootCmd(out io.Writer) *cobra.Command {
 	a.temporal.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVar(&a.secretFile, "key-secret-file", "", "file holding the mailbox key secret (default: $"+identity.SecretEnv+")")
 	root.AddCommand(newMailboxCmd(a), newWaveCmd(a), newPrestagePoolCmd(a), newEstateCmd(a), newDemoCmd(a), newReportCmd(a), newSearchAttributesCmd(a), newCodecKeyCmd(a), newTargetCmd(a),
-		newProgrammeCmd(a), newOrgCmd(a), newStoreCmd())
+		newProgrammeCmd(a), newOrgCmd(a), newStoreCmd(), newAccessCmd(a))
 	return root
 }
 

@@ -48,8 +48,12 @@ type Options struct {
 	TLSServerName string // the name the server's certificate must carry
 	// APIKey is sent as a bearer token on every call (Temporal Cloud, or a
 	// cluster with an authorizer). Give it in $MAILWAVE_API_KEY rather than
-	// on the command line.
+	// on the command line; better, in APIKeyFile.
 	APIKey string
+	// APIKeyFile holds the API key or mailwave access token (`starter access
+	// token --out`), mode 0600. It is read again when it changes, so a
+	// renewed token is taken up without a restart.
+	APIKeyFile string
 
 	// CodecKeyFile is the payload codec's key ring (codec.LoadKeyFile);
 	// empty means $MAILWAVE_CODEC_KEYS.
@@ -82,12 +86,13 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Namespace, "namespace", client.DefaultNamespace, "Temporal namespace")
 	fs.StringVar(&o.Identity, "identity", "", "who this is in Temporal's history (default user@host)")
 	fs.DurationVar(&o.DialTimeout, "dial-timeout", 10*time.Second, "how long to wait for the Temporal server")
-	fs.BoolVar(&o.TLS, "tls", false, "connect with TLS (implied by the other --tls-* flags and --api-key)")
+	fs.BoolVar(&o.TLS, "tls", false, "connect with TLS (implied by the other --tls-* flags, --api-key and --api-key-file)")
 	fs.StringVar(&o.TLSCA, "tls-ca", "", "PEM CA bundle to trust for the Temporal frontend, besides the system's")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "client certificate (PEM) for mTLS to the Temporal frontend")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "the client certificate's private key (PEM, mode 0600)")
 	fs.StringVar(&o.TLSServerName, "tls-server-name", "", "the name the frontend's certificate must carry (default: the address's host)")
-	fs.StringVar(&o.APIKey, "api-key", "", "API key sent as a bearer token (prefer $MAILWAVE_API_KEY)")
+	fs.StringVar(&o.APIKey, "api-key", "", "API key sent as a bearer token (prefer --api-key-file)")
+	fs.StringVar(&o.APIKeyFile, "api-key-file", "", "file (mode 0600) holding the API key or access token sent as a bearer token (`starter access token --out`); re-read when it changes")
 	fs.StringVar(&o.CodecKeyFile, "codec-key-file", "", "payload encryption key ring (ID=BASE64 lines, first is current, mode 0600; default $"+codec.KeysEnv+")")
 	fs.BoolVar(&o.AcceptPlainPayloads, "accept-plain-payloads", false, "read payloads that are not encrypted (only while workflows recorded before encryption still run); by default they are refused")
 	o.Log.AddFlags(fs)
@@ -131,11 +136,23 @@ func (o Options) ClientOptions(logger tlog.Logger) (client.Options, error) {
 		return client.Options{}, err
 	}
 	opts.ConnectionOptions.TLS = tlsConf
-	if o.APIKey != "" {
+	switch {
+	case o.APIKey != "" && o.APIKeyFile != "":
+		return client.Options{}, errors.New("--api-key and --api-key-file: give one (the file is better: it keeps the key off the command line and the environment)")
+	case o.APIKey != "":
 		if tlsConf == nil {
 			return client.Options{}, errors.New("--api-key needs TLS: an API key is never sent in the clear")
 		}
 		opts.Credentials = client.NewAPIKeyStaticCredentials(o.APIKey)
+	case o.APIKeyFile != "":
+		if tlsConf == nil {
+			return client.Options{}, errors.New("--api-key-file needs TLS: an API key is never sent in the clear")
+		}
+		kf := &keyFile{path: o.APIKeyFile}
+		if _, err := kf.key(); err != nil {
+			return client.Options{}, err
+		}
+		opts.Credentials = client.NewAPIKeyDynamicCredentials(func(context.Context) (string, error) { return kf.key() })
 	}
 	return opts, nil
 }
@@ -159,7 +176,7 @@ func (o Options) identity() string {
 
 // tlsConfig is nil for a plain connection.
 func (o Options) tlsConfig() (*tls.Config, error) {
-	if !o.TLS && o.TLSCA == "" && o.TLSCert == "" && o.TLSKey == "" && o.TLSServerName == "" && o.APIKey == "" {
+	if !o.TLS && o.TLSCA == "" && o.TLSCert == "" && o.TLSKey == "" && o.TLSServerName == "" && o.APIKey == "" && o.APIKeyFile == "" {
 		return nil, nil
 	}
 	pool, err := tlsconf.CertPool(o.TLSCA)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -105,6 +106,62 @@ func TestTLSAndAPIKey(t *testing.T) {
 	plain := base
 	_, err = plain.Dial(ctx, nil)
 	assert.ErrorIs(t, err, connect.ErrUnreachable, "plain gRPC to a TLS frontend")
+}
+
+// The API key from a file (mode-checked) is sent as a bearer token, and a
+// renewed key is taken up by a running client without a restart.
+func TestAPIKeyFile(t *testing.T) {
+	ca := pki.NewCA(t, "frontend CA")
+	f, addr := startFrontend(t, ca)
+	cl := ca.Client(t, "mailwave-worker-1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	keyFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(keyFile, []byte("token-one\n"), 0o600))
+	o := connect.Options{Address: addr, Keys: testkit.TestKeyRing(), DialTimeout: 3 * time.Second,
+		TLSCA: ca.CertFile, TLSCert: cl.CertFile, TLSKey: cl.KeyFile, TLSServerName: "temporal-frontend", APIKeyFile: keyFile}
+	c, err := o.Dial(ctx, nil)
+	require.NoError(t, err)
+	defer c.Close()
+
+	require.NoError(t, os.WriteFile(keyFile+".new", []byte("token-two"), 0o600))
+	require.NoError(t, os.Rename(keyFile+".new", keyFile))
+	time.Sleep(1100 * time.Millisecond)
+	_, err = c.WorkflowService().GetSystemInfo(ctx, &workflowservice.GetSystemInfoRequest{})
+	require.NoError(t, err)
+	f.mu.Lock()
+	assert.Equal(t, "Bearer token-one", f.auth[0])
+	assert.Equal(t, "Bearer token-two", f.auth[len(f.auth)-1])
+	f.mu.Unlock()
+}
+
+// A key file others may read, an empty one, one of two lines, a missing
+// one, and a key both in a file and on the command line are refused before
+// any connection. (A key file implies TLS, as a key does.)
+func TestBadAPIKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), mode))
+		require.NoError(t, os.Chmod(p, mode))
+		return p
+	}
+	base := connect.Options{Address: "127.0.0.1:1", Keys: testkit.TestKeyRing(), TLS: true}
+	for name, tc := range map[string]struct {
+		mod  func(*connect.Options)
+		want string
+	}{
+		"readable by others": {func(o *connect.Options) { o.APIKeyFile = write("open", "k", 0o644) }, "group and others must have no access"},
+		"empty":              {func(o *connect.Options) { o.APIKeyFile = write("empty", "\n", 0o600) }, "is empty"},
+		"two lines":          {func(o *connect.Options) { o.APIKeyFile = write("two", "a\nb\n", 0o600) }, "one key"},
+		"missing":            {func(o *connect.Options) { o.APIKeyFile = filepath.Join(dir, "nope") }, "--api-key-file"},
+		"both":               {func(o *connect.Options) { o.APIKeyFile, o.APIKey = write("k", "k", 0o600), "k" }, "give one"},
+	} {
+		o := base
+		tc.mod(&o)
+		_, err := o.ClientOptions(nil)
+		assert.ErrorContains(t, err, tc.want, name)
+	}
 }
 
 // Settings that cannot work are refused before any connection.

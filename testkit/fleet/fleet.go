@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"mailwave/codec"
+	"mailwave/internal/accesstoken"
 	"mailwave/internal/connect"
 	"mailwave/internal/pgschema"
 	"mailwave/roster/storesetup"
@@ -66,7 +67,9 @@ type Fleet struct {
 }
 
 // Start starts PostgreSQL with the mailwave database and the Temporal
-// server on it. Workers are started with StartWorker and StartRouter.
+// server on it. Workers are started with StartWorker and StartRouter; each
+// presents a worker's token in its own name, the fleet's Client an
+// operator's (OperatorSubject).
 func Start(ctx context.Context, o Options) (*Fleet, error) {
 	pgDir := filepath.Join(o.Dir, "postgres")
 	if err := os.MkdirAll(pgDir, 0o755); err != nil {
@@ -87,7 +90,11 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 		f.Stop()
 		return nil, err
 	}
-	co := f.Server.Connect()
+	co, err := f.Server.ConnectAs(OperatorSubject, accesstoken.Operator)
+	if err != nil {
+		f.Stop()
+		return nil, err
+	}
 	co.Keys = o.Keys
 	if co.Keys == nil {
 		co.Keys = testkit.TestKeyRing()
@@ -148,16 +155,24 @@ func (f *Fleet) roles(ctx context.Context) (string, error) {
 	return temporal, nil
 }
 
-// ConnectArgs are the worker's and starter's flags to reach the server over
-// mTLS.
+// OperatorSubject is who the fleet's client and the starter are: an
+// operator. Each worker is a worker by its own name.
+const OperatorSubject = "fleet-operator"
+
+// ConnectArgs are the starter's flags to reach the server over mTLS, with
+// an operator's token.
 func (f *Fleet) ConnectArgs() []string {
-	return ConnectArgs(f.Server.Connect())
+	o, err := f.Server.ConnectAs(OperatorSubject, accesstoken.Operator)
+	if err != nil {
+		panic(err) // the signing key is in memory: only a full disk fails it
+	}
+	return ConnectArgs(o)
 }
 
 // ConnectArgs are the flags of the connection options o.
 func ConnectArgs(o connect.Options) []string {
 	args := []string{"--temporal-address", o.Address}
-	for _, a := range [][2]string{{"--tls-ca", o.TLSCA}, {"--tls-cert", o.TLSCert}, {"--tls-key", o.TLSKey}, {"--tls-server-name", o.TLSServerName}} {
+	for _, a := range [][2]string{{"--tls-ca", o.TLSCA}, {"--tls-cert", o.TLSCert}, {"--tls-key", o.TLSKey}, {"--tls-server-name", o.TLSServerName}, {"--api-key-file", o.APIKeyFile}} {
 		if a[1] != "" {
 			args = append(args, a[0], a[1])
 		}
@@ -193,9 +208,21 @@ func (f *Fleet) start(name string, args ...string) (*proc.Proc, error) {
 	if err := os.WriteFile(filepath.Join(dir, "mailwave.yaml"), []byte(f.config), 0o600); err != nil {
 		return nil, err
 	}
+	// Each worker presents a worker's token in its own name.
+	co, err := f.Server.ConnectAs(name, accesstoken.Worker)
+	if err != nil {
+		return nil, err
+	}
 	argv := append([]string{f.o.WorkerBin, "--config", "mailwave.yaml", "--waves-dir", f.DSN, "--identity", name,
-		"--log-level", "warn", "--shutdown-timeout", "5s"}, f.ConnectArgs()...)
+		"--log-level", "warn", "--shutdown-timeout", "5s"}, ConnectArgs(co)...)
 	return proc.Start(proc.Options{Name: name, Argv: append(argv, args...), Dir: dir, Env: f.o.Env})
+}
+
+// WorkerIdentity is the name history records for the worker started as
+// name: the verified one the server writes (docs/access.md), its token's
+// subject and role.
+func WorkerIdentity(name string) string {
+	return accesstoken.Claims{Subject: name, Roles: []accesstoken.Role{accesstoken.Worker}}.Identity()
 }
 
 // WorkerDir is a worker's private directory.

@@ -1,15 +1,18 @@
 // Package temporalserver runs the Temporal server itself, the production
 // shape on one machine: built from go.temporal.io/server at the version the
 // pinned dev server embeds (`make temporal-server`), on PostgreSQL, its
-// schema set up by Temporal's own SQL tool, its frontend on mTLS, the
-// default namespace and mailwave's search attributes registered. Tests and
-// benchmarks kill and restart it.
+// schema set up by Temporal's own SQL tool, its frontend on mTLS, mailwave's
+// roles enforced by its authorizer (an access token per call, signed by a
+// key made here), the default namespace and mailwave's search attributes
+// registered. Tests and benchmarks kill and restart it.
 package temporalserver
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -17,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/template"
 	"time"
@@ -25,6 +29,8 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"mailwave/internal/accesstoken"
+	"mailwave/internal/atomicfile"
 	"mailwave/internal/connect"
 	"mailwave/internal/control"
 	"mailwave/testkit/kitfs"
@@ -38,6 +44,14 @@ const Version = "v1.29.1"
 
 // BinEnv overrides the directory holding the server and sql binaries.
 const BinEnv = "MAILWAVE_TEMPORAL_SERVER_BIN"
+
+// SystemCN is the common name of the certificate the server's own system
+// worker presents to the frontend: the system's, with every right.
+const SystemCN = "temporal-system"
+
+// TestsSubject is who Connect's token names: the test kit, as operator and
+// worker.
+const TestsSubject = "mailwave-tests"
 
 // Options say where and how.
 type Options struct {
@@ -59,17 +73,99 @@ type Server struct {
 	// processes present (mTLS).
 	CA     *pki.CA
 	Client pki.Pair
-	o      Options
-	log    string
-	cmd    *exec.Cmd
-	done   chan struct{}
+	// SigningKey signs the access tokens the server's authorizer accepts
+	// (its public key in PublicKeyFile); Revocations is the revocation list
+	// it reads.
+	SigningKey    ed25519.PrivateKey
+	PublicKeyFile string
+	Revocations   string
+	o             Options
+	mu            sync.Mutex
+	tokens        map[string][]accesstoken.Role // TokenFile's subjects
+	log           string
+	cmd           *exec.Cmd
+	done          chan struct{}
 }
 
 // Connect are the connection options of a mailwave client of this server
-// (the codec's key ring is the caller's).
+// with the test kit's token (TestsSubject, operator and worker); the
+// codec's key ring is the caller's.
 func (s *Server) Connect() connect.Options {
+	o, err := s.ConnectAs(TestsSubject, accesstoken.Operator, accesstoken.Worker)
+	if err != nil {
+		panic(err) // the key is in memory and the directory ours: cannot happen but for a full disk
+	}
+	return o
+}
+
+// ConnectAs are the connection options of a client presenting a token for
+// subject with roles (valid a day), written to a file of its own.
+func (s *Server) ConnectAs(subject string, roles ...accesstoken.Role) (connect.Options, error) {
+	f, err := s.TokenFile(subject, roles...)
+	if err != nil {
+		return connect.Options{}, err
+	}
+	o := s.connectNoToken()
+	o.APIKeyFile = f
+	return o, nil
+}
+
+// connectNoToken are the options with the client certificate but no token.
+func (s *Server) connectNoToken() connect.Options {
 	return connect.Options{Address: s.Frontend, TLSCA: s.CA.CertFile, TLSCert: s.Client.CertFile,
 		TLSKey: s.Client.KeyFile, TLSServerName: "localhost", DialTimeout: 30 * time.Second}
+}
+
+// ConnectNoToken are the connection options of a client with the client
+// certificate and no access token: the authorizer refuses its every call.
+func (s *Server) ConnectNoToken() connect.Options { return s.connectNoToken() }
+
+// Token issues a token for subject with roles, valid for valid.
+func (s *Server) Token(subject string, valid time.Duration, roles ...accesstoken.Role) (string, error) {
+	now := time.Now()
+	return accesstoken.Issue(s.SigningKey, accesstoken.Claims{Subject: subject, Roles: roles, Namespace: "default", IssuedAt: now, Expires: now.Add(valid)})
+}
+
+// TokenFile writes a token for subject with roles, valid a day, to
+// Dir/access/<subject>.token (mode 0600), replacing any before it.
+func (s *Server) TokenFile(subject string, roles ...accesstoken.Role) (string, error) {
+	tok, err := s.Token(subject, accesstoken.MaxValidity, roles...)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(s.o.Dir, "access", subject+".token")
+	if err := atomicfile.Write(path, 0o600, func(w io.Writer) error {
+		_, err := io.WriteString(w, tok+"\n")
+		return err
+	}); err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tokens == nil {
+		s.tokens = map[string][]accesstoken.Role{}
+	}
+	s.tokens[subject] = roles
+	return path, nil
+}
+
+// RenewTokens issues every token TokenFile wrote again, valid another day,
+// in the same files: the clients reading them (--api-key-file) take the
+// new ones up within a second. A shape left running calls it more than
+// once a day.
+func (s *Server) RenewTokens() error {
+	s.mu.Lock()
+	subjects := make(map[string][]accesstoken.Role, len(s.tokens))
+	for k, v := range s.tokens {
+		subjects[k] = v
+	}
+	s.mu.Unlock()
+	for sub, roles := range subjects {
+		if _, err := s.TokenFile(sub, roles...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // BinDir finds the directory holding the server and its SQL tool:
@@ -117,7 +213,14 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	system, err := ca.Issue(SystemCN, false)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{CA: ca, Client: client, o: o, log: filepath.Join(o.Dir, "temporal-server.log")}
+	if err := s.accessKey(); err != nil {
+		return nil, err
+	}
 	if err := s.setupSchema(ctx); err != nil {
 		return nil, err
 	}
@@ -126,7 +229,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.Frontend = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
-	if err := s.writeConfig(ports, srvCert); err != nil {
+	if err := s.writeConfig(ports, srvCert, system); err != nil {
 		return nil, err
 	}
 	if err := s.Restart(ctx); err != nil {
@@ -225,8 +328,8 @@ global:
         serverName: localhost
         rootCaFiles: ["{{.CA}}"]
     systemWorker:
-      certFile: "{{.ClientCert}}"
-      keyFile: "{{.ClientKey}}"
+      certFile: "{{.SystemCert}}"
+      keyFile: "{{.SystemKey}}"
       client:
         serverName: localhost
         rootCaFiles: ["{{.CA}}"]
@@ -257,7 +360,28 @@ dynamicConfigClient:
   pollInterval: 10s
 `))
 
-func (s *Server) writeConfig(ports []int, srvCert pki.Pair) error {
+// accessKey makes the signing key of access tokens in Dir/access, or takes
+// the one a former start made.
+func (s *Server) accessKey() error {
+	dir := filepath.Join(s.o.Dir, "access")
+	keyPath := filepath.Join(dir, accesstoken.KeyFile)
+	s.PublicKeyFile, s.Revocations = filepath.Join(dir, accesstoken.PublicKeyFile), filepath.Join(dir, "revoked")
+	if _, err := os.Stat(keyPath); err == nil {
+		s.SigningKey, err = accesstoken.LoadSigningKey(keyPath)
+		return err
+	}
+	k, err := accesstoken.NewKey()
+	if err != nil {
+		return err
+	}
+	if _, _, err := accesstoken.WriteKeyPair(dir, k); err != nil {
+		return err
+	}
+	s.SigningKey = k
+	return nil
+}
+
+func (s *Server) writeConfig(ports []int, srvCert, system pki.Pair) error {
 	dyn := filepath.Join(s.o.Dir, "config", "dynamicconfig.yaml")
 	// The wave's suggested continue-as-new at about 4,096 events, as on
 	// the dev server; limits a fleet of workers needs.
@@ -276,7 +400,7 @@ frontend.enableUpdateWorkflowExecution:
 	return configTemplate.Execute(f, map[string]any{
 		"Shards": s.o.Shards, "PG": s.o.PG.Addr(), "User": s.o.User, "Password": s.o.Password, "Ports": ports,
 		"ServerCert": srvCert.CertFile, "ServerKey": srvCert.KeyFile, "CA": s.CA.CertFile,
-		"ClientCert": s.Client.CertFile, "ClientKey": s.Client.KeyFile, "DynamicConfig": dyn,
+		"SystemCert": system.CertFile, "SystemKey": system.KeyFile, "DynamicConfig": dyn,
 	})
 }
 
@@ -287,7 +411,8 @@ func (s *Server) Restart(ctx context.Context) error {
 		return err
 	}
 	cmd := exec.Command(filepath.Join(s.o.BinDir, "server"), "--root", s.o.Dir, "--config", "config",
-		"--env", "production", "--allow-no-auth", "start")
+		"--env", "production", "--access-public-key", s.PublicKeyFile, "--access-revocations", s.Revocations,
+		"--system-cn", SystemCN, "start")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // gone with the test
 	if err := cmd.Start(); err != nil {
@@ -302,7 +427,7 @@ func (s *Server) Restart(ctx context.Context) error {
 // waitServing waits until the frontend answers over mTLS.
 func (s *Server) waitServing(ctx context.Context) error {
 	deadline := time.Now().Add(2 * time.Minute)
-	o := s.Connect()
+	o := s.connectNoToken() // the system's information needs no token
 	o.Plaintext, o.DialTimeout = true, 5*time.Second
 	for {
 		c, err := o.Dial(ctx, nil)
@@ -323,9 +448,13 @@ func (s *Server) waitServing(ctx context.Context) error {
 	}
 }
 
-// register creates the default namespace and mailwave's search attributes.
+// register creates the default namespace and mailwave's search attributes,
+// as an admin.
 func (s *Server) register(ctx context.Context) error {
-	o := s.Connect()
+	o, err := s.ConnectAs("mailwave-setup", accesstoken.Admin)
+	if err != nil {
+		return err
+	}
 	o.Plaintext = true
 	c, err := o.Dial(ctx, nil)
 	if err != nil {
@@ -353,6 +482,10 @@ func (s *Server) register(ctx context.Context) error {
 		time.Sleep(time.Second) // the namespace reaches the caches first
 	}
 }
+
+// LogFile is the server's log (warnings and errors, the authorizer's
+// refusals among them).
+func (s *Server) LogFile() string { return s.log }
 
 // Kill ends the server at once (SIGKILL), as a crash would.
 func (s *Server) Kill() {
