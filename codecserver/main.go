@@ -77,7 +77,7 @@ func newRootCmd() *cobra.Command {
 	f.StringSliceVar(&o.namespaces, "namespace", []string{"default"}, "Temporal namespaces served (repeat, or comma-separated)")
 	f.StringSliceVar(&o.origins, "ui-origin", []string{"http://localhost:8233"}, "the Temporal UI's origin, allowed by CORS (repeat, or comma-separated)")
 	f.StringVar(&o.publicKey, "public-key", "", "the access tokens' public key (PEM; starter access key new writes it)")
-	f.StringVar(&o.revocations, "revocations", "", "the revocation list (starter access revoke writes it; a missing file revokes nobody)")
+	f.StringVar(&o.revocations, "revocations", "", "the revocation list (starter access key new makes it, starter access revoke writes it; it must be there)")
 	f.StringVar(&o.auditFile, "audit-file", "", "append a record of every sign-in and decode here (JSON lines, mode 0600)")
 	f.DurationVar(&o.maxSession, "max-session", codecserver.DefaultMaxSession, "a browser session ends after this long, or at its token's expiry if sooner")
 	f.StringVar(&o.sameSite, "cookie-samesite", "strict", "the session cookie's SameSite: strict (the UI on the same site), lax, or none (the UI on another site; needs HTTPS)")
@@ -100,7 +100,7 @@ func (o options) verifier() (*accesstoken.Verifier, error) {
 	if o.revocations == "" {
 		return nil, errors.New("no --revocations: name the revocation list (starter access revoke writes it), even if nobody is revoked yet")
 	}
-	if _, err := accesstoken.ReadRevocations(o.revocations); err != nil {
+	if err := accesstoken.CheckRevocations(o.revocations); err != nil {
 		return nil, fmt.Errorf("--revocations: %w", err)
 	}
 	return accesstoken.NewVerifier(pub, o.revocations), nil

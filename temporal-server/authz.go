@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/server/common/api"
 	"go.temporal.io/server/common/authorization"
@@ -230,6 +232,11 @@ func workerMay(method string, req any) (ok bool, reason string) {
 	case *workflowservice.StartWorkflowExecutionRequest:
 		if r.GetWorkflowType().GetName() == contract.MailboxWorkflowName && strings.HasPrefix(r.GetWorkflowId(), mailbox) &&
 			r.GetTaskQueue().GetName() == contract.TaskQueue {
+			// Only as the start rule starts one (internal/control): never
+			// over a running or completed migration, never with callbacks.
+			if why := workerStartPolicy(r); why != "" {
+				return false, why
+			}
 			return true, ""
 		}
 		return false, fmt.Sprintf("a worker starts only %s workflows (%s...) on task queue %s, not %s",
@@ -245,6 +252,14 @@ func workerMay(method string, req any) (ok bool, reason string) {
 		// pre-stage pool, which the first one starts.
 		if poolSignals[r.GetSignalName()] && r.GetWorkflowType().GetName() == contract.PrestagePoolWorkflowName &&
 			strings.HasPrefix(r.GetWorkflowId(), pool) && r.GetTaskQueue().GetName() == contract.TaskQueue {
+			// Signal the running pool, or start one: never terminate it.
+			switch {
+			case r.GetWorkflowIdConflictPolicy() != enumspb.WORKFLOW_ID_CONFLICT_POLICY_UNSPECIFIED &&
+				r.GetWorkflowIdConflictPolicy() != enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING:
+				return false, fmt.Sprintf("a worker may not signal-with-start the pool with conflict policy %s", r.GetWorkflowIdConflictPolicy())
+			case r.GetWorkflowIdReusePolicy() == enumspb.WORKFLOW_ID_REUSE_POLICY_TERMINATE_IF_RUNNING:
+				return false, "a worker may not signal-with-start the pool with reuse policy TERMINATE_IF_RUNNING"
+			}
 			return true, ""
 		}
 		return false, fmt.Sprintf("a worker signals-with-start only the tenant's pre-stage pool (%s..., %s, %s or %s), not %s %q",
@@ -299,4 +314,26 @@ func setIdentity(m protoreflect.Message, id string, depth int) {
 		setIdentity(v.Message(), id, depth+1)
 		return true
 	})
+}
+
+// workerStartPolicy refuses a worker's start of a mailbox that could end
+// or repeat another run: a conflict policy other than fail, a reuse policy
+// that lets a completed or running migration be started again, or
+// completion callbacks and conflict options (ways to act on other runs).
+func workerStartPolicy(r *workflowservice.StartWorkflowExecutionRequest) string {
+	switch c := r.GetWorkflowIdConflictPolicy(); c {
+	case enumspb.WORKFLOW_ID_CONFLICT_POLICY_UNSPECIFIED, enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL:
+	default:
+		return fmt.Sprintf("a worker starts a mailbox only with conflict policy FAIL, not %s", c)
+	}
+	switch p := r.GetWorkflowIdReusePolicy(); p {
+	case enumspb.WORKFLOW_ID_REUSE_POLICY_UNSPECIFIED, enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE:
+	default:
+		return fmt.Sprintf("a worker starts a mailbox only with reuse policy ALLOW_DUPLICATE_FAILED_ONLY or REJECT_DUPLICATE, not %s", p)
+	}
+	if len(r.GetCompletionCallbacks()) > 0 || r.GetOnConflictOptions() != nil {
+		return "a worker starts a mailbox without completion callbacks or conflict options"
+	}
+	return ""
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	commonpb "go.temporal.io/api/common/v1"
@@ -75,6 +77,16 @@ func signalWithStart(wfType, id, queue, name string) *workflowservice.SignalWith
 		WorkflowType: &commonpb.WorkflowType{Name: wfType}, TaskQueue: &taskqueuepb.TaskQueue{Name: queue}, SignalName: name}
 }
 
+func withPolicies(r *workflowservice.StartWorkflowExecutionRequest, c enumspb.WorkflowIdConflictPolicy, p enumspb.WorkflowIdReusePolicy) *workflowservice.StartWorkflowExecutionRequest {
+	r.WorkflowIdConflictPolicy, r.WorkflowIdReusePolicy = c, p
+	return r
+}
+
+func withSWSPolicy(r *workflowservice.SignalWithStartWorkflowExecutionRequest, c enumspb.WorkflowIdConflictPolicy, p enumspb.WorkflowIdReusePolicy) *workflowservice.SignalWithStartWorkflowExecutionRequest {
+	r.WorkflowIdConflictPolicy, r.WorkflowIdReusePolicy = c, p
+	return r
+}
+
 func cancel(id string) *workflowservice.RequestCancelWorkflowExecutionRequest {
 	return &workflowservice.RequestCancelWorkflowExecutionRequest{Namespace: "default", WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: id}}
 }
@@ -102,6 +114,14 @@ func TestRoles(t *testing.T) {
 		{"start a programme night", "StartWorkflowExecution", start(contract.NightWorkflowName, "night-x", contract.TaskQueue), "oa"},
 		{"start a mailbox", "StartWorkflowExecution", start(contract.MailboxWorkflowName, mbox, contract.TaskQueue), "owa"},
 		{"start a mailbox elsewhere", "StartWorkflowExecution", start(contract.MailboxWorkflowName, mbox, "other"), "oa"},
+		{"start a mailbox as the start rule does", "StartWorkflowExecution", withPolicies(start(contract.MailboxWorkflowName, mbox, contract.TaskQueue),
+			enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL, enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY), "owa"},
+		{"start a mailbox over a running one", "StartWorkflowExecution", withPolicies(start(contract.MailboxWorkflowName, mbox, contract.TaskQueue),
+			enumspb.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING, 0), "oa"},
+		{"start a mailbox terminating a running one", "StartWorkflowExecution", withPolicies(start(contract.MailboxWorkflowName, mbox, contract.TaskQueue),
+			0, enumspb.WORKFLOW_ID_REUSE_POLICY_TERMINATE_IF_RUNNING), "oa"},
+		{"start a migrated mailbox again", "StartWorkflowExecution", withPolicies(start(contract.MailboxWorkflowName, mbox, contract.TaskQueue),
+			0, enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE), "oa"},
 		{"start a mailbox under a wave's ID", "StartWorkflowExecution", start(contract.MailboxWorkflowName, wave, contract.TaskQueue), "oa"},
 		{"pause a wave", "SignalWorkflowExecution", signal(wave, contract.SignalPause), "oa"},
 		{"resume a wave", "SignalWorkflowExecution", signal(wave, contract.SignalResume), "oa"},
@@ -117,6 +137,10 @@ func TestRoles(t *testing.T) {
 		{"pool hold", "SignalWithStartWorkflowExecution", signalWithStart(contract.PrestagePoolWorkflowName, pool, contract.TaskQueue, contract.SignalPrestagePoolHold), "owa"},
 		{"pool cap", "SignalWithStartWorkflowExecution", signalWithStart(contract.PrestagePoolWorkflowName, pool, contract.TaskQueue, contract.SignalPrestagePoolCap), "oa"},
 		{"pool elsewhere", "SignalWithStartWorkflowExecution", signalWithStart(contract.PrestagePoolWorkflowName, pool, "other", contract.SignalPrestageRequest), "oa"},
+		{"pool terminated and restarted", "SignalWithStartWorkflowExecution", withSWSPolicy(signalWithStart(contract.PrestagePoolWorkflowName, pool, contract.TaskQueue, contract.SignalPrestageRequest),
+			enumspb.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING, 0), "oa"},
+		{"pool terminated if running", "SignalWithStartWorkflowExecution", withSWSPolicy(signalWithStart(contract.PrestagePoolWorkflowName, pool, contract.TaskQueue, contract.SignalPrestageRequest),
+			0, enumspb.WORKFLOW_ID_REUSE_POLICY_TERMINATE_IF_RUNNING), "oa"},
 		{"signal-with-start a wave", "SignalWithStartWorkflowExecution", signalWithStart(contract.WaveWorkflowName, wave, contract.TaskQueue, contract.SignalPrestageRequest), "oa"},
 		{"update", "UpdateWorkflowExecution", nil, "oa"},
 		{"cancel a mailbox", "RequestCancelWorkflowExecution", cancel(mbox), "owa"},

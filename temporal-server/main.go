@@ -232,6 +232,9 @@ func buildCLI() *cli.App {
 				if len(systemCNs) == 0 {
 					return cli.Exit("--system-cn is required: the common name of the certificate the server's system worker presents (global.tls.systemWorker)", 1)
 				}
+				if err := accesstoken.CheckRevocations(c.String("access-revocations")); err != nil {
+					return cli.Exit("--access-revocations: "+err.Error(), 1)
+				}
 				authz := &authorizer{logger: logger}
 				claimMapper := &claimMapper{
 					verifier:  accesstoken.NewVerifier(pub, c.String("access-revocations")),

@@ -157,7 +157,42 @@ func WriteKeyPair(dir string, key ed25519.PrivateKey) (keyPath, pubPath string, 
 	if err := writeNew(pubPath, 0o644, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})); err != nil {
 		return "", "", err
 	}
+	// An empty revocation list beside them: the servers refuse to start
+	// without one (a list that is not there would revoke nobody).
+	if err := EnsureRevocations(filepath.Join(dir, RevocationsFile)); err != nil {
+		return "", "", err
+	}
 	return keyPath, pubPath, nil
+}
+
+// RevocationsFile is the revocation list's name beside the keys.
+const RevocationsFile = "revoked"
+
+// EnsureRevocations makes an empty revocation list at path unless there is
+// one.
+func EnsureRevocations(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// CheckRevocations is what a server checks at start: the revocation list
+// is named and there, and reads. A mistyped path would otherwise revoke
+// nobody, silently.
+func CheckRevocations(path string) error {
+	if path == "" {
+		return errors.New("no revocation list named: give its path (starter access key new makes an empty one beside the keys; starter access revoke writes it)")
+	}
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("the revocation list %s: %w (an empty file revokes nobody; a missing one is refused, lest a mistyped path revoke nobody)", path, err)
+	}
+	_, err := ReadRevocations(path)
+	return err
 }
 
 func writeNew(path string, perm os.FileMode, b []byte) error {

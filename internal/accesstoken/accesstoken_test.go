@@ -106,6 +106,12 @@ func TestVerifyRefuses(t *testing.T) {
 	reg := func(iss, sub string, valid time.Duration) jwt.RegisteredClaims {
 		return jwt.RegisteredClaims{Issuer: iss, Subject: sub, IssuedAt: jwt.NewNumericDate(t0), ExpiresAt: jwt.NewNumericDate(t0.Add(valid))}
 	}
+	t.Run("no issued-at", func(t *testing.T) {
+		noIat := reg(Issuer, "alice", time.Hour)
+		noIat.IssuedAt = nil
+		_, err := v.Verify(sign(jwtClaims{Roles: []Role{Admin}, Namespace: "default", RegisteredClaims: noIat}), t0)
+		assert.ErrorIs(t, err, ErrMalformed, "refused, not a panic")
+	})
 	t.Run("roles", func(t *testing.T) {
 		_, err := v.Verify(sign(jwtClaims{Namespace: "default", RegisteredClaims: reg(Issuer, "alice", time.Hour)}), t0)
 		assert.ErrorIs(t, err, ErrNoRole)
@@ -242,4 +248,20 @@ func TestRevocation(t *testing.T) {
 
 	assert.ErrorContains(t, Revoke(list, "", t0), "empty subject")
 	assert.ErrorContains(t, Revoke(list, "a b", t0), "space")
+}
+
+// TestARevocationListMustBeThere: a server checks at start that its
+// revocation list is named and there (a mistyped path would revoke
+// nobody); the key pair is made with an empty one beside it.
+func TestARevocationListMustBeThere(t *testing.T) {
+	dir := t.TempDir()
+	assert.ErrorContains(t, CheckRevocations(""), "no revocation list named")
+	assert.ErrorContains(t, CheckRevocations(filepath.Join(dir, "revokd")), "a missing one is refused")
+	k, err := NewKey()
+	require.NoError(t, err)
+	_, _, err = WriteKeyPair(dir, k)
+	require.NoError(t, err)
+	require.NoError(t, CheckRevocations(filepath.Join(dir, RevocationsFile)), "made empty beside the keys")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, RevocationsFile), []byte("not a list\n"), 0o644))
+	assert.Error(t, CheckRevocations(filepath.Join(dir, RevocationsFile)), "a malformed one is refused too")
 }

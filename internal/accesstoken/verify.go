@@ -51,6 +51,10 @@ func (v *Verifier) Verify(token string, now time.Time) (Claims, error) {
 		// Malformed, another issuer, no expiry, or issued in the future.
 		return Claims{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
+	if jc.IssuedAt == nil {
+		// jwt checks iat only when it is there: revocation is by it.
+		return Claims{}, fmt.Errorf("%w: no issued-at", ErrMalformed)
+	}
 	c := Claims{
 		Subject: jc.Subject, Roles: jc.Roles, Namespace: jc.Namespace,
 		IssuedAt: jc.IssuedAt.Time, Expires: jc.ExpiresAt.Time, ID: jc.ID,

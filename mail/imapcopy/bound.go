@@ -178,7 +178,12 @@ func (b *boundedConn) scan(p []byte) *AnswerTooLargeError {
 			continue
 		}
 		b.line = 0
-		size, before, ok := announced(b.tail)
+		size, before, ok := announced(b.tail, len(b.tail) == tailLen)
+		if ok && isStatusLine(b.start) {
+			// go-imap reads a status line's text to its end, "{N}" and
+			// all: no literal follows it.
+			ok = false
+		}
 		if !ok {
 			// The answer ends here.
 			b.start, b.tail = b.start[:0], b.tail[:0]
@@ -200,8 +205,10 @@ func (b *boundedConn) scan(p []byte) *AnswerTooLargeError {
 // announced reads a literal's announcement at the end of a line, tail
 // ending in "{N}\r\n", "{N+}\r\n" or "~{N}\r\n": its size and what came
 // before it on the line (as far as tail holds). A size too long to be a
-// number is announced as over any bound.
-func announced(tail []byte) (size int64, before []byte, ok bool) {
+// number is announced as over any bound, and so is a run of digits that
+// fills the whole of a full tail (its '{' out of sight: go-imap would
+// read it, leading zeros and all, as a size).
+func announced(tail []byte, full bool) (size int64, before []byte, ok bool) {
 	t, found := bytes.CutSuffix(tail, []byte("}\r\n"))
 	if !found {
 		return 0, nil, false
@@ -209,6 +216,9 @@ func announced(tail []byte) (size int64, before []byte, ok bool) {
 	t = bytes.TrimSuffix(t, []byte("+"))
 	open := bytes.LastIndexByte(t, '{')
 	if open < 0 {
+		if full && len(t) > 0 && bytes.IndexFunc(t, func(r rune) bool { return r < '0' || r > '9' }) < 0 {
+			return 1 << 62, nil, true
+		}
 		return 0, nil, false
 	}
 	digits := t[open+1:]
@@ -387,4 +397,21 @@ func startTLS(ctx context.Context, raw net.Conn, ep Endpoint) (net.Conn, error) 
 		return nil, err
 	}
 	return tc, nil
+}
+
+// isStatusLine reports whether the answer that starts with start is a
+// status (untagged or tagged OK, NO, BAD, BYE or PREAUTH) or a
+// continuation request, whose text go-imap reads to the line's end.
+func isStatusLine(start []byte) bool {
+	tag, rest, _ := bytes.Cut(start, []byte(" "))
+	if bytes.Equal(tag, []byte("+")) {
+		return true
+	}
+	word, _, _ := bytes.Cut(rest, []byte(" "))
+	for _, w := range []string{"OK", "NO", "BAD", "BYE", "PREAUTH"} {
+		if bytes.EqualFold(word, []byte(w)) {
+			return true
+		}
+	}
+	return false
 }

@@ -55,6 +55,8 @@ func TestBoundedConnFindsEveryLiteral(t *testing.T) {
 		// A body literal holding what looks like an announcement is not one.
 		"* 1 FETCH (UID 5 BODY[] {30}\r\nSubject: {99999999999999}\r\n\r\n)\r\nT1 OK done\r\n",
 		"* LIST () \"/\" {5}\r\nINBOX\r\n* STATUS {5}\r\nINBOX (MESSAGES 1)\r\nT2 OK done\r\n",
+		// A status line ending in what looks like an announcement.
+		"* OK [ALERT] read this {5}\r\n* LIST () \"/\" {5}\r\nINBOX\r\n",
 		// Two answers, the second's literal within the small bound.
 		"* 1 FETCH (UID 5 BODY[] {3}\r\nabc)\r\n* LIST () \"/\" {3}\r\nabc\r\n",
 	}
@@ -80,6 +82,13 @@ func TestBoundedConnRefusesALiteralOverItsBound(t *testing.T) {
 		// (an envelope's subject).
 		{"* 1 FETCH (UID 5 ENVELOPE (\"date\" {70000}\r\n", "a literal", 70000, maxOtherLiteral},
 		{"* STATUS {99999999999999999999999}\r\n", "a literal", 1 << 62, maxOtherLiteral},
+		// Leading zeros push the '{' out of the parser's sight; go-imap
+		// would still read the size.
+		{"* LIST () \"/\" {" + strings.Repeat("0", 70) + "10737418240}\r\n", "a literal", 1 << 62, maxOtherLiteral},
+		// A status line's "{N}" is text, not a literal: what follows it is
+		// parsed, and its announcement found.
+		{"* OK hello {65536}\r\n* LIST () \"/\" {10737418240}\r\n", "a literal", 10737418240, maxOtherLiteral},
+		{"T1 NO nope {65536}\r\n* LIST () \"/\" {70000}\r\n", "a literal", 70000, maxOtherLiteral},
 		// A literal in the second answer, after a body literal in the first.
 		{"* 1 FETCH (UID 5 BODY[] {3}\r\nabc)\r\n* LIST () \"/\" {70000}\r\n", "a literal", 70000, maxOtherLiteral},
 	} {

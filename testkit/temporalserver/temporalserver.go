@@ -367,8 +367,10 @@ func (s *Server) accessKey() error {
 	keyPath := filepath.Join(dir, accesstoken.KeyFile)
 	s.PublicKeyFile, s.Revocations = filepath.Join(dir, accesstoken.PublicKeyFile), filepath.Join(dir, "revoked")
 	if _, err := os.Stat(keyPath); err == nil {
-		s.SigningKey, err = accesstoken.LoadSigningKey(keyPath)
-		return err
+		if s.SigningKey, err = accesstoken.LoadSigningKey(keyPath); err != nil {
+			return err
+		}
+		return accesstoken.EnsureRevocations(s.Revocations)
 	}
 	k, err := accesstoken.NewKey()
 	if err != nil {
