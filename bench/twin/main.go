@@ -69,6 +69,7 @@ type options struct {
 	capacity                int
 	capacityHold            time.Duration
 	pool                    string
+	poolCapFactor           float64
 }
 
 func main() {
@@ -89,6 +90,7 @@ func main() {
 	flag.BoolVar(&o.skipAtT, "skip-copy-at-t", false, "run the pre-staged twin only")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directories")
 	flag.StringVar(&o.pool, "pool", "twin", "pre-staged: the tenant's pre-stage pool every night's passes share (empty: each wave its own pool of the tenant's lanes, as before the tenant's pool)")
+	flag.Float64Var(&o.poolCapFactor, "pool-cap-factor", 1, "pre-staged: the pool's cap in tenant lanes (at 2,880 times a grant's round trip of about a second is 48 simulated minutes, longer than a median pass: above 1, the target's tenant limit throttles instead of the pool)")
 	flag.IntVar(&o.capacity, "capacity", 0, "instead of the twin: measure one worker holding this many slow copies at once")
 	flag.DurationVar(&o.capacityHold, "capacity-hold", time.Minute, "with -capacity: how long the copies are measured")
 	flag.Parse()
@@ -229,7 +231,7 @@ func twin(ctx context.Context, o options, prestaged bool) (figures, error) {
 		if prestaged {
 			in.Prestage = &contract.Prestage{MailboxRate: limits.MailboxRate, Efficiency: o.efficiency, PassOverhead: limits.PassOverhead,
 				StartDelay: policy.StartDelay, Margin: policy.Margin, IncrementalEvery: policy.IncrementalEvery,
-				Cap: max(lanes, 1), Spread: n.spread, Pool: o.pool}
+				Cap: max(int(float64(lanes)*o.poolCapFactor), 1), Spread: n.spread, Pool: o.pool}
 		}
 		if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.WaveWorkflowID(n.wave), TaskQueue: contract.TaskQueue},
 			contract.WaveWorkflowName, in); err != nil {
