@@ -41,15 +41,9 @@ func newPrestagePoolStatusCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			qctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
-			v, err := c.QueryWorkflow(qctx, contract.PrestagePoolWorkflowID(args[0]), "", contract.QueryPrestagePool)
+			st, err := queryPool(cmd.Context(), c, args[0], 30*time.Second)
 			if err != nil {
-				return fmt.Errorf("pre-stage pool %s did not answer: %w", args[0], err)
-			}
-			var st contract.PrestagePoolStatus
-			if err := v.Get(&st); err != nil {
-				return fmt.Errorf("pre-stage pool %s: its answer: %w", args[0], err)
+				return err
 			}
 			return printerFor(cmd, format).Object(poolStatusOf(st))
 		},
@@ -80,6 +74,21 @@ func newPrestagePoolSetCapCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// queryPool asks a pool for its status, waiting at most timeout.
+func queryPool(ctx context.Context, c client.Client, name string, timeout time.Duration) (contract.PrestagePoolStatus, error) {
+	var st contract.PrestagePoolStatus
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	v, err := c.QueryWorkflow(qctx, contract.PrestagePoolWorkflowID(name), "", contract.QueryPrestagePool)
+	if err != nil {
+		return st, fmt.Errorf("pre-stage pool %s did not answer: %w", name, err)
+	}
+	if err := v.Get(&st); err != nil {
+		return st, fmt.Errorf("pre-stage pool %s: its answer: %w", name, err)
+	}
+	return st, nil
 }
 
 // poolTarget dials Temporal for a pool that runs, or says why not.

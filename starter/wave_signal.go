@@ -94,11 +94,14 @@ func (a *app) checkPrestaging(ctx context.Context, wave string) error {
 		return nil // no answer: the wave judges
 	}
 	var p contract.WaveProgress
-	if v.Get(&p) == nil && p.PrestagePool != "" {
+	if v.Get(&p) != nil {
+		return nil // an answer not read: the wave judges
+	}
+	if p.PrestagePool != "" {
 		return fmt.Errorf("wave %s pre-stages in the tenant's pool %s: set its cap with `starter prestage-pool set-cap %s N`",
 			wave, p.PrestagePool, p.PrestagePool)
 	}
-	if v.Get(&p) == nil && p.PrestageCap == 0 {
+	if p.PrestageCap == 0 {
 		return fmt.Errorf("wave %s does not pre-stage (launched without --prestage): it has no pre-stage pool", wave)
 	}
 	return nil

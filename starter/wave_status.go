@@ -324,11 +324,8 @@ func (r *waveReader) poolShare(ctx context.Context, p *contract.WaveProgress) {
 	if p.PrestagePool == "" || !contract.ValidPoolName(p.PrestagePool) {
 		return
 	}
-	qctx, cancel := context.WithTimeout(ctx, r.queryTimeout)
-	defer cancel()
-	v, err := r.c.QueryWorkflow(qctx, contract.PrestagePoolWorkflowID(p.PrestagePool), "", contract.QueryPrestagePool)
-	var st contract.PrestagePoolStatus
-	if err != nil || v.Get(&st) != nil {
+	st, err := queryPool(ctx, r.c, p.PrestagePool, r.queryTimeout)
+	if err != nil {
 		return
 	}
 	share := st.Waves[p.WaveID]

@@ -159,9 +159,7 @@ func (p *pool) onRequest(ctx workflow.Context, r contract.PoolSlot) {
 // onHold holds or frees a wave's passes waiting; an older hold of the
 // wave than the one the pool has is ignored.
 func (p *pool) onHold(ctx workflow.Context, h contract.PoolHold) {
-	i, found := slices.BinarySearchFunc(p.st.Holds, h.WaveID, func(x contract.PoolHold, id string) int {
-		return strings.Compare(x.WaveID, id)
-	})
+	i, found := p.holdAt(h.WaveID)
 	switch {
 	case !contract.ValidWaveID(h.WaveID):
 		workflow.GetLogger(ctx).Warn("pre-stage hold ignored: malformed", "pool", p.in.Pool, "wave", h.WaveID)
@@ -176,10 +174,15 @@ func (p *pool) onHold(ctx workflow.Context, h contract.PoolHold) {
 
 // held reports whether a wave's passes are held.
 func (p *pool) held(wave string) bool {
-	i, found := slices.BinarySearchFunc(p.st.Holds, wave, func(x contract.PoolHold, id string) int {
+	i, found := p.holdAt(wave)
+	return found && p.st.Holds[i].Held
+}
+
+// holdAt is where a wave's hold is, or would go, in Holds (by wave ID).
+func (p *pool) holdAt(wave string) (int, bool) {
+	return slices.BinarySearchFunc(p.st.Holds, wave, func(x contract.PoolHold, id string) int {
 		return strings.Compare(x.WaveID, id)
 	})
-	return found && p.st.Holds[i].Held
 }
 
 // poolBefore orders a pool's queue: earliest T first, then first asked.
@@ -194,12 +197,11 @@ func poolBefore(a, b contract.PoolSlot) bool {
 // ended before its grant out of the queue. A release must name the pass
 // the pool knows, by the mailbox's key.
 func (p *pool) onRelease(ctx workflow.Context, r contract.PoolSlot) {
-	same := func(s contract.PoolSlot) bool { return s.Key == r.Key && s.Pass == r.Pass }
-	if j := slices.IndexFunc(p.st.Active, same); j >= 0 {
+	if j := poolSlotOfPass(p.st.Active, r); j >= 0 {
 		p.st.Active = slices.Delete(p.st.Active, j, j+1)
 		return
 	}
-	if j := slices.IndexFunc(p.st.Queue, same); j >= 0 {
+	if j := poolSlotOfPass(p.st.Queue, r); j >= 0 {
 		p.st.Queue = slices.Delete(p.st.Queue, j, j+1)
 		return
 	}
@@ -229,7 +231,7 @@ func (p *pool) grant(ctx workflow.Context) {
 				// No such mailbox running: the place is free again.
 				workflow.GetLogger(ctx).Warn("pre-stage grant not delivered", "pool", p.in.Pool, "wave", s.WaveID,
 					"index", s.Index, "error", err)
-				if j := slices.IndexFunc(p.st.Active, func(a contract.PoolSlot) bool { return a.Key == s.Key && a.Pass == s.Pass }); j >= 0 {
+				if j := poolSlotOfPass(p.st.Active, s); j >= 0 {
 					p.st.Active = slices.Delete(p.st.Active, j, j+1)
 				}
 			}
@@ -353,4 +355,10 @@ func (p *pool) status() contract.PrestagePoolStatus {
 // or -1.
 func poolSlotOfKey(slots []contract.PoolSlot, key string) int {
 	return slices.IndexFunc(slots, func(s contract.PoolSlot) bool { return s.Key == key })
+}
+
+// poolSlotOfPass returns the position of r's pass (its mailbox's key and
+// pass) in a pool list, or -1.
+func poolSlotOfPass(slots []contract.PoolSlot, r contract.PoolSlot) int {
+	return slices.IndexFunc(slots, func(s contract.PoolSlot) bool { return s.Key == r.Key && s.Pass == r.Pass })
 }
