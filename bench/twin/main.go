@@ -1,9 +1,10 @@
 // Command twin runs a twin of the programme at 1:100 on this machine: a
 // simulated estate of 21,000 mailboxes with the estate's size distribution
 // (median 300 MB, mean 1 GB, a tail to 50 GB), ten nights in compressed
-// time (a day is -day of real time: weeknights 220, weekend nights 830),
-// each a real Wave of real MailboxMigration workflows on a fresh Temporal
-// dev server, copied by a real worker process into the simulated target,
+// time (a day is -day of real time: weeknights 220, weekend nights 830; the
+// first -lead-days after the start), each a real Wave of real
+// MailboxMigration workflows on a fresh Temporal dev server, copied by a
+// real worker process into the simulated target,
 // which keeps Exchange Online's per-mailbox budget (0.5 MB/s) and a tenant
 // limit (5.1 MB/s, 1:100 of the 510 MB/s a night of 22,000 needs), both in
 // simulated time, with 1 % of copy batches failing.
@@ -18,6 +19,8 @@
 //	lost, duplicated              the estate's verifier, over every chosen mailbox
 //	peak_copies_in_flight         passes before T and night slots at once, at most
 //	prestage_lead_hours_p50/p99   T minus the bulk pass's start, in real hours
+//	prestage_behind_plan_hours_p50/p99  the bulk pass's start after its planned start
+//	bulk_done_before_t_share      pre-staged mailboxes whose bulk pass ended before T
 //	worker_peak_rss_mb            the worker process's
 //	temporal_events_per_second    history events of every workflow over the run
 //	..._copy_at_t                 the same for copying at T
@@ -57,6 +60,7 @@ const secret = "mailwave-twin-secret-not-for-production"
 
 type options struct {
 	mailboxes, nights       int
+	leadDays                int
 	weeknight, weekend      int
 	day                     time.Duration
 	seed                    int64
@@ -79,6 +83,7 @@ func main() {
 	flag.IntVar(&o.weeknight, "weeknight", 220, "mailboxes a weeknight")
 	flag.IntVar(&o.weekend, "weekend", 830, "mailboxes a weekend night")
 	flag.DurationVar(&o.day, "day", 30*time.Second, "a day of the programme in real time")
+	flag.IntVar(&o.leadDays, "lead-days", 14, "days from the start to the first night: under 14, the users of the nights within 14 days are told at the start (a late start), not at T-14, and their passes planned from then")
 	flag.Int64Var(&o.seed, "seed", 1, "the estate's and the nights' seed")
 	flag.Float64Var(&o.mailboxMBps, "mailbox-rate", 0.5, "the target's per-mailbox budget, MB a second of simulated time")
 	flag.Float64Var(&o.tenantMBps, "tenant-rate", 5.1, "the target tenant's limit, MB a second of simulated time")
@@ -97,6 +102,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	run := run
+	if o.leadDays < 1 {
+		fmt.Fprintln(os.Stderr, "twin: -lead-days must be at least 1")
+		os.Exit(2)
+	}
 	if o.capacity > 0 {
 		run = func(ctx context.Context, o options) error { return capacity(ctx, o, o.capacity, o.capacityHold) }
 	}
@@ -114,6 +123,10 @@ type figures struct {
 	lost, duplicated       int64
 	peak                   int
 	leadP50, leadP99       float64
+	// behindP50/P99: a bulk pass's start after its planned start (the
+	// pool's queue and its grant's round trip), in real hours; bulkDone:
+	// the share of pre-staged mailboxes whose bulk pass ended before T.
+	behindP50, behindP99, bulkDone float64
 	rssMB, eventsPerSecond float64
 	mailboxes, infeasible  int
 	// endP50/P99: a migrated mailbox's end after its T, in real hours;
@@ -127,13 +140,15 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("pre-staged: %w", err)
 	}
-	fmt.Printf("mailboxes=%d\nnights=%d\nday_seconds=%g\n", pre.mailboxes, o.nights, o.day.Seconds())
+	fmt.Printf("mailboxes=%d\nnights=%d\nday_seconds=%g\nlead_days=%d\n", pre.mailboxes, o.nights, o.day.Seconds(), o.leadDays)
 	fmt.Printf("on_their_night_share=%.4f\non_their_night_share_weeknights=%.4f\non_their_night_share_weekends=%.4f\n",
 		pre.onNight, pre.weeknight, pre.weekend)
 	fmt.Printf("ended_hours_after_t_p50=%.1f\nended_hours_after_t_p99=%.1f\n", pre.endP50, pre.endP99)
 	fmt.Printf("needs_support_share=%.4f\nlost=%d\nduplicated=%d\npeak_copies_in_flight=%d\n",
 		pre.needsSupport, pre.lost, pre.duplicated, pre.peak)
 	fmt.Printf("prestage_lead_hours_p50=%.1f\nprestage_lead_hours_p99=%.1f\nplanned_infeasible=%d\n", pre.leadP50, pre.leadP99, pre.infeasible)
+	fmt.Printf("prestage_behind_plan_hours_p50=%.2f\nprestage_behind_plan_hours_p99=%.2f\nbulk_done_before_t_share=%.4f\n",
+		pre.behindP50, pre.behindP99, pre.bulkDone)
 	fmt.Printf("worker_peak_rss_mb=%.0f\ntemporal_events_per_second=%.0f\n", pre.rssMB, pre.eventsPerSecond)
 	if o.skipAtT {
 		return nil
@@ -202,7 +217,8 @@ func twin(ctx context.Context, o options, prestaged bool) (figures, error) {
 	}
 	defer worker.stop()
 
-	// The nights: the first notice a minute from now, a night a day.
+	// The nights: the start a minute from now, the first night lead-days
+	// after it, a night a day.
 	t0 := time.Now().Add(time.Minute).Truncate(time.Second)
 	nights, sizes, err := chooseNights(o, est, keyer, t0)
 	if err != nil {
@@ -215,7 +231,7 @@ func twin(ctx context.Context, o options, prestaged bool) (figures, error) {
 		Window: o.day / 2, NightCap: o.nightCap, Cutover: day(time.Minute)}
 	lanes := int(limits.TenantRate / limits.Pace())
 	if prestaged {
-		f.infeasible, err = planSpreads(nights, sizes, limits, policy)
+		f.infeasible, err = planSpreads(nights, sizes, t0, o.day, limits, policy)
 		if err != nil {
 			return f, err
 		}
@@ -305,19 +321,24 @@ func chooseNights(o options, est *sim.Estate, keyer *identity.Keyer, t0 time.Tim
 		if err != nil {
 			return nil, nil, err
 		}
-		nights = append(nights, night{wave: fmt.Sprintf("twin-night-%02d", k+1), t: t0.Add(time.Duration(14+k) * o.day), mailboxes: mbs, weekend: weekend})
+		nights = append(nights, night{wave: fmt.Sprintf("twin-night-%02d", k+1), t: t0.Add(time.Duration(o.leadDays+k) * o.day), mailboxes: mbs, weekend: weekend})
 	}
 	return nights, sizes, nil
 }
 
 // planSpreads plans every night's bulk passes together, under the tenant's
 // lanes, and gives each night the spread its passes need before its
-// deadline (T-Margin); it returns the mailboxes the plan cannot fit.
-func planSpreads(nights []night, sizes map[string]int64, l plan.Limits, p plan.Policy) (int, error) {
+// deadline (T-Margin); it returns the mailboxes the plan cannot fit. A
+// mailbox is told at T-14 days, or at the start (t0) when that is later.
+func planSpreads(nights []night, sizes map[string]int64, t0 time.Time, day time.Duration, l plan.Limits, p plan.Policy) (int, error) {
 	var ms []plan.Mailbox
 	for _, n := range nights {
+		notice := n.t.Add(-14 * day)
+		if notice.Before(t0) {
+			notice = t0
+		}
 		for _, m := range n.mailboxes {
-			ms = append(ms, plan.Mailbox{Key: m.Key, Bytes: sizes[m.Key], T: n.t, Notice: n.t.Add(-14 * p.Margin)})
+			ms = append(ms, plan.Mailbox{Key: m.Key, Bytes: sizes[m.Key], T: n.t, Notice: notice})
 		}
 	}
 	r, err := plan.Plan(ms, l, p)
@@ -389,7 +410,8 @@ func watch(ctx context.Context, c client.Client, nights []night, pool string) (p
 // outcomes reads every mailbox's result: migrated within its night's window
 // (T to T+window), needing support, and its bulk pass's lead before T.
 func outcomes(ctx context.Context, c client.Client, nights []night, window time.Duration, scale float64, f *figures) error {
-	var leads, ends []float64
+	var leads, ends, behind []float64
+	prestaged, bulkDone := 0, 0
 	onNight, support := 0, 0
 	kind := map[bool][2]int{} // weekend -> on their night, mailboxes
 	for _, n := range nights {
@@ -413,14 +435,23 @@ func outcomes(ctx context.Context, c client.Client, nights []night, window time.
 			if res.Outcome == contract.OutcomeMigrated {
 				ends = append(ends, res.FinishedAt.Sub(n.t).Seconds()*scale/3600)
 			}
-			if p := res.Prestage; p != nil && !p.BulkStarted.IsZero() {
-				leads = append(leads, n.t.Sub(p.BulkStarted).Seconds()*scale/3600)
+			if p := res.Prestage; p != nil {
+				prestaged++
+				if p.BulkDone {
+					bulkDone++
+				}
+				if !p.BulkStarted.IsZero() {
+					leads = append(leads, n.t.Sub(p.BulkStarted).Seconds()*scale/3600)
+					behind = append(behind, max(p.BulkStarted.Sub(p.BulkAt), 0).Seconds()*scale/3600)
+				}
 			}
 		}
 	}
 	f.onNight = float64(onNight) / float64(max(f.mailboxes, 1))
 	f.needsSupport = float64(support) / float64(max(f.mailboxes, 1))
 	f.leadP50, f.leadP99 = percentiles(leads)
+	f.behindP50, f.behindP99 = percentiles(behind)
+	f.bulkDone = float64(bulkDone) / float64(max(prestaged, 1))
 	f.endP50, f.endP99 = percentiles(ends)
 	share := func(k [2]int) float64 { return float64(k[0]) / float64(max(k[1], 1)) }
 	f.weeknight, f.weekend = share(kind[false]), share(kind[true])
