@@ -81,8 +81,10 @@ type ChooseNightResult struct {
 	WaveID    string    `json:",omitempty"`
 	MigrateAt time.Time `json:",omitempty"`
 	Seed      int64     `json:",omitempty"`
-	// Spread is the night's pre-stage spread, planned (0: none planned).
+	// Spread is the night's pre-stage spread, planned (0: none planned),
+	// and Shape how its passes begin over it (contract.Prestage.Shape).
 	Spread time.Duration `json:",omitempty"`
+	Shape  []float64     `json:",omitempty"`
 }
 
 // ChooseNight samples the night's mailboxes from the estate (seeded, and
@@ -175,11 +177,11 @@ func (a *ProgrammeActivities) chooseNight(ctx context.Context, in ChooseNightInp
 	} else if err != nil {
 		return ChooseNightResult{}, err
 	}
-	spread, err := nightSpread(night.Mailboxes, in)
+	spread, shape, err := nightSpread(night.Mailboxes, in)
 	if err != nil {
 		return ChooseNightResult{}, err
 	}
-	return ChooseNightResult{Chosen: len(rows), Date: date, Spread: spread}, nil
+	return ChooseNightResult{Chosen: len(rows), Date: date, Spread: spread, Shape: shape}, nil
 }
 
 // assumedBytes is the size a night's plan gives a mailbox the estate has
@@ -188,15 +190,15 @@ const assumedBytes = 1e9
 
 // nightSpread plans the night's bulk passes under the tenant's limit (or
 // the pool's cap, if fewer), as package plan does for programme plan, and
-// returns how long before T-margin the first must begin: the wave's
-// Prestage.Spread. Zero when the night does not pre-stage, has a spread
-// given, or no tenant limit. It plans the night alone: nights whose
+// returns how long before T-margin the first must begin, the wave's
+// Prestage.Spread, and how the passes begin over it, its Shape. Zero when
+// the night does not pre-stage, has a spread given, or no tenant limit. It plans the night alone: nights whose
 // passes overlap share the tenant, and only programme plan, which plans
 // them together, sees that.
-func nightSpread(mailboxes []estate.Mailbox, in ChooseNightInput) (time.Duration, error) {
+func nightSpread(mailboxes []estate.Mailbox, in ChooseNightInput) (time.Duration, []float64, error) {
 	p := in.Prestage
 	if p == nil || p.Spread > 0 || p.TenantRate <= 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	notice := in.MigrateAt.Add(-in.Lead)
 	if in.Lead <= 0 {
@@ -216,11 +218,11 @@ func nightSpread(mailboxes []estate.Mailbox, in ChooseNightInput) (time.Duration
 	r, err := plan.Plan(ms, limits, policy)
 	switch {
 	case err != nil:
-		return 0, temporal.NewNonRetryableApplicationError("planning the night's spread: "+err.Error(), contract.ErrTypeInvalidInput, err)
+		return 0, nil, temporal.NewNonRetryableApplicationError("planning the night's spread: "+err.Error(), contract.ErrTypeInvalidInput, err)
 	case len(r.Nights) != 1:
-		return 0, fmt.Errorf("planning the night's spread: %d nights planned for one", len(r.Nights))
+		return 0, nil, fmt.Errorf("planning the night's spread: %d nights planned for one", len(r.Nights))
 	}
-	return r.Nights[0].Spread(p.Margin), nil
+	return r.Nights[0].Spread(p.Margin), r.Shape(r.Nights[0].T, p.Margin, contract.MaxPrestageShape), nil
 }
 
 // ReserveNightInput asks for a rescheduled mailbox to be kept for the

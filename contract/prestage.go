@@ -55,6 +55,16 @@ type Prestage struct {
 	// longest pass begins early enough (programme plan says how early).
 	// 0: each planned alone.
 	Spread time.Duration `json:",omitempty"`
+	// Shape, with a Spread, places the bulk passes over it as the plan
+	// starts them, not evenly: the mailbox at share s of the wave (its
+	// index over the wave's size) begins at T-Margin-Spread plus
+	// Shape[floor(s*len(Shape))] of the Spread. Its values are fractions
+	// in [0, 1], not decreasing, at most MaxPrestageShape of them: the
+	// quantiles of the night's planned starts (plan.Result.Shape). Where
+	// the night's passes share the tenant's lanes with another night's,
+	// the plan's starts leave those lanes alone; spread evenly, they
+	// would queue behind them. Empty: evenly.
+	Shape []float64 `json:",omitempty"`
 	// Pool, when set, is the tenant's pre-stage pool (PrestagePoolWorkflowID)
 	// the passes run in, shared with every wave pre-staging into it, in
 	// place of the wave's own; Cap is then the pool's cap when this wave
@@ -65,6 +75,10 @@ type Prestage struct {
 	// from its mailboxes' sizes, when Spread is not given.
 	TenantRate float64 `json:",omitempty"`
 }
+
+// MaxPrestageShape bounds Prestage.Shape: it is carried in every
+// mailbox's input.
+const MaxPrestageShape = 64
 
 // Exchange Online's per-mailbox budget for one application.
 const DefaultPrestageMailboxRate = 150e6 / 300
@@ -93,8 +107,28 @@ func (p Prestage) Validate() error {
 		return fmt.Errorf("pre-stage: tenant rate %g bytes/s: must not be negative, and finite", p.TenantRate)
 	case p.Pool != "" && !ValidPoolName(p.Pool):
 		return fmt.Errorf("pre-stage: pool %q: %s", p.Pool, WaveIDRule)
+	case len(p.Shape) > 0 && p.Spread <= 0:
+		return fmt.Errorf("pre-stage: a shape of %d points without a spread: the shape places passes over the spread", len(p.Shape))
+	case len(p.Shape) > MaxPrestageShape:
+		return fmt.Errorf("pre-stage: a shape of %d points: at most %d", len(p.Shape), MaxPrestageShape)
+	}
+	for i, f := range p.Shape {
+		if !(f >= 0 && f <= 1) || (i > 0 && f < p.Shape[i-1]) {
+			return fmt.Errorf("pre-stage: shape point %d is %g: each must be in [0, 1], and none less than the one before", i+1, f)
+		}
 	}
 	return nil
+}
+
+// ShapeAt is the fraction of the spread at which the mailbox at share s
+// (in [0, 1)) of its wave begins: Shape's point for it, or s itself
+// without a shape.
+func (p Prestage) ShapeAt(share float64) float64 {
+	if len(p.Shape) == 0 {
+		return share
+	}
+	j := min(max(int(share*float64(len(p.Shape))), 0), len(p.Shape)-1)
+	return p.Shape[j]
 }
 
 // PrestageSlot is the payload of SignalPrestageRequest and

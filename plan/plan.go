@@ -250,6 +250,42 @@ func (n Night) Spread(margin time.Duration) time.Duration {
 	return max(n.T.Add(-margin).Sub(n.FirstStart), 0)
 }
 
+// Shape is how the night at t's bulk passes begin over its spread
+// (contract.Prestage.Shape): points quantiles of their planned starts,
+// each as the fraction of the spread from its beginning (T-margin-Spread)
+// at which the passes of that share of the night, in the order of their
+// starts, begin. A wave whose mailboxes begin where their share falls in
+// it begins them as planned, not evenly: where another night's passes
+// take the lanes the plan leaves a gap. Nil when the night has no spread
+// or no pass planned.
+func (r Result) Shape(t time.Time, margin time.Duration, points int) []float64 {
+	i := slices.IndexFunc(r.Nights, func(n Night) bool { return n.T.Equal(t) })
+	if i < 0 || points <= 0 {
+		return nil
+	}
+	spread := r.Nights[i].Spread(margin)
+	if spread <= 0 {
+		return nil
+	}
+	var starts []time.Time
+	for _, m := range r.Mailboxes {
+		if m.Problem == nil && m.T.Equal(t) && !m.Start.IsZero() {
+			starts = append(starts, m.Start)
+		}
+	}
+	if len(starts) == 0 {
+		return nil
+	}
+	slices.SortFunc(starts, func(a, b time.Time) int { return a.Compare(b) })
+	from := t.Add(-margin).Add(-spread)
+	out := make([]float64, points)
+	for j := range out {
+		f := float64(starts[j*len(starts)/points].Sub(from)) / float64(spread)
+		out[j] = min(max(f, 0), 1)
+	}
+	return out
+}
+
 // Result is the plan. Mailboxes are in key order, days in date order,
 // nights in T order.
 type Result struct {

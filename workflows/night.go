@@ -96,7 +96,7 @@ func ProgrammeNight(ctx workflow.Context, in contract.NightInput) (contract.Nigh
 		ReminderLead: in.ReminderLead,
 		Cap:          in.Cap,
 		ErrorBudget:  in.ErrorBudget,
-		Prestage:     nightPrestage(in.Prestage, chose.Spread), // nil for the nights before it: the same command
+		Prestage:     nightPrestage(in.Prestage, chose.Spread, chose.Shape), // nil for the nights before it: the same command
 	})
 	if err := wave.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		var already *temporal.ChildWorkflowExecutionAlreadyStartedError
@@ -169,13 +169,14 @@ func awaitWave(ctx, actx workflow.Context, waveID string, out *contract.WaveResu
 	}
 }
 
-// nightPrestage is the night's pre-staging with the spread planned for it
-// (when the policy gives none): a copy, the schedule's own is not changed.
-func nightPrestage(p *contract.Prestage, spread time.Duration) *contract.Prestage {
+// nightPrestage is the night's pre-staging with the spread and shape
+// planned for it (when the policy gives no spread): a copy, the schedule's
+// own is not changed.
+func nightPrestage(p *contract.Prestage, spread time.Duration, shape []float64) *contract.Prestage {
 	if p == nil || p.Spread > 0 || spread <= 0 {
 		return p
 	}
 	q := *p
-	q.Spread = spread
+	q.Spread, q.Shape = spread, shape
 	return &q
 }

@@ -136,7 +136,7 @@ func TestANightsWaveTakesTheSpreadPlannedForIt(t *testing.T) {
 	env.OnActivity(contract.ActivityChooseNight, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, c activities.ChooseNightInput) (activities.ChooseNightResult, error) {
 			asked = c
-			return activities.ChooseNightResult{Chosen: 220, Spread: 31 * time.Hour}, nil
+			return activities.ChooseNightResult{Chosen: 220, Spread: 31 * time.Hour, Shape: []float64{0, 0.5, 0.9}}, nil
 		})
 	env.ExecuteWorkflow(contract.NightWorkflowName, in)
 	require.NoError(t, env.GetWorkflowError())
@@ -144,5 +144,7 @@ func TestANightsWaveTakesTheSpreadPlannedForIt(t *testing.T) {
 	assert.Equal(t, in.Lead, asked.Lead, "with the notices' lead")
 	require.NotNil(t, got.Prestage)
 	assert.Equal(t, 31*time.Hour, got.Prestage.Spread)
+	assert.Equal(t, []float64{0, 0.5, 0.9}, got.Prestage.Shape, "and the plan's shape")
 	assert.Zero(t, in.Prestage.Spread, "the schedule's policy is not changed")
+	assert.Nil(t, in.Prestage.Shape)
 }

@@ -88,7 +88,8 @@ func (m *mailbox) startPrestage(ctx workflow.Context) {
 
 // spreadStart is the mailbox's place in its wave's spread (Prestage.
 // Spread): the wave's bulk passes begin Spread before T-Margin, one after
-// another by index.
+// another by index, evenly or as the plan's Shape places them. It runs in
+// the plan's side effect: a run replays the place it recorded.
 func (m *mailbox) spreadStart() (time.Time, bool) {
 	p := m.in.Prestage
 	if p.Spread <= 0 || m.in.WaveSize <= 0 {
@@ -96,7 +97,7 @@ func (m *mailbox) spreadStart() (time.Time, bool) {
 	}
 	end := m.in.MigrateAt.Add(-p.Margin)
 	share := float64(m.in.WaveIndex) / float64(m.in.WaveSize)
-	return end.Add(-p.Spread + time.Duration(share*float64(p.Spread))), true
+	return end.Add(-p.Spread + time.Duration(p.ShapeAt(share)*float64(p.Spread))), true
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -69,7 +69,7 @@ type options struct {
 	nightCap                int
 	faults                  float64
 	temporalBin, worker     string
-	skipAtT, keep           bool
+	skipAtT, keep, even     bool
 	capacity                int
 	capacityHold            time.Duration
 	pool                    string
@@ -94,6 +94,7 @@ func main() {
 	flag.StringVar(&o.worker, "worker", "bin/worker", "the mailwave worker")
 	flag.BoolVar(&o.skipAtT, "skip-copy-at-t", false, "run the pre-staged twin only")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directories")
+	flag.BoolVar(&o.even, "even-spread", false, "pre-staged: spread each night's bulk passes evenly over its spread, not as the plan starts them (its shape)")
 	flag.StringVar(&o.pool, "pool", "twin", "pre-staged: the tenant's pre-stage pool every night's passes share (empty: each wave its own pool of the tenant's lanes, as before the tenant's pool)")
 	flag.Float64Var(&o.poolCapFactor, "pool-cap-factor", 1, "pre-staged: the pool's cap in tenant lanes (at 2,880 times a grant's round trip of about a second is 48 simulated minutes, longer than a median pass: above 1, the target's tenant limit throttles instead of the pool)")
 	flag.IntVar(&o.capacity, "capacity", 0, "instead of the twin: measure one worker holding this many slow copies at once")
@@ -119,16 +120,16 @@ func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, "twin: "+format+"
 
 // figures are one twin's.
 type figures struct {
-	onNight, needsSupport  float64
-	lost, duplicated       int64
-	peak                   int
-	leadP50, leadP99       float64
+	onNight, needsSupport float64
+	lost, duplicated      int64
+	peak                  int
+	leadP50, leadP99      float64
 	// behindP50/P99: a bulk pass's start after its planned start (the
 	// pool's queue and its grant's round trip), in real hours; bulkDone:
 	// the share of pre-staged mailboxes whose bulk pass ended before T.
 	behindP50, behindP99, bulkDone float64
-	rssMB, eventsPerSecond float64
-	mailboxes, infeasible  int
+	rssMB, eventsPerSecond         float64
+	mailboxes, infeasible          int
 	// endP50/P99: a migrated mailbox's end after its T, in real hours;
 	// weeknight and weekend: on_their_night_share by kind of night.
 	endP50, endP99     float64
@@ -173,6 +174,7 @@ type night struct {
 	t         time.Time
 	mailboxes []wavefile.Mailbox
 	spread    time.Duration
+	shape     []float64
 	weekend   bool
 }
 
@@ -231,7 +233,7 @@ func twin(ctx context.Context, o options, prestaged bool) (figures, error) {
 		Window: o.day / 2, NightCap: o.nightCap, Cutover: day(time.Minute)}
 	lanes := int(limits.TenantRate / limits.Pace())
 	if prestaged {
-		f.infeasible, err = planSpreads(nights, sizes, t0, o.day, limits, policy)
+		f.infeasible, err = planSpreads(nights, sizes, t0, o.day, limits, policy, !o.even)
 		if err != nil {
 			return f, err
 		}
@@ -247,7 +249,7 @@ func twin(ctx context.Context, o options, prestaged bool) (figures, error) {
 		if prestaged {
 			in.Prestage = &contract.Prestage{MailboxRate: limits.MailboxRate, Efficiency: o.efficiency, PassOverhead: limits.PassOverhead,
 				StartDelay: policy.StartDelay, Margin: policy.Margin, IncrementalEvery: policy.IncrementalEvery,
-				Cap: max(int(float64(lanes)*o.poolCapFactor), 1), Spread: n.spread, Pool: o.pool}
+				Cap: max(int(float64(lanes)*o.poolCapFactor), 1), Spread: n.spread, Shape: n.shape, Pool: o.pool}
 		}
 		if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.WaveWorkflowID(n.wave), TaskQueue: contract.TaskQueue},
 			contract.WaveWorkflowName, in); err != nil {
@@ -328,9 +330,10 @@ func chooseNights(o options, est *sim.Estate, keyer *identity.Keyer, t0 time.Tim
 
 // planSpreads plans every night's bulk passes together, under the tenant's
 // lanes, and gives each night the spread its passes need before its
-// deadline (T-Margin); it returns the mailboxes the plan cannot fit. A
-// mailbox is told at T-14 days, or at the start (t0) when that is later.
-func planSpreads(nights []night, sizes map[string]int64, t0 time.Time, day time.Duration, l plan.Limits, p plan.Policy) (int, error) {
+// deadline (T-Margin) and, shaped, the shape of the plan's starts over it;
+// it returns the mailboxes the plan cannot fit. A mailbox is told at T-14
+// days, or at the start (t0) when that is later.
+func planSpreads(nights []night, sizes map[string]int64, t0 time.Time, day time.Duration, l plan.Limits, p plan.Policy, shaped bool) (int, error) {
 	var ms []plan.Mailbox
 	for _, n := range nights {
 		notice := n.t.Add(-14 * day)
@@ -351,6 +354,9 @@ func planSpreads(nights []night, sizes map[string]int64, t0 time.Time, day time.
 	}
 	for i := range nights {
 		nights[i].spread = spread[nights[i].t.UTC()]
+		if shaped {
+			nights[i].shape = r.Shape(nights[i].t.UTC(), p.Margin, contract.MaxPrestageShape)
+		}
 	}
 	logf("planned: %d mailboxes, peak %d copies at once, %d cannot be done", len(ms), r.PeakCopies, r.Infeasible)
 	return r.Infeasible, nil
