@@ -177,45 +177,93 @@ func (a *ProgrammeActivities) chooseNight(ctx context.Context, in ChooseNightInp
 	} else if err != nil {
 		return ChooseNightResult{}, err
 	}
-	spread, shape, err := nightSpread(night.Mailboxes, in)
+	var before []plan.Mailbox
+	if p := in.Prestage; p != nil && p.Spread <= 0 && p.TenantRate > 0 {
+		if before, err = a.nightsBefore(ctx, in, time.Now()); err != nil {
+			return ChooseNightResult{}, err
+		}
+	}
+	spread, shape, err := nightSpread(night.Mailboxes, before, in)
 	if err != nil {
 		return ChooseNightResult{}, err
 	}
 	return ChooseNightResult{Chosen: len(rows), Date: date, Spread: spread, Shape: shape}, nil
 }
 
+// nightsBefore are the mailboxes still to be copied of the nights of the
+// same schedule whose T is after now and no later than the night's: their
+// passes pre-stage into the same tenant, and the tenant's pool grants
+// theirs first. Nights chosen by hand (no schedule), or of another
+// schedule, are not read.
+func (a *ProgrammeActivities) nightsBefore(ctx context.Context, in ChooseNightInput, now time.Time) ([]plan.Mailbox, error) {
+	if in.Schedule == "" {
+		return nil, nil
+	}
+	nights, err := a.estate.Nights(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []plan.Mailbox
+	for _, n := range nights {
+		t, ok := contract.NightMigrateAt(in.Schedule, n.Name)
+		if !ok || n.Name == in.WaveID || n.InFlight == 0 || !t.After(now) || t.After(in.MigrateAt) {
+			continue
+		}
+		night, err := a.estate.Night(ctx, n.Name)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range night.Mailboxes {
+			if m.Outcome == "" {
+				out = append(out, planned(m, t, noticeOf(t, in.Lead)))
+			}
+		}
+	}
+	return out, nil
+}
+
 // assumedBytes is the size a night's plan gives a mailbox the estate has
 // no size for: the estate's mean.
 const assumedBytes = 1e9
 
+// planned is an estate's mailbox to plan for the night at t.
+func planned(m estate.Mailbox, t, notice time.Time) plan.Mailbox {
+	b, est := m.SizeBytes, m.SizeBytes <= 0
+	if est {
+		b = assumedBytes
+	}
+	return plan.Mailbox{Key: m.Key, Bytes: b, Estimated: est, T: t, Notice: notice}
+}
+
+// noticeOf is when the users of the night at t are told.
+func noticeOf(t time.Time, lead time.Duration) time.Time {
+	if lead <= 0 {
+		lead = contract.DefaultNoticeLead
+	}
+	return t.Add(-lead)
+}
+
 // nightSpread plans the night's bulk passes under the tenant's limit (or
-// the pool's cap, if fewer), as package plan does for programme plan, and
-// returns how long before T-margin the first must begin, the wave's
-// Prestage.Spread, and how the passes begin over it, its Shape. Zero when
-// the night does not pre-stage, has a spread given, or no tenant limit. It plans the night alone: nights whose
-// passes overlap share the tenant, and only programme plan, which plans
-// them together, sees that.
-func nightSpread(mailboxes []estate.Mailbox, in ChooseNightInput) (time.Duration, []float64, error) {
+// the pool's cap, if fewer), as package plan does for programme plan,
+// after the passes of the nights before it (before, from nightsBefore),
+// which keep the lanes their plan gives them; it returns how long before
+// T-margin the first must begin, the wave's Prestage.Spread, and how the
+// passes begin over it, its Shape. Zero when the night does not
+// pre-stage, has a spread given, or no tenant limit.
+func nightSpread(mailboxes []estate.Mailbox, before []plan.Mailbox, in ChooseNightInput) (time.Duration, []float64, error) {
 	p := in.Prestage
 	if p == nil || p.Spread > 0 || p.TenantRate <= 0 {
 		return 0, nil, nil
 	}
-	notice := in.MigrateAt.Add(-in.Lead)
-	if in.Lead <= 0 {
-		notice = in.MigrateAt.Add(-contract.DefaultNoticeLead)
-	}
+	notice := noticeOf(in.MigrateAt, in.Lead)
 	ms := make([]plan.Mailbox, len(mailboxes))
 	for i, m := range mailboxes {
-		b, est := m.SizeBytes, m.SizeBytes <= 0
-		if est {
-			b = assumedBytes
-		}
-		ms[i] = plan.Mailbox{Key: m.Key, Bytes: b, Estimated: est, T: in.MigrateAt, Notice: notice}
+		ms[i] = planned(m, in.MigrateAt, notice)
 	}
 	limits := plan.Limits{MailboxRate: p.MailboxRate, TenantRate: contract.PoolRate(*p), Efficiency: p.Efficiency, PassOverhead: p.PassOverhead}
 	policy := plan.DefaultPolicy
 	policy.StartDelay, policy.Margin, policy.IncrementalEvery = p.StartDelay, p.Margin, p.IncrementalEvery
-	r, err := plan.Plan(ms, limits, policy)
+	r, _, err := plan.PlanAfter(before, ms, limits, policy)
 	switch {
 	case err != nil:
 		return 0, nil, temporal.NewNonRetryableApplicationError("planning the night's spread: "+err.Error(), contract.ErrTypeInvalidInput, err)

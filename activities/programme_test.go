@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"mailwave/contract"
 	"mailwave/roster/estate"
+	"mailwave/roster/wavefile"
 )
 
 // TestANightsSpreadIsPlannedFromItsSizes: 220 mailboxes of 1 GB under a
@@ -30,7 +32,7 @@ func TestANightsSpreadIsPlannedFromItsSizes(t *testing.T) {
 	p := &contract.Prestage{MailboxRate: 0.5e6, Efficiency: 0.9, PassOverhead: 2 * time.Minute, Margin: 24 * time.Hour,
 		StartDelay: time.Hour, Cap: 100, TenantRate: 10 * 0.45e6}
 	in := ChooseNightInput{MigrateAt: T, Lead: 14 * 24 * time.Hour, Prestage: p}
-	spread, shape, err := nightSpread(ms, in)
+	spread, shape, err := nightSpread(ms, nil, in)
 	require.NoError(t, err)
 	secs := 1e9 / 0.45e6
 	pass := time.Duration(secs*float64(time.Second)) + 2*time.Minute
@@ -49,9 +51,71 @@ func TestANightsSpreadIsPlannedFromItsSizes(t *testing.T) {
 		"no tenant":      {MailboxRate: 0.5e6, Efficiency: 0.9, Margin: 24 * time.Hour, Cap: 1},
 	} {
 		in.Prestage = q
-		spread, shape, err := nightSpread(ms, in)
+		spread, shape, err := nightSpread(ms, nil, in)
 		require.NoError(t, err, name)
 		assert.Zero(t, spread, name)
 		assert.Nil(t, shape, name)
+	}
+}
+
+// TestANightIsPlannedAfterTheNightsBeforeIt: a schedule's Saturday night
+// of 300 mailboxes of 2 GB, chosen and still to be copied, takes the
+// tenant's 10 lanes for the 37 h before its T-24h; Sunday's night, chosen
+// a day later, plans its passes around Saturday's: its spread is longer
+// than alone, by what Saturday takes of its window. A night of another
+// schedule on the Saturday is not read.
+func TestANightIsPlannedAfterTheNightsBeforeIt(t *testing.T) {
+	ctx := context.Background()
+	est, err := estate.OpenDir(t.TempDir())
+	require.NoError(t, err)
+	defer est.Close()
+	var ms []estate.Mailbox
+	for i := range 900 {
+		ms = append(ms, estate.Mailbox{Key: fmt.Sprintf("key-%04d", i), Address: fmt.Sprintf("user%04d@org.example", i),
+			Org: "org", DisplayName: "User", SizeBytes: 2e9})
+	}
+	now := time.Now()
+	_, err = est.Import(ctx, ms, now)
+	require.NoError(t, err)
+	require.NoError(t, est.SetOrg(ctx, estate.Org{Name: "org", State: estate.Ready, Reason: "pilot passed", By: "test", Since: now}))
+	a := NewProgramme(nil, est, wavefile.NewStore(t.TempDir()), nil)
+
+	p := &contract.Prestage{MailboxRate: 0.5e6, Efficiency: 0.9, PassOverhead: 2 * time.Minute, Margin: 24 * time.Hour,
+		StartDelay: time.Hour, Cap: 100, TenantRate: 10 * 0.45e6}
+	sat := now.Add(5 * 24 * time.Hour).UTC().Truncate(time.Second)
+	sun := sat.Add(24 * time.Hour)
+	choose := func(schedule string, at time.Time) ChooseNightResult {
+		in := ChooseNightInput{WaveID: contract.NightWaveID(schedule, at), MigrateAt: at, Schedule: schedule, N: 300, Seed: 1,
+			Zone: "UTC", Lead: 14 * 24 * time.Hour, Prestage: p}
+		res, err := a.ChooseNight(ctx, in)
+		require.NoError(t, err)
+		require.Equal(t, 300, res.Chosen)
+		return res
+	}
+	alone := choose("nights", sat)
+	require.Len(t, alone.Shape, contract.MaxPrestageShape)
+	secs := 2e9 / 0.45e6
+	pass := time.Duration(secs*float64(time.Second)) + 2*time.Minute
+	assert.InDelta(t, (30 * pass).Hours(), alone.Spread.Hours(), 0.01, "Saturday alone: 30 rounds of 10")
+	// A night of another schedule on the Saturday takes nothing from
+	// Sunday's plan.
+	choose("rehearsal", sat)
+
+	after := choose("nights", sun)
+	// Sunday's 30 rounds go into the 24 h after Saturday's deadline, and
+	// the rest before Saturday's 30 rounds: 30 + 30 rounds back from its
+	// deadline, but for the 24 h gap's part-round.
+	assert.Greater(t, after.Spread, alone.Spread+24*time.Hour)
+	assert.InDelta(t, (60 * pass).Hours(), after.Spread.Hours(), pass.Hours()+0.01)
+	require.NoError(t, (&contract.Prestage{MailboxRate: 0.5e6, Efficiency: 0.9, Margin: 24 * time.Hour, Cap: 1,
+		Spread: after.Spread, Shape: after.Shape}).Validate())
+	// Sunday's shape leaves Saturday's lanes: none of its passes begins
+	// between Saturday's first and its deadline less a pass.
+	satFirst := sat.Add(-24 * time.Hour).Add(-alone.Spread)
+	from := sun.Add(-24 * time.Hour).Add(-after.Spread)
+	for j, f := range after.Shape {
+		at := from.Add(time.Duration(f * float64(after.Spread)))
+		inside := at.After(satFirst.Add(time.Minute)) && at.Before(sat.Add(-24*time.Hour).Add(-pass))
+		assert.False(t, inside, "Sunday's point %d begins at %s, among Saturday's passes (%s to %s)", j, at, satFirst, sat.Add(-24*time.Hour))
 	}
 }

@@ -39,3 +39,19 @@ func TestAPrestageShapeIsCheckedAndPlacesByShare(t *testing.T) {
 		require.ErrorContains(t, p.Validate(), c.want, name)
 	}
 }
+
+func TestANightsTIsReadFromItsWaveID(t *testing.T) {
+	at := time.Date(2026, 12, 21, 20, 0, 0, 0, time.UTC)
+	got, ok := NightMigrateAt("nights", NightWaveID("nights", at))
+	require.True(t, ok)
+	require.Equal(t, at, got)
+	for _, c := range [][2]string{
+		{"nights", "rehearsal-20261221T200000Z"},
+		{"nights", "nights-weekend-20261221T200000Z"}, // another schedule whose name begins the same
+		{"nights", "nights-2026-12-21"},
+		{"", "-20261221T200000Z"},
+	} {
+		_, ok := NightMigrateAt(c[0], c[1])
+		require.False(t, ok, "%q of %q", c[1], c[0])
+	}
+}

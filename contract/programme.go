@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -102,7 +103,21 @@ const DefaultSupportBudget = 0.012
 // NightWaveID is the wave of a schedule's night at T: the schedule's name
 // and T in UTC to the second, so that each firing's night has its own.
 func NightWaveID(schedule string, t time.Time) string {
-	return schedule + "-" + t.UTC().Format("20060102T150405Z")
+	return schedule + "-" + t.UTC().Format(nightWaveIDTime)
+}
+
+const nightWaveIDTime = "20060102T150405Z"
+
+// NightMigrateAt is the T of the night of schedule whose wave ID is
+// waveID (NightWaveID's inverse); false for a wave ID of another schedule,
+// or none's.
+func NightMigrateAt(schedule, waveID string) (time.Time, bool) {
+	rest, ok := strings.CutPrefix(waveID, schedule+"-")
+	if !ok || schedule == "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(nightWaveIDTime, rest)
+	return t, err == nil
 }
 
 // NightSeed is the seed of a night's random sample: a hash of its wave ID,

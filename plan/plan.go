@@ -306,21 +306,33 @@ type Result struct {
 // Plan plans mailboxes under the limits and the policy. Keys must be
 // unique; sizes not negative; T and the notice set.
 func Plan(mailboxes []Mailbox, limits Limits, policy Policy) (Result, error) {
-	if err := limits.Check(); err != nil {
+	order, lanes, err := prepare(mailboxes, limits, policy)
+	if err != nil {
 		return Result{}, err
 	}
+	schedule(order, lanes, limits.Pace())
+	return result(order, limits, policy, lanes), nil
+}
+
+// prepare checks the input and makes its jobs, in the order they are laid
+// backwards into the lanes (latest deadline first, then the longest, then
+// by key, whatever the input's order), and the tenant's lanes (-1: none).
+func prepare(mailboxes []Mailbox, limits Limits, policy Policy) ([]*job, int, error) {
+	if err := limits.Check(); err != nil {
+		return nil, 0, err
+	}
 	if err := policy.Check(); err != nil {
-		return Result{}, err
+		return nil, 0, err
 	}
 	jobs := make([]job, len(mailboxes))
 	for i, m := range mailboxes {
 		switch {
 		case m.Key == "":
-			return Result{}, fmt.Errorf("plan: mailbox %d: no key", i)
+			return nil, 0, fmt.Errorf("plan: mailbox %d: no key", i)
 		case m.Bytes < 0:
-			return Result{}, fmt.Errorf("plan: mailbox %s: %d bytes", m.Key, m.Bytes)
+			return nil, 0, fmt.Errorf("plan: mailbox %s: %d bytes", m.Key, m.Bytes)
 		case m.T.IsZero() || (m.Notice.IsZero() && !policy.AtT):
-			return Result{}, fmt.Errorf("plan: mailbox %s: its T and its notice must be set", m.Key)
+			return nil, 0, fmt.Errorf("plan: mailbox %s: its T and its notice must be set", m.Key)
 		}
 		jobs[i] = newJob(m, limits, policy)
 	}
@@ -329,27 +341,32 @@ func Plan(mailboxes []Mailbox, limits Limits, policy Policy) (Result, error) {
 	for i := range jobs {
 		order[i] = &jobs[i]
 	}
-	byKey := func(a, b *job) int { return cmp.Compare(a.p.Key, b.p.Key) }
-	slices.SortFunc(order, byKey)
+	slices.SortFunc(order, jobsByKey)
 	for i := 1; i < len(order); i++ {
 		if order[i].p.Key == order[i-1].p.Key {
-			return Result{}, fmt.Errorf("plan: mailbox %s: listed twice", order[i].p.Key)
+			return nil, 0, fmt.Errorf("plan: mailbox %s: listed twice", order[i].p.Key)
 		}
 	}
-	// Latest deadline first, then the longest, then by key: the order the
-	// passes are laid backwards into the lanes, whatever the input's.
 	slices.SortFunc(order, func(a, b *job) int {
 		return cmp.Or(b.p.Deadline.Compare(a.p.Deadline), cmp.Compare(b.d, a.d), cmp.Compare(a.p.Key, b.p.Key))
 	})
-	r := Result{Lanes: -1}
+	lanes := -1
 	if limits.TenantRate > 0 {
-		r.Lanes = int(min(math.Floor(limits.TenantRate/limits.Pace()), math.MaxInt32))
+		lanes = int(min(math.Floor(limits.TenantRate/limits.Pace()), math.MaxInt32))
 	}
-	schedule(order, r.Lanes, limits.Pace())
+	return order, lanes, nil
+}
+
+func jobsByKey(a, b *job) int { return cmp.Compare(a.p.Key, b.p.Key) }
+
+// result is the plan of laid jobs: each finished, in key order, with the
+// days, the peak and the nights.
+func result(order []*job, limits Limits, policy Policy, lanes int) Result {
+	r := Result{Lanes: lanes}
 	for _, j := range order {
 		finish(j, limits, policy)
 	}
-	slices.SortFunc(order, byKey)
+	slices.SortFunc(order, jobsByKey)
 	r.Mailboxes = make([]Planned, len(order))
 	for i, j := range order {
 		r.Mailboxes[i] = j.p
@@ -359,7 +376,7 @@ func Plan(mailboxes []Mailbox, limits Limits, policy Policy) (Result, error) {
 	}
 	r.Days, r.PeakCopies, r.PeakAt, r.PeakRate = days(order, limits.Pace())
 	r.Nights = nights(order, limits, policy, r.Lanes)
-	return r, nil
+	return r
 }
 
 // job is a mailbox being planned: d is its pass's length, final the
