@@ -213,6 +213,9 @@ func (a *ProgrammeActivities) nightsBefore(ctx context.Context, in ChooseNightIn
 		if err != nil {
 			return nil, err
 		}
+		if activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, len(out)) // a night of 83,000 read
+		}
 		for _, m := range night.Mailboxes {
 			if m.Outcome == "" {
 				out = append(out, planned(m, t, noticeOf(t, in.Lead)))
