@@ -191,12 +191,14 @@ func (a *ProgrammeActivities) chooseNight(ctx context.Context, in ChooseNightInp
 }
 
 // nightsBefore are the mailboxes still to be copied of the nights of the
-// same schedule whose T is after now and no later than the night's: their
-// passes pre-stage into the same tenant, and the tenant's pool grants
-// theirs first. Nights chosen by hand (no schedule), or of another
-// schedule, are not read.
+// same schedule whose bulk passes are not due yet (T-Margin after now)
+// and whose T is no later than the night's: their passes pre-stage into
+// the same tenant, and the tenant's pool grants theirs first. They are
+// planned from now at the earliest (what ran before is not known here:
+// a mailbox pre-staged already is counted as still to copy). Nights chosen
+// by hand (no schedule), or of another schedule, are not read.
 func (a *ProgrammeActivities) nightsBefore(ctx context.Context, in ChooseNightInput, now time.Time) ([]plan.Mailbox, error) {
-	if in.Schedule == "" {
+	if in.Schedule == "" || in.Prestage == nil {
 		return nil, nil
 	}
 	nights, err := a.estate.Nights(ctx)
@@ -206,7 +208,7 @@ func (a *ProgrammeActivities) nightsBefore(ctx context.Context, in ChooseNightIn
 	var out []plan.Mailbox
 	for _, n := range nights {
 		t, ok := contract.NightMigrateAt(in.Schedule, n.Name)
-		if !ok || n.Name == in.WaveID || n.InFlight == 0 || !t.After(now) || t.After(in.MigrateAt) {
+		if !ok || n.Name == in.WaveID || n.InFlight == 0 || !t.Add(-in.Prestage.Margin).After(now) || t.After(in.MigrateAt) {
 			continue
 		}
 		night, err := a.estate.Night(ctx, n.Name)
@@ -218,7 +220,7 @@ func (a *ProgrammeActivities) nightsBefore(ctx context.Context, in ChooseNightIn
 		}
 		for _, m := range night.Mailboxes {
 			if m.Outcome == "" {
-				out = append(out, planned(m, t, noticeOf(t, in.Lead)))
+				out = append(out, planned(m, t, maxTime(noticeOf(t, in.Lead), now)))
 			}
 		}
 	}
@@ -528,4 +530,11 @@ func cmpErr(first, err error) error {
 		return first
 	}
 	return err
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

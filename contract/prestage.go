@@ -56,9 +56,11 @@ type Prestage struct {
 	// 0: each planned alone.
 	Spread time.Duration `json:",omitempty"`
 	// Shape, with a Spread, places the bulk passes over it as the plan
-	// starts them, not evenly: the mailbox at share s of the wave (its
-	// index over the wave's size) begins at T-Margin-Spread plus
-	// Shape[floor(s*len(Shape))] of the Spread. Its values are fractions
+	// starts them, not evenly: the place of the mailbox at share s of the
+	// wave (its index over the wave's size) is T-Margin-Spread plus
+	// Shape[floor(s*len(Shape))] of the Spread, and it begins there or at
+	// its own latest start, whichever is earlier (never before its notice
+	// and StartDelay), as with an even spread. Its values are fractions
 	// in [0, 1], not decreasing, at most MaxPrestageShape of them: the
 	// quantiles of the night's planned starts (plan.Result.Shape). Where
 	// the night's passes share the tenant's lanes with another night's,

@@ -1,7 +1,6 @@
 package plan
 
 import (
-	"container/heap"
 	"fmt"
 	"slices"
 	"sort"
@@ -19,7 +18,7 @@ import (
 // night the lanes nearest its deadline and move the launched nights'
 // passes earlier, where they no longer can go.)
 //
-// The result is the mailboxes' plan only, as Plan's; Earlier is the plan
+// The result is the mailboxes' plan only, as Plan's, and before the plan
 // of the nights before. With no tenant limit nights do not share lanes,
 // and it is Plan's.
 func PlanAfter(earlier, mailboxes []Mailbox, limits Limits, policy Policy) (r, before Result, err error) {
@@ -41,56 +40,44 @@ func PlanAfter(earlier, mailboxes []Mailbox, limits Limits, policy Policy) (r, b
 // span is a time a lane is taken, [from, to).
 type span struct{ from, to time.Time }
 
-// laneBusy deals the planned passes out to lanes (each to a lane free at
-// its start, the one free longest; the passes never take more than the
-// lanes at once, as Plan lays them), each lane's spans in time order.
+// laneBusy is each lane's passes, in time order, in the lanes the plan
+// laid them in (with no limit of lanes, Plan gives each pass its own).
 func laneBusy(planned []Planned, lanes int) [][]span {
-	var passes []span
-	for _, m := range planned {
-		if m.Problem == nil && m.End.After(m.Start) {
-			passes = append(passes, span{m.Start, m.End})
-		}
-	}
-	slices.SortFunc(passes, func(a, b span) int { return a.from.Compare(b.from) })
 	busy := make([][]span, lanes)
-	free := &laneEnds{}
-	for i := range lanes {
-		heap.Push(free, laneEnd{lane: i})
-	}
-	for _, p := range passes {
-		if free.Len() == 0 {
-			break // no lanes at all
+	for _, m := range planned {
+		if m.Problem != nil || !m.End.After(m.Start) {
+			continue
 		}
-		l := heap.Pop(free).(laneEnd) // ends first: free at p.from, as Plan lays them
-		busy[l.lane] = append(busy[l.lane], p)
-		heap.Push(free, laneEnd{lane: l.lane, end: p.to})
+		for m.lane >= len(busy) {
+			busy = append(busy, nil)
+		}
+		busy[m.lane] = append(busy[m.lane], span{m.Start, m.End})
+	}
+	for _, b := range busy {
+		slices.SortFunc(b, func(x, y span) int { return x.from.Compare(y.from) })
 	}
 	return busy
 }
 
 // layAround lays the jobs, in their order (latest deadline first, then the
 // longest), backwards into lanes already taken by busy: each job goes to
-// the lane where it can end latest, no later than its deadline and that
-// lane's frontier (before which the lane is free of the jobs laid so far),
-// in a gap of the busy spans long enough for it; that lane's frontier
-// moves to its start. As in schedule, the time a lane leaves above a
-// frontier is of no use to the jobs after (their deadlines are no later).
-// A job that fits no lane after its earliest: TenantLimitTooLow.
+// the lane where it can end latest, no later than its deadline, in a gap
+// of that lane's spans (the earlier nights' passes and the jobs laid so
+// far) long enough for it, and its pass joins that lane's spans. A job
+// that fits no lane after its earliest: TenantLimitTooLow.
 func layAround(jobs []*job, busy [][]span, pace float64) {
-	frontier := make([]time.Time, len(busy))
 	for _, j := range jobs {
 		if j.p.Problem != nil {
 			continue
 		}
 		best, bestEnd := -1, time.Time{}
 		for l := range busy {
-			limit := j.p.Deadline
-			if !frontier[l].IsZero() && frontier[l].Before(limit) {
-				limit = frontier[l]
-			}
-			end, ok := latestGap(busy[l], limit, j.d, j.p.Earliest)
+			end, ok := latestGap(busy[l], j.p.Deadline, j.d, j.p.Earliest)
 			if ok && (best < 0 || end.After(bestEnd)) {
 				best, bestEnd = l, end
+				if end.Equal(j.p.Deadline) {
+					break // no lane does better
+				}
 			}
 		}
 		if best < 0 {
@@ -98,51 +85,29 @@ func layAround(jobs []*job, busy [][]span, pace float64) {
 				NeededHours: j.d.Hours(), AvailableHours: j.p.Deadline.Sub(j.p.Earliest).Hours()}
 			continue
 		}
-		j.p.Start, j.p.End, j.p.Rate = bestEnd.Add(-j.d), bestEnd, pace
-		frontier[best] = j.p.Start
+		j.p.Start, j.p.End, j.p.Rate, j.p.lane = bestEnd.Add(-j.d), bestEnd, pace, best
+		b := busy[best]
+		i, _ := slices.BinarySearchFunc(b, j.p.Start, func(x span, t time.Time) int { return x.from.Compare(t) })
+		busy[best] = slices.Insert(b, i, span{j.p.Start, j.p.End})
 	}
 }
 
 // latestGap is the latest end, no later than limit, of a pass of d that
-// takes none of the lane's busy spans (in time order) and starts no
-// sooner than earliest.
+// takes none of the lane's busy spans (in time order, not overlapping)
+// and starts no sooner than earliest.
 func latestGap(spans []span, limit time.Time, d time.Duration, earliest time.Time) (time.Time, bool) {
 	end := limit
 	// The spans beginning before limit; those after cannot be in the way.
 	n := sort.Search(len(spans), func(i int) bool { return !spans[i].from.Before(limit) })
 	for i := n - 1; i >= 0; i-- {
 		s := spans[i]
-		if !s.from.Before(end) {
-			continue // after the pass
-		}
 		if !s.to.After(end.Add(-d)) {
-			break // before it, and so is every one before this
+			break // before the pass, and so is every one before this
 		}
 		end = s.from // in the way: the pass ends where it begins
+		if end.Add(-d).Before(earliest) {
+			return end, false
+		}
 	}
 	return end, !end.Add(-d).Before(earliest)
-}
-
-// laneEnd is a lane and when its last pass ends.
-type laneEnd struct {
-	lane int
-	end  time.Time
-}
-
-type laneEnds []laneEnd
-
-func (h laneEnds) Len() int { return len(h) }
-func (h laneEnds) Less(i, j int) bool {
-	if !h[i].end.Equal(h[j].end) {
-		return h[i].end.Before(h[j].end)
-	}
-	return h[i].lane < h[j].lane
-}
-func (h laneEnds) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *laneEnds) Push(x any)   { *h = append(*h, x.(laneEnd)) }
-func (h *laneEnds) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
 }

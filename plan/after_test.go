@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"mailwave/contract"
 )
 
 // oneLane is the documented budget at full efficiency, no overhead, and a
@@ -54,6 +56,44 @@ func TestPlanAfterLaysPassesAroundTheNightsBefore(t *testing.T) {
 			b := r.Mailboxes[0]
 			require.False(t, b.Start.Before(a.End) && a.Start.Before(b.End), "b %s-%s overlaps %s %s-%s", b.Start, b.End, a.Key, a.Start, a.End)
 		}
+	}
+}
+
+// One lane: the night before's pass of 10 h ends at its deadline, 24 h
+// before the night's. The night's 30 h pass goes before it; its 5 h pass,
+// laid after the longer, still takes the free 24 h nearest its deadline.
+func TestPlanAfterAShorterPassTakesTheGapALongerOneSkipped(t *testing.T) {
+	tA := night
+	tB := tA.Add(24 * time.Hour)
+	r, _, err := PlanAfter([]Mailbox{told("a", 10, tA)}, []Mailbox{told("b1", 30, tB), told("b2", 5, tB)}, oneLane, dayMargin)
+	require.NoError(t, err)
+	require.Zero(t, r.Infeasible)
+	dB := tB.Add(-dayMargin.Margin)
+	b1, b2 := byKey(r, "b1"), byKey(r, "b2")
+	require.Equal(t, dB.Add(-64*time.Hour), b1.Start.Round(time.Second), "before a")
+	require.Equal(t, dB.Add(-5*time.Hour), b2.Start.Round(time.Second), "in the gap after a")
+	require.Equal(t, 64*time.Hour, r.Nights[0].Spread(dayMargin.Margin).Round(time.Second))
+}
+
+// Passes of the nights before that end before the night's earliest start
+// take nothing from it: its plan is Plan's.
+func TestPlanAfterPassesLongBeforeTakeNothing(t *testing.T) {
+	limits := DefaultLimits
+	limits.TenantRate = 51e6
+	ms := weeknight(2_000, night, 7)
+	var earlier []Mailbox
+	for _, m := range weeknight(2_000, night.Add(-20*24*time.Hour), 8) {
+		m.Key = "before-" + m.Key
+		earlier = append(earlier, m)
+	}
+	want, err := Plan(ms, limits, DefaultPolicy)
+	require.NoError(t, err)
+	got, before, err := PlanAfter(earlier, ms, limits, DefaultPolicy)
+	require.NoError(t, err)
+	require.Len(t, before.Mailboxes, 2_000)
+	require.Equal(t, want.Nights, got.Nights)
+	for i := range want.Mailboxes {
+		require.Equal(t, want.Mailboxes[i].Start, got.Mailboxes[i].Start, want.Mailboxes[i].Key)
 	}
 }
 
@@ -114,7 +154,7 @@ func TestPlanAfterKeepsAWeekendInTimeInThePool(t *testing.T) {
 		for i, m := range boxes {
 			start, _ := BulkStart(m.Bytes, m.Notice, m.T, limits, policy)
 			deadline := m.T.Add(-policy.Margin)
-			share := shape[i*len(shape)/len(boxes)]
+			share := contract.Prestage{Shape: shape}.ShapeAt(float64(i) / float64(len(boxes)))
 			if place := deadline.Add(-spread + time.Duration(share*float64(spread))); place.Before(start) {
 				start = maxTime(place, m.Notice.Add(policy.StartDelay))
 			}

@@ -211,6 +211,9 @@ type Planned struct {
 	IncrementalBytes int64
 	FinalDeltaBytes  int64
 	Problem          *Problem `json:",omitempty"`
+	// lane is the lane the pass is laid in (PlanAfter keeps the passes
+	// of the nights before it in theirs).
+	lane int
 }
 
 // Day is one UTC date of the plan: the most bulk passes running at once on
@@ -256,8 +259,9 @@ func (n Night) Spread(margin time.Duration) time.Duration {
 // at which the passes of that share of the night, in the order of their
 // starts, begin. A wave whose mailboxes begin where their share falls in
 // it begins them as planned, not evenly: where another night's passes
-// take the lanes the plan leaves a gap. Nil when the night has no spread
-// or no pass planned.
+// take the lanes the plan leaves a gap. The quantiles are of the passes
+// planned: a mailbox that cannot be done (Problem) starts at its earliest
+// whatever its place. Nil when the night has no spread or no pass planned.
 func (r Result) Shape(t time.Time, margin time.Duration, points int) []float64 {
 	i := slices.IndexFunc(r.Nights, func(n Night) bool { return n.T.Equal(t) })
 	if i < 0 || points <= 0 {
@@ -416,6 +420,7 @@ func newJob(m Mailbox, l Limits, p Policy) job {
 func schedule(jobs []*job, lanes int, pace float64) {
 	limited := lanes >= 0 && lanes < len(jobs)
 	var free frontiers
+	next := 0 // unlimited: each pass its own lane
 	for _, j := range jobs {
 		if j.p.Problem != nil {
 			continue
@@ -424,10 +429,10 @@ func schedule(jobs []*job, lanes int, pace float64) {
 		if limited && len(free) < lanes {
 			// A lane not used yet: free up to this deadline (and still
 			// so if this pass gets no room).
-			heap.Push(&free, end)
+			heap.Push(&free, frontier{at: end, lane: len(free)})
 		}
 		if limited && len(free) > 0 {
-			end = minTime(end, free[0])
+			end = minTime(end, free[0].at)
 		}
 		start := end.Add(-j.d)
 		if start.Before(j.p.Earliest) || (limited && len(free) == 0) {
@@ -437,8 +442,11 @@ func schedule(jobs []*job, lanes int, pace float64) {
 		}
 		j.p.Start, j.p.End, j.p.Rate = start, start.Add(j.d), pace
 		if limited {
-			free[0] = start
+			j.p.lane = free[0].lane
+			free[0].at = start
 			heap.Fix(&free, 0)
+		} else {
+			j.p.lane, next = next, next+1
 		}
 	}
 }
@@ -628,12 +636,18 @@ func makespan(works []time.Duration, lanes int) time.Duration {
 }
 
 // frontiers is a max-heap of times.
-type frontiers []time.Time
+// frontier is a lane and the time before which it is free.
+type frontier struct {
+	at   time.Time
+	lane int
+}
+
+type frontiers []frontier
 
 func (f frontiers) Len() int           { return len(f) }
-func (f frontiers) Less(i, j int) bool { return f[i].After(f[j]) }
+func (f frontiers) Less(i, j int) bool { return f[i].at.After(f[j].at) }
 func (f frontiers) Swap(i, j int)      { f[i], f[j] = f[j], f[i] }
-func (f *frontiers) Push(x any)        { *f = append(*f, x.(time.Time)) }
+func (f *frontiers) Push(x any)        { *f = append(*f, x.(frontier)) }
 func (f *frontiers) Pop() any {
 	old := *f
 	x := old[len(old)-1]

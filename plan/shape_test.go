@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"mailwave/contract"
 )
 
 func TestShapeIsTheQuantilesOfThePlannedStarts(t *testing.T) {
@@ -84,10 +86,7 @@ func TestAShapedSpreadKeepsThePlanInThePool(t *testing.T) {
 			for i, m := range boxes {
 				start, _ := BulkStart(m.Bytes, m.Notice, m.T, limits, policy)
 				deadline := m.T.Add(-policy.Margin)
-				share := float64(i) / float64(len(boxes))
-				if shaped {
-					share = shape[int(share*float64(len(shape)))]
-				}
+				share := contract.Prestage{Shape: shape}.ShapeAt(float64(i) / float64(len(boxes)))
 				if place := deadline.Add(-spread + time.Duration(share*float64(spread))); place.Before(start) {
 					start = maxTime(place, m.Notice.Add(policy.StartDelay))
 				}
