@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -183,4 +184,32 @@ func TestPlanAfterKeepsAWeekendInTimeInThePool(t *testing.T) {
 	require.Greater(t, aloneSun, 1000, "alone, Sunday's passes queue behind Saturday's")
 	require.Less(t, afterSun, 83, "after Saturday, under 1 % of Sunday's")
 	require.Less(t, afterSat+afterSun, (aloneSat+aloneSun)/10)
+}
+
+// BenchmarkPlanAfterThirteenNights plans a weeknight of 22,000 after the
+// thirteen nights before it at the programme's full size (two weekends of
+// 83,000: 469,000 mailboxes) under 510 MB/s, 1,133 lanes, as ChooseNight
+// does (go test -run '^$' -bench PlanAfterThirteenNights -benchtime 1x
+// ./plan).
+func BenchmarkPlanAfterThirteenNights(b *testing.B) {
+	limits := DefaultLimits
+	limits.TenantRate = 510e6
+	var earlier []Mailbox
+	for k := range 13 {
+		n := 22_000
+		if k%7 == 5 || k%7 == 6 {
+			n = 83_000
+		}
+		for _, m := range weeknight(n, night.Add(time.Duration(k)*24*time.Hour), uint64(k)) {
+			m.Key = fmt.Sprintf("%02d-%s", k, m.Key)
+			earlier = append(earlier, m)
+		}
+	}
+	boxes := weeknight(22_000, night.Add(13*24*time.Hour), 99)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := PlanAfter(earlier, boxes, limits, DefaultPolicy); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
