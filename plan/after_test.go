@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"mailwave/contract"
 )
 
 // oneLane is the documented budget at full efficiency, no overhead, and a
@@ -150,18 +148,7 @@ func TestPlanAfterKeepsAWeekendInTimeInThePool(t *testing.T) {
 
 	requests := func(boxes []Mailbox, r Result) []poolRequest {
 		n := r.Nights[0]
-		spread, shape := n.Spread(policy.Margin), r.Shape(n.T, policy.Margin, 64)
-		var out []poolRequest
-		for i, m := range boxes {
-			start, _ := BulkStart(m.Bytes, m.Notice, m.T, limits, policy)
-			deadline := m.T.Add(-policy.Margin)
-			share := contract.Prestage{Shape: shape}.ShapeAt(float64(i) / float64(len(boxes)))
-			if place := deadline.Add(-spread + time.Duration(share*float64(spread))); place.Before(start) {
-				start = maxTime(place, m.Notice.Add(policy.StartDelay))
-			}
-			out = append(out, poolRequest{at: start, t: m.T, d: limits.PassDuration(m.Bytes), deadline: deadline})
-		}
-		return out
+		return passesAsked(boxes, n.Spread(policy.Margin), r.Shape(n.T, policy.Margin, 64), limits, policy)
 	}
 	late := func(sunPlan Result) (satLate, sunLate int, worst time.Duration) {
 		for _, r := range simulatePool(append(requests(satBoxes, satPlan), requests(sunBoxes, sunPlan)...), satPlan.Lanes) {

@@ -82,16 +82,7 @@ func TestAShapedSpreadKeepsThePlanInThePool(t *testing.T) {
 				shape = r.Shape(n.T, policy.Margin, 64)
 				require.Len(t, shape, 64)
 			}
-			boxes := byNight[n.T]
-			for i, m := range boxes {
-				start, _ := BulkStart(m.Bytes, m.Notice, m.T, limits, policy)
-				deadline := m.T.Add(-policy.Margin)
-				share := contract.Prestage{Shape: shape}.ShapeAt(float64(i) / float64(len(boxes)))
-				if place := deadline.Add(-spread + time.Duration(share*float64(spread))); place.Before(start) {
-					start = maxTime(place, m.Notice.Add(policy.StartDelay))
-				}
-				reqs = append(reqs, poolRequest{at: start, t: m.T, d: limits.PassDuration(m.Bytes), deadline: deadline})
-			}
+			reqs = append(reqs, passesAsked(byNight[n.T], spread, shape, limits, policy)...)
 		}
 		for _, q := range simulatePool(reqs, r.Lanes) {
 			if q.end.After(q.deadline) {
@@ -109,6 +100,25 @@ func TestAShapedSpreadKeepsThePlanInThePool(t *testing.T) {
 	require.Greater(t, evenDeadline, 100)
 	require.Less(t, shapedDeadline, evenDeadline/5)
 	require.Zero(t, shapedT)
+}
+
+// passesAsked are a night's bulk passes (boxes, in wave order) asking the
+// pool where the mailbox workflow puts them: the earlier of its own latest
+// start and its place in the wave's spread, through the shape (nil:
+// evenly), never before its notice and the start delay.
+func passesAsked(boxes []Mailbox, spread time.Duration, shape []float64, limits Limits, policy Policy) []poolRequest {
+	p := contract.Prestage{Shape: shape}
+	out := make([]poolRequest, 0, len(boxes))
+	for i, m := range boxes {
+		start, _ := BulkStart(m.Bytes, m.Notice, m.T, limits, policy)
+		deadline := m.T.Add(-policy.Margin)
+		share := p.ShapeAt(float64(i) / float64(len(boxes)))
+		if place := deadline.Add(-spread + time.Duration(share*float64(spread))); place.Before(start) {
+			start = maxTime(place, m.Notice.Add(policy.StartDelay))
+		}
+		out = append(out, poolRequest{at: start, t: m.T, d: limits.PassDuration(m.Bytes), deadline: deadline})
+	}
+	return out
 }
 
 // poolRequest is a pass asking the pool for a place at `at`, for d, for a

@@ -288,15 +288,24 @@ func (s *MailboxSuite) TestPrestageOfUnknownSizeStartsAtItsEarliest() {
 
 // TestPrestageSpreadByWaveIndex: with a spread, a wave's bulk passes begin
 // one after another by index over the spread before T-Margin, each no
-// later than it needs alone.
+// later than it needs alone: evenly, or, with the plan's shape, where its
+// share of the wave falls in it (here the first half at the spread's
+// beginning, the second three quarters into it: a gap where another
+// night's passes take the lanes).
 func (s *MailboxSuite) TestPrestageSpreadByWaveIndex() {
+	gap := []float64{0, 0, 0.75, 0.75}
 	for _, c := range []struct {
 		index int
+		shape []float64
 		want  time.Duration // before T
 	}{
-		{0, 72 * time.Hour}, // T-24h-48h: earlier than the 29 h it needs alone
-		{5, 48 * time.Hour}, // half-way
-		{9, 29 * time.Hour}, // its place (T-28.8h) is later than it needs alone
+		{0, nil, 72 * time.Hour}, // T-24h-48h: earlier than the 29 h it needs alone
+		{5, nil, 48 * time.Hour}, // half-way
+		{9, nil, 29 * time.Hour}, // its place (T-28.8h) is later than it needs alone
+		{0, gap, 72 * time.Hour}, // the shape's 0: T-24h-48h
+		{4, gap, 72 * time.Hour}, // still in the first half
+		{5, gap, 36 * time.Hour}, // 3/4 of the 48 h: T-24h-12h, not half-way
+		{9, gap, 36 * time.Hour},
 	} {
 		s.SetupTest()
 		s.expectNotices()
@@ -305,40 +314,10 @@ func (s *MailboxSuite) TestPrestageSpreadByWaveIndex() {
 		s.chainedCopies(&from)
 		s.expectCutover()
 		in := s.prestaged(20 * 24 * time.Hour)
-		in.Prestage.IncrementalEvery, in.Prestage.Spread = 0, 48*time.Hour
+		in.Prestage.IncrementalEvery, in.Prestage.Spread, in.Prestage.Shape = 0, 48*time.Hour, c.shape
 		in.WaveIndex, in.WaveSize = c.index, 10
 		s.env.ExecuteWorkflow(MailboxMigration, in)
 		s.Equal(contract.OutcomeMigrated, s.result().Outcome)
-		s.WithinDuration(in.MigrateAt.Add(-c.want), s.callsOf("copy:bulk")[0], 5*time.Second, "index %d", c.index)
-	}
-}
-
-// TestPrestageSpreadByTheShape: with the plan's shape, a mailbox begins
-// where its share of the wave falls in the shape, not evenly: here the
-// first half at the spread's beginning, the second three quarters into it
-// (a gap where another night's passes take the lanes).
-func (s *MailboxSuite) TestPrestageSpreadByTheShape() {
-	for _, c := range []struct {
-		index int
-		want  time.Duration // before T
-	}{
-		{0, 72 * time.Hour}, // the shape's 0: T-24h-48h
-		{4, 72 * time.Hour}, // still in the first half
-		{5, 36 * time.Hour}, // 3/4 of the 48 h: T-24h-12h, not half-way
-		{9, 36 * time.Hour},
-	} {
-		s.SetupTest()
-		s.expectNotices()
-		s.expectPreflight(9e9) // 5 h: alone at T-29h
-		var from []uint32
-		s.chainedCopies(&from)
-		s.expectCutover()
-		in := s.prestaged(20 * 24 * time.Hour)
-		in.Prestage.IncrementalEvery, in.Prestage.Spread = 0, 48*time.Hour
-		in.Prestage.Shape = []float64{0, 0, 0.75, 0.75}
-		in.WaveIndex, in.WaveSize = c.index, 10
-		s.env.ExecuteWorkflow(MailboxMigration, in)
-		s.Equal(contract.OutcomeMigrated, s.result().Outcome)
-		s.WithinDuration(in.MigrateAt.Add(-c.want), s.callsOf("copy:bulk")[0], 5*time.Second, "index %d", c.index)
+		s.WithinDuration(in.MigrateAt.Add(-c.want), s.callsOf("copy:bulk")[0], 5*time.Second, "index %d, shape %v", c.index, c.shape)
 	}
 }
